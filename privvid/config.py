@@ -1,0 +1,85 @@
+"""Typed configuration for the dataset processors, with presets.
+
+``tiny`` is what a 2-core laptop runs; ``paper`` follows the papers' settings
+(Mask2Mesh: 432x240 clips). Engine (training) configs live in ``privvid.engine.config``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    backend: str = "mediapipe"          # registered name, see privvid.detect.DETECTORS
+    weights: Path | None = None          # yolo: ultralytics weights file
+    sam_weights: Path | None = None      # sam: segment-anything checkpoint (box-prompted refinement)
+    sam_model: str = "vit_b"
+    threshold: float = 0.2               # mask probability threshold
+    dilate: int = 11                     # dilation kernel (px at output resolution)
+    temporal: int = 2                    # union of masks over +-temporal frames
+    min_score: float = 0.3
+
+
+@dataclass(frozen=True)
+class InpaintConfig:
+    backend: str = "propagate"           # registered name, see privvid.inpaint.INPAINTERS
+    weights: Path | None = None
+    window: int = 24                     # frames per streamed window
+    radius: int = 5                      # OpenCV inpainting radius for never-seen pixels
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    body_model: Path | None = None       # SMPL-X model file (.npz); None = embedded mannequin
+    gender: str = "neutral"
+    pose_backend: str = "mediapipe"      # registered name, see privvid.mesh.POSE_SOURCES
+    pose_weights: Path | None = None
+    smooth: float = 1.0                  # temporal smoothing strength (0 = off)
+    save_params: bool = False
+
+
+@dataclass(frozen=True)
+class AnonymizeConfig:
+    mode: str = "remove"                 # remove | blur | pixelate | solid | mesh
+    resize: tuple[int, int] | None = None  # (width, height); None keeps the input size
+    fps: float | None = None             # None keeps the input frame rate
+    save_masks: bool = False
+    crf: int = 18
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    blur_kernel: int = 51
+    pixel_block: int = 16
+    solid_color: tuple[int, int, int] = (128, 128, 128)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    def with_(self, **changes: Any) -> "AnonymizeConfig":
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, AnonymizeConfig] = {
+    "tiny": AnonymizeConfig(),
+    "paper": AnonymizeConfig(resize=(432, 240)),
+}
+
+
+def preset(name: str) -> AnonymizeConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,21 @@
+"""Exceptions shared across privvid. Every message is meant to be shown to a user as is."""
+
+
+class PrivvidError(Exception):
+    """Base class: an error privvid explains itself."""
+
+
+class BadInput(PrivvidError):
+    """An input clip cannot be read or is not a video privvid accepts."""
+
+
+class MissingWeights(PrivvidError):
+    """A backend needs a weights / model file that is not where the user said."""
+
+    def __init__(self, what: str, path: object, hint: str) -> None:
+        super().__init__(f"{what} not found at {path}. {hint}")
+        self.path = path
+
+
+class BackendFailure(PrivvidError):
+    """A processor raised or returned an invalid result; the clip must be quarantined."""

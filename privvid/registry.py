@@ -1,0 +1,48 @@
+"""Name -> backend registries, one per kind of processor.
+
+Each kind (detector, inpainter, pose source, ...) owns one :class:`Registry`
+declared in its package ``__init__``. Entries are ``"module:attribute"`` strings
+so heavy backends (mediapipe, ultralytics, torch) are imported only when used.
+Adding a backend is one new file plus one ``register`` line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+
+class UnknownBackend(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+class Registry:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, str | Callable[..., Any]] = {}
+
+    def register(self, name: str, target: str | Callable[..., Any]) -> None:
+        """Register ``target`` (a factory or a lazy ``"pkg.mod:attr"`` path) as ``name``."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} backend {name!r} is already registered")
+        self._entries[name] = target
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def resolve(self, name: str) -> Callable[..., Any]:
+        try:
+            target = self._entries[name]
+        except KeyError:
+            raise UnknownBackend(
+                f"unknown {self.kind} backend {name!r}; choose one of: {', '.join(self.names())}"
+            ) from None
+        if isinstance(target, str):
+            module_name, _, attr = target.partition(":")
+            target = getattr(importlib.import_module(module_name), attr)
+            self._entries[name] = target
+        return target
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve(name)(*args, **kwargs)
