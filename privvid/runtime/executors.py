@@ -1,0 +1,106 @@
+"""Where jobs run: in this process, in a local process pool, or on a Ray cluster.
+
+Every executor takes a picklable function and items and yields ``(item, result)`` as
+jobs finish. The function must catch its own errors and return them as results; an
+executor only reports what kills a worker (a crash in native code), as ``WorkerDied``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from privvid.errors import PrivvidError
+
+
+class WorkerDied(PrivvidError):
+    """The process running a job ended abnormally (e.g. a segfault in a native library)."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]: ...
+
+
+class InlineExecutor:
+    """Runs jobs one after another in this process (``--workers 1``)."""
+
+    name = "inline"
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        for item in items:
+            yield item, fn(item)
+
+
+class ProcessExecutor:
+    """A pool of ``workers`` spawned processes; a job whose worker dies is retried once alone."""
+
+    name = "processes"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+
+    def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        suspects: list[Any] = []
+        with self._pool(self.workers) as pool:
+            futures = {pool.submit(fn, item): item for item in items}
+            try:
+                for future in cf.as_completed(futures):
+                    item = futures[future]
+                    try:
+                        yield item, future.result()
+                    except cf.process.BrokenProcessPool:
+                        suspects.append(item)
+            finally:
+                for future in futures:
+                    future.cancel()
+        # a crashed worker breaks the whole pool: rerun each job it took down in a pool of its own,
+        # so one bad clip cannot fail its neighbours
+        for item in suspects:
+            with self._pool(1) as pool:
+                try:
+                    yield item, pool.submit(fn, item).result()
+                except cf.process.BrokenProcessPool:
+                    yield item, WorkerDied("the worker process died while processing this clip")
+
+
+class RayExecutor:
+    """Jobs as Ray tasks (one CPU each) on a running cluster (``address``) or a local one."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus_per_job: float = 1.0) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise PrivvidError("the ray executor needs Ray: pip install 'privvid[ray]'") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        self.num_cpus = num_cpus_per_job
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        ray = self._ray
+        remote = ray.remote(num_cpus=self.num_cpus, max_retries=1)(fn)
+        refs = {remote.remote(item): item for item in items}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    yield refs[ref], ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    yield refs[ref], WorkerDied(f"ray task failed: {exc}")
+
+
+def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
+    if kind == "ray":
+        return RayExecutor(address)
+    if kind != "local":
+        raise PrivvidError(f"unknown executor {kind!r}; choose local or ray")
+    return InlineExecutor() if workers <= 1 else ProcessExecutor(workers)

@@ -1,0 +1,81 @@
+"""The run ledger: one SQLite row per clip, so a re-run resumes where the last one stopped.
+
+A clip counts as done only when its outputs were renamed into place *and* its row says
+``done`` with the same input hash and parameter hash; anything else is redone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS clips (
+    relpath     TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    input_hash  TEXT,
+    params_hash TEXT NOT NULL,
+    status      TEXT NOT NULL,       -- running | done | failed
+    reason      TEXT,
+    frames      INTEGER,
+    seconds     REAL,
+    updated     REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    relpath: str
+    source: str
+    input_hash: str | None
+    params_hash: str
+    status: str
+    reason: str | None
+    frames: int | None
+    seconds: float | None
+
+
+class Ledger:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def get(self, relpath: str) -> LedgerRow | None:
+        row = self._db.execute(
+            "SELECT relpath, source, input_hash, params_hash, status, reason, frames, seconds "
+            "FROM clips WHERE relpath = ?", (relpath,)
+        ).fetchone()
+        return LedgerRow(*row) if row else None
+
+    def is_done(self, relpath: str, input_hash: str, params_hash: str) -> bool:
+        row = self.get(relpath)
+        return bool(row and row.status == "done" and row.input_hash == input_hash
+                    and row.params_hash == params_hash)
+
+    def mark(self, relpath: str, source: str, params_hash: str, status: str, *, input_hash: str | None = None,
+             reason: str | None = None, frames: int | None = None, seconds: float | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO clips (relpath, source, input_hash, params_hash, status, reason, frames, seconds, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(relpath) DO UPDATE SET source=excluded.source,"
+            " input_hash=excluded.input_hash, params_hash=excluded.params_hash, status=excluded.status,"
+            " reason=excluded.reason, frames=excluded.frames, seconds=excluded.seconds, updated=excluded.updated",
+            (relpath, source, input_hash, params_hash, status, reason, frames, seconds, time.time()),
+        )
+
+    def rows(self, status: str | None = None) -> list[LedgerRow]:
+        query = "SELECT relpath, source, input_hash, params_hash, status, reason, frames, seconds FROM clips"
+        args: tuple[str, ...] = ()
+        if status:
+            query += " WHERE status = ?"
+            args = (status,)
+        return [LedgerRow(*r) for r in self._db.execute(query + " ORDER BY relpath", args)]
+
+    def close(self) -> None:
+        self._db.close()
