@@ -32,15 +32,20 @@ class Registry:
         return sorted(self._entries)
 
     def resolve(self, name: str) -> Callable[..., Any]:
+        """The factory registered as ``name``; a ``"package.module:attr"`` name not registered
+        here is imported directly, so a user's own backend works without editing privvid."""
         try:
-            target = self._entries[name]
+            target = self._entries[name] if ":" not in name else self._entries.get(name, name)
         except KeyError:
             raise UnknownBackend(
                 f"unknown {self.kind} backend {name!r}; choose one of: {', '.join(self.names())}"
             ) from None
         if isinstance(target, str):
             module_name, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module_name), attr)
+            try:
+                target = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                raise UnknownBackend(f"{self.kind} backend {name!r} cannot be loaded: {exc}") from exc
             self._entries[name] = target
         return target
 

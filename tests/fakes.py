@@ -1,0 +1,106 @@
+"""Small deterministic stand-ins used by unit tests (never by the product).
+
+``ColorKeyDetector`` finds "people" painted pure magenta in generated clips, so pipeline
+tests know exactly which pixels must disappear. It is loaded through the registry's
+``module:attr`` form (``fakes:ColorKeyDetector``), which also works in spawned workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from privvid.detect.base import Detections
+
+MAGENTA = np.array([255, 0, 255], dtype=np.uint8)
+
+
+class ColorKeyDetector:
+    name = "colorkey"
+
+    def __init__(self, cfg=None) -> None:  # noqa: ANN001 - DetectConfig
+        self.cfg = cfg
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        diff = np.abs(frame.astype(np.int16) - MAGENTA).sum(axis=2)
+        person = diff < 90
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(person.astype(np.uint8))
+        h, w = person.shape
+        masks, boxes = [], []
+        for i in range(1, count):
+            x, y, bw, bh, area = stats[i]
+            if area < 4:
+                continue
+            masks.append(labels == i)
+            boxes.append([x, y, x + bw, y + bh])
+        if not masks:
+            return Detections.empty(h, w)
+        return Detections(np.stack(masks), np.asarray(boxes, np.float32), np.ones(len(masks), np.float32))
+
+    def info(self) -> dict:
+        return {"name": self.name}
+
+
+class FailingDetector(ColorKeyDetector):
+    """Raises on the 5th frame of a clip: the pipeline must quarantine the clip."""
+
+    name = "failing"
+
+    def reset(self) -> None:
+        self.seen = 0
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        self.seen = getattr(self, "seen", 0) + 1
+        if self.seen == 5:
+            raise RuntimeError("injected backend failure")
+        return super().__call__(frame)
+
+
+def moving_square_frames(n: int = 30, width: int = 96, height: int = 64, size: int = 16) -> list[np.ndarray]:
+    """A textured static background with a magenta square walking left to right."""
+    rng = np.random.default_rng(1)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), (7, 7), 0)
+    frames = []
+    for i in range(n):
+        frame = background.copy()
+        x = int(4 + (width - size - 8) * i / max(1, n - 1))
+        y = height // 2 - size // 2
+        frame[y:y + size, x:x + size] = MAGENTA
+        frames.append(frame)
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 24, codec: str = "libx264",
+                audio: bool = False, metadata: dict | None = None) -> Path:
+    """Encode frames losslessly enough for tests (crf 0 / yuv444 keeps magenta exact)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container = av.open(str(path), "w")
+    if metadata:
+        container.metadata.update(metadata)
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = frames[0].shape[:2]
+    stream.pix_fmt = "yuv444p" if codec == "libx264" else "yuv420p"
+    if codec == "libx264":
+        stream.options = {"crf": "0"}
+    audio_stream = container.add_stream("aac", rate=44100) if audio else None
+    for frame in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    if audio_stream is not None:
+        samples = np.zeros((1, 1024 * 20), dtype=np.float32)
+        audio_frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        audio_frame.sample_rate = 44100
+        for packet in audio_stream.encode(audio_frame):
+            container.mux(packet)
+        for packet in audio_stream.encode():
+            container.mux(packet)
+    container.close()
+    return path

@@ -1,0 +1,153 @@
+"""Unit tests for privvid.io on generated fixtures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from fakes import moving_square_frames, write_video
+from privvid.errors import BadInput
+from privvid.io import VideoWriter, discover, output_size, probe, read_frames
+from privvid.io.masks import MaskWriter
+
+
+def test_discover_layouts(tmp_path):
+    frames = moving_square_frames(3)
+    write_video(tmp_path / "single.mp4", frames)
+    assert [c.relpath for c in discover(tmp_path / "single.mp4").clips] == ["single"]
+
+    tree = tmp_path / "tree"
+    write_video(tree / "jumping" / "a.mp4", frames)
+    write_video(tree / "jumping" / "a.avi", frames, codec="mpeg4")
+    write_video(tree / "running" / "b c é.mkv", frames)
+    (tree / "running" / "notes.txt").write_text("not a video")
+    frame_dir = tree / "dancing" / "clip1"
+    frame_dir.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(frame_dir / f"{i:05d}.jpg"), f)
+    found = discover(tree)
+    rels = [c.relpath for c in found.clips]
+    # colliding stems keep their extension; unicode and spaces survive; frame folders are clips
+    assert rels == ["dancing/clip1", "jumping/a.avi", "jumping/a.mp4", "running/b c é"]
+    assert [c.label for c in found.clips] == ["dancing", "jumping", "jumping", "running"]
+    assert [p.name for p in found.ignored] == ["notes.txt"]
+    # a frame folder given directly is one clip
+    assert [c.relpath for c in discover(frame_dir).clips] == ["clip1"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty file"), (b"this is plain text, not a video\n" * 20, "not a video"),],
+)
+def test_probe_rejects_non_videos(tmp_path, content, message):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(BadInput, match=message):
+        probe(bad)
+
+
+def test_truncated_video_is_bad_input(tmp_path):
+    good = write_video(tmp_path / "good.mp4", moving_square_frames(40))
+    data = good.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(BadInput):
+        info = probe(cut)
+        list(read_frames(cut, info=info))
+
+
+def test_read_resize_grayscale_and_resample(tmp_path):
+    frames = [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for f in moving_square_frames(24)]
+    path = tmp_path / "gray.mp4"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=24)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "gray"
+    for f in frames:
+        for p in stream.encode(av.VideoFrame.from_ndarray(f[..., 0], format="gray")):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
+    container.close()
+    out = list(read_frames(path, size=(48, 32)))
+    assert len(out) == 24 and out[0].shape == (32, 48, 3) and out[0].dtype == np.uint8
+    # 24 fps -> 12 fps keeps every other frame
+    assert len(list(read_frames(path, fps=12))) == 12
+    assert len(list(read_frames(path, fps=48))) == 48
+
+
+def test_output_size_is_even_and_bounded(tmp_path):
+    odd = write_video(tmp_path / "odd.mp4", [f[:63, :95] for f in moving_square_frames(3)], codec="mpeg4")
+    info = probe(odd)
+    assert (info.width, info.height) == (95, 63)
+    assert output_size(info, None) == (94, 62)
+    assert output_size(info, (433, 241)) == (432, 240)
+
+
+def test_writer_is_atomic_and_strips_audio_and_metadata(tmp_path):
+    src = write_video(tmp_path / "src.mp4", moving_square_frames(10), audio=True,
+                      metadata={"title": "secret name", "location": "+48.85+002.35/"})
+    assert probe(src).has_audio
+    dst = tmp_path / "out" / "clip.mp4"
+    writer = VideoWriter(dst, 96, 64, 24)
+    for frame in read_frames(src):
+        writer.write(frame)
+    assert not dst.exists(), "nothing may appear under the final name before commit"
+    writer.commit()
+    with av.open(str(dst)) as container:
+        assert not container.streams.audio
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
+        assert "title" not in container.metadata and "location" not in container.metadata
+        assert not any("Lav" in v for v in container.metadata.values())
+        assert sum(1 for _ in container.decode(video=0)) == 10
+    assert not list(dst.parent.glob(".*partial*"))
+
+
+def test_writer_abort_leaves_nothing(tmp_path):
+    dst = tmp_path / "clip.mp4"
+    writer = VideoWriter(dst, 96, 64, 24)
+    writer.write(moving_square_frames(1)[0])
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError):
+        VideoWriter(tmp_path / "odd.mp4", 95, 64, 24)
+
+
+def test_mask_writer_roundtrip(tmp_path, rng):
+    masks = rng.random((7, 13, 21)) > 0.5
+    writer = MaskWriter(tmp_path / "m.masks.npz", 13, 21)
+    for m in masks:
+        writer.write(m)
+    path = writer.commit()
+    loaded = np.load(path)["masks"]
+    assert loaded.dtype == bool and loaded.shape == masks.shape
+    assert np.array_equal(loaded, masks)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.masks.npz"]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command (apt-get install ffmpeg)")
+def test_rotation_metadata_is_applied(tmp_path):
+    src = write_video(tmp_path / "src.mp4", moving_square_frames(4), codec="mpeg4")
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated)],
+                   check=True)
+    info = probe(rotated)
+    assert info.rotation in (90, 270)
+    assert info.display_size == (64, 96)
+    first = next(read_frames(rotated))
+    assert first.shape == (96, 64, 3)
+    # reference: ffmpeg's own auto-rotation (what players show) must match what privvid reads
+    upright = tmp_path / "upright.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(rotated), "-c:v", "libx264", "-pix_fmt", "yuv444p",
+                    "-crf", "0", str(upright)], check=True)
+    with av.open(str(upright)) as container:
+        reference = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert reference.shape == first.shape
+    assert np.abs(first.astype(int) - reference.astype(int)).mean() < 3
+    # and it is a real quarter turn, not the unrotated picture
+    assert first.shape[:2] != next(read_frames(src)).shape[:2]
