@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from privvid.cli import anonymize, doctor
+from privvid.cli import anonymize, doctor, shards
 
 app = typer.Typer(
     name="privvid",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (anonymize, doctor):
+for _module in (anonymize, doctor, shards):
     _module.register(app)
 
 

@@ -23,7 +23,7 @@ $VPY -m pip install -q --upgrade pip
 # torch 2.14.1 + torchvision 0.29.1 is the pair measured to work together on CPU here
 # (torch 2.13.0 CPU alone breaks torchvision, which ultralytics and segment-anything need).
 $VPY -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-$VPY -m pip install -q -e ".[yolo,sam,bench,test]"
+$VPY -m pip install -q -e ".[yolo,sam,bench,ray,test]"
 # mediapipe pulls opencv-contrib-python, ultralytics pulls opencv-python: both install a `cv2`
 # package into the same folder. Keep exactly one (contrib is the superset).
 cv2_version=$($VPY -c "import importlib.metadata as m; print(m.version('opencv-contrib-python'))")

@@ -104,3 +104,34 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 24, codec: str 
             container.mux(packet)
     container.close()
     return path
+
+
+class SlowDetector(ColorKeyDetector):
+    """Takes 0.2 s a frame: long enough for a clip timeout to fire."""
+
+    name = "slow"
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        import time
+
+        time.sleep(0.2)
+        return super().__call__(frame)
+
+
+class WrongShapeInpainter:
+    """Returns frames of the wrong size: the pipeline must refuse to write them."""
+
+    name = "wrong-shape"
+    context = 0
+
+    def __init__(self, cfg=None) -> None:  # noqa: ANN001
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return frames[:, :-2]
+
+    def info(self) -> dict:
+        return {"name": self.name}

@@ -1,0 +1,181 @@
+"""Dataset runs: bad inputs each get a reason and the run goes on; SIGKILL and resume; workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from fakes import moving_square_frames, write_video
+from privvid.anonymize import anonymize_dataset
+from privvid.config import AnonymizeConfig, DetectConfig
+
+FAKE = DetectConfig(backend="fakes:ColorKeyDetector", dilate=3, temporal=1)
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def make_bad_inputs(root: Path) -> None:
+    frames = moving_square_frames(12)
+    write_video(root / "good.mp4", frames)
+    (root / "zero.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("hello, I am not a video\n" * 10)
+    data = write_video(root / "tmp_full.mp4", moving_square_frames(60)).read_bytes()
+    (root / "tmp_full.mp4").unlink()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 4])
+    write_video(root / "one frame.mp4", frames[:1])
+    write_video(root / "odd size.mp4", [f[:63, :95] for f in frames], codec="mpeg4")
+    write_video(root / "ünïcödé 名前.mp4", frames)
+    write_video(root / "with audio.mp4", frames, audio=True)
+    gray = root / "gray.mp4"
+    container = av.open(str(gray), "w")
+    stream = container.add_stream("libx264", rate=24)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "gray"
+    for f in frames:
+        for p in stream.encode(av.VideoFrame.from_ndarray(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), format="gray")):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
+    container.close()
+    # variable frame rate: irregular timestamps
+    from fractions import Fraction
+
+    container = av.open(str(root / "vfr.mp4"), "w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, 1000)
+    t = 0
+    for i, f in enumerate(frames):
+        vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+        vf.pts, vf.time_base = t, Fraction(1, 1000)
+        t += 20 if i % 2 else 50
+        for p in stream.encode(vf):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
+    container.close()
+    big = np.zeros((4320, 7680, 3), np.uint8)
+    big[2000:2400, 3000:3400] = [255, 0, 255]
+    write_video(root / "huge 8k.mp4", [big, big], codec="mpeg4")
+
+
+def test_bad_inputs_get_reasons_and_the_run_goes_on(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_bad_inputs(src)
+    summary = anonymize_dataset(src, out, AnonymizeConfig(detect=FAKE))
+    status = {o.relpath: (o.status, o.reason) for o in summary.outcomes}
+    for bad, words in {"zero": "empty", "text": "not a video", "truncated": ""}.items():
+        assert status[bad][0] == "failed", bad
+        assert words in status[bad][1] and "\n" not in status[bad][1]
+        assert not (out / f"{bad}.mp4").exists()
+    for good in ("good", "one frame", "odd size", "ünïcödé 名前", "with audio", "gray", "vfr", "huge 8k"):
+        assert status[good][0] == "done", (good, status[good])
+        assert (out / f"{good}.mp4").exists() and (out / f"{good}.json").exists()
+    with av.open(str(out / "odd size.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (94, 62)
+    with av.open(str(out / "with audio.mp4")) as c:
+        assert not c.streams.audio
+    side = json.loads((out / "huge 8k.json").read_text())
+    assert max(side["output"]["width"], side["output"]["height"]) <= 3840
+    assert any("resized" in n for n in side["notes"])
+    assert any("variable frame rate" in n for n in json.loads((out / "vfr.json").read_text())["notes"])
+    assert json.loads((out / "one frame.json").read_text())["output"]["frames"] == 1
+    failed = [json.loads(line)["relpath"] for line in (out / ".privvid" / "quarantine.jsonl").read_text().splitlines()]
+    assert sorted(failed) == ["text", "truncated", "zero"]
+
+
+def test_cli_exit_code_and_summary(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "ok.mp4", moving_square_frames(8))
+    (src / "broken.mp4").write_bytes(b"")
+    proc = subprocess.run(
+        [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--mode", "blur",
+         "--detector", "fakes:ColorKeyDetector", "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(TESTS), "COLUMNS": "200"},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 done" in proc.stdout and "1 failed" in proc.stdout and "empty file" in proc.stdout
+    assert (out / "ok.mp4").exists() and not (out / "broken.mp4").exists()
+
+
+def _done(out: Path) -> list[str]:
+    db_path = out / ".privvid" / "ledger.sqlite"
+    if not db_path.exists():
+        return []
+    with sqlite3.connect(db_path, timeout=5) as db:
+        return [r[0] for r in db.execute("select relpath from clips where status='done'")]
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(6):
+        write_video(src / f"clip{i}.mp4", moving_square_frames(24))
+    cmd = [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--quiet",
+           "--detector", "fakes:SlowDetector", "--inpainter", "opencv"]
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_done(out)) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # now it is in the middle of a clip
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _done(out)
+    assert 2 <= len(finished) < 6, "the kill must land mid-run"
+    mtimes = {name: (out / f"{name}.mp4").stat().st_mtime_ns for name in finished}
+    partials = [p for p in out.rglob("*") if p.is_file() and ".partial" in p.name]
+    assert partials, "the killed clip left its temp file (hidden, never under a final name)"
+    visible = sorted(p.name for p in out.glob("*.mp4"))
+    assert visible == sorted(f"{n}.mp4" for n in finished), "no half-written clip under a final name"
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert sorted(_done(out)) == [f"clip{i}" for i in range(6)]
+    for name, mtime in mtimes.items():
+        assert (out / f"{name}.mp4").stat().st_mtime_ns == mtime, f"{name} was redone"
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
+    for i in range(6):
+        with av.open(str(out / f"clip{i}.mp4")) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 24
+
+
+def test_worker_processes_match_inline(tmp_path):
+    src = tmp_path / "in"
+    for i in range(3):
+        write_video(src / f"c{i}.mp4", moving_square_frames(10))
+    cfg = AnonymizeConfig(mode="solid", detect=FAKE, save_masks=True)
+    inline = anonymize_dataset(src, tmp_path / "a", cfg, workers=1)
+    pooled = anonymize_dataset(src, tmp_path / "b", cfg, workers=2)
+    assert [o.status for o in pooled.outcomes] == ["done"] * 3
+    for i in range(3):
+        a = np.load(tmp_path / "a" / f"c{i}.masks.npz")["masks"]
+        b = np.load(tmp_path / "b" / f"c{i}.masks.npz")["masks"]
+        assert np.array_equal(a, b)
+    assert inline.frames == pooled.frames == 30
+
+
+def test_ray_executor_runs_clips_as_tasks(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    src = tmp_path / "in"
+    for i in range(2):
+        write_video(src / f"r{i}.mp4", moving_square_frames(8))
+    # Ray's worker processes must be able to import the test-only backend
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(mode="pixelate", detect=FAKE),
+                                    executor="ray")
+    finally:
+        ray.shutdown()
+    assert [o.status for o in summary.outcomes] == ["done", "done"], [o.reason for o in summary.outcomes]
+    for i in range(2):
+        assert json.loads((tmp_path / "out" / f"r{i}.json").read_text())["output"]["frames"] == 8
