@@ -118,23 +118,25 @@ def _done(out: Path) -> list[str]:
 def test_sigkill_mid_run_then_resume(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(6):
-        write_video(src / f"clip{i}.mp4", moving_square_frames(24))
+        write_video(src / f"clip{i}.mp4", moving_square_frames(48))
     cmd = [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--quiet",
            "--detector", "fakes:SlowDetector", "--inpainter", "opencv"]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while len(_done(out)) < 2 and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # now it is in the middle of a clip
+    def partials() -> list[Path]:
+        return [p for p in out.rglob("*") if p.is_file() and ".partial" in p.name]
+
+    # kill while a clip is being encoded: after two clips are done and a temp file exists
+    while (len(_done(out)) < 2 or not partials()) and time.time() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished = _done(out)
     assert 2 <= len(finished) < 6, "the kill must land mid-run"
     mtimes = {name: (out / f"{name}.mp4").stat().st_mtime_ns for name in finished}
-    partials = [p for p in out.rglob("*") if p.is_file() and ".partial" in p.name]
-    assert partials, "the killed clip left its temp file (hidden, never under a final name)"
-    visible = sorted(p.name for p in out.glob("*.mp4"))
+    assert partials(), "the killed clip left its temp file (hidden, never under a final name)"
+    visible = sorted(p.name for p in out.glob("*.mp4") if not p.name.startswith("."))
     assert visible == sorted(f"{n}.mp4" for n in finished), "no half-written clip under a final name"
 
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -142,10 +144,10 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert sorted(_done(out)) == [f"clip{i}" for i in range(6)]
     for name, mtime in mtimes.items():
         assert (out / f"{name}.mp4").stat().st_mtime_ns == mtime, f"{name} was redone"
-    assert not [p for p in out.rglob("*") if ".partial" in p.name]
+    assert not partials()
     for i in range(6):
         with av.open(str(out / f"clip{i}.mp4")) as c:
-            assert sum(1 for _ in c.decode(video=0)) == 24
+            assert sum(1 for _ in c.decode(video=0)) == 48
 
 
 def test_worker_processes_match_inline(tmp_path):
