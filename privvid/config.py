@@ -29,6 +29,16 @@ class InpaintConfig:
     weights: Path | None = None
     window: int = 24                     # frames per streamed window
     radius: int = 5                      # OpenCV inpainting radius for never-seen pixels
+    # fields below: see docs/inpaint.md for what they do and the measurements behind the defaults
+    method: str = "telea"                # OpenCV inpainting: telea | ns
+    context: int = 4                     # propagate: context frames on each side of a window
+    align: str = "auto"                  # propagate: auto | static | homography (camera motion model)
+    margin: int = 2                      # propagate: px around a mask never used as a source
+    max_probes: int = 12                 # propagate (moving camera): source frames tried per frame
+    blend: bool = True                   # propagate: diffuse the colour mismatch at the hole border
+    spatial_scale: float = 0.5           # propagate: scale at which never-seen pixels are inpainted
+    motion_scale: float = 0.5            # propagate: scale of the camera-motion estimate
+    static_px: float = 0.3               # propagate: camera moves when features shift more (px)
 
 
 @dataclass(frozen=True)

@@ -26,3 +26,47 @@ class Inpainter(Protocol):
     def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
 
     def info(self) -> dict[str, Any]: ...
+
+
+def check_window(frames: np.ndarray, masks: np.ndarray, context: int = 0) -> None:
+    """Raise ``ValueError`` with a readable reason unless ``frames``/``masks`` form a valid window."""
+    if not isinstance(frames, np.ndarray) or not isinstance(masks, np.ndarray):
+        raise ValueError(
+            f"inpainter expects numpy arrays, got frames={type(frames).__name__}, masks={type(masks).__name__}"
+        )
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got dtype {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (T, H, W, 3), got {frames.shape}")
+    if masks.dtype != np.bool_:
+        raise ValueError(f"masks must be bool, got dtype {masks.dtype}")
+    if masks.shape != frames.shape[:3]:
+        raise ValueError(f"masks must have shape (T, H, W) = {frames.shape[:3]}, got {masks.shape}")
+    if frames.shape[0] == 0:
+        raise ValueError("empty window: no frames")
+    if frames.shape[1] < 2 or frames.shape[2] < 2:
+        raise ValueError(f"frames are too small to inpaint: {frames.shape[1]}x{frames.shape[2]}")
+    if context < 0:
+        raise ValueError(f"context must be >= 0, got {context}")
+
+
+def inpaint_clip(inpainter: Inpainter, frames: np.ndarray, masks: np.ndarray, window: int = 24) -> np.ndarray:
+    """Run ``inpainter`` over a whole in-memory clip the way the streaming pipeline does.
+
+    Windows hold ``window`` core frames plus up to ``inpainter.context`` frames of context
+    on each side (none before the first window, fewer after the last); only core outputs
+    are kept. For tests and benchmarks: the pipeline streams and never holds a whole clip.
+    """
+    check_window(frames, masks)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    ctx = int(inpainter.context)
+    inpainter.reset()
+    out = np.empty_like(frames)
+    n = len(frames)
+    for start in range(0, n, window):
+        stop = min(start + window, n)
+        lo, hi = max(0, start - ctx), min(n, stop + ctx)
+        filled = inpainter(frames[lo:hi], masks[lo:hi])
+        out[start:stop] = filled[start - lo:stop - lo]
+    return out

@@ -1,0 +1,310 @@
+"""``propagate`` (embedded default): fill people with real background seen in other frames.
+
+For every masked pixel of a frame the nearest frame in time (inside the window, or the
+running background model carried over from earlier windows) in which that pixel is
+background supplies its value:
+
+* static camera (detected per window from tracked background features): a per-pixel
+  nearest-visible-frame search, fully vectorised; values are copied exactly;
+* moving camera: neighbour frames are aligned to the target with homographies chained
+  from frame-to-frame estimates (see :mod:`privvid.inpaint.motion`) and probed in order
+  of time distance until the hole is filled or ``max_probes`` frames were tried.
+
+The colour mismatch between the propagated pixels and the current frame on a thin ring
+around the hole is diffused into the hole (push-pull interpolation), so exposure changes
+leave no visible seam. Pixels never seen as background in any available frame are
+filled with OpenCV inpainting (Telea/NS) from their surroundings.
+
+Guarantees: unmasked pixels are returned bit-exact; every masked pixel is written from
+another frame's background or from spatial inpainting, never from the frame's own
+masked value; pixels within ``margin`` px of a mask are never used as a source.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+
+import privvid
+from privvid.config import InpaintConfig
+from privvid.inpaint import motion as mo
+from privvid.inpaint.base import check_window
+from privvid.inpaint.classical import METHODS, spatial_fill
+
+ALIGN_MODES = ("auto", "static", "homography")
+RING = 3           # px of unmasked border used to measure the colour mismatch
+MAX_RESIDUAL = 40  # a larger mismatch on the ring is misalignment, not exposure: clipped
+PROBE_DISTANCES = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64)
+
+
+class PropagationInpainter:
+    name = "propagate"
+
+    def __init__(self, config: InpaintConfig | None = None) -> None:
+        cfg = config or InpaintConfig()
+        if cfg.align not in ALIGN_MODES:
+            raise ValueError(f"unknown align mode {cfg.align!r}; choose one of {', '.join(ALIGN_MODES)}")
+        if cfg.method not in METHODS:
+            raise ValueError(f"unknown OpenCV inpainting method {cfg.method!r}; choose telea or ns")
+        if cfg.context < 0 or cfg.margin < 0 or cfg.max_probes < 1:
+            raise ValueError("context and margin must be >= 0 and max_probes >= 1")
+        if not (0 < cfg.spatial_scale <= 1 and 0 < cfg.motion_scale <= 1):
+            raise ValueError("spatial_scale and motion_scale must be in (0, 1]")
+        self.config = cfg
+        self.context = int(cfg.context)
+        self._kernel = np.ones((2 * cfg.margin + 1, 2 * cfg.margin + 1), np.uint8) if cfg.margin else None
+        self._ring_kernel = np.ones((2 * RING + 1, 2 * RING + 1), np.uint8)
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        self._ref: dict[str, Any] | None = None
+        self.stats = {"windows": 0, "static_windows": 0, "moving_windows": 0, "frames": 0,
+                      "masked_px": 0, "propagated_px": 0, "spatial_px": 0}
+        self.timings = {"motion": 0.0, "propagate": 0.0, "blend": 0.0, "spatial": 0.0}
+
+    def info(self) -> dict[str, Any]:
+        c = self.config
+        masked = max(self.stats["masked_px"], 1)
+        return {
+            "name": self.name,
+            "version": privvid.__version__,
+            "opencv": cv2.__version__,
+            "params": {
+                "window": c.window, "context": c.context, "align": c.align, "margin": c.margin,
+                "max_probes": c.max_probes, "blend": c.blend, "method": c.method, "radius": c.radius,
+                "spatial_scale": c.spatial_scale, "motion_scale": c.motion_scale, "static_px": c.static_px,
+            },
+            "stats": dict(self.stats, propagated_share=round(self.stats["propagated_px"] / masked, 4)),
+        }
+
+    # ------------------------------------------------------------------ main
+    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        check_window(frames, masks, self.context)
+        cfg = self.config
+        T, H, W = masks.shape
+        if self._ref is not None and self._ref["frame"].shape[:2] != (H, W):
+            self._ref = None  # a new size means a new clip: old background is useless
+        out = frames.copy()
+        self.stats["windows"] += 1
+        self.stats["frames"] += T
+
+        t0 = time.perf_counter()
+        grays = [mo.to_gray(f, cfg.motion_scale) for f in frames] if cfg.align != "static" else None
+        small_shape = grays[0].shape if grays else None
+        valid_small = [mo.small_valid(m, small_shape, 1) for m in masks] if grays else None
+        steps: list[mo.Motion] = []
+        ref_motion: mo.Motion | None = None
+        any_mask = bool(masks.any())
+        if grays is not None and any_mask:
+            steps = [mo.estimate(grays[t], grays[t + 1], valid_small[t], valid_small[t + 1],
+                                 cfg.motion_scale, cfg.static_px) for t in range(T - 1)]
+            if self._ref is not None:
+                ref_motion = mo.estimate(self._ref["gray"], grays[0], self._ref["valid_small"], valid_small[0],
+                                         cfg.motion_scale, cfg.static_px)
+        static = cfg.align == "static" or (
+            cfg.align == "auto" and all(s.static for s in steps) and (ref_motion is None or ref_motion.static))
+        self.timings["motion"] += time.perf_counter() - t0
+
+        if any_mask:
+            t0 = time.perf_counter()
+            src_valid = self._source_valid(masks)
+            ext = self._extend(masks) if cfg.blend else masks
+            if static:
+                prop, got, dist = self._propagate_static(frames, src_valid, ext)
+            else:
+                prop, got, dist = self._propagate_moving(frames, src_valid, ext, steps, ref_motion)
+            self.timings["propagate"] += time.perf_counter() - t0
+            self.stats["static_windows" if static else "moving_windows"] += 1
+
+            for t in range(T):
+                hole = masks[t]
+                if not hole.any():
+                    continue
+                use = hole & got[t]
+                if cfg.blend and use.any():
+                    t1 = time.perf_counter()
+                    self._blend(frames[t], prop[t], got[t], ext[t], hole)
+                    self.timings["blend"] += time.perf_counter() - t1
+                out[t][use] = prop[t][use]
+                rest = hole & ~got[t]
+                if rest.any():
+                    t1 = time.perf_counter()
+                    spatial_fill(out[t], rest, cfg.radius, cfg.method, cfg.spatial_scale)
+                    self.timings["spatial"] += time.perf_counter() - t1
+                n_hole, n_use = int(hole.sum()), int(use.sum())
+                self.stats["masked_px"] += n_hole
+                self.stats["propagated_px"] += n_use
+                self.stats["spatial_px"] += n_hole - n_use
+        else:
+            got = np.zeros_like(masks)
+            dist = None
+
+        # the last core frame's result becomes the background model for the next window
+        k = T - 1 - self.context if T - 1 - self.context >= 0 else T - 1
+        known = ~masks[k] | got[k]
+        age = np.zeros((H, W), np.float32)
+        if dist is not None:
+            age[masks[k]] = np.where(np.isfinite(dist[k][masks[k]]), dist[k][masks[k]], 0)
+        gray = grays[k] if grays is not None else None
+        self._ref = {"frame": out[k].copy(), "known": known, "age": age, "gray": gray,
+                     "valid_small": valid_small[k] if valid_small is not None else None}
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _source_valid(self, masks: np.ndarray) -> np.ndarray:
+        if self._kernel is None:
+            return ~masks
+        return np.stack([cv2.dilate(m.view(np.uint8), self._kernel) == 0 for m in masks])
+
+    def _extend(self, masks: np.ndarray) -> np.ndarray:
+        return np.stack([cv2.dilate(m.view(np.uint8), self._ring_kernel) > 0 for m in masks])
+
+    def _propagate_static(self, frames: np.ndarray, valid: np.ndarray, ext: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest frame (past, future or the carried model) where each pixel is background."""
+        T, H, W = valid.shape
+        ref = self._ref
+        fwd = np.empty((T, H, W), np.int16)
+        cur = np.full((H, W), -2, np.int16)  # -2: never seen, -1: carried model
+        if ref is not None:
+            cur[ref["known"]] = -1
+        for t in range(T):
+            fwd[t] = cur
+            np.putmask(cur, valid[t], t)
+        bwd = np.empty((T, H, W), np.int16)
+        cur = np.full((H, W), -2, np.int16)
+        for t in range(T - 1, -1, -1):
+            bwd[t] = cur
+            np.putmask(cur, valid[t], t)
+
+        ts, ys, xs = np.nonzero(ext)
+        f, b = fwd[ts, ys, xs], bwd[ts, ys, xs]
+        inf = np.float32(np.inf)
+        tsf = ts.astype(np.float32)
+        ref_dist = tsf + 1 + (ref["age"][ys, xs] if ref is not None else 0)
+        df = np.where(f >= 0, tsf - f, np.where(f == -1, ref_dist, inf)).astype(np.float32)
+        db = np.where(b >= 0, b - tsf, inf).astype(np.float32)
+        use_b = db < df
+        src = np.where(use_b, b, f)
+        d = np.minimum(df, db)
+        ok = np.isfinite(d)
+
+        prop = np.zeros_like(frames)
+        got = np.zeros((T, H, W), bool)
+        dist = np.full((T, H, W), np.inf, np.float32)
+        from_frames = ok & (src >= 0)
+        tt, yy, xx = ts[from_frames], ys[from_frames], xs[from_frames]
+        prop[tt, yy, xx] = frames[src[from_frames], yy, xx]
+        if ref is not None:
+            from_ref = ok & (src == -1)
+            prop[ts[from_ref], ys[from_ref], xs[from_ref]] = ref["frame"][ys[from_ref], xs[from_ref]]
+        got[ts[ok], ys[ok], xs[ok]] = True
+        dist[ts[ok], ys[ok], xs[ok]] = d[ok]
+        return prop, got, dist
+
+    def _propagate_moving(self, frames: np.ndarray, valid: np.ndarray, ext: np.ndarray,
+                          steps: list[mo.Motion], ref_motion: mo.Motion | None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probe neighbour frames, aligned by chained homographies, nearest in time first."""
+        T, H, W = valid.shape
+        ref = self._ref
+        to0 = [mo.IDENTITY]  # frame t -> frame 0
+        for s in steps:
+            to0.append(to0[-1] @ np.linalg.inv(s.matrix))
+        ref_to0 = None
+        if ref is not None:
+            ref_to0 = ref_motion.matrix if ref_motion is not None else mo.IDENTITY
+        valid8 = valid.view(np.uint8) * np.uint8(255)
+        ref_valid8 = ref["known"].view(np.uint8) * np.uint8(255) if ref is not None else None
+
+        prop = np.zeros_like(frames)
+        got = np.zeros((T, H, W), bool)
+        dist = np.full((T, H, W), np.inf, np.float32)
+        for t in range(T):
+            if not ext[t].any():
+                continue
+            ys, xs = np.nonzero(ext[t])
+            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+            h, w = y1 - y0, x1 - x0
+            rem = ext[t][y0:y1, x0:x1].copy()
+            vals = np.zeros((h, w, 3), np.uint8)
+            have = np.zeros((h, w), bool)
+            dd = np.full((h, w), np.inf, np.float32)
+            from0 = np.linalg.inv(to0[t])
+            shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
+            for d, s in self._probe_order(t, T, ref is not None):
+                if s >= 0:
+                    mat, img, val8 = shift @ from0 @ to0[s], frames[s], valid8[s]
+                else:
+                    mat, img, val8 = shift @ from0 @ ref_to0, ref["frame"], ref_valid8
+                warped = cv2.warpPerspective(img, mat, (w, h), flags=cv2.INTER_LINEAR,
+                                             borderMode=cv2.BORDER_CONSTANT)
+                wv = cv2.warpPerspective(val8, mat, (w, h), flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                take = rem & (wv == 255)
+                if take.any():
+                    vals[take] = warped[take]
+                    have |= take
+                    dd[take] = d
+                    rem &= ~take
+                    if not rem.any():
+                        break
+            prop[t, y0:y1, x0:x1][have] = vals[have]
+            got[t, y0:y1, x0:x1] = have
+            dist[t, y0:y1, x0:x1] = dd
+        return prop, got, dist
+
+    def _probe_order(self, t: int, T: int, with_ref: bool) -> list[tuple[int, int]]:
+        order: list[tuple[int, int]] = []
+        for d in PROBE_DISTANCES:
+            for s in (t - d, t + d):
+                if 0 <= s < T:
+                    order.append((d, s))
+        if with_ref:
+            order.append((t + 1, -1))
+            order.sort(key=lambda p: p[0])
+        order = order[: self.config.max_probes]
+        if with_ref and all(s != -1 for _, s in order):
+            order.append((t + 1, -1))  # the carried model is always the last resort
+        return order
+
+    def _blend(self, frame: np.ndarray, prop: np.ndarray, got: np.ndarray, ext: np.ndarray,
+               hole: np.ndarray) -> None:
+        """Shift ``prop`` inside the hole by the colour mismatch measured on the ring around it."""
+        ys, xs = np.nonzero(ext)
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        e, g, hl = ext[y0:y1, x0:x1], got[y0:y1, x0:x1], hole[y0:y1, x0:x1]
+        ring = e & ~hl & g
+        if ring.sum() < 8:
+            return
+        f = frame[y0:y1, x0:x1].astype(np.float32)
+        p = prop[y0:y1, x0:x1]
+        num = np.zeros(f.shape, np.float32)
+        num[ring] = np.clip(f[ring] - p[ring], -MAX_RESIDUAL, MAX_RESIDUAL)
+        den = ring.astype(np.float32)
+        corr = _push_pull(num, den)
+        inside = hl & g
+        p[inside] = np.clip(p[inside] + corr[inside], 0, 255).astype(np.uint8)
+
+
+def _push_pull(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Smoothly interpolate values known where ``den`` > 0 (``num`` = value * den) everywhere."""
+    h, w = den.shape
+    known = den > 1e-6
+    if known.all() or min(h, w) <= 2 or not known.any():
+        if not known.any():
+            return np.zeros(num.shape, np.float32)
+        mean = num.reshape(-1, 3).sum(0) / den.sum()
+        fine = np.where(known[..., None], num / np.maximum(den, 1e-6)[..., None], mean)
+        return fine.astype(np.float32)
+    size = (max((w + 1) // 2, 1), max((h + 1) // 2, 1))
+    coarse = _push_pull(cv2.resize(num, size, interpolation=cv2.INTER_AREA),
+                        cv2.resize(den, size, interpolation=cv2.INTER_AREA))
+    up = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    a = np.clip(den, 0, 1)[..., None]
+    fine = num / np.maximum(den, 1e-6)[..., None]
+    return (a * fine + (1 - a) * up).astype(np.float32)
