@@ -51,7 +51,7 @@ def estimate(gray_a: np.ndarray, gray_b: np.ndarray, valid_a: np.ndarray, valid_
     if pts is None or len(pts) < 8:
         # too little texture to tell: a flat background looks the same either way
         return Motion(IDENTITY, True, 0.0, 0 if pts is None else len(pts))
-    nxt, status, _err = cv2.calcOpticalFlowPyrLK(gray_a, gray_b, pts, None, winSize=(15, 15), maxLevel=3,
+    nxt, status, _err = cv2.calcOpticalFlowPyrLK(gray_a, gray_b, pts, None, winSize=(11, 11), maxLevel=3,
                                                 criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
     ok = status.ravel() == 1
     p0, p1 = pts.reshape(-1, 2)[ok], nxt.reshape(-1, 2)[ok]

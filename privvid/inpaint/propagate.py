@@ -37,6 +37,7 @@ from privvid.inpaint.classical import METHODS, spatial_fill
 ALIGN_MODES = ("auto", "static", "homography")
 RING = 3           # px of unmasked border used to measure the colour mismatch
 MAX_RESIDUAL = 40  # a larger mismatch on the ring is misalignment, not exposure: clipped
+BLEND_SCALE = 4    # the colour correction is interpolated at this downscale
 PROBE_DISTANCES = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64)
 
 
@@ -62,6 +63,9 @@ class PropagationInpainter:
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         self._ref: dict[str, Any] | None = None
+        self._prop: np.ndarray | None = None
+        self._got: np.ndarray | None = None
+        self._rgba: np.ndarray | None = None
         self.stats = {"windows": 0, "static_windows": 0, "moving_windows": 0, "frames": 0,
                       "masked_px": 0, "propagated_px": 0, "spatial_px": 0}
         self.timings = {"motion": 0.0, "propagate": 0.0, "blend": 0.0, "spatial": 0.0}
@@ -113,10 +117,12 @@ class PropagationInpainter:
             t0 = time.perf_counter()
             src_valid = self._source_valid(masks)
             ext = self._extend(masks) if cfg.blend else masks
+            k = self._kept(T)
+            prop, got = self._buffers(frames.shape)
             if static:
-                prop, got, dist = self._propagate_static(frames, src_valid, ext)
+                age = self._propagate_static(frames, src_valid, ext, prop, got, k)
             else:
-                prop, got, dist = self._propagate_moving(frames, src_valid, ext, steps, ref_motion)
+                age = self._propagate_moving(frames, src_valid, ext, steps, ref_motion, prop, got, k)
             self.timings["propagate"] += time.perf_counter() - t0
             self.stats["static_windows" if static else "moving_windows"] += 1
 
@@ -129,7 +135,7 @@ class PropagationInpainter:
                     t1 = time.perf_counter()
                     self._blend(frames[t], prop[t], got[t], ext[t], hole)
                     self.timings["blend"] += time.perf_counter() - t1
-                out[t][use] = prop[t][use]
+                np.copyto(out[t], prop[t], where=use[..., None])
                 rest = hole & ~got[t]
                 if rest.any():
                     t1 = time.perf_counter()
@@ -140,21 +146,32 @@ class PropagationInpainter:
                 self.stats["propagated_px"] += n_use
                 self.stats["spatial_px"] += n_hole - n_use
         else:
+            k = self._kept(T)
             got = np.zeros_like(masks)
-            dist = None
+            age = np.zeros((H, W), np.float32)
 
         # the last core frame's result becomes the background model for the next window
-        k = T - 1 - self.context if T - 1 - self.context >= 0 else T - 1
         known = ~masks[k] | got[k]
-        age = np.zeros((H, W), np.float32)
-        if dist is not None:
-            age[masks[k]] = np.where(np.isfinite(dist[k][masks[k]]), dist[k][masks[k]], 0)
         gray = grays[k] if grays is not None else None
         self._ref = {"frame": out[k].copy(), "known": known, "age": age, "gray": gray,
                      "valid_small": valid_small[k] if valid_small is not None else None}
         return out
 
     # ------------------------------------------------------------------ helpers
+    def _kept(self, T: int) -> int:
+        """Index of the last core frame of a window (it seeds the next window's model)."""
+        return T - 1 - self.context if T - 1 - self.context >= 0 else T - 1
+
+    def _buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Reused work arrays: fresh multi-MB allocations per window cost more than the work."""
+        T = shape[0]
+        if self._prop is None or self._prop.shape[1:] != shape[1:] or len(self._prop) < T:
+            self._prop = np.empty(shape, np.uint8)
+            self._got = np.empty(shape[:3], bool)
+        got = self._got[:T]
+        got.fill(False)
+        return self._prop[:T], got
+
     def _source_valid(self, masks: np.ndarray) -> np.ndarray:
         if self._kernel is None:
             return ~masks
@@ -163,8 +180,8 @@ class PropagationInpainter:
     def _extend(self, masks: np.ndarray) -> np.ndarray:
         return np.stack([cv2.dilate(m.view(np.uint8), self._ring_kernel) > 0 for m in masks])
 
-    def _propagate_static(self, frames: np.ndarray, valid: np.ndarray, ext: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _propagate_static(self, frames: np.ndarray, valid: np.ndarray, ext: np.ndarray,
+                          prop: np.ndarray, got: np.ndarray, keep: int) -> np.ndarray:
         """Nearest frame (past, future or the carried model) where each pixel is background."""
         T, H, W = valid.shape
         ref = self._ref
@@ -193,9 +210,6 @@ class PropagationInpainter:
         d = np.minimum(df, db)
         ok = np.isfinite(d)
 
-        prop = np.zeros_like(frames)
-        got = np.zeros((T, H, W), bool)
-        dist = np.full((T, H, W), np.inf, np.float32)
         from_frames = ok & (src >= 0)
         tt, yy, xx = ts[from_frames], ys[from_frames], xs[from_frames]
         prop[tt, yy, xx] = frames[src[from_frames], yy, xx]
@@ -203,12 +217,14 @@ class PropagationInpainter:
             from_ref = ok & (src == -1)
             prop[ts[from_ref], ys[from_ref], xs[from_ref]] = ref["frame"][ys[from_ref], xs[from_ref]]
         got[ts[ok], ys[ok], xs[ok]] = True
-        dist[ts[ok], ys[ok], xs[ok]] = d[ok]
-        return prop, got, dist
+        age = np.zeros((H, W), np.float32)
+        at_keep = ok & (ts == keep)
+        age[ys[at_keep], xs[at_keep]] = d[at_keep]
+        return age
 
     def _propagate_moving(self, frames: np.ndarray, valid: np.ndarray, ext: np.ndarray,
-                          steps: list[mo.Motion], ref_motion: mo.Motion | None
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          steps: list[mo.Motion], ref_motion: mo.Motion | None,
+                          prop: np.ndarray, got: np.ndarray, keep: int) -> np.ndarray:
         """Probe neighbour frames, aligned by chained homographies, nearest in time first."""
         T, H, W = valid.shape
         ref = self._ref
@@ -218,45 +234,47 @@ class PropagationInpainter:
         ref_to0 = None
         if ref is not None:
             ref_to0 = ref_motion.matrix if ref_motion is not None else mo.IDENTITY
-        valid8 = valid.view(np.uint8) * np.uint8(255)
-        ref_valid8 = ref["known"].view(np.uint8) * np.uint8(255) if ref is not None else None
+        # colour + source validity in one 4-channel image: one warp per probe, and a bilinear
+        # sample is trusted only where all four neighbours are valid (alpha stays 255)
+        if self._rgba is None or self._rgba.shape[1:3] != (H, W) or len(self._rgba) < T:
+            self._rgba = np.empty((T, H, W, 4), np.uint8)
+        rgba = self._rgba[:T]
+        rgba[..., :3] = frames
+        rgba[..., 3] = valid.view(np.uint8) * np.uint8(255)
+        ref_rgba = None
+        if ref is not None:
+            ref_rgba = np.dstack([ref["frame"], ref["known"].view(np.uint8) * np.uint8(255)])
 
-        prop = np.zeros_like(frames)
-        got = np.zeros((T, H, W), bool)
-        dist = np.full((T, H, W), np.inf, np.float32)
+        age = np.zeros((H, W), np.float32)
         for t in range(T):
             if not ext[t].any():
                 continue
-            ys, xs = np.nonzero(ext[t])
-            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-            h, w = y1 - y0, x1 - x0
+            y0, y1, x0, x1 = _bbox(ext[t])
             rem = ext[t][y0:y1, x0:x1].copy()
-            vals = np.zeros((h, w, 3), np.uint8)
-            have = np.zeros((h, w), bool)
-            dd = np.full((h, w), np.inf, np.float32)
+            vals = prop[t, y0:y1, x0:x1]
+            have = got[t, y0:y1, x0:x1]
+            dd = age[y0:y1, x0:x1] if t == keep else None
+            stop_at = max(16, int(rem.sum()) // 200)  # a few stray pixels go to spatial inpainting
             from0 = np.linalg.inv(to0[t])
-            shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
             for d, s in self._probe_order(t, T, ref is not None):
-                if s >= 0:
-                    mat, img, val8 = shift @ from0 @ to0[s], frames[s], valid8[s]
-                else:
-                    mat, img, val8 = shift @ from0 @ ref_to0, ref["frame"], ref_valid8
-                warped = cv2.warpPerspective(img, mat, (w, h), flags=cv2.INTER_LINEAR,
-                                             borderMode=cv2.BORDER_CONSTANT)
-                wv = cv2.warpPerspective(val8, mat, (w, h), flags=cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                take = rem & (wv == 255)
+                # warp only the bounding box of what is still missing
+                by0, by1, bx0, bx1 = _bbox(rem)
+                shift = np.array([[1, 0, -(x0 + bx0)], [0, 1, -(y0 + by0)], [0, 0, 1]], np.float64)
+                mat = shift @ from0 @ (to0[s] if s >= 0 else ref_to0)
+                warped = cv2.warpPerspective(rgba[s] if s >= 0 else ref_rgba, mat, (bx1 - bx0, by1 - by0),
+                                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                             borderValue=(0, 0, 0, 0))
+                r = rem[by0:by1, bx0:bx1]
+                take = r & (warped[..., 3] == 255)
                 if take.any():
-                    vals[take] = warped[take]
-                    have |= take
-                    dd[take] = d
-                    rem &= ~take
-                    if not rem.any():
+                    vals[by0:by1, bx0:bx1][take] = warped[..., :3][take]
+                    have[by0:by1, bx0:bx1] |= take
+                    if dd is not None:
+                        dd[by0:by1, bx0:bx1][take] = d
+                    r &= ~take
+                    if np.count_nonzero(rem) <= stop_at:
                         break
-            prop[t, y0:y1, x0:x1][have] = vals[have]
-            got[t, y0:y1, x0:x1] = have
-            dist[t, y0:y1, x0:x1] = dd
-        return prop, got, dist
+        return age
 
     def _probe_order(self, t: int, T: int, with_ref: bool) -> list[tuple[int, int]]:
         order: list[tuple[int, int]] = []
@@ -275,20 +293,32 @@ class PropagationInpainter:
     def _blend(self, frame: np.ndarray, prop: np.ndarray, got: np.ndarray, ext: np.ndarray,
                hole: np.ndarray) -> None:
         """Shift ``prop`` inside the hole by the colour mismatch measured on the ring around it."""
-        ys, xs = np.nonzero(ext)
-        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        y0, y1, x0, x1 = _bbox(ext)
         e, g, hl = ext[y0:y1, x0:x1], got[y0:y1, x0:x1], hole[y0:y1, x0:x1]
         ring = e & ~hl & g
         if ring.sum() < 8:
             return
-        f = frame[y0:y1, x0:x1].astype(np.float32)
         p = prop[y0:y1, x0:x1]
-        num = np.zeros(f.shape, np.float32)
-        num[ring] = np.clip(f[ring] - p[ring], -MAX_RESIDUAL, MAX_RESIDUAL)
         den = ring.astype(np.float32)
-        corr = _push_pull(num, den)
-        inside = hl & g
-        p[inside] = np.clip(p[inside] + corr[inside], 0, 255).astype(np.uint8)
+        num = frame[y0:y1, x0:x1].astype(np.float32)
+        num -= p
+        np.clip(num, -MAX_RESIDUAL, MAX_RESIDUAL, out=num)
+        num *= den[..., None]
+        # the correction is smooth: interpolate it at 1/BLEND_SCALE resolution
+        h, w = den.shape
+        small = (max(w // BLEND_SCALE, 1), max(h // BLEND_SCALE, 1))
+        corr = _push_pull(cv2.resize(num, small, interpolation=cv2.INTER_AREA),
+                          cv2.resize(den, small, interpolation=cv2.INTER_AREA))
+        corr = cv2.resize(corr, (w, h), interpolation=cv2.INTER_LINEAR)
+        corr += p
+        np.clip(corr, 0, 255, out=corr)
+        np.copyto(p, corr.astype(np.uint8), where=(hl & g)[..., None])
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """y0, y1, x0, x1 of the True pixels (half-open); the mask must not be empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _push_pull(num: np.ndarray, den: np.ndarray) -> np.ndarray:
