@@ -33,8 +33,8 @@ class InpaintConfig:
     method: str = "telea"                # OpenCV inpainting: telea | ns
     context: int = 4                     # propagate: context frames on each side of a window
     align: str = "auto"                  # propagate: auto | static | homography (camera motion model)
-    margin: int = 2                      # propagate: px around a mask never used as a source
-    max_probes: int = 12                 # propagate (moving camera): source frames tried per frame
+    margin: int = 0                      # propagate: px around a mask never used as a source
+    max_probes: int = 16                 # propagate (moving camera): source frames tried per frame
     blend: bool = True                   # propagate: diffuse the colour mismatch at the hole border
     spatial_scale: float = 0.5           # propagate: scale at which never-seen pixels are inpainted
     motion_scale: float = 0.5            # propagate: scale of the camera-motion estimate

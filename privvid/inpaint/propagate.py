@@ -201,36 +201,42 @@ class PropagationInpainter:
             bwd[t] = cur
             np.putmask(cur, valid[t], t)
 
-        ts, ys, xs = np.nonzero(ext)
-        f, b = fwd[ts, ys, xs], bwd[ts, ys, xs]
-        inf = np.float32(np.inf)
-        tsf = ts.astype(np.float32)
-        ref_dist = tsf + 1 + (ref["age"][ys, xs] if ref is not None else 0)
-        df = np.where(f >= 0, tsf - f, np.where(f == -1, ref_dist, inf)).astype(np.float32)
-        db = np.where(b >= 0, b - tsf, inf).astype(np.float32)
+        # flat indices: one gather per array instead of three-index fancy indexing
+        hw = H * W
+        flat = np.flatnonzero(ext)
+        ts = (flat // hw).astype(np.int32)
+        pix = flat - ts.astype(np.int64) * hw
+        f = fwd.ravel()[flat].astype(np.int32)
+        b = bwd.ravel()[flat].astype(np.int32)
+        far = np.int32(1 << 30)
+        ref_dist = ts + 1 + (ref["age"].ravel()[pix].astype(np.int32) if ref is not None else 0)
+        df = np.where(f >= 0, ts - f, np.where(f == -1, ref_dist, far))
+        db = np.where(b >= 0, b - ts, far)
         use_b = db < df
         src = np.where(use_b, b, f)
-        d = np.minimum(df, db)
-        ok = np.isfinite(d)
+        d = np.where(use_b, db, df)
+        ok = d < far
 
+        offsets = thumbs.static_offsets() if thumbs is not None else None
+        prop_flat, got_flat = prop.reshape(-1, 3), got.ravel()
         from_frames = ok & (src >= 0)
-        tt, yy, xx, ss = ts[from_frames], ys[from_frames], xs[from_frames], src[from_frames]
-        values = frames[ss, yy, xx]
-        if thumbs is not None:
-            values = _shifted(values, thumbs.static_offsets()[tt, ss])
-        prop[tt, yy, xx] = values
+        ss, tt, pp = src[from_frames], ts[from_frames], pix[from_frames]
+        values = frames.reshape(-1, 3)[ss.astype(np.int64) * hw + pp]
+        if offsets is not None:
+            values = _shifted(values, offsets[tt, ss])
+        prop_flat[flat[from_frames]] = values
         if ref is not None:
             from_ref = ok & (src == -1)
-            tt, yy, xx = ts[from_ref], ys[from_ref], xs[from_ref]
-            values = ref["frame"][yy, xx]
-            if thumbs is not None:
-                values = _shifted(values, thumbs.static_offsets()[tt, T])
-            prop[tt, yy, xx] = values
-        got[ts[ok], ys[ok], xs[ok]] = True
-        age = np.zeros((H, W), np.float32)
+            pp = pix[from_ref]
+            values = ref["frame"].reshape(-1, 3)[pp]
+            if offsets is not None:
+                values = _shifted(values, offsets[ts[from_ref], T])
+            prop_flat[flat[from_ref]] = values
+        got_flat[flat[ok]] = True
+        age = np.zeros(hw, np.int32)
         at_keep = ok & (ts == keep)
-        age[ys[at_keep], xs[at_keep]] = d[at_keep]
-        return age
+        age[pix[at_keep]] = d[at_keep]
+        return age.reshape(H, W)
 
     def _propagate_moving(self, frames: np.ndarray, valid: np.ndarray, ext: np.ndarray,
                           steps: list[mo.Motion], ref_motion: mo.Motion | None,
@@ -348,7 +354,7 @@ class _Thumbs:
         self._static: np.ndarray | None = None
 
     def static_offsets(self) -> np.ndarray:
-        """(T, T+1, 3): offset to add to a pixel of source s to match target t (same place)."""
+        """(T, T+1, 3) int16: offset to add to a pixel of source s to match target t (same place)."""
         if self._static is None:
             n = len(self.img)
             a = self.ok.reshape(n, -1)
@@ -357,14 +363,17 @@ class _Thumbs:
             diff = np.einsum("sp,tpc->tsc", a, x[: self.T]) - np.einsum("tp,spc->tsc", a[: self.T], x)
             off = diff / np.maximum(both, 1)[..., None]
             off[both < MIN_COMMON * a.shape[1]] = 0
-            self._static = off
+            self._static = np.rint(off).astype(np.int16)
         return self._static
 
 
 def _shifted(values: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """uint8 ``values`` plus a float colour ``offset`` (per pixel or one for all), rounded and clipped."""
-    out = values.astype(np.float32) + offset
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    """uint8 ``values`` plus an integer colour ``offset`` per pixel, clipped."""
+    if not offset.any():
+        return values
+    out = values.astype(np.int16)
+    out += offset
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
