@@ -1,0 +1,155 @@
+"""Pose sources: 2D (and, for BlazePose, metric 3D) body landmarks per person crop.
+
+Every source returns landmarks in the BlazePose 33-point layout so the fitter
+has one correspondence table; sources without a landmark leave its confidence 0.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from privvid.errors import MissingWeights
+
+NUM_LANDMARKS = 33
+# COCO-17 (ultralytics pose) -> BlazePose-33 index
+COCO_TO_BLAZE = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+
+
+@dataclass
+class PoseResult:
+    """Landmarks of one person at full-frame pixel coordinates.
+
+    image: (33, 3) x, y, confidence
+    world: (33, 3) metric 3D (x right, y down, z away from the camera, origin between the hips) or None
+    """
+
+    image: np.ndarray
+    world: np.ndarray | None = None
+
+
+def crop_box(box: np.ndarray, width: int, height: int, pad: float = 0.25) -> tuple[int, int, int, int]:
+    """A padded, roughly square crop around a person box, clipped to the frame."""
+    x0, y0, x1, y1 = [float(v) for v in box]
+    cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+    side = max(x1 - x0, y1 - y0) * (1.0 + 2 * pad)
+    half = 0.5 * side
+    a, b = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+    c, d = int(min(width, np.ceil(cx + half))), int(min(height, np.ceil(cy + half)))
+    return a, b, c, d
+
+
+class MediapipePose:
+    """BlazePose GHUM (mediapipe legacy solution, bundled model_complexity=1), one tracker per track id."""
+
+    name = "mediapipe"
+
+    def __init__(self, weights: Path | None = None, min_confidence: float = 0.3, max_tracks: int = 8) -> None:
+        if weights is not None:
+            raise ValueError("the mediapipe pose source uses its bundled model; --pose-weights is for 'yolo'")
+        import mediapipe as mp
+
+        self._mp = mp
+        self.min_confidence = min_confidence
+        self.max_tracks = max_tracks
+        self._trackers: dict[int, Any] = {}
+        self._static: Any = None
+
+    def _tracker(self, track_id: int) -> Any:
+        if track_id < 0:
+            if self._static is None:
+                self._static = self._make(static=True)
+            return self._static
+        if track_id not in self._trackers:
+            if len(self._trackers) >= self.max_tracks:
+                oldest = next(iter(self._trackers))
+                self._trackers.pop(oldest).close()
+            self._trackers[track_id] = self._make(static=False)
+        return self._trackers[track_id]
+
+    def _make(self, static: bool) -> Any:
+        return self._mp.solutions.pose.Pose(
+            static_image_mode=static, model_complexity=1, smooth_landmarks=True, enable_segmentation=False,
+            min_detection_confidence=self.min_confidence, min_tracking_confidence=self.min_confidence,
+        )
+
+    def reset(self) -> None:
+        for t in self._trackers.values():
+            t.close()
+        self._trackers.clear()
+
+    def __call__(self, frame: np.ndarray, box: np.ndarray, track_id: int = -1) -> PoseResult | None:
+        h, w = frame.shape[:2]
+        a, b, c, d = crop_box(box, w, h)
+        if c - a < 8 or d - b < 8:
+            return None
+        crop = np.ascontiguousarray(frame[b:d, a:c])
+        res = self._tracker(int(track_id)).process(crop)
+        if res.pose_landmarks is None:
+            return None
+        cw, ch = c - a, d - b
+        img = np.array([[lm.x * cw + a, lm.y * ch + b, lm.visibility] for lm in res.pose_landmarks.landmark],
+                       dtype=np.float32)
+        world = None
+        if res.pose_world_landmarks is not None:
+            world = np.array([[lm.x, lm.y, lm.z] for lm in res.pose_world_landmarks.landmark], dtype=np.float32)
+        return PoseResult(image=img, world=world)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "model": "BlazePose GHUM full (model_complexity=1)",
+                "mediapipe": getattr(self._mp, "__version__", "unknown")}
+
+
+class YoloPose:
+    """Ultralytics pose weights (COCO-17, 2D only), run per person crop."""
+
+    name = "yolo"
+
+    def __init__(self, weights: Path | None = None, min_confidence: float = 0.25) -> None:
+        if weights is None:
+            raise MissingWeights("ultralytics pose weights", "(none given)",
+                                 "Pass --pose-weights PATH (e.g. yolo11n-pose_int8.tflite); nothing is downloaded.")
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise MissingWeights("ultralytics pose weights", path,
+                                 "Put the .pt/.tflite/.onnx pose model there or fix --pose-weights.")
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.home() / ".cache" / "privvid" / "ultralytics"))
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        from ultralytics import YOLO
+
+        self.path = path
+        self.model = YOLO(str(path), task="pose")
+        self.min_confidence = min_confidence
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, frame: np.ndarray, box: np.ndarray, track_id: int = -1) -> PoseResult | None:
+        h, w = frame.shape[:2]
+        a, b, c, d = crop_box(box, w, h, pad=0.15)
+        if c - a < 8 or d - b < 8:
+            return None
+        crop = np.ascontiguousarray(frame[b:d, a:c, ::-1])  # ultralytics expects BGR arrays
+        res = self.model.predict(crop, imgsz=320, conf=self.min_confidence, verbose=False)[0]
+        if res.keypoints is None or len(res.keypoints) == 0:
+            return None
+        boxes = res.boxes.xyxy.cpu().numpy()
+        # the person whose box best matches the crop's centre
+        centre = np.array([(box[0] + box[2]) / 2 - a, (box[1] + box[3]) / 2 - b])
+        bc = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+        i = int(np.argmin(np.linalg.norm(bc - centre, axis=1)))
+        kp = res.keypoints.data[i].cpu().numpy()  # (17, 3)
+        img = np.zeros((NUM_LANDMARKS, 3), dtype=np.float32)
+        img[COCO_TO_BLAZE, 0] = kp[:, 0] + a
+        img[COCO_TO_BLAZE, 1] = kp[:, 1] + b
+        img[COCO_TO_BLAZE, 2] = kp[:, 2] if kp.shape[1] > 2 else 1.0
+        return PoseResult(image=img, world=None)
+
+    def info(self) -> dict[str, Any]:
+        import ultralytics
+
+        return {"name": self.name, "weights": str(self.path), "ultralytics": ultralytics.__version__}

@@ -1,0 +1,341 @@
+"""MeshStage: landmarks -> fitted SMPL-X bodies -> rendered over the inpainted background.
+
+Fail closed: the stage only ever paints rendered mesh pixels onto ``background``
+(people already removed); original frames are used only to estimate pose. A person
+whose pose, fit or render fails in a frame is simply not drawn there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from privvid.config import MeshConfig
+from privvid.mesh.body_model import BodyModel, load_body_model
+from privvid.mesh.fit import Fitter, TrackState
+from privvid.mesh.pose import PoseResult
+
+MAX_REL_ERROR = 0.15      # a fit whose mean reprojection error exceeds this share of the box height fails
+MIN_LANDMARKS = 6         # confident, usable landmarks needed to fit a person in a frame
+
+
+def default_focal(width: int, height: int) -> float:
+    """Focal length (pixels) of the assumed camera: about 53 degrees across the longer side."""
+    return float(max(width, height))
+
+
+class MeshStage:
+    """Replace every detected person by a rendered body mesh. One instance serves one clip at a time."""
+
+    def __init__(self, cfg: MeshConfig, pose_source: Any | None = None) -> None:
+        from privvid.mesh import POSE_SOURCES
+
+        self.cfg = cfg
+        self.body: BodyModel = load_body_model(cfg.body_model, cfg.gender)
+        self.pose = pose_source if pose_source is not None else POSE_SOURCES.create(cfg.pose_backend,
+                                                                                     cfg.pose_weights)
+        self._renderer = None
+        self._render_key: tuple | None = None
+        self.timings: dict[str, float] = defaultdict(float)
+        self.reset()
+
+    # ------------------------------------------------------------------ lifecycle
+    def reset(self) -> None:
+        self.pose.reset()
+        self._states: dict[int, TrackState] = {}
+        self._frame0 = 0
+        self._fitter: Fitter | None = None
+        self._camera: dict[str, float] | None = None
+        self._records: list[dict] = []        # one per fitted (track, frame), for params + summary
+        self._frames_info: list[dict] = []
+        self._next_anon = -1
+        self.timings = defaultdict(float)
+
+    def _setup(self, height: int, width: int) -> None:
+        if self._camera is not None and (self._camera["width"], self._camera["height"]) == (width, height):
+            return
+        focal = default_focal(width, height)
+        self._camera = {"focal": focal, "cx": width / 2.0, "cy": height / 2.0, "width": width, "height": height}
+        self._fitter = Fitter(self.body, focal, width / 2.0, height / 2.0, smooth=self.cfg.smooth)
+
+    def _get_renderer(self):
+        from privvid.mesh.render import MeshRenderer
+
+        cam = self._camera
+        key = (cam["width"], cam["height"], cam["focal"])
+        if self._renderer is None or self._render_key != key:
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = MeshRenderer(cam["width"], cam["height"], cam["focal"], cam["cx"], cam["cy"],
+                                          self.body.faces)
+            self._render_key = key
+        return self._renderer
+
+    # ------------------------------------------------------------------ main call
+    def __call__(self, frames: np.ndarray, detections: list, background: np.ndarray, masks: np.ndarray
+                 ) -> tuple[np.ndarray, list[dict]]:
+        t_count = len(frames)
+        if not (len(detections) == len(background) == len(masks) == t_count):
+            raise ValueError("frames, detections, background and masks must have the same length")
+        height, width = background.shape[1:3]
+        self._setup(height, width)
+        out = np.array(background, dtype=np.uint8, copy=True)
+
+        # 1. landmarks per person
+        t0 = time.perf_counter()
+        rows: list[dict] = []
+        per_frame: list[list[dict]] = [[] for _ in range(t_count)]
+        for t in range(t_count):
+            det = detections[t]
+            f_idx = self._frame0 + t
+            kp = getattr(det, "keypoints", None)
+            world_kp = getattr(det, "world_keypoints", None)
+            for i in range(len(det)):
+                tid = int(det.track_ids[i])
+                if tid < 0:
+                    tid = self._next_anon * 1_000_000  # untracked: no temporal link
+                    self._next_anon -= 1
+                box = np.asarray(det.boxes[i], dtype=np.float32)
+                person = {"track_id": tid, "box": [round(float(v), 1) for v in box], "status": "failed",
+                          "reason": None, "reproj_error_px": None, "reproj_error_rel": None}
+                per_frame[t].append(person)
+                res: PoseResult | None = None
+                try:
+                    if kp is not None and len(kp) > i and kp.shape[1] == 33 and getattr(self.cfg, "reuse_detector_keypoints", True):
+                        res = PoseResult(image=np.asarray(kp[i], np.float32),
+                                         world=None if world_kp is None else np.asarray(world_kp[i], np.float32))
+                    else:
+                        res = self.pose(frames[t], box, tid)
+                except Exception as exc:  # pose failure -> person stays inpainted
+                    person["reason"] = f"pose: {type(exc).__name__}"
+                    continue
+                if res is None:
+                    person["reason"] = "pose: no landmarks"
+                    continue
+                if int((res.image[:, 2] >= 0.3).sum()) < MIN_LANDMARKS:
+                    person["reason"] = "pose: too few confident landmarks"
+                    continue
+                rows.append({"track": tid, "frame": f_idx, "t": t, "image": res.image, "world": res.world,
+                             "box_h": float(box[3] - box[1]), "person": person})
+        self.timings["pose"] += time.perf_counter() - t0
+
+        # 2. fit (batched over all frames and people of the window)
+        t0 = time.perf_counter()
+        rows.sort(key=lambda r: (r["track"], r["frame"]))
+        try:
+            fits = self._fitter.fit(rows, self._states) if rows else []
+        except Exception as exc:
+            for r in rows:
+                r["person"]["reason"] = f"fit: {type(exc).__name__}"
+            rows, fits = [], []
+        self.timings["fit"] += time.perf_counter() - t0
+
+        ok_rows = []
+        for r, f in zip(rows, fits):
+            p = r["person"]
+            p["reproj_error_px"] = None if math.isnan(f["err_px"]) else round(f["err_px"], 2)
+            p["reproj_error_rel"] = None if math.isnan(f["err_rel"]) else round(f["err_rel"], 4)
+            finite = all(np.isfinite(f[k]).all() for k in ("go", "bp", "tr", "betas"))
+            if not finite:
+                p["reason"] = "fit: not finite"
+            elif f["tr"][2] <= 0.1 or f["joints"][:, 2].min() <= 0.05:
+                p["reason"] = "fit: body behind the camera"
+            elif not (f["err_rel"] <= MAX_REL_ERROR):
+                p["reason"] = f"fit: reprojection error {f['err_rel']:.2f} of box height > {MAX_REL_ERROR}"
+            else:
+                ok_rows.append((r, f))
+            rec = {"track": r["track"], "frame": r["frame"], "ok": False, **{k: f[k] for k in
+                   ("go", "bp", "tr", "betas", "err_px", "err_rel")}, "image": r["image"], "world": r["world"],
+                   "landmarks": f["landmarks"], "joints_fit": f["joints"], "box_h": r["box_h"]}
+            r["record"] = rec
+            self._records.append(rec)
+
+        # 3. body vertices through smplx (the same code path for every body model)
+        t0 = time.perf_counter()
+        verts_by_t: dict[int, list[tuple[float, np.ndarray, dict]]] = defaultdict(list)
+        if ok_rows:
+            try:
+                verts, joints = self.body_forward(
+                    np.stack([f["go"] for _, f in ok_rows]), np.stack([f["bp"] for _, f in ok_rows]),
+                    np.stack([f["tr"] for _, f in ok_rows]), np.stack([f["betas"] for _, f in ok_rows]))
+                for k, (r, f) in enumerate(ok_rows):
+                    if np.isfinite(verts[k]).all():
+                        verts_by_t[r["t"]].append((float(f["tr"][2]), verts[k], r))
+                        r["record"]["joints"] = joints[k]
+                    else:
+                        r["person"]["reason"] = "body model: not finite"
+            except Exception as exc:
+                for r, _ in ok_rows:
+                    r["person"]["reason"] = f"body model: {type(exc).__name__}"
+                verts_by_t.clear()
+        self.timings["body_model"] += time.perf_counter() - t0
+
+        # 4. render + composite; rendered pixels only ever go over the inpainted background
+        t0 = time.perf_counter()
+        for t in range(t_count):
+            people = verts_by_t.get(t)
+            if not people:
+                continue
+            try:
+                color, cover = self._get_renderer().render([v for _, v, _ in people])
+            except Exception as exc:
+                for _, _, r in people:
+                    r["person"]["reason"] = f"render: {type(exc).__name__}"
+                continue
+            out[t][cover] = color[cover]
+            for _, _, r in people:
+                r["person"]["status"] = "ok"
+                r["record"]["ok"] = True
+        self.timings["render"] += time.perf_counter() - t0
+
+        infos = []
+        for t in range(t_count):
+            info = {"frame": self._frame0 + t, "people": per_frame[t]}
+            infos.append(info)
+            self._frames_info.append(info)
+        self._frame0 += t_count
+        return out, infos
+
+    def body_forward(self, go: np.ndarray, bp: np.ndarray, tr: np.ndarray, betas: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """smplx.SMPLX forward for N parameter sets -> vertices (N, V, 3), joints (N, 55, 3)."""
+        m = self.body.smplx_model
+        n = len(go)
+        f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+        with torch.no_grad():
+            z3 = torch.zeros(n, 3)
+            out = m(global_orient=f32(go).reshape(n, 3), body_pose=f32(bp).reshape(n, 63), transl=f32(tr),
+                    betas=f32(betas).reshape(n, -1), jaw_pose=z3, leye_pose=z3, reye_pose=z3,
+                    left_hand_pose=torch.zeros(n, 45), right_hand_pose=torch.zeros(n, 45),
+                    expression=torch.zeros(n, m.num_expression_coeffs), return_verts=True)
+        return out.vertices.numpy(), out.joints[:, :55].numpy()
+
+    # ------------------------------------------------------------------ summaries
+    def finish(self) -> dict[str, Any]:
+        recs = self._records
+        ok = [r for r in recs if r["ok"]]
+        err_rel = [r["err_rel"] for r in ok if np.isfinite(r["err_rel"])]
+        err_px = [r["err_px"] for r in ok if np.isfinite(r["err_px"])]
+        persons = sum(len(f["people"]) for f in self._frames_info)
+        return {
+            "frames": len(self._frames_info),
+            "person_frames": persons,
+            "fitted": len(ok),
+            "failed": persons - len(ok),
+            "tracks": len({r["track"] for r in ok}),
+            "mean_reproj_error_px": round(float(np.mean(err_px)), 3) if err_px else None,
+            "mean_reproj_error_rel": round(float(np.mean(err_rel)), 5) if err_rel else None,
+            "jitter_mm": _round(jitter([r for r in ok if "joints" in r], key="joints")),
+            "camera": dict(self._camera) if self._camera else None,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "per_frame": [{"frame": f["frame"], "people": [
+                {"track_id": p["track_id"], "status": p["status"], "reproj_error_px": p["reproj_error_px"],
+                 "reproj_error_rel": p["reproj_error_rel"], **({"reason": p["reason"]} if p["status"] != "ok"
+                                                                else {})} for p in f["people"]]}
+                for f in self._frames_info],
+        }
+
+    def save_params(self, path: str | os.PathLike) -> None:
+        """Write an .npz (plain numpy arrays, no pickles) with one row per fitted (track, frame)."""
+        recs = [r for r in self._records if r["ok"] and "joints" in r]
+        n = len(recs)
+        cam = self._camera or {"focal": 0.0, "cx": 0.0, "cy": 0.0, "width": 0, "height": 0}
+        nb = self.body.num_betas
+
+        def stack(key: str, shape: tuple, fill: float = 0.0) -> np.ndarray:
+            if not n:
+                return np.zeros((0, *shape), np.float32)
+            return np.stack([np.full(shape, fill, np.float32) if r.get(key) is None else
+                             np.asarray(r[key], np.float32).reshape(shape) for r in recs])
+
+        data = {
+            "track_id": np.array([r["track"] for r in recs], dtype=np.int64),
+            "frame": np.array([r["frame"] for r in recs], dtype=np.int64),
+            "global_orient": stack("go", (3,)),
+            "body_pose": stack("bp", (63,)),
+            "transl": stack("tr", (3,)),
+            "betas": stack("betas", (nb,)),
+            "joints": stack("joints", (55, 3)),
+            "keypoints_2d": stack("image", (33, 3)),
+            "keypoints_3d_world": stack("world", (33, 3), fill=np.nan),
+            "reproj_error_px": np.array([r["err_px"] for r in recs], dtype=np.float32),
+            "camera_intrinsics": np.array([[cam["focal"], 0, cam["cx"]], [0, cam["focal"], cam["cy"]], [0, 0, 1]],
+                                          dtype=np.float32),
+            "image_size": np.array([cam["width"], cam["height"]], dtype=np.int64),
+            "meta": np.array(json.dumps({
+                "format": "privvid-mesh-params/1",
+                "body_model": self.body.info(),
+                "camera": "pinhole at the origin, OpenCV axes (x right, y down, z forward); "
+                          "transl/global_orient place the SMPL-X body in camera coordinates",
+                "smplx_kwargs": {"use_pca": False, "flat_hand_mean": False, "num_betas": nb,
+                                 "hand_pose": "zeros", "jaw_eye_expression": "zeros"},
+                "keypoints": "BlazePose 33 layout (x, y, confidence) in output pixels",
+                "rows": "one per fitted (track_id, frame)",
+            })),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez_compressed(tmp, **data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def info(self) -> dict[str, Any]:
+        import smplx  # noqa: F401
+        from importlib.metadata import version
+
+        def ver(pkg: str) -> str:
+            try:
+                return version(pkg)
+            except Exception:
+                return "unknown"
+
+        return {
+            "name": "mask2mesh",
+            "pose_source": self.pose.info(),
+            **self.body.info(),
+            "fit": {"smooth": self.cfg.smooth, "max_rel_error": MAX_REL_ERROR, "min_landmarks": MIN_LANDMARKS,
+                    "iters_cold": self._fitter.iters_cold if self._fitter else None,
+                    "iters_warm": self._fitter.iters_warm if self._fitter else None},
+            "renderer": {"backend": "pyrender", "platform": os.environ.get("PYOPENGL_PLATFORM", "egl"),
+                         "material": "flat neutral grey"},
+            "versions": {"smplx": ver("smplx"), "pyrender": ver("pyrender"), "torch": torch.__version__,
+                         "mannequin-x": ver("mannequin-x")},
+        }
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def jitter(records: list[dict], key: str = "joints") -> float | None:
+    """Mean joint acceleration (mm / frame^2) over consecutive frames of each track (body joints 0-21)."""
+    by_track: dict[int, list[dict]] = defaultdict(list)
+    for r in records:
+        by_track[r["track"]].append(r)
+    accs = []
+    for rs in by_track.values():
+        rs.sort(key=lambda r: r["frame"])
+        for a, b, c in zip(rs, rs[1:], rs[2:]):
+            if b["frame"] - a["frame"] == 1 and c["frame"] - b["frame"] == 1:
+                ja, jb, jc = (np.asarray(x[key])[:22] for x in (a, b, c))
+                accs.append(np.linalg.norm(ja - 2 * jb + jc, axis=-1).mean() * 1000.0)
+    return float(np.mean(accs)) if accs else None
+
+
+def _round(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None else round(x, nd)
