@@ -114,12 +114,15 @@ class MeshStage:
                         res = PoseResult(image=np.asarray(kp[i], np.float32),
                                          world=None if world_kp is None else np.asarray(world_kp[i], np.float32))
                     else:
-                        res = self.pose(frames[t], box, tid)
+                        res = self.pose(self._isolate(frames[t], det, i), box, tid)
                 except Exception as exc:  # pose failure -> person stays inpainted
                     person["reason"] = f"pose: {type(exc).__name__}"
                     continue
                 if res is None:
                     person["reason"] = "pose: no landmarks"
+                    continue
+                if not _landmarks_match_box(res.image, box):
+                    person["reason"] = "pose: landmarks outside the person box"
                     continue
                 if int((res.image[:, 2] >= 0.3).sum()) < MIN_LANDMARKS:
                     person["reason"] = "pose: too few confident landmarks"
@@ -204,6 +207,22 @@ class MeshStage:
             self._frames_info.append(info)
         self._frame0 += t_count
         return out, infos
+
+    @staticmethod
+    def _isolate(frame: np.ndarray, det: Any, i: int) -> np.ndarray:
+        """The frame with every other person's pixels greyed out, so a crop's pose is this person's."""
+        if len(det) < 2:
+            return frame
+        others = np.zeros(frame.shape[:2], bool)
+        for k in range(len(det)):
+            if k != i:
+                others |= det.masks[k]
+        others &= ~det.masks[i]
+        if not others.any():
+            return frame
+        out = frame.copy()
+        out[others] = 128
+        return out
 
     def body_forward(self, go: np.ndarray, bp: np.ndarray, tr: np.ndarray, betas: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -320,6 +339,18 @@ class MeshStage:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+def _landmarks_match_box(image: np.ndarray, box: np.ndarray, min_inside: float = 0.6) -> bool:
+    """Most confident landmarks must fall inside the (padded) person box."""
+    conf = image[:, 2] >= 0.3
+    if not conf.any():
+        return False
+    x0, y0, x1, y1 = [float(v) for v in box]
+    px, py = 0.15 * (x1 - x0), 0.15 * (y1 - y0)
+    xy = image[conf, :2]
+    inside = (xy[:, 0] >= x0 - px) & (xy[:, 0] <= x1 + px) & (xy[:, 1] >= y0 - py) & (xy[:, 1] <= y1 + py)
+    return bool(inside.mean() >= min_inside)
 
 
 def jitter(records: list[dict], key: str = "joints") -> float | None:
