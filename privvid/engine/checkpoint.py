@@ -1,0 +1,169 @@
+"""Checkpoints: safetensors tensors + JSON metadata; never pickles.
+
+A run folder holds
+
+* ``config.json``   format tag, task, the full TrainConfig, model architecture, heads and their classes
+* ``model.safetensors``  model weights (encoder.*, heads.*, decoder_* for MAE)
+* ``state.safetensors`` + ``state.json``  what exact resume needs: optimizer moments, step counters,
+  RNG state, epoch / batch position (tensors and plain JSON only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from privvid.engine.config import EngineError, ModelConfig
+from privvid.errors import MissingWeights
+
+FORMAT = "privvid-engine/1"
+
+
+def _atomic_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(out: Path, model: torch.nn.Module, meta: dict[str, Any],
+                    optimizer: torch.optim.Optimizer | None = None,
+                    progress: dict[str, Any] | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v for k, v in model.state_dict().items()}
+    _atomic_tensors(out / "model.safetensors", state)
+    if optimizer is not None:
+        tensors, info = optimizer_to_flat(optimizer)
+        tensors["rng.torch"] = torch.get_rng_state()
+        info["progress"] = progress or {}
+        info["numpy_rng"] = _np_state()
+        _atomic_tensors(out / "state.safetensors", tensors)
+        _atomic_json(out / "state.json", info)
+    _atomic_json(out / "config.json", {"format": FORMAT, **meta})
+
+
+def _np_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_np_state(s: dict[str, Any]) -> None:
+    np.random.set_state((s["name"], np.array(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached"]))
+
+
+def read_meta(run: Path) -> dict[str, Any]:
+    run = Path(run)
+    cfg = run / "config.json"
+    if not (run / "model.safetensors").is_file() or not cfg.is_file():
+        raise MissingWeights("privvid checkpoint (model.safetensors + config.json)", run,
+                             "Pass a folder written by `privvid train` / `privvid eval` / `privvid average`.")
+    try:
+        meta = json.loads(cfg.read_text())
+    except json.JSONDecodeError as exc:
+        raise EngineError(f"{cfg} is not valid JSON: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise EngineError(f"{run} is not a privvid engine checkpoint (format {meta.get('format')!r}, want {FORMAT!r})")
+    return meta
+
+
+def load_weights(run: Path) -> dict[str, torch.Tensor]:
+    read_meta(run)
+    try:
+        return load_file(str(Path(run) / "model.safetensors"))
+    except Exception as exc:
+        raise EngineError(f"cannot read {Path(run) / 'model.safetensors'}: {exc}") from None
+
+
+def check_arch(meta: dict[str, Any], cfg: ModelConfig, run: Path) -> None:
+    theirs = meta.get("arch", {})
+    ours = cfg.arch()
+    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    if diff:
+        what = ", ".join(f"{k}: checkpoint {a} vs model {b}" for k, (a, b) in diff.items())
+        raise EngineError(f"checkpoint {run} has another architecture ({what})")
+
+
+def encoder_state(run: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The ``encoder.*`` weights of any privvid checkpoint, checked against ``cfg``'s architecture."""
+    meta = read_meta(run)
+    check_arch(meta, cfg, run)
+    weights = load_weights(run)
+    enc = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
+    if not enc:
+        raise EngineError(f"checkpoint {run} holds no encoder weights")
+    return enc
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    bad = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or extra or bad:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:4]}")
+        if extra:
+            parts.append(f"unexpected {extra[:4]}")
+        if bad:
+            parts.append(f"shape mismatch {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:4]]}")
+        raise EngineError(f"{what} does not fit the model: {'; '.join(parts)}")
+    module.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------- optimizer state
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{pid}.{k}"] = v
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    groups = json.loads(json.dumps(sd["param_groups"], default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def restore_optimizer(run: Path, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load optimizer moments and RNG state; return the saved progress dict."""
+    run = Path(run)
+    if not (run / "state.safetensors").is_file() or not (run / "state.json").is_file():
+        raise MissingWeights("resume state (state.safetensors + state.json)", run,
+                             "Resume needs a run folder written by `privvid train` (not an averaged checkpoint).")
+    tensors = load_file(str(run / "state.safetensors"))
+    info = json.loads((run / "state.json").read_text())
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for pid, sc in info["scalars"].items():
+        state.setdefault(int(pid), {}).update(sc)
+    groups = info["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    current = opt.state_dict()["param_groups"]
+    if [len(g["params"]) for g in current] != [len(g["params"]) for g in groups]:
+        raise EngineError(f"optimizer state in {run} does not fit this model (other parameter groups)")
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    if "numpy_rng" in info:
+        _set_np_state(info["numpy_rng"])
+    return info.get("progress", {})

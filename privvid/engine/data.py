@@ -1,0 +1,381 @@
+"""Labelled video sources and clip decoding for training.
+
+A *source* is a list of ``(path, label)`` samples plus the class names. It comes from
+
+* an mmaction-style list ``relative/path.mp4 3`` (space separated, label index or class name),
+* a CSV ``path,label`` (a header row is skipped when its label column is not a known label), or
+* a class-per-folder tree ``root/<class>/<clip>.mp4`` (what ``privvid anonymize`` writes).
+
+Relative paths are resolved against the list file's folder (or ``root``). Anything else that can
+produce ``Sample`` rows (WebDataset shards next) plugs in through :func:`register_source`.
+
+Decoding uses PyAV inside DataLoader workers and reads only the sampled frames' neighbourhood: it
+seeks to the key frame before the first needed frame and stops after the last one; frames are
+converted to RGB at the decode-time size by swscale. Items are uint8 ``(T, H, W, 3)`` tensors;
+normalisation happens on the training device.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Sampler
+
+from privvid.engine.config import DataConfig, EngineError
+
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg"}
+MEAN = torch.tensor([0.485, 0.456, 0.406]) * 255
+STD = torch.tensor([0.229, 0.224, 0.225]) * 255
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass
+class Source:
+    name: str
+    samples: list[Sample]
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+_SOURCES: dict[str, Callable[[Path, Path | None], Source]] = {}
+
+
+def register_source(suffix: str, loader: Callable[[Path, Path | None], Source]) -> None:
+    """Add a loader for paths ending in ``suffix`` (e.g. ``.tar`` for WebDataset shards)."""
+    _SOURCES[suffix] = loader
+
+
+def _source_name(path: Path) -> str:
+    return path.stem if path.is_file() else path.name
+
+
+def load_source(spec: str | Path, root: str | Path | None = None, name: str | None = None,
+                check: bool = True, require_labels: bool = True) -> Source:
+    path = Path(spec)
+    if not path.exists():
+        raise EngineError(f"data source {path} does not exist (give a list .txt/.csv or a class-per-folder directory)")
+    root_p = Path(root) if root is not None else None
+    for suffix, loader in _SOURCES.items():
+        if str(path).endswith(suffix):
+            src = loader(path, root_p)
+            break
+    else:
+        if path.is_dir():
+            src = _folder_source(path)
+        elif path.suffix.lower() == ".csv":
+            src = _list_source(path, root_p, csv_format=True)
+        else:
+            src = _list_source(path, root_p, csv_format=False)
+    if name:
+        src.name = name
+    if check:
+        validate_source(src, require_labels=require_labels)
+    return src
+
+
+def _folder_source(root: Path) -> Source:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    samples = []
+    for i, cls in enumerate(classes):
+        for f in sorted((root / cls).rglob("*")):
+            if f.suffix.lower() in VIDEO_EXTS and f.is_file():
+                samples.append(Sample(f, i))
+    return Source(_source_name(root), samples, classes)
+
+
+def _list_source(list_path: Path, root: Path | None, csv_format: bool) -> Source:
+    base = root if root is not None else list_path.parent
+    rows: list[tuple[str, str]] = []
+    with open(list_path, newline="") as fh:
+        if csv_format:
+            for row in csv.reader(fh):
+                if row and row[0].strip() and not row[0].startswith("#"):
+                    if len(row) < 2:
+                        raise EngineError(f"{list_path}: row {row!r} has no label column (want path,label)")
+                    rows.append((row[0].strip(), row[1].strip()))
+        else:
+            for line in fh:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                parts = line.rsplit(None, 1)
+                if len(parts) != 2:
+                    raise EngineError(f"{list_path}: line {line!r} is not 'path label'")
+                rows.append((parts[0], parts[1]))
+    if csv_format and rows and rows[0][0].lower() in ("path", "file", "filename", "video"):
+        rows = rows[1:]  # header
+    labels = [lab for _, lab in rows]
+    if labels and all(_is_int(lab) for lab in labels):
+        n = max(int(lab) for lab in labels) + 1
+        classes = [str(i) for i in range(n)]
+        index = {str(i): i for i in range(n)}
+        ids = [int(lab) for lab in labels]
+    else:
+        classes = sorted(set(labels))
+        index = {c: i for i, c in enumerate(classes)}
+        ids = [index[lab] for lab in labels]
+    samples = [Sample(_resolve(base, p), i) for (p, _), i in zip(rows, ids)]
+    return Source(_source_name(list_path), samples, classes)
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p)
+    return q if q.is_absolute() else base / q
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def validate_source(src: Source, require_labels: bool = True) -> None:
+    """Clear errors before training: empty, single-class, missing files."""
+    if not src.samples:
+        raise EngineError(f"dataset {src.name!r} is empty: no video files found")
+    missing = [s.path for s in src.samples if not s.path.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise EngineError(f"dataset {src.name!r} names {len(missing)} missing file(s): "
+                          f"{', '.join(map(str, missing[:3]))}{more}")
+    if require_labels:
+        used = {s.label for s in src.samples}
+        if len(used) < 2:
+            raise EngineError(f"dataset {src.name!r} has a single class ({src.classes[next(iter(used))]!r}); "
+                              "supervised training needs at least two")
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _frame_count(stream, container) -> tuple[int, float]:
+    fps = float(stream.average_rate or stream.guessed_rate or 25)
+    n = stream.frames
+    if not n:
+        dur = None
+        if stream.duration is not None and stream.time_base is not None:
+            dur = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            dur = container.duration / 1_000_000
+        n = int(math.floor((dur or 0) * fps))
+    return max(int(n), 1), fps
+
+
+def clip_indices(n_frames: int, frames: int, stride: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Frame indices of one clip: ``frames`` frames every ``stride``; random start if ``rng``, else centred."""
+    span = (frames - 1) * stride + 1
+    if span <= n_frames:
+        start = int(rng.integers(0, n_frames - span + 1)) if rng is not None else (n_frames - span) // 2
+        return start + np.arange(frames) * stride
+    # too short: spread evenly over the whole video (frames repeat)
+    return np.linspace(0, n_frames - 1, frames).round().astype(np.int64)
+
+
+def decode_clip(path: Path, frames: int, stride: int, short_side: int,
+                rng: np.random.Generator | None) -> np.ndarray:
+    """Decode only the sampled frames (seeking), resized so the short side is ``short_side``."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # av raises several types
+        raise EngineError(f"cannot open video {path}: {exc}") from None
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n, fps = _frame_count(stream, container)
+        idx = clip_indices(n, frames, stride, rng)
+        w, h = stream.codec_context.width, stream.codec_context.height
+        if w <= h:
+            ow, oh = short_side, int(round(h * short_side / w))
+        else:
+            oh, ow = short_side, int(round(w * short_side / h))
+        tb = float(stream.time_base)
+        # the first packet's time stamp is frame 0 (AVI streams often start at 1, not at start_time)
+        origin = None
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                origin = packet.pts
+                break
+        if origin is None:
+            origin = stream.start_time or 0
+        start_t = float(origin * stream.time_base)
+        first, last = int(idx.min()), int(idx.max())
+        container.seek(int(origin + first / fps / tb), stream=stream, backward=True, any_frame=False)
+        wanted = set(idx.tolist())
+        got: dict[int, np.ndarray] = {}
+        prev = None
+        i = -1
+        for frame in container.decode(stream):
+            # frames arrive in presentation order; anchor the first one after the seek by its time
+            # stamp and count from there (AVI time stamps can be out of order or offset)
+            if i < 0:
+                i = 0 if frame.pts is None else max(0, int(round((frame.pts * tb - start_t) * fps)))
+            else:
+                i += 1
+            if i > last:
+                break
+            if i in wanted or (i >= first and prev is None):
+                arr = frame.to_ndarray(width=ow, height=oh, format="rgb24")
+                if i in wanted:
+                    got[i] = arr
+                prev = arr
+    if not got:
+        raise EngineError(f"no frames decoded from {path}")
+    # fill frames missing after an inexact seek or a short stream with their nearest decoded neighbour
+    have = np.array(sorted(got))
+    out = [got[int(have[np.abs(have - i).argmin()])] for i in idx]
+    return np.stack(out)
+
+
+def _crop(video: torch.Tensor, size: int, rng: np.random.Generator | None, scale: tuple[float, float],
+          flip: bool) -> torch.Tensor:
+    """video uint8 (T, H, W, 3) -> uint8 (T, size, size, 3)."""
+    t, h, w, _ = video.shape
+    if rng is None:
+        side = min(h, w)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        ch = cw = side
+    else:
+        area = h * w * rng.uniform(*scale)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw = int(round(min(w, math.sqrt(area * ratio))))
+        ch = int(round(min(h, math.sqrt(area / ratio))))
+        y0 = int(rng.integers(0, h - ch + 1))
+        x0 = int(rng.integers(0, w - cw + 1))
+    v = video[:, y0:y0 + ch, x0:x0 + cw]
+    if (ch, cw) != (size, size):
+        v = F.interpolate(v.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear",
+                          align_corners=False, antialias=True)
+        v = v.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    if rng is not None and flip and rng.random() < 0.5:
+        v = v.flip(2)
+    return v.contiguous()
+
+
+def _erase(video: torch.Tensor, rng: np.random.Generator, p: float) -> torch.Tensor:
+    """Random erasing: one box, the same over all frames, filled with noise."""
+    if rng.random() >= p:
+        return video
+    t, h, w, c = video.shape
+    for _ in range(10):
+        area = h * w * rng.uniform(0.02, 1 / 3)
+        ratio = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+        eh, ew = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+        if eh < h and ew < w:
+            y, x = int(rng.integers(0, h - eh)), int(rng.integers(0, w - ew))
+            video = video.clone()
+            noise = rng.integers(0, 256, size=(1, eh, ew, c), dtype=np.uint8)
+            video[:, y:y + eh, x:x + ew] = torch.from_numpy(noise)
+            return video
+    return video
+
+
+def item_key(seed: int, epoch: int, position: int, extra: int = 0) -> int:
+    """A 63-bit per-sample seed, independent of workers, ranks and batch layout."""
+    h = hashlib.blake2b(f"{seed}/{epoch}/{position}/{extra}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class ClipDataset(Dataset):
+    """Items are indexed by ``(sample index, key)`` pairs from :class:`EpochSampler`."""
+
+    def __init__(self, source: Source, cfg: DataConfig, train: bool) -> None:
+        self.source = source
+        self.cfg = cfg
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.source.samples)
+
+    def __getitem__(self, item: tuple[int, int] | int) -> dict[str, torch.Tensor]:
+        index, key = item if isinstance(item, tuple) else (item, item_key(0, 0, item))
+        s = self.source.samples[index]
+        rng = np.random.default_rng(key) if self.train else None
+        side = self.cfg.short_side if self.train else self.cfg.size
+        video = torch.from_numpy(decode_clip(s.path, self.cfg.frames, self.cfg.stride, side, rng))
+        video = _crop(video, self.cfg.size, rng, self.cfg.scale, self.cfg.flip)
+        if rng is not None and self.cfg.erase > 0:
+            video = _erase(video, rng, self.cfg.erase)
+        return {"video": video, "label": torch.tensor(s.label), "key": torch.tensor(key), "index": torch.tensor(index)}
+
+
+class EpochSampler(Sampler):
+    """Deterministic per-epoch order; each DDP rank takes a strided share of every global batch.
+
+    Yields ``(index, key)``: ``key`` seeds the item's augmentation and its MAE mask, so a clip gets
+    the same crop and mask whether it lands on rank 0 or 1, in worker 0 or 3, before or after resume.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int, shuffle: bool = True, rank: int = 0,
+                 world: int = 1, drop_last: bool = True) -> None:
+        if global_batch % world:
+            raise EngineError(f"global batch {global_batch} is not divisible by {world} processes")
+        self.n, self.global_batch, self.seed, self.shuffle = n, global_batch, seed, shuffle
+        self.rank, self.world, self.drop_last = rank, world, drop_last
+        self.epoch = 0
+        self.skip_batches = 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+
+    def global_order(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(item_key(self.seed, self.epoch, -1))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.drop_last and self.n >= self.global_batch:
+            order = order[: (self.n // self.global_batch) * self.global_batch]
+        elif len(order) % self.global_batch:
+            # pad (cycle) so every rank gets full batches
+            pad = self.global_batch - len(order) % self.global_batch
+            order = order + (order * (pad // max(1, len(order)) + 1))[:pad]
+        return order
+
+    def batches_per_epoch(self) -> int:
+        return len(self.global_order()) // self.global_batch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self.global_order()
+        local = self.global_batch // self.world
+        for b in range(self.skip_batches, len(order) // self.global_batch):
+            chunk = order[b * self.global_batch:(b + 1) * self.global_batch]
+            for j in range(self.rank * local, (self.rank + 1) * local):
+                yield chunk[j], item_key(self.seed, self.epoch, b * self.global_batch + j)
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch() - self.skip_batches) * (self.global_batch // self.world)
+
+
+def to_model_input(video: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) -> normalised float (B, 3, T, H, W) on ``device``."""
+    v = video.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float()
+    mean = MEAN.to(device).view(1, 3, 1, 1, 1)
+    std = STD.to(device).view(1, 3, 1, 1, 1)
+    return ((v - mean) / std).contiguous()
+
+
+def split_sources(sources: Sequence[Source]) -> dict[str, int]:
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise EngineError(f"two datasets share the name {names}; name them (path=name) to tell the heads apart")
+    return {s.name: s.num_classes for s in sources}
