@@ -337,8 +337,8 @@ class _Thumbs:
     The colour offset between a source frame and the target is the mean difference over
     the background both show; it is added to copied pixels, so a camera that adjusts its
     exposure does not leave darker or brighter patches where a person was. Used for static
-    windows only: measured through homographies on moving clips it made results worse
-    (cyclist clip: 28.5 -> 27.9 dB, docs/inpaint.md), the ring correction covers those.
+    windows only: measured through homographies on moving clips it made a trial on the
+    cyclist clip worse, so moving windows rely on the ring correction alone.
     """
 
     def __init__(self, frames: np.ndarray, valid: np.ndarray, ref: dict[str, Any] | None) -> None:
