@@ -68,7 +68,7 @@ class PropagationInpainter:
         self._prop: np.ndarray | None = None
         self._got: np.ndarray | None = None
         self._rgba: np.ndarray | None = None
-        self.stats = {"windows": 0, "static_windows": 0, "moving_windows": 0, "frames": 0,
+        self.stats = {"windows": 0, "static_windows": 0, "moving_windows": 0, "frames_processed": 0,
                       "masked_px": 0, "propagated_px": 0, "spatial_px": 0}
         self.timings = {"motion": 0.0, "propagate": 0.0, "blend": 0.0, "spatial": 0.0}
 
@@ -96,7 +96,7 @@ class PropagationInpainter:
             self._ref = None  # a new size means a new clip: old background is useless
         out = frames.copy()
         self.stats["windows"] += 1
-        self.stats["frames"] += T
+        self.stats["frames_processed"] += T  # context frames count once per window they are in
 
         t0 = time.perf_counter()
         grays = [mo.to_gray(f, cfg.motion_scale) for f in frames] if cfg.align != "static" else None
