@@ -137,15 +137,18 @@ class FitWeights:
     pose_prior: float = 2e-3
     joint_limit: float = 0.1
     shape_prior: float = 5e-3
-    smooth_points: float = 30.0
-    smooth_pose: float = 0.5
+    smooth_lateral: float = 0.02
+    smooth_depth: float = 0.1
+    smooth_pose: float = 0.002
 
 
 class Fitter:
     """Fits one window of rows (track, frame, landmarks) for a fixed camera."""
 
     def __init__(self, body: BodyModel, focal: float, cx: float, cy: float, smooth: float = 1.0,
-                 iters_cold: int = 80, iters_warm: int = 40, weights: FitWeights | None = None) -> None:
+                 iters_cold: int = 80, iters_warm: int = 40, weights: FitWeights | None = None,
+                 optimizer: str = "lbfgs") -> None:
+        self.optimizer = optimizer
         self.kin = Kinematics(body)
         self.nb = body.num_betas
         self.focal, self.cx, self.cy = float(focal), float(cx), float(cy)
@@ -291,15 +294,35 @@ class Fitter:
                 all_bp = torch.cat([bp, a_bp], 0)
                 acc = all_pts[trip_t[:, 0]] - 2 * all_pts[trip_t[:, 1]] + all_pts[trip_t[:, 2]]
                 acc_bp = all_bp[trip_t[:, 0]] - 2 * all_bp[trip_t[:, 1]] + all_bp[trip_t[:, 2]]
-                loss = loss + self.smooth * (w.smooth_points * (acc ** 2).sum(-1).mean() +
-                                             w.smooth_pose * (acc_bp ** 2).sum(-1).mean())
+                # Charbonnier (smooth L1): small jitter is pulled to zero while large, real
+                # accelerations (kicks, jumps) cost only linearly; depth is the least observed
+                # direction, so it is smoothed harder than the image-plane motion
+                eps = 0.005
+                lat = torch.sqrt((acc[..., :2] ** 2).sum(-1) + eps ** 2) - eps
+                dep = torch.sqrt(acc[..., 2] ** 2 + eps ** 2) - eps
+                rot = torch.sqrt((acc_bp ** 2).sum(-1) + 0.01 ** 2) - 0.01
+                loss = loss + self.smooth * (w.smooth_lateral * lat.mean() + w.smooth_depth * dep.mean() +
+                                             w.smooth_pose * rot.mean())
             return loss
 
-        for _ in range(iters):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn()
-            loss.backward()
-            opt.step()
+        if self.optimizer == "lbfgs":
+            lbfgs = torch.optim.LBFGS([go, bp, tr] + ([] if warm else [betas]), lr=1.0, max_iter=iters,
+                                      history_size=20, line_search_fn="strong_wolfe",
+                                      tolerance_grad=1e-9, tolerance_change=1e-12)
+
+            def closure() -> torch.Tensor:
+                lbfgs.zero_grad(set_to_none=True)
+                loss = loss_fn()
+                loss.backward()
+                return loss
+
+            lbfgs.step(closure)
+        else:
+            for _ in range(iters):
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn()
+                loss.backward()
+                opt.step()
 
         with torch.no_grad():
             b_rows = betas[row_track]

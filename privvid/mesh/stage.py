@@ -353,8 +353,9 @@ def _landmarks_match_box(image: np.ndarray, box: np.ndarray, min_inside: float =
     return bool(inside.mean() >= min_inside)
 
 
-def jitter(records: list[dict], key: str = "joints") -> float | None:
-    """Mean joint acceleration (mm / frame^2) over consecutive frames of each track (body joints 0-21)."""
+def jitter(records: list[dict], key: str = "joints", scale: float = 1000.0) -> float | None:
+    """Mean joint acceleration over consecutive frames of each track (body joints 0-21), times ``scale``
+    (metres -> mm / frame^2 by default)."""
     by_track: dict[int, list[dict]] = defaultdict(list)
     for r in records:
         by_track[r["track"]].append(r)
@@ -364,7 +365,7 @@ def jitter(records: list[dict], key: str = "joints") -> float | None:
         for a, b, c in zip(rs, rs[1:], rs[2:]):
             if b["frame"] - a["frame"] == 1 and c["frame"] - b["frame"] == 1:
                 ja, jb, jc = (np.asarray(x[key])[:22] for x in (a, b, c))
-                accs.append(np.linalg.norm(ja - 2 * jb + jc, axis=-1).mean() * 1000.0)
+                accs.append(np.linalg.norm(ja - 2 * jb + jc, axis=-1).mean() * scale)
     return float(np.mean(accs)) if accs else None
 
 

@@ -1,0 +1,296 @@
+"""Unit tests for privvid.mesh on generated data: body model, kinematics, fitting, rendering, fail-closed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("smplx")
+
+from privvid.config import MeshConfig  # noqa: E402
+from privvid.detect.base import Detections  # noqa: E402
+from privvid.errors import MissingWeights  # noqa: E402
+from privvid.mesh import POSE_SOURCES, body_model  # noqa: E402
+from privvid.mesh.fit import Fitter, Kinematics  # noqa: E402
+from privvid.mesh.pose import PoseResult  # noqa: E402
+
+W, H = 160, 120
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("privvid-cache")
+    old = os.environ.get("PRIVVID_CACHE")
+    os.environ["PRIVVID_CACHE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("PRIVVID_CACHE", None)
+    else:
+        os.environ["PRIVVID_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def body(cache):
+    return body_model.load_body_model()
+
+
+def test_embedded_model_is_smplx_format_built_once_atomically(body, cache):
+    path = body_model.embedded_model_path()
+    assert path.parent.parent == cache and path.is_file()
+    mtime = path.stat().st_mtime_ns
+    assert body_model.embedded_model_path().stat().st_mtime_ns == mtime  # not rebuilt
+    assert [p.name for p in path.parent.iterdir()] == [path.name]     # no temp files left behind
+    with np.load(path) as data:
+        v = data["v_template"].shape[0]
+        assert v > 9929
+        assert data["J_regressor"].shape == (55, v)
+        assert data["weights"].shape == (v, 55)
+        np.testing.assert_allclose(data["weights"].sum(1), 1.0, atol=1e-4)
+        assert data["shapedirs"].shape[:2] == (v, 3) and data["posedirs"].shape == (v, 3, 486)
+    assert body.embedded and body.gender == "neutral" and body.num_vertices == v
+
+
+def test_embedded_model_reproduces_mannequin_skeleton(body):
+    from mannequin import Mannequin
+
+    man = Mannequin("wooden")
+    joints = man.joint_transforms(man.rest_pose())[:22, :3, 3]
+    np.testing.assert_allclose(body.j_template[:22], joints, atol=2e-3)
+    beta = np.zeros(10, np.float32)
+    beta[0] = 1.0
+    man.reshape(beta)
+    shaped = man.joint_transforms(man.rest_pose())[:22, :3, 3]
+    predicted = body.j_template[:22] + body.j_shapedirs[:22] @ beta
+    # the linear shape space follows the mannequin's (non-linear) shape response closely
+    assert np.abs(predicted - shaped).max() < 0.02
+    assert np.abs(shaped - joints).max() > 0.02  # and the shape really moves the joints
+
+
+def test_missing_body_model_names_the_file(tmp_path, cache):
+    with pytest.raises(MissingWeights, match="SMPLX_NEUTRAL.npz"):
+        body_model.load_body_model(tmp_path)          # a folder without the file
+    with pytest.raises(MissingWeights, match="nope.npz"):
+        body_model.load_body_model(tmp_path / "nope.npz")
+    bad = tmp_path / "broken.npz"
+    bad.write_bytes(b"not a zip archive")
+    with pytest.raises(MissingWeights, match="broken.npz"):
+        body_model.load_body_model(bad)
+
+
+def test_user_model_path_uses_same_smplx_code(body, tmp_path):
+    user = tmp_path / "SMPLX_NEUTRAL.npz"
+    user.write_bytes(body.path.read_bytes())
+    loaded = body_model.load_body_model(tmp_path)
+    assert not loaded.embedded and loaded.path == user
+    assert type(loaded.smplx_model) is type(body.smplx_model)
+
+
+def test_kinematics_match_smplx(body, rng):
+    kin = Kinematics(body)
+    n = 4
+    go = torch.tensor(rng.normal(0, 0.5, (n, 3)), dtype=torch.float32)
+    bp = torch.tensor(rng.normal(0, 0.3, (n, 21, 3)), dtype=torch.float32)
+    tr = torch.tensor(rng.normal(0, 1.0, (n, 3)), dtype=torch.float32)
+    betas = torch.tensor(rng.normal(0, 1.0, (n, 10)), dtype=torch.float32)
+    _, joints = kin(go, bp, tr, betas)
+    out = body.smplx_model(global_orient=go, body_pose=bp.reshape(n, 63), transl=tr, betas=betas,
+                           jaw_pose=torch.zeros(n, 3), leye_pose=torch.zeros(n, 3), reye_pose=torch.zeros(n, 3),
+                           left_hand_pose=torch.zeros(n, 45), right_hand_pose=torch.zeros(n, 45),
+                           expression=torch.zeros(n, 10))
+    np.testing.assert_allclose(joints.numpy(), out.joints[:, :22].detach().numpy(), atol=1e-4)
+
+
+def _synthetic_rows(body, fitter, rng, frames=12, noise_px=0.0):
+    """Landmarks of a known body walking across the view, as a pose source would give them."""
+    kin = fitter.kin
+    t = np.arange(frames)
+    go = np.tile(np.array([np.pi, 0.0, 0.0]), (frames, 1)) + np.stack([0 * t, 0.02 * t, 0 * t], 1)
+    bp = np.zeros((frames, 21, 3))
+    bp[:, 3, 0] = 0.4 + 0.3 * np.sin(t / 3)      # left knee bends
+    bp[:, 17, 1] = -0.8                           # left elbow bends
+    tr = np.stack([-0.3 + 0.05 * t, 0.1 + 0 * t, 3.0 + 0 * t], 1)
+    betas = np.zeros((frames, 10))
+    with torch.no_grad():
+        pts, joints = kin(*(torch.tensor(a, dtype=torch.float32) for a in (go, bp, tr, betas)))
+    uv = fitter.project(pts).numpy() + rng.normal(0, noise_px, (frames, 33, 2))
+    rows = []
+    for i in range(frames):
+        img = np.concatenate([uv[i], np.ones((33, 1))], 1).astype(np.float32)
+        img[~kin.available, 2] = 0.0
+        world = pts[i].numpy() - 0.5 * (pts[i, 23].numpy() + pts[i, 24].numpy())
+        ys = uv[i, kin.available, 1]
+        rows.append({"track": 7, "frame": i, "image": img, "world": world.astype(np.float32),
+                     "box_h": float(ys.max() - ys.min())})
+    return rows, joints.numpy()
+
+
+def test_fit_recovers_a_known_body(body, rng):
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2, smooth=1.0)
+    rows, true_joints = _synthetic_rows(body, fitter, rng)
+    fits = fitter.fit(rows, {})
+    err_rel = np.array([f["err_rel"] for f in fits])
+    assert err_rel.max() < 0.05
+    joints = np.stack([f["joints"] for f in fits])
+    # 3D joints (relative to the pelvis) close to the truth
+    rel = joints - joints[:, :1]
+    true_rel = true_joints - true_joints[:, :1]
+    assert np.linalg.norm(rel - true_rel, axis=-1).mean() < 0.05
+
+
+def test_smoothing_reduces_jitter_and_carries_across_windows(body, rng):
+    from privvid.mesh.stage import jitter
+
+    results = {}
+    for smooth in (0.0, 1.0):
+        fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2, smooth=smooth)
+        rows, _ = _synthetic_rows(body, fitter, np.random.default_rng(1), frames=16, noise_px=2.0)
+        states: dict = {}
+        fits = fitter.fit(rows[:8], states) + fitter.fit(rows[8:], states)  # two windows
+        assert states[7].windows == 2 and states[7].anchor_frames == [14, 15]
+        results[smooth] = jitter([{"track": 7, "frame": r["frame"], "joints": f["joints"]}
+                                  for r, f in zip(rows, fits)])
+    assert results[1.0] < 0.7 * results[0.0]
+
+
+def test_renderer_draws_body_where_it_projects(body):
+    from privvid.mesh.render import MeshRenderer, composite
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    n = 1
+    go = np.array([[np.pi, 0, 0]])
+    tr = np.array([[0.3, 0.0, 4.0]])
+    out = body.smplx_model(global_orient=torch.tensor(go, dtype=torch.float32),
+                           transl=torch.tensor(tr, dtype=torch.float32))
+    v = out.vertices[0].detach().numpy()
+    uv = fitter.project(torch.tensor(v)).numpy()
+    r = MeshRenderer(W, H, W, W / 2, H / 2, body.faces)
+    try:
+        color, cover = r.render([v])
+        _, empty = r.render([])
+    finally:
+        r.close()
+    assert not empty.any()
+    ys, xs = np.nonzero(cover)
+    assert abs(xs.min() - uv[:, 0].min()) <= 2 and abs(xs.max() - uv[:, 0].max()) <= 2
+    assert abs(ys.min() - uv[:, 1].min()) <= 2 and abs(ys.max() - uv[:, 1].max()) <= 2
+    # neutral grey: no hue
+    px = color[cover].astype(int)
+    assert np.abs(px[:, 0] - px[:, 1]).max() <= 2 and np.abs(px[:, 1] - px[:, 2]).max() <= 2
+    bg = np.full((H, W, 3), 17, np.uint8)
+    comp = composite(bg, color, cover)
+    assert (comp[~cover] == 17).all() and (comp[cover] == color[cover]).all()
+    assert n == 1
+
+
+class _ScriptedPose:
+    """A pose source that returns given landmarks, or fails on chosen frames."""
+
+    name = "scripted"
+
+    def __init__(self, rows, fail_frames=(), raise_frames=()):
+        self.rows = rows
+        self.fail, self.raise_ = set(fail_frames), set(raise_frames)
+        self.calls = 0
+
+    def reset(self):
+        self.calls = 0
+
+    def __call__(self, frame, box, track_id=-1):
+        i = self.calls
+        self.calls += 1
+        if i in self.raise_:
+            raise RuntimeError("pose model crashed")
+        if i in self.fail:
+            return None
+        r = self.rows[i]
+        return PoseResult(image=r["image"], world=r["world"])
+
+    def info(self):
+        return {"name": self.name}
+
+
+def _stage_inputs(rows):
+    t = len(rows)
+    frames = np.zeros((t, H, W, 3), np.uint8)
+    frames[..., 0] = 255  # "person pixels": pure red everywhere in the original
+    background = np.full((t, H, W, 3), 40, np.uint8)
+    dets = []
+    for r in rows:
+        xy = r["image"][r["image"][:, 2] > 0, :2]
+        box = np.array([[*xy.min(0) - 4, *xy.max(0) + 4]], np.float32)
+        m = np.zeros((1, H, W), bool)
+        x0, y0, x1, y1 = np.clip(box[0], 0, [W, H, W, H]).astype(int)
+        m[0, y0:y1, x0:x1] = True
+        dets.append(Detections(masks=m, boxes=box, scores=np.ones(1, np.float32),
+                               track_ids=np.array([3], np.int64)))
+    return frames, dets, background, np.stack([d.union() for d in dets])
+
+
+def test_stage_fails_closed_and_saves_params(body, rng, tmp_path):
+    from privvid.mesh.stage import MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=10)
+    source = _ScriptedPose(rows, fail_frames={2}, raise_frames={5})
+    stage = MeshStage(MeshConfig(), pose_source=source)
+    frames, dets, background, masks = _stage_inputs(rows)
+    out1, info1 = stage(frames[:6], dets[:6], background[:6], masks[:6])
+    out2, info2 = stage(frames[6:], dets[6:], background[6:], masks[6:])
+    out = np.concatenate([out1, out2])
+    infos = info1 + info2
+    assert out.shape == frames.shape and [i["frame"] for i in infos] == list(range(10))
+    # never a single original (red) pixel; failed frames are exactly the background
+    assert not ((out[..., 0] == 255) & (out[..., 1] == 0) & (out[..., 2] == 0)).any()
+    for t in (2, 5):
+        assert infos[t]["people"][0]["status"] == "failed"
+        assert (out[t] == background[t]).all()
+    assert "pose" in infos[5]["people"][0]["reason"]
+    ok = [t for t in range(10) if t not in (2, 5)]
+    for t in ok:
+        p = infos[t]["people"][0]
+        assert p["status"] == "ok" and p["reproj_error_rel"] < 0.05
+        drawn = (out[t] != background[t]).any(-1)
+        assert drawn.any() and (drawn & ~masks[t]).sum() < 0.1 * drawn.sum()
+    summary = stage.finish()
+    assert summary["fitted"] == 8 and summary["failed"] == 2 and summary["frames"] == 10
+    assert summary["mean_reproj_error_rel"] < 0.05 and summary["jitter_mm"] is not None
+
+    path = tmp_path / "clip.params.npz"
+    stage.save_params(path)
+    with np.load(path, allow_pickle=False) as p:
+        assert p["frame"].tolist() == ok and set(p["track_id"].tolist()) == {3}
+        n = len(ok)
+        assert p["body_pose"].shape == (n, 63) and p["keypoints_2d"].shape == (n, 33, 3)
+        k = p["camera_intrinsics"]
+        assert k[0, 0] == W and k[0, 2] == W / 2
+        # the saved joints project onto the landmarks the fit reported
+        j = p["joints"]
+        assert np.isfinite(j).all() and (j[:, :22, 2] > 0).all()
+    info = stage.info()
+    assert info["pose_source"] == {"name": "scripted"} and info["vertices"] == body.num_vertices
+    stage.close()
+
+
+def test_stage_reset_starts_a_new_clip(body, rng):
+    from privvid.mesh.stage import MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=4)
+    stage = MeshStage(MeshConfig(), pose_source=_ScriptedPose(rows))
+    frames, dets, background, masks = _stage_inputs(rows)
+    stage(frames, dets, background, masks)
+    assert stage.finish()["frames"] == 4
+    stage.reset()
+    _, info = stage(frames[:2], dets[:2], background[:2], masks[:2])
+    assert info[0]["frame"] == 0 and stage.finish()["frames"] == 2
+    stage.close()
+
+
+def test_pose_sources_registered_and_yolo_needs_weights(tmp_path):
+    assert POSE_SOURCES.names() == ["mediapipe", "yolo"]
+    with pytest.raises(MissingWeights, match="missing.tflite"):
+        POSE_SOURCES.create("yolo", tmp_path / "missing.tflite")
