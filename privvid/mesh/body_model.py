@@ -244,6 +244,7 @@ class BodyModel:
         return {
             "body_model": "embedded mannequin (mannequin-x 0.3.0 wooden, Apache-2.0)" if self.embedded
             else str(self.path),
+            "body_model_path": str(self.path),
             "body_model_sha256": self.sha256,
             "gender": self.gender,
             "vertices": self.num_vertices,

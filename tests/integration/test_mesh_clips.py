@@ -1,0 +1,211 @@
+"""Mask2Mesh on real clips from ../shared/data: juggler, two people indoors, parkour.
+
+People come from the int8 YOLO11n-pose weights in ../shared/weights (boxes + IoU tracks, via
+privvid.mesh.people); the stage runs mediapipe BlazePose on each person crop, fits, renders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("smplx")
+pytest.importorskip("pyrender")
+pytest.importorskip("mediapipe")
+pytest.importorskip("ultralytics")
+
+from privvid.config import MeshConfig  # noqa: E402
+
+SIZE = (432, 240)
+FRAMES = 24
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _env(tmp_path_factory):
+    saved = {k: os.environ.get(k) for k in ("PRIVVID_CACHE", "YOLO_CONFIG_DIR")}
+    os.environ["PRIVVID_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["YOLO_CONFIG_DIR"] = str(tmp_path_factory.mktemp("yolo"))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def detector(shared_weights):
+    from privvid.mesh.people import YoloPoseDetector
+
+    return YoloPoseDetector(shared_weights / "yolo11n-pose_int8.tflite")
+
+
+def _load(path, detector, frames=FRAMES):
+    from privvid.mesh.people import decode
+
+    video = decode(path, SIZE, frames)
+    detector.reset()
+    dets = [detector(f) for f in video]
+    for d in dets:
+        d.keypoints = None  # make the stage run its own pose source on each crop
+    masks = np.stack([d.union() for d in dets])
+    # a stand-in "inpainted" background: a flat colour that is in no real frame
+    background = np.zeros_like(video)
+    background[..., 2] = 200
+    return video, dets, background, masks
+
+
+def _run(stage, video, dets, background, masks, window=12):
+    outs, infos = [], []
+    for s in range(0, len(video), window):
+        o, i = stage(video[s:s + window], dets[s:s + window], background[s:s + window], masks[s:s + window])
+        outs.append(o)
+        infos += i
+    return np.concatenate(outs), infos
+
+
+def _box_mask(box, shape, pad=0.1):
+    x0, y0, x1, y1 = box
+    px, py = pad * (x1 - x0), pad * (y1 - y0)
+    m = np.zeros(shape, bool)
+    m[max(int(y0 - py), 0):int(y1 + py) + 1, max(int(x0 - px), 0):int(x1 + px) + 1] = True
+    return m
+
+
+def test_juggler_mesh_covers_the_person(shared_data, detector):
+    from privvid.mesh import MeshStage
+
+    video, dets, background, masks = _load(shared_data / "demo-clips" / "sam2_juggle.mp4", detector)
+    stage = MeshStage(MeshConfig())
+    out, infos = _run(stage, video, dets, background, masks)
+    assert out.shape == video.shape and len(infos) == FRAMES
+    summary = stage.finish()
+    assert summary["frames"] == FRAMES and summary["fitted"] >= 0.9 * summary["person_frames"] > 0
+    assert summary["mean_reproj_error_rel"] <= 0.05
+    json.dumps(summary)  # sidecar-ready
+    json.dumps(stage.info())
+    for t in range(FRAMES):
+        drawn = (out[t] != background[t]).any(-1)
+        if not len(dets[t]):
+            assert not drawn.any()
+            continue
+        box = _box_mask(dets[t].boxes[0], drawn.shape)
+        if infos[t]["people"][0]["status"] == "ok":
+            # the rendered silhouette lies on the detected person and fills a good part of the box
+            assert (drawn & box).sum() >= 0.95 * drawn.sum()
+            x0, y0, x1, y1 = dets[t].boxes[0]
+            assert drawn.sum() >= 0.2 * (x1 - x0) * (y1 - y0)
+            ys = np.nonzero(drawn)[0]
+            assert (ys.max() - ys.min()) >= 0.7 * (y1 - y0)
+        # everything outside the drawn body is the background, never the original frame
+        assert (out[t][~drawn] == background[t][~drawn]).all()
+    stage.close()
+
+
+def test_two_people_params_reload_through_smplx(shared_data, detector, tmp_path):
+    import smplx
+    import torch
+
+    from privvid.mesh import MeshStage
+
+    video, dets, background, masks = _load(
+        shared_data / "demo-clips" / "mmaction2_demo_skeleton_two_people.mp4", detector)
+    assert min(len(d) for d in dets) == 2
+    stage = MeshStage(MeshConfig())
+    out, infos = _run(stage, video, dets, background, masks)
+    summary = stage.finish()
+    assert summary["tracks"] == 2 and summary["fitted"] >= 0.9 * summary["person_frames"]
+    # each person gets their own body: both boxes receive rendered pixels
+    for t in (0, FRAMES - 1):
+        drawn = (out[t] != background[t]).any(-1)
+        for box in dets[t].boxes:
+            x0, y0, x1, y1 = box.astype(int)
+            assert drawn[y0:y1, x0:x1].mean() > 0.15
+
+    path = tmp_path / "two.params.npz"
+    stage.save_params(path)
+    with np.load(path, allow_pickle=False) as p:   # plain numpy, no privvid needed
+        data = {k: p[k] for k in p.files}
+    meta = json.loads(str(data["meta"]))
+    assert len(set(data["track_id"].tolist())) == 2
+    n = len(data["frame"])
+    model = smplx.SMPLX(meta["body_model"]["body_model_path"], use_pca=False, num_betas=data["betas"].shape[1],
+                        flat_hand_mean=False, ext="npz")
+    t = lambda k: torch.tensor(data[k], dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        res = model(global_orient=t("global_orient"), body_pose=t("body_pose"), transl=t("transl"),
+                    betas=t("betas"), jaw_pose=torch.zeros(n, 3), leye_pose=torch.zeros(n, 3),
+                    reye_pose=torch.zeros(n, 3), left_hand_pose=torch.zeros(n, 45),
+                    right_hand_pose=torch.zeros(n, 45), expression=torch.zeros(n, 10))
+    np.testing.assert_allclose(res.joints[:, :55].numpy(), data["joints"], atol=1e-4)
+    # the reloaded joints project onto the rendered body in the frame they belong to
+    k = data["camera_intrinsics"]
+    j = res.joints[:, [0, 3, 6, 9, 12]].numpy()  # pelvis and spine: inside the silhouette
+    uv = np.stack([k[0, 0] * j[..., 0] / j[..., 2] + k[0, 2], k[1, 1] * j[..., 1] / j[..., 2] + k[1, 2]], -1)
+    hits = []
+    for row in range(n):
+        drawn = (out[data["frame"][row]] != background[data["frame"][row]]).any(-1)
+        for u, v in uv[row]:
+            u, v = int(round(u)), int(round(v))
+            hits.append(0 <= v < drawn.shape[0] and 0 <= u < drawn.shape[1] and drawn[v, u])
+    assert np.mean(hits) > 0.95
+    stage.close()
+
+
+class _FailingPose:
+    """Wraps a pose source and fails on chosen calls (simulates a pose/fit failure)."""
+
+    def __init__(self, inner, fail_every=3):
+        self.inner, self.fail_every, self.calls = inner, fail_every, 0
+        self.name = "failing"
+
+    def reset(self):
+        self.inner.reset()
+
+    def __call__(self, frame, box, track_id=-1):
+        self.calls += 1
+        res = self.inner(frame, box, track_id)
+        if self.calls % self.fail_every == 0:
+            raise RuntimeError("simulated failure")
+        return res
+
+    def info(self):
+        return {"name": self.name}
+
+
+def test_parkour_failed_person_stays_inpainted(shared_data, detector):
+    from privvid.mesh import MeshStage
+    from privvid.mesh.pose import MediapipePose
+
+    video, dets, background, masks = _load(shared_data / "demo-clips" / "propainter_test-sample1.mp4", detector)
+    stage = MeshStage(MeshConfig(), pose_source=_FailingPose(MediapipePose()))
+    out, infos = _run(stage, video, dets, background, masks)
+    failed = [t for t, i in enumerate(infos) if i["people"] and all(p["status"] == "failed" for p in i["people"])]
+    ok = [t for t, i in enumerate(infos) if any(p["status"] == "ok" for p in i["people"])]
+    assert failed and ok
+    for t in failed:
+        assert (out[t] == background[t]).all()       # the person region is the inpainted background
+        assert (masks[t]).any()
+    for t in ok:
+        drawn = (out[t] != background[t]).any(-1)
+        assert drawn.any()
+        # wherever the output differs from the background it is grey mesh, not person pixels
+        px = out[t][drawn].astype(int)
+        assert np.abs(px[:, 0] - px[:, 2]).max() <= 3
+    stage.close()
+
+
+def test_yolo_pose_source(shared_data, shared_weights, detector):
+    from privvid.mesh import MeshStage
+
+    video, dets, background, masks = _load(shared_data / "demo-clips" / "sam2_juggle.mp4", detector, frames=8)
+    stage = MeshStage(MeshConfig(pose_backend="yolo", pose_weights=shared_weights / "yolo11n-pose_int8.tflite"))
+    out, infos = _run(stage, video, dets, background, masks, window=8)
+    summary = stage.finish()
+    assert stage.info()["pose_source"]["name"] == "yolo"
+    assert summary["fitted"] >= 6 and summary["mean_reproj_error_rel"] <= 0.08
+    assert (out != background).any()
+    stage.close()
