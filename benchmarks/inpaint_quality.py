@@ -17,7 +17,9 @@ dogs-jump's woman (tennis' removal masks for the cyclist), each moved sideways t
 covers the fewest person pixels.
 Scores: PSNR, SSIM (7x7 Gaussian window, averaged over the scored pixels) and mean absolute
 error on the scored pixels only; ms/frame is the inpainter's wall time over all frames of
-the clip on one thread, run the way the pipeline windows a clip (privvid.inpaint.base.inpaint_clip).
+the clip on one thread, run the way the pipeline windows a clip (privvid.inpaint.base.inpaint_clip),
+the fastest of --repeat runs (the machine is shared; slower runs measure other people's jobs).
+The stage table splits the fastest repeat of the default propagate.
 """
 
 from __future__ import annotations
@@ -208,6 +210,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=100, help="frames per clip at most")
     ap.add_argument("--strip", type=Path, default=None, help="write a before/after PNG strip here")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per clip and method; the fastest counts")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
     args = ap.parse_args()
     cv2.setNumThreads(1)
@@ -223,15 +226,24 @@ def main() -> int:
     totals: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
     results: dict[tuple[str, str], np.ndarray] = {}
     stages: list[tuple[str, dict[str, float], float]] = []
+    # warm-up (imports, first allocations, OpenCV's lazy init) so the first timed clip is not penalised
+    _, _, frames, person, test = data[0]
+    for backend in ("propagate", "opencv"):
+        inpaint_clip(INPAINTERS.create(backend, InpaintConfig()), frames[:12], (person | test)[:12], window=8)
     for name, camera, frames, person, test in data:
         masks = person | test
         scored = test & ~dilate(person, 2)
         for i, method in enumerate(methods):
             backend, cfg = METHODS[method]
-            inp = INPAINTERS.create(backend, cfg)
-            t0 = time.perf_counter()
-            out = inpaint_clip(inp, frames, masks, window=cfg.window)
-            ms = (time.perf_counter() - t0) / len(frames) * 1000
+            ms, best_stages = float("inf"), {}
+            for _ in range(max(args.repeat, 1)):  # the fastest repeat: least disturbed by other processes
+                inp = INPAINTERS.create(backend, cfg)
+                t0 = time.perf_counter()
+                out = inpaint_clip(inp, frames, masks, window=cfg.window)
+                run_ms = (time.perf_counter() - t0) / len(frames) * 1000
+                if run_ms < ms:
+                    ms = run_ms
+                    best_stages = {k: v / len(frames) * 1000 for k, v in getattr(inp, "timings", {}).items()}
             if not np.array_equal(out[~masks], frames[~masks]):
                 raise SystemExit(f"{method} changed unmasked pixels on {name}")
             s = scores(out, frames, scored)
@@ -242,7 +254,7 @@ def main() -> int:
             totals[method].append(s)
             results[(name, method)] = out
             if method == "propagate":
-                stages.append((name, {k: v / len(frames) * 1000 for k, v in inp.timings.items()}, ms))
+                stages.append((name, best_stages, ms))
             table.add_row(name if i == 0 else "", camera if i == 0 else "", str(len(frames)) if i == 0 else "",
                           f"{masks.mean():.1%}" if i == 0 else "",
                           f"{scored.sum() / len(frames):.0f}" if i == 0 else "", method,
@@ -256,7 +268,7 @@ def main() -> int:
                       f"{np.mean([r['mae'] for r in rows]):.2f}", f"{np.mean([r['ms'] for r in rows]):.1f}", "", "")
     console.print(table)
     if stages:
-        where = Table(title="Where the default propagate spends its time (ms/frame, same run)")
+        where = Table(title="Where the default propagate spends its time (ms/frame, its fastest repeat)")
         names = list(stages[0][1])
         for col in ["clip", *names, "other", "total"]:
             where.add_column(col, justify="left" if col == "clip" else "right")
