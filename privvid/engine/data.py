@@ -106,6 +106,8 @@ def _list_source(list_path: Path, root: Path | None, csv_format: bool) -> Source
         if csv_format:
             for row in csv.reader(fh):
                 if row and row[0].strip() and not row[0].startswith("#"):
+                    if len(row) == 1 and len(row[0].split()) >= 2:  # VideoMAE's .csv lists: "path label"
+                        row = row[0].rsplit(None, 1)
                     if len(row) < 2:
                         raise EngineError(f"{list_path}: row {row!r} has no label column (want path,label)")
                     rows.append((row[0].strip(), row[1].strip()))
@@ -345,6 +347,8 @@ class EpochSampler(Sampler):
             order = list(range(self.n))
         if self.drop_last and self.n >= self.global_batch:
             order = order[: (self.n // self.global_batch) * self.global_batch]
+        elif self.world == 1 and not self.drop_last:
+            return order  # one process, no dropping: the last batch may be short
         elif len(order) % self.global_batch:
             # pad (cycle) so every rank gets full batches
             pad = self.global_batch - len(order) % self.global_batch
@@ -352,18 +356,18 @@ class EpochSampler(Sampler):
         return order
 
     def batches_per_epoch(self) -> int:
-        return len(self.global_order()) // self.global_batch
+        return -(-len(self.global_order()) // self.global_batch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = self.global_order()
         local = self.global_batch // self.world
-        for b in range(self.skip_batches, len(order) // self.global_batch):
+        for b in range(self.skip_batches, self.batches_per_epoch()):
             chunk = order[b * self.global_batch:(b + 1) * self.global_batch]
-            for j in range(self.rank * local, (self.rank + 1) * local):
+            for j in range(self.rank * local, min(len(chunk), (self.rank + 1) * local)):
                 yield chunk[j], item_key(self.seed, self.epoch, b * self.global_batch + j)
 
     def __len__(self) -> int:
-        return (self.batches_per_epoch() - self.skip_batches) * (self.global_batch // self.world)
+        return max(0, len(self.global_order()) - self.skip_batches * self.global_batch) // self.world
 
 
 def to_model_input(video: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -315,7 +315,7 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
                     log(rec)
         epoch_rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)),
                                      "clips_per_s": seen * dd.world / (time.perf_counter() - t0)}
-        if val is not None and dd.main and cfg.task != "mae":
+        if val is not None and dd.main and cfg.task != "mae" and epoch + 1 == last_epoch:
             epoch_rec.update({f"val_{k}": v for k, v in evaluate(model, val, cfg, dev).items()})
         result.history.append(epoch_rec)
         if dd.main:

@@ -1,0 +1,33 @@
+"""``privvid average``: fixed-proportion weight averaging of checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from privvid.errors import PrivvidError
+
+console = Console()
+
+
+def average(
+    runs: List[Path] = typer.Argument(..., help="Checkpoint folders of one architecture."),
+    weights: Optional[str] = typer.Option(None, help="Comma-separated proportions summing to 1 (default: equal)."),
+    out: Path = typer.Option(..., help="Folder for the averaged checkpoint."),
+) -> None:
+    """Average the weights the checkpoints share (the encoder at least) in fixed proportions."""
+    from privvid.engine.api import run_average
+
+    try:
+        res = run_average(runs, weights, out)
+    except (PrivvidError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"averaged {res['tensors']} tensors with weights {res['weights']} -> {res['out']}")
+
+
+def register(main: typer.Typer) -> None:
+    main.command("average")(average)

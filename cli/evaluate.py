@@ -1,0 +1,86 @@
+"""``privvid eval ft|lp``: downstream fine-tuning and linear probing (top-1 / top-5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from privvid.errors import PrivvidError
+
+console = Console()
+app = typer.Typer(help="Transfer a pre-trained encoder to a downstream task.", no_args_is_help=True)
+
+
+def _log(rec: dict[str, Any]) -> None:
+    if "alpha" in rec:
+        alpha = rec["alpha"]
+        shown = alpha[0] if len(alpha) == 1 else f"{len(alpha)} layers"
+        console.print(f"epoch {rec['epoch']} loss {rec['loss']:.4f} alpha {shown}", highlight=False)
+    elif rec.get("event") == "epoch":
+        console.print(f"epoch {rec['epoch']} loss {rec['loss']:.4f} {rec['clips_per_s']:.1f} clips/s")
+
+
+def _run(mode: str, init: List[Path], train: Path, val: Path, out: Optional[Path], preset: str, learn_mix: bool,
+         layerwise: bool, device: Optional[str], **overrides: Any) -> None:
+    from privvid.engine.api import run_eval
+
+    try:
+        res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
+                       device=device, log=_log, **{k: v for k, v in overrides.items() if v is not None})
+    except (PrivvidError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{mode.upper()} on {train.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in ("top1", "top5"):
+        table.add_row(k, f"{100 * res['eval'][k]:.1f}%")
+    table.add_row("val clips", str(res["eval"]["n"]))
+    console.print(table)
+    if "alpha" in res:
+        at = Table(title="learned mixing proportions (softmax)")
+        at.add_column("layer")
+        for r in res["runs"]:
+            at.add_column(Path(r).name, justify="right")
+        rows = res["alpha"]
+        for i, row in enumerate(rows):
+            name = "all" if len(rows) == 1 else ("patch_embed" if i == 0 else
+                                                 "norm" if i == len(rows) - 1 else f"block {i - 1}")
+            at.add_row(name, *[f"{a:.3f}" for a in row])
+        console.print(at)
+
+
+def _command(mode: str):
+    def command(
+        init: List[Path] = typer.Option(..., help="Pre-trained checkpoint; repeat with --learn-mix."),
+        train: Path = typer.Option(..., help="Downstream train list (.csv/.txt) or folder tree."),
+        val: Path = typer.Option(..., help="Downstream val list."),
+        out: Optional[Path] = typer.Option(None, help="Where the tuned checkpoint and eval.json go."),
+        preset: str = typer.Option("tiny", help="tiny | paper"),
+        learn_mix: bool = typer.Option(False, help="lp: learn softmax proportions over several --init."),
+        layerwise: bool = typer.Option(False, help="With --learn-mix: one proportion per layer."),
+        epochs: Optional[int] = typer.Option(None),
+        batch_size: Optional[int] = typer.Option(None),
+        lr: Optional[float] = typer.Option(None),
+        workers: Optional[int] = typer.Option(None),
+        seed: Optional[int] = typer.Option(None),
+        device: Optional[str] = typer.Option(None),
+    ) -> None:
+        _run(mode, init, train, val, out, preset, learn_mix, layerwise, device, epochs=epochs,
+             batch_size=batch_size, lr=lr, workers=workers, seed=seed)
+
+    command.__doc__ = ("Fine-tune the whole network (AdamW, warmup + cosine, max lr 2e-3)." if mode == "ft" else
+                       "Linear probe on frozen features (max lr 1.6e-2); --learn-mix learns weight proportions.")
+    return command
+
+
+app.command("ft")(_command("ft"))
+app.command("lp")(_command("lp"))
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="eval")

@@ -1,0 +1,90 @@
+"""High-level entry points used by the CLI and the benchmark runner."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from privvid.engine import checkpoint as ckpt
+from privvid.engine.average import average_checkpoints, learned_mix_probe, parse_weights
+from privvid.engine.config import EngineError, TrainConfig, preset
+from privvid.engine.data import Source, load_source
+from privvid.engine.trainer import RunResult, train
+
+
+def parse_data(spec: str | Path, root: str | Path | None = None, require_labels: bool = True) -> Source:
+    """``PATH`` or ``NAME=PATH`` (the name labels the dataset's head; default: the file/folder name)."""
+    text = str(spec)
+    name = None
+    if "=" in text and not Path(text).exists():
+        name, text = text.split("=", 1)
+    return load_source(text, root=root, name=name, require_labels=require_labels)
+
+
+def make_config(preset_name: str, task: str, size: str | None = None, *, init: str | Path | None = None,
+                epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                workers: int | None = None, seed: int | None = None, mask: str | None = None) -> TrainConfig:
+    """A preset, with the model/clip shape taken from ``init`` when one is given."""
+    cfg = preset(preset_name, task, size)
+    if init is not None:
+        meta = ckpt.read_meta(Path(init))
+        prev = TrainConfig.from_dict(meta.get("train_config", {}))
+        if size is not None and prev.model.size != size:
+            raise EngineError(f"--size {size} differs from the checkpoint's {prev.model.size} ({init})")
+        model = replace(prev.model, drop_path=cfg.model.drop_path)
+        data = replace(cfg.data, frames=prev.data.frames, size=prev.data.size,
+                       short_side=max(prev.data.short_side, prev.data.size), stride=prev.data.stride)
+        cfg = replace(cfg, model=model, data=data)
+    o = cfg.optim
+    cfg = replace(cfg, optim=replace(o, epochs=epochs if epochs is not None else o.epochs,
+                                     batch_size=batch_size if batch_size is not None else o.batch_size,
+                                     lr=lr if lr is not None else o.lr))
+    if workers is not None:
+        cfg = replace(cfg, data=replace(cfg.data, workers=workers))
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    if mask is not None:
+        cfg = replace(cfg, mae=replace(cfg.mae, mask=mask))
+    return cfg
+
+
+def run_train(task: str, data: Sequence[str | Path], out: str | Path, *, preset_name: str = "tiny",
+              size: str | None = None, init: str | Path | None = None, resume: bool = False,
+              device: str | None = None, log: Callable[[dict[str, Any]], None] | None = None,
+              **overrides: Any) -> RunResult:
+    if task not in ("mae", "align"):
+        raise EngineError(f"unknown training task {task!r}; choose mae or align")
+    if not data:
+        raise EngineError("give at least one --data")
+    sources = [parse_data(d, require_labels=task != "mae") for d in data]
+    cfg = make_config(preset_name, task, size, init=init, **overrides)
+    return train(cfg, sources, out, init=init, resume=resume, device=device, log=log)
+
+
+def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val_list: str | Path,
+             out: str | Path | None, *, preset_name: str = "tiny", learn_mix: bool = False,
+             layerwise: bool = False, device: str | None = None,
+             log: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Fine-tune (ft) or linear-probe (lp) ``inits`` on a downstream train list; top-1/top-5 on val."""
+    if mode not in ("ft", "lp"):
+        raise EngineError(f"unknown evaluation {mode!r}; choose ft or lp")
+    if not inits:
+        raise EngineError("give --init (a pre-trained checkpoint)")
+    train_src = parse_data(train_list)
+    val_src = load_source(val_list, name=train_src.name)
+    if val_src.classes != train_src.classes:
+        raise EngineError(f"val classes {val_src.classes} differ from train classes {train_src.classes}")
+    cfg = make_config(preset_name, mode, init=inits[0], **overrides)
+    if learn_mix or len(inits) > 1:
+        if mode != "lp" or not learn_mix:
+            raise EngineError("several --init need --learn-mix with `eval lp` (or combine them with `privvid average`)")
+        return learned_mix_probe(inits, cfg, train_src, val_src, out=out, layerwise=layerwise, device=device, log=log)
+    if out is None:
+        raise EngineError("give --out for the fine-tuned / probed checkpoint")
+    res = train(cfg, [train_src], out, init=inits[0], val=val_src, device=device, log=log)
+    return {"eval": res.eval, "history": res.history, "out": str(out)}
+
+
+def run_average(runs: Sequence[str | Path], weights: str | None, out: str | Path) -> dict[str, Any]:
+    return average_checkpoints(runs, parse_weights(weights, len(runs)), out)

@@ -1,0 +1,201 @@
+"""Engine on real clips: tiny clips cut from ../shared/data/action-clips (8 classes, 9 videos)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from privvid.engine import checkpoint as ckpt
+from privvid.engine.average import learned_mix_probe
+from privvid.engine.clips import cut_clips
+from privvid.engine.config import EngineError, preset
+from privvid.engine.data import _frame_count, clip_indices, decode_clip, load_source
+from privvid.engine.model import Classifier
+from privvid.engine.trainer import evaluate, train
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def clips(shared_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("engine_clips")
+    cut_clips(shared_data / "action-clips", out, size=64, frames=16, per_video=3)
+    return out
+
+
+def small_cfg(task: str, **optim):
+    cfg = preset("tiny", task, "nano")
+    data = replace(cfg.data, frames=8, stride=2, size=64, short_side=64, scale=(0.7, 1.0), workers=0)
+    o = replace(cfg.optim, **{"epochs": 2, "batch_size": 6, "warmup_epochs": 1, **optim})
+    return replace(cfg, data=data, optim=o, log_every=1000)
+
+
+def states_equal(a: Path, b: Path) -> bool:
+    sa, sb = ckpt.load_weights(a), ckpt.load_weights(b)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_seek_decoding_matches_sequential_decoding(shared_data):
+    import av
+
+    videos = [p for p in sorted((shared_data / "action-clips").iterdir()) if p.suffix in (".mp4", ".avi", ".mkv")]
+    assert len(videos) >= 5
+    for path in videos:
+        clip = decode_clip(path, 8, 4, 48, np.random.default_rng(3))
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            n, _ = _frame_count(s, c)
+            frames = [f.to_ndarray(width=clip.shape[2], height=48, format="rgb24") for f in c.decode(s)]
+        idx = clip_indices(n, 8, 4, np.random.default_rng(3))
+        ref = np.stack([frames[min(i, len(frames) - 1)] for i in idx])
+        assert np.array_equal(clip, ref), path.name
+
+
+@pytest.fixture(scope="session")
+def trained(clips, tmp_path_factory):
+    """A nano model trained from scratch on the 18 training clips (8 classes)."""
+    src = load_source(clips / "train.csv")
+    cfg = small_cfg("ft", epochs=25, lr=4e-3, weight_decay=0.0)
+    cfg = replace(cfg, sup=replace(cfg.sup, label_smoothing=0.0))
+    out = tmp_path_factory.mktemp("trained") / "ft"
+    res = train(cfg, [src], out, device="cpu")
+    return src, cfg, out, res
+
+
+def test_tiny_model_overfits_real_clips(trained):
+    src, cfg, out, res = trained
+    assert src.num_classes == 8
+    assert res.history[-1]["loss"] < 0.5 * res.history[0]["loss"]
+    model = Classifier(cfg.model, {src.name: src.num_classes})
+    model.load_state_dict(ckpt.load_weights(out))
+    acc = evaluate(model, src, cfg, torch.device("cpu"))
+    assert acc["n"] == len(src.samples)
+    assert acc["top1"] >= 0.9
+
+
+def test_mae_loss_falls(clips, tmp_path):
+    src = load_source(clips / "train.csv", require_labels=False)
+    cfg = small_cfg("mae", epochs=8, lr=2e-3)
+    res = train(cfg, [src], tmp_path / "mae", device="cpu")
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+@pytest.mark.parametrize("task", ["mae", "align"])
+def test_resume_is_bit_exact(clips, tmp_path, task):
+    a = load_source(clips / "train.csv", name="real", require_labels=task != "mae")
+    sources = [a]
+    cfg = small_cfg(task, epochs=2)
+    if task == "align":  # two datasets, mixup/cutmix, drop-path: every random draw must replay
+        sources.append(load_source(clips / "val.csv", name="other"))
+        cfg = replace(cfg, model=replace(cfg.model, drop_path=0.1),
+                      sup=replace(cfg.sup, mixup=0.8, cutmix=1.0, label_smoothing=0.1))
+    train(cfg, sources, tmp_path / "full", device="cpu")
+    train(cfg, sources, tmp_path / "split", device="cpu", stop_after_epoch=1)
+    assert not states_equal(tmp_path / "full", tmp_path / "split")  # half-way differs
+    train(cfg, sources, tmp_path / "split", device="cpu", resume=True)
+    assert states_equal(tmp_path / "full", tmp_path / "split")
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, train_csv: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = small_cfg("ft", epochs=1, batch_size=4)
+        cfg = replace(cfg, sup=replace(cfg.sup, mixup=0.0, cutmix=0.0))
+        train(cfg, [load_source(train_csv)], out, device="cpu")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one(clips, tmp_path):
+    import torch.multiprocessing as mp
+
+    cfg = small_cfg("ft", epochs=1, batch_size=4)
+    cfg = replace(cfg, sup=replace(cfg.sup, mixup=0.0, cutmix=0.0))
+    train(cfg, [load_source(clips / "train.csv")], tmp_path / "single", device="cpu")
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(clips / "train.csv"), str(tmp_path / "ddp")),
+             nprocs=2, join=True)
+    one, two = ckpt.load_weights(tmp_path / "single"), ckpt.load_weights(tmp_path / "ddp")
+    start = Classifier(cfg.model, {"train": 8}).state_dict()
+    # AdamW divides by sqrt(v): float reduction-order noise in near-zero gradients shows up at ~1e-5,
+    # so compare each tensor's gap between the runs with how far training moved it
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-3, atol=1e-4)
+    gap = torch.cat([(two[k] - one[k]).flatten() for k in one]).norm()
+    moved = torch.cat([(one[k] - start[k]).flatten() for k in one if k in start]).norm()
+    assert moved > 0.1 and gap < 1e-3 * moved, (gap, moved)
+
+
+def test_learned_alpha_prefers_the_useful_model(trained, tmp_path):
+    src, cfg, good, _ = trained
+    # the other model: same architecture, untrained
+    torch.manual_seed(123)
+    ckpt.save_checkpoint(tmp_path / "random", Classifier(cfg.model, {src.name: src.num_classes}),
+                         {"task": "ft", "arch": cfg.model.arch(), "train_config": cfg.to_dict(), "heads": {}})
+    lp = small_cfg("lp", epochs=6, lr=3e-2)
+    res = learned_mix_probe([tmp_path / "random", good], lp, src, None, out=tmp_path / "mix")
+    alpha = res["alpha"][0]
+    assert abs(sum(alpha) - 1) < 1e-5
+    assert alpha[1] > 0.6, alpha  # started at 0.5
+    lw = learned_mix_probe([tmp_path / "random", good], lp, src, None, layerwise=True)
+    assert len(lw["alpha"]) == cfg.model.depth + 2
+    assert np.mean([row[1] for row in lw["alpha"]]) > 0.55, lw["alpha"]
+    meta = ckpt.read_meta(tmp_path / "mix")
+    assert meta["alpha"] == res["alpha"]
+
+
+def test_bad_inputs_fail_before_training(clips, tmp_path):
+    bad_list = tmp_path / "bad.csv"
+    bad_list.write_text(f"path,label\n{clips / 'train.csv'},a\n{tmp_path / 'nope.mp4'},b\n")
+    with pytest.raises(EngineError, match="missing file"):
+        load_source(bad_list)
+    one_class = tmp_path / "one.txt"
+    rows = [line.split(",")[0] for line in (clips / "train.csv").read_text().splitlines()[1:3]]
+    one_class.write_text("".join(f"{clips / r} 0\n" for r in rows))
+    with pytest.raises(EngineError, match="single class"):
+        load_source(one_class)
+    # an MAE checkpoint of another size cannot initialise this model
+    cfg = small_cfg("mae", epochs=1)
+    src = load_source(clips / "train.csv", require_labels=False)
+    train(cfg, [src], tmp_path / "nano", device="cpu")
+    other = preset("tiny", "ft", "tiny")
+    other = replace(other, data=cfg.data, model=replace(other.model, frames=8, image_size=64))
+    with pytest.raises(EngineError, match="another architecture"):
+        train(other, [load_source(clips / "train.csv")], tmp_path / "x", init=tmp_path / "nano", device="cpu")
+
+
+def test_cli_train_eval_average(clips, tmp_path):
+    from typer.testing import CliRunner
+
+    from privvid.cli.main import app
+
+    runner = CliRunner()
+    common = ["--epochs", "1", "--batch-size", "6", "--workers", "1"]
+    r = runner.invoke(app, ["train", "mae", "--data", str(clips), "--preset", "tiny", "--size", "nano",
+                            "--out", str(tmp_path / "mae"), *common])
+    assert r.exit_code == 0, r.output
+    # the folder tree carries train.csv/val.csv beside the class folders; the tree itself has 8 classes
+    r = runner.invoke(app, ["train", "align", "--init", str(tmp_path / "mae"), "--data", f"a={clips / 'train.csv'}",
+                            "--data", f"b={clips / 'val.csv'}", "--out", str(tmp_path / "ppma"), *common])
+    assert r.exit_code == 0, r.output
+    assert set(ckpt.read_meta(tmp_path / "ppma")["heads"]) == {"a", "b"}
+    r = runner.invoke(app, ["eval", "lp", "--init", str(tmp_path / "ppma"), "--train", str(clips / "train.csv"),
+                            "--val", str(clips / "val.csv"), "--out", str(tmp_path / "lp"), *common])
+    assert r.exit_code == 0, r.output
+    assert "top1" in r.output
+    r = runner.invoke(app, ["average", str(tmp_path / "mae"), str(tmp_path / "ppma"), "--weights", "0.3,0.7",
+                            "--out", str(tmp_path / "avg")])
+    assert r.exit_code == 0, r.output
+    w_mae, w_ppma, w_avg = (ckpt.load_weights(tmp_path / n) for n in ("mae", "ppma", "avg"))
+    k = "encoder.blocks.0.fc1.weight"
+    torch.testing.assert_close(w_avg[k], 0.3 * w_mae[k] + 0.7 * w_ppma[k])
+    r = runner.invoke(app, ["train", "align", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "z")])
+    assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())

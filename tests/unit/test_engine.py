@@ -1,0 +1,229 @@
+"""Engine pieces on small generated inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from privvid.engine import checkpoint as ckpt
+from privvid.engine.average import average_checkpoints, parse_weights
+from privvid.engine.config import EngineError, TrainConfig, model_config, preset
+from privvid.engine.data import EpochSampler, load_source
+from privvid.engine.model import MAE, Classifier, VideoViT, make_mask, patchify, sincos_3d
+from privvid.engine.trainer import lr_at, mix_batch
+from privvid.errors import MissingWeights
+
+NANO = model_config("nano", frames=8, image_size=64)
+
+
+def test_tube_and_random_masks():
+    keys = torch.tensor([1, 2, 3])
+    t, h, w = NANO.grid
+    vis, masked = make_mask(NANO, keys, 0.75, "tube")
+    assert vis.shape == (3, t * round(h * w * 0.25)) and masked.shape[1] == NANO.num_tokens - vis.shape[1]
+    for row in vis:  # same spatial positions in every time step
+        space = row.view(t, -1) % (h * w)
+        assert (space == space[0]).all()
+    assert torch.equal(make_mask(NANO, keys, 0.75, "tube")[0], vis)  # a key gives one mask
+    assert not torch.equal(vis[0], vis[1])
+    vis_r, masked_r = make_mask(NANO, keys, 0.9, "random")
+    assert vis_r.shape[1] == round(NANO.num_tokens * 0.1)
+    both = torch.cat([vis_r, masked_r], 1).sort(1).values
+    assert torch.equal(both, torch.arange(NANO.num_tokens).expand(3, -1))
+
+
+def test_patchify_order_matches_patch_embedding():
+    enc = VideoViT(NANO)
+    x = torch.randn(2, 3, 8, 64, 64)
+    conv = enc.patch_embed(x).flatten(2).transpose(1, 2)
+    w = enc.patch_embed.weight  # (dim, 3, pt, p, p) -> patchify layout (pt, p, p, 3)
+    lin = patchify(x, NANO) @ w.permute(0, 2, 3, 4, 1).reshape(w.shape[0], -1).T + enc.patch_embed.bias
+    torch.testing.assert_close(conv, lin, rtol=1e-4, atol=1e-4)
+
+
+def test_positions_are_fixed_and_distinct():
+    pos = sincos_3d(64, NANO.grid)
+    assert pos.shape == (NANO.num_tokens, 64)
+    d = torch.cdist(pos, pos) + torch.eye(len(pos)) * 10
+    assert d.min() > 1e-3
+    enc = VideoViT(NANO)
+    assert not any("pos" in n for n, _ in enc.named_parameters())  # not learnable
+    torch.testing.assert_close(enc.pos[0], pos)
+
+
+def test_mae_loss_targets_masked_patches_normalised():
+    torch.manual_seed(0)
+    mae = MAE(NANO)
+    x = torch.randn(2, 3, 8, 64, 64)
+    vis, masked = make_mask(NANO, torch.tensor([5, 6]), 0.9, "random")
+    loss = mae(x, vis, masked).item()
+    assert loss > 0.5  # untrained: about the variance of the normalised targets (1)
+    t, h, w = NANO.grid
+
+    def unpatch(p):
+        return p.view(2, t, h, w, 2, 16, 16, 3).permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(x.shape)
+
+    p = patchify(x, NANO)
+    torch.testing.assert_close(patchify(unpatch(p), NANO), p)
+    shifted = p.clone()
+    shifted[0, masked[0, 0]] += 5.0  # a constant offset vanishes in a per-patch normalised target
+    assert abs(mae(unpatch(shifted), vis, masked).item() - loss) < 2e-6
+    noisy = p.clone()
+    noisy[0, masked[0, 0]] += 3 * torch.randn(p.shape[-1])  # new content in a masked patch: new target
+    assert abs(mae(unpatch(noisy), vis, masked).item() - loss) > 1e-5
+    raw = mae(unpatch(shifted), vis, masked, norm_pix=False).item()
+    assert raw != pytest.approx(mae(x, vis, masked, norm_pix=False).item(), rel=1e-4)
+
+
+def test_classifier_heads_and_pooling():
+    model = Classifier(NANO, {"train": 5, "synthetic": 3})
+    x = torch.randn(2, 3, 8, 64, 64)
+    assert model(x, "train").shape == (2, 5) and model(x, "synthetic").shape == (2, 3)
+    assert model(x).shape == (2, 5)
+
+
+def test_warmup_cosine_schedule():
+    cfg = preset("paper", "ft")
+    spe = 10
+    assert lr_at(0, spe, cfg) == pytest.approx(cfg.optim.start_lr)
+    warm = int(cfg.optim.warmup_epochs * spe)
+    assert lr_at(warm, spe, cfg) == pytest.approx(2e-3)
+    assert lr_at(cfg.optim.epochs * spe, spe, cfg) == pytest.approx(cfg.optim.min_lr)
+    assert lr_at(warm + 5, spe, cfg) < lr_at(warm, spe, cfg)
+    assert preset("paper", "lp").optim.lr == pytest.approx(1.6e-2)
+    assert preset("paper", "mae").mae.repeats * 32 == preset("paper", "mae").optim.batch_size
+
+
+def test_config_json_round_trip():
+    cfg = preset("tiny", "align", "nano")
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(EngineError, match="unknown preset"):
+        preset("huge", "mae")
+
+
+def test_mix_batch_targets():
+    cfg = preset("paper", "align")
+    x = torch.randn(4, 3, 8, 32, 32)
+    y = torch.tensor([0, 1, 2, 3])
+    seen_changed = False
+    for seed in range(6):
+        xm, target = mix_batch(x, y, 5, cfg, np.random.default_rng(seed))
+        torch.testing.assert_close(target.sum(1), torch.ones(4))
+        assert (target.argmax(1) < 5).all()
+        seen_changed |= not torch.equal(xm, x)
+    assert seen_changed
+    plain = replace(cfg, sup=replace(cfg.sup, mixup=0.0, cutmix=0.0, label_smoothing=0.0))
+    xm, target = mix_batch(x, y, 5, plain, np.random.default_rng(0))
+    assert torch.equal(xm, x) and torch.equal(target.argmax(1), y) and target.max() == 1
+
+
+def test_ddp_shards_cover_the_global_batch():
+    single = list(EpochSampler(20, 8, seed=3))
+    r0 = list(EpochSampler(20, 8, seed=3, rank=0, world=2))
+    r1 = list(EpochSampler(20, 8, seed=3, rank=1, world=2))
+    assert len(single) == 16 and len(r0) == len(r1) == 8
+    merged = [item for b in range(2) for item in r0[4 * b:4 * b + 4] + r1[4 * b:4 * b + 4]]
+    assert merged == single  # same clips and keys, split per global batch
+    s = EpochSampler(20, 8, seed=3)
+    s.set_epoch(1)
+    assert list(s) != single
+    s.set_epoch(0, skip_batches=1)
+    assert list(s) == single[8:]
+
+
+def _write_videos(root: Path, names: list[str]) -> None:
+    for n in names:
+        p = root / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+
+
+def test_sources_lists_csv_and_folders(tmp_path):
+    _write_videos(tmp_path, ["a/x.mp4", "a/y.mp4", "b/z.mp4"])
+    (tmp_path / "list.txt").write_text("a/x.mp4 0\na/y.mp4 0\nb/z.mp4 1\n")
+    (tmp_path / "list.csv").write_text("path,label\na/x.mp4,walk\nb/z.mp4,run\n")
+    (tmp_path / "videomae.csv").write_text("a/x.mp4 0\nb/z.mp4 1\n")
+    txt = load_source(tmp_path / "list.txt")
+    assert [s.label for s in txt.samples] == [0, 0, 1] and txt.num_classes == 2
+    csv_src = load_source(tmp_path / "list.csv")
+    assert csv_src.classes == ["run", "walk"] and [s.label for s in csv_src.samples] == [1, 0]
+    assert load_source(tmp_path / "videomae.csv").samples[1].path == tmp_path / "b/z.mp4"
+    tree = load_source(tmp_path, name="nh")
+    assert tree.name == "nh" and tree.classes == ["a", "b"] and len(tree.samples) == 3
+
+
+def test_source_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EngineError, match="empty"):
+        load_source(tmp_path / "empty")
+    _write_videos(tmp_path, ["only/x.mp4", "only/y.mp4"])
+    (tmp_path / "one.txt").write_text("only/x.mp4 3\nonly/y.mp4 3\n")
+    with pytest.raises(EngineError, match="single class"):
+        load_source(tmp_path / "one.txt")
+    assert len(load_source(tmp_path / "one.txt", require_labels=False).samples) == 2  # fine for MAE
+    (tmp_path / "gone.txt").write_text("only/x.mp4 0\nonly/missing.mp4 1\n")
+    with pytest.raises(EngineError, match="missing.mp4"):
+        load_source(tmp_path / "gone.txt")
+
+
+def _save(path: Path, model, cfg) -> None:
+    ckpt.save_checkpoint(path, model, {"task": "ft", "arch": cfg.arch(), "heads": {"d": ["a", "b"]},
+                                       "train_config": TrainConfig(model=cfg).to_dict()})
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    torch.manual_seed(0)
+    model = Classifier(NANO, {"d": 2})
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(1, 3, 8, 64, 64)).sum().backward()
+    opt.step()
+    ckpt.save_checkpoint(tmp_path / "run", model, {"task": "ft", "arch": NANO.arch()}, opt, {"epoch": 1, "step": 1})
+    weights = ckpt.load_weights(tmp_path / "run")
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    opt2 = torch.optim.AdamW(Classifier(NANO, {"d": 2}).parameters(), lr=1e-3)
+    progress = ckpt.restore_optimizer(tmp_path / "run", opt2)
+    assert progress == {"epoch": 1, "step": 1}
+    sa, sb = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        a, b = sa[i], sb[i]
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    with pytest.raises(EngineError, match="another architecture"):
+        ckpt.encoder_state(tmp_path / "run", model_config("tiny"))
+    with pytest.raises(MissingWeights, match="model.safetensors"):
+        ckpt.read_meta(tmp_path / "nowhere")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "foreign" / "config.json").write_text('{"format": "other"}')
+    with pytest.raises(EngineError, match="not a privvid engine checkpoint"):
+        ckpt.read_meta(tmp_path / "foreign")
+
+
+def test_fixed_average_equals_hand_computed(tmp_path):
+    runs = []
+    for i in range(3):
+        torch.manual_seed(i)
+        _save(tmp_path / f"r{i}", Classifier(NANO, {"d": 2}), NANO)
+        runs.append(tmp_path / f"r{i}")
+    w = parse_weights("0.25,0.25,0.5", 3)
+    average_checkpoints(runs, w, tmp_path / "avg")
+    states = [ckpt.load_weights(r) for r in runs]
+    avg = ckpt.load_weights(tmp_path / "avg")
+    assert set(avg) == set(states[0])
+    for k in avg:
+        torch.testing.assert_close(avg[k], 0.25 * states[0][k] + 0.25 * states[1][k] + 0.5 * states[2][k])
+    assert ckpt.read_meta(tmp_path / "avg")["weights"] == w
+    with pytest.raises(EngineError, match="sum to 1"):
+        parse_weights("0.5,0.6,0.1", 3)
+    torch.manual_seed(9)
+    _save(tmp_path / "other", Classifier(model_config("tiny", frames=8, image_size=64), {"d": 2}),
+          model_config("tiny", frames=8, image_size=64))
+    with pytest.raises(EngineError, match="another architecture"):
+        average_checkpoints([runs[0], tmp_path / "other"], [0.5, 0.5], tmp_path / "bad")
