@@ -44,8 +44,13 @@ def small_valid(mask: np.ndarray, shape: tuple[int, int], margin: int) -> np.nda
 
 
 def estimate(gray_a: np.ndarray, gray_b: np.ndarray, valid_a: np.ndarray, valid_b: np.ndarray,
-             scale: float, static_px: float, max_corners: int = 150) -> Motion:
-    """Motion from frame a to frame b given their downscaled grays and background masks."""
+             scale: float, static_px: float, max_corners: int = 150,
+             fine: tuple[np.ndarray, np.ndarray] | None = None) -> Motion:
+    """Motion from frame a to frame b given their downscaled grays and background masks.
+
+    ``fine``: the two full-resolution grays; when the camera moves, the tracked points are
+    refined there (one pyramid level, starting from the coarse result) before the fit.
+    """
     pts = cv2.goodFeaturesToTrack(gray_a, maxCorners=max_corners, qualityLevel=0.01, minDistance=5,
                                   mask=valid_a, blockSize=5)
     if pts is None or len(pts) < 8:
@@ -66,6 +71,17 @@ def estimate(gray_a: np.ndarray, gray_b: np.ndarray, valid_a: np.ndarray, valid_
     shift = float(np.median(disp))
     if shift < static_px and float(np.percentile(disp, 80)) < 2 * static_px:
         return Motion(IDENTITY, True, shift, len(p0))
+    s = np.diag([scale, scale, 1.0])
+    if fine is not None and scale != 1.0:
+        f0 = (p0 / scale).astype(np.float32).reshape(-1, 1, 2)
+        f1 = (p1 / scale).astype(np.float32).reshape(-1, 1, 2)
+        r1, st, _ = cv2.calcOpticalFlowPyrLK(fine[0], fine[1], f0, f1.copy(), winSize=(11, 11), maxLevel=0,
+                                             flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+                                             criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
+        good = st.ravel() == 1
+        if good.sum() >= 8:
+            # fit in full-resolution coordinates: express them at "scale" so the code below is shared
+            p0, p1 = f0.reshape(-1, 2)[good] * scale, r1.reshape(-1, 2)[good] * scale
     hom, inl = cv2.findHomography(p0, p1, cv2.RANSAC, 1.5)
     if hom is None or inl is None or int(inl.sum()) < max(8, len(p0) // 4):
         aff, inl = cv2.estimateAffinePartial2D(p0, p1, method=cv2.RANSAC, ransacReprojThreshold=1.5)
@@ -73,6 +89,5 @@ def estimate(gray_a: np.ndarray, gray_b: np.ndarray, valid_a: np.ndarray, valid_
             t = np.median(p1 - p0, axis=0)
             aff = np.array([[1, 0, t[0]], [0, 1, t[1]]], dtype=np.float64)
         hom = np.vstack([aff, [0, 0, 1]])
-    s = np.diag([scale, scale, 1.0])
     full = np.linalg.inv(s) @ hom @ s
     return Motion(full / full[2, 2], False, shift, len(p0))

@@ -106,8 +106,10 @@ class PropagationInpainter:
         ref_motion: mo.Motion | None = None
         any_mask = bool(masks.any())
         if grays is not None and any_mask:
+            fine = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames] if cfg.motion_scale < 1 else None
             steps = [mo.estimate(grays[t], grays[t + 1], valid_small[t], valid_small[t + 1],
-                                 cfg.motion_scale, cfg.static_px) for t in range(T - 1)]
+                                 cfg.motion_scale, cfg.static_px,
+                                 fine=(fine[t], fine[t + 1]) if fine is not None else None) for t in range(T - 1)]
             if self._ref is not None:
                 ref_motion = mo.estimate(self._ref["gray"], grays[0], self._ref["valid_small"], valid_small[0],
                                          cfg.motion_scale, cfg.static_px)
