@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     smooths = [float(s) for s in args.smooth.split(",")]
-    console = Console()
+    console = Console(width=200)
     clips = args.clips or DEFAULT_CLIPS
     table = Table(title=f"Mask2Mesh fit quality ({args.size}, first {args.frames} frames, window {args.window})")
     for col in ("clip", "smooth", "person-frames", "fitted", "reproj err / box h (mean)", "p90",

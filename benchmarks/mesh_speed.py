@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=24)
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
-    console = Console()
+    console = Console(width=200)
     results = [bench_clip(c, size, args.frames, args.window) for c in (args.clips or DEFAULT_CLIPS) if c.exists()]
     stages = ["decode", "detect", "inpaint", "mesh.pose", "mesh.fit", "mesh.body_model", "mesh.render",
               "mesh.other", "encode"]
