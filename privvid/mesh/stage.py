@@ -313,7 +313,6 @@ class MeshStage:
                 os.unlink(tmp)
 
     def info(self) -> dict[str, Any]:
-        import smplx  # noqa: F401
         from importlib.metadata import version
 
         def ver(pkg: str) -> str:
