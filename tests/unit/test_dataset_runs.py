@@ -111,8 +111,11 @@ def _done(out: Path) -> list[str]:
     db_path = out / ".privvid" / "ledger.sqlite"
     if not db_path.exists():
         return []
-    with sqlite3.connect(db_path, timeout=5) as db:
-        return [r[0] for r in db.execute("select relpath from clips where status='done'")]
+    try:
+        with sqlite3.connect(db_path, timeout=5) as db:
+            return [r[0] for r in db.execute("select relpath from clips where status='done'")]
+    except sqlite3.OperationalError:  # the run has created the file but not its table yet
+        return []
 
 
 def test_sigkill_mid_run_then_resume(tmp_path):
