@@ -1,0 +1,169 @@
+"""``privvid qa``: review samples, the review sheet, pass-rate reports and the privacy audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from privvid.errors import PrivvidError
+
+console = Console()
+app = typer.Typer(help="Quality and privacy checks of an anonymised dataset.", no_args_is_help=True)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2) from None
+
+
+@app.command("sample")
+def sample_command(
+    dataset: Path = typer.Argument(..., help="Output folder of privvid anonymize."),
+    out: Path = typer.Option(..., "--out", help="QA folder to write (sample.json, media/)."),
+    per_class: int = typer.Option(4, help="Clips per class (PPMA: 4, Mask2Mesh: 5)."),
+    seed: int = typer.Option(0),
+    frames: int = typer.Option(6, help="Frames shown per clip."),
+    height: int = typer.Option(180, help="Height of the frames shown (px)."),
+) -> None:
+    """Draw a seeded, class-balanced sample and extract original/anonymised frames for review."""
+    from privvid.qa import sample
+
+    try:
+        result = sample(dataset, out, per_class=per_class, seed=seed, frames=frames, thumb_height=height)
+    except (PrivvidError, ValueError) as exc:
+        _fail(exc)
+    problems = sum(bool(i["problems"]) for i in result.items)
+    console.print(f"sampled {len(result.items)} clips from {len(result.classes)} class(es) into {out}")
+    if result.short_classes:
+        console.print(f"[yellow]{len(result.short_classes)} class(es) have fewer than {per_class} clips[/yellow]: "
+                      + ", ".join(f"{k} ({v})" for k, v in sorted(result.short_classes.items())[:10]))
+    if problems:
+        console.print(f"[yellow]{problems} clip(s) with problems[/yellow] (missing or unreadable original); see sample.json")
+    console.print(f"next: privvid qa sheet {out}   then   privvid qa serve {out}")
+
+
+@app.command("sheet")
+def sheet_command(folder: Path = typer.Argument(..., help="QA folder written by `privvid qa sample`.")) -> None:
+    """Write the HTML review page (index.html) for a sample."""
+    from privvid.qa import write_sheet
+
+    try:
+        path = write_sheet(folder)
+    except (PrivvidError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"wrote {path}")
+    console.print(f"review with saving to {folder}/verdicts.json: privvid qa serve {folder}   "
+                  "(or open the file and use its download button)")
+
+
+@app.command("serve")
+def serve_command(
+    folder: Path = typer.Argument(..., help="QA folder written by `privvid qa sample`."),
+    port: int = typer.Option(8765, help="Port on 127.0.0.1 (0 = any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    verdicts: Optional[Path] = typer.Option(None, help="Where verdicts are saved (default FOLDER/verdicts.json)."),
+) -> None:
+    """Serve the review page; every verdict click is saved to verdicts.json."""
+    from privvid.qa import make_server
+
+    try:
+        server = make_server(folder, host=host, port=port, verdicts=verdicts)
+    except (PrivvidError, ValueError, OSError) as exc:
+        _fail(exc)
+    console.print(f"review page: http://{server.server_address[0]}:{server.server_address[1]}/index.html  (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command("report")
+def report_command(
+    verdicts: List[Path] = typer.Argument(..., help="verdicts.json file(s), one per reviewer."),
+    sample_folder: Optional[Path] = typer.Option(None, "--sample", help="QA folder, to count unreviewed clips."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON."),
+) -> None:
+    """Pass rate with a Wilson 95% interval, overall and per class."""
+    from privvid.qa import report
+    from privvid.qa.sample import load_sample
+
+    try:
+        sample = load_sample(sample_folder) if sample_folder else None
+        rep = report(verdicts, sample)
+    except (PrivvidError, ValueError) as exc:
+        _fail(exc)
+    table = Table(title="QA verdicts per class")
+    for col in ("class", "pass rate", "95% CI", "pass", "person visible", "artefact", "occlusion"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for label, row in rep["per_class"].items():
+        c = row["counts"]
+        table.add_row(label, f"{row['rate']:.1%} ({row['passed']}/{row['n']})",
+                      f"{row['ci95'][0]:.1%}-{row['ci95'][1]:.1%}", str(c["pass"]), str(c["person_visible"]),
+                      str(c["artefact"]), str(c["occlusion"]))
+    r = rep["reviews"]
+    table.add_section()
+    table.add_row("all reviews", f"{r['rate']:.1%} ({r['passed']}/{r['n']})",
+                  f"{r['ci95'][0]:.1%}-{r['ci95'][1]:.1%}", *(str(rep["counts"][v]) for v in
+                                                              ("pass", "person_visible", "artefact", "occlusion")))
+    console.print(table)
+    c = rep["clips"]
+    console.print(f"clips passed by every reviewer: {c['rate']:.1%} ({c['passed']}/{c['n']}), "
+                  f"95% CI {c['ci95'][0]:.1%}-{c['ci95'][1]:.1%}; reviewers: {len(rep['files'])}")
+    if rep.get("unreviewed"):
+        console.print(f"[yellow]{len(rep['unreviewed'])} of {rep['sampled']} sampled clips have no verdict yet[/yellow]")
+    if json_out:
+        json_out.write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
+
+
+@app.command("audit")
+def audit_command(
+    dataset: Path = typer.Argument(..., help="Output folder of privvid anonymize."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Per-clip CSV (default DATASET/.privvid/audit.csv)."),
+    frames: int = typer.Option(16, help="Frames checked per clip."),
+    person: str = typer.Option("pose", help="Person checker: pose (MediaPipe BlazePose), a privvid detector "
+                                            "backend name (e.g. yolo), or none."),
+    person_weights: Optional[Path] = typer.Option(None, help="Weights for a detector backend (yolo)."),
+    face: bool = typer.Option(True, "--face/--no-face", help="Also run MediaPipe face detection."),
+    threshold: float = typer.Option(0.5, help="Detection score counted as a hit."),
+    min_hits: int = typer.Option(2, help="Frames with a hit needed to flag a clip."),
+    top: int = typer.Option(20, help="Most suspicious clips shown."),
+) -> None:
+    """Re-detect people and faces on the outputs; rank clips so reviewers see suspicious ones first."""
+    from privvid.qa import AuditConfig, audit, summary, write_audit
+
+    cfg = AuditConfig(frames=frames, person=person, person_weights=person_weights, face=face,
+                      threshold=threshold, min_hits=min_hits)
+    try:
+        with console.status("auditing ..."):
+            result = audit(dataset, cfg)
+    except (PrivvidError, ValueError, KeyError) as exc:
+        _fail(exc)
+    csv_path = write_audit(result, out or dataset / ".privvid" / "audit.csv")
+    summ = summary(result)
+    (csv_path.with_suffix(".json")).write_text(json.dumps(summ, indent=2) + "\n", encoding="utf-8")
+    table = Table(title=f"audit: {summ['flagged']} of {summ['clips']} clips flagged "
+                        f"(person: {summ['checkers']['person']}, face: {summ['checkers']['face']})")
+    for col in ("rank", "clip", "flagged", "suspicion", "person hits", "max score", "face hits", "max score "):
+        table.add_column(col, justify="left" if col == "clip" else "right", overflow="fold",
+                         min_width=24 if col == "clip" else None)
+    for row in result.rows[:top]:
+        table.add_row(str(row.rank), row.rel + (f" [red]{row.error}[/red]" if row.error else ""),
+                      "[red]yes[/red]" if row.flagged else "no", f"{row.suspicion:.2f}",
+                      f"{row.person_hits}/{row.frames_checked}", f"{row.person_max_score:.2f}",
+                      f"{row.face_hits}/{row.frames_checked}", f"{row.face_max_score:.2f}")
+    console.print(table)
+    if summ["same_detector_as_removal"]:
+        console.print(f"[yellow]note:[/yellow] for {summ['same_detector_as_removal']} clip(s) the person checker uses "
+                      "the model that did the removal; pass --person yolo --person-weights FILE for an independent check")
+    console.print(f"wrote {csv_path} and {csv_path.with_suffix('.json')}")
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="qa")

@@ -1,0 +1,280 @@
+"""``privvid qa audit``: re-detect people and faces on the anonymised outputs and rank clips.
+
+Each clip is checked on ``frames`` frames spread over its length. Default checkers:
+
+- ``face``: MediaPipe face detection (full-range model) - a different model from any person
+  segmenter privvid removes people with;
+- ``pose``: MediaPipe BlazePose run per frame (static image mode); a person counts when the
+  mean landmark visibility reaches the threshold.
+
+Any detector registered in :data:`privvid.detect.DETECTORS` (e.g. ``yolo`` with user weights)
+can replace ``pose`` as the person checker; the audit notes when the person checker is the same
+backend the clip was anonymised with, because it then shares that backend's blind spots.
+
+A clip is flagged when a checker fires on at least ``min_hits`` of the checked frames; clips are
+ranked by the larger hit share of the two checkers, then by the highest score.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from privvid.errors import BadInput
+from privvid.qa.dataset import AnonClip, QAError, scan
+from privvid.qa.sample import grab_frames
+
+
+class Checker(Protocol):
+    name: str
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]: ...  # (score, area share)
+
+    def close(self) -> None: ...
+
+
+class FaceChecker:
+    """MediaPipe face detection; score = detection confidence, area = box share of the frame."""
+
+    name = "mediapipe-face"
+
+    def __init__(self, min_confidence: float = 0.5, model_selection: int = 1) -> None:
+        import mediapipe as mp
+
+        self._det = mp.solutions.face_detection.FaceDetection(
+            model_selection=model_selection, min_detection_confidence=min_confidence)
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+        result = self._det.process(np.ascontiguousarray(frame))
+        out = []
+        for det in result.detections or []:
+            box = det.location_data.relative_bounding_box
+            area = max(0.0, min(1.0, box.width)) * max(0.0, min(1.0, box.height))
+            out.append((float(det.score[0]), float(area)))
+        return out
+
+    def close(self) -> None:
+        self._det.close()
+
+
+class PoseChecker:
+    """MediaPipe BlazePose per frame; score = mean visibility of the 33 landmarks,
+    area = share of the frame covered by the box of landmarks visible above 0.5."""
+
+    name = "mediapipe-pose"
+    # privvid's default "mediapipe" removal backend runs this same BlazePose model (plus selfie
+    # segmentation), so on its outputs this checker is not independent
+    shares_model_with = ("mediapipe",)
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        import mediapipe as mp
+
+        self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
+                                            min_detection_confidence=min_confidence)
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+        result = self._pose.process(np.ascontiguousarray(frame))
+        if result.pose_landmarks is None:
+            return []
+        marks = result.pose_landmarks.landmark
+        vis = np.array([m.visibility for m in marks])
+        xy = np.array([(m.x, m.y) for m in marks])[vis > 0.5]
+        area = 0.0
+        if len(xy):
+            lo, hi = np.clip(xy.min(0), 0, 1), np.clip(xy.max(0), 0, 1)
+            area = float(np.prod(hi - lo))
+        return [(float(vis.mean()), area)]
+
+    def close(self) -> None:
+        self._pose.close()
+
+
+class RegistryChecker:
+    """A privvid person detector backend (privvid.detect.DETECTORS) as a checker."""
+
+    def __init__(self, backend: str, weights: Path | None = None, min_score: float = 0.3) -> None:
+        from privvid.config import DetectConfig
+        from privvid.detect import DETECTORS
+
+        self.name = backend
+        self._det = DETECTORS.create(backend, DetectConfig(backend=backend, weights=weights, min_score=min_score))
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+        dets = self._det(frame)
+        h, w = frame.shape[:2]
+        out = []
+        for i in range(len(dets)):
+            area = float(dets.masks[i].mean()) if dets.masks.size else 0.0
+            out.append((float(dets.scores[i]), area))
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        if hasattr(self._det, "reset"):
+            self._det.reset()
+
+
+@dataclass
+class ClipAudit:
+    rank: int
+    rel: str
+    label: str
+    mode: str
+    flagged: bool
+    suspicion: float          # max over checkers of the share of checked frames with a hit
+    frames_checked: int
+    person_hits: int
+    person_max_score: float
+    person_max_area: float
+    face_hits: int
+    face_max_score: float
+    face_max_area: float
+    removal_detector: str
+    same_detector: bool       # person checker == the backend that did the removal
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    frames: int = 16
+    person: str = "pose"             # pose | <DETECTORS name> | none
+    person_weights: Path | None = None
+    face: bool = True
+    threshold: float = 0.5           # score at which a detection counts as a hit
+    min_hits: int = 2                # hits needed to flag a clip
+    max_side: int = 640              # frames larger than this are scaled down before checking
+
+
+def make_checkers(cfg: AuditConfig) -> tuple[Any | None, Any | None]:
+    person = None
+    if cfg.person == "pose":
+        person = PoseChecker(min_confidence=cfg.threshold)
+    elif cfg.person != "none":
+        person = RegistryChecker(cfg.person, cfg.person_weights, min_score=cfg.threshold)
+    face = FaceChecker(min_confidence=cfg.threshold) if cfg.face else None
+    if person is None and face is None:
+        raise QAError("the audit needs at least one checker (person or face)")
+    return person, face
+
+
+def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditConfig) -> ClipAudit:
+    removal = clip.removal_detector or ""
+    person_name = getattr(person, "name", "") if person is not None else ""
+    same = bool(person_name) and (person_name == removal or removal in getattr(person, "shares_model_with", ()))
+    row = ClipAudit(0, clip.rel, clip.label, clip.mode, False, 0.0, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, removal, same)
+    try:
+        info_frames = grab_frames(clip.video, cfg.frames)
+    except BadInput as exc:
+        row.error = f"unreadable: {exc}"
+        row.flagged, row.suspicion = True, 1.0
+        return row
+    if person is not None and hasattr(person, "reset"):
+        person.reset()
+    for frame in info_frames:
+        frame = _fit(frame, cfg.max_side)
+        row.frames_checked += 1
+        for checker, prefix in ((person, "person"), (face, "face")):
+            if checker is None:
+                continue
+            hits = [(s, a) for s, a in checker(frame) if s >= cfg.threshold]
+            if hits:
+                setattr(row, f"{prefix}_hits", getattr(row, f"{prefix}_hits") + 1)
+                setattr(row, f"{prefix}_max_score", max(getattr(row, f"{prefix}_max_score"), max(s for s, _ in hits)))
+                setattr(row, f"{prefix}_max_area", max(getattr(row, f"{prefix}_max_area"), max(a for _, a in hits)))
+    n = max(1, row.frames_checked)
+    row.suspicion = max(row.person_hits, row.face_hits) / n
+    row.flagged = max(row.person_hits, row.face_hits) >= cfg.min_hits
+    return row
+
+
+def _fit(frame: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if max(h, w) <= max_side:
+        return frame
+    import cv2
+
+    scale = max_side / max(h, w)
+    return cv2.resize(frame, (max(2, round(w * scale)), max(2, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class AuditResult:
+    rows: list[ClipAudit]
+    checkers: dict[str, str]
+    config: AuditConfig
+
+    @property
+    def flagged(self) -> list[ClipAudit]:
+        return [r for r in self.rows if r.flagged]
+
+
+def audit(root: str | os.PathLike[str], cfg: AuditConfig = AuditConfig(),
+          progress: Callable[[int], None] | None = None, checkers: tuple[Any, Any] | None = None) -> AuditResult:
+    if cfg.frames < 1 or cfg.min_hits < 1:
+        raise QAError("--frames and --min-hits must be at least 1")
+    if cfg.min_hits > cfg.frames:
+        raise QAError(f"--min-hits {cfg.min_hits} is more than the {cfg.frames} frames checked per clip")
+    clips = scan(root)
+    person, face = checkers if checkers is not None else make_checkers(cfg)
+    rows = []
+    try:
+        for clip in clips:
+            rows.append(audit_clip(clip, person, face, cfg))
+            if progress is not None:
+                progress(1)
+    finally:
+        for checker in (person, face):
+            if checker is not None:
+                checker.close()
+    rows.sort(key=lambda r: (-r.suspicion, -max(r.person_max_score, r.face_max_score), r.rel))
+    for rank, row in enumerate(rows, 1):
+        row.rank = rank
+    names = {"person": getattr(person, "name", "none") if person else "none",
+             "face": getattr(face, "name", "none") if face else "none"}
+    return AuditResult(rows, names, cfg)
+
+
+def write_audit(result: AuditResult, out: str | os.PathLike[str]) -> Path:
+    """Write the per-clip CSV (ranked, most suspicious first)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(asdict(result.rows[0]).keys()) if result.rows else [f for f in ClipAudit.__dataclass_fields__]
+    tmp = out.with_name(f".{out.name}.partial")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in result.rows:
+            data = asdict(row)
+            for key, value in data.items():
+                if isinstance(value, float):
+                    data[key] = f"{value:.4f}"
+            writer.writerow(data)
+    os.replace(tmp, out)
+    return out
+
+
+def summary(result: AuditResult) -> dict[str, Any]:
+    rows = result.rows
+    by_class: dict[str, list[int]] = {}
+    for row in rows:
+        entry = by_class.setdefault(row.label, [0, 0])
+        entry[0] += 1
+        entry[1] += int(row.flagged)
+    return {
+        "clips": len(rows),
+        "flagged": sum(r.flagged for r in rows),
+        "unreadable": sum(bool(r.error) for r in rows),
+        "with_person_hits": sum(r.person_hits > 0 for r in rows),
+        "with_face_hits": sum(r.face_hits > 0 for r in rows),
+        "same_detector_as_removal": sum(r.same_detector for r in rows),
+        "checkers": result.checkers,
+        "per_class": {k: {"clips": v[0], "flagged": v[1]} for k, v in sorted(by_class.items())},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result.config).items()},
+    }
