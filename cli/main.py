@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from privvid.cli import anonymize, doctor, shards, train, evaluate, average
+from privvid.cli import anonymize, doctor, shards, train, evaluate, average, curate, qa
 
 app = typer.Typer(
     name="privvid",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (anonymize, doctor, shards, train, evaluate, average):
+for _module in (anonymize, doctor, shards, train, evaluate, average, curate, qa):
     _module.register(app)
 
 
