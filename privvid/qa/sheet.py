@@ -260,7 +260,8 @@ function render() {
       b.dataset.verdict = v;
       b.addEventListener("click", () => {
         const prev = state.verdicts[item.id] || {note: ""};
-        state.verdicts[item.id] = {verdict: v, note: prev.note, time: new Date().toISOString()};
+        state.verdicts[item.id] = {"class": item["class"], rel: item.rel, verdict: v, note: prev.note,
+                                   time: new Date().toISOString()};
         changed();
       });
       row.append(b);

@@ -1,0 +1,207 @@
+"""QA: dataset scan, seeded balanced sampling, verdict validation, Wilson intervals and reports."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from privvid.cli.main import app
+from privvid.qa import QAError, choose, report, sample, scan, wilson
+from privvid.qa.dataset import FLAT_CLASS, AnonClip
+from privvid.qa.sample import frame_positions, grab_frames
+from privvid.qa.sheet import validate_verdicts, write_sheet
+from privvid.io.video import VideoWriter
+
+
+def _clip(path: Path, value: int, frames: int = 8, size=(48, 32)) -> Path:
+    """Frame i has brightness value + 10 i."""
+    w, h = size
+    with VideoWriter(path, w, h, 10) as writer:
+        for i in range(frames):
+            writer.write(np.full((h, w, 3), min(255, value + 10 * i), np.uint8))
+    return path
+
+
+def _anon_dataset(root: Path, originals: Path, layout: dict[str, int]) -> Path:
+    """An anonymised-looking dataset: per class ``n`` mp4 + sidecar pointing at an original."""
+    for label, n in layout.items():
+        for i in range(n):
+            rel = f"{label}/clip{i}" if label else f"clip{i}"
+            original = _clip(originals / f"{rel}.mp4", 100, size=(96, 64))
+            out = _clip(root / f"{rel}.mp4", 20)
+            (root / f"{rel}.json").write_text(json.dumps({
+                "mode": "remove", "input": {"path": str(original.resolve())},
+                "backends": {"detector": {"name": "mediapipe"}}}))
+    return root
+
+
+def _fake(label: str, n: int) -> list[AnonClip]:
+    return [AnonClip(f"{label}/c{i:02d}", label, Path(f"/x/{label}/c{i:02d}.mp4"), {}) for i in range(n)]
+
+
+def test_choose_is_balanced_and_deterministic_per_seed() -> None:
+    clips = _fake("a", 10) + _fake("b", 7) + _fake("c", 2)
+    first = choose(clips, 4, seed=0)
+    assert [c.rel for c in first] == [c.rel for c in choose(list(reversed(clips)), 4, seed=0)]
+    per_class = {label: sum(c.label == label for c in first) for label in "abc"}
+    assert per_class == {"a": 4, "b": 4, "c": 2}
+    draws = {tuple(c.rel for c in choose(clips, 4, seed=s)) for s in range(8)}
+    assert len(draws) > 1
+    # a class's draw does not change when another class is added
+    a_only = [c.rel for c in first if c.label == "a"]
+    with_more = choose(clips + _fake("d", 5), 4, seed=0)
+    assert [c.rel for c in with_more if c.label == "a"] == a_only
+    with pytest.raises(QAError, match="at least 1"):
+        choose(clips, 0, 0)
+
+
+def test_frame_positions_cover_the_clip() -> None:
+    assert frame_positions(60, 6) == [5, 15, 25, 35, 45, 55]
+    assert frame_positions(3, 6) == [0, 0, 1, 1, 2, 2]
+    assert frame_positions(0, 2) == [0, 0]
+
+
+def test_scan_reads_class_tree_and_flat_tree(tmp_path: Path) -> None:
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 2, "run": 1})
+    _clip(root / "run" / "no_sidecar.mp4", 0)         # not a finished output
+    (root / ".privvid").mkdir()
+    _clip(root / ".privvid" / "tmp.mp4", 0)
+    clips = scan(root)
+    assert [(c.rel, c.label) for c in clips] == [("jump/clip0", "jump"), ("jump/clip1", "jump"), ("run/clip0", "run")]
+    assert clips[0].original.is_file() and clips[0].removal_detector == "mediapipe"
+    flat = scan(_anon_dataset(tmp_path / "flat", tmp_path / "orig2", {"": 2}))
+    assert [c.label for c in flat] == [FLAT_CLASS, FLAT_CLASS]
+    with pytest.raises(QAError, match="no anonymised clips"):
+        scan(tmp_path / "orig")
+    (root / "run" / "clip0.json").write_text("{not json")
+    with pytest.raises(QAError, match="not valid JSON"):
+        scan(root)
+
+
+def test_sample_extracts_matching_original_and_anonymised_frames(tmp_path: Path) -> None:
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 3, "run": 1})
+    res = sample(root, tmp_path / "qa", per_class=2, seed=5, frames=4, thumb_height=32)
+    assert [i["class"] for i in res.items] == ["jump", "jump", "run"]
+    assert res.short_classes == {"run": 1}
+    import cv2
+
+    item = res.items[0]
+    assert len(item["original_frames"]) == len(item["anonymised_frames"]) == 4 and not item["problems"]
+    orig = [cv2.imread(str(tmp_path / "qa" / f)) for f in item["original_frames"]]
+    anon = [cv2.imread(str(tmp_path / "qa" / f)) for f in item["anonymised_frames"]]
+    assert all(o.shape == a.shape == (32, 48, 3) for o, a in zip(orig, anon))
+    # frames 1, 3, 5, 7 of 8: brightness 100+10i (original) and 20+10i (anonymised)
+    np.testing.assert_allclose([o.mean() for o in orig], [110, 130, 150, 170], atol=4)
+    np.testing.assert_allclose([a.mean() for a in anon], [30, 50, 70, 90], atol=4)
+    again = sample(root, tmp_path / "qa2", per_class=2, seed=5, frames=4, thumb_height=32)
+    assert [i["rel"] for i in again.items] == [i["rel"] for i in res.items]
+    doc = json.loads((tmp_path / "qa" / "sample.json").read_text())
+    assert doc["seed"] == 5 and doc["per_class"] == 2 and len(doc["items"]) == 3
+
+
+def test_sample_records_missing_or_unreadable_originals(tmp_path: Path) -> None:
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 2})
+    (tmp_path / "orig" / "jump" / "clip0.mp4").unlink()
+    (tmp_path / "orig" / "jump" / "clip1.mp4").write_bytes(b"garbage")
+    res = sample(root, tmp_path / "qa", per_class=2, seed=0, frames=2)
+    problems = {i["rel"]: i["problems"] for i in res.items}
+    assert "original not found" in problems["jump/clip0"][0]
+    assert "original unreadable" in problems["jump/clip1"][0]
+    assert all(len(i["anonymised_frames"]) == 2 for i in res.items)
+
+
+def test_grab_frames_tolerates_overestimated_length(tmp_path: Path) -> None:
+    clip = _clip(tmp_path / "c.mp4", 0, frames=3)
+    frames = grab_frames(clip, 3)
+    assert [round(float(f.mean()) / 10) for f in frames] == [0, 1, 2]
+
+
+def test_wilson_matches_hand_computed_values() -> None:
+    z = 1.959963984540054
+    # all failures: upper bound z^2 / (n + z^2); all successes: lower bound n / (n + z^2)
+    assert wilson(0, 10) == pytest.approx((0.0, z * z / (10 + z * z)), abs=1e-12)
+    assert wilson(10, 10)[0] == pytest.approx(10 / (10 + z * z), abs=1e-12)
+    low, high = wilson(8, 10)          # textbook example: 0.490 - 0.943
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    low, high = wilson(578, 600)       # PPMA-sized QA: 96.3% of 600 clips
+    p, n = 578 / 600, 600
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert low < p < high
+    assert wilson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson(3, 2)
+
+
+def _verdicts(path: Path, reviewer: str, entries: dict[str, tuple[str, str]]) -> Path:
+    path.write_text(json.dumps({"reviewer": reviewer, "verdicts": {
+        k: {"class": c, "rel": f"{c}/{k}", "verdict": v, "note": ""} for k, (c, v) in entries.items()}}))
+    return path
+
+
+def test_report_counts_per_class_and_unanimous_clips(tmp_path: Path) -> None:
+    one = _verdicts(tmp_path / "r1.json", "ann", {
+        "0000": ("jump", "pass"), "0001": ("jump", "pass"), "0002": ("jump", "person_visible"),
+        "0003": ("run", "pass"), "0004": ("run", "artefact")})
+    rep = report([one])
+    assert rep["reviews"]["passed"] == 3 and rep["reviews"]["n"] == 5
+    assert rep["per_class"]["jump"]["rate"] == pytest.approx(2 / 3)
+    assert rep["per_class"]["jump"]["ci95"] == pytest.approx(list(wilson(2, 3)))
+    assert rep["per_class"]["run"]["counts"] == {"pass": 1, "person_visible": 0, "artefact": 1, "occlusion": 0}
+    two = _verdicts(tmp_path / "r2.json", "bo", {
+        "0000": ("jump", "pass"), "0001": ("jump", "occlusion"), "0003": ("run", "pass")})
+    both = report([one, two])
+    assert both["reviews"]["passed"] == 5 and both["reviews"]["n"] == 8
+    # clips 0000 and 0003 passed by everyone who saw them; 0001, 0002, 0004 did not
+    assert (both["clips"]["passed"], both["clips"]["n"]) == (2, 5)
+    sample_doc = {"items": [{"id": f"{i:04d}"} for i in range(7)]}
+    assert report([one], sample_doc)["unreviewed"] == ["0005", "0006"]
+
+
+def test_report_rejects_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(QAError, match="not found"):
+        report([tmp_path / "nope.json"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"verdicts": {"0000": {"class": "a", "verdict": "maybe"}}}))
+    with pytest.raises(QAError, match="verdict must be one of"):
+        report([bad])
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"verdicts": {}}))
+    with pytest.raises(QAError, match="no verdicts"):
+        report([empty])
+
+
+def test_validate_verdicts_fills_class_from_the_sample() -> None:
+    sample_doc = {"dataset": "/d", "seed": 1, "per_class": 4,
+                  "items": [{"id": "0000", "class": "jump", "rel": "jump/a"}]}
+    doc = validate_verdicts({"reviewer": "x", "verdicts": {"0000": {"verdict": "occlusion", "note": "hand"}}}, sample_doc)
+    assert doc["verdicts"]["0000"]["class"] == "jump" and doc["verdicts"]["0000"]["note"] == "hand"
+    with pytest.raises(QAError, match="unknown clip"):
+        validate_verdicts({"verdicts": {"0009": {"verdict": "pass"}}}, sample_doc)
+    with pytest.raises(QAError, match="must be one of"):
+        validate_verdicts({"verdicts": {"0000": {"verdict": "fine"}}}, sample_doc)
+
+
+def test_sheet_embeds_items_and_cli_report(tmp_path: Path) -> None:
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 2})
+    runner = CliRunner()
+    result = runner.invoke(app, ["qa", "sample", str(root), "--per-class", "1", "--seed", "0", "--out", str(tmp_path / "qa")])
+    assert result.exit_code == 0, result.output
+    page = write_sheet(tmp_path / "qa").read_text()
+    item = json.loads((tmp_path / "qa" / "sample.json").read_text())["items"][0]
+    assert item["rel"] in page and item["original_frames"][0] in page
+    for verdict in ("pass", "person_visible", "artefact", "occlusion"):
+        assert f'"{verdict}"' in page
+    verdicts = _verdicts(tmp_path / "v.json", "ann", {item["id"]: ("jump", "person_visible")})
+    result = runner.invoke(app, ["qa", "report", str(verdicts), "--sample", str(tmp_path / "qa"),
+                                 "--json", str(tmp_path / "rep.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "rep.json").read_text())["reviews"]["passed"] == 0
+    result = runner.invoke(app, ["qa", "sheet", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "qa sample" in result.output
