@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -34,9 +34,10 @@ def curate(
     cache: Optional[Path] = typer.Option(None, help="Embedding cache file (default ~/.cache/privvid/curate-embeddings.sqlite)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
     random_draws: int = typer.Option(100, help="Random selections compared in the separation report."),
+    reference: List[Path] = typer.Option([], help="Class list(s) to compare the selection with (overlap)."),
 ) -> None:
     """Select K classes with K-NEXUS or at random, and report how separated the selection is."""
-    from privvid.curate import CurateConfig, curate as run_curate, default_cache, load_source
+    from privvid.curate import CurateConfig, curate as run_curate, default_cache, load_source, overlap
 
     try:
         src = load_source(source, video_root=video_root, labels_only=labels_only, split=split)
@@ -71,6 +72,15 @@ def curate(
     cache = result.cache
     if cache.get("path"):
         console.print(f"embedding cache {cache['path']}: {cache['hits']} hit(s), {cache['misses']} miss(es)")
+    for ref in reference:
+        try:
+            names = [line.strip() for line in ref.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            console.print(f"[red]error:[/red] cannot read reference list {ref}: {exc}")
+            raise typer.Exit(2) from None
+        shared = overlap(result.selection.selected, names)
+        console.print(f"overlap with {ref.name}: {shared['shared']} of {shared['selected']} selected classes "
+                      f"are in its {shared['reference']} (Jaccard {shared['jaccard']:.3f})")
     console.print(f"wrote {out}/classes.txt, selection.json, subset.csv ({result.subset_rows} videos), "
                   "separation.md/.json/.png")
 

@@ -133,13 +133,14 @@ def audit_command(
     face: bool = typer.Option(True, "--face/--no-face", help="Also run MediaPipe face detection."),
     threshold: float = typer.Option(0.5, help="Detection score counted as a hit."),
     min_hits: int = typer.Option(2, help="Frames with a hit needed to flag a clip."),
+    tiles: int = typer.Option(2, help="Also check an N x N grid of overlapping crops (finds small people); 1 = off."),
     top: int = typer.Option(20, help="Most suspicious clips shown."),
 ) -> None:
     """Re-detect people and faces on the outputs; rank clips so reviewers see suspicious ones first."""
     from privvid.qa import AuditConfig, audit, summary, write_audit
 
     cfg = AuditConfig(frames=frames, person=person, person_weights=person_weights, face=face,
-                      threshold=threshold, min_hits=min_hits)
+                      threshold=threshold, min_hits=min_hits, tiles=tiles)
     try:
         with console.status("auditing ..."):
             result = audit(dataset, cfg)

@@ -180,3 +180,15 @@ def test_review_page_download_without_a_server(review_folder: Path, tmp_path: Pa
     assert doc["verdicts"]["0000"]["class"] == "arm_wrestling"
     rep = report([target])  # the downloaded file is what the report reads
     assert rep["per_class"]["arm_wrestling"]["counts"]["artefact"] == 1
+
+
+def test_audit_tiles_find_a_small_person(shared_data: Path, tmp_path: Path) -> None:
+    """A tai chi player about a quarter of the frame high, in a forest: the crops find them."""
+    clip = shared_data / "action-clips" / "tai_chi__Kop0sDqOn-c__mmskeleton_history.mp4"
+    out = tmp_path / "anon" / "tai_chi" / "clip.mp4"
+    out.parent.mkdir(parents=True)
+    shutil.copyfile(clip, out)
+    _sidecar(out, clip)
+    row = audit(tmp_path / "anon", AuditConfig(frames=16, tiles=2)).rows[0]
+    assert row.flagged and row.person_hits >= 2
+    assert 0 < row.person_max_area < 0.2  # a small person, found in a crop

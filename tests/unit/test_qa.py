@@ -205,3 +205,19 @@ def test_sheet_embeds_items_and_cli_report(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "rep.json").read_text())["reviews"]["passed"] == 0
     result = runner.invoke(app, ["qa", "sheet", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "qa sample" in result.output
+
+
+def test_audit_crops_cover_the_frame_with_overlap() -> None:
+    from privvid.qa.audit import crops
+
+    frame = np.arange(100 * 160 * 3, dtype=np.uint32).reshape(100, 160, 3)
+    assert crops(frame, 1) == []
+    tiles = crops(frame, 2)
+    assert len(tiles) == 4
+    covered = np.zeros((100, 160), bool)
+    for crop, share in tiles:
+        assert crop.shape[:2] == (60, 96) and share == pytest.approx(0.36)
+        # locate each crop by its first pixel value
+        y, x = divmod(int(crop[0, 0, 0]) // 3, 160)
+        covered[y:y + 60, x:x + 96] = True
+    assert covered.all()
