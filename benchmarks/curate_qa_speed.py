@@ -1,6 +1,6 @@
 """Speed of curation (cold vs cached embeddings) and of the QA sample / audit on real clips.
 
-    python benchmarks/curate_qa_speed.py [--frames 16]
+    OMP_NUM_THREADS=1 python benchmarks/curate_qa_speed.py [--frames 16] [--tiles 2]
 
 Curation: a class-per-folder tree whose classes are the real clips in ../shared/data/action-clips
 (each clip linked as one video of its own class), K = half the classes. It times, in one run,
@@ -33,6 +33,7 @@ CLIPS = sorted(p for p in (SHARED / "action-clips").iterdir() if p.suffix in (".
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=16, help="audit: frames checked per clip")
+    parser.add_argument("--tiles", type=int, default=2, help="audit: N x N crops also checked (1 = off)")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +68,7 @@ def main() -> None:
         sampled = sample(anon, tmp / "qa", per_class=4, seed=0, frames=6)
         sample_s = time.perf_counter() - start
         start = time.perf_counter()
-        result = audit(anon, AuditConfig(frames=args.frames))
+        result = audit(anon, AuditConfig(frames=args.frames, tiles=args.tiles))
         audit_s = time.perf_counter() - start
 
     table = Table(title=f"curation of {len(src.labels)} classes / {n} real videos (K={k}); QA on {len(sampled.items)} clips")
@@ -79,7 +80,7 @@ def main() -> None:
     table.add_row(f"curate, cached re-run ({res.cache['hits']} hits, {res.cache['misses']} misses)",
                   f"{warm_s:.2f}", f"{warm_s / n:.3f}")
     table.add_row("qa sample (6 frames original + anonymised)", f"{sample_s:.2f}", f"{sample_s / len(sampled.items):.3f}")
-    table.add_row(f"qa audit ({args.frames} frames, pose + face)", f"{audit_s:.2f}", f"{audit_s / len(result.rows):.3f}")
+    table.add_row(f"qa audit ({args.frames} frames, pose + face, tiles {args.tiles})", f"{audit_s:.2f}", f"{audit_s / len(result.rows):.3f}")
     console.print(table)
     flagged = sum(r.flagged for r in result.rows)
     console.print(f"audit flagged {flagged} of {len(result.rows)} un-anonymised real clips")

@@ -38,8 +38,13 @@ class AnonClip:
     @property
     def removal_detector(self) -> str | None:
         det = (self.sidecar.get("backends") or {}).get("detector")
-        if isinstance(det, dict):
-            return det.get("name")
+        # info() of a bare backend ({"name": ...}) or of the detection chain
+        # ({"backend": ..., "detector": {"name": ...}, "tracker": ...})
+        while isinstance(det, dict):
+            name = det.get("name") or det.get("backend")
+            if isinstance(name, str):
+                return name
+            det = det.get("detector")
         return det if isinstance(det, str) else None
 
 

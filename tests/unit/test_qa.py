@@ -221,3 +221,11 @@ def test_audit_crops_cover_the_frame_with_overlap() -> None:
         y, x = divmod(int(crop[0, 0, 0]) // 3, 160)
         covered[y:y + 60, x:x + 96] = True
     assert covered.all()
+
+
+def test_removal_detector_name_from_either_sidecar_layout() -> None:
+    flat = AnonClip("a/b", "a", Path("x.mp4"), {"backends": {"detector": {"name": "yolo"}}})
+    chain = AnonClip("a/b", "a", Path("x.mp4"), {"backends": {"detector": {
+        "backend": "mediapipe", "detector": {"name": "mediapipe", "models": []}, "tracker": {"name": "iou"}}}})
+    assert flat.removal_detector == "yolo" and chain.removal_detector == "mediapipe"
+    assert AnonClip("a", "(all)", Path("x.mp4"), {}).removal_detector is None
