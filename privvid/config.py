@@ -21,6 +21,18 @@ class DetectConfig:
     dilate: int = 11                     # dilation kernel (px at output resolution)
     temporal: int = 2                    # union of masks over +-temporal frames
     min_score: float = 0.3
+    # mediapipe backend
+    selfie_model: int = 1                # 0 = square 256x256 model, 1 = landscape 256x144 model
+    pose_every: int = 1                  # run the BlazePose model every k-th frame (1 = every frame)
+    pose_threshold: float = 0.5          # threshold on the pose segmentation mask
+    min_area: float = 2e-4               # smallest instance, as a share of the frame (smaller -> extra)
+    # yolo backend
+    imgsz: int = 640                     # inference size (fixed-size exports ignore it)
+    # sam backend
+    sam_base: str = "mediapipe"          # backend whose boxes SAM refines
+    # tracking
+    track_iou: float = 0.3               # min box IoU to continue a track
+    track_max_age: int = 10              # frames a lost track is kept
 
 
 @dataclass(frozen=True)

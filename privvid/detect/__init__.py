@@ -13,4 +13,11 @@ DETECTORS.register("mediapipe", "privvid.detect.mediapipe_backend:MediapipeDetec
 DETECTORS.register("yolo", "privvid.detect.yolo_backend:YoloDetector")
 DETECTORS.register("sam", "privvid.detect.sam_backend:SamRefinedDetector")
 
-__all__ = ["DETECTORS", "Detections", "Detector"]
+
+def build_mask_stream(cfg=None):  # noqa: ANN001, ANN201 - re-exported lazily (numpy/cv2 only when used)
+    from privvid.detect.stream import build_mask_stream as _build
+
+    return _build(cfg)
+
+
+__all__ = ["DETECTORS", "Detections", "Detector", "build_mask_stream"]

@@ -1,0 +1,141 @@
+"""Helpers shared by the detect backends: instances from masks, validation, dilation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from privvid.detect.base import Detections
+from privvid.errors import BackendFailure
+
+
+def check_frame(frame: Any) -> np.ndarray:
+    """The detectors take RGB uint8 (H, W, 3) frames; anything else is a caller bug."""
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        desc = f"{type(frame).__name__} {getattr(frame, 'shape', '')} {getattr(frame, 'dtype', '')}"
+        raise ValueError(f"expected an RGB uint8 frame of shape (H, W, 3), got {desc}")
+    return frame
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """Tight x0, y0, x1, y1 box (pixel edges) of a non-empty bool mask."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if len(xs) == 0:
+        return np.zeros(4, dtype=np.float32)
+    return np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], dtype=np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N, 4) and (M, 4) x0, y0, x1, y1 boxes -> (N, M)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def dilate(mask: np.ndarray, kernel: int) -> np.ndarray:
+    """Grow a bool mask with an elliptical kernel ``kernel`` px wide (<= 1: unchanged)."""
+    if kernel <= 1 or not mask.any():
+        return mask.copy()
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(kernel), int(kernel)))
+    return cv2.dilate(mask.view(np.uint8), k).astype(bool)
+
+
+def validate(dets: Any, shape: tuple[int, int], backend: str) -> Detections:
+    """Raise :class:`BackendFailure` unless ``dets`` is a well-formed Detections for a frame of ``shape``."""
+    def fail(why: str) -> BackendFailure:
+        return BackendFailure(f"detector {backend!r} returned an invalid result: {why}")
+
+    if not isinstance(dets, Detections):
+        raise fail(f"expected Detections, got {type(dets).__name__}")
+    h, w = shape
+    masks, boxes, scores, ids = dets.masks, dets.boxes, dets.scores, dets.track_ids
+    for name, arr in (("masks", masks), ("boxes", boxes), ("scores", scores), ("track_ids", ids)):
+        if not isinstance(arr, np.ndarray):
+            raise fail(f"{name} is {type(arr).__name__}, not a numpy array")
+    n = len(masks)
+    if masks.ndim != 3 or masks.shape[1:] != (h, w) or masks.dtype != bool:
+        raise fail(f"masks have shape {masks.shape} dtype {masks.dtype}, expected ({n}, {h}, {w}) bool")
+    if boxes.shape != (n, 4):
+        raise fail(f"boxes have shape {boxes.shape}, expected ({n}, 4)")
+    if scores.shape != (n,) or ids.shape != (n,):
+        raise fail(f"scores {scores.shape} / track_ids {ids.shape} do not match {n} instances")
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+        raise fail("boxes or scores are not finite")
+    if dets.extra is not None:
+        if not isinstance(dets.extra, np.ndarray) or dets.extra.shape != (h, w) or dets.extra.dtype != bool:
+            raise fail(f"extra has shape {getattr(dets.extra, 'shape', None)}, expected ({h}, {w}) bool")
+    if dets.keypoints is not None:
+        kp = dets.keypoints
+        if not isinstance(kp, np.ndarray) or kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 3:
+            raise fail(f"keypoints have shape {getattr(kp, 'shape', None)}, expected ({n}, K, 3)")
+    return dets
+
+
+def components_to_instances(
+    person: np.ndarray,
+    prob: np.ndarray | None,
+    min_pixels: int,
+) -> tuple[list[np.ndarray], list[float], np.ndarray]:
+    """Split a semantic person mask into connected components.
+
+    Returns (instance masks, scores, leftover) where components smaller than
+    ``min_pixels`` end up in ``leftover`` (still people pixels, but no instance).
+    """
+    leftover = np.zeros_like(person)
+    if not person.any():
+        return [], [], leftover
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(person.view(np.uint8), connectivity=8)
+    masks: list[np.ndarray] = []
+    scores: list[float] = []
+    for lab in range(1, n):
+        comp = labels == lab
+        if stats[lab, cv2.CC_STAT_AREA] < min_pixels:
+            leftover |= comp
+            continue
+        masks.append(comp)
+        scores.append(float(prob[comp].mean()) if prob is not None else 1.0)
+    return masks, scores, leftover
+
+
+def assemble(
+    height: int,
+    width: int,
+    masks: list[np.ndarray],
+    scores: list[float],
+    keypoints: list[np.ndarray | None] | None,
+    extra: np.ndarray | None,
+    min_score: float,
+    num_keypoints: int = 33,
+) -> Detections:
+    """Build Detections; instances scoring below ``min_score`` are moved to ``extra`` (still removed)."""
+    extra = np.zeros((height, width), dtype=bool) if extra is None else extra.copy()
+    keep_m, keep_s, keep_k = [], [], []
+    for i, (m, s) in enumerate(zip(masks, scores)):
+        if s < min_score or not m.any():
+            extra |= m
+            continue
+        keep_m.append(m)
+        keep_s.append(s)
+        kp = keypoints[i] if keypoints is not None else None
+        keep_k.append(kp if kp is not None else np.zeros((num_keypoints, 3), dtype=np.float32))
+    n = len(keep_m)
+    return Detections(
+        masks=np.stack(keep_m) if n else np.zeros((0, height, width), dtype=bool),
+        boxes=np.stack([mask_box(m) for m in keep_m]) if n else np.zeros((0, 4), dtype=np.float32),
+        scores=np.asarray(keep_s, dtype=np.float32),
+        keypoints=(np.stack(keep_k).astype(np.float32) if n else np.zeros((0, num_keypoints, 3), np.float32))
+        if keypoints is not None
+        else None,
+        extra=extra,
+    )
