@@ -84,7 +84,7 @@ class OptimConfig:
     min_lr: float = 1e-6          # cosine ends here
     warmup_epochs: float = 10.0
     epochs: int = 200
-    batch_size: int = 128         # global batch (split across DDP ranks)
+    batch_size: int = 128         # global batch of loaded clips (split across DDP ranks; MAE x repeats)
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float | None = None
@@ -117,6 +117,7 @@ class TrainConfig:
     sup: SupervisedConfig = field(default_factory=SupervisedConfig)
     seed: int = 0
     bf16: bool = True             # autocast on CUDA only
+    compile: bool = False         # torch.compile the model (CUDA: ~1.2x on ViT-B steps after ~30 s compiling)
     log_every: int = 10
     save_every_epochs: int = 1
 
@@ -168,8 +169,9 @@ def _paper(task: str, size: str) -> TrainConfig:
     data = DataConfig(frames=16, stride=4, size=224, short_side=256, workers=8, erase=0.25)
     model = model_config(size, frames=16, image_size=224)
     if task == "mae":
-        optim = OptimConfig(lr=8e-4, warmup_epochs=10, epochs=200, batch_size=128, betas=(0.9, 0.95))
-        # 32 distinct videos x 4 masks = 128 (OmniMAE-style repeated sampling)
+        # 32 distinct videos x 4 masks = 128 clips per step (OmniMAE-style repeated sampling);
+        # batch_size counts loaded videos, the step sees batch_size * repeats clips
+        optim = OptimConfig(lr=8e-4, warmup_epochs=10, epochs=200, batch_size=32, betas=(0.9, 0.95))
         return TrainConfig(task=task, model=model, data=data, optim=optim,
                            mae=MAEConfig(mask="random", ratio=0.9, repeats=4))
     if task == "align":

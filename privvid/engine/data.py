@@ -192,8 +192,12 @@ def clip_indices(n_frames: int, frames: int, stride: int, rng: np.random.Generat
 
 
 def decode_clip(path: Path, frames: int, stride: int, short_side: int,
-                rng: np.random.Generator | None) -> np.ndarray:
-    """Decode only the sampled frames (seeking), resized so the short side is ``short_side``."""
+                rng: np.random.Generator | None, threads: int | None = None) -> np.ndarray:
+    """Decode only the sampled frames (seeking), resized so the short side is ``short_side``.
+
+    ``threads``: decoder threads; None = one inside DataLoader workers (the workers already fill
+    the cores), FFmpeg's automatic choice in the main process.
+    """
     import av
 
     try:
@@ -202,7 +206,13 @@ def decode_clip(path: Path, frames: int, stride: int, short_side: int,
         raise EngineError(f"cannot open video {path}: {exc}") from None
     with container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threads is None:
+            from torch.utils.data import get_worker_info
+
+            threads = 1 if get_worker_info() is not None else 0
+        if threads != 1:
+            stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
         n, fps = _frame_count(stream, container)
         idx = clip_indices(n, frames, stride, rng)
         w, h = stream.codec_context.width, stream.codec_context.height

@@ -156,7 +156,7 @@ def make_loader(source: Source, cfg: TrainConfig, train: bool, batch: int, rank:
     return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers,
                       pin_memory=device is not None and device.type == "cuda",
                       worker_init_fn=_worker_init if workers else None,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+                      persistent_workers=train and workers > 0, prefetch_factor=4 if workers else None)
 
 
 # ----------------------------------------------------------------------------- training
@@ -250,6 +250,8 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None,
             find_unused_parameters=cfg.task == "align" and len(sources) > 1)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
 
     samplers = [EpochSampler(len(s.samples), cfg.optim.batch_size, cfg.seed + 1000 * i, True, dd.rank, dd.world)
                 for i, s in enumerate(sources)]

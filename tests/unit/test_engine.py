@@ -97,7 +97,7 @@ def test_warmup_cosine_schedule():
     assert lr_at(cfg.optim.epochs * spe, spe, cfg) == pytest.approx(cfg.optim.min_lr)
     assert lr_at(warm + 5, spe, cfg) < lr_at(warm, spe, cfg)
     assert preset("paper", "lp").optim.lr == pytest.approx(1.6e-2)
-    assert preset("paper", "mae").mae.repeats * 32 == preset("paper", "mae").optim.batch_size
+    assert preset("paper", "mae").mae.repeats * preset("paper", "mae").optim.batch_size == 128
 
 
 def test_config_json_round_trip():
