@@ -199,3 +199,30 @@ def test_cli_train_eval_average(clips, tmp_path):
     torch.testing.assert_close(w_avg[k], 0.3 * w_mae[k] + 0.7 * w_ppma[k])
     r = runner.invoke(app, ["train", "align", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "z")])
     assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
+
+
+def test_benchmark_protocol_table(clips, tmp_path):
+    from rich.console import Console
+
+    from privvid.benchmark.protocol import Protocol, run_protocol
+    from privvid.benchmark.table import results_table
+
+    proto = Protocol.from_dict({
+        "name": "t", "preset": "tiny", "size": "nano", "eval_epochs": 1, "eval_batch_size": 6, "workers": 0,
+        "recipes": [{"name": "scratch", "stages": [{"task": "scratch"}]},
+                    {"name": "mae", "stages": [{"task": "mae", "data": ["train.csv"], "epochs": 1}]}],
+        "tasks": [{"name": "clips", "train": "train.csv", "val": "val.csv"}],
+    }, base=clips)
+    res = run_protocol(proto, tmp_path)
+    assert set(res["rows"]) == {"scratch", "mae"}
+    for row in res["rows"].values():
+        assert set(row) == {"clips/ft", "clips/lp"} and all(0 <= v <= 1 for v in row.values())
+    b = res["bias"]["clips"]
+    assert b["M_rnd"] == pytest.approx(1 / 8)
+    assert b["B"] == pytest.approx(np.log2(b["M"] / b["M_rnd"]))
+    console = Console(record=True, width=120)
+    console.print(results_table(res))
+    text = console.export_text()
+    assert "scratch" in text and "FT" in text and "log2" in text
+    with pytest.raises(EngineError, match="unknown stage"):
+        Protocol.from_dict({"recipes": [{"name": "x", "stages": [{"task": "dance"}]}], "tasks": []})
