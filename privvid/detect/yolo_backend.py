@@ -1,0 +1,129 @@
+"""User-weights detector: an Ultralytics segmentation model (``--weights PATH``).
+
+Works with a normal ``.pt`` checkpoint and with exported files. Exports that
+carry no Ultralytics metadata (e.g. onnx2tf int8 ``.tflite`` files) load with
+task unknown and 999 placeholder class names; for those the backend tells the
+inference backend it is a segmentation model and uses the COCO names shipped
+inside ultralytics (person = class 0).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from privvid.config import DetectConfig
+from privvid.detect.base import Detections
+from privvid.detect.common import assemble, check_frame
+from privvid.errors import BackendFailure, MissingWeights
+
+HINT = (
+    "Pass an Ultralytics segmentation checkpoint with --weights PATH "
+    "(e.g. yolo11n-seg.pt, or an exported yolov8n-seg .tflite/.onnx); privvid never downloads weights."
+)
+
+
+def _config_dir() -> str:
+    path = Path(tempfile.gettempdir()) / "privvid-ultralytics"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+class YoloDetector:
+    name = "yolo"
+
+    def __init__(self, cfg: DetectConfig | None = None) -> None:
+        self.cfg = cfg or DetectConfig()
+        weights = self.cfg.weights
+        if weights is None:
+            raise MissingWeights("YOLO segmentation weights", "(no --weights given)", HINT)
+        weights = Path(weights).expanduser()
+        if not weights.is_file():
+            raise MissingWeights("YOLO segmentation weights", weights, HINT)
+        self.weights = weights
+        # ultralytics writes settings under ~/.config unless told otherwise
+        os.environ.setdefault("YOLO_CONFIG_DIR", _config_dir())
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        import ultralytics
+        from ultralytics import YOLO
+
+        self._version = ultralytics.__version__
+        try:
+            self._model = YOLO(str(weights), task="segment")
+        except Exception as exc:  # corrupt or foreign file
+            raise BackendFailure(f"cannot load YOLO weights {weights}: {exc}") from exc
+        if self._model.task != "segment":
+            raise BackendFailure(
+                f"{weights} is a YOLO {self._model.task!r} model; the yolo detector needs a segmentation (-seg) model"
+            )
+        self._predictor = self._setup_predictor()
+        names = self._predictor.model.names
+        persons = [k for k, v in names.items() if str(v).lower() == "person"]
+        self.person_class = persons[0] if persons else 0
+
+    def _setup_predictor(self) -> Any:
+        from ultralytics.utils import ROOT, YAML
+
+        args = {
+            **self._model.overrides,
+            "conf": float(self.cfg.min_score),
+            "iou": 0.7,
+            "imgsz": int(self.cfg.imgsz),
+            "batch": 1,
+            "save": False,
+            "mode": "predict",
+            "rect": True,
+            "verbose": False,
+            "retina_masks": True,  # masks at the frame's resolution
+        }
+        predictor = self._model._smart_load("predictor")(overrides=args)
+        predictor.setup_model(model=self._model.model, verbose=False)
+        backend = getattr(predictor.model, "backend", None)
+        if backend is not None:
+            meta_task = (getattr(backend, "metadata", None) or {}).get("task")
+            if meta_task not in (None, "segment"):
+                raise BackendFailure(
+                    f"{self.weights} is a YOLO {meta_task!r} model; the yolo detector needs a segmentation (-seg) model"
+                )
+            if getattr(backend, "task", None) is None:
+                backend.task = "segment"
+            names = backend.names or {}
+            if len(names) == 999 or all(str(v) == f"class{k}" for k, v in names.items()):
+                backend.names = dict(YAML.load(ROOT / "cfg/datasets/coco.yaml")["names"])
+        return predictor
+
+    def reset(self) -> None:
+        """Stateless per frame: nothing to reset."""
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        frame = check_frame(frame)
+        h, w = frame.shape[:2]
+        self._predictor.args.classes = [self.person_class]
+        result = self._predictor(source=np.ascontiguousarray(frame[:, :, ::-1]))[0]  # ultralytics wants BGR
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0 or result.masks is None:
+            return Detections.empty(h, w)
+        masks = result.masks.data.cpu().numpy() > 0.5
+        if masks.shape[1:] != (h, w):
+            import cv2
+
+            masks = np.stack([cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
+        scores = boxes.conf.cpu().numpy().astype(np.float32)
+        # boxes are recomputed from the masks (tight, same convention as the other backends)
+        return assemble(h, w, list(masks), [float(s) for s in scores], None, None, min_score=0.0)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ultralytics": self._version,
+            "weights": str(self.weights),
+            "weights_bytes": self.weights.stat().st_size,
+            "imgsz": self.cfg.imgsz,
+            "conf": self.cfg.min_score,
+            "person_class": self.person_class,
+        }
+

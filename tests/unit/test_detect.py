@@ -1,0 +1,243 @@
+"""Unit tests for privvid.detect on small generated fixtures (no models, no real video)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privvid.config import DetectConfig
+from privvid.detect import DETECTORS, Detections
+from privvid.detect.common import box_iou, dilate, mask_box, validate
+from privvid.detect.stream import MaskStream, build_mask_stream
+from privvid.detect.track import IouTracker
+from privvid.errors import BackendFailure, MissingWeights
+from privvid.registry import UnknownBackend
+
+H, W = 48, 64
+
+
+def rect_mask(x0: int, y0: int, x1: int, y1: int, h: int = H, w: int = W) -> np.ndarray:
+    m = np.zeros((h, w), dtype=bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def dets_from(masks: list[np.ndarray], h: int = H, w: int = W) -> Detections:
+    if not masks:
+        return Detections.empty(h, w)
+    return Detections(
+        masks=np.stack(masks),
+        boxes=np.stack([mask_box(m) for m in masks]),
+        scores=np.ones(len(masks), dtype=np.float32),
+    )
+
+
+class ScriptedDetector:
+    """Returns pre-made Detections in order; records how it was driven."""
+
+    name = "scripted"
+
+    def __init__(self, script: list) -> None:
+        self.script = script
+        self.calls = 0
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.calls = 0
+
+    def __call__(self, frame: np.ndarray):
+        out = self.script[self.calls]
+        self.calls += 1
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def info(self) -> dict:
+        return {"name": self.name}
+
+
+def frame() -> np.ndarray:
+    return np.zeros((H, W, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- helpers
+def test_box_iou_and_mask_box() -> None:
+    m = rect_mask(10, 5, 20, 25)
+    assert mask_box(m).tolist() == [10, 5, 20, 25]
+    iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    assert iou.shape == (1, 3)
+    np.testing.assert_allclose(iou[0], [1.0, 50 / 150, 0.0])
+
+
+def test_dilate_grows_by_half_kernel() -> None:
+    m = np.zeros((41, 41), dtype=bool)
+    m[20, 20] = True
+    d = dilate(m, 11)
+    assert d[20, 15] and d[20, 25] and d[15, 20] and d[25, 20]
+    assert not d[20, 14] and not d[20, 26]
+    assert dilate(m, 0).sum() == 1 and dilate(m, 1).sum() == 1
+
+
+# ---------------------------------------------------------------- tracker
+def test_tracker_keeps_ids_for_moving_people_and_bridges_gaps() -> None:
+    tr = IouTracker(iou_threshold=0.3, max_age=3)
+    ids_a, ids_b = [], []
+    for t in range(8):
+        a = rect_mask(2 + t, 5, 14 + t, 30)          # walks right
+        b = rect_mask(50 - t, 10, 62 - t, 40)        # walks left
+        masks = [b, a] if t % 2 else [a, b]          # detector order changes
+        if t == 4:
+            masks = [a]                               # b missed for one frame
+        out = tr.update(dets_from(masks))
+        got = {tuple(mask_box(m)): int(i) for m, i in zip(out.masks, out.track_ids)}
+        ids_a.append(got[tuple(mask_box(a))])
+        if t != 4:
+            ids_b.append(got[tuple(mask_box(b))])
+    assert len(set(ids_a)) == 1 and len(set(ids_b)) == 1
+    assert ids_a[0] != ids_b[0]
+
+
+def test_tracker_new_person_gets_new_id_and_old_tracks_expire() -> None:
+    tr = IouTracker(iou_threshold=0.3, max_age=1)
+    first = tr.update(dets_from([rect_mask(0, 0, 10, 10)])).track_ids[0]
+    tr.update(Detections.empty(H, W))
+    tr.update(Detections.empty(H, W))  # older than max_age now
+    again = tr.update(dets_from([rect_mask(0, 0, 10, 10)])).track_ids[0]
+    far = tr.update(dets_from([rect_mask(0, 0, 10, 10), rect_mask(40, 30, 60, 45)])).track_ids
+    assert again != first
+    assert far[0] == again and far[1] not in (first, again)
+    tr.reset()
+    assert tr.update(dets_from([rect_mask(0, 0, 10, 10)])).track_ids[0] == 0
+
+
+def test_tracker_rejects_bad_parameters() -> None:
+    with pytest.raises(ValueError):
+        IouTracker(iou_threshold=0.0)
+    with pytest.raises(ValueError):
+        IouTracker(max_age=-1)
+
+
+# ---------------------------------------------------------------- stream
+def test_stream_delays_by_temporal_and_unions_over_window() -> None:
+    person = rect_mask(20, 10, 30, 30)
+    script = [dets_from([person]) for _ in range(7)]
+    script[3] = Detections.empty(H, W)   # missed for one frame
+    cfg = DetectConfig(temporal=2, dilate=0)
+    stream = MaskStream(ScriptedDetector(script), cfg)
+    outs = []
+    for i in range(7):
+        got = stream.push(frame())
+        assert len(got) == (0 if i < 2 else 1)
+        outs += got
+    outs += stream.flush()
+    assert len(outs) == 7
+    assert stream.delay == 2
+    # output order = input order: frame 3 carries its own (empty) detections ...
+    assert [len(d) for d, _ in outs] == [1, 1, 1, 0, 1, 1, 1]
+    # ... but its removal mask still covers the person (temporal union)
+    for _, removal in outs:
+        assert removal.shape == (H, W) and removal.dtype == bool
+        assert np.array_equal(removal, person)
+
+
+def test_stream_union_window_is_exactly_plus_minus_temporal() -> None:
+    # one person at a different place in each frame: frame i's removal holds frames i-1..i+1
+    masks = [rect_mask(4 * i, 0, 4 * i + 3, 5) for i in range(6)]
+    stream = MaskStream(ScriptedDetector([dets_from([m]) for m in masks]), DetectConfig(temporal=1, dilate=0))
+    outs = [o for f in range(6) for o in stream.push(frame())] + stream.flush()
+    for i, (_, removal) in enumerate(outs):
+        expect = np.zeros((H, W), dtype=bool)
+        for j in range(max(0, i - 1), min(5, i + 1) + 1):
+            expect |= masks[j]
+        assert np.array_equal(removal, expect), i
+
+
+def test_stream_dilates_and_includes_extra_pixels() -> None:
+    extra = np.zeros((H, W), dtype=bool)
+    extra[40, 5] = True
+    d = dets_from([rect_mask(30, 20, 31, 21)])
+    d.extra = extra
+    stream = MaskStream(ScriptedDetector([d]), DetectConfig(temporal=0, dilate=5))
+    (dets, removal), = stream.push(frame())
+    assert removal[20, 28] and removal[20, 32] and not removal[20, 27]   # grown by 2 px (kernel 5)
+    assert removal[40, 3] and removal[40, 7]                              # extra pixels removed too
+    assert dets.track_ids.tolist() == [0]
+    assert stream.flush() == []
+
+
+def test_stream_reset_restarts_clip() -> None:
+    det = ScriptedDetector([dets_from([rect_mask(0, 0, 5, 5)])] * 4)
+    stream = MaskStream(det, DetectConfig(temporal=1, dilate=0))
+    stream.push(frame())
+    stream.reset()
+    assert det.resets == 1
+    assert stream.push(frame()) == []          # nothing left over from the previous clip
+    assert len(stream.flush()) == 1
+
+
+def test_stream_backend_exception_propagates() -> None:
+    stream = MaskStream(ScriptedDetector([RuntimeError("model crashed")]), DetectConfig())
+    with pytest.raises(RuntimeError, match="model crashed"):
+        stream.push(frame())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not detections",
+        Detections(masks=np.zeros((1, H, W + 1), bool), boxes=np.zeros((1, 4), np.float32), scores=np.ones(1, np.float32)),
+        Detections(masks=np.zeros((1, H, W), np.uint8), boxes=np.zeros((1, 4), np.float32), scores=np.ones(1, np.float32)),
+        Detections(masks=np.zeros((1, H, W), bool), boxes=np.zeros((1, 3), np.float32), scores=np.ones(1, np.float32)),
+        Detections(masks=np.zeros((1, H, W), bool), boxes=np.full((1, 4), np.nan, np.float32), scores=np.ones(1, np.float32)),
+        Detections(masks=np.zeros((0, H, W), bool), boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
+                   extra=np.zeros((H, 3), bool)),
+        Detections(masks=np.zeros((1, H, W), bool), boxes=np.zeros((1, 4), np.float32), scores=np.ones(1, np.float32),
+                   keypoints=np.zeros((2, 33, 3), np.float32)),
+    ],
+)
+def test_stream_wrong_shapes_raise_backend_failure(bad) -> None:
+    stream = MaskStream(ScriptedDetector([bad]), DetectConfig())
+    with pytest.raises(BackendFailure, match="scripted"):
+        stream.push(frame())
+
+
+def test_validate_accepts_good_detections_and_stream_rejects_bad_frames() -> None:
+    assert validate(dets_from([rect_mask(1, 1, 4, 4)]), (H, W), "x") is not None
+    stream = MaskStream(ScriptedDetector([dets_from([])] * 2), DetectConfig())
+    with pytest.raises(ValueError):
+        stream.push(np.zeros((H, W), np.uint8))
+    stream.push(frame())
+    with pytest.raises(ValueError, match="size changed"):
+        stream.push(np.zeros((H + 2, W, 3), np.uint8))
+
+
+def test_stream_info_describes_chain() -> None:
+    info = MaskStream(ScriptedDetector([]), DetectConfig(temporal=3, dilate=7)).info()
+    assert info["backend"] == "scripted" and info["temporal"] == 3 and info["dilate"] == 7
+    assert info["tracker"]["name"] == "iou"
+
+
+# ---------------------------------------------------------------- registry and weights errors
+def test_registry_lists_backends_and_rejects_unknown() -> None:
+    assert {"mediapipe", "yolo", "sam"} <= set(DETECTORS.names())
+    with pytest.raises(UnknownBackend, match="nope"):
+        build_mask_stream(DetectConfig(backend="nope"))
+
+
+def test_yolo_missing_weights_names_file(tmp_path: Path) -> None:
+    missing = tmp_path / "yolo11n-seg.pt"
+    with pytest.raises(MissingWeights, match="yolo11n-seg.pt") as exc:
+        build_mask_stream(DetectConfig(backend="yolo", weights=missing))
+    assert "--weights" in str(exc.value)
+    with pytest.raises(MissingWeights, match="no --weights"):
+        build_mask_stream(DetectConfig(backend="yolo"))
+
+
+def test_sam_missing_checkpoint_names_file(tmp_path: Path) -> None:
+    missing = tmp_path / "sam_vit_b.pth"
+    with pytest.raises(MissingWeights, match="sam_vit_b.pth") as exc:
+        build_mask_stream(DetectConfig(backend="sam", sam_weights=missing))
+    assert "--sam-weights" in str(exc.value)
