@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# test helpers (fakes.py) import as top-level modules, here and in the worker processes tests start
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED = Path(os.environ.get("PRIVVID_SHARED", REPO.parent / "shared"))
 SHARED_DATA = SHARED / "data"
 SHARED_WEIGHTS = SHARED / "weights"
