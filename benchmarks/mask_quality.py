@@ -120,15 +120,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="YOLO seg weights (yolo rows are skipped when the file is missing)")
     ap.add_argument("--sam-weights", type=Path, default=None, help="SAM checkpoint (sam rows only when given)")
     ap.add_argument("--sequences", default=",".join(DAVIS16 + list(INSTANCE_SEQS)))
-    ap.add_argument("--variants", default="default,pose2,selfie",
-                    help="mediapipe variants: default (pose every frame), pose2 (pose every 2nd frame), selfie (no pose)")
+    ap.add_argument("--variants", default="default,nocrops,pose2,selfie",
+                    help="mediapipe variants: default (selfie + pose every frame + selfie on crops), nocrops (no crop "
+                         "pass: the default before the crops), pose2 (pose every 2nd frame), selfie (selfie + crops, "
+                         "no pose), passes2 (two crop passes), crops0 (selfie only, no crops, no pose)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     base = DetectConfig()
     configs: list[tuple[str, DetectConfig]] = []
     variants = {"default": ("mediapipe (default)", base),
+                "nocrops": ("mediapipe crops=0", replace(base, crops=0)),
                 "pose2": ("mediapipe pose_every=2", replace(base, pose_every=2)),
-                "selfie": ("mediapipe selfie only", replace(base, pose_every=0))}
+                "selfie": ("mediapipe pose_every=0 (selfie+crops)", replace(base, pose_every=0)),
+                "passes2": ("mediapipe crop_passes=2", replace(base, crop_passes=2)),
+                "crops0": ("mediapipe selfie only (no crops)", replace(base, pose_every=0, crops=0))}
     for v in args.variants.split(","):
         if v:
             configs.append(variants[v])
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         configs.append(("sam on mediapipe", replace(base, backend="sam", sam_weights=args.sam_weights)))
 
     console = Console(width=170)
-    table = Table(title=f"mask quality at {size[0]}x{size[1]} (temporal=+-{base.temporal}, dilate={base.dilate})")
+    table = Table(title=f"mask quality at {size[0]}x{size[1]} (temporal=+-{base.temporal}, dilate={base.dilate}, crops={base.crops})")
     for col in ("sequence", "backend", "frames", "IoU inst", "IoU raw", "IoU rem", "leak %", "worst %", "ms/frame", "cpu ms"):
         table.add_column(col, justify="left" if col in ("sequence", "backend") else "right")
     summary: dict[str, list[dict]] = {}

@@ -26,6 +26,12 @@ class DetectConfig:
     pose_every: int = 1                  # run the BlazePose model every k-th frame (1 = every frame)
     pose_threshold: float = 0.5          # threshold on the pose segmentation mask
     min_area: float = 2e-4               # smallest instance, as a share of the frame (smaller -> extra)
+    crops: int = 3                       # selfie segmentation again on up to N enlarged crops around the
+                                         # people found (0 = off); see docs/mask_quality.md
+    crop_model: int = 0                  # selfie model used on the crops (0 = square, 1 = landscape)
+    crop_min_height: float = 0.5         # a crop is at least this share of the frame height tall
+    crop_margin: float = 0.4             # a crop grows the person's box by this share on each axis
+    crop_passes: int = 1                 # repeat the crop pass around what the previous pass found
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
     # sam backend

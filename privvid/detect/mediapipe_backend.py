@@ -9,6 +9,15 @@ Two models are combined (see docs/mask_quality.md for the measurements behind th
   landmarks. Its mask is far more precise (IoU ~0.9 on DAVIS parkour) but it
   follows a single person and can lock onto a bystander.
 
+Crops (``DetectConfig.crops``, on by default): at 432x240 the full-frame selfie model
+sees a person ~150 px tall at 0.6x scale and often finds only part of a second person
+(a head, a shoulder). The connected blobs of selfie + pose are therefore grown into
+enlarged crops (at least ``crop_min_height`` of the frame tall, blob near the top when
+it is small: a head found means a body below), overlapping crops are merged, and the
+square selfie model runs again on up to ``crops`` of them; its probabilities are
+max-combined with the full-frame ones. ``crop_passes`` > 1 repeats this around what the
+previous pass found (slower, for people found only in pieces).
+
 Instances: the pose person is one instance (its pose mask, with keypoints); the
 selfie-mask pixels of the same blob that the pose mask does not cover go to
 ``extra`` (removed, no instance); every other connected blob of the selfie mask
@@ -29,6 +38,65 @@ from privvid.detect.base import Detections
 from privvid.detect.common import assemble, check_frame, components_to_instances
 
 NUM_KEYPOINTS = 33  # BlazePose topology
+CROP_ASPECT = 0.75  # a crop is at least this wide per unit of height (people are taller than wide)
+TOP_FRACTION = 0.35  # a small blob is placed this far down its crop
+
+
+def _fit(lo: float, size: float, limit: int) -> tuple[int, int]:
+    """Place an interval of ``size`` starting at ``lo`` inside [0, limit): shift first, then clip."""
+    size = min(size, limit)
+    lo = min(max(lo, 0.0), limit - size)
+    return int(np.floor(lo)), int(np.ceil(min(lo + size, limit)))
+
+
+def crop_boxes(
+    person: np.ndarray,
+    min_pixels: int,
+    max_crops: int,
+    min_height: float = 0.5,
+    margin: float = 0.4,
+) -> list[tuple[int, int, int, int]]:
+    """Enlarged crops (x0, y0, x1, y1) around the connected blobs of ``person``.
+
+    Each blob of at least ``min_pixels`` gets a crop grown by ``margin`` on each axis, at
+    least ``min_height`` of the frame tall and ``CROP_ASPECT`` times as wide as tall; a blob
+    much smaller than its crop sits in its upper part (a head or shoulders were found, the
+    body is below). Crops overlapping by more than half of the smaller one are merged into
+    their bounding box; the ``max_crops`` holding the most blob pixels are returned.
+    """
+    h, w = person.shape
+    if max_crops <= 0 or not person.any():
+        return []
+    n, _, stats, _ = cv2.connectedComponentsWithStats(person.view(np.uint8), connectivity=8)
+    crops: list[list[float]] = []  # x0, y0, x1, y1, blob pixels
+    for lab in range(1, n):
+        bx, by, bw, bh, area = (int(v) for v in stats[lab])
+        if area < min_pixels:
+            continue
+        ch = max((1.0 + margin) * bh, min_height * h)
+        cw = max((1.0 + margin) * bw, CROP_ASPECT * ch)
+        cy0 = by + bh / 2 - ch / 2 if bh > 0.5 * ch else by - TOP_FRACTION * ch + bh / 2
+        x0, x1 = _fit(bx + bw / 2 - cw / 2, cw, w)
+        y0, y1 = _fit(cy0, ch, h)
+        crops.append([x0, y0, x1, y1, area])
+    merged = True
+    while merged and len(crops) > 1:
+        merged = False
+        for i in range(len(crops)):
+            for j in range(i + 1, len(crops)):
+                a, b = crops[i], crops[j]
+                iw = min(a[2], b[2]) - max(a[0], b[0])
+                ih = min(a[3], b[3]) - max(a[1], b[1])
+                smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+                if iw > 0 and ih > 0 and iw * ih > 0.5 * smaller:
+                    crops[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]), a[4] + b[4]]
+                    del crops[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    crops.sort(key=lambda c: -c[4])
+    return [(int(c[0]), int(c[1]), int(c[2]), int(c[3])) for c in crops[:max_crops]]
 
 
 class MediapipeDetector:
@@ -42,15 +110,22 @@ class MediapipeDetector:
             raise ValueError(f"selfie_model must be 0 or 1, got {self.cfg.selfie_model}")
         if self.cfg.pose_every < 0:
             raise ValueError(f"pose_every must be >= 0 (0 = pose model off), got {self.cfg.pose_every}")
+        if self.cfg.crop_model not in (0, 1):
+            raise ValueError(f"crop_model must be 0 or 1, got {self.cfg.crop_model}")
+        if self.cfg.crops < 0 or self.cfg.crop_passes < 1:
+            raise ValueError(f"crops must be >= 0 and crop_passes >= 1, got {self.cfg.crops}, {self.cfg.crop_passes}")
         self._mp = mp
         self._selfie: Any = None
         self._pose: Any = None
+        self._crop_seg: Any = None
         self._index = 0
 
     # -- lifecycle -----------------------------------------------------------------
     def _open(self) -> None:
         sol = self._mp.solutions
         self._selfie = sol.selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.selfie_model)
+        if self.cfg.crops:
+            self._crop_seg = sol.selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.crop_model)
         if self.cfg.pose_every:
             self._pose = sol.pose.Pose(
                 static_image_mode=False,
@@ -62,10 +137,10 @@ class MediapipeDetector:
             )
 
     def close(self) -> None:
-        for graph in (self._selfie, self._pose):
+        for graph in (self._selfie, self._pose, self._crop_seg):
             if graph is not None:
                 graph.close()
-        self._selfie = self._pose = None
+        self._selfie = self._pose = self._crop_seg = None
 
     def reset(self) -> None:
         """Start a new clip: drop the pose tracker's state."""
@@ -86,6 +161,26 @@ class MediapipeDetector:
         score = float(np.clip(kp[:, 2], 0, 1).mean())
         return pmask, kp, score
 
+    def _refine_crops(self, frame: np.ndarray, prob: np.ndarray, seed: np.ndarray, min_pixels: int) -> np.ndarray:
+        """Max-combine ``prob`` with the selfie model run on enlarged crops around the blobs of ``seed``."""
+        prob = prob.copy()
+        done: list[tuple[int, int, int, int]] = []
+        for _ in range(self.cfg.crop_passes):
+            boxes = [b for b in crop_boxes(seed, min_pixels, self.cfg.crops, self.cfg.crop_min_height,
+                                           self.cfg.crop_margin) if b not in done]
+            if not boxes:
+                break
+            for x0, y0, x1, y1 in boxes:
+                if x1 - x0 < 8 or y1 - y0 < 8:
+                    continue
+                crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
+                p = self._crop_seg.process(crop).segmentation_mask
+                if p is not None:
+                    np.maximum(prob[y0:y1, x0:x1], p, out=prob[y0:y1, x0:x1])
+            done += boxes
+            seed = seed | (prob > self.cfg.threshold)
+        return prob
+
     def __call__(self, frame: np.ndarray) -> Detections:
         frame = check_frame(frame)
         if self._selfie is None:
@@ -102,6 +197,11 @@ class MediapipeDetector:
         if self._pose is not None and self._index % self.cfg.pose_every == 0:
             pmask, kp, pscore = self._run_pose(frame)
         self._index += 1
+        min_pixels = max(1, int(round(self.cfg.min_area * h * w)))
+        if self._crop_seg is not None:
+            seed = person if pmask is None else (person | pmask)
+            prob = self._refine_crops(frame, prob, seed, min_pixels)
+            person = prob > self.cfg.threshold
 
         masks: list[np.ndarray] = []
         scores: list[float] = []
@@ -119,7 +219,6 @@ class MediapipeDetector:
             same = np.isin(labels, touching)
             extra |= same & ~pmask
             rest = person & ~same
-        min_pixels = max(1, int(round(self.cfg.min_area * h * w)))
         comp_masks, comp_scores, leftover = components_to_instances(rest, prob, min_pixels)
         extra |= leftover
         masks += comp_masks
@@ -142,11 +241,18 @@ class MediapipeDetector:
             "models": [
                 "selfie_segmentation_landscape" if self.cfg.selfie_model == 1 else "selfie_segmentation",
             ]
-            + (["pose_detection", "pose_landmark_full"] if self.cfg.pose_every else []),
+            + (["pose_detection", "pose_landmark_full"] if self.cfg.pose_every else [])
+            + ([("selfie_segmentation" if self.cfg.crop_model == 0 else "selfie_segmentation_landscape")
+                + " (crops)"] if self.cfg.crops else []),
             "threshold": self.cfg.threshold,
             "pose_threshold": self.cfg.pose_threshold,
             "pose_every": self.cfg.pose_every,
             "min_area": self.cfg.min_area,
             "min_score": self.cfg.min_score,
+            "crops": self.cfg.crops,
+            "crop_model": self.cfg.crop_model,
+            "crop_min_height": self.cfg.crop_min_height,
+            "crop_margin": self.cfg.crop_margin,
+            "crop_passes": self.cfg.crop_passes,
             "keypoints": "blazepose-33 (x, y, visibility) in pixels",
         }
