@@ -241,3 +241,47 @@ def test_sam_missing_checkpoint_names_file(tmp_path: Path) -> None:
     with pytest.raises(MissingWeights, match="sam_vit_b.pth") as exc:
         build_mask_stream(DetectConfig(backend="sam", sam_weights=missing))
     assert "--sam-weights" in str(exc.value)
+
+
+# ---------------------------------------------------------------- mediapipe crop geometry (no model)
+def test_crop_boxes_small_blob_gets_a_tall_crop_reaching_below_it() -> None:
+    from privvid.detect.mediapipe_backend import crop_boxes
+
+    h, w = 240, 432
+    head = np.zeros((h, w), dtype=bool)
+    head[60:80, 150:165] = True                       # only a head was segmented
+    (x0, y0, x1, y1), = crop_boxes(head, min_pixels=10, max_crops=3, min_height=0.5, margin=0.4)
+    assert 0 <= x0 < 150 and 165 < x1 <= w and 0 <= y0 < 60 and 80 < y1 <= h   # holds the blob
+    assert y1 - y0 >= 0.5 * h - 1                      # at least min_height of the frame tall
+    assert (y1 - 80) > 2 * (60 - y0)                  # most of the crop lies below the head: the body
+    assert x1 - x0 >= 0.75 * (y1 - y0) - 1             # not a thin strip
+
+
+def test_crop_boxes_whole_person_is_grown_by_margin_and_kept_in_frame() -> None:
+    from privvid.detect.mediapipe_backend import crop_boxes
+
+    h, w = 240, 432
+    person = np.zeros((h, w), dtype=bool)
+    person[20:230, 400:430] = True                     # tall person at the right border
+    (x0, y0, x1, y1), = crop_boxes(person, min_pixels=10, max_crops=3, min_height=0.5, margin=0.4)
+    assert x1 == w and y0 == 0 and y1 == h             # shifted/clipped into the frame
+    assert x0 <= 400 - 30                              # grown, not only the blob
+    assert crop_boxes(person, min_pixels=10, max_crops=0) == []
+    assert crop_boxes(np.zeros((h, w), bool), min_pixels=10, max_crops=3) == []
+
+
+def test_crop_boxes_merge_overlaps_drop_tiny_blobs_and_keep_the_largest() -> None:
+    from privvid.detect.mediapipe_backend import crop_boxes
+
+    h, w = 240, 432
+    m = np.zeros((h, w), dtype=bool)
+    m[50:200, 100:130] = True                          # two people side by side: one merged crop
+    m[50:200, 140:170] = True
+    m[50:150, 380:400] = True                          # a third person far right: its own crop
+    m[5:7, 10:12] = True                               # 4 px of noise: no crop
+    boxes = crop_boxes(m, min_pixels=20, max_crops=3, min_height=0.5, margin=0.4)
+    assert len(boxes) == 2                             # the noise blob would have made a third
+    (ax0, _, ax1, _), (bx0, _, bx1, _) = boxes
+    assert ax0 < 100 and ax1 > 170                     # the merged crop holds both, and comes first (more pixels)
+    assert bx0 < 380 and bx1 > 400
+    assert crop_boxes(m, min_pixels=20, max_crops=1, min_height=0.5, margin=0.4) == boxes[:1]
