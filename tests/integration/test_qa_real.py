@@ -192,3 +192,16 @@ def test_audit_tiles_find_a_small_person(shared_data: Path, tmp_path: Path) -> N
     row = audit(tmp_path / "anon", AuditConfig(frames=16, tiles=2)).rows[0]
     assert row.flagged and row.person_hits >= 2
     assert 0 < row.person_max_area < 0.2  # a small person, found in a crop
+
+
+def test_audit_with_an_independent_yolo_checker(tennis_dataset: Path, shared_weights: Path,
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int8 YOLOv8n-seg (a different model from the mediapipe remover) as person checker."""
+    pytest.importorskip("ultralytics")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo"))
+    cfg = AuditConfig(frames=6, person="yolo", person_weights=shared_weights / "yolov8n-seg_full_integer_quant.tflite",
+                      face=False, tiles=1)
+    rows = {r.rel: r for r in audit(tennis_dataset, cfg).rows}
+    assert rows["tennis/raw"].flagged and rows["tennis/raw"].person_hits >= 4
+    assert not rows["tennis/removed"].flagged
+    assert not rows["tennis/raw"].same_detector  # yolo did not do the removal (sidecar: mediapipe)
