@@ -72,6 +72,15 @@ def weight_checks(paths: dict[str, Path | None]) -> list[Check]:
     return out
 
 
+def embedded_model_check() -> Check:
+    """The embedded mannequin body model (SMPL-X format) in the user cache."""
+    from privvid.mesh.body_model import EMBEDDED_NAME, cache_dir
+
+    path = cache_dir() / "body_models" / EMBEDDED_NAME
+    detail = f"{path}" if path.is_file() else f"not built yet: made on first --mode mesh run at {path}"
+    return Check("weights", "embedded body model", True, detail)
+
+
 def gl_check() -> Check:
     """Try an offscreen pyrender context in a subprocess (a broken GL stack can crash the process)."""
     platform = os.environ.get("PYOPENGL_PLATFORM", "egl")
@@ -91,7 +100,7 @@ def gl_check() -> Check:
 
 
 def run_checks(weights: dict[str, Path | None] | None = None, gl: bool = True) -> list[Check]:
-    checks = package_checks() + backend_checks() + weight_checks(weights or {})
+    checks = package_checks() + backend_checks() + weight_checks(weights or {}) + [embedded_model_check()]
     if gl:
         checks.append(gl_check())
     return checks
