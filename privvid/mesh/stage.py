@@ -21,7 +21,7 @@ import torch
 
 from privvid.config import MeshConfig
 from privvid.mesh.body_model import BodyModel, load_body_model
-from privvid.mesh.fit import Fitter, TrackState
+from privvid.mesh.fit import MIN_CONF, Fitter, TrackState
 from privvid.mesh.pose import PoseResult
 
 MAX_REL_ERROR = 0.15      # a fit whose mean reprojection error exceeds this share of the box height fails
@@ -110,10 +110,16 @@ class MeshStage:
                 per_frame[t].append(person)
                 res: PoseResult | None = None
                 try:
-                    if kp is not None and len(kp) > i and kp.shape[1] == 33 and getattr(self.cfg, "reuse_detector_keypoints", True):
+                    if (kp is not None and len(kp) > i and kp.shape[1] == 33
+                            and getattr(self.cfg, "reuse_detector_keypoints", True)
+                            and int((kp[i][:, 2] >= MIN_CONF).sum()) >= MIN_LANDMARKS
+                            and _landmarks_match_box(kp[i], box)):
                         res = PoseResult(image=np.asarray(kp[i], np.float32),
                                          world=None if world_kp is None else np.asarray(world_kp[i], np.float32))
                     else:
+                        # the detector has no (usable) landmarks for this person, e.g. a second
+                        # person when the detector's pose model follows one: run the pose source
+                        # on this person's crop
                         res = self.pose(self._isolate(frames[t], det, i), box, tid)
                 except Exception as exc:  # pose failure -> person stays inpainted
                     person["reason"] = f"pose: {type(exc).__name__}"
