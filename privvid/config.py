@@ -23,15 +23,16 @@ class DetectConfig:
     min_score: float = 0.3
     # mediapipe backend
     selfie_model: int = 1                # 0 = square 256x256 model, 1 = landscape 256x144 model
-    pose_every: int = 1                  # run the BlazePose model every k-th frame (1 = every frame)
+    pose_every: int = 2                  # run the BlazePose model every k-th frame (1 = every frame, 0 = off)
     pose_threshold: float = 0.5          # threshold on the pose segmentation mask
     min_area: float = 2e-4               # smallest instance, as a share of the frame (smaller -> extra)
     crops: int = 3                       # selfie segmentation again on up to N enlarged crops around the
                                          # people found (0 = off); see docs/mask_quality.md
     crop_model: int = 0                  # selfie model used on the crops (0 = square, 1 = landscape)
     crop_min_height: float = 0.5         # a crop is at least this share of the frame height tall
-    crop_margin: float = 0.4             # a crop grows the person's box by this share on each axis
-    crop_passes: int = 1                 # repeat the crop pass around what the previous pass found
+    crop_margin: float = 0.8             # a crop grows the person's box by this share on each axis
+    crop_passes: int = 2                 # repeat the crop pass around what the previous pass found
+    crop_max_aspect: float = 1.3         # wider crops are cut into tiles this wide per unit height (0 = never)
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
     # sam backend

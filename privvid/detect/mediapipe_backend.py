@@ -55,6 +55,7 @@ def crop_boxes(
     max_crops: int,
     min_height: float = 0.5,
     margin: float = 0.4,
+    max_aspect: float = 0.0,
 ) -> list[tuple[int, int, int, int]]:
     """Enlarged crops (x0, y0, x1, y1) around the connected blobs of ``person``.
 
@@ -62,7 +63,8 @@ def crop_boxes(
     least ``min_height`` of the frame tall and ``CROP_ASPECT`` times as wide as tall; a blob
     much smaller than its crop sits in its upper part (a head or shoulders were found, the
     body is below). Crops overlapping by more than half of the smaller one are merged into
-    their bounding box; the ``max_crops`` holding the most blob pixels are returned.
+    their bounding box; a merged crop more than ``max_aspect`` times as wide as tall (> 0) is
+    cut into overlapping tiles. The ``max_crops`` holding the most blob pixels are returned.
     """
     h, w = person.shape
     if max_crops <= 0 or not person.any():
@@ -96,7 +98,19 @@ def crop_boxes(
             if merged:
                 break
     crops.sort(key=lambda c: -c[4])
-    return [(int(c[0]), int(c[1]), int(c[2]), int(c[3])) for c in crops[:max_crops]]
+    out: list[tuple[int, int, int, int]] = []
+    for x0, y0, x1, y1, _ in crops:
+        # a crop much wider than tall (a crowd, people side by side) is cut into overlapping tiles
+        # no wider than max_aspect x its height, so the square model sees it at a useful scale
+        n_tiles = max(1, int(np.ceil((x1 - x0) / (max_aspect * (y1 - y0))))) if max_aspect > 0 else 1
+        if n_tiles == 1:
+            out.append((int(x0), int(y0), int(x1), int(y1)))
+            continue
+        step = (x1 - x0) / n_tiles
+        pad = 0.1 * step
+        for k in range(n_tiles):
+            out.append((int(max(x0, x0 + k * step - pad)), int(y0), int(min(x1, x0 + (k + 1) * step + pad)), int(y1)))
+    return out[:max_crops]
 
 
 class MediapipeDetector:
@@ -167,7 +181,7 @@ class MediapipeDetector:
         done: list[tuple[int, int, int, int]] = []
         for _ in range(self.cfg.crop_passes):
             boxes = [b for b in crop_boxes(seed, min_pixels, self.cfg.crops, self.cfg.crop_min_height,
-                                           self.cfg.crop_margin) if b not in done]
+                                           self.cfg.crop_margin, self.cfg.crop_max_aspect) if b not in done]
             if not boxes:
                 break
             for x0, y0, x1, y1 in boxes:
@@ -254,5 +268,6 @@ class MediapipeDetector:
             "crop_min_height": self.cfg.crop_min_height,
             "crop_margin": self.cfg.crop_margin,
             "crop_passes": self.cfg.crop_passes,
+            "crop_max_aspect": self.cfg.crop_max_aspect,
             "keypoints": "blazepose-33 (x, y, visibility) in pixels",
         }

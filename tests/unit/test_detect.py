@@ -285,3 +285,20 @@ def test_crop_boxes_merge_overlaps_drop_tiny_blobs_and_keep_the_largest() -> Non
     assert ax0 < 100 and ax1 > 170                     # the merged crop holds both, and comes first (more pixels)
     assert bx0 < 380 and bx1 > 400
     assert crop_boxes(m, min_pixels=20, max_crops=1, min_height=0.5, margin=0.4) == boxes[:1]
+
+
+def test_crop_boxes_cut_a_wide_crowd_into_overlapping_tiles() -> None:
+    from privvid.detect.mediapipe_backend import crop_boxes
+
+    h, w = 240, 432
+    crowd = np.zeros((h, w), dtype=bool)
+    crowd[60:230, 5:425] = True                        # one blob across the whole frame
+    whole = crop_boxes(crowd, min_pixels=20, max_crops=3, min_height=0.5, margin=0.8, max_aspect=0.0)
+    assert whole == [(0, 0, w, h)]
+    tiles = crop_boxes(crowd, min_pixels=20, max_crops=3, min_height=0.5, margin=0.8, max_aspect=1.3)
+    assert len(tiles) == 2                             # 432 / (1.3 * 240) -> 2 tiles
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = tiles
+    assert ax0 == 0 and bx1 == w and ay0 == by0 == 0 and ay1 == by1 == h
+    assert bx0 < ax1                                   # they overlap: nobody is cut in half at the seam
+    assert max(ax1 - ax0, bx1 - bx0) <= 1.3 * h
+    assert len(crop_boxes(crowd, min_pixels=20, max_crops=1, margin=0.8, max_aspect=1.3)) == 1
