@@ -77,6 +77,7 @@ class AnonymizeConfig:
     fps: float | None = None             # None keeps the input frame rate
     save_masks: bool = False
     crf: int = 18
+    gop: int = 16                        # key-frame interval of the output (fast seeking for training)
     detect: DetectConfig = field(default_factory=DetectConfig)
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)

@@ -117,7 +117,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     timer.add("setup", time.perf_counter() - t0)
 
     paths["video"].parent.mkdir(parents=True, exist_ok=True)
-    writer = VideoWriter(paths["video"], width, height, fps, crf=cfg.crf)
+    writer = VideoWriter(paths["video"], width, height, fps, crf=cfg.crf, gop=cfg.gop)
     mask_writer = MaskWriter(paths["masks"], height, width) if cfg.save_masks else None
     coverage: list[float] = []
     frame_infos: list[dict[str, Any]] = []

@@ -231,7 +231,7 @@ class VideoWriter:
     """H.264 mp4 writer: yuv420p, even size, no audio, no metadata; atomic commit."""
 
     def __init__(self, path: str | os.PathLike[str], width: int, height: int, fps: float,
-                 crf: int = 18, preset: str = "veryfast") -> None:
+                 crf: int = 18, preset: str = "veryfast", gop: int = 16) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs an even frame size, got {width}x{height}")
         self.path = Path(path)
@@ -247,6 +247,9 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": preset}
+        # short key-frame intervals: training loaders seek to a sampled clip and decode from the
+        # previous key frame, so a long GOP makes every sampled clip decode most of the video
+        self._stream.codec_context.gop_size = max(1, gop)
         self._stream.codec_context.flags |= av.codec.context.Flags.bitexact
         self._closed = False
 

@@ -153,3 +153,14 @@ def test_rotation_metadata_is_applied(tmp_path):
     assert error < 8 and error < wrong_way / 4
     # and it is a real quarter turn, not the unrotated picture
     assert first.shape[:2] != next(read_frames(src)).shape[:2]
+
+
+def test_writer_key_frame_interval(tmp_path):
+    writer = VideoWriter(tmp_path / "gop.mp4", 96, 64, 24, gop=8)
+    for frame in moving_square_frames(40):
+        writer.write(frame)
+    writer.commit()
+    with av.open(str(tmp_path / "gop.mp4")) as container:
+        keys = [i for i, packet in enumerate(container.demux(video=0)) if packet.is_keyframe]
+    assert keys[0] == 0 and len(keys) >= 5
+    assert max(b - a for a, b in zip(keys, keys[1:])) <= 8
