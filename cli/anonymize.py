@@ -25,6 +25,8 @@ def anonymize(
     preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU defaults) or paper (432x240 as in Mask2Mesh)."),
     resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240 (default: keep)."),
     fps: Optional[float] = typer.Option(None, help="Output frame rate (default: keep)."),
+    crf: int = typer.Option(18, help="H.264 quality (lower = better, larger)."),
+    gop: int = typer.Option(16, help="Key-frame interval of the output, in frames (short = fast seeking)."),
     save_masks: bool = typer.Option(False, "--save-masks", help="Also write <clip>.masks.npz (bool masks T,H,W)."),
     save_params: bool = typer.Option(False, "--save-params", help="mesh: also write <clip>.params.npz."),
     detector: Optional[str] = typer.Option(None, help="Detector backend: mediapipe (default), yolo, sam."),
@@ -51,7 +53,7 @@ def anonymize(
                        **_given(pose_weights=pose_weights))
         if pose_weights is not None:
             mesh = replace(mesh, pose_backend="yolo")
-        cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks,
+        cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks, crf=crf, gop=gop,
                       **_given(resize=parse_size(resize) if resize else None, fps=fps))
         from privvid.anonymize.modes import MODES
 
