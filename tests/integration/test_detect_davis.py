@@ -16,12 +16,15 @@ from privvid.errors import MissingWeights
 
 SIZE = (432, 240)  # the pipeline's standard output size
 
-# Leak thresholds (share of GT person pixels outside the removal mask), from benchmarks/mask_quality.py
-# (docs/mask_quality.md): the default chain leaks 0.01% on parkour and 0.30% on dance-twirl over the
-# full sequences. 1% leaves room for the shorter 40-frame window and small numeric differences between
-# machines while still failing if the pose model drops out of the chain (selfie only: 2.71% on dance-twirl)
-# or the removal mask degrades to the int8 YOLO's level (2.05% on dance-twirl, 3.62% on parkour).
-LEAK_MAX = {"parkour": 0.01, "dance-twirl": 0.01}
+# Leak thresholds (share of GT person pixels outside the removal mask) on the first 40 frames, from
+# measurements with the default chain (selfie + pose every 2nd frame + two crop passes; see
+# docs/mask_quality.md): parkour 0.001%, dance-twirl 0.63%, breakdance 0.67%. The limits leave room for
+# numeric differences between machines while still failing when the crop pass breaks: the old default
+# without crops leaked 7.4% on these breakdance frames, and the int8 YOLO leaks 2-3.6% on the first two.
+LEAK_MAX = {"parkour": 0.01, "dance-twirl": 0.01, "breakdance": 0.015}
+# The removal mask must stay well below the whole frame; breakdance has a crowd of (unannotated, but
+# real) spectators filling most of the frame, and removing them is right, so its limit is higher.
+AREA_MAX = {"parkour": 0.5, "dance-twirl": 0.5, "breakdance": 0.85}
 N_FRAMES = 40
 
 
@@ -61,8 +64,8 @@ def test_default_removal_mask_leak_on_davis(shared_data, default_stream, seq) ->
     assert removal.shape == gt.shape and removal.dtype == bool
     leak = (gt & ~removal).sum() / gt.sum()
     assert leak <= LEAK_MAX[seq], f"{seq}: {100 * leak:.2f}% of GT person pixels leak"
-    # and the mask is not trivially everything: most of the frame stays
-    assert removal.mean() < 0.5
+    # and the mask is not trivially everything
+    assert removal.mean() < AREA_MAX[seq]
 
 
 def test_default_gives_keypoints_and_a_stable_track_for_the_main_person(shared_data, default_stream) -> None:
