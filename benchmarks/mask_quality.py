@@ -3,6 +3,7 @@
     python benchmarks/mask_quality.py [--data ../shared/data] [--size 432x240]
         [--weights ../shared/weights/yolov8n-seg_full_integer_quant.tflite] [--sam-weights sam_vit_b.pth]
         [--variants default,old,pose1,pass1,selfie] [--sequences parkour,dance-twirl,...]
+    python benchmarks/mask_quality.py --variants default,old --weights none --speed-clips CLIP...
 
 Every backend runs through the same streaming chain the pipeline uses
 (privvid.detect.stream.MaskStream: detection -> tracking -> temporal union -> dilation).
@@ -113,6 +114,37 @@ def run_backend(cfg: DetectConfig, frames, gts):
     )
 
 
+def speed_table(console: Console, clips: list[Path], size: tuple[int, int], configs) -> int:
+    """CPU and wall ms/frame of each configuration's whole chain on real clips, side by side."""
+    from privvid.io.video import read_frames
+
+    table = Table(title=f"detect chain cost at {size[0]}x{size[1]} on clips (no GT)")
+    for col in ("clip", "backend", "frames", "ms/frame", "cpu ms", "removed % of frame"):
+        table.add_column(col, justify="left" if col in ("clip", "backend") else "right")
+    totals: dict[str, list[float]] = {}
+    for clip in clips:
+        frames = list(read_frames(clip, size=size))
+        for label, cfg in configs:
+            stream = build_mask_stream(cfg)
+            stream.reset()
+            outs = []
+            t0, c0 = time.perf_counter(), time.process_time()
+            for f in frames:
+                outs += stream.push(f)
+            outs += stream.flush()
+            wall = (time.perf_counter() - t0) / len(frames) * 1000
+            cpu = (time.process_time() - c0) / len(frames) * 1000
+            area = 100 * float(np.mean([r.mean() for _, r in outs]))
+            totals.setdefault(label, []).extend([cpu] * len(frames))
+            table.add_row(clip.name, label, str(len(frames)), f"{wall:.1f}", f"{cpu:.1f}", f"{area:.1f}")
+        table.add_section()
+    for label, v in totals.items():
+        table.add_row("all (frame-weighted)", label, str(len(v)), "", f"{np.mean(v):.1f}", "")
+    console.print(table)
+    console.print(f"cores: {os.cpu_count()}, load average at end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -121,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="YOLO seg weights (yolo rows are skipped when the file is missing)")
     ap.add_argument("--sam-weights", type=Path, default=None, help="SAM checkpoint (sam rows only when given)")
     ap.add_argument("--sequences", default=",".join(DAVIS16 + list(INSTANCE_SEQS)))
+    ap.add_argument("--speed-clips", nargs="*", type=Path, default=None,
+                    help="instead of DAVIS quality: time the chain (cpu ms/frame, crops per frame) of each variant "
+                         "on these videos (no GT needed), e.g. the demo clips benchmarks/anonymize_speed.py uses")
     ap.add_argument("--variants", default="default,old,pose1,pass1,selfie",
                     help="mediapipe variants: default; old (the default before the crop pass: pose every frame, "
                          "crops=0, i.e. the first measurements in docs/mask_quality.md); pose1 (default with pose on "
@@ -145,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         configs.append(("sam on mediapipe", replace(base, backend="sam", sam_weights=args.sam_weights)))
 
     console = Console(width=170)
+    if args.speed_clips:
+        return speed_table(console, args.speed_clips, size, configs)
     table = Table(title=f"mask quality at {size[0]}x{size[1]} (temporal=+-{base.temporal}, dilate={base.dilate}, "
                         f"crops={base.crops} x {base.crop_passes} passes, pose_every={base.pose_every})")
     for col in ("sequence", "backend", "frames", "IoU inst", "IoU raw", "IoU rem", "leak %", "worst %", "ms/frame", "cpu ms"):
