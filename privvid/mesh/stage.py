@@ -110,16 +110,18 @@ class MeshStage:
                 per_frame[t].append(person)
                 res: PoseResult | None = None
                 try:
-                    if (kp is not None and len(kp) > i and kp.shape[1] == 33
+                    if (kp is not None and len(kp) > i and kp.shape[1] == 33 and world_kp is not None
                             and getattr(self.cfg, "reuse_detector_keypoints", True)
                             and int((kp[i][:, 2] >= MIN_CONF).sum()) >= MIN_LANDMARKS
                             and _landmarks_match_box(kp[i], box)):
                         res = PoseResult(image=np.asarray(kp[i], np.float32),
                                          world=None if world_kp is None else np.asarray(world_kp[i], np.float32))
                     else:
-                        # the detector has no (usable) landmarks for this person, e.g. a second
-                        # person when the detector's pose model follows one: run the pose source
-                        # on this person's crop
+                        # the detector has no usable 2D + 3D landmarks for this person (a second
+                        # person, a frame where its pose model did not run, or 2D keypoints only):
+                        # run the pose source on this person's crop. Mixing 2D-only frames with
+                        # frames that have 3D world landmarks made the arms flip between two depth
+                        # readings of the same 2D pose (bent elbows vs straight arms) frame to frame
                         res = self.pose(self._isolate(frames[t], det, i), box, tid)
                 except Exception as exc:  # pose failure -> person stays inpainted
                     person["reason"] = f"pose: {type(exc).__name__}"
