@@ -2,8 +2,8 @@
 
     python benchmarks/mesh_speed.py [--frames 72] [--size 432x240] [--window 24] [CLIPS...]
 
-Stages, timed one after the other on the same frames: decode (PyAV + resize), detect (the detect
-stage's mediapipe backend when installed, else the int8 YOLO11n-pose helper), inpaint (the
+Stages, timed one after the other on the same frames: decode (PyAV + resize), detect (the pipeline's
+detection chain, privvid.detect.build_mask_stream with the default DetectConfig), inpaint (the
 registered 'propagate' inpainter on the union masks, window by window), mesh (pose per crop, fit,
 smplx body vertices, pyrender EGL render + composite, reported separately) and H.264 encode. The
 reference rows in the same table: the decode + encode floor and the issue's 12 frames/s target.
@@ -32,7 +32,6 @@ DEFAULT_CLIPS = [
     SHARED / "data" / "demo-clips" / "mmaction2_demo_skeleton_two_people.mp4",
     SHARED / "data" / "demo-clips" / "propainter_test-sample1.mp4",
 ]
-WEIGHTS = SHARED / "weights" / "yolo11n-pose_int8.tflite"
 TARGET_FPS = 12.0
 
 
@@ -66,26 +65,23 @@ def bench_clip(path: Path, size, frames_n: int, window: int) -> dict:
     start = time.perf_counter()
     video = decode(path, size, frames_n)
     t["decode"] = time.perf_counter() - start
-    try:
-        from privvid.config import DetectConfig
-        from privvid.detect import DETECTORS
+    from privvid.config import DetectConfig
+    from privvid.detect import build_mask_stream
 
-        detector = DETECTORS.create("mediapipe", DetectConfig())
-        det_name = "privvid.detect mediapipe"
-    except Exception:
-        from privvid.mesh.people import YoloPoseDetector
-
-        detector = YoloPoseDetector(WEIGHTS)
-        det_name = "yolo11n-pose int8 helper"
-    detector.reset()
-    detector(video[0])  # load/warm-up outside the timing
-    detector.reset()
+    # the pipeline's own detection chain: detector + tracker + removal masks (temporal union, dilation)
+    stream = build_mask_stream(DetectConfig())
+    det_name = f"privvid.detect {DetectConfig().backend} (+ tracker, removal masks)"
+    stream.reset()
+    stream.push(video[0])  # load/warm-up outside the timing
+    stream.reset()
     start = time.perf_counter()
-    dets = [detector(f) for f in video]
+    pairs = []
+    for f in video:
+        pairs += stream.push(f)
+    pairs += stream.flush()
     t["detect"] = time.perf_counter() - start
-    for d in dets:
-        d.keypoints = None
-    masks = np.stack([d.union() for d in dets])
+    dets = [d for d, _ in pairs]
+    masks = np.stack([m for _, m in pairs])
 
     inpainter = INPAINTERS.create("propagate", InpaintConfig())
     inpainter.reset()
@@ -139,7 +135,7 @@ def main() -> None:
     table.add_row("reference: issue target, frames/s", *[f"{TARGET_FPS:.0f}" for _ in results])
     console.print(table)
     console.print(f"detector: {', '.join(sorted({r['detector'] for r in results}))}; "
-                  f"pose: mediapipe BlazePose per crop; renderer: pyrender {os.environ['PYOPENGL_PLATFORM']}")
+                  f"pose: mediapipe BlazePose per person crop; renderer: pyrender {os.environ['PYOPENGL_PLATFORM']}")
 
 
 if __name__ == "__main__":
