@@ -11,7 +11,8 @@ camera) against the visible (visibility >= 0.5) BlazePose landmarks, per group: 
 wrists), torso (shoulders, hips), legs (knees, ankles), as a share of the person box height
 (target <= 5%); "all" is the fitter's own mean over every landmark it uses (face points included).
 Jitter is the mean acceleration of the 22 body joints, in mm/frame^2 (3D, camera frame) and
-px/frame^2 (projected).
+px/frame^2 (projected). IoU: rendered silhouette vs the fitted person's own instance mask (frames
+where the detector's BlazePose segmented that person).
 """
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ def joints_2d(records, cam):
     return out
 
 
+def silhouette_iou(out, background, det, info) -> list[float]:
+    """IoU of the rendered bodies with the fitted people's own instance masks, in frames where the
+    detector's BlazePose segmented them (it carries their keypoints); other frames' instances can be
+    selfie-segmentation blobs holding several people."""
+    from privvid.mesh.metrics import iou
+
+    ok = [k for k, p in enumerate(info["people"]) if p["status"] == "ok"]
+    if not ok or det.keypoints is None or any((det.keypoints[k][:, 2] >= 0.5).sum() < 6 for k in ok):
+        return []
+    drawn = (out != background).any(-1)
+    return [iou(drawn, np.any([det.masks[k] for k in ok], axis=0))]
+
+
 def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float], console: Console):
     from privvid.config import DetectConfig, MeshConfig
     from privvid.detect import build_mask_stream
@@ -102,8 +116,12 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
             stage.cfg = cfg
             pose.replay = True
         stage.reset()
+        ious = []
         for s in range(0, len(frames), window):
-            stage(frames[s:s + window], dets[s:s + window], background[s:s + window], masks[s:s + window])
+            out, infos = stage(frames[s:s + window], dets[s:s + window], background[s:s + window],
+                               masks[s:s + window])
+            for k, info in enumerate(infos):
+                ious += silhouette_iou(out[k], background[s + k], dets[s + k], info)
         summary = stage.finish()
         ok = [r for r in stage._records if r["ok"] and "joints" in r]
         rel = np.array([r["err_rel"] for r in ok])
@@ -117,6 +135,8 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
             **{f"{g}_p90": float(np.percentile(v, 90)) if len(v) else float("nan") for g, v in groups.items()},
             "arms_max": float(groups["arms"].max()) if len(groups["arms"]) else float("nan"),
             "jitter_mm": summary["jitter_mm"], "jitter_px": j2d,
+            "iou_mean": float(np.mean(ious)) if ious else float("nan"),
+            "iou_min": float(np.min(ious)) if ious else float("nan"),
         })
     stage.close()
     return rows
@@ -136,7 +156,7 @@ def main() -> None:
     clips = args.clips or DEFAULT_CLIPS
     table = Table(title=f"Mask2Mesh fit quality ({args.size}, first {args.frames} frames, window {args.window})")
     for col in ("clip", "smooth", "person-frames", "fitted", "all (fitter)", "arms mean", "arms p90",
-                "arms max", "torso mean", "legs mean", "jitter mm/f^2", "jitter px/f^2"):
+                "arms max", "torso mean", "legs mean", "jitter mm/f^2", "jitter px/f^2", "IoU mean", "IoU min"):
         table.add_column(col, justify="right" if col != "clip" else "left")
     for clip in clips:
         if not clip.exists():
@@ -147,7 +167,8 @@ def main() -> None:
             table.add_row(r["clip"], f"{r['smooth']:g}", str(r["person_frames"]), str(r["fitted"]),
                           fmt(r["err_rel"], "{:.2%}"), fmt(r["arms_mean"], "{:.2%}"), fmt(r["arms_p90"], "{:.2%}"),
                           fmt(r["arms_max"], "{:.2%}"), fmt(r["torso_mean"], "{:.2%}"), fmt(r["legs_mean"], "{:.2%}"),
-                          fmt(r["jitter_mm"], "{:.1f}"), fmt(r["jitter_px"], "{:.2f}"))
+                          fmt(r["jitter_mm"], "{:.1f}"), fmt(r["jitter_px"], "{:.2f}"),
+                          fmt(r["iou_mean"], "{:.3f}"), fmt(r["iou_min"], "{:.3f}"))
     console.print(table)
     console.print("detector: privvid.detect default (mediapipe); pose: its BlazePose keypoints, else mediapipe "
                   "BlazePose per person crop; errors are shares of the person box height")

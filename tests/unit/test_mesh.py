@@ -141,6 +141,35 @@ def test_fit_recovers_a_known_body(body, rng):
     assert np.linalg.norm(rel - true_rel, axis=-1).mean() < 0.05
 
 
+def test_arms_follow_2d_only_landmarks_with_smoothing_on(body, rng):
+    """2D-only landmarks (the yolo pose source, or a detector without world landmarks) of a person
+    with the arms hanging down: with smoothing on, the fitted elbows and wrists must come down to
+    them, not stay spread as in the mannequin's rest pose (the 'A-pose' bug)."""
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2, smooth=1.0)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=12)
+    # same walk, arms down: shoulders rotated towards the body (left about -z, right about +z)
+    kin = fitter.kin
+    t = np.arange(12)
+    go = np.tile(np.array([np.pi, 0.0, 0.0]), (12, 1)) + np.stack([0 * t, 0.02 * t, 0 * t], 1)
+    bp = np.zeros((12, 21, 3))
+    bp[:, 15, 2], bp[:, 16, 2] = -1.2, 1.2
+    bp[:, 17, 1] = -0.3
+    tr = np.stack([-0.3 + 0.05 * t, 0.1 + 0 * t, 3.0 + 0 * t], 1)
+    with torch.no_grad():
+        pts, _ = kin(*(torch.tensor(a, dtype=torch.float32) for a in (go, bp, tr, np.zeros((12, 10)))))
+    uv = fitter.project(pts).numpy()
+    for i, r in enumerate(rows):
+        r["image"][:, :2] = uv[i]
+        r["world"] = None
+    states: dict = {}
+    fits = fitter.fit(rows[:6], states) + fitter.fit(rows[6:], states)
+    arms = [13, 14, 15, 16]
+    for r, f in zip(rows, fits):
+        got = fitter.project(torch.tensor(f["landmarks"][arms])).numpy()
+        err = np.linalg.norm(got - r["image"][arms, :2], axis=1) / r["box_h"]
+        assert err.max() < 0.04, err
+
+
 def test_smoothing_reduces_jitter_and_carries_across_windows(body, rng):
     from privvid.mesh.stage import jitter
 
