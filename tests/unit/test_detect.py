@@ -302,3 +302,16 @@ def test_crop_boxes_cut_a_wide_crowd_into_overlapping_tiles() -> None:
     assert bx0 < ax1                                   # they overlap: nobody is cut in half at the seam
     assert max(ax1 - ax0, bx1 - bx0) <= 1.3 * h
     assert len(crop_boxes(crowd, min_pixels=20, max_crops=1, margin=0.8, max_aspect=1.3)) == 1
+
+
+def test_mediapipe_rejects_bad_crop_settings_and_reports_them() -> None:
+    pytest.importorskip("mediapipe")
+    from privvid.detect.mediapipe_backend import MediapipeDetector
+
+    for bad in (dict(crop_model=2), dict(crops=-1), dict(crop_passes=0)):
+        with pytest.raises(ValueError, match="crop"):
+            MediapipeDetector(DetectConfig(**bad))
+    info = MediapipeDetector(DetectConfig(crops=2, crop_passes=3)).info()
+    assert info["crops"] == 2 and info["crop_passes"] == 3
+    assert any("crops" in m for m in info["models"])
+    assert not any("crops" in m for m in MediapipeDetector(DetectConfig(crops=0)).info()["models"])
