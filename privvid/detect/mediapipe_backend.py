@@ -54,8 +54,8 @@ def crop_boxes(
     min_pixels: int,
     max_crops: int,
     min_height: float = 0.5,
-    margin: float = 0.4,
-    max_aspect: float = 0.0,
+    margin: float = 0.8,
+    max_aspect: float = 1.3,
 ) -> list[tuple[int, int, int, int]]:
     """Enlarged crops (x0, y0, x1, y1) around the connected blobs of ``person``.
 
