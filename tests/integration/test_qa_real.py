@@ -59,7 +59,10 @@ def test_audit_flags_the_person_and_passes_the_removed_clip(tennis_dataset: Path
     rows = {r.rel: r for r in result.rows}
     raw, removed = rows["tennis/raw"], rows["tennis/removed"]
     assert raw.flagged and raw.rank == 1 and raw.person_hits >= 6
-    assert not removed.flagged and removed.person_hits == 0 and removed.face_hits == 0
+    # the face detector sometimes reports one weak face on the inpainted court (seen in 1 of 3 full
+    # runs, score near its threshold): one hit in 8 frames must not flag the clip
+    assert not removed.flagged and removed.person_hits == 0 and removed.face_hits <= 1
+    assert removed.suspicion < raw.suspicion
     assert raw.same_detector  # default pose checker shares BlazePose with the mediapipe remover
 
 
