@@ -14,7 +14,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -22,7 +21,7 @@ from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, parse_size
-from privvid.io import VideoWriter, discover, output_size, probe, read_frames
+from privvid.io import VideoWriter, output_size, probe, read_frames
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_CLIPS = [

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -113,7 +112,7 @@ def bench_size(size: str, args, device: torch.device) -> list[dict]:
 
 def bench_loader(args) -> dict:
     from privvid.engine.config import DataConfig, TrainConfig
-    from privvid.engine.data import ClipDataset, EpochSampler, Sample, Source
+    from privvid.engine.data import EpochSampler, Sample, Source
     from privvid.engine.trainer import make_loader
 
     root = Path(args.clips)

@@ -25,8 +25,9 @@ from privvid.config import AnonymizeConfig
 from privvid.detect.base import Detections
 from privvid.errors import BackendFailure
 from privvid.io.discover import ClipSource, content_hash
+from privvid.io.atomic import write_text_atomic
 from privvid.io.masks import MaskWriter
-from privvid.io.video import VideoWriter, output_size, probe, read_frames, temp_path
+from privvid.io.video import VideoWriter, output_size, probe, read_frames
 
 
 @dataclass
@@ -198,7 +199,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     }
     if cfg.mode == "mesh":
         sidecar["mesh"] = {"clip": clip_summary, "per_frame": frame_infos}
-    _write_json_atomic(paths["sidecar"], sidecar)
+    write_text_atomic(paths["sidecar"], json.dumps(sidecar, indent=1))
     return ClipResult(source.relpath, paths["video"], writer.frames, seconds, float(cov.mean()),
                       dict(timer.totals), notes)
 
@@ -300,9 +301,3 @@ def _versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             continue
     return out
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = temp_path(path)
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)

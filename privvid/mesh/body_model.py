@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from privvid.errors import MissingWeights
+from privvid.io.atomic import savez_atomic
 
 EMBEDDED_NAME = "mannequin_smplx_v1.npz"
 NUM_BETAS = 10
@@ -167,15 +167,7 @@ def build_embedded_model(path: Path) -> Path:
         privvid_surface_vertices=np.array([surface[n] for n in SURFACE_POINTS], dtype=np.int64),
         privvid_source=np.array("mannequin-x 0.3.0 wooden (Apache-2.0), converted by privvid"),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    savez_atomic(path, **data)
     return path
 
 

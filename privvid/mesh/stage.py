@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from privvid.config import MeshConfig
+from privvid.io.atomic import savez_atomic
 from privvid.mesh.body_model import BodyModel, load_body_model
 from privvid.mesh.fit import MIN_CONF, Fitter, TrackState
 from privvid.mesh.pose import PoseResult
@@ -318,16 +317,7 @@ class MeshStage:
                 "rows": "one per fitted (track_id, frame)",
             })),
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **data)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        savez_atomic(path, compressed=True, **data)
 
     def info(self) -> dict[str, Any]:
         from importlib.metadata import version

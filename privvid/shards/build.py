@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from privvid.errors import PrivvidError
+from privvid.io.atomic import write_text_atomic
 from privvid.io.discover import STATE_DIR
 from privvid.io.video import temp_path
 
@@ -89,12 +90,6 @@ def split_entries(entries: list[Entry], val_fraction: float, seed: int) -> dict[
     return {k: sorted(v, key=lambda e: e.relpath) for k, v in splits.items() if v}
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = temp_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, name: str = "privvid",
           val_fraction: float = 0.0, seed: int = 0, shard_size: int = 256 << 20,
           webdataset: bool = True) -> dict[str, Any]:
@@ -125,12 +120,12 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
             "mode": side["mode"],
             "person_coverage_mean": side["coverage"]["mean"],
         }, ensure_ascii=False))
-    _write_text(out / "manifest.jsonl", "\n".join(lines) + "\n")
-    _write_text(out / "classes.txt", "".join(f"{c}\n" for c in classes))
+    write_text_atomic(out / "manifest.jsonl", "\n".join(lines) + "\n")
+    write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in classes))
     for split, items in splits.items():
         body = "".join(f"{e.relpath} {index.get(e.label, -1)}\n" for e in items)
-        _write_text(out / f"mmaction_{split}.txt", body)
-        _write_text(out / f"videomae_{split}.csv", body)
+        write_text_atomic(out / f"mmaction_{split}.txt", body)
+        write_text_atomic(out / f"videomae_{split}.csv", body)
 
     shards: list[str] = []
     if webdataset:
@@ -147,7 +142,7 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
         "shards": shards,
         "seed": seed,
     }
-    _write_text(out / "manifest.json", json.dumps(summary, indent=1, ensure_ascii=False))
+    write_text_atomic(out / "manifest.json", json.dumps(summary, indent=1, ensure_ascii=False))
     return summary
 
 

@@ -33,7 +33,7 @@ def _anon_dataset(root: Path, originals: Path, layout: dict[str, int]) -> Path:
         for i in range(n):
             rel = f"{label}/clip{i}" if label else f"clip{i}"
             original = _clip(originals / f"{rel}.mp4", 100, size=(96, 64))
-            out = _clip(root / f"{rel}.mp4", 20)
+            _clip(root / f"{rel}.mp4", 20)
             (root / f"{rel}.json").write_text(json.dumps({
                 "mode": "remove", "input": {"path": str(original.resolve())},
                 "backends": {"detector": {"name": "mediapipe"}}}))
