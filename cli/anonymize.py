@@ -32,6 +32,8 @@ def anonymize(
     detector: Optional[str] = typer.Option(None, help="Detector backend: mediapipe (default), yolo, sam."),
     weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights."),
     sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint."),
+    detect_tiles: Optional[str] = typer.Option(None, "--detect-tiles", help="mediapipe: also run the person model on "
+                                               "COLSxROWS overlapping tiles (small people, e.g. 3x2; slower)."),
     inpainter: Optional[str] = typer.Option(None, help="Inpainting backend: propagate (default), opencv."),
     body_model: Optional[Path] = typer.Option(None, help="mesh: SMPL-X model file (.npz); default embedded mannequin."),
     gender: str = typer.Option("neutral", help="mesh: neutral | male | female (needs those model files)."),
@@ -45,7 +47,8 @@ def anonymize(
     """Anonymise IN into OUT. Re-running the same command resumes; failed clips are quarantined."""
     try:
         cfg = preset(preset_name)
-        detect = replace(cfg.detect, **_given(backend=detector, weights=weights, sam_weights=sam_weights))
+        detect = replace(cfg.detect, **_given(backend=detector, weights=weights, sam_weights=sam_weights,
+                                                tiles=detect_tiles))
         if weights is not None and detector is None:
             detect = replace(detect, backend="yolo")
         inpaint = replace(cfg.inpaint, **_given(backend=inpainter))

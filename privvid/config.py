@@ -11,6 +11,19 @@ from pathlib import Path
 from typing import Any
 
 
+def parse_tiles(spec: str | None) -> tuple[int, int] | None:
+    """``"3x2"`` -> (3 columns, 2 rows); None or "" -> None (tiling off). Anything else is a ValueError."""
+    if spec is None or str(spec).strip() == "":
+        return None
+    parts = str(spec).lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"tiles must look like COLSxROWS, e.g. '3x2', got {spec!r}")
+    cols, rows = int(parts[0]), int(parts[1])
+    if not (1 <= cols <= 16 and 1 <= rows <= 16) or cols * rows < 2:
+        raise ValueError(f"tiles {spec!r}: columns and rows must be 1..16 and give at least 2 tiles")
+    return cols, rows
+
+
 @dataclass(frozen=True)
 class DetectConfig:
     backend: str = "mediapipe"          # registered name, see privvid.detect.DETECTORS
@@ -33,6 +46,8 @@ class DetectConfig:
     crop_margin: float = 0.8             # a crop grows the person's box by this share on each axis
     crop_passes: int = 2                 # repeat the crop pass around what the previous pass found
     crop_max_aspect: float = 1.3         # wider crops are cut into tiles this wide per unit height (0 = never)
+    tiles: str | None = None             # opt-in: "CxR" overlapping tiles over the whole frame for the square
+                                         # selfie model (small people: crowds, surveillance); None = off
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
     # sam backend
@@ -40,6 +55,9 @@ class DetectConfig:
     # tracking
     track_iou: float = 0.3               # min box IoU to continue a track
     track_max_age: int = 10              # frames a lost track is kept
+
+    def __post_init__(self) -> None:
+        parse_tiles(self.tiles)  # a bad tiles value fails where the config is made, not in a worker
 
 
 @dataclass(frozen=True)

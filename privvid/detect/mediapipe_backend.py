@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from privvid.config import DetectConfig
+from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
 from privvid.detect.common import assemble, check_frame, components_to_instances
 
@@ -113,6 +113,27 @@ def crop_boxes(
     return out[:max_crops]
 
 
+TILE_OVERLAP = 0.25  # each tile is this much larger than its share of the frame on each axis
+
+
+def tile_boxes(width: int, height: int, cols: int, rows: int,
+               overlap: float = TILE_OVERLAP) -> list[tuple[int, int, int, int]]:
+    """``cols`` x ``rows`` overlapping tiles (x0, y0, x1, y1) covering a ``width`` x ``height`` frame.
+
+    Each tile is ``1 + overlap`` times its share of the frame on each axis (capped at the frame); the
+    tiles are spread evenly so the first starts at 0 and the last ends at the frame edge, so
+    neighbours overlap and a small person cut by one tile edge is whole in the next tile.
+    """
+    def spans(size: int, n: int) -> list[tuple[int, int]]:
+        if n == 1:
+            return [(0, size)]
+        length = min(size, int(np.ceil(size / n * (1.0 + overlap))))
+        step = (size - length) / (n - 1)
+        return [(int(round(k * step)), int(round(k * step)) + length) for k in range(n)]
+
+    return [(x0, y0, x1, y1) for y0, y1 in spans(height, rows) for x0, x1 in spans(width, cols)]
+
+
 class MediapipeDetector:
     name = "mediapipe"
 
@@ -128,10 +149,12 @@ class MediapipeDetector:
             raise ValueError(f"crop_model must be 0 or 1, got {self.cfg.crop_model}")
         if self.cfg.crops < 0 or self.cfg.crop_passes < 1:
             raise ValueError(f"crops must be >= 0 and crop_passes >= 1, got {self.cfg.crops}, {self.cfg.crop_passes}")
+        self._tiles = parse_tiles(self.cfg.tiles)
         self._mp = mp
         self._selfie: Any = None
         self._pose: Any = None
         self._crop_seg: Any = None
+        self._tile_seg: Any = None
         self._index = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -140,6 +163,8 @@ class MediapipeDetector:
         self._selfie = sol.selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.selfie_model)
         if self.cfg.crops:
             self._crop_seg = sol.selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.crop_model)
+        if self._tiles is not None:
+            self._tile_seg = sol.selfie_segmentation.SelfieSegmentation(model_selection=0)
         if self.cfg.pose_every:
             self._pose = sol.pose.Pose(
                 static_image_mode=False,
@@ -151,10 +176,10 @@ class MediapipeDetector:
             )
 
     def close(self) -> None:
-        for graph in (self._selfie, self._pose, self._crop_seg):
+        for graph in (self._selfie, self._pose, self._crop_seg, self._tile_seg):
             if graph is not None:
                 graph.close()
-        self._selfie = self._pose = self._crop_seg = None
+        self._selfie = self._pose = self._crop_seg = self._tile_seg = None
 
     def reset(self) -> None:
         """Start a new clip: drop the pose tracker's state."""
@@ -204,6 +229,13 @@ class MediapipeDetector:
         prob = self._selfie.process(frame).segmentation_mask
         if prob is None:
             prob = np.zeros((h, w), dtype=np.float32)
+        if self._tile_seg is not None:
+            # small people: the square model on overlapping tiles sees them several times larger
+            prob = prob.copy()
+            for x0, y0, x1, y1 in tile_boxes(w, h, *self._tiles):
+                p = self._tile_seg.process(np.ascontiguousarray(frame[y0:y1, x0:x1])).segmentation_mask
+                if p is not None:
+                    np.maximum(prob[y0:y1, x0:x1], p, out=prob[y0:y1, x0:x1])
         person = prob > self.cfg.threshold
 
         pmask = kp = None
@@ -257,7 +289,9 @@ class MediapipeDetector:
             ]
             + (["pose_detection", "pose_landmark_full"] if self.cfg.pose_every else [])
             + ([("selfie_segmentation" if self.cfg.crop_model == 0 else "selfie_segmentation_landscape")
-                + " (crops)"] if self.cfg.crops else []),
+                + " (crops)"] if self.cfg.crops else [])
+            + (["selfie_segmentation (tiles)"] if self._tiles else []),
+            "tiles": self.cfg.tiles,
             "threshold": self.cfg.threshold,
             "pose_threshold": self.cfg.pose_threshold,
             "pose_every": self.cfg.pose_every,

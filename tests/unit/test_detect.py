@@ -315,3 +315,54 @@ def test_mediapipe_rejects_bad_crop_settings_and_reports_them() -> None:
     assert info["crops"] == 2 and info["crop_passes"] == 3
     assert any("crops" in m for m in info["models"])
     assert not any("crops" in m for m in MediapipeDetector(DetectConfig(crops=0)).info()["models"])
+
+
+# ---------------------------------------------------------------- opt-in tiles over the whole frame (no model)
+@pytest.mark.parametrize("w,h,cols,rows", [(432, 240, 3, 2), (432, 240, 2, 2), (432, 240, 4, 3), (640, 480, 5, 1)])
+def test_tile_boxes_cover_the_frame_overlap_and_stay_inside(w, h, cols, rows) -> None:
+    from privvid.detect.mediapipe_backend import tile_boxes
+
+    boxes = tile_boxes(w, h, cols, rows)
+    assert len(boxes) == cols * rows
+    hits = np.zeros((h, w), dtype=np.int32)
+    for x0, y0, x1, y1 in boxes:
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        # each tile is larger than its plain share of the frame on both split axes (overlap)
+        assert x1 - x0 > w / cols or cols == 1
+        assert y1 - y0 > h / rows or rows == 1
+        hits[y0:y1, x0:x1] += 1
+    assert hits.min() >= 1                                 # every pixel is in some tile
+    xs = sorted({(b[0], b[2]) for b in boxes})
+    ys = sorted({(b[1], b[3]) for b in boxes})
+    for (a0, a1), (b0, b1) in zip(xs, xs[1:]):             # horizontal neighbours overlap by > 5% of a tile
+        assert a1 - b0 > 0.05 * (a1 - a0)
+    for (a0, a1), (b0, b1) in zip(ys, ys[1:]):
+        assert a1 - b0 > 0.05 * (a1 - a0)
+    assert xs[0][0] == 0 and xs[-1][1] == w and ys[0][0] == 0 and ys[-1][1] == h
+
+
+def test_tiles_setting_is_parsed_and_bad_values_are_refused() -> None:
+    from privvid.config import DetectConfig, parse_tiles
+
+    assert parse_tiles(None) is None and DetectConfig().tiles is None   # off by default
+    assert parse_tiles("3x2") == (3, 2) and parse_tiles("4X3") == (4, 3)
+    for bad in ("0x2", "abc", "3x", "1x1", "-1x2", "2x2x2", "17x1", "3.5x2"):
+        with pytest.raises(ValueError, match="tiles"):
+            DetectConfig(tiles=bad)
+
+
+def test_mediapipe_reports_tiles_and_the_cli_refuses_a_bad_value(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from privvid.detect.mediapipe_backend import MediapipeDetector
+
+    info = MediapipeDetector(DetectConfig(tiles="3x2")).info()
+    assert info["tiles"] == "3x2" and any("tiles" in m for m in info["models"])
+    assert not any("tiles" in m for m in MediapipeDetector(DetectConfig()).info()["models"])
+    proc = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path), str(tmp_path / "out"),
+                           "--detect-tiles", "0x2"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 2 and "0x2" in proc.stdout
+    assert not (tmp_path / "out").exists()

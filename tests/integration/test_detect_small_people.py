@@ -1,0 +1,86 @@
+"""Small people (a surveillance view): the opt-in tiled pass must remove clearly more pedestrians.
+
+``vtest.avi`` (Debian opencv-doc, 768x576, ~6 walking pedestrians) at 432x240: the full-frame selfie
+model sees it at 256x144 where the pedestrians are a few pixels tall, so the default removal mask
+misses most of them. The int8 YOLOv8n-seg from ../shared/weights is the reference; with
+``DetectConfig(tiles="3x2")`` many more of its people must be >= 95% inside the removal mask.
+Measured on every 10th frame (benchmarks/small_people.py, docs/mask_quality.md): default 38.5%,
+tiles 3x2 87.5% of the reference people covered.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privvid.config import DetectConfig
+from privvid.detect import build_mask_stream
+from privvid.io.video import read_frames
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+SIZE = (432, 240)
+FRAMES = (0, 100, 200, 300, 400, 500, 600, 700)
+MIN_COVER = 0.95
+REF_SCORE = 0.5
+
+pytestmark = pytest.mark.skipif(
+    not VTEST.is_file(), reason=f"{VTEST} not found: it comes from Debian's opencv-doc (scripts/setup.sh installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    out = []
+    for i, f in enumerate(read_frames(VTEST, size=SIZE)):
+        if i in FRAMES:
+            out.append(f)
+        if i >= max(FRAMES):
+            break
+    assert len(out) == len(FRAMES) and out[0].shape == (SIZE[1], SIZE[0], 3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(frames, shared_weights: Path) -> list[list[np.ndarray]]:
+    pytest.importorskip("ultralytics")
+    pytest.importorskip("ai_edge_litert")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    weights = shared_weights / "yolov8n-seg_full_integer_quant.tflite"
+    stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0))
+    refs = []
+    for f in frames:
+        (dets, _), = stream.push(f)
+        refs.append([m for m, s in zip(dets.masks, dets.scores) if s >= REF_SCORE and m.any()])
+    return refs
+
+
+def covered(cfg: DetectConfig, frames, refs) -> tuple[int, int, list[float]]:
+    stream = build_mask_stream(cfg)
+    try:
+        stream.reset()
+        outs = []
+        for f in frames:  # sampled frames are 4 s apart: no temporal union across them
+            outs += stream.push(f)
+        outs += stream.flush()
+    finally:
+        stream.detector.close()
+    assert len(outs) == len(frames)
+    removed = [float(rem.mean()) for _, rem in outs]
+    covers = [(m & rem).sum() / m.sum() for ms, (_, rem) in zip(refs, outs) for m in ms]
+    return sum(c >= MIN_COVER for c in covers), len(covers), removed
+
+
+def test_tiles_remove_clearly_more_small_people_than_the_default(frames, reference) -> None:
+    people = sum(len(r) for r in reference)
+    assert people >= 3 * len(frames), f"the reference found only {people} people in {len(frames)} frames"
+    base_ok, n, base_removed = covered(DetectConfig(temporal=0), frames, reference)
+    tiled_ok, n2, tiled_removed = covered(DetectConfig(temporal=0, tiles="3x2"), frames, reference)
+    assert n == n2 == people
+    # clearly more of the reference people are removed, and most of them
+    assert tiled_ok >= base_ok + 0.25 * people, f"default {base_ok}/{people}, tiles 3x2 {tiled_ok}/{people}"
+    assert tiled_ok >= 0.7 * people, f"tiles 3x2 removed only {tiled_ok}/{people}"
+    # the tiled mask is still the people, not the whole frame
+    assert max(tiled_removed) < 0.3 and np.mean(tiled_removed) >= np.mean(base_removed)
