@@ -6,7 +6,7 @@
 
 vtest.avi (Debian opencv-doc, 768x576, 795 frames) shows ~6 pedestrians a few dozen pixels tall.
 Every ``--step``-th frame is decoded at ``--size``; the int8 YOLOv8n-seg is the reference (person
-masks with score >= 0.5). For each embedded-detector setting (the default, then ``DetectConfig.tiles``
+masks with score >= 0.5, duplicates overlapping by more than half dropped). For each embedded-detector setting (the default, then ``DetectConfig.tiles``
 values) the sampled frames go through the streaming chain (detect -> track -> dilation) with
 ``temporal=0`` (sampled frames are 0.4 s apart, a temporal union across them would mean nothing), and
 a reference person counts as covered when >= 95% of its pixels are inside the removal mask.
@@ -41,12 +41,24 @@ def sample(video: Path, size: tuple[int, int], step: int) -> list[np.ndarray]:
     return [f for i, f in enumerate(read_frames(video, size=size)) if i % step == 0]
 
 
+def distinct(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:
+    """Drop duplicate reference masks: one overlapping an already kept (higher-scoring) mask by more
+    than half of the smaller of the two is the same person (the int8 YOLO often returns such pairs)."""
+    kept: list[np.ndarray] = []
+    for k in np.argsort(scores)[::-1]:
+        m = masks[k]
+        if all((m & q).sum() <= 0.5 * min(m.sum(), q.sum()) for q in kept):
+            kept.append(m)
+    return kept
+
+
 def reference_masks(frames: list[np.ndarray], weights: Path) -> list[list[np.ndarray]]:
     stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0))
     out = []
     for f in frames:
         (dets, _), = stream.push(f)
-        out.append([m for m, s in zip(dets.masks, dets.scores) if s >= REF_SCORE and m.any()])
+        keep = [(m, float(s)) for m, s in zip(dets.masks, dets.scores) if s >= REF_SCORE and m.any()]
+        out.append(distinct([m for m, _ in keep], [s for _, s in keep]))
     return out
 
 
