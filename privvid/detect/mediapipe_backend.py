@@ -18,6 +18,12 @@ square selfie model runs again on up to ``crops`` of them; its probabilities are
 max-combined with the full-frame ones. ``crop_passes`` > 1 repeats this around what the
 previous pass found (slower, for people found only in pieces).
 
+Tiles (``DetectConfig.tiles``, e.g. ``"3x2"``, off by default): for small people (crowds,
+surveillance views) that the full-frame model never finds, so the crop pass has nothing to
+grow, the square selfie model also runs on COLS x ROWS overlapping tiles of the whole frame
+(:func:`tile_boxes`) and its probabilities are max-combined with the full-frame ones before
+the pose and crop steps (what the tiles find seeds the crops too). About twice the cost.
+
 Instances: the pose person is one instance (its pose mask, with keypoints); the
 selfie-mask pixels of the same blob that the pose mask does not cover go to
 ``extra`` (removed, no instance); every other connected blob of the selfie mask
