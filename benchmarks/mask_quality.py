@@ -82,12 +82,8 @@ def touching_gt(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 def run_backend(cfg: DetectConfig, frames, gts):
     stream = build_mask_stream(cfg)
-    stream.reset()
-    outs = []
     t0, c0 = time.perf_counter(), time.process_time()
-    for f in frames:
-        outs += stream.push(f)
-    outs += stream.flush()
+    outs = stream.run(frames)
     wall = (time.perf_counter() - t0) / len(frames) * 1000
     cpu = (time.process_time() - c0) / len(frames) * 1000
     acc = dict(ii=0, iu=0, ri=0, ru=0, mi=0, mu=0, leak=0, gt=0)
@@ -126,12 +122,8 @@ def speed_table(console: Console, clips: list[Path], size: tuple[int, int], conf
         frames = list(read_frames(clip, size=size))
         for label, cfg in configs:
             stream = build_mask_stream(cfg)
-            stream.reset()
-            outs = []
             t0, c0 = time.perf_counter(), time.process_time()
-            for f in frames:
-                outs += stream.push(f)
-            outs += stream.flush()
+            outs = stream.run(frames)
             wall = (time.perf_counter() - t0) / len(frames) * 1000
             cpu = (time.process_time() - c0) / len(frames) * 1000
             area = 100 * float(np.mean([r.mean() for _, r in outs]))

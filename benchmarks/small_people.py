@@ -64,12 +64,8 @@ def reference_masks(frames: list[np.ndarray], weights: Path) -> list[list[np.nda
 
 def removal_masks(cfg: DetectConfig, frames: list[np.ndarray]) -> tuple[list[np.ndarray], float, float]:
     stream = build_mask_stream(cfg)
-    stream.reset()
-    outs = []
     t0, c0 = time.perf_counter(), time.process_time()
-    for f in frames:
-        outs += stream.push(f)
-    outs += stream.flush()
+    outs = stream.run(frames)
     wall = (time.perf_counter() - t0) / len(frames) * 1000
     cpu = (time.process_time() - c0) / len(frames) * 1000
     stream.detector.close()

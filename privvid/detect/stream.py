@@ -13,7 +13,7 @@ backend result of the wrong type or shape raises :class:`BackendFailure`.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -82,6 +82,14 @@ class MaskStream:
         out = [(d, self._removal(i, last)) for i, d in self._pending]
         self._pending.clear()
         return out
+
+    def run(self, frames: Iterable[np.ndarray]) -> list[Output]:
+        """A whole in-memory clip at once (tests and benchmarks): reset, push every frame, flush."""
+        self.reset()
+        out: list[Output] = []
+        for frame in frames:
+            out += self.push(frame)
+        return out + self.flush()
 
     def info(self) -> dict[str, Any]:
         return {

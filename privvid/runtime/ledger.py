@@ -69,13 +69,5 @@ class Ledger:
             (relpath, source, input_hash, params_hash, status, reason, frames, seconds, time.time()),
         )
 
-    def rows(self, status: str | None = None) -> list[LedgerRow]:
-        query = "SELECT relpath, source, input_hash, params_hash, status, reason, frames, seconds FROM clips"
-        args: tuple[str, ...] = ()
-        if status:
-            query += " WHERE status = ?"
-            args = (status,)
-        return [LedgerRow(*r) for r in self._db.execute(query + " ORDER BY relpath", args)]
-
     def close(self) -> None:
         self._db.close()

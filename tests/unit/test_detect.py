@@ -366,3 +366,20 @@ def test_mediapipe_reports_tiles_and_the_cli_refuses_a_bad_value(tmp_path) -> No
                           env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 2 and "0x2" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_stream_run_equals_push_and_flush():
+    from fakes import moving_square_frames
+
+    from privvid.config import DetectConfig
+    from privvid.detect import build_mask_stream
+
+    cfg = DetectConfig(backend="fakes:ColorKeyDetector", temporal=2, dilate=3)
+    frames = moving_square_frames(9)
+    stream = build_mask_stream(cfg)
+    stream.reset()
+    pushed = [m for f in frames for _, m in stream.push(f)]
+    pushed += [m for _, m in stream.flush()]
+    run = [m for _, m in build_mask_stream(cfg).run(frames)]
+    assert len(run) == len(pushed) == 9
+    assert all(np.array_equal(a, b) for a, b in zip(run, pushed))
