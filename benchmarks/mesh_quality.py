@@ -96,12 +96,7 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
     from privvid.mesh.stage import MeshStage, jitter
 
     frames = decode(path, size, frames_n)
-    stream = build_mask_stream(DetectConfig())
-    stream.reset()
-    pairs = []
-    for f in frames:
-        pairs += stream.push(f)
-    pairs += stream.flush()
+    pairs = build_mask_stream(DetectConfig()).run(frames)
     dets = [d for d, _ in pairs]
     masks = np.stack([m for _, m in pairs])
     background = np.zeros_like(frames)

@@ -36,19 +36,15 @@ TARGET_FPS = 12.0
 
 
 def encode(frames: np.ndarray, fps: float = 24.0) -> float:
-    import av
+    """Time the pipeline's own encoder (privvid.io.VideoWriter) on the composited frames."""
+    from privvid.io import VideoWriter
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        with av.open(str(Path(tmp) / "out.mp4"), "w") as out:
-            stream = out.add_stream("libx264", rate=int(round(fps)))
-            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            stream.options = {"crf": "18", "preset": "veryfast"}
-            for f in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
+        writer = VideoWriter(Path(tmp) / "out.mp4", frames.shape[2], frames.shape[1], fps)
+        for f in frames:
+            writer.write(f)
+        writer.commit()
     return time.perf_counter() - start
 
 
@@ -75,10 +71,7 @@ def bench_clip(path: Path, size, frames_n: int, window: int) -> dict:
     stream.push(video[0])  # load/warm-up outside the timing
     stream.reset()
     start = time.perf_counter()
-    pairs = []
-    for f in video:
-        pairs += stream.push(f)
-    pairs += stream.flush()
+    pairs = stream.run(video)
     t["detect"] = time.perf_counter() - start
     dets = [d for d, _ in pairs]
     masks = np.stack([m for _, m in pairs])

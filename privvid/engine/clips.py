@@ -22,19 +22,12 @@ def read_labels(labels_csv: Path) -> dict[str, str]:
 
 
 def _write(path: Path, frames: np.ndarray, fps: int = 15) -> None:
-    import av
+    from privvid.io import VideoWriter
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    writer = VideoWriter(path, frames.shape[2], frames.shape[1], fps)
+    for arr in frames:
+        writer.write(arr)
+    writer.commit()
 
 
 def cut_clips(src: Path, out: Path, size: int = 64, frames: int = 16, per_video: int = 3,

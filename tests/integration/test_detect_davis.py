@@ -39,14 +39,6 @@ def davis(shared_data: Path, seq: str, n: int = N_FRAMES):
     return frames, gts
 
 
-def run(stream, frames):
-    stream.reset()
-    outs = []
-    for f in frames:
-        outs += stream.push(f)
-    return outs + stream.flush()
-
-
 @pytest.fixture(scope="module")
 def default_stream():
     stream = build_mask_stream(DetectConfig())
@@ -57,7 +49,7 @@ def default_stream():
 @pytest.mark.parametrize("seq", sorted(LEAK_MAX))
 def test_default_removal_mask_leak_on_davis(shared_data, default_stream, seq) -> None:
     frames, gts = davis(shared_data, seq)
-    outs = run(default_stream, frames)
+    outs = default_stream.run(frames)
     assert len(outs) == len(frames)
     gt = np.stack(gts)
     removal = np.stack([r for _, r in outs])
@@ -70,7 +62,7 @@ def test_default_removal_mask_leak_on_davis(shared_data, default_stream, seq) ->
 
 def test_default_gives_keypoints_and_a_stable_track_for_the_main_person(shared_data, default_stream) -> None:
     frames, gts = davis(shared_data, "parkour", 30)
-    outs = run(default_stream, frames)
+    outs = default_stream.run(frames)
     main_ids = []
     for (dets, _), gt in zip(outs, gts):
         assert dets.keypoints is not None and dets.keypoints.shape == (len(dets), 33, 3)

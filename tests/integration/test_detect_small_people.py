@@ -68,11 +68,7 @@ def reference(frames, shared_weights: Path) -> list[list[np.ndarray]]:
 def covered(cfg: DetectConfig, frames, refs) -> tuple[int, int, list[float]]:
     stream = build_mask_stream(cfg)
     try:
-        stream.reset()
-        outs = []
-        for f in frames:  # sampled frames are 4 s apart: no temporal union across them
-            outs += stream.push(f)
-        outs += stream.flush()
+        outs = stream.run(frames)  # sampled frames are 4 s apart: no temporal union across them
     finally:
         stream.detector.close()
     assert len(outs) == len(frames)

@@ -51,11 +51,7 @@ def reference(clip_frames, shared_weights: Path):
 def test_default_removal_mask_covers_both_people(clip_frames, reference) -> None:
     stream = build_mask_stream(DetectConfig())
     try:
-        stream.reset()
-        outs = []
-        for f in clip_frames:
-            outs += stream.push(f)
-        outs += stream.flush()
+        outs = stream.run(clip_frames)
     finally:
         stream.detector.close()
     assert len(outs) == len(clip_frames)

@@ -230,12 +230,7 @@ def followed(shared_data):
     results = {}
     for name, n in FOLLOW_CLIPS.items():
         video = decode(shared_data / "demo-clips" / name, SIZE, n)
-        stream = build_mask_stream(DetectConfig())
-        stream.reset()
-        pairs = []
-        for f in video:
-            pairs += stream.push(f)
-        pairs += stream.flush()
+        pairs = build_mask_stream(DetectConfig()).run(video)
         dets = [d for d, _ in pairs]
         removal = np.stack([r for _, r in pairs])
         background = np.zeros_like(video)
