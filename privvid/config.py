@@ -38,6 +38,12 @@ class DetectConfig:
     selfie_model: int = 1                # 0 = square 256x256 model, 1 = landscape 256x144 model
     pose_every: int = 2                  # run the BlazePose model every k-th frame (1 = every frame, 0 = off)
     pose_threshold: float = 0.5          # threshold on the pose segmentation mask
+    pose_people: int = 3                 # BlazePose trackers in a cascade: tracker k sees the frame with the
+                                         # people of trackers 0..k-1 greyed out and runs only while person
+                                         # pixels stay unexplained (people close together merge into one
+                                         # selfie blob); 1 = one pose person per frame
+    split_min: float = 0.2               # unexplained person pixels start the next tracker when one blob of
+                                         # them is this share of the smallest pose person found
     min_area: float = 2e-4               # smallest instance, as a share of the frame (smaller -> extra)
     crops: int = 3                       # selfie segmentation again on up to N enlarged crops around the
                                          # people found (0 = off); see docs/mask_quality.md

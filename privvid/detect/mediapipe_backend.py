@@ -24,12 +24,20 @@ grow, the square selfie model also runs on COLS x ROWS overlapping tiles of the 
 (:func:`tile_boxes`) and its probabilities are max-combined with the full-frame ones before
 the pose and crop steps (what the tiles find seeds the crops too). About twice the cost.
 
-Instances: the pose person is one instance (its pose mask, with keypoints); the
-selfie-mask pixels of the same blob that the pose mask does not cover go to
-``extra`` (removed, no instance); every other connected blob of the selfie mask
-is one more instance (no keypoints: confidence 0). Blobs smaller than
-``min_area`` of the frame and instances scoring below ``min_score`` also go to
-``extra`` so nothing detected is ever dropped from the removal mask.
+People close together (``DetectConfig.pose_people``, 3 by default): BlazePose follows one
+person, and people standing close merge into one selfie blob. So BlazePose runs as a cascade
+of video-mode trackers: tracker k sees the frame with the people found by trackers 0..k-1
+greyed out, and runs only while a sizeable blob of person pixels stays unexplained
+(``split_min``). Each tracker keeps following its own person from frame to frame. On frames
+where the pose models do not run (``pose_every``), a selfie blob that holds two or more of the
+last pose people is cut between them, each pixel going to the nearest (:func:`split_by_seeds`).
+
+Instances: each pose person is one instance (its pose mask, with keypoints); the
+selfie-mask pixels of the same blob that no pose mask covers go to ``extra``
+(removed, no instance); every other connected blob of the selfie mask is one more
+instance (no keypoints: confidence 0). Blobs smaller than ``min_area`` of the frame
+and instances scoring below ``min_score`` also go to ``extra`` so nothing detected is
+ever dropped from the removal mask.
 """
 
 from __future__ import annotations
@@ -41,11 +49,14 @@ import numpy as np
 
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
-from privvid.detect.common import assemble, check_frame, components_to_instances
+from privvid.detect.common import assemble, box_iou, check_frame, components_to_instances, dilate
 
 NUM_KEYPOINTS = 33  # BlazePose topology
 CROP_ASPECT = 0.75  # a crop is at least this wide per unit of height (people are taller than wide)
 TOP_FRACTION = 0.35  # a small blob is placed this far down its crop
+GREY = 128           # value painted over the people already found before the next pose tracker runs
+GREY_GROW = 0.06     # ... after growing their masks by this share of the smallest one's height
+RETRY_AFTER = 4      # a cascade tracker that found no one in a blob skips that blob for this many pose frames
 
 
 def _fit(lo: float, size: float, limit: int) -> tuple[int, int]:
@@ -119,6 +130,31 @@ def crop_boxes(
     return out[:max_crops]
 
 
+def split_by_seeds(region: np.ndarray, seeds: list[np.ndarray]) -> list[np.ndarray]:
+    """Cut ``region`` (bool H x W) into one part per seed mask: each pixel goes to the nearest seed.
+
+    The parts are disjoint and cover ``region``; distances are Euclidean, computed only over the
+    bounding box of the region and the seeds (so the cost follows the people, not the frame).
+    """
+    if len(seeds) < 2:
+        return [region.copy() for _ in seeds]
+    both = region | np.logical_or.reduce(seeds)
+    ys = np.flatnonzero(both.any(axis=1))
+    xs = np.flatnonzero(both.any(axis=0))
+    if len(xs) == 0:
+        return [np.zeros_like(region) for _ in seeds]
+    win = np.s_[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+    dist = np.stack([cv2.distanceTransform(np.ascontiguousarray(~s[win]).view(np.uint8), cv2.DIST_L2, 3)
+                     for s in seeds])
+    owner = dist.argmin(axis=0)
+    parts = []
+    for k in range(len(seeds)):
+        part = np.zeros_like(region)
+        part[win] = region[win] & (owner == k)
+        parts.append(part)
+    return parts
+
+
 TILE_OVERLAP = 0.25  # each tile is this much larger than its share of the frame on each axis
 
 
@@ -153,15 +189,21 @@ class MediapipeDetector:
             raise ValueError(f"pose_every must be >= 0 (0 = pose model off), got {self.cfg.pose_every}")
         if self.cfg.crop_model not in (0, 1):
             raise ValueError(f"crop_model must be 0 or 1, got {self.cfg.crop_model}")
+        if self.cfg.pose_people < 1 or self.cfg.split_min <= 0:
+            raise ValueError(f"pose_people must be >= 1 and split_min > 0, got {self.cfg.pose_people}, "
+                             f"{self.cfg.split_min}")
         if self.cfg.crops < 0 or self.cfg.crop_passes < 1:
             raise ValueError(f"crops must be >= 0 and crop_passes >= 1, got {self.cfg.crops}, {self.cfg.crop_passes}")
         self._tiles = parse_tiles(self.cfg.tiles)
         self._mp = mp
         self._selfie: Any = None
-        self._pose: Any = None
+        self._poses: list[Any] = []   # the pose cascade, one video-mode tracker per person
         self._crop_seg: Any = None
         self._tile_seg: Any = None
         self._index = 0
+        self._seeds: list[np.ndarray] = []  # the pose people of the last pose frame
+        self._pose_runs = 0                  # pose frames so far in this clip
+        self._misses: dict[int, tuple[np.ndarray, int]] = {}  # tracker -> (blob box, pose frame) it found no one in
 
     # -- lifecycle -----------------------------------------------------------------
     def _open(self) -> None:
@@ -172,30 +214,34 @@ class MediapipeDetector:
         if self._tiles is not None:
             self._tile_seg = sol.selfie_segmentation.SelfieSegmentation(model_selection=0)
         if self.cfg.pose_every:
-            self._pose = sol.pose.Pose(
+            self._poses = [sol.pose.Pose(
                 static_image_mode=False,
                 model_complexity=1,  # "full": the only pose landmark model bundled in the wheel
                 enable_segmentation=True,
                 smooth_segmentation=True,
                 min_detection_confidence=0.5,
                 min_tracking_confidence=0.5,
-            )
+            ) for _ in range(self.cfg.pose_people)]
 
     def close(self) -> None:
-        for graph in (self._selfie, self._pose, self._crop_seg, self._tile_seg):
+        for graph in (self._selfie, *self._poses, self._crop_seg, self._tile_seg):
             if graph is not None:
                 graph.close()
-        self._selfie = self._pose = self._crop_seg = self._tile_seg = None
+        self._selfie = self._crop_seg = self._tile_seg = None
+        self._poses = []
 
     def reset(self) -> None:
-        """Start a new clip: drop the pose tracker's state."""
+        """Start a new clip: drop the pose trackers' state."""
         self.close()
         self._index = 0
+        self._seeds = []
+        self._pose_runs = 0
+        self._misses = {}
 
     # -- inference -----------------------------------------------------------------
-    def _run_pose(self, frame: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    def _run_pose(self, model: Any, frame: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, float]:
         h, w = frame.shape[:2]
-        res = self._pose.process(frame)
+        res = model.process(frame)
         if res.pose_landmarks is None:
             return None, None, 0.0
         kp = np.array(
@@ -205,6 +251,50 @@ class MediapipeDetector:
         pmask = seg > self.cfg.pose_threshold if seg is not None else np.zeros((h, w), dtype=bool)
         score = float(np.clip(kp[:, 2], 0, 1).mean())
         return pmask, kp, score
+
+    def _run_poses(self, frame: np.ndarray, person: np.ndarray, min_pixels: int
+                   ) -> list[tuple[np.ndarray | None, np.ndarray | None, float]]:
+        """The pose cascade: (mask, keypoints, score) of each person found, the first tracker's first.
+
+        Tracker k > 0 runs only while a blob of person pixels of at least ``split_min`` x the smallest
+        person found stays outside the (grown) masks found so far; it sees those masks greyed out.
+        A blob in which tracker k found no one (a coat on a chair that the selfie model takes for a
+        person) is not tried again by k for ``RETRY_AFTER`` pose frames while it stays in place.
+        """
+        self._pose_runs += 1
+        found: list[tuple[np.ndarray | None, np.ndarray | None, float]] = []
+        covered = np.zeros(person.shape, dtype=bool)
+        image = frame
+        for k, model in enumerate(self._poses):
+            if k:
+                heights = [int(np.ptp(np.flatnonzero(m.any(axis=1)))) + 1 for m, _, _ in found]
+                grey = dilate(covered, max(3, int(GREY_GROW * min(heights))))
+                need = max(min_pixels, self.cfg.split_min * min(int(m.sum()) for m, _, _ in found))
+                area, blob = _largest_blob(person & ~grey)
+                if area < need:
+                    break
+                miss = self._misses.get(k)
+                if (miss is not None and self._pose_runs - miss[1] <= RETRY_AFTER
+                        and box_iou(blob, miss[0])[0, 0] >= 0.5):
+                    break
+                image = frame.copy()
+                image[grey] = GREY
+            pmask, kp, score = self._run_pose(model, image)
+            if pmask is None or not pmask.any():
+                if k == 0 and kp is not None:
+                    found.append((None, kp, score))  # landmarks without a mask: matched to a blob below
+                if k:
+                    self._misses[k] = (blob, self._pose_runs)
+                break
+            new = pmask & ~covered
+            if new.sum() < 0.5 * pmask.sum():
+                if k:
+                    self._misses[k] = (blob, self._pose_runs)
+                break  # the same person again
+            self._misses.pop(k, None)
+            found.append((new, kp, score))
+            covered |= new
+        return found
 
     def _refine_crops(self, frame: np.ndarray, prob: np.ndarray, seed: np.ndarray, min_pixels: int) -> np.ndarray:
         """Max-combine ``prob`` with the selfie model run on enlarged crops around the blobs of ``seed``."""
@@ -244,39 +334,55 @@ class MediapipeDetector:
                     np.maximum(prob[y0:y1, x0:x1], p, out=prob[y0:y1, x0:x1])
         person = prob > self.cfg.threshold
 
-        pmask = kp = None
-        pscore = 0.0
-        if self._pose is not None and self._index % self.cfg.pose_every == 0:
-            pmask, kp, pscore = self._run_pose(frame)
-        self._index += 1
         min_pixels = max(1, int(round(self.cfg.min_area * h * w)))
+        pose_frame = bool(self._poses) and self._index % self.cfg.pose_every == 0
+        self._index += 1
+        poses = self._run_poses(frame, person, min_pixels) if pose_frame else []
+        people = [(m, k, s) for m, k, s in poses if m is not None]
+        pose_union = np.logical_or.reduce([m for m, _, _ in people]) if people else None
         if self._crop_seg is not None:
-            seed = person if pmask is None else (person | pmask)
+            seed = person if pose_union is None else (person | pose_union)
             prob = self._refine_crops(frame, prob, seed, min_pixels)
             person = prob > self.cfg.threshold
 
-        masks: list[np.ndarray] = []
-        scores: list[float] = []
-        keypoints: list[np.ndarray | None] = []
+        masks: list[np.ndarray] = [m for m, _, _ in people]
+        scores: list[float] = [s for _, _, s in people]
+        keypoints: list[np.ndarray | None] = [k for _, k, _ in people]
         extra = np.zeros((h, w), dtype=bool)
         rest = person
-        if pmask is not None and pmask.any():
-            masks.append(pmask)
-            scores.append(pscore)
-            keypoints.append(kp)
-            # selfie blobs touching the pose person belong to it: their extra pixels are removed, no instance
-            n, labels = cv2.connectedComponents((person | pmask).view(np.uint8), connectivity=8)
-            touching = np.unique(labels[pmask])
-            touching = touching[touching > 0]
-            same = np.isin(labels, touching)
-            extra |= same & ~pmask
+        if pose_union is not None:
+            # selfie blobs touching a pose person belong to it: their extra pixels are removed, no instance
+            n, labels = cv2.connectedComponents((person | pose_union).view(np.uint8), connectivity=8)
+            touching = np.unique(labels[pose_union])
+            same = np.isin(labels, touching[touching > 0])
+            extra |= same & ~pose_union
             rest = person & ~same
+        elif len(self._seeds) > 1:
+            # no pose this frame: a blob holding several of the last pose people is cut between them
+            rest = person.copy()
+            n, labels = cv2.connectedComponents(person.view(np.uint8), connectivity=8)
+            for lab in range(1, n):
+                blob = labels == lab
+                inside = [s for s in self._seeds if (s & blob).any()]
+                if len(inside) < 2:
+                    continue
+                rest &= ~blob
+                for part in split_by_seeds(blob, inside):
+                    if part.sum() < min_pixels:
+                        extra |= part
+                        continue
+                    masks.append(part)
+                    scores.append(float(prob[part].mean()))
+                    keypoints.append(None)
+        if pose_frame:
+            self._seeds = [m for m, _, _ in people]
         comp_masks, comp_scores, leftover = components_to_instances(rest, prob, min_pixels)
         extra |= leftover
         masks += comp_masks
         scores += comp_scores
         keypoints += [None] * len(comp_masks)
-        if kp is not None and (pmask is None or not pmask.any()) and comp_masks:
+        kp = poses[0][1] if poses and poses[0][0] is None else None
+        if kp is not None and comp_masks:
             # pose found a person but no mask: attach keypoints to the blob holding most of them
             xs = np.clip(kp[:, 0].astype(int), 0, w - 1)
             ys = np.clip(kp[:, 1].astype(int), 0, h - 1)
@@ -293,7 +399,8 @@ class MediapipeDetector:
             "models": [
                 "selfie_segmentation_landscape" if self.cfg.selfie_model == 1 else "selfie_segmentation",
             ]
-            + (["pose_detection", "pose_landmark_full"] if self.cfg.pose_every else [])
+            + ([f"pose_detection + pose_landmark_full (x{self.cfg.pose_people} cascade)"]
+               if self.cfg.pose_every else [])
             + ([("selfie_segmentation" if self.cfg.crop_model == 0 else "selfie_segmentation_landscape")
                 + " (crops)"] if self.cfg.crops else [])
             + (["selfie_segmentation (tiles)"] if self._tiles else []),
@@ -301,6 +408,8 @@ class MediapipeDetector:
             "threshold": self.cfg.threshold,
             "pose_threshold": self.cfg.pose_threshold,
             "pose_every": self.cfg.pose_every,
+            "pose_people": self.cfg.pose_people,
+            "split_min": self.cfg.split_min,
             "min_area": self.cfg.min_area,
             "min_score": self.cfg.min_score,
             "crops": self.cfg.crops,
@@ -311,3 +420,16 @@ class MediapipeDetector:
             "crop_max_aspect": self.cfg.crop_max_aspect,
             "keypoints": "blazepose-33 (x, y, visibility) in pixels",
         }
+
+
+def _largest_blob(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """Pixels and x0, y0, x1, y1 box of the largest blob of ``mask`` after a 5 px opening (thin
+    fringes do not count); (0, zero box) when there is none."""
+    if mask.any():
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        opened = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, kernel)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+        if n > 1:
+            x, y, bw, bh, area = (int(v) for v in stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))])
+            return area, np.array([x, y, x + bw, y + bh], dtype=np.float32)
+    return 0, np.zeros(4, dtype=np.float32)

@@ -287,6 +287,27 @@ def test_crop_boxes_merge_overlaps_drop_tiny_blobs_and_keep_the_largest() -> Non
     assert crop_boxes(m, min_pixels=20, max_crops=1, min_height=0.5, margin=0.4) == boxes[:1]
 
 
+def test_split_by_seeds_cuts_a_merged_blob_between_the_people_in_it() -> None:
+    from privvid.detect.mediapipe_backend import split_by_seeds
+
+    h, w = 120, 200
+    blob = np.zeros((h, w), dtype=bool)
+    blob[20:110, 40:160] = True                        # two people merged into one selfie blob
+    left = np.zeros_like(blob)
+    left[30:100, 50:80] = True                         # last pose mask of the left person
+    right = np.zeros_like(blob)
+    right[25:105, 120:150] = True                      # ... and of the right one (partly outside)
+    right[25:105, 150:170] = True
+    a, b = split_by_seeds(blob, [left, right])
+    assert not (a & b).any() and ((a | b) == blob).all()  # disjoint, nothing lost
+    assert a[:, 40:99].all(axis=1)[20:110].all()       # nearer the left seed -> left part
+    assert b[:, 101:160][20:110].all() and not a[:, 101:].any()
+    assert (a & left).sum() == (blob & left).sum()     # each seed's own pixels stay with it
+    one, = split_by_seeds(blob, [left])                # a single seed takes the whole blob
+    assert (one == blob).all()
+    assert split_by_seeds(blob, []) == []
+
+
 def test_crop_boxes_cut_a_wide_crowd_into_overlapping_tiles() -> None:
     from privvid.detect.mediapipe_backend import crop_boxes
 
@@ -315,6 +336,10 @@ def test_mediapipe_rejects_bad_crop_settings_and_reports_them() -> None:
     assert info["crops"] == 2 and info["crop_passes"] == 3
     assert any("crops" in m for m in info["models"])
     assert not any("crops" in m for m in MediapipeDetector(DetectConfig(crops=0)).info()["models"])
+    for bad in (dict(pose_people=0), dict(split_min=0.0)):
+        with pytest.raises(ValueError, match="pose_people"):
+            MediapipeDetector(DetectConfig(**bad))
+    assert MediapipeDetector(DetectConfig(pose_people=2)).info()["pose_people"] == 2
 
 
 # ---------------------------------------------------------------- opt-in tiles over the whole frame (no model)
