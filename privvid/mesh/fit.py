@@ -31,6 +31,13 @@ MIN_CONF = 0.3
 LANDMARK_WEIGHT = np.ones(33, dtype=np.float32)
 LANDMARK_WEIGHT[[23, 24]] = 0.5
 LANDMARK_WEIGHT[[1, 3, 4, 6, 9, 10, 17, 18, 19, 20, 21, 22]] = 0.0  # no model counterpart used
+# the pose prior pulls towards arms hanging down (shoulders, joints 16/17, turned 1.2 rad about z), not
+# towards the model's T-pose: a limb with no confident landmark then rests at the side, not sticking out
+PRIOR_MEAN = np.zeros((21, 3), dtype=np.float32)
+PRIOR_MEAN[15, 2], PRIOR_MEAN[16, 2] = -1.2, 1.2
+# metric 3D landmarks of limbs the pose model rates as hidden are still its best guess of where they
+# are (it infers them from the rest of the body): they count in the 3D term at least this much
+WORLD_MIN_CONF = 0.3
 
 
 def rodrigues(aa: torch.Tensor) -> torch.Tensor:
@@ -170,7 +177,7 @@ class Fitter:
         rest = self._rest_pts
         rest_hip = 0.5 * (rest[HIP_L] + rest[HIP_R])
         torso = [11, 12, 23, 24]
-        bp = prev.bp.copy() if prev is not None and prev.bp is not None else np.zeros((21, 3))
+        bp = prev.bp.copy() if prev is not None and prev.bp is not None else PRIOR_MEAN.astype(np.float64)
         if world is not None:
             src = rest[torso] - rest[torso].mean(0)
             dst = world[torso] - world[torso].mean(0)
@@ -239,13 +246,15 @@ class Fitter:
         row_track = torch.tensor([tix[r["track"]] for r in rows])
 
         img = torch.tensor(np.stack([r["image"] for r in rows]), dtype=torch.float32)
-        conf = img[..., 2] * (img[..., 2] >= MIN_CONF)
-        conf = conf * torch.tensor(LANDMARK_WEIGHT * self.kin.available, dtype=torch.float32)
+        usable = torch.tensor(LANDMARK_WEIGHT * self.kin.available, dtype=torch.float32)
+        conf = img[..., 2] * (img[..., 2] >= MIN_CONF) * usable
         scale = torch.tensor([max(r["box_h"], 8.0) for r in rows], dtype=torch.float32)
         has_world = torch.tensor([r["world"] is not None for r in rows], dtype=torch.float32)
         world = torch.tensor(np.stack([r["world"] if r["world"] is not None else np.zeros((33, 3), np.float32)
                                        for r in rows]), dtype=torch.float32)
         world = world - 0.5 * (world[:, HIP_L:HIP_L + 1] + world[:, HIP_R:HIP_R + 1])
+        c3_weight = img[..., 2].clamp_min(WORLD_MIN_CONF) * usable * has_world[:, None]
+        prior_mean = torch.tensor(PRIOR_MEAN)
 
         # temporal triplets over [anchors of each track] + rows
         anchor_pts, anchor_bp, trip = [], [], []
@@ -292,9 +301,9 @@ class Fitter:
             l2d = (conf * e2).sum() / conf.sum().clamp_min(1.0)
             rel = pts - 0.5 * (pts[:, HIP_L:HIP_L + 1] + pts[:, HIP_R:HIP_R + 1])
             e3 = ((rel - world) ** 2).sum(-1)
-            c3 = conf * has_world[:, None]
+            c3 = c3_weight
             l3d = (c3 * e3).sum() / c3.sum().clamp_min(1.0)
-            prior = (bp ** 2).mean()
+            prior = ((bp - prior_mean) ** 2).mean()
             limit = (torch.relu(bp * lim_sign) ** 2).sum(-1).sum(-1).mean() + \
                     ((bp * twist) ** 2).sum(-1).sum(-1).mean() * 0.3
             shape = (betas ** 2).mean()

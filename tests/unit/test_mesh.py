@@ -141,6 +141,19 @@ def test_fit_recovers_a_known_body(body, rng):
     assert np.linalg.norm(rel - true_rel, axis=-1).mean() < 0.05
 
 
+def _arms_down_walk(fitter, frames=12):
+    """Landmarks (image px, world m) of the synthetic walk with both arms hanging down."""
+    t = np.arange(frames)
+    go = np.tile(np.array([np.pi, 0.0, 0.0]), (frames, 1)) + np.stack([0 * t, 0.02 * t, 0 * t], 1)
+    bp = np.zeros((frames, 21, 3))
+    bp[:, 15, 2], bp[:, 16, 2] = -1.2, 1.2
+    bp[:, 17, 1] = -0.3
+    tr = np.stack([-0.3 + 0.05 * t, 0.1 + 0 * t, 3.0 + 0 * t], 1)
+    with torch.no_grad():
+        pts, _ = fitter.kin(*(torch.tensor(a, dtype=torch.float32) for a in (go, bp, tr, np.zeros((frames, 10)))))
+    return fitter.project(pts).numpy(), pts.numpy()
+
+
 def test_arms_follow_2d_only_landmarks_with_smoothing_on(body, rng):
     """2D-only landmarks (the yolo pose source, or a detector without world landmarks) of a person
     with the arms hanging down: with smoothing on, the fitted elbows and wrists must come down to
@@ -148,16 +161,7 @@ def test_arms_follow_2d_only_landmarks_with_smoothing_on(body, rng):
     fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2, smooth=1.0)
     rows, _ = _synthetic_rows(body, fitter, rng, frames=12)
     # same walk, arms down: shoulders rotated towards the body (left about -z, right about +z)
-    kin = fitter.kin
-    t = np.arange(12)
-    go = np.tile(np.array([np.pi, 0.0, 0.0]), (12, 1)) + np.stack([0 * t, 0.02 * t, 0 * t], 1)
-    bp = np.zeros((12, 21, 3))
-    bp[:, 15, 2], bp[:, 16, 2] = -1.2, 1.2
-    bp[:, 17, 1] = -0.3
-    tr = np.stack([-0.3 + 0.05 * t, 0.1 + 0 * t, 3.0 + 0 * t], 1)
-    with torch.no_grad():
-        pts, _ = kin(*(torch.tensor(a, dtype=torch.float32) for a in (go, bp, tr, np.zeros((12, 10)))))
-    uv = fitter.project(pts).numpy()
+    uv, _ = _arms_down_walk(fitter)
     for i, r in enumerate(rows):
         r["image"][:, :2] = uv[i]
         r["world"] = None
@@ -168,6 +172,40 @@ def test_arms_follow_2d_only_landmarks_with_smoothing_on(body, rng):
         got = fitter.project(torch.tensor(f["landmarks"][arms])).numpy()
         err = np.linalg.norm(got - r["image"][arms, :2], axis=1) / r["box_h"]
         assert err.max() < 0.04, err
+
+
+LEFT_ARM_HIDDEN = [13, 15, 17, 19, 21]  # left elbow, wrist and hand landmarks
+
+
+def test_a_hidden_arm_hangs_down_without_world_landmarks(body, rng):
+    """2D-only landmarks with the left arm hidden (confidence 0): nothing observes that arm, so the
+    pose prior decides; it must leave the arm hanging at the side (wrist well below the shoulder),
+    not stretched out sideways as in the model's T-pose (seen on the two-people clip)."""
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2, smooth=1.0)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=12)
+    uv, _ = _arms_down_walk(fitter)
+    for i, r in enumerate(rows):
+        r["image"][:, :2] = uv[i]
+        r["image"][LEFT_ARM_HIDDEN, 2] = 0.0
+        r["world"] = None
+    fits = fitter.fit(rows, {})
+    for r, f in zip(rows, fits):
+        shoulder, wrist = fitter.project(torch.tensor(f["landmarks"][[11, 15]])).numpy()
+        assert wrist[1] - shoulder[1] > 0.2 * r["box_h"], (shoulder, wrist)
+
+
+def test_a_hidden_arm_follows_the_world_landmarks(body, rng):
+    """Metric 3D landmarks of a hidden limb are the pose model's guess from the rest of the body:
+    with the left arm's confidence at 0 its world landmarks still place it (here stretched out, as
+    in the synthetic walk), against the prior's arms-down pull."""
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2, smooth=1.0)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=12)
+    for r in rows:
+        r["image"][LEFT_ARM_HIDDEN, 2] = 0.0
+    fits = fitter.fit(rows, {})
+    for r, f in zip(rows, fits):
+        rel = f["landmarks"] - 0.5 * (f["landmarks"][23] + f["landmarks"][24])
+        assert np.linalg.norm(rel[[13, 15]] - r["world"][[13, 15]], axis=1).max() < 0.08
 
 
 def test_smoothing_reduces_jitter_and_carries_across_windows(body, rng):
