@@ -50,6 +50,7 @@ import numpy as np
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
 from privvid.detect.common import assemble, box_iou, check_frame, components_to_instances, dilate
+from privvid.runtime.native_log import quiet_graph
 
 NUM_KEYPOINTS = 33  # BlazePose topology
 CROP_ASPECT = 0.75  # a crop is at least this wide per unit of height (people are taller than wide)
@@ -207,21 +208,26 @@ class MediapipeDetector:
 
     # -- lifecycle -----------------------------------------------------------------
     def _open(self) -> None:
-        sol = self._mp.solutions
-        self._selfie = sol.selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.selfie_model)
+        selfie = self._mp.solutions.selfie_segmentation.SelfieSegmentation
+        self._selfie = quiet_graph(selfie, model_selection=self.cfg.selfie_model)
         if self.cfg.crops:
-            self._crop_seg = sol.selfie_segmentation.SelfieSegmentation(model_selection=self.cfg.crop_model)
+            self._crop_seg = quiet_graph(selfie, model_selection=self.cfg.crop_model)
         if self._tiles is not None:
-            self._tile_seg = sol.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        if self.cfg.pose_every:
-            self._poses = [sol.pose.Pose(
+            self._tile_seg = quiet_graph(selfie, model_selection=0)
+
+    def _pose_model(self, k: int) -> Any:
+        """Tracker k of the pose cascade, built the first time a clip needs it."""
+        while len(self._poses) <= k:
+            self._poses.append(quiet_graph(
+                self._mp.solutions.pose.Pose,
                 static_image_mode=False,
                 model_complexity=1,  # "full": the only pose landmark model bundled in the wheel
                 enable_segmentation=True,
                 smooth_segmentation=True,
                 min_detection_confidence=0.5,
                 min_tracking_confidence=0.5,
-            ) for _ in range(self.cfg.pose_people)]
+            ))
+        return self._poses[k]
 
     def close(self) -> None:
         for graph in (self._selfie, *self._poses, self._crop_seg, self._tile_seg):
@@ -265,7 +271,7 @@ class MediapipeDetector:
         found: list[tuple[np.ndarray | None, np.ndarray | None, float]] = []
         covered = np.zeros(person.shape, dtype=bool)
         image = frame
-        for k, model in enumerate(self._poses):
+        for k in range(self.cfg.pose_people):
             if k:
                 heights = [int(np.ptp(np.flatnonzero(m.any(axis=1)))) + 1 for m, _, _ in found]
                 grey = dilate(covered, max(3, int(GREY_GROW * min(heights))))
@@ -279,7 +285,7 @@ class MediapipeDetector:
                     break
                 image = frame.copy()
                 image[grey] = GREY
-            pmask, kp, score = self._run_pose(model, image)
+            pmask, kp, score = self._run_pose(self._pose_model(k), image)
             if pmask is None or not pmask.any():
                 if k == 0 and kp is not None:
                     found.append((None, kp, score))  # landmarks without a mask: matched to a blob below
@@ -335,7 +341,7 @@ class MediapipeDetector:
         person = prob > self.cfg.threshold
 
         min_pixels = max(1, int(round(self.cfg.min_area * h * w)))
-        pose_frame = bool(self._poses) and self._index % self.cfg.pose_every == 0
+        pose_frame = self.cfg.pose_every > 0 and self._index % self.cfg.pose_every == 0
         self._index += 1
         poses = self._run_poses(frame, person, min_pixels) if pose_frame else []
         people = [(m, k, s) for m, k, s in poses if m is not None]

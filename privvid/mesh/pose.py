@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from privvid.errors import MissingWeights
+from privvid.runtime.native_log import quiet_graph
 
 NUM_LANDMARKS = 33
 # COCO-17 (ultralytics pose) -> BlazePose-33 index
@@ -72,9 +73,10 @@ class MediapipePose:
         return self._trackers[track_id]
 
     def _make(self, static: bool) -> Any:
-        return self._mp.solutions.pose.Pose(
-            static_image_mode=static, model_complexity=1, smooth_landmarks=True, enable_segmentation=False,
-            min_detection_confidence=self.min_confidence, min_tracking_confidence=self.min_confidence,
+        return quiet_graph(
+            self._mp.solutions.pose.Pose, static_image_mode=static, model_complexity=1, smooth_landmarks=True,
+            enable_segmentation=False, min_detection_confidence=self.min_confidence,
+            min_tracking_confidence=self.min_confidence,
         )
 
     def reset(self) -> None:

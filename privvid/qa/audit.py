@@ -31,6 +31,7 @@ import numpy as np
 from privvid.errors import BadInput
 from privvid.qa.dataset import AnonClip, QAError, scan
 from privvid.qa.sample import grab_frames
+from privvid.runtime.native_log import quiet_graph
 
 
 class Checker(Protocol):
@@ -49,8 +50,8 @@ class FaceChecker:
     def __init__(self, min_confidence: float = 0.5, model_selection: int = 1) -> None:
         import mediapipe as mp
 
-        self._det = mp.solutions.face_detection.FaceDetection(
-            model_selection=model_selection, min_detection_confidence=min_confidence)
+        self._det = quiet_graph(mp.solutions.face_detection.FaceDetection,
+                                model_selection=model_selection, min_detection_confidence=min_confidence)
 
     def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
         result = self._det.process(np.ascontiguousarray(frame))
@@ -77,8 +78,8 @@ class PoseChecker:
     def __init__(self, min_confidence: float = 0.5) -> None:
         import mediapipe as mp
 
-        self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
-                                            min_detection_confidence=min_confidence)
+        self._pose = quiet_graph(mp.solutions.pose.Pose, static_image_mode=True, model_complexity=1,
+                                 min_detection_confidence=min_confidence)
 
     def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
         result = self._pose.process(np.ascontiguousarray(frame))

@@ -168,6 +168,30 @@ def test_worker_processes_match_inline(tmp_path):
     assert inline.frames == pooled.frames == 30
 
 
+def test_several_workers_start_with_the_biggest_clips(tmp_path, monkeypatch):
+    """Longest-first scheduling: with workers > 1 the jobs reach the executor biggest input first, so
+    a long clip does not start last and leave the other workers idle at the end of the run."""
+    import privvid.anonymize.dataset as dataset
+    from privvid.runtime.executors import InlineExecutor
+
+    src = tmp_path / "in"
+    for name, n in (("a_short", 4), ("b_long", 30), ("c_mid", 12)):
+        write_video(src / f"{name}.mp4", moving_square_frames(n))
+    seen: list[str] = []
+
+    class Recording(InlineExecutor):
+        def map_unordered(self, fn, items):
+            items = list(items)
+            seen.extend(job.source.relpath for job in items)
+            yield from super().map_unordered(fn, items)
+
+    monkeypatch.setattr(dataset, "make_executor", lambda *a, **k: Recording())
+    summary = anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(mode="solid", detect=FAKE), workers=2)
+    assert sorted(o.status for o in summary.outcomes) == ["done"] * 3
+    sizes = {p.stem: p.stat().st_size for p in src.iterdir()}   # clips are named by relative path, no suffix
+    assert seen == sorted(sizes, key=lambda name: -sizes[name]) and seen[0] == "b_long"
+
+
 def test_ray_executor_runs_clips_as_tasks(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     src = tmp_path / "in"
@@ -184,3 +208,45 @@ def test_ray_executor_runs_clips_as_tasks(tmp_path, monkeypatch):
     assert [o.status for o in summary.outcomes] == ["done", "done"], [o.reason for o in summary.outcomes]
     for i in range(2):
         assert json.loads((tmp_path / "out" / f"r{i}.json").read_text())["output"]["frames"] == 8
+
+
+# ---------------------------------------------------------------- native start-up logs
+NOISE_LINE = ("W0000 00:00:1795436717.587575   23611 inference_feedback_manager.cc:114] Feedback manager "
+              "requires a model with a single signature inference. Disabling support for feedback tensors.")
+
+
+def test_quiet_native_logs_drops_startup_noise_and_keeps_everything_else(capfd, caplog) -> None:
+    import logging
+    import os
+
+    from privvid.runtime.native_log import quiet_native_logs
+
+    with caplog.at_level(logging.DEBUG, logger="privvid.native"):
+        with quiet_native_logs():
+            os.write(2, (NOISE_LINE + "\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+                         "E1234 something really failed\n").encode())
+        with pytest.raises(RuntimeError):
+            with quiet_native_logs():
+                os.write(2, b"written just before a crash\n")
+                raise RuntimeError("boom")
+    err = capfd.readouterr().err
+    assert "something really failed" in err and "written just before a crash" in err
+    assert "W0000" not in err and "XNNPACK" not in err
+    assert any("inference_feedback_manager" in r.getMessage() for r in caplog.records)
+    os.write(2, b"after\n")                   # fd 2 is the real stderr again
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_mediapipe_graphs_start_without_native_noise(capfd) -> None:
+    pytest.importorskip("mediapipe")
+    from privvid.config import DetectConfig
+    from privvid.detect.mediapipe_backend import MediapipeDetector
+
+    capfd.readouterr()
+    det = MediapipeDetector(DetectConfig())
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    for _ in range(3):
+        det(frame)
+    det.close()
+    err = capfd.readouterr().err
+    assert "W0000" not in err and "XNNPACK" not in err, err
