@@ -117,6 +117,17 @@ def _clean_partials(out_root: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _input_bytes(path: Path) -> int:
+    """Size of a clip's input (a video file, or the files of a frame folder): a cheap stand-in for
+    how long it takes."""
+    try:
+        if path.is_dir():
+            return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def anonymize_dataset(
     input_path: str | os.PathLike[str],
     out_root: str | os.PathLike[str],
@@ -164,6 +175,10 @@ def anonymize_dataset(
         ledger.mark(source.relpath, str(source.path), phash, "running", input_hash=digest)
         jobs.append(_Job(source, out_root, cfg, digest, clip_timeout))
 
+    if workers > 1:
+        # biggest inputs first: with several workers a long clip started last would leave the
+        # other workers idle at the end of the run (longest-processing-time-first scheduling)
+        jobs.sort(key=lambda job: -_input_bytes(job.source.path))
     if on_start:
         on_start(len(jobs))
     runner = make_executor(executor, min(workers, max(1, len(jobs))), ray_address)
