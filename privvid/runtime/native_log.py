@@ -4,8 +4,8 @@ mediapipe 0.10.21 (C++ absl logging and TFLite) writes lines such as ``W0000 ...
 inference_feedback_manager.cc:114] Feedback manager requires a model with a single signature
 inference`` and ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight to file
 descriptor 2 when a graph is built and first run; no environment variable or Python logging
-setting reaches them. :func:`quiet_native_logs` points fd 2 at a temporary file around such a
-call, then sends the known start-up lines to the ``privvid.native`` logger (debug level) and
+setting reaches them. :func:`quiet_native_logs` points fd 2 at a temporary file around such
+calls, then sends the known start-up lines to the ``privvid.native`` logger (debug level) and
 writes anything else back to stderr unchanged, so a real native error is never hidden.
 """
 
@@ -29,24 +29,32 @@ STARTUP_NOISE = re.compile(
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)"
 )
 _lock = threading.Lock()
+_capture: Any = None  # the temporary file fd 2 points at inside quiet_native_logs (one per process)
 
 
 @contextmanager
 def quiet_native_logs() -> Iterator[None]:
     """Capture what native code writes to fd 2 inside the block; replay all but the start-up noise
-    (also when the block raises)."""
-    with _lock, tempfile.TemporaryFile() as tmp:
+    (also when the block raises). Cheap enough to wrap every model call (two ``dup2`` and a read of
+    one reused temporary file)."""
+    global _capture
+    with _lock:
+        if _capture is None:
+            _capture = tempfile.TemporaryFile()
+        _capture.seek(0)
+        _capture.truncate()
         _flush_stderr()
         saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
+        os.dup2(_capture.fileno(), 2)
         try:
             yield
         finally:
             _flush_stderr()
             os.dup2(saved, 2)
             os.close(saved)
-            tmp.seek(0)
-            for line in tmp.read().decode("utf-8", errors="replace").splitlines():
+            _capture.seek(0)
+            data = _capture.read()
+            for line in data.decode("utf-8", errors="replace").splitlines() if data else ():
                 if STARTUP_NOISE.match(line):
                     log.debug(line)
                 elif line.strip():
@@ -61,20 +69,16 @@ def _flush_stderr() -> None:
 
 
 class QuietGraph:
-    """A mediapipe solution graph whose first ``process`` call (when the native runtime logs its
-    start-up) runs inside :func:`quiet_native_logs`; later calls go straight through."""
+    """A mediapipe solution graph whose ``process`` calls run inside :func:`quiet_native_logs`: the
+    runtime logs when an interpreter first runs, which for a pose graph's landmark model is the first
+    frame with a person in it, not the graph's first call."""
 
     def __init__(self, graph: Any) -> None:
         self.graph = graph
-        self._warm = False
 
     def process(self, image: Any) -> Any:
-        if self._warm:
-            return self.graph.process(image)
         with quiet_native_logs():
-            out = self.graph.process(image)
-        self._warm = True
-        return out
+            return self.graph.process(image)
 
     def close(self) -> None:
         self.graph.close()
