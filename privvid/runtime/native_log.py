@@ -88,4 +88,9 @@ def quiet_graph(make: Any, *args: Any, **kwargs: Any) -> QuietGraph:
     """Build a mediapipe graph (``make(*args, **kwargs)``) with its start-up logs captured."""
     with quiet_native_logs():
         graph = make(*args, **kwargs)
+        # a solution starts its graph and returns while the calculators are still opening (and
+        # logging) on their own threads: wait for them, so their lines fall inside the capture
+        wait = getattr(getattr(graph, "_graph", None), "wait_until_idle", None)
+        if wait is not None:
+            wait()
     return QuietGraph(graph)
