@@ -130,7 +130,7 @@ class WrongShapeInpainter:
     def reset(self) -> None:
         pass
 
-    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None) -> np.ndarray:
         return frames[:, :-2]
 
     def info(self) -> dict:

@@ -111,19 +111,20 @@ class RemoveComposer:
     def reset(self) -> None:
         self.inpainter.reset()
 
-    def background(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        filled = self.inpainter(frames, masks)
+    def background(self, frames: np.ndarray, masks: np.ndarray, core: slice) -> np.ndarray:
+        """The inpainted ``frames[core]`` (the context frames only lend their pixels)."""
+        filled = self.inpainter(frames, masks, core=core)
         if filled.shape != frames.shape or filled.dtype != np.uint8:
             from privvid.errors import BackendFailure
 
             raise BackendFailure(
                 f"inpainter returned {filled.dtype} {filled.shape}, expected uint8 {frames.shape}"
             )
-        return filled
+        return filled[core]
 
     def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        filled = self.background(frames, masks)[core]
+        filled = self.background(frames, masks, core)
         return filled, [{} for _ in range(len(filled))]
 
     def finish(self) -> dict[str, Any]:
@@ -148,7 +149,7 @@ class MeshComposer(RemoveComposer):
 
     def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        background = self.background(frames, masks)[core]
+        background = self.background(frames, masks, core)
         rendered, infos = self.mesh(frames[core], detections[core], background, masks[core])
         return rendered, infos
 

@@ -14,7 +14,9 @@ class Inpainter(Protocol):
     (T, H, W, 3) RGB uint8 and ``masks`` (T, H, W) bool, where the first and last
     ``context`` frames are context only (their output is discarded). It must return a
     new (T, H, W, 3) uint8 array in which every masked pixel is replaced and every
-    unmasked pixel is unchanged. ``reset()`` is called before each clip; state may be
+    unmasked pixel is unchanged. When the caller passes ``core`` (the slice of frames whose
+    output it keeps), frames outside it may be returned unfilled: they only lend their
+    pixels to the others. ``reset()`` is called before each clip; state may be
     kept across windows of one clip (e.g. a running background model).
     """
 
@@ -23,7 +25,7 @@ class Inpainter(Protocol):
 
     def reset(self) -> None: ...
 
-    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None) -> np.ndarray: ...
 
     def info(self) -> dict[str, Any]: ...
 
@@ -67,6 +69,6 @@ def inpaint_clip(inpainter: Inpainter, frames: np.ndarray, masks: np.ndarray, wi
     for start in range(0, n, window):
         stop = min(start + window, n)
         lo, hi = max(0, start - ctx), min(n, stop + ctx)
-        filled = inpainter(frames[lo:hi], masks[lo:hi])
+        filled = inpainter(frames[lo:hi], masks[lo:hi], core=slice(start - lo, stop - lo))
         out[start:stop] = filled[start - lo:stop - lo]
     return out

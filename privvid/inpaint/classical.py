@@ -65,10 +65,10 @@ class OpenCVInpainter:
     def reset(self) -> None:
         pass
 
-    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None) -> np.ndarray:
         check_window(frames, masks)
         out = frames.copy()
-        for t in range(len(out)):
+        for t in range(len(out))[core or slice(None)]:
             spatial_fill(out[t], masks[t], self.config.radius, self.config.method)
         return out
 

@@ -88,7 +88,8 @@ class PropagationInpainter:
         }
 
     # ------------------------------------------------------------------ main
-    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None) -> np.ndarray:
+        """Fill one window; with ``core`` only those frames are filled (the others are context)."""
         check_window(frames, masks, self.context)
         cfg = self.config
         T, H, W = masks.shape
@@ -121,7 +122,7 @@ class PropagationInpainter:
             t0 = time.perf_counter()
             src_valid = self._source_valid(masks)
             ext = self._extend(masks) if cfg.blend else masks
-            k = self._kept(T)
+            k = self._kept(T, core)
             prop, got = self._buffers(frames.shape)
             thumbs = _Thumbs(frames, src_valid, self._ref) if cfg.blend and static else None
             if static:
@@ -131,7 +132,7 @@ class PropagationInpainter:
             self.timings["propagate"] += time.perf_counter() - t0
             self.stats["static_windows" if static else "moving_windows"] += 1
 
-            for t in range(T):
+            for t in range(T)[core or slice(None)]:
                 hole = masks[t]
                 if not hole.any():
                     continue
@@ -151,7 +152,7 @@ class PropagationInpainter:
                 self.stats["propagated_px"] += n_use
                 self.stats["spatial_px"] += n_hole - n_use
         else:
-            k = self._kept(T)
+            k = self._kept(T, core)
             got = np.zeros_like(masks)
             age = np.zeros((H, W), np.float32)
 
@@ -163,8 +164,10 @@ class PropagationInpainter:
         return out
 
     # ------------------------------------------------------------------ helpers
-    def _kept(self, T: int) -> int:
+    def _kept(self, T: int, core: slice | None = None) -> int:
         """Index of the last core frame of a window (it seeds the next window's model)."""
+        if core is not None:
+            return range(T)[core][-1]
         return T - 1 - self.context if T - 1 - self.context >= 0 else T - 1
 
     def _buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

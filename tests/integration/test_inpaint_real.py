@@ -93,7 +93,7 @@ def test_remove_composer_uses_the_registered_default(shared_data):
     composer = RemoveComposer(AnonymizeConfig())
     assert composer.inpainter.name == "propagate" and composer.context == InpaintConfig().context
     composer.reset()
-    out = composer.background(frames[:20], person[:20])
+    out = composer.background(frames[:20], person[:20], slice(0, 20))
     assert np.array_equal(out[~person[:20]], frames[:20][~person[:20]])
     # the player is gone: what fills his mask is far from his own pixels
     diff = np.abs(out.astype(np.int16) - frames[:20])[person[:20]].mean()

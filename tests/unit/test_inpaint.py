@@ -153,6 +153,26 @@ def test_every_frame_of_a_window_is_filled_including_context(static_clip):
     assert np.array_equal(out[~masks[:16]], video[:16][~masks[:16]])
 
 
+@pytest.mark.parametrize("name", ["propagate", "opencv"])
+def test_core_hint_fills_the_same_core_frames_and_skips_the_context(name, static_clip):
+    """With ``core`` the context frames are left unfilled (they only lend pixels), the core frames
+    come out exactly as without the hint, and the next window starts from the same background
+    model (windows of a clip stay identical)."""
+    _bg, video, masks = static_clip
+    plain, hinted = make(name, context=4), make(name, context=4)
+    ctx = plain.context
+    for start, stop in ((0, 12), (12, 24), (24, 30)):   # core frames of each window, as the pipeline cuts them
+        lo, hi = max(0, start - ctx), min(len(video), stop + ctx)
+        core = slice(start - lo, stop - lo)
+        full = plain(video[lo:hi], masks[lo:hi])
+        part = hinted(video[lo:hi], masks[lo:hi], core=core)
+        assert np.array_equal(part[core], full[core])
+        outside = np.ones(hi - lo, bool)
+        outside[core] = False
+        if outside.any():
+            assert np.array_equal(part[outside], video[lo:hi][outside])   # not filled: untouched copies
+
+
 def test_moving_camera_is_aligned(rng):
     """A panning camera: propagation needs alignment; a static copy would misplace texture."""
     big = texture(rng, 120, 260)
