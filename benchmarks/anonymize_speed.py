@@ -56,7 +56,7 @@ def main() -> None:
         sys.exit("no clips: pass paths, or keep ../shared/data beside the checkout")
     size = parse_size(args.size)
     cfg = AnonymizeConfig(mode=args.mode, resize=size)
-    console = Console()
+    console = Console(width=150)  # the table stays whole when printed to a file
     table = Table(title=f"privvid anonymize --mode {args.mode} at {args.size}, one clip at a time")
     for col in ("clip", "frames", "floor fps", "privvid fps", "decode", "detect", "compose", "encode", "other"):
         table.add_column(col, justify="right" if col != "clip" else "left")
