@@ -34,6 +34,8 @@ def anonymize(
     sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint."),
     detect_tiles: Optional[str] = typer.Option(None, "--detect-tiles", help="mediapipe: also run the person model on "
                                                "COLSxROWS overlapping tiles (small people, e.g. 3x2; slower)."),
+    pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
+                                              "cascade follows per frame (default 3; 1 = fastest, one person)."),
     inpainter: Optional[str] = typer.Option(None, help="Inpainting backend: propagate (default), opencv."),
     body_model: Optional[Path] = typer.Option(None, help="mesh: SMPL-X model file (.npz); default embedded mannequin."),
     gender: str = typer.Option("neutral", help="mesh: neutral | male | female (needs those model files)."),
@@ -48,7 +50,7 @@ def anonymize(
     try:
         cfg = preset(preset_name)
         detect = replace(cfg.detect, **_given(backend=detector, weights=weights, sam_weights=sam_weights,
-                                                tiles=detect_tiles))
+                                                tiles=detect_tiles, pose_people=pose_people))
         if weights is not None and detector is None:
             detect = replace(detect, backend="yolo")
         inpaint = replace(cfg.inpaint, **_given(backend=inpainter))

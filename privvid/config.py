@@ -64,6 +64,8 @@ class DetectConfig:
 
     def __post_init__(self) -> None:
         parse_tiles(self.tiles)  # a bad tiles value fails where the config is made, not in a worker
+        if self.pose_people < 1 or self.split_min <= 0:
+            raise ValueError(f"pose_people must be >= 1 and split_min > 0, got {self.pose_people}, {self.split_min}")
 
 
 @dataclass(frozen=True)

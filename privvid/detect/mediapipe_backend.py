@@ -30,7 +30,11 @@ of video-mode trackers: tracker k sees the frame with the people found by tracke
 greyed out, and runs only while a sizeable blob of person pixels stays unexplained
 (``split_min``). Each tracker keeps following its own person from frame to frame. On frames
 where the pose models do not run (``pose_every``), a selfie blob that holds two or more of the
-last pose people is cut between them, each pixel going to the nearest (:func:`split_by_seeds`).
+last pose people is cut between them, each pixel going to the nearest (:func:`split_by_seeds`),
+and each person's instance is the part of the blob near their last pose mask (grown by
+``CARRY_GROW`` of its height): the tight pose shape carried over one frame rather than the
+generous selfie blob; what is left of the blob goes to ``extra`` (removed, no instance), as it
+does on pose frames.
 
 Instances: each pose person is one instance (its pose mask, with keypoints); the
 selfie-mask pixels of the same blob that no pose mask covers go to ``extra``
@@ -57,6 +61,7 @@ CROP_ASPECT = 0.75  # a crop is at least this wide per unit of height (people ar
 TOP_FRACTION = 0.35  # a small blob is placed this far down its crop
 GREY = 128           # value painted over the people already found before the next pose tracker runs
 GREY_GROW = 0.06     # ... after growing their masks by this share of the smallest one's height
+CARRY_GROW = 0.1     # frames without a pose run: an instance is its blob within its last pose mask grown this much
 RETRY_AFTER = 4      # a cascade tracker that found no one in a blob skips that blob for this many pose frames
 
 
@@ -190,9 +195,6 @@ class MediapipeDetector:
             raise ValueError(f"pose_every must be >= 0 (0 = pose model off), got {self.cfg.pose_every}")
         if self.cfg.crop_model not in (0, 1):
             raise ValueError(f"crop_model must be 0 or 1, got {self.cfg.crop_model}")
-        if self.cfg.pose_people < 1 or self.cfg.split_min <= 0:
-            raise ValueError(f"pose_people must be >= 1 and split_min > 0, got {self.cfg.pose_people}, "
-                             f"{self.cfg.split_min}")
         if self.cfg.crops < 0 or self.cfg.crop_passes < 1:
             raise ValueError(f"crops must be >= 0 and crop_passes >= 1, got {self.cfg.crops}, {self.cfg.crop_passes}")
         self._tiles = parse_tiles(self.cfg.tiles)
@@ -363,22 +365,28 @@ class MediapipeDetector:
             same = np.isin(labels, touching[touching > 0])
             extra |= same & ~pose_union
             rest = person & ~same
-        elif len(self._seeds) > 1:
-            # no pose this frame: a blob holding several of the last pose people is cut between them
+        elif self._seeds:
+            # no pose this frame: a blob holding several of the last pose people is cut between them,
+            # and each person's instance is the part of the blob near their last pose mask (grown by
+            # CARRY_GROW of its height for the motion since); the rest of the blob goes to extra
             rest = person.copy()
             n, labels = cv2.connectedComponents(person.view(np.uint8), connectivity=8)
             for lab in range(1, n):
                 blob = labels == lab
                 inside = [s for s in self._seeds if (s & blob).any()]
-                if len(inside) < 2:
+                if not inside:
                     continue
                 rest &= ~blob
-                for part in split_by_seeds(blob, inside):
-                    if part.sum() < min_pixels:
+                for seed, part in zip(inside, split_by_seeds(blob, inside)):
+                    height = int(np.ptp(np.flatnonzero(seed.any(axis=1)))) + 1
+                    near = part & dilate(seed, max(3, int(CARRY_GROW * height)))
+                    if near.sum() < min_pixels:
                         extra |= part
                         continue
-                    masks.append(part)
-                    scores.append(float(prob[part].mean()))
+                    # the rest of the blob is removed without an instance, as on pose frames
+                    extra |= part & ~near
+                    masks.append(near)
+                    scores.append(float(prob[near].mean()))
                     keypoints.append(None)
         if pose_frame:
             self._seeds = [m for m, _, _ in people]

@@ -26,6 +26,7 @@ LEAK_MAX = {"parkour": 0.01, "dance-twirl": 0.01, "breakdance": 0.015}
 # real) spectators filling most of the frame, and removing them is right, so its limit is higher.
 AREA_MAX = {"parkour": 0.5, "dance-twirl": 0.5, "breakdance": 0.85}
 N_FRAMES = 40
+ODD_IOU_MIN = 0.68  # parkour frames without a pose run: measured 0.72 carried, 0.61 with selfie blobs
 
 
 def davis(shared_data: Path, seq: str, n: int = N_FRAMES):
@@ -110,3 +111,18 @@ def test_missing_weights_errors_name_the_file(tmp_path) -> None:
         build_mask_stream(DetectConfig(backend="yolo", weights=tmp_path / "yolov8n-seg.tflite"))
     with pytest.raises(MissingWeights, match="sam_vit_h.pth"):
         build_mask_stream(DetectConfig(backend="sam", sam_weights=tmp_path / "sam_vit_h.pth", sam_model="vit_h"))
+
+
+def test_instances_are_tight_on_frames_without_a_pose_run(shared_data, default_stream) -> None:
+    """BlazePose runs on every 2nd frame; on the others each person's instance is their blob within
+    the last pose mask (grown by CARRY_GROW), not the generous selfie blob. Instance IoU (union of
+    the instance masks vs GT) over the 50 such frames of parkour's 100: ODD_IOU_MIN or more.
+    Measured 0.72 with the carried masks; the selfie blobs gave 0.61."""
+    frames, gts = davis(shared_data, "parkour", 100)
+    outs = default_stream.run(frames)
+    ious = []
+    for t in range(1, len(frames), DetectConfig().pose_every):   # the frames without a pose run
+        dets, _ = outs[t]
+        inst = dets.masks.any(axis=0) if len(dets) else np.zeros_like(gts[t])
+        ious.append((inst & gts[t]).sum() / (inst | gts[t]).sum())
+    assert np.mean(ious) >= ODD_IOU_MIN

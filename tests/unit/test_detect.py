@@ -393,6 +393,27 @@ def test_mediapipe_reports_tiles_and_the_cli_refuses_a_bad_value(tmp_path) -> No
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_passes_pose_people_and_refuses_zero(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from fakes import moving_square_frames, write_video
+
+    env = {**os.environ, "COLUMNS": "200"}
+    bad = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path), str(tmp_path / "o"),
+                          "--pose-people", "0"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "pose-people" in bad.stdout + bad.stderr
+    write_video(tmp_path / "in" / "c.mp4", moving_square_frames(4))
+    ok = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path / "in"),
+                         str(tmp_path / "out"), "--pose-people", "1", "--quiet"], capture_output=True, text=True,
+                        env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    side = json.loads((tmp_path / "out" / "c.json").read_text())
+    assert side["backends"]["detector"]["detector"]["pose_people"] == 1
+
+
 def test_stream_run_equals_push_and_flush():
     from fakes import moving_square_frames
 
