@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="mediapipe variants: default; old (the default before the crop pass: pose every frame, "
                          "crops=0, i.e. the first measurements in docs/mask_quality.md); pose1 (default with pose on "
                          "every frame); single (one pose person per frame, the default before the pose cascade); "
-                         "pass1 (one crop pass); selfie (pose_every=0: selfie + crops); crops0 (selfie "
-                         "only, no crops, no pose)")
+                         "carry0 / carry25 (carry_grow 0 / 0.25); pass1 (one crop pass); selfie (pose_every=0: "
+                         "selfie + crops); crops0 (selfie only, no crops, no pose)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     base = DetectConfig()
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 "old": ("mediapipe old default (pose_every=1, crops=0)", replace(base, pose_every=1, crops=0)),
                 "pose1": ("mediapipe pose_every=1", replace(base, pose_every=1)),
                 "single": ("mediapipe pose_people=1 (no cascade)", replace(base, pose_people=1)),
+                "carry0": ("mediapipe carry_grow=0 (whole blobs)", replace(base, carry_grow=0.0)),
+                "carry25": ("mediapipe carry_grow=0.25", replace(base, carry_grow=0.25)),
                 "pass1": ("mediapipe crop_passes=1", replace(base, crop_passes=1)),
                 "selfie": ("mediapipe pose_every=0 (selfie+crops)", replace(base, pose_every=0)),
                 "crops0": ("mediapipe selfie only (no crops)", replace(base, pose_every=0, crops=0))}

@@ -87,7 +87,8 @@ def silhouette_iou(out, background, det, info) -> list[float]:
     return [iou(drawn, np.any([det.masks[k] for k in ok], axis=0))]
 
 
-def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float], console: Console):
+def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float], console: Console,
+             carry_grow: float | None = None):
     from privvid.config import DetectConfig, MeshConfig
     from privvid.detect import build_mask_stream
     from privvid.mesh.metrics import group_errors
@@ -96,7 +97,8 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
     from privvid.mesh.stage import MeshStage, jitter
 
     frames = decode(path, size, frames_n)
-    pairs = build_mask_stream(DetectConfig()).run(frames)
+    detect = DetectConfig() if carry_grow is None else DetectConfig(carry_grow=carry_grow)
+    pairs = build_mask_stream(detect).run(frames)
     dets = [d for d, _ in pairs]
     masks = np.stack([m for _, m in pairs])
     background = np.zeros_like(frames)
@@ -144,6 +146,8 @@ def main() -> None:
     parser.add_argument("--size", default="432x240")
     parser.add_argument("--window", type=int, default=24)
     parser.add_argument("--smooth", default="0,1", help="comma-separated smoothing strengths")
+    parser.add_argument("--carry-grow", type=float, default=None,
+                        help="detector's DetectConfig.carry_grow (default: the DetectConfig default)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     smooths = [float(s) for s in args.smooth.split(",")]
@@ -157,7 +161,7 @@ def main() -> None:
         if not clip.exists():
             console.print(f"[yellow]skip {clip} (not found)")
             continue
-        for r in run_clip(clip, size, args.frames, args.window, smooths, console):
+        for r in run_clip(clip, size, args.frames, args.window, smooths, console, args.carry_grow):
             fmt = lambda v, f: "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f.format(v)  # noqa
             table.add_row(r["clip"], f"{r['smooth']:g}", str(r["person_frames"]), str(r["fitted"]),
                           fmt(r["err_rel"], "{:.2%}"), fmt(r["arms_mean"], "{:.2%}"), fmt(r["arms_p90"], "{:.2%}"),

@@ -44,6 +44,9 @@ class DetectConfig:
                                          # selfie blob); 1 = one pose person per frame
     split_min: float = 0.2               # unexplained person pixels start the next tracker when one blob of
                                          # them is this share of the smallest pose person found
+    carry_grow: float = 0.1              # frames without a pose run: a person's instance is their blob within
+                                         # their last pose mask grown by this share of its height (0 = the
+                                         # whole selfie blob, as before)
     min_area: float = 2e-4               # smallest instance, as a share of the frame (smaller -> extra)
     crops: int = 3                       # selfie segmentation again on up to N enlarged crops around the
                                          # people found (0 = off); see docs/mask_quality.md
@@ -64,6 +67,8 @@ class DetectConfig:
 
     def __post_init__(self) -> None:
         parse_tiles(self.tiles)  # a bad tiles value fails where the config is made, not in a worker
+        if self.carry_grow < 0:
+            raise ValueError(f"carry_grow must be >= 0, got {self.carry_grow}")
         if self.pose_people < 1 or self.split_min <= 0:
             raise ValueError(f"pose_people must be >= 1 and split_min > 0, got {self.pose_people}, {self.split_min}")
 

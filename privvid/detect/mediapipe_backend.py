@@ -32,7 +32,7 @@ greyed out, and runs only while a sizeable blob of person pixels stays unexplain
 where the pose models do not run (``pose_every``), a selfie blob that holds two or more of the
 last pose people is cut between them, each pixel going to the nearest (:func:`split_by_seeds`),
 and each person's instance is the part of the blob near their last pose mask (grown by
-``CARRY_GROW`` of its height): the tight pose shape carried over one frame rather than the
+``carry_grow`` of its height): the tight pose shape carried over one frame rather than the
 generous selfie blob; what is left of the blob goes to ``extra`` (removed, no instance), as it
 does on pose frames.
 
@@ -61,7 +61,6 @@ CROP_ASPECT = 0.75  # a crop is at least this wide per unit of height (people ar
 TOP_FRACTION = 0.35  # a small blob is placed this far down its crop
 GREY = 128           # value painted over the people already found before the next pose tracker runs
 GREY_GROW = 0.06     # ... after growing their masks by this share of the smallest one's height
-CARRY_GROW = 0.1     # frames without a pose run: an instance is its blob within its last pose mask grown this much
 RETRY_AFTER = 4      # a cascade tracker that found no one in a blob skips that blob for this many pose frames
 
 
@@ -368,7 +367,7 @@ class MediapipeDetector:
         elif self._seeds:
             # no pose this frame: a blob holding several of the last pose people is cut between them,
             # and each person's instance is the part of the blob near their last pose mask (grown by
-            # CARRY_GROW of its height for the motion since); the rest of the blob goes to extra
+            # carry_grow of its height for the motion since); the rest of the blob goes to extra
             rest = person.copy()
             n, labels = cv2.connectedComponents(person.view(np.uint8), connectivity=8)
             for lab in range(1, n):
@@ -378,8 +377,10 @@ class MediapipeDetector:
                     continue
                 rest &= ~blob
                 for seed, part in zip(inside, split_by_seeds(blob, inside)):
-                    height = int(np.ptp(np.flatnonzero(seed.any(axis=1)))) + 1
-                    near = part & dilate(seed, max(3, int(CARRY_GROW * height)))
+                    near = part
+                    if self.cfg.carry_grow > 0:
+                        height = int(np.ptp(np.flatnonzero(seed.any(axis=1)))) + 1
+                        near = part & dilate(seed, max(3, int(self.cfg.carry_grow * height)))
                     if near.sum() < min_pixels:
                         extra |= part
                         continue
@@ -424,6 +425,7 @@ class MediapipeDetector:
             "pose_every": self.cfg.pose_every,
             "pose_people": self.cfg.pose_people,
             "split_min": self.cfg.split_min,
+            "carry_grow": self.cfg.carry_grow,
             "min_area": self.cfg.min_area,
             "min_score": self.cfg.min_score,
             "crops": self.cfg.crops,

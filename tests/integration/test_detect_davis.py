@@ -115,7 +115,7 @@ def test_missing_weights_errors_name_the_file(tmp_path) -> None:
 
 def test_instances_are_tight_on_frames_without_a_pose_run(shared_data, default_stream) -> None:
     """BlazePose runs on every 2nd frame; on the others each person's instance is their blob within
-    the last pose mask (grown by CARRY_GROW), not the generous selfie blob. Instance IoU (union of
+    the last pose mask (grown by carry_grow), not the generous selfie blob. Instance IoU (union of
     the instance masks vs GT) over the 50 such frames of parkour's 100: ODD_IOU_MIN or more.
     Measured 0.72 with the carried masks; the selfie blobs gave 0.61."""
     frames, gts = davis(shared_data, "parkour", 100)
