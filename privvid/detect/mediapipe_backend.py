@@ -369,12 +369,14 @@ class MediapipeDetector:
             # and each person's instance is the part of the blob near their last pose mask (grown by
             # carry_grow of its height for the motion since); the rest of the blob goes to extra
             rest = person.copy()
-            n, labels = cv2.connectedComponents(person.view(np.uint8), connectivity=8)
-            for lab in range(1, n):
+            _, labels = cv2.connectedComponents(person.view(np.uint8), connectivity=8)
+            holders: dict[int, list[np.ndarray]] = {}   # blob label -> the last pose people in it
+            for seed in self._seeds:
+                for lab in np.unique(labels[seed]):
+                    if lab:
+                        holders.setdefault(int(lab), []).append(seed)
+            for lab, inside in holders.items():
                 blob = labels == lab
-                inside = [s for s in self._seeds if (s & blob).any()]
-                if not inside:
-                    continue
                 rest &= ~blob
                 for seed, part in zip(inside, split_by_seeds(blob, inside)):
                     near = part
