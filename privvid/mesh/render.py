@@ -27,6 +27,13 @@ class MeshRenderer:
         self._pr = pyrender
         self.width, self.height = int(width), int(height)
         self.faces = np.ascontiguousarray(faces, dtype=np.uint32)
+        # vertex x face incidence: a vertex normal is the sum of its faces' (area-weighted) normals
+        from scipy.sparse import csr_matrix
+
+        f = self.faces.astype(np.int64)
+        n_vertices = int(f.max()) + 1 if len(f) else 0
+        self._incidence = csr_matrix((np.ones(f.size, np.float32), (f.ravel(), np.repeat(np.arange(len(f)), 3))),
+                                     shape=(n_vertices, len(f)))
         self.renderer = pyrender.OffscreenRenderer(self.width, self.height)
         self.scene = pyrender.Scene(bg_color=(0.0, 0.0, 0.0, 0.0))
         cam = pyrender.IntrinsicsCamera(fx=focal, fy=focal, cx=cx, cy=cy,
@@ -38,10 +45,10 @@ class MeshRenderer:
 
     def _normals(self, v: np.ndarray) -> np.ndarray:
         f = self.faces
-        fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])   # area-weighted face normals
         vn = np.zeros_like(v)
-        for c in range(3):  # area-weighted face normals summed per vertex (bincount beats add.at)
-            vn[:, c] = sum(np.bincount(f[:, k], weights=fn[:, c], minlength=len(v)) for k in range(3))
+        n = self._incidence.shape[0]
+        vn[:n] = self._incidence @ fn
         vn /= np.linalg.norm(vn, axis=1, keepdims=True).clip(1e-12)
         return vn.astype(np.float32)
 

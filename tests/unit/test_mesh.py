@@ -251,6 +251,21 @@ def test_renderer_draws_body_where_it_projects(body):
     assert (comp[~cover] == 17).all() and (comp[cover] == color[cover]).all()
 
 
+def test_renderer_vertex_normals_point_outwards():
+    """Vertex normals (area-weighted sum of the faces around each vertex): on an octahedron centred
+    at the origin with outward-wound faces every vertex normal is the vertex direction itself."""
+    from privvid.mesh.render import MeshRenderer
+
+    v = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float32) * 2.0
+    faces = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
+    r = MeshRenderer(W, H, W, W / 2, H / 2, faces)
+    try:
+        n = r._normals(v)
+    finally:
+        r.close()
+    np.testing.assert_allclose(n, v / 2.0, atol=1e-6)
+
+
 class _ScriptedPose:
     """A pose source that returns given landmarks, or fails on chosen frames."""
 
