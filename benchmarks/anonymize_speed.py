@@ -23,12 +23,13 @@ from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, parse_size
 from privvid.io import VideoWriter, output_size, probe, read_frames
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _shared import DATA, DEMO
+
 DEFAULT_CLIPS = [
-    SHARED / "demo-clips" / "sam2_juggle.mp4",
-    SHARED / "demo-clips" / "propainter_test-sample1.mp4",
-    SHARED / "demo-clips" / "mmaction2_demo_skeleton_two_people.mp4",
-    SHARED / "davis-inpaint-examples" / "schoolgirls" / "video.mp4",
+    DEMO / "sam2_juggle.mp4",
+    DEMO / "propainter_test-sample1.mp4",
+    DEMO / "mmaction2_demo_skeleton_two_people.mp4",
+    DATA / "davis-inpaint-examples" / "schoolgirls" / "video.mp4",
 ]
 
 

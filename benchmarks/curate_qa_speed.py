@@ -26,8 +26,9 @@ from privvid.curate import CurateConfig, curate, load_source
 from privvid.curate.embed import frame_fraction, read_frame_at
 from privvid.qa import AuditConfig, audit, sample
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CLIPS = sorted(p for p in (SHARED / "action-clips").iterdir() if p.suffix in (".mp4", ".avi", ".mkv"))
+from _shared import DATA
+
+CLIPS = sorted(p for p in (DATA / "action-clips").iterdir() if p.suffix in (".mp4", ".avi", ".mkv"))
 
 
 def main() -> None:

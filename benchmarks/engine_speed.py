@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from _shared import DATA
 from privvid.engine.config import model_config
 from privvid.engine.model import MAE, Classifier, count_flops_per_clip, make_mask
 
@@ -177,7 +178,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=None, help="for model FLOPs utilisation (H100 SXM bf16 dense: 989)")
     ap.add_argument("--loader", action="store_true")
-    ap.add_argument("--clips", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/action-clips"))
+    ap.add_argument("--clips", default=str(DATA / "action-clips"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--loader-clips", type=int, default=64)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd privvid models")

@@ -42,8 +42,7 @@ from privvid.config import InpaintConfig  # noqa: E402
 from privvid.inpaint import INPAINTERS  # noqa: E402
 from privvid.inpaint.base import inpaint_clip  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PRIVVID_SHARED", REPO.parent / "shared")) / "data"
+from _shared import DATA as SHARED  # noqa: E402
 SIZE = (432, 240)
 
 METHODS: dict[str, tuple[str, InpaintConfig]] = {

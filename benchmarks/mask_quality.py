@@ -42,8 +42,8 @@ from rich.table import Table  # noqa: E402
 
 from privvid.config import DetectConfig  # noqa: E402
 from privvid.detect import build_mask_stream  # noqa: E402
+from _shared import DATA, YOLO_SEG  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DAVIS16 = ["parkour", "dance-twirl", "breakdance", "kite-surf", "paragliding-launch", "horsejump-high"]
 INSTANCE_SEQS = {"schoolgirls": [1, 3, 5, 7], "dogs-jump": [3]}  # person ids (others: bags, dogs)
 PERSON_ONLY = ["parkour", "dance-twirl", "breakdance"]
@@ -139,9 +139,9 @@ def speed_table(console: Console, clips: list[Path], size: tuple[int, int], conf
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--size", default="432x240", help="WxH the frames are resized to (the pipeline's output size)")
-    ap.add_argument("--weights", type=Path, default=REPO.parent / "shared/weights/yolov8n-seg_full_integer_quant.tflite",
+    ap.add_argument("--weights", type=Path, default=YOLO_SEG,
                     help="YOLO seg weights (yolo rows are skipped when the file is missing)")
     ap.add_argument("--sam-weights", type=Path, default=None, help="SAM checkpoint (sam rows only when given)")
     ap.add_argument("--sequences", default=",".join(DAVIS16 + list(INSTANCE_SEQS)))

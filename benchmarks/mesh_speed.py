@@ -25,12 +25,12 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PRIVVID_SHARED", ROOT.parent / "shared"))
+from _shared import DEMO  # noqa: E402
+
 DEFAULT_CLIPS = [
-    SHARED / "data" / "demo-clips" / "sam2_juggle.mp4",
-    SHARED / "data" / "demo-clips" / "mmaction2_demo_skeleton_two_people.mp4",
-    SHARED / "data" / "demo-clips" / "propainter_test-sample1.mp4",
+    DEMO / "sam2_juggle.mp4",
+    DEMO / "mmaction2_demo_skeleton_two_people.mp4",
+    DEMO / "propainter_test-sample1.mp4",
 ]
 TARGET_FPS = 12.0
 

@@ -20,7 +20,8 @@ from rich.table import Table
 from privvid.config import parse_size
 from privvid.io import VideoWriter, probe, read_frames
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _shared import DEMO
+
 
 CHILD = """
 import resource, sys, time
@@ -51,7 +52,7 @@ def loop_clip(source: Path, dst: Path, seconds: float, size: tuple[int, int]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=SHARED / "demo-clips" / "sam2_juggle.mp4")
+    parser.add_argument("--source", type=Path, default=DEMO / "sam2_juggle.mp4")
     parser.add_argument("--seconds", type=float, nargs="+", default=[20, 120])
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--mode", default="remove")

@@ -30,8 +30,8 @@ from rich.table import Table  # noqa: E402
 from privvid.config import DetectConfig, parse_size  # noqa: E402
 from privvid.detect import build_mask_stream  # noqa: E402
 from privvid.io.video import read_frames  # noqa: E402
+from _shared import YOLO_SEG  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 MIN_COVER = 0.95
 REF_SCORE = 0.5
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=int, default=10)
     ap.add_argument("--tiles", default="none,2x2,3x2,4x3", help="comma list; 'none' = default (no tiles)")
     ap.add_argument("--weights", type=Path,
-                    default=REPO.parent / "shared/weights/yolov8n-seg_full_integer_quant.tflite")
+                    default=YOLO_SEG)
     args = ap.parse_args(argv)
     console = Console(width=150)
     if not args.video.is_file():
