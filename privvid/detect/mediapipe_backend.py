@@ -204,8 +204,7 @@ class MediapipeDetector:
         self._tile_seg: Any = None
         self._index = 0
         self._seeds: list[np.ndarray] = []  # the pose people of the last pose frame
-        self._pose_runs = 0                  # pose frames so far in this clip
-        self._misses: dict[int, tuple[np.ndarray, int]] = {}  # tracker -> (blob box, pose frame) it found no one in
+        self._misses: dict[int, tuple[np.ndarray, int]] = {}  # tracker -> (blob box, frame) it found no one in
 
     # -- lifecycle -----------------------------------------------------------------
     def _open(self) -> None:
@@ -242,7 +241,6 @@ class MediapipeDetector:
         self.close()
         self._index = 0
         self._seeds = []
-        self._pose_runs = 0
         self._misses = {}
 
     # -- inference -----------------------------------------------------------------
@@ -268,7 +266,7 @@ class MediapipeDetector:
         A blob in which tracker k found no one (a coat on a chair that the selfie model takes for a
         person) is not tried again by k for ``RETRY_AFTER`` pose frames while it stays in place.
         """
-        self._pose_runs += 1
+        since = RETRY_AFTER * self.cfg.pose_every  # frames
         found: list[tuple[np.ndarray | None, np.ndarray | None, float]] = []
         covered = np.zeros(person.shape, dtype=bool)
         image = frame
@@ -281,7 +279,7 @@ class MediapipeDetector:
                 if area < need:
                     break
                 miss = self._misses.get(k)
-                if (miss is not None and self._pose_runs - miss[1] <= RETRY_AFTER
+                if (miss is not None and self._index - miss[1] <= since
                         and box_iou(blob, miss[0])[0, 0] >= 0.5):
                     break
                 image = frame.copy()
@@ -291,12 +289,12 @@ class MediapipeDetector:
                 if k == 0 and kp is not None:
                     found.append((None, kp, score))  # landmarks without a mask: matched to a blob below
                 if k:
-                    self._misses[k] = (blob, self._pose_runs)
+                    self._misses[k] = (blob, self._index)
                 break
             new = pmask & ~covered
             if new.sum() < 0.5 * pmask.sum():
                 if k:
-                    self._misses[k] = (blob, self._pose_runs)
+                    self._misses[k] = (blob, self._index)
                 break  # the same person again
             self._misses.pop(k, None)
             found.append((new, kp, score))
