@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="mediapipe variants: default; old (the default before the crop pass: pose every frame, "
                          "crops=0, i.e. the first measurements in docs/mask_quality.md); pose1 (default with pose on "
                          "every frame); single (one pose person per frame, the default before the pose cascade); "
-                         "carry0 / carry25 (carry_grow 0 / 0.25); pass1 (one crop pass); selfie (pose_every=0: "
-                         "selfie + crops); crops0 (selfie only, no crops, no pose)")
+                         "carry0 / carry25 (carry_grow 0 / 0.25); tiles4 (tiles 3x2 on every 4th frame); "
+                         "pass1 (one crop pass); selfie (pose_every=0: selfie + crops); crops0 (selfie only, no crops, "
+                         "no pose)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     base = DetectConfig()
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 "single": ("mediapipe pose_people=1 (no cascade)", replace(base, pose_people=1)),
                 "carry0": ("mediapipe carry_grow=0 (whole blobs)", replace(base, carry_grow=0.0)),
                 "carry25": ("mediapipe carry_grow=0.25", replace(base, carry_grow=0.25)),
+                "tiles4": ("mediapipe tiles=3x2 every 4th frame", replace(base, tiles="3x2", tile_every=4)),
                 "pass1": ("mediapipe crop_passes=1", replace(base, crop_passes=1)),
                 "selfie": ("mediapipe pose_every=0 (selfie+crops)", replace(base, pose_every=0)),
                 "crops0": ("mediapipe selfie only (no crops)", replace(base, pose_every=0, crops=0))}

@@ -3,6 +3,7 @@
     python benchmarks/small_people.py [--video /usr/share/doc/opencv-doc/examples/data/vtest.avi]
         [--size 432x240] [--step 10] [--tiles none,2x2,3x2,4x3]
         [--weights ../shared/weights/yolov8n-seg_full_integer_quant.tflite]
+    python benchmarks/small_people.py --consecutive --tiles none,3x2,3x2/2,3x2/4
 
 vtest.avi (Debian opencv-doc, 768x576, 795 frames) shows ~6 pedestrians a few dozen pixels tall.
 Every ``--step``-th frame is decoded at ``--size``; the int8 YOLOv8n-seg is the reference (person
@@ -11,6 +12,11 @@ values) the sampled frames go through the streaming chain (detect -> track -> di
 ``temporal=0`` (sampled frames are 0.4 s apart, a temporal union across them would mean nothing), and
 a reference person counts as covered when >= 95% of its pixels are inside the removal mask.
 Columns: covered share, mean cover, removed share of the frame, wall and CPU ms/frame of the chain.
+
+``--consecutive`` runs the chain as the pipeline does instead: on EVERY frame, with the default
+``temporal`` union, and scores the removal masks of every ``--step``-th frame against the reference.
+That is the mode in which ``COLSxROWS/K`` settings (tiles on every K-th frame only,
+``DetectConfig.tile_every``) can be judged, since the union covers the frames between.
 """
 
 from __future__ import annotations
@@ -39,6 +45,15 @@ REF_SCORE = 0.5
 
 def sample(video: Path, size: tuple[int, int], step: int) -> list[np.ndarray]:
     return [f for i, f in enumerate(read_frames(video, size=size)) if i % step == 0]
+
+
+def setting(spec: str) -> tuple[str | None, int]:
+    """'none' -> (None, 1); '3x2' -> ('3x2', 1); '3x2/4' -> ('3x2', 4)."""
+    spec = spec.strip()
+    if spec in ("", "none"):
+        return None, 1
+    tiles, _, every = spec.partition("/")
+    return tiles, int(every or 1)
 
 
 def distinct(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:
@@ -83,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", type=Path, default=VTEST)
     ap.add_argument("--size", default="432x240")
     ap.add_argument("--step", type=int, default=10)
-    ap.add_argument("--tiles", default="none,2x2,3x2,4x3", help="comma list; 'none' = default (no tiles)")
+    ap.add_argument("--tiles", default="none,2x2,3x2,4x3",
+                    help="comma list; 'none' = default (no tiles); COLSxROWS/K = tiles on every K-th frame")
+    ap.add_argument("--consecutive", action="store_true",
+                    help="run the chain on every frame with the default temporal union; score every --step-th")
     ap.add_argument("--weights", type=Path,
                     default=YOLO_SEG)
     args = ap.parse_args(argv)
@@ -92,20 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]{args.video} not found[/red] (Debian package opencv-doc, see scripts/setup.sh)")
         return 2
     size = parse_size(args.size)
-    frames = sample(args.video, size, args.step)
-    refs = reference_masks(frames, args.weights)
-    table = Table(title=f"small people: {args.video.name} every {args.step}th frame at {args.size} "
-                        f"({len(frames)} frames), reference {args.weights.name} score >= {REF_SCORE}")
+    frames = sample(args.video, size, 1 if args.consecutive else args.step)
+    scored = frames[::args.step] if args.consecutive else frames
+    refs = reference_masks(scored, args.weights)
+    how = (f"chain on all {len(frames)} frames (temporal={DetectConfig().temporal}), scored every {args.step}th"
+           if args.consecutive else f"every {args.step}th frame ({len(frames)} frames, temporal=0)")
+    table = Table(title=f"small people: {args.video.name} at {args.size}, {how}, reference {args.weights.name} "
+                        f"score >= {REF_SCORE}")
     for col in ("setting", "ref people", f"covered >= {int(MIN_COVER * 100)}%", "share", "mean cover",
                 "removed % frame", "ms/frame", "cpu ms"):
         table.add_column(col, justify="left" if col == "setting" else "right")
     for spec in args.tiles.split(","):
-        tiles = None if spec.strip() in ("", "none") else spec.strip()
-        cfg = DetectConfig(temporal=0, tiles=tiles)
+        tiles, every = setting(spec)
+        cfg = DetectConfig(tiles=tiles, tile_every=every)
+        if not args.consecutive:
+            cfg = DetectConfig(temporal=0, tiles=tiles, tile_every=every)
         removals, wall, cpu = removal_masks(cfg, frames)
+        if args.consecutive:
+            removals = removals[::args.step]
         ok, n, mean = coverage(refs, removals)
         removed = float(np.mean([r.mean() for r in removals]))
-        table.add_row("default" if tiles is None else f"tiles={tiles}", str(n), str(ok),
+        name = "default" if tiles is None else f"tiles={tiles}" + (f" every {every}" if every > 1 else "")
+        table.add_row(name, str(n), str(ok),
                       f"{100 * ok / max(n, 1):.1f}%", f"{100 * mean:.1f}%", f"{100 * removed:.1f}",
                       f"{wall:.1f}", f"{cpu:.1f}")
     console.print(table)

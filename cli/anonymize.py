@@ -32,8 +32,11 @@ def anonymize(
     detector: Optional[str] = typer.Option(None, help="Detector backend: mediapipe (default), yolo, sam."),
     weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights."),
     sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint."),
-    detect_tiles: Optional[str] = typer.Option(None, "--detect-tiles", help="mediapipe: also run the person model on "
-                                               "COLSxROWS overlapping tiles (small people, e.g. 3x2; slower)."),
+    detect_tiles: Optional[str] = typer.Option(None, "--detect-tiles", help="mediapipe: also run the person model "
+                                               "on COLSxROWS overlapping tiles for small people, e.g. 3x2 (off by "
+                                               "default)."),
+    tile_every: Optional[int] = typer.Option(None, "--tile-every", min=1, help="mediapipe: run the tiles on every "
+                                             "K-th frame (default 4; 1 = every frame, slower)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person)."),
     inpainter: Optional[str] = typer.Option(None, help="Inpainting backend: propagate (default), opencv."),
@@ -50,7 +53,7 @@ def anonymize(
     try:
         cfg = preset(preset_name)
         detect = replace(cfg.detect, **_given(backend=detector, weights=weights, sam_weights=sam_weights,
-                                                tiles=detect_tiles, pose_people=pose_people))
+                                                tiles=detect_tiles, tile_every=tile_every, pose_people=pose_people))
         if weights is not None and detector is None:
             detect = replace(detect, backend="yolo")
         inpaint = replace(cfg.inpaint, **_given(backend=inpainter))

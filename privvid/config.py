@@ -12,8 +12,9 @@ from typing import Any
 
 
 def parse_tiles(spec: str | None) -> tuple[int, int] | None:
-    """``"3x2"`` -> (3 columns, 2 rows); None or "" -> None (tiling off). Anything else is a ValueError."""
-    if spec is None or str(spec).strip() == "":
+    """``"3x2"`` -> (3 columns, 2 rows); None, "", "none" or "off" -> None (tiling off). Anything else is a
+    ValueError."""
+    if spec is None or str(spec).strip().lower() in ("", "none", "off"):
         return None
     parts = str(spec).lower().replace(" ", "").split("x")
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
@@ -56,7 +57,9 @@ class DetectConfig:
     crop_passes: int = 2                 # repeat the crop pass around what the previous pass found
     crop_max_aspect: float = 1.3         # wider crops are cut into tiles this wide per unit height (0 = never)
     tiles: str | None = None             # opt-in: "CxR" overlapping tiles over the whole frame for the square
-                                         # selfie model (small people: crowds, surveillance); None = off
+                                         # selfie model (small people: crowds, surveillance); None / "none" = off
+    tile_every: int = 4                  # tiles run on every k-th frame (the +-temporal union of the removal
+                                         # mask covers the frames between; see docs/mask_quality.md)
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
     # sam backend
@@ -67,6 +70,8 @@ class DetectConfig:
 
     def __post_init__(self) -> None:
         parse_tiles(self.tiles)  # a bad tiles value fails where the config is made, not in a worker
+        if self.tile_every < 1:
+            raise ValueError(f"tile_every must be >= 1, got {self.tile_every}")
         if self.carry_grow < 0:
             raise ValueError(f"carry_grow must be >= 0, got {self.carry_grow}")
         if self.pose_people < 1 or self.split_min <= 0:

@@ -330,7 +330,7 @@ class MediapipeDetector:
         prob = self._selfie.process(frame).segmentation_mask
         if prob is None:
             prob = np.zeros((h, w), dtype=np.float32)
-        if self._tile_seg is not None:
+        if self._tile_seg is not None and self._index % self.cfg.tile_every == 0:
             # small people: the square model on overlapping tiles sees them several times larger
             prob = prob.copy()
             for x0, y0, x1, y1 in tile_boxes(w, h, *self._tiles):
@@ -420,6 +420,7 @@ class MediapipeDetector:
                 + " (crops)"] if self.cfg.crops else [])
             + (["selfie_segmentation (tiles)"] if self._tiles else []),
             "tiles": self.cfg.tiles,
+            "tile_every": self.cfg.tile_every,
             "threshold": self.cfg.threshold,
             "pose_threshold": self.cfg.pose_threshold,
             "pose_every": self.cfg.pose_every,

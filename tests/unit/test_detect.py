@@ -369,7 +369,8 @@ def test_tile_boxes_cover_the_frame_overlap_and_stay_inside(w, h, cols, rows) ->
 def test_tiles_setting_is_parsed_and_bad_values_are_refused() -> None:
     from privvid.config import DetectConfig, parse_tiles
 
-    assert parse_tiles(None) is None and DetectConfig().tiles is None   # off by default
+    assert parse_tiles(None) is None and parse_tiles("none") is None and parse_tiles("off") is None
+    assert DetectConfig().tiles is None and DetectConfig().tile_every == 4   # off by default; every 4th frame when on
     assert parse_tiles("3x2") == (3, 2) and parse_tiles("4X3") == (4, 3)
     for bad in ("0x2", "abc", "3x", "1x1", "-1x2", "2x2x2", "17x1", "3.5x2"):
         with pytest.raises(ValueError, match="tiles"):
@@ -385,7 +386,7 @@ def test_mediapipe_reports_tiles_and_the_cli_refuses_a_bad_value(tmp_path) -> No
 
     info = MediapipeDetector(DetectConfig(tiles="3x2")).info()
     assert info["tiles"] == "3x2" and any("tiles" in m for m in info["models"])
-    assert not any("tiles" in m for m in MediapipeDetector(DetectConfig()).info()["models"])
+    assert not any("tiles" in m for m in MediapipeDetector(DetectConfig(tiles="none")).info()["models"])
     proc = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path), str(tmp_path / "out"),
                            "--detect-tiles", "0x2"], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"})
@@ -407,11 +408,41 @@ def test_cli_passes_pose_people_and_refuses_zero(tmp_path) -> None:
     assert bad.returncode == 2 and "pose-people" in bad.stdout + bad.stderr
     write_video(tmp_path / "in" / "c.mp4", moving_square_frames(4))
     ok = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path / "in"),
-                         str(tmp_path / "out"), "--pose-people", "1", "--quiet"], capture_output=True, text=True,
-                        env=env)
+                         str(tmp_path / "out"), "--pose-people", "1", "--tile-every", "2", "--quiet"],
+                        capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     side = json.loads((tmp_path / "out" / "c.json").read_text())
     assert side["backends"]["detector"]["detector"]["pose_people"] == 1
+    assert side["backends"]["detector"]["detector"]["tile_every"] == 2
+
+
+def test_tiles_run_on_every_kth_frame_only() -> None:
+    pytest.importorskip("mediapipe")
+    from privvid.detect.mediapipe_backend import MediapipeDetector
+
+    det = MediapipeDetector(DetectConfig(tiles="3x2", tile_every=3))
+    frame = np.full((120, 216, 3), 90, np.uint8)
+    det(frame)                                     # frame 0: opens the graphs (a tile frame)
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def process(self, image):
+            self.calls += 1
+            return self.inner.process(image)
+
+        def close(self):
+            self.inner.close()
+
+    det._tile_seg = counting = Counting(det._tile_seg)
+    for _ in range(6):                             # frames 1..6: tiles on frames 3 and 6 only
+        det(frame)
+    det.close()
+    assert counting.calls == 2 * 6                 # 3x2 tiles, twice
+    assert det.info()["tile_every"] == 3
+    with pytest.raises(ValueError, match="tile_every"):
+        DetectConfig(tiles="3x2", tile_every=0)
 
 
 def test_stream_run_equals_push_and_flush():
