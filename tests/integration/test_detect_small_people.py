@@ -46,8 +46,8 @@ def frames() -> list[np.ndarray]:
     return out
 
 
-@pytest.fixture(scope="module")
-def reference(frames, shared_weights: Path) -> list[list[np.ndarray]]:
+def reference_people(frames: list[np.ndarray], shared_weights: Path) -> list[list[np.ndarray]]:
+    """The int8 YOLOv8n-seg's people (score >= REF_SCORE) in each frame, duplicates dropped."""
     pytest.importorskip("ultralytics")
     pytest.importorskip("ai_edge_litert")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -66,6 +66,11 @@ def reference(frames, shared_weights: Path) -> list[list[np.ndarray]]:
                 distinct.append(m)
         refs.append(distinct)
     return refs
+
+
+@pytest.fixture(scope="module")
+def reference(frames, shared_weights: Path) -> list[list[np.ndarray]]:
+    return reference_people(frames, shared_weights)
 
 
 def covered(cfg: DetectConfig, frames, refs) -> tuple[int, int, list[float]]:
@@ -99,26 +104,13 @@ def test_tiles_on_every_4th_frame_cover_the_frames_between(shared_weights: Path)
     its default ``tile_every=4``: tiles on every 4th frame only must still remove most reference
     pedestrians, clearly more than no tiles at all. Measured on the first 200 frames scored every
     20th: 77.6% against 56.9% without tiles."""
-    pytest.importorskip("ultralytics")
-    pytest.importorskip("ai_edge_litert")
     clip = []
     for i, f in enumerate(read_frames(VTEST, size=SIZE)):
         clip.append(f)
         if i >= 199:
             break
     scored = list(range(0, len(clip), 20))
-    stream = build_mask_stream(DetectConfig(backend="yolo", weights=shared_weights /
-                                            "yolov8n-seg_full_integer_quant.tflite", temporal=0, dilate=0))
-    refs = []
-    for i in scored:
-        (dets, _), = stream.push(clip[i])
-        keep = sorted(((float(s), m) for m, s in zip(dets.masks, dets.scores) if s >= REF_SCORE and m.any()),
-                      key=lambda t: -t[0])
-        distinct: list[np.ndarray] = []
-        for _, m in keep:
-            if all((m & q).sum() <= 0.5 * min(m.sum(), q.sum()) for q in distinct):
-                distinct.append(m)
-        refs.append(distinct)
+    refs = reference_people([clip[i] for i in scored], shared_weights)
     people = sum(len(r) for r in refs)
     assert people >= 3 * len(scored)
     shares = {}
