@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from privvid.config import DetectConfig  # noqa: E402
+from privvid.config import DetectConfig, parse_size  # noqa: E402
 from privvid.detect import build_mask_stream  # noqa: E402
 from _shared import DATA, YOLO_SEG  # noqa: E402
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                          "pass1 (one crop pass); selfie (pose_every=0: selfie + crops); crops0 (selfie only, no crops, "
                          "no pose)")
     args = ap.parse_args(argv)
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = parse_size(args.size)
     base = DetectConfig()
     configs: list[tuple[str, DetectConfig]] = []
     variants = {"default": ("mediapipe (default)", base),

@@ -140,6 +140,8 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
 
 
 def main() -> None:
+    from privvid.config import parse_size
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", type=Path)
     parser.add_argument("--frames", type=int, default=72)
@@ -149,7 +151,7 @@ def main() -> None:
     parser.add_argument("--carry-grow", type=float, default=None,
                         help="detector's DetectConfig.carry_grow (default: the DetectConfig default)")
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = parse_size(args.size)
     smooths = [float(s) for s in args.smooth.split(",")]
     console = Console(width=200)
     clips = args.clips or DEFAULT_CLIPS

@@ -102,13 +102,15 @@ def bench_clip(path: Path, size, frames_n: int, window: int) -> dict:
 
 
 def main() -> None:
+    from privvid.config import parse_size
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", type=Path)
     parser.add_argument("--frames", type=int, default=72)
     parser.add_argument("--size", default="432x240")
     parser.add_argument("--window", type=int, default=24)
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = parse_size(args.size)
     console = Console(width=200)
     results = [bench_clip(c, size, args.frames, args.window) for c in (args.clips or DEFAULT_CLIPS) if c.exists()]
     stages = ["decode", "detect", "inpaint", "mesh.pose", "mesh.fit", "mesh.body_model", "mesh.render",
