@@ -13,7 +13,9 @@ Metrics per sequence (all frames, at --size; the GT is resized with nearest neig
 * IoU raw   - the same for every person pixel the detector reports (instances + extra);
 * IoU rem   - the same for the final dilated, temporally unioned REMOVAL mask;
 * leak      - share of GT person pixels NOT covered by the removal mask (what the issue targets);
-* worst     - the worst single frame's leak.
+* worst     - the worst single frame's leak;
+* outside   - removal mask outside the GT, as a share of the frame (scene lost; on sequences with
+              unannotated bystanders it includes them, rightly removed).
 
 IoU "bystanders ignored": dance-twirl and breakdance have unannotated spectators. For the
 IoU columns, predicted instances (and connected blobs, for raw/removal) that do not touch
@@ -86,7 +88,7 @@ def run_backend(cfg: DetectConfig, frames, gts):
     outs = stream.run(frames)
     wall = (time.perf_counter() - t0) / len(frames) * 1000
     cpu = (time.process_time() - c0) / len(frames) * 1000
-    acc = dict(ii=0, iu=0, ri=0, ru=0, mi=0, mu=0, leak=0, gt=0)
+    acc = dict(ii=0, iu=0, ri=0, ru=0, mi=0, mu=0, leak=0, gt=0, outside=0.0)
     worst = 0.0
     for (dets, removal), gt in zip(outs, gts):
         inst = np.zeros_like(gt)
@@ -101,11 +103,13 @@ def run_backend(cfg: DetectConfig, frames, gts):
         missed = int((gt & ~removal).sum())
         acc["leak"] += missed
         acc["gt"] += int(gt.sum())
+        acc["outside"] += float((removal & ~gt).mean())
         if gt.sum():
             worst = max(worst, missed / gt.sum())
     return dict(
         iou_inst=acc["ii"] / max(acc["iu"], 1), iou_raw=acc["ri"] / max(acc["ru"], 1),
         iou_rem=acc["mi"] / max(acc["mu"], 1), leak=acc["leak"] / max(acc["gt"], 1), worst=worst,
+        outside=acc["outside"] / max(len(frames), 1),
         ms=wall, cpu_ms=cpu, frames=len(frames), info=stream.info(),
     )
 
@@ -148,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-clips", nargs="*", type=Path, default=None,
                     help="instead of DAVIS quality: time the chain (cpu ms/frame, crops per frame) of each variant "
                          "on these videos (no GT needed), e.g. the demo clips benchmarks/anonymize_speed.py uses")
-    ap.add_argument("--variants", default="default,old,pose1,pass1,selfie",
-                    help="mediapipe variants: default; old (the default before the crop pass: pose every frame, "
+    ap.add_argument("--variants", default="default,mediapipe",
+                    help="default (the ssd backend); ssd variants: ssd-notiles (no tiles), ssd-tiles1 (tiles every "
+                         "frame), ssd-fixed (fixed 11 px dilation); mediapipe (the previous default, fixed 11 px "
+                         "dilation) and its variants: old (the default before the crop pass: pose every frame, "
                          "crops=0, i.e. the first measurements in docs/mask_quality.md); pose1 (default with pose on "
                          "every frame); single (one pose person per frame, the default before the pose cascade); "
                          "carry0 / carry25 (carry_grow 0 / 0.25); tiles4 (tiles 3x2 on every 4th frame); "
@@ -157,9 +163,14 @@ def main(argv: list[str] | None = None) -> int:
                          "no pose)")
     args = ap.parse_args(argv)
     size = parse_size(args.size)
-    base = DetectConfig()
+    ssd = DetectConfig()
+    base = DetectConfig(backend="mediapipe", dilate_rel=0.0)
     configs: list[tuple[str, DetectConfig]] = []
-    variants = {"default": ("mediapipe (default)", base),
+    variants = {"default": ("ssd (default)", ssd),
+                "ssd-notiles": ("ssd tiles=none", replace(ssd, options={"tiles": "none"})),
+                "ssd-tiles1": ("ssd tiles every frame", replace(ssd, options={"tile_every": 1})),
+                "ssd-fixed": ("ssd fixed 11 px dilation", replace(ssd, dilate_rel=0.0)),
+                "mediapipe": ("mediapipe (previous default)", base),
                 "old": ("mediapipe old default (pose_every=1, crops=0)", replace(base, pose_every=1, crops=0)),
                 "pose1": ("mediapipe pose_every=1", replace(base, pose_every=1)),
                 "single": ("mediapipe pose_people=1 (no cascade)", replace(base, pose_people=1)),
@@ -180,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=170)
     if args.speed_clips:
         return speed_table(console, args.speed_clips, size, configs)
-    table = Table(title=f"mask quality at {size[0]}x{size[1]} (temporal=+-{base.temporal}, dilate={base.dilate}, "
-                        f"crops={base.crops} x {base.crop_passes} passes, pose_every={base.pose_every})")
-    for col in ("sequence", "backend", "frames", "IoU inst", "IoU raw", "IoU rem", "leak %", "worst %", "ms/frame", "cpu ms"):
+    table = Table(title=f"mask quality at {size[0]}x{size[1]} (temporal=+-{base.temporal}; ssd: dilation "
+                        f"{ssd.dilate_rel} x person height; mediapipe: dilate={base.dilate} px)")
+    for col in ("sequence", "backend", "frames", "IoU inst", "IoU raw", "IoU rem", "leak %", "worst %", "outside %",
+                "ms/frame", "cpu ms"):
         table.add_column(col, justify="left" if col in ("sequence", "backend") else "right")
     summary: dict[str, list[dict]] = {}
     for seq in args.sequences.split(","):
@@ -192,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             summary.setdefault(label, []).append(dict(r, seq=seq))
             table.add_row(seq, label, str(r["frames"]), f"{r['iou_inst']:.3f}", f"{r['iou_raw']:.3f}",
                           f"{r['iou_rem']:.3f}", f"{100 * r['leak']:.2f}", f"{100 * r['worst']:.1f}",
-                          f"{r['ms']:.1f}", f"{r['cpu_ms']:.1f}")
+                          f"{100 * r['outside']:.1f}", f"{r['ms']:.1f}", f"{r['cpu_ms']:.1f}")
             console.print(f"[dim]{seq} / {label}: done[/dim]")
         table.add_section()
     console.print(table)
 
     agg = Table(title="means: person-only (parkour, dance-twirl, breakdance) and person-mask sequences")
-    for col in ("backend", "IoU inst (person-only)", "leak % (person-only)", "leak % (+schoolgirls, dogs-jump)",
-                "ms/frame (all)", "cpu ms (all)"):
+    for col in ("backend", "IoU inst (person-only)", "leak % (person-only)", "worst % (person-only)",
+                "leak % (+schoolgirls, dogs-jump)", "outside % parkour", "ms/frame (all)", "cpu ms (all)"):
         agg.add_column(col, justify="left" if col == "backend" else "right")
     for label, rows in summary.items():
         po = [r for r in rows if r["seq"] in PERSON_ONLY]
@@ -207,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         agg.add_row(label,
                     f"{np.mean([r['iou_inst'] for r in po]):.3f}" if po else "-",
                     f"{100 * np.mean([r['leak'] for r in po]):.2f}" if po else "-",
+                    f"{100 * max(r['worst'] for r in po):.1f}" if po else "-",
                     f"{100 * np.mean([r['leak'] for r in pm]):.2f}" if pm else "-",
+                    "".join(f"{100 * r['outside']:.1f}" for r in rows if r["seq"] == "parkour") or "-",
                     f"{np.mean([r['ms'] for r in rows]):.1f}", f"{np.mean([r['cpu_ms'] for r in rows]):.1f}")
     console.print(agg)
     console.print(f"cores: {os.cpu_count()}, load average at end: {os.getloadavg()[0]:.2f}")

@@ -1,9 +1,9 @@
 """Small people (a surveillance view): how many YOLO-found pedestrians the removal mask covers.
 
     python benchmarks/small_people.py [--video /usr/share/doc/opencv-doc/examples/data/vtest.avi]
-        [--size 432x240] [--step 10] [--tiles none,2x2,3x2,4x3]
+        [--size 432x240] [--step 10] [--tiles ssd,mediapipe,mediapipe:3x2/4]
         [--weights ../shared/weights/yolov8n-seg_full_integer_quant.tflite]
-    python benchmarks/small_people.py --consecutive --tiles none,3x2,3x2/2,3x2/4
+    python benchmarks/small_people.py --consecutive --tiles ssd,ssd:none,mediapipe,mediapipe:3x2/4
 
 vtest.avi (Debian opencv-doc, 768x576, 795 frames) shows ~6 pedestrians a few dozen pixels tall.
 Every ``--step``-th frame is decoded at ``--size``; the int8 YOLOv8n-seg is the reference (person
@@ -47,13 +47,27 @@ def sample(video: Path, size: tuple[int, int], step: int) -> list[np.ndarray]:
     return [f for i, f in enumerate(read_frames(video, size=size)) if i % step == 0]
 
 
-def setting(spec: str) -> tuple[str | None, int]:
-    """'none' -> (None, 1); '3x2' -> ('3x2', 1); '3x2/4' -> ('3x2', 4)."""
-    spec = spec.strip()
-    if spec in ("", "none"):
-        return None, 1
-    tiles, _, every = spec.partition("/")
-    return tiles, int(every or 1)
+def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
+    """'ssd' -> the default; 'ssd:none' / 'ssd:3x2/2' -> its tiles off / 3x2 on every 2nd frame;
+    'mediapipe' -> the previous default (fixed 11 px dilation); 'mediapipe:3x2/4' -> with its tiles."""
+    backend, _, tiles_spec = spec.strip().partition(":")
+    tiles, _, every = tiles_spec.partition("/")
+    extra = {} if temporal is None else {"temporal": temporal}
+    if backend == "ssd":
+        opts = {}
+        if tiles:
+            opts["tiles"] = tiles
+        if every:
+            opts["tile_every"] = int(every)
+        name = "ssd (default)" if not opts else "ssd " + ",".join(f"{k}={v}" for k, v in opts.items())
+        return name, DetectConfig(options=opts, **extra)
+    if backend == "mediapipe":
+        cfg = DetectConfig(backend="mediapipe", dilate_rel=0.0, tiles=tiles or None, tile_every=int(every or 1),
+                           **extra)
+        name = "mediapipe (previous default)" if not tiles else f"mediapipe tiles={tiles}" + (
+            f" every {every}" if every else "")
+        return name, cfg
+    raise SystemExit(f"unknown setting {spec!r}: ssd[:TILES[/K]] or mediapipe[:TILES[/K]]")
 
 
 def distinct(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:
@@ -83,7 +97,9 @@ def removal_masks(cfg: DetectConfig, frames: list[np.ndarray]) -> tuple[list[np.
     outs = stream.run(frames)
     wall = (time.perf_counter() - t0) / len(frames) * 1000
     cpu = (time.process_time() - c0) / len(frames) * 1000
-    stream.detector.close()
+    close = getattr(stream.detector, "close", None)
+    if close is not None:
+        close()
     return [rem for _, rem in outs], wall, cpu
 
 
@@ -98,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", type=Path, default=VTEST)
     ap.add_argument("--size", default="432x240")
     ap.add_argument("--step", type=int, default=10)
-    ap.add_argument("--tiles", default="none,2x2,3x2,4x3",
-                    help="comma list; 'none' = default (no tiles); COLSxROWS/K = tiles on every K-th frame")
+    ap.add_argument("--tiles", default="ssd,mediapipe,mediapipe:3x2/4",
+                    help="comma list of BACKEND[:COLSxROWS[/K]] (K = tiles on every K-th frame; 'none' = no tiles)")
     ap.add_argument("--consecutive", action="store_true",
                     help="run the chain on every frame with the default temporal union; score every --step-th")
     ap.add_argument("--weights", type=Path,
@@ -121,16 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                 "removed % frame", "ms/frame", "cpu ms"):
         table.add_column(col, justify="left" if col == "setting" else "right")
     for spec in args.tiles.split(","):
-        tiles, every = setting(spec)
-        cfg = DetectConfig(tiles=tiles, tile_every=every)
-        if not args.consecutive:
-            cfg = DetectConfig(temporal=0, tiles=tiles, tile_every=every)
+        name, cfg = setting(spec, None if args.consecutive else 0)
         removals, wall, cpu = removal_masks(cfg, frames)
         if args.consecutive:
             removals = removals[::args.step]
         ok, n, mean = coverage(refs, removals)
         removed = float(np.mean([r.mean() for r in removals]))
-        name = "default" if tiles is None else f"tiles={tiles}" + (f" every {every}" if every > 1 else "")
         table.add_row(name, str(n), str(ok),
                       f"{100 * ok / max(n, 1):.1f}%", f"{100 * mean:.1f}%", f"{100 * removed:.1f}",
                       f"{wall:.1f}", f"{cpu:.1f}")

@@ -29,14 +29,19 @@ def anonymize(
     gop: int = typer.Option(16, help="Key-frame interval of the output, in frames (short = fast seeking)."),
     save_masks: bool = typer.Option(False, "--save-masks", help="Also write <clip>.masks.npz (bool masks T,H,W)."),
     save_params: bool = typer.Option(False, "--save-params", help="mesh: also write <clip>.params.npz."),
-    detector: Optional[str] = typer.Option(None, help="Detector backend: mediapipe (default), yolo, sam."),
+    detector: Optional[str] = typer.Option(None, help="Detector backend: ssd (default: multi-person, embedded), "
+                                           "mediapipe (the previous default), yolo, sam."),
+    detect_opt: Optional[list[str]] = typer.Option(None, "--detect-opt", help="A detector option NAME=VALUE (repeat "
+                                                   "it), e.g. --detect-opt tiles=3x2 for ssd; see docs/mask_quality.md."),
+    check: Optional[bool] = typer.Option(None, "--check/--no-check", help="Look at every written frame again for "
+                                         "people and faces and mend them (default: on for remove and mesh)."),
     weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights."),
     sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint."),
-    detect_tiles: Optional[str] = typer.Option(None, "--detect-tiles", help="mediapipe: also run the person model "
-                                               "on COLSxROWS overlapping tiles for small people, e.g. 3x2 (off by "
+    detect_tiles: Optional[str] = typer.Option(None, "--detect-tiles", help="Also search COLSxROWS overlapping tiles "
+                                               "for small people (ssd: default 2x2, 'none' = off; mediapipe: off by "
                                                "default)."),
-    tile_every: Optional[int] = typer.Option(None, "--tile-every", min=1, help="mediapipe: run the tiles on every "
-                                             "K-th frame (default 4; 1 = every frame, slower)."),
+    tile_every: Optional[int] = typer.Option(None, "--tile-every", min=1, help="Run the tiles on every K-th frame "
+                                             "(ssd default 2, mediapipe default 4)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person)."),
     inpainter: Optional[str] = typer.Option(None, help="Inpainting backend: propagate (default), opencv."),
@@ -52,20 +57,31 @@ def anonymize(
     """Anonymise IN into OUT. Re-running the same command resumes; failed clips are quarantined."""
     try:
         cfg = preset(preset_name)
-        detect = replace(cfg.detect, **_given(backend=detector, weights=weights, sam_weights=sam_weights,
-                                                tiles=detect_tiles, tile_every=tile_every, pose_people=pose_people))
-        if weights is not None and detector is None:
-            detect = replace(detect, backend="yolo")
+        backend = detector or ("yolo" if weights is not None else cfg.detect.backend)
+        options = dict(cfg.detect.options)
+        options.update(parse_options(detect_opt or []))
+        flat: dict[str, object] = {}
+        if backend == "ssd":
+            options.update(_given(tiles=detect_tiles, tile_every=tile_every))
+        else:
+            flat = _given(tiles=detect_tiles, tile_every=tile_every)
+        if backend == "mediapipe":
+            flat["dilate_rel"] = 0.0  # its measured behaviour: a fixed dilation (docs/mask_quality.md)
+        detect = replace(cfg.detect, backend=backend, options=options,
+                         **_given(weights=weights, sam_weights=sam_weights, pose_people=pose_people), **flat)
         inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
         mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
                        **_given(pose_weights=pose_weights))
         if pose_weights is not None:
             mesh = replace(mesh, pose_backend="yolo")
+        checks = cfg.check if check is None else replace(cfg.check, enabled=check)
         cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks, crf=crf, gop=gop,
-                      **_given(resize=parse_size(resize) if resize else None, fps=fps))
+                      check=checks, **_given(resize=parse_size(resize) if resize else None, fps=fps))
         from privvid.anonymize.modes import MODES
+        from privvid.detect import validate_options
 
         MODES.resolve(mode)  # unknown mode: fail before touching the output
+        validate_options(cfg.detect)  # a bad detector option: fail before any clip
         with RunProgress(0, f"anonymize --mode {mode}", enabled=not quiet) as progress:
             summary = anonymize_dataset(
                 input_path, out, cfg, workers=workers, executor=executor, ray_address=ray_address,
@@ -79,6 +95,28 @@ def anonymize(
     _print_summary(summary)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def parse_options(items: list[str]) -> dict[str, object]:
+    """``["tiles=3x2", "score=0.3"]`` -> {"tiles": "3x2", "score": 0.3} (numbers and true/false parsed)."""
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--detect-opt wants NAME=VALUE, got {item!r}")
+        value: object = text.strip()
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        out[name.strip()] = value
+    return out
 
 
 def _given(**values: object) -> dict[str, object]:

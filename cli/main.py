@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from privvid.cli import anonymize, doctor, shards, train, evaluate, average, curate, qa, benchmark
+from privvid.cli import anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark
 
 app = typer.Typer(
     name="privvid",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (anonymize, doctor, shards, train, evaluate, average, curate, qa, benchmark):
+for _module in (anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark):
     _module.register(app)
 
 

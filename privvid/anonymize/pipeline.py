@@ -197,8 +197,14 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
         "timings": {k: round(v, 4) for k, v in timer.totals.items()},
         "notes": notes,
     }
+    check_info = composer.info().get("check")
+    if check_info is not None:
+        flagged = [{"frame": i, **info["check"]} for i, info in enumerate(frame_infos) if info.get("check")]
+        sidecar["check"] = {**check_info, "frames_checked": writer.frames if check_info.get("name") != "off" else 0,
+                            "frames_flagged": len(flagged), "per_frame": flagged}
     if cfg.mode == "mesh":
-        sidecar["mesh"] = {"clip": clip_summary, "per_frame": frame_infos}
+        sidecar["mesh"] = {"clip": clip_summary,
+                           "per_frame": [{k: v for k, v in info.items() if k != "check"} for info in frame_infos]}
     write_text_atomic(paths["sidecar"], json.dumps(sidecar, indent=1))
     return ClipResult(source.relpath, paths["video"], writer.frames, seconds, float(cov.mean()),
                       dict(timer.totals), notes)

@@ -9,9 +9,24 @@ from privvid.registry import Registry
 
 DETECTORS = Registry("detector")
 # name -> "module:factory"; each factory takes a DetectConfig
+DETECTORS.register("ssd", "privvid.detect.ssd_backend:SsdDetector")
 DETECTORS.register("mediapipe", "privvid.detect.mediapipe_backend:MediapipeDetector")
 DETECTORS.register("yolo", "privvid.detect.yolo_backend:YoloDetector")
 DETECTORS.register("sam", "privvid.detect.sam_backend:SamRefinedDetector")
+
+
+def validate_options(cfg) -> None:  # noqa: ANN001 - DetectConfig
+    """Raise ConfigError / UnknownBackend now (before any clip) for a bad backend name or option."""
+    factory = DETECTORS.resolve(cfg.backend)
+    options_cls = getattr(factory, "Options", None)
+    if options_cls is not None:
+        from privvid.detect.ssd_backend import options_from
+
+        options_from(options_cls, cfg.options)
+    elif cfg.options:
+        from privvid.errors import ConfigError
+
+        raise ConfigError(f"detector {cfg.backend!r} takes no --detect-opt options (given: {', '.join(cfg.options)})")
 
 
 def build_mask_stream(cfg=None):  # noqa: ANN001, ANN201 - re-exported lazily (numpy/cv2 only when used)
@@ -20,4 +35,4 @@ def build_mask_stream(cfg=None):  # noqa: ANN001, ANN201 - re-exported lazily (n
     return _build(cfg)
 
 
-__all__ = ["DETECTORS", "Detections", "Detector", "build_mask_stream"]
+__all__ = ["DETECTORS", "Detections", "Detector", "build_mask_stream", "validate_options"]

@@ -139,3 +139,24 @@ def assemble(
         else None,
         extra=extra,
     )
+
+
+TILE_OVERLAP = 0.25  # each tile is this much larger than its share of the frame on each axis
+
+
+def tile_boxes(width: int, height: int, cols: int, rows: int,
+               overlap: float = TILE_OVERLAP) -> list[tuple[int, int, int, int]]:
+    """``cols`` x ``rows`` overlapping tiles (x0, y0, x1, y1) covering a ``width`` x ``height`` frame.
+
+    Each tile is ``1 + overlap`` times its share of the frame on each axis (capped at the frame); the
+    tiles are spread evenly so the first starts at 0 and the last ends at the frame edge, so
+    neighbours overlap and a small person cut by one tile edge is whole in the next tile.
+    """
+    def spans(size: int, n: int) -> list[tuple[int, int]]:
+        if n == 1:
+            return [(0, size)]
+        length = min(size, int(np.ceil(size / n * (1.0 + overlap))))
+        step = (size - length) / (n - 1)
+        return [(int(round(k * step)), int(round(k * step)) + length) for k in range(n)]
+
+    return [(x0, y0, x1, y1) for y0, y1 in spans(height, rows) for x0, x1 in spans(width, cols)]

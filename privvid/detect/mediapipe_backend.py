@@ -53,7 +53,7 @@ import numpy as np
 
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
-from privvid.detect.common import assemble, box_iou, check_frame, components_to_instances, dilate
+from privvid.detect.common import TILE_OVERLAP, assemble, box_iou, check_frame, components_to_instances, dilate, tile_boxes  # noqa: F401
 from privvid.runtime.native_log import quiet_graph
 
 NUM_KEYPOINTS = 33  # BlazePose topology
@@ -158,27 +158,6 @@ def split_by_seeds(region: np.ndarray, seeds: list[np.ndarray]) -> list[np.ndarr
         part[win] = region[win] & (owner == k)
         parts.append(part)
     return parts
-
-
-TILE_OVERLAP = 0.25  # each tile is this much larger than its share of the frame on each axis
-
-
-def tile_boxes(width: int, height: int, cols: int, rows: int,
-               overlap: float = TILE_OVERLAP) -> list[tuple[int, int, int, int]]:
-    """``cols`` x ``rows`` overlapping tiles (x0, y0, x1, y1) covering a ``width`` x ``height`` frame.
-
-    Each tile is ``1 + overlap`` times its share of the frame on each axis (capped at the frame); the
-    tiles are spread evenly so the first starts at 0 and the last ends at the frame edge, so
-    neighbours overlap and a small person cut by one tile edge is whole in the next tile.
-    """
-    def spans(size: int, n: int) -> list[tuple[int, int]]:
-        if n == 1:
-            return [(0, size)]
-        length = min(size, int(np.ceil(size / n * (1.0 + overlap))))
-        step = (size - length) / (n - 1)
-        return [(int(round(k * step)), int(round(k * step)) + length) for k in range(n)]
-
-    return [(x0, y0, x1, y1) for y0, y1 in spans(height, rows) for x0, x1 in spans(width, cols)]
 
 
 class MediapipeDetector:

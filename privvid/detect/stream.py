@@ -2,9 +2,15 @@
 
 Frames go in one at a time; a frame's removal mask is final once ``delay``
 (= ``DetectConfig.temporal``) later frames have been seen, because it is the
-union of the person masks of frames i-delay .. i+delay, dilated by
-``DetectConfig.dilate`` px (elliptical kernel of that width). Only 2*delay+1
-per-frame masks are held, never the clip.
+union of the dilated person masks of frames i-delay .. i+delay. Each instance is
+dilated by ``DetectConfig.dilate_rel`` x its own box height (at least
+``dilate_min`` px; elliptical kernel), so a mask grows with the person, not with
+the frame, and the same clip gives the same removal at any resolution; person
+pixels of no instance (``extra``) and ``dilate_rel = 0`` use the fixed
+``DetectConfig.dilate`` px. Only 2*delay+1 per-frame masks are held, never the clip.
+
+A detector with ``tracks = True`` gives its own track ids; otherwise the IoU
+tracker assigns them.
 
 A backend exception propagates unchanged (the pipeline quarantines the clip); a
 backend result of the wrong type or shape raises :class:`BackendFailure`.
@@ -19,7 +25,7 @@ import numpy as np
 
 from privvid.config import DetectConfig
 from privvid.detect.base import Detections, Detector
-from privvid.detect.common import check_frame, dilate, validate
+from privvid.detect.common import check_frame, dilate, mask_box, validate
 from privvid.detect.track import IouTracker
 
 Output = tuple[Detections, np.ndarray]
@@ -35,6 +41,7 @@ class MaskStream:
             raise ValueError(f"dilate must be >= 0, got {self.cfg.dilate}")
         self.detector = detector
         self.tracker = tracker or IouTracker(self.cfg.track_iou, self.cfg.track_max_age)
+        self.own_tracks = bool(getattr(detector, "tracks", False)) and tracker is None
         self.delay = int(self.cfg.temporal)
         self._shape: tuple[int, int] | None = None
         self._unions: deque[tuple[int, np.ndarray]] = deque(maxlen=2 * self.delay + 1)
@@ -56,7 +63,28 @@ class MaskStream:
             if lo <= j <= hi:
                 out = u.copy() if out is None else (out | u)
         assert out is not None
-        return dilate(out, self.cfg.dilate)
+        return out
+
+    def _dilated(self, dets: Detections) -> np.ndarray:
+        """This frame's person pixels, each instance grown by its own size (see the module doc)."""
+        cfg = self.cfg
+        if cfg.dilate_rel <= 0:
+            return dilate(dets.union(), cfg.dilate)
+        h, w = dets.shape
+        out = dilate(dets.extra, cfg.dilate) if dets.extra is not None else np.zeros((h, w), bool)
+        for mask in dets.masks:
+            if not mask.any():
+                continue
+            box = mask_box(mask)  # the mask's own extent (a backend's box may be looser or tighter)
+            k = max(int(cfg.dilate_min), int(round(cfg.dilate_rel * float(box[3] - box[1]))))
+            k += 1 - k % 2  # odd: the kernel is centred
+            r = k // 2 + 1
+            x0, y0 = max(int(box[0]) - r, 0), max(int(box[1]) - r, 0)
+            x1, y1 = min(int(np.ceil(box[2])) + r, w), min(int(np.ceil(box[3])) + r, h)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            out[y0:y1, x0:x1] |= dilate(mask[y0:y1, x0:x1], k)
+        return out
 
     def push(self, frame: np.ndarray) -> list[Output]:
         frame = check_frame(frame)
@@ -66,10 +94,11 @@ class MaskStream:
         elif shape != self._shape:
             raise ValueError(f"frame size changed within a clip: {self._shape} -> {shape}")
         dets = validate(self.detector(frame), shape, getattr(self.detector, "name", "?"))
-        dets = self.tracker.update(dets)
+        if not self.own_tracks:
+            dets = self.tracker.update(dets)
         idx = self._count
         self._count += 1
-        self._unions.append((idx, dets.union()))
+        self._unions.append((idx, self._dilated(dets)))
         self._pending.append((idx, dets))
         out: list[Output] = []
         while self._pending and self._pending[0][0] + self.delay <= idx:
@@ -95,9 +124,11 @@ class MaskStream:
         return {
             "backend": getattr(self.detector, "name", type(self.detector).__name__),
             "detector": self.detector.info(),
-            "tracker": self.tracker.info(),
+            "tracker": {"name": "detector's own"} if self.own_tracks else self.tracker.info(),
             "temporal": self.delay,
             "dilate": self.cfg.dilate,
+            "dilate_rel": self.cfg.dilate_rel,
+            "dilate_min": self.cfg.dilate_min,
             "dilate_kernel": "ellipse",
         }
 

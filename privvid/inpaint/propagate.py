@@ -15,9 +15,20 @@ around the hole is diffused into the hole (push-pull interpolation), so exposure
 leave no visible seam. Pixels never seen as background in any available frame are
 filled with OpenCV inpainting (Telea/NS) from their surroundings.
 
+Background with evidence (a removed person must never be pasted back from a frame in which the
+detector missed them or the alignment is off):
+
+* a source pixel is never one the caller marks ``avoid`` in its own frame (the pipeline passes
+  every detection's box, grown, so pixels near a person are never sources, whatever the mask);
+* where two sources can be had for a pixel (the nearest background before and after it in time,
+  or the carried background model; on a moving camera the first two aligned frames that show
+  it), they must agree within ``agree_tol`` on every channel; where they disagree, one of them is
+  not background, and the pixel is filled spatially instead.
+
 Guarantees: unmasked pixels are returned bit-exact; every masked pixel is written from
 another frame's background or from spatial inpainting, never from the frame's own
-masked value; pixels within ``margin`` px of a mask are never used as a source.
+masked value; pixels within ``margin`` px of a mask, or marked ``avoid``, are never used as a
+source.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ PROBE_DISTANCES = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64)
 
 class PropagationInpainter:
     name = "propagate"
+    uses_sources = True  # takes ``avoid`` (pixels never used as a source)
 
     def __init__(self, config: InpaintConfig | None = None) -> None:
         cfg = config or InpaintConfig()
@@ -69,7 +81,7 @@ class PropagationInpainter:
         self._got: np.ndarray | None = None
         self._rgba: np.ndarray | None = None
         self.stats = {"windows": 0, "static_windows": 0, "moving_windows": 0, "frames_processed": 0,
-                      "masked_px": 0, "propagated_px": 0, "spatial_px": 0}
+                      "masked_px": 0, "propagated_px": 0, "spatial_px": 0, "disagreeing_px": 0}
         self.timings = {"motion": 0.0, "propagate": 0.0, "blend": 0.0, "spatial": 0.0}
 
     def info(self) -> dict[str, Any]:
@@ -83,14 +95,19 @@ class PropagationInpainter:
                 "window": c.window, "context": c.context, "align": c.align, "margin": c.margin,
                 "max_probes": c.max_probes, "blend": c.blend, "method": c.method, "radius": c.radius,
                 "spatial_scale": c.spatial_scale, "motion_scale": c.motion_scale, "static_px": c.static_px,
+                "agree_tol": c.agree_tol,
             },
             "stats": dict(self.stats, propagated_share=round(self.stats["propagated_px"] / masked, 4)),
         }
 
     # ------------------------------------------------------------------ main
-    def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None) -> np.ndarray:
-        """Fill one window; with ``core`` only those frames are filled (the others are context)."""
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None,
+                 avoid: np.ndarray | None = None) -> np.ndarray:
+        """Fill one window; with ``core`` only those frames are filled (the others are context).
+        ``avoid`` (T, H, W bool): pixels never used as a source, e.g. near any detection."""
         check_window(frames, masks, self.context)
+        if avoid is not None and (not isinstance(avoid, np.ndarray) or avoid.shape != masks.shape):
+            raise ValueError(f"avoid must be a bool array of shape {masks.shape}")
         cfg = self.config
         T, H, W = masks.shape
         if self._ref is not None and self._ref["frame"].shape[:2] != (H, W):
@@ -120,7 +137,7 @@ class PropagationInpainter:
 
         if any_mask:
             t0 = time.perf_counter()
-            src_valid = self._source_valid(masks)
+            src_valid = self._source_valid(masks if avoid is None else masks | avoid)
             ext = self._extend(masks) if cfg.blend else masks
             k = self._kept(T, core)
             prop, got = self._buffers(frames.shape)
@@ -223,20 +240,33 @@ class PropagationInpainter:
         ok = d < far
 
         offsets = thumbs.static_offsets() if thumbs is not None else None
-        prop_flat, got_flat = prop.reshape(-1, 3), got.ravel()
-        from_frames = ok & (src >= 0)
-        ss, tt, pp = src[from_frames], ts[from_frames], pix[from_frames]
-        values = frames.reshape(-1, 3)[ss.astype(np.int64) * hw + pp]
-        if offsets is not None:
-            values = _shifted(values, offsets[tt, ss])
-        prop_flat[flat[from_frames]] = values
-        if ref is not None:
-            from_ref = ok & (src == -1)
-            pp = pix[from_ref]
-            values = ref["frame"].reshape(-1, 3)[pp]
+        frames_flat = frames.reshape(-1, 3)
+        ref_flat = ref["frame"].reshape(-1, 3) if ref is not None else None
+
+        def values_at(sel: np.ndarray, source: np.ndarray) -> np.ndarray:
+            """Colours of ``source`` (frame index, or -1 = carried model) at the selected hole pixels."""
+            ss, tt, pp = source[sel], ts[sel], pix[sel]
+            vals = np.empty((len(ss), 3), np.uint8)
+            in_win = ss >= 0
+            vals[in_win] = frames_flat[ss[in_win].astype(np.int64) * hw + pp[in_win]]
+            if ref_flat is not None and not in_win.all():
+                vals[~in_win] = ref_flat[pp[~in_win]]
             if offsets is not None:
-                values = _shifted(values, offsets[ts[from_ref], T])
-            prop_flat[flat[from_ref]] = values
+                vals = _shifted(vals, offsets[tt, np.where(in_win, ss, T)])
+            return vals
+
+        tol = self.config.agree_tol
+        if tol > 0:
+            # two witnesses (before and after in time, or the carried model) must agree
+            both = np.flatnonzero((df < far) & (db < far))
+            if len(both):
+                vf, vb = values_at(both, f), values_at(both, b)
+                bad = np.abs(vf.astype(np.int16) - vb).max(axis=1) > tol
+                ok[both[bad]] = False
+                self.stats["disagreeing_px"] += int(bad.sum())
+        prop_flat, got_flat = prop.reshape(-1, 3), got.ravel()
+        sel = np.flatnonzero(ok)
+        prop_flat[flat[sel]] = values_at(sel, src)
         got_flat[flat[ok]] = True
         age = np.zeros(hw, np.int32)
         at_keep = ok & (ts == keep)
@@ -277,24 +307,41 @@ class PropagationInpainter:
             dd = age[y0:y1, x0:x1] if t == keep else None
             stop_at = max(16, int(rem.sum()) // 200)  # a few stray pixels go to spatial inpainting
             from0 = np.linalg.inv(to0[t])
+            tol = self.config.agree_tol
+            once = np.zeros_like(rem)  # filled by one source, waiting for a second to confirm it
+            bad = np.zeros_like(rem)   # two sources disagreed: spatial fill
             for d, s in self._probe_order(t, T, ref is not None):
-                # warp only the bounding box of what is still missing
-                by0, by1, bx0, bx1 = _bbox(rem)
+                # warp only the bounding box of what is still missing or unconfirmed
+                by0, by1, bx0, bx1 = _bbox(rem | once)
                 shift = np.array([[1, 0, -(x0 + bx0)], [0, 1, -(y0 + by0)], [0, 0, 1]], np.float64)
                 mat = shift @ from0 @ (to0[s] if s >= 0 else ref_to0)
                 warped = cv2.warpPerspective(rgba[s] if s >= 0 else ref_rgba, mat, (bx1 - bx0, by1 - by0),
                                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                              borderValue=(0, 0, 0, 0))
+                seen = warped[..., 3] == 255
+                v = vals[by0:by1, bx0:bx1]
+                if tol > 0:
+                    o = once[by0:by1, bx0:bx1]
+                    check = o & seen
+                    if check.any():
+                        diff = np.abs(v[check].astype(np.int16) - warped[..., :3][check]).max(axis=1) > tol
+                        bad[by0:by1, bx0:bx1][check] = diff
+                        o &= ~check
                 r = rem[by0:by1, bx0:bx1]
-                take = r & (warped[..., 3] == 255)
+                take = r & seen
                 if take.any():
-                    vals[by0:by1, bx0:bx1][take] = warped[..., :3][take]
+                    v[take] = warped[..., :3][take]
                     have[by0:by1, bx0:bx1] |= take
                     if dd is not None:
                         dd[by0:by1, bx0:bx1][take] = d
                     r &= ~take
-                    if np.count_nonzero(rem) <= stop_at:
-                        break
+                    if tol > 0:
+                        once[by0:by1, bx0:bx1] |= take
+                if np.count_nonzero(rem) <= stop_at and np.count_nonzero(once) <= stop_at:
+                    break
+            if bad.any():
+                have &= ~bad
+                self.stats["disagreeing_px"] += int(bad.sum())
         return age
 
     def _probe_order(self, t: int, T: int, with_ref: bool) -> list[tuple[int, int]]:

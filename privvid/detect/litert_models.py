@@ -1,0 +1,271 @@
+"""The embedded default's TFLite models, run with ai-edge-litert (no TensorFlow, no mediapipe graph).
+
+* :class:`SsdPersons` - the SSD MobileNetV2 (Open Images v4) detector of npm ``@mediapipe/objectron``:
+  person boxes for everyone in a frame (multi-person, unlike the selfie / pose models);
+* :class:`SelfieCrops` - mediapipe's square selfie segmentation run on square crops around boxes,
+  batched; small crops share one model input as cells of a 2 x 2 mosaic;
+* :class:`Faces` - BlazeFace short range (mediapipe wheel), for the written-frame check.
+
+All three take RGB uint8 frames and return pixel coordinates of the frame they were given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from privvid.runtime.native_log import quiet_native_logs
+
+PERSON_CLASS = 4  # index of "Person" in the objectron SSD's Open Images label map
+
+
+def _interpreter(path: Path, threads: int = 1) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_native_logs():
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
+    return it
+
+
+def ssd_anchors() -> np.ndarray:
+    """(1917, 4) cy, cx, h, w anchors of the TF Object Detection API's default SSD anchor generator
+    (6 layers of 19/10/5/3/2/1 cells, scales 0.2..0.95, aspect ratios 1, 2, 1/2, 3, 1/3 plus one
+    in-between 1:1 anchor; the lowest layer only (0.1, 1), (0.2, 2), (0.2, 1/2))."""
+    cells = [19, 10, 5, 3, 2, 1]
+    n = len(cells)
+    scales = [0.2 + (0.95 - 0.2) * i / (n - 1) for i in range(n)] + [1.0]
+    out = []
+    for i, f in enumerate(cells):
+        if i == 0:
+            specs = [(0.1, 1.0), (0.2, 2.0), (0.2, 0.5)]
+        else:
+            specs = [(scales[i], a) for a in (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)]
+            specs.append((float(np.sqrt(scales[i] * scales[i + 1])), 1.0))
+        for y in range(f):
+            for x in range(f):
+                for s, a in specs:
+                    out.append(((y + 0.5) / f, (x + 0.5) / f, s / np.sqrt(a), s * np.sqrt(a)))
+    return np.asarray(out, np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, contain: float = 1.01) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best first. A box is also suppressed when
+    more than ``contain`` of it lies inside a better box (a part of a person found on a tile)."""
+    from privvid.detect.common import box_iou
+
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    if len(order) == 0:
+        return np.zeros(0, np.int64)
+    ious = box_iou(boxes, boxes)
+    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    for i in order:
+        ok = True
+        for j in keep:
+            if ious[i, j] > iou:
+                ok = False
+                break
+            if contain <= 1.0:
+                ix = max(0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]))
+                iy = max(0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]))
+                if ix * iy > contain * max(area[i], 1e-6):
+                    ok = False
+                    break
+        if ok:
+            keep.append(int(i))
+    return np.asarray(keep, np.int64)
+
+
+class SsdPersons:
+    """Person boxes (x0, y0, x1, y1 px) and scores from the objectron SSD; the image is stretched to 300 x 300."""
+
+    SIZE = 300
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        self._it = _interpreter(self.path, threads)
+        self._in = self._it.get_input_details()[0]["index"]
+        outs = {d["name"]: d["index"] for d in self._it.get_output_details()}
+        self._boxes = outs["raw_outputs/box_encodings"]
+        self._classes = outs["raw_outputs/class_predictions"]
+        self._anchors = ssd_anchors()
+        self._first = True
+
+    def __call__(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+        """All anchors scoring >= ``min_score`` decoded to boxes in ``image`` pixels (before NMS)."""
+        h, w = image.shape[:2]
+        x = cv2.resize(image, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
+        x *= 2.0 / 255.0
+        x -= 1.0
+        self._it.set_tensor(self._in, x[None])
+        if self._first:
+            with quiet_native_logs():
+                self._it.invoke()
+            self._first = False
+        else:
+            self._it.invoke()
+        logits = self._it.get_tensor(self._classes)[0, :, PERSON_CLASS]
+        # sigmoid(logit) >= s  <=>  logit >= log(s / (1 - s)): decode only the candidates
+        cut = float(np.log(min_score / (1.0 - min_score)))
+        keep = np.flatnonzero(logits >= cut)
+        if len(keep) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        enc = self._it.get_tensor(self._boxes)[0, keep]
+        a = self._anchors[keep]
+        cy = enc[:, 0] / 10.0 * a[:, 2] + a[:, 0]
+        cx = enc[:, 1] / 10.0 * a[:, 3] + a[:, 1]
+        bh = np.exp(enc[:, 2] / 5.0) * a[:, 2]
+        bw = np.exp(enc[:, 3] / 5.0) * a[:, 3]
+        boxes = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        scores = 1.0 / (1.0 + np.exp(-logits[keep]))
+        return boxes.astype(np.float32), scores.astype(np.float32)
+
+
+def square_crop(box: np.ndarray, scale: float, width: int, height: int) -> tuple[int, int, int]:
+    """x0, y0, side of the square crop of side ``scale`` x the box's longer edge, centred on the box
+    (it may reach past the frame; the part outside is zero padded)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(8, int(np.ceil(scale * max(x1 - x0, y1 - y0))))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+
+
+def _cut(frame: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+    """The square ``side`` crop at (x0, y0), zero padded at the frame edges, resized to ``size``."""
+    h, w = frame.shape[:2]
+    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    crop = np.zeros((side, side, 3), np.uint8)
+    if fx1 > fx0 and fy1 > fy0:
+        crop[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0] = frame[fy0:fy1, fx0:fx1]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+class SelfieCrops:
+    """Person probability over square crops, pasted back into frame coordinates.
+
+    Crops of side >= ``small`` px get a model input of their own (256 x 256); smaller ones are cells
+    of 128 x 128 in a 2 x 2 mosaic (four small people for the price of one input). Inputs run in
+    batches of ``batch``.
+    """
+
+    SIZE = 256
+
+    def __init__(self, path: Path, small: int = 96, batch: int = 4, threads: int = 1) -> None:
+        self.path = Path(path)
+        self.small = int(small)
+        self.batch = max(1, int(batch))
+        self._it = _interpreter(self.path, threads)
+        self._in = self._it.get_input_details()[0]["index"]
+        self._out = self._it.get_output_details()[0]["index"]
+        self._it.resize_tensor_input(self._in, [self.batch, self.SIZE, self.SIZE, 3])
+        with quiet_native_logs():
+            self._it.allocate_tensors()
+            self._it.set_tensor(self._in, np.zeros((self.batch, self.SIZE, self.SIZE, 3), np.float32))
+            self._it.invoke()
+        self.inputs_run = 0
+
+    def _run(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), self.batch):
+            chunk = images[start:start + self.batch]
+            x = np.zeros((self.batch, self.SIZE, self.SIZE, 3), np.float32)
+            for k, img in enumerate(chunk):
+                x[k] = img
+            x *= 1.0 / 255.0
+            self._it.set_tensor(self._in, x)
+            self._it.invoke()
+            y = self._it.get_tensor(self._out)
+            out += [y[k, :, :, 0].copy() for k in range(len(chunk))]
+            self.inputs_run += len(chunk)
+        return out
+
+    def __call__(self, frame: np.ndarray, crops: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """For each (x0, y0, side) crop, its person probability as a (side, side) float32 array."""
+        big = [i for i, c in enumerate(crops) if c[2] >= self.small]
+        little = [i for i, c in enumerate(crops) if c[2] < self.small]
+        images = [_cut(frame, *crops[i], self.SIZE) for i in big]
+        half = self.SIZE // 2
+        mosaics = []
+        for start in range(0, len(little), 4):
+            m = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
+            for k, i in enumerate(little[start:start + 4]):
+                r, c = divmod(k, 2)
+                m[r * half:(r + 1) * half, c * half:(c + 1) * half] = _cut(frame, *crops[i], half)
+            mosaics.append(m)
+        probs = self._run(images + mosaics)
+        result: list[np.ndarray | None] = [None] * len(crops)
+        for i, p in zip(big, probs[:len(big)]):
+            side = crops[i][2]
+            result[i] = cv2.resize(p, (side, side), interpolation=cv2.INTER_LINEAR)
+        for n, start in enumerate(range(0, len(little), 4)):
+            p = probs[len(big) + n]
+            for k, i in enumerate(little[start:start + 4]):
+                r, c = divmod(k, 2)
+                side = crops[i][2]
+                cell = p[r * half:(r + 1) * half, c * half:(c + 1) * half]
+                result[i] = cv2.resize(cell, (side, side), interpolation=cv2.INTER_LINEAR)
+        return [r if r is not None else np.zeros((1, 1), np.float32) for r in result]
+
+
+def face_anchors() -> np.ndarray:
+    """(896, 2) cx, cy anchors of BlazeFace short range (16 x 16 cells x 2, 8 x 8 cells x 6)."""
+    out = []
+    for cells, per in ((16, 2), (8, 6)):
+        for y in range(cells):
+            for x in range(cells):
+                out += [((x + 0.5) / cells, (y + 0.5) / cells)] * per
+    return np.asarray(out, np.float32)
+
+
+class Faces:
+    """Face boxes (x0, y0, x1, y1 px) and scores from BlazeFace short range (128 x 128, letterboxed)."""
+
+    SIZE = 128
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        self._it = _interpreter(self.path, threads)
+        self._in = self._it.get_input_details()[0]["index"]
+        outs = {d["name"]: d["index"] for d in self._it.get_output_details()}
+        self._reg, self._cls = outs["regressors"], outs["classificators"]
+        self._anchors = face_anchors()
+        self._first = True
+
+    def __call__(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+        h, w = image.shape[:2]
+        side = max(h, w)
+        pad = np.zeros((side, side, 3), np.uint8)
+        oy, ox = (side - h) // 2, (side - w) // 2
+        pad[oy:oy + h, ox:ox + w] = image
+        x = cv2.resize(pad, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
+        x *= 2.0 / 255.0
+        x -= 1.0
+        self._it.set_tensor(self._in, x[None])
+        if self._first:
+            with quiet_native_logs():
+                self._it.invoke()
+            self._first = False
+        else:
+            self._it.invoke()
+        logits = np.clip(self._it.get_tensor(self._cls)[0, :, 0], -80, 80)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = np.flatnonzero(scores >= min_score)
+        if len(keep) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        reg = self._it.get_tensor(self._reg)[0, keep, :4] / self.SIZE
+        a = self._anchors[keep]
+        cx, cy, bw, bh = reg[:, 0] + a[:, 0], reg[:, 1] + a[:, 1], reg[:, 2], reg[:, 3]
+        boxes = np.stack([(cx - bw / 2) * side - ox, (cy - bh / 2) * side - oy,
+                          (cx + bw / 2) * side - ox, (cy + bh / 2) * side - oy], 1)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        sc = scores[keep].astype(np.float32)
+        idx = nms(boxes, sc, 0.3)
+        return boxes[idx].astype(np.float32), sc[idx]

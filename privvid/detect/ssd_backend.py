@@ -1,0 +1,286 @@
+"""Embedded multi-person default (``ssd``): SSD person boxes, a selfie mask per box, tracks.
+
+Every person in the frame is found as a box by the SSD MobileNetV2 person detector that npm
+``@mediapipe/objectron`` ships (Apache-2.0; ``privvid models fetch`` installs it), on the whole
+frame and, every ``tile_every`` frames, on overlapping tiles so that small people (a street, an
+audience) are seen at a useful scale. Boxes are merged by non-maximum suppression (a box mostly
+inside a better one is a part of that person) and matched to tracks by IoU; a track that the SSD
+misses keeps being looked at, at its predicted box, for ``carry`` frames, so one missed frame (or
+the frames between two tile runs) does not lose a person.
+
+Each box's square crop (``crop_scale`` x its longer edge) goes through mediapipe's selfie
+segmentation model; the person pixels inside the box grown by ``box_grow`` are that person's
+instance mask. A box whose crop holds almost no person pixels is a false alarm (a tripod, a
+rock) unless the SSD is sure of it (``keep_score``): then an ellipse in the box is removed, so
+a person the segmenter cannot see is still never left in the frame.
+
+Compared with the ``mediapipe`` backend (selfie segmentation of the whole frame + BlazePose,
+which follows one person at a time), this finds crowds and bystanders and gives one instance
+and track per person. It gives no keypoints: mesh mode runs its pose model on each person's crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from privvid.config import DetectConfig, parse_tiles
+from privvid.detect.base import Detections
+from privvid.detect.common import box_iou, check_frame, tile_boxes
+from privvid.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SsdOptions:
+    """Options of the ``ssd`` detector (``--detect-opt name=value``)."""
+
+    score: float = 0.25          # SSD person score for a box to count
+    nms_iou: float = 0.5         # boxes overlapping more are one person
+    contain: float = 0.8         # a box this much inside a better one is a part of it
+    tiles: str | None = "2x2"    # COLSxROWS overlapping tiles also searched (small people); "none" = off
+    tile_every: int = 2          # tiles run on every k-th frame (tracks carry tile-found people between)
+    tile_overlap: float = 0.25   # each tile is this much larger than its share of the frame
+    crop_scale: float = 1.4      # square crop side / the box's longer edge
+    mask_threshold: float = 0.3  # selfie probability for a person pixel
+    box_grow: float = 0.25       # instance = person pixels inside the box grown by this share per side
+    min_fill: float = 0.06       # a box with fewer person pixels (share of its area) is a false alarm...
+    keep_score: float = 0.5      # ... unless it scores this high (then an ellipse in the box is removed)
+    small_fill: int = 48         # a person shorter than this (px) also gets the ellipse of their box (the
+                                 # segmenter sees them at a few dozen pixels; the ellipse costs little scene)
+    carry: int = 3               # frames a missed track is still segmented at its predicted box
+    track_iou: float = 0.3       # min box IoU to continue a track
+    small: int = 96              # crops smaller than this (px) share one model input (2 x 2 mosaic)
+    max_people: int = 96         # most boxes segmented per frame (best scores first)
+    threads: int = 1             # interpreter threads (workers already use the cores)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"ssd detector option {what}")
+
+        need(0.0 < self.score < 1.0, f"score must be in (0, 1), got {self.score}")
+        need(0.0 < self.nms_iou <= 1.0, f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        need(0.0 < self.contain <= 1.01, f"contain must be in (0, 1.01], got {self.contain}")
+        try:
+            parse_tiles(self.tiles)
+        except ValueError as exc:
+            raise ConfigError(f"ssd detector option tiles: {exc}") from None
+        need(self.tile_every >= 1, f"tile_every must be >= 1, got {self.tile_every}")
+        need(0.0 <= self.tile_overlap <= 1.0, f"tile_overlap must be in [0, 1], got {self.tile_overlap}")
+        need(self.crop_scale >= 1.0, f"crop_scale must be >= 1, got {self.crop_scale}")
+        need(0.0 < self.mask_threshold < 1.0, f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
+        need(0.0 <= self.box_grow <= 1.0, f"box_grow must be in [0, 1], got {self.box_grow}")
+        need(0.0 <= self.min_fill < 1.0, f"min_fill must be in [0, 1), got {self.min_fill}")
+        need(0.0 < self.keep_score <= 1.0, f"keep_score must be in (0, 1], got {self.keep_score}")
+        need(self.carry >= 0, f"carry must be >= 0, got {self.carry}")
+        need(self.small_fill >= 0, f"small_fill must be >= 0, got {self.small_fill}")
+        need(0.0 < self.track_iou <= 1.0, f"track_iou must be in (0, 1], got {self.track_iou}")
+        need(self.small >= 0 and self.max_people >= 1 and self.threads >= 1,
+             "small must be >= 0, max_people and threads >= 1")
+
+
+@dataclass
+class _Track:
+    tid: int
+    box: np.ndarray           # x0, y0, x1, y1 of the last detection (or prediction)
+    velocity: np.ndarray      # per-frame change of the box
+    score: float
+    missed: int = 0           # frames since the SSD last found it
+
+
+def ellipse_mask(box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    out = np.zeros((h, w), np.uint8)
+    x0, y0, x1, y1 = box
+    cv2.ellipse(out, (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2))),
+                (max(1, int(round((x1 - x0) / 2))), max(1, int(round((y1 - y0) / 2)))), 0, 0, 360, 1, -1)
+    return out.astype(bool)
+
+
+class SsdDetector:
+    name = "ssd"
+    Options = SsdOptions
+    tracks = True  # gives its own track ids (the stream's IoU tracker is not needed)
+
+    def __init__(self, cfg: DetectConfig | None = None) -> None:
+        from privvid.detect.litert_models import SelfieCrops, SsdPersons
+        from privvid.runtime.models import SELFIE, SSD_PERSON, npm_model_path, wheel_model_path
+
+        self.cfg = cfg or DetectConfig()
+        self.opts = options_from(SsdOptions, self.cfg.options)
+        self._tiles = parse_tiles(self.opts.tiles)
+        self._ssd = SsdPersons(npm_model_path(SSD_PERSON), self.opts.threads)
+        self._seg = SelfieCrops(wheel_model_path(SELFIE), small=self.opts.small, threads=self.opts.threads)
+        self.reset()
+
+    def close(self) -> None:
+        """Nothing to release: the interpreters go with the object."""
+
+    def reset(self) -> None:
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._frame = 0
+        self.stats = {"frames": 0, "boxes": 0, "carried": 0, "dropped": 0, "ellipses": 0, "tile_frames": 0}
+
+    # ------------------------------------------------------------------ boxes
+    def _boxes(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from privvid.detect.litert_models import nms
+
+        o = self.opts
+        h, w = frame.shape[:2]
+        boxes, scores = [], []
+        b, s = self._ssd(frame, o.score)
+        boxes.append(b)
+        scores.append(s)
+        if self._tiles is not None and self._frame % o.tile_every == 0:
+            self.stats["tile_frames"] += 1
+            cols, rows = self._tiles
+            for x0, y0, x1, y1 in tile_boxes(w, h, cols, rows, o.tile_overlap):
+                b, s = self._ssd(frame[y0:y1, x0:x1], o.score)
+                if len(b):
+                    b = b + np.array([x0, y0, x0, y0], np.float32)
+                    boxes.append(b)
+                    scores.append(s)
+        b, s = np.concatenate(boxes), np.concatenate(scores)
+        ok = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 4)
+        b, s = b[ok], s[ok]
+        keep = nms(b, s, o.nms_iou, o.contain)[: o.max_people]
+        return b[keep], s[keep]
+
+    def _match(self, boxes: np.ndarray, scores: np.ndarray) -> list[tuple[_Track, bool]]:
+        """Update the tracks with this frame's boxes; returns (track, found this frame) to segment."""
+        o = self.opts
+        matched_t: set[int] = set()
+        matched_d: set[int] = set()
+        if self._tracks and len(boxes):
+            predicted = np.stack([t.box + t.velocity * min(t.missed + 1, 2) for t in self._tracks])
+            iou = box_iou(boxes, predicted)
+            pairs = np.argwhere(iou >= o.track_iou)
+            for d, t in pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable")]:
+                if d in matched_d or t in matched_t:
+                    continue
+                matched_d.add(int(d))
+                matched_t.add(int(t))
+                track = self._tracks[t]
+                steps = track.missed + 1
+                new_v = (boxes[d] - track.box) / steps
+                track.velocity = 0.5 * track.velocity + 0.5 * new_v
+                track.box = boxes[d].astype(np.float32).copy()
+                track.score = float(scores[d])
+                track.missed = 0
+        out: list[tuple[_Track, bool]] = []
+        keep: list[_Track] = []
+        for t, track in enumerate(self._tracks):
+            if t in matched_t:
+                out.append((track, True))
+                keep.append(track)
+                continue
+            track.missed += 1
+            if track.missed <= o.carry:
+                out.append((track, False))   # still looked for at its predicted box
+            if track.missed <= max(o.carry, self.cfg.track_max_age):
+                keep.append(track)           # its id comes back if the person is found again nearby
+        for d in range(len(boxes)):
+            if d not in matched_d:
+                track = _Track(self._next_id, boxes[d].astype(np.float32).copy(), np.zeros(4, np.float32),
+                               float(scores[d]))
+                self._next_id += 1
+                out.append((track, True))
+                keep.append(track)
+        self._tracks = keep
+        return out
+
+    # ------------------------------------------------------------------ main
+    def __call__(self, frame: np.ndarray) -> Detections:
+        from privvid.detect.litert_models import square_crop
+
+        frame = check_frame(frame)
+        o = self.opts
+        h, w = frame.shape[:2]
+        boxes, scores = self._boxes(frame)
+        current = self._match(boxes, scores)
+        self._frame += 1
+        self.stats["frames"] += 1
+        shown = []
+        for track, found in current:
+            box = track.box if found else track.box + track.velocity * min(track.missed, 2)
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            if bw < 1 or bh < 1 or box[2] <= 0 or box[3] <= 0 or box[0] >= w or box[1] >= h:
+                continue
+            shown.append((track, found, box.astype(np.float32)))
+        crops = [square_crop(box, o.crop_scale, w, h) for _, _, box in shown]
+        probs = self._seg(frame, crops) if crops else []
+        masks, out_boxes, out_scores, ids = [], [], [], []
+        dead: set[int] = set()
+        for (track, found, box), (cx, cy, side), prob in zip(shown, crops, probs):
+            mask = self._instance(prob, cx, cy, side, box, (h, w))
+            x0, y0, x1, y1 = np.clip(box, [0, 0, 0, 0], [w, h, w, h])
+            area = max((x1 - x0) * (y1 - y0), 1.0)
+            if found and (y1 - y0) < o.small_fill and mask.sum() >= o.min_fill * area:
+                mask |= ellipse_mask(np.array([x0, y0, x1, y1]), (h, w))
+            if mask.sum() < o.min_fill * area:
+                if found and track.score >= o.keep_score:
+                    mask = ellipse_mask(np.array([x0, y0, x1, y1]), (h, w))
+                    self.stats["ellipses"] += 1
+                else:
+                    self.stats["dropped"] += 1
+                    dead.add(track.tid)
+                    continue
+            if not mask.any():
+                continue
+            self.stats["boxes" if found else "carried"] += 1
+            masks.append(mask)
+            ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            out_boxes.append([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1])
+            out_scores.append(track.score if found else track.score * 0.5)
+            ids.append(track.tid)
+        if dead:
+            self._tracks = [t for t in self._tracks if t.tid not in dead]
+        n = len(masks)
+        return Detections(
+            masks=np.stack(masks) if n else np.zeros((0, h, w), bool),
+            boxes=np.asarray(out_boxes, np.float32).reshape(n, 4),
+            scores=np.asarray(out_scores, np.float32),
+            track_ids=np.asarray(ids, np.int64),
+        )
+
+    def _instance(self, prob: np.ndarray, cx: int, cy: int, side: int, box: np.ndarray,
+                  shape: tuple[int, int]) -> np.ndarray:
+        """Person pixels of the crop inside the grown box, as a full-frame bool mask."""
+        h, w = shape
+        g = self.opts.box_grow
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        gx0 = int(max(0, np.floor(box[0] - g * bw), cx))
+        gy0 = int(max(0, np.floor(box[1] - g * bh), cy))
+        gx1 = int(min(w, np.ceil(box[2] + g * bw), cx + side))
+        gy1 = int(min(h, np.ceil(box[3] + g * bh), cy + side))
+        out = np.zeros((h, w), bool)
+        if gx1 <= gx0 or gy1 <= gy0:
+            return out
+        out[gy0:gy1, gx0:gx1] = prob[gy0 - cy:gy1 - cy, gx0 - cx:gx1 - cx] >= self.opts.mask_threshold
+        return out
+
+    def info(self) -> dict[str, Any]:
+        from privvid.runtime.models import SELFIE, SSD_PERSON
+
+        return {
+            "name": self.name,
+            "models": {"boxes": f"{SSD_PERSON.name} ({SSD_PERSON.package}, {SSD_PERSON.licence})",
+                       "masks": f"{SELFIE.name} (mediapipe wheel, {SELFIE.licence})"},
+            "options": asdict(self.opts),
+            "stats": dict(self.stats, model_inputs=self._seg.inputs_run),
+        }
+
+
+def options_from(cls: Any, given: Any) -> Any:
+    """``cls(**given)`` with a clear ConfigError for a name the backend does not have."""
+    given = dict(given or {})
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s) {', '.join(unknown)}; "
+                          f"choose from: {', '.join(sorted(known))}")
+    return cls(**given)

@@ -1,0 +1,178 @@
+"""The multi-person embedded default (ssd backend), its model files and the size-scaled removal masks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privvid.config import DetectConfig
+from privvid.detect.base import Detections
+from privvid.detect.litert_models import face_anchors, nms, square_crop, ssd_anchors
+from privvid.detect.ssd_backend import SsdOptions, ellipse_mask, options_from
+from privvid.detect.stream import MaskStream
+from privvid.errors import ConfigError, MissingWeights, PrivvidError
+from privvid.runtime import models
+
+
+def test_ssd_anchors_follow_the_tf_object_detection_defaults():
+    a = ssd_anchors()
+    assert a.shape == (1917, 4)  # 19*19*3 + (10*10 + 5*5 + 3*3 + 2*2 + 1) * 6
+    # the first cell of the lowest layer: centre (0.5/19, 0.5/19), scale 0.1 square anchor first
+    assert np.allclose(a[0], [0.5 / 19, 0.5 / 19, 0.1, 0.1], atol=1e-6)
+    # its second anchor is scale 0.2 with aspect 2 (w / h = 2)
+    assert np.isclose(a[1, 3] / a[1, 2], 2.0, atol=1e-5)
+    # the last anchor is the 1x1 layer's in-between anchor sqrt(0.95 * 1.0), centred
+    assert np.allclose(a[-1], [0.5, 0.5, np.sqrt(0.95), np.sqrt(0.95)], atol=1e-5)
+    assert face_anchors().shape == (896, 2)
+
+
+def test_nms_drops_overlaps_and_parts_inside_a_better_box():
+    boxes = np.array([[0, 0, 10, 20], [1, 1, 11, 21], [2, 2, 6, 8], [30, 0, 40, 20]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    assert list(nms(boxes, scores, 0.5)) == [0, 2, 3]
+    assert list(nms(boxes, scores, 0.5, contain=0.8)) == [0, 3]
+
+
+def test_square_crop_is_centred_and_scaled():
+    x0, y0, side = square_crop(np.array([10, 20, 30, 60]), 1.5, 100, 100)
+    assert side == 60 and (x0 + side / 2, y0 + side / 2) == (20, 40)
+
+
+def test_options_validate_themselves():
+    assert SsdOptions().tiles == "2x2"
+    with pytest.raises(ConfigError, match="score"):
+        SsdOptions(score=1.5)
+    with pytest.raises(ConfigError, match="tiles"):
+        SsdOptions(tiles="big")
+    with pytest.raises(ConfigError, match="unknown SsdOptions option"):
+        options_from(SsdOptions, {"scroe": 0.3})
+    assert options_from(SsdOptions, {"tile_every": 3}).tile_every == 3
+
+
+def test_ellipse_mask_stays_in_its_box():
+    m = ellipse_mask(np.array([10, 10, 30, 50]), (64, 64))
+    ys, xs = np.nonzero(m)
+    assert m.sum() > 0.6 * 20 * 40 and xs.min() >= 9 and xs.max() <= 30 and ys.min() >= 9 and ys.max() <= 50
+
+
+# ---------------------------------------------------------------- model files
+def _fake_npm(tmp: Path, payload: bytes, member: str) -> Path:
+    """An `npm` executable whose `pack` writes a tgz holding ``member`` = 16 junk bytes + payload."""
+    tgz = tmp / "pkg.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        data = b"J" * 16 + payload
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    npm = tmp / "npm"
+    npm.write_text(f"#!/bin/sh\ncp {tgz} ./fake-1.0.tgz\n")
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    return npm
+
+
+def test_fetch_cuts_checks_and_installs_the_model(tmp_path, monkeypatch):
+    payload = b"tflite model bytes" * 10
+    fake = models.NpmModel("m.tflite", "fake@1.0", "package/assets.data", 16, 16 + len(payload),
+                           hashlib.sha256(payload).hexdigest(), "Apache-2.0", "a fake model")
+    monkeypatch.setattr(models, "NPM_MODELS", (fake,))
+    npm = _fake_npm(tmp_path, payload, fake.member)
+    dest = tmp_path / "models"
+    [(m, path, what)] = models.fetch(dest, npm=str(npm))
+    assert what == "installed" and path.read_bytes() == payload
+    [(_, _, what)] = models.fetch(dest, npm=str(npm))
+    assert what == "present"
+
+
+def test_fetch_refuses_bytes_that_do_not_match_the_pinned_hash(tmp_path, monkeypatch):
+    payload = b"tampered"
+    fake = models.NpmModel("m.tflite", "fake@1.0", "package/assets.data", 16, 16 + len(payload),
+                           "0" * 64, "Apache-2.0", "a fake model")
+    monkeypatch.setattr(models, "NPM_MODELS", (fake,))
+    npm = _fake_npm(tmp_path, payload, fake.member)
+    with pytest.raises(PrivvidError, match="sha256"):
+        models.fetch(tmp_path / "models", npm=str(npm))
+    assert not (tmp_path / "models" / "m.tflite").exists()
+
+
+def test_a_missing_model_names_the_command_that_installs_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIVVID_MODELS", str(tmp_path / "empty"))
+    with pytest.raises(MissingWeights, match="privvid models fetch"):
+        models.npm_model_path(models.SSD_PERSON)
+    from privvid.detect import DETECTORS
+
+    with pytest.raises(MissingWeights, match="privvid models fetch"):
+        DETECTORS.create("ssd", DetectConfig())
+    rows = {name: ok for name, _, ok, _ in models.status()}
+    assert rows[models.SSD_PERSON.name] is False
+
+
+def test_the_installed_model_is_intact():
+    path = models.npm_model_path(models.SSD_PERSON, verify=True)
+    assert path.stat().st_size == models.SSD_PERSON.end - models.SSD_PERSON.start
+
+
+# ---------------------------------------------------------------- removal masks scale with the person
+class _Box:
+    """A detector that reports one filled rectangle, at a given scale of the frame."""
+
+    name = "box"
+    tracks = True
+
+    def __init__(self, rect) -> None:  # noqa: ANN001
+        self.rect = rect
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        h, w = frame.shape[:2]
+        x0, y0, x1, y1 = self.rect
+        m = np.zeros((1, h, w), bool)
+        m[0, y0:y1, x0:x1] = True
+        return Detections(m, np.array([[x0, y0, x1, y1]], np.float32), np.ones(1, np.float32),
+                          track_ids=np.array([7]))
+
+    def info(self) -> dict:
+        return {}
+
+
+def test_dilation_grows_with_the_person_so_resolution_does_not_change_the_mask():
+    small = MaskStream(_Box((40, 20, 60, 100)), DetectConfig(temporal=0)).run([np.zeros((120, 200, 3), np.uint8)])
+    big = MaskStream(_Box((80, 40, 120, 200)), DetectConfig(temporal=0)).run([np.zeros((240, 400, 3), np.uint8)])
+    (d_small, m_small), = small
+    (d_big, m_big), = big
+    assert d_small.track_ids[0] == 7  # the detector's own track ids are kept
+    grown_small = m_small.sum() / (20 * 80)
+    grown_big = m_big.sum() / (40 * 160)
+    assert grown_small > 1.05  # it did grow
+    assert abs(grown_small - grown_big) < 0.05  # by the same share at twice the resolution
+    fixed_small = MaskStream(_Box((40, 20, 60, 100)), DetectConfig(temporal=0, dilate_rel=0.0)).run(
+        [np.zeros((120, 200, 3), np.uint8)])[0][1]
+    fixed_big = MaskStream(_Box((80, 40, 120, 200)), DetectConfig(temporal=0, dilate_rel=0.0)).run(
+        [np.zeros((240, 400, 3), np.uint8)])[0][1]
+    assert fixed_small.sum() / (20 * 80) - fixed_big.sum() / (40 * 160) > 0.1  # a fixed kernel does not
+
+
+def test_the_ssd_detector_finds_several_people_and_tracks_them(shared_data):
+    from PIL import Image
+
+    from privvid.detect import build_mask_stream
+
+    root = shared_data / "davis2016-person" / "JPEGImages" / "480p" / "breakdance"
+    frames = [np.array(Image.open(p).convert("RGB").resize((432, 240))) for p in sorted(root.glob("*.jpg"))[:8]]
+    outs = build_mask_stream(DetectConfig()).run(frames)
+    counts = [len(d) for d, _ in outs]
+    assert min(counts) >= 5  # the dancer and the audience behind him
+    ids = [set(d.track_ids.tolist()) for d, _ in outs]
+    assert len(ids[0] & ids[-1]) >= 3  # the same people keep their ids across frames
+    assert all(d.keypoints is None for d, _ in outs)
+    with pytest.raises(ConfigError):
+        build_mask_stream(replace(DetectConfig(), options={"carry": -1}))
