@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stride", type=int, default=1, help="score every k-th frame")
     ap.add_argument("--weights", type=Path, default=YOLO_SEG)
     ap.add_argument("--no-check", action="store_true", help="turn the written-frame check off (to see its effect)")
+    ap.add_argument("--filled-score", type=float, default=None, help="the check's filled_score (default: its own)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--ssd-options", default="{}", help="JSON options for the ssd setting, e.g. '{\"score\": 0.2}'")
     args = ap.parse_args(argv)
     console = Console(width=160)
     if not args.weights.is_file():
@@ -112,10 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     size = parse_size(args.size)
     names = [n for n in args.settings.split(",") if n] + (["yolo"] if args.yolo_masks else [])
     configs = settings(names, args.weights)
+    ssd_opts = json.loads(args.ssd_options)
+    if ssd_opts:
+        configs = [(f"{label} {ssd_opts}", replace(cfg, options={**cfg.options, **ssd_opts}))
+                   if cfg.backend == "ssd" else (label, cfg) for label, cfg in configs]
     ref = Reference(args.weights)
     from privvid.anonymize.check import CheckConfig
     from privvid.anonymize.pipeline import anonymize_clip
 
+    check_cfg = CheckConfig() if args.filled_score is None else CheckConfig(filled_score=args.filled_score)
     table = Table(title=f"independent audit ({args.weights.name}, conf {REF_CONF}) of --mode remove at "
                         f"{size[0]}x{size[1]}, first {args.max_frames} frames" + (" (check off)" if args.no_check else ""))
     for col in ("clip", "detector", "frames", "people in input", "found in output", "share", "centre in mask",
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             n_in = int(sum(len(b) for b in in_boxes))
             for label, det in configs:
                 cfg = AnonymizeConfig(mode="remove", resize=size, save_masks=True, detect=det,
-                                      check=CheckConfig(enabled=False) if args.no_check else CheckConfig())
+                                      check=CheckConfig(enabled=False) if args.no_check else check_cfg)
                 out_root = Path(tmp) / f"{clip}-{len(results)}"
                 src = path
                 if path.is_file() or path.is_dir():

@@ -108,6 +108,8 @@ class InpaintConfig:
                                          # channel, 0-255) are not both background: spatial fill (0 = off)
     avoid_grow: float = 0.25             # pixels within this share of a detection's box size of it are never
                                          # a source in that frame
+    guard: bool = True                   # with a detector other than ssd, the embedded SSD's person boxes
+    guard_score: float = 0.3             # (at least this score) guard the sources as well
 
 
 @dataclass(frozen=True)

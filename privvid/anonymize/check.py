@@ -3,8 +3,9 @@
 A second, independent look with cheap models (the SSD person detector on the whole frame and
 the BlazeFace face detector) at the frame as it will be written. A person or face it finds
 
-* inside the filled region (a person pasted back, or a smear that still reads as a person), or
-* outside every removal mask (a person the detector missed)
+* inside the filled region (a person pasted back, or a smear that still reads as a person), at
+  ``filled_score`` or more, or
+* anywhere, outside every removal mask too (a person the detector missed), at ``person_score``
 
 is masked (its box, grown by ``grow``) and filled again spatially; if the check still finds it
 there, the box is painted solid. What was found and done is returned per frame for the sidecar
@@ -25,14 +26,16 @@ from privvid.errors import ConfigError
 @dataclass(frozen=True)
 class CheckConfig:
     enabled: bool | None = None   # None: on for remove and mesh, off for blur / pixelate / solid
-    person_score: float = 0.5     # SSD person score that counts as a person in a written frame
+    person_score: float = 0.5     # SSD person score that counts as a person anywhere in a written frame
+    filled_score: float = 0.3     # ... and inside the filled region (where a pasted-back person would be)
     face_score: float = 0.75      # BlazeFace score that counts as a face (0 = no face check)
     grow: float = 0.1             # a finding's box grows by this share per side before it is filled
     solid_color: tuple[int, int, int] = (128, 128, 128)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.person_score < 1.0:
-            raise ConfigError(f"check person_score must be in (0, 1), got {self.person_score}")
+        if not 0.0 < self.person_score < 1.0 or not 0.0 < self.filled_score < 1.0:
+            raise ConfigError(f"check person_score and filled_score must be in (0, 1), got {self.person_score}, "
+                              f"{self.filled_score}")
         if not 0.0 <= self.face_score < 1.0:
             raise ConfigError(f"check face_score must be in [0, 1), got {self.face_score}")
         if not 0.0 <= self.grow <= 1.0:
@@ -60,7 +63,7 @@ class FrameCheck:
         from privvid.detect.litert_models import nms
 
         found = []
-        boxes, scores = self._persons(frame, self.cfg.person_score)
+        boxes, scores = self._persons(frame, min(self.cfg.person_score, self.cfg.filled_score))
         for i in nms(boxes, scores, 0.5):
             found.append(("person", float(scores[i]), boxes[i]))
         if self._faces is not None:
@@ -94,6 +97,8 @@ class FrameCheck:
                 if x1 <= x0 or y1 <= y0:
                     continue
                 inside = float(mask[y0:y1, x0:x1].mean())
+                if kind == "person" and score < self.cfg.person_score and inside < 0.3:
+                    continue  # a weak finding counts only where a person was removed
                 items.append({"kind": kind, "score": round(score, 3), "box": [x0, y0, x1, y1],
                               "where": "filled" if inside >= 0.3 else "unmasked"})
                 region[y0:y1, x0:x1] = True
@@ -104,7 +109,7 @@ class FrameCheck:
             self.totals["frames_flagged"] += 1
             spatial_fill(frame, region, self.radius, self.method, 1.0)
             mask |= region
-            again = [b for _, _, b in self._find(frame)]
+            again = [b for kind, score, b in self._find(frame)]
             action = "refilled"
             if again:
                 from privvid.detect.common import box_iou

@@ -99,13 +99,13 @@ class SolidComposer(_PerFrame):
         return {"color": list(self.cfg.solid_color)}
 
 
-def avoid_zones(detections: list[Detections], shape: tuple[int, int], grow: float) -> np.ndarray:
-    """(T, H, W) bool: every detection's box grown by ``grow`` x its size per side, per frame.
+def avoid_zones(boxes: list[np.ndarray], shape: tuple[int, int], grow: float) -> np.ndarray:
+    """(T, H, W) bool: every person box of each frame grown by ``grow`` x its size per side.
     Pixels there are never a source for filling another frame (background needs evidence)."""
     h, w = shape
-    out = np.zeros((len(detections), h, w), bool)
-    for t, d in enumerate(detections):
-        for x0, y0, x1, y1 in d.boxes:
+    out = np.zeros((len(boxes), h, w), bool)
+    for t, frame_boxes in enumerate(boxes):
+        for x0, y0, x1, y1 in frame_boxes:
             gx, gy = grow * (x1 - x0), grow * (y1 - y0)
             a0, b0 = int(max(0, np.floor(x0 - gx))), int(max(0, np.floor(y0 - gy)))
             a1, b1 = int(min(w, np.ceil(x1 + gx))), int(min(h, np.ceil(y1 + gy)))
@@ -125,6 +125,14 @@ class RemoveComposer:
         self.cfg = cfg
         self.inpainter = INPAINTERS.create(cfg.inpaint.backend, cfg.inpaint)
         self.context = int(self.inpainter.context)
+        # a detector other than the embedded ssd may miss people the SSD sees: its boxes guard the
+        # sources too (a person found by either in a frame is never pasted from that frame)
+        self.guard = None
+        if cfg.detect.backend != "ssd" and getattr(self.inpainter, "uses_sources", False) and cfg.inpaint.guard:
+            from privvid.detect.litert_models import SsdPersons
+            from privvid.runtime.models import SSD_PERSON, npm_model_path
+
+            self.guard = SsdPersons(npm_model_path(SSD_PERSON))
         self.check = None
         if cfg.check.active(cfg.mode):
             from privvid.anonymize.check import FrameCheck
@@ -142,7 +150,16 @@ class RemoveComposer:
         info dict per core frame; the check adds what it filled to ``masks[core]``."""
         kwargs: dict[str, Any] = {}
         if getattr(self.inpainter, "uses_sources", False):
-            kwargs["avoid"] = avoid_zones(detections, masks.shape[1:], self.cfg.inpaint.avoid_grow)
+            boxes = [d.boxes for d in detections]
+            if self.guard is not None:
+                from privvid.detect.litert_models import nms
+
+                guard = []
+                for frame in frames:
+                    b, sc = self.guard(frame, self.cfg.inpaint.guard_score)
+                    guard.append(b[nms(b, sc, 0.5)])
+                boxes = [np.concatenate([a, g]) for a, g in zip(boxes, guard)]
+            kwargs["avoid"] = avoid_zones(boxes, masks.shape[1:], self.cfg.inpaint.avoid_grow)
         filled = self.inpainter(frames, masks, core=core, **kwargs)
         if not isinstance(filled, np.ndarray) or filled.shape != frames.shape or filled.dtype != np.uint8:
             from privvid.errors import BackendFailure

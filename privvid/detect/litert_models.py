@@ -52,9 +52,12 @@ def ssd_anchors() -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, contain: float = 1.01) -> np.ndarray:
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, contain: float = 1.01,
+        part: float = 0.25) -> np.ndarray:
     """Indices kept by greedy non-maximum suppression, best first. A box is also suppressed when
-    more than ``contain`` of it lies inside a better box (a part of a person found on a tile)."""
+    more than ``contain`` of it lies inside a better box whose area is at most 1 / ``part`` times
+    its own (a sizeable piece of that person, e.g. an upper body found on a tile); a small box
+    inside a large one (one person inside a box around a whole group) is kept."""
     from privvid.detect.common import box_iou
 
     order = np.argsort(-scores, kind="stable")
@@ -72,7 +75,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, contain: float = 1.01
             if contain <= 1.0:
                 ix = max(0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]))
                 iy = max(0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]))
-                if ix * iy > contain * max(area[i], 1e-6):
+                if ix * iy > contain * max(area[i], 1e-6) and area[i] >= part * area[j]:
                     ok = False
                     break
         if ok:

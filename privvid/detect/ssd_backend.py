@@ -37,7 +37,7 @@ from privvid.errors import ConfigError
 class SsdOptions:
     """Options of the ``ssd`` detector (``--detect-opt name=value``)."""
 
-    score: float = 0.25          # SSD person score for a box to count
+    score: float = 0.2           # SSD person score for a box to count (the segmenter drops false alarms)
     nms_iou: float = 0.5         # boxes overlapping more are one person
     contain: float = 0.8         # a box this much inside a better one is a part of it
     tiles: str | None = "2x2"    # COLSxROWS overlapping tiles also searched (small people); "none" = off

@@ -35,10 +35,12 @@ def test_ssd_anchors_follow_the_tf_object_detection_defaults():
 
 
 def test_nms_drops_overlaps_and_parts_inside_a_better_box():
-    boxes = np.array([[0, 0, 10, 20], [1, 1, 11, 21], [2, 2, 6, 8], [30, 0, 40, 20]], np.float32)
-    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
-    assert list(nms(boxes, scores, 0.5)) == [0, 2, 3]
-    assert list(nms(boxes, scores, 0.5, contain=0.8)) == [0, 3]
+    # 0 and 1 overlap; 2 is the upper half of 0 (a piece of that person); 4 is a small person inside
+    # the box 0 draws around a group: kept
+    boxes = np.array([[0, 0, 10, 20], [1, 1, 11, 21], [0, 0, 10, 9], [30, 0, 40, 20], [2, 2, 4, 6]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+    assert list(nms(boxes, scores, 0.5)) == [0, 2, 3, 4]
+    assert list(nms(boxes, scores, 0.5, contain=0.8)) == [0, 3, 4]
 
 
 def test_square_crop_is_centred_and_scaled():

@@ -1,0 +1,62 @@
+"""The ssd default on real multi-person DAVIS footage, at the pipeline's 432x240 and the native 854x480.
+
+Bounds come from measurements of the same frames (the first N_FRAMES of each sequence; whole
+sequences: docs/mask_quality.md): person-pixel leak of the removal mask, its worst frame, and the
+scene lost outside the person on parkour (a single person, nothing else to remove). The same
+detector settings must give the same result at both resolutions (the dilation follows each
+person's size), so the bounds are the same for both.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from privvid.config import DetectConfig
+from privvid.detect import build_mask_stream
+
+N_FRAMES = 50
+SEQS = ("parkour", "dance-twirl", "breakdance")
+# measured on these frames (leak % of GT pixels, worst frame %, parkour removal outside GT % of frame):
+# 432x240: leak 0.00 / 0.15 / 0.04, worst frame 2.0, parkour outside 7.4
+# 854x480: leak 0.00 / 0.19 / 0.05, worst frame 1.4, parkour outside 7.0
+LEAK_MAX = 0.005      # mean over the three sequences, share of GT person pixels (the issue's target)
+WORST_MAX = 0.05      # any single frame (the issue's target)
+OUTSIDE_MAX = 0.10    # parkour: removal outside the person, share of the frame (previous default: 12.9%)
+
+
+def load(shared_data: Path, seq: str, size: tuple[int, int]):
+    root = shared_data / "davis2016-person"
+    imgs = sorted(glob.glob(str(root / "JPEGImages/480p" / seq / "*.jpg")))[:N_FRAMES]
+    anns = sorted(glob.glob(str(root / "Annotations/480p" / seq / "*.png")))[:N_FRAMES]
+    frames = [cv2.resize(np.array(Image.open(p).convert("RGB")), size, interpolation=cv2.INTER_AREA) for p in imgs]
+    gts = [cv2.resize((np.array(Image.open(p)) > 0).view(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+           for p in anns]
+    return frames, gts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(432, 240), (854, 480)], ids=["432x240", "854x480"])
+def test_default_removes_people_at_any_resolution_and_little_else(shared_data, size):
+    leaks, worst, outside = [], 0.0, None
+    for seq in SEQS:
+        frames, gts = load(shared_data, seq, size)
+        outs = build_mask_stream(DetectConfig()).run(frames)
+        gt = np.stack(gts)
+        removal = np.stack([r for _, r in outs])
+        missed = (gt & ~removal).sum(axis=(1, 2))
+        leaks.append(missed.sum() / gt.sum())
+        worst = max(worst, float((missed / np.maximum(gt.sum(axis=(1, 2)), 1)).max()))
+        if seq == "parkour":
+            outside = float((removal & ~gt).mean())
+        # one instance per person found: the dancer's audience gives several instances per frame
+        if seq == "breakdance":
+            assert np.mean([len(d) for d, _ in outs]) >= 5
+    assert np.mean(leaks) <= LEAK_MAX, leaks
+    assert worst <= WORST_MAX
+    assert outside is not None and outside <= OUTSIDE_MAX
