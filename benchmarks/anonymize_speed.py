@@ -1,10 +1,13 @@
 """End-to-end speed of `privvid anonymize` with the per-stage split and the decode+encode floor.
 
-    python benchmarks/anonymize_speed.py [--mode remove] [--size 432x240] [--workers 2] [CLIPS...]
+    python benchmarks/anonymize_speed.py [--mode remove] [--size 432x240] [--workers 2]
+        [--detectors ssd,mediapipe] [CLIPS...]
 
 For each clip it times, in the same run: the floor (decode + resize + H.264 encode, no
 processing), privvid one clip at a time (frames/s and where the time goes, from the
-sidecar timings), and the whole set with --workers N processes (throughput on all cores).
+sidecar timings; "check" is the written-frame check), and the whole set with --workers N
+processes (throughput on all cores), once per detector: ``ssd`` is the default, ``mediapipe`` the
+previous default, side by side in the same run.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import AnonymizeConfig, parse_size
+from privvid.config import AnonymizeConfig, DetectConfig, parse_size
 from privvid.io import VideoWriter, output_size, probe, read_frames
 
 from _shared import DATA, DEMO
@@ -51,15 +54,27 @@ def main() -> None:
     parser.add_argument("--size", default="432x240")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--copies", type=int, default=3, help="copies of each clip in the dataset run")
+    parser.add_argument("--detectors", default="ssd,mediapipe", help="comma list of detector backends to compare")
     args = parser.parse_args()
     clips = args.clips or [c for c in DEFAULT_CLIPS if c.exists()]
     if not clips:
         sys.exit("no clips: pass paths, or keep ../shared/data beside the checkout")
     size = parse_size(args.size)
-    cfg = AnonymizeConfig(mode=args.mode, resize=size)
     console = Console(width=150)  # the table stays whole when printed to a file
-    table = Table(title=f"privvid anonymize --mode {args.mode} at {args.size}, one clip at a time")
-    for col in ("clip", "frames", "floor fps", "privvid fps", "decode", "detect", "compose", "encode", "other"):
+    lines = []
+    for backend in args.detectors.split(","):
+        det = DetectConfig(backend=backend, **({"dilate_rel": 0.0} if backend == "mediapipe" else {}))
+        cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det)
+        lines.append(run(console, clips, size, cfg, args, backend))
+    for line in lines:
+        console.print(line)
+
+
+def run(console: Console, clips: list[Path], size: tuple[int, int], cfg: AnonymizeConfig, args: argparse.Namespace,
+        backend: str) -> str:
+    table = Table(title=f"privvid anonymize --mode {args.mode} at {args.size}, detector {backend}, one clip at a time")
+    for col in ("clip", "frames", "floor fps", "privvid fps", "decode", "detect", "compose", "check", "encode",
+                "other"):
         table.add_column(col, justify="right" if col != "clip" else "left")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -74,7 +89,7 @@ def main() -> None:
             side = json.loads(next((tmp / f"timed{i}").glob("*.json")).read_text())
             t = side["timings"]
             total = t["total"]
-            stages = {k: t.get(k, 0.0) for k in ("decode", "detect", "compose", "encode")}
+            stages = {k: t.get(k, 0.0) for k in ("decode", "detect", "compose", "check", "encode")}
             other = total - sum(stages.values())
             table.add_row(clip.name, str(frames), f"{frames / floor_s:.1f}", f"{frames / total:.1f}",
                           *(f"{1000 * v / frames:.1f} ms" for v in stages.values()), f"{1000 * other / frames:.1f} ms")
@@ -97,12 +112,14 @@ def main() -> None:
             f, s = floor(clip, size, tmp / f"floor_again{i}.mp4")
             floor_frames += f
             floor_total += s
-    console.print(
-        f"[bold]dataset run, {len(summary.outcomes)} clips, {done} frames, --workers {args.workers}: "
+    line = (
+        f"[bold]{backend}: dataset run, {len(summary.outcomes)} clips, {done} frames, --workers {args.workers}: "
         f"{done / elapsed:.1f} frames/s wall clock (process start and model loading included), "
         f"{args.workers * done / busy:.1f} frames/s from the clips' own processing times; "
         f"decode+encode floor on one core: {floor_frames / floor_total:.1f} frames/s[/bold]"
     )
+    console.print(line)
+    return line
 
 
 if __name__ == "__main__":

@@ -151,13 +151,15 @@ def audit_command(
     (csv_path.with_suffix(".json")).write_text(json.dumps(summ, indent=2) + "\n", encoding="utf-8")
     table = Table(title=f"audit: {summ['flagged']} of {summ['clips']} clips flagged "
                         f"(person: {summ['checkers']['person']}, face: {summ['checkers']['face']})")
-    for col in ("rank", "clip", "flagged", "suspicion", "person hits (max score)", "face hits (max score)"):
+    for col in ("rank", "clip", "flagged", "suspicion", "person hits (max score)", "face hits (max score)",
+                "written-frame check: mended / solid"):
         table.add_column(col, justify="left" if col == "clip" else "right", overflow="fold")
     for row in result.rows[:top]:
         table.add_row(str(row.rank), row.rel + (f" [red]{row.error}[/red]" if row.error else ""),
                       "[red]yes[/red]" if row.flagged else "no", f"{row.suspicion:.2f}",
                       f"{row.person_hits}/{row.frames_checked} ({row.person_max_score:.2f})",
-                      f"{row.face_hits}/{row.frames_checked} ({row.face_max_score:.2f})")
+                      f"{row.face_hits}/{row.frames_checked} ({row.face_max_score:.2f})",
+                      f"{row.check_flagged} / {row.check_solid}" if row.check == "on" else row.check)
     console.print(table)
     if summ["same_detector_as_removal"]:
         console.print(f"[yellow]note:[/yellow] for {summ['same_detector_as_removal']} clip(s) the person checker uses "

@@ -120,6 +120,8 @@ class MeshConfig:
     pose_weights: Path | None = None
     smooth: float = 1.0                  # temporal smoothing strength (0 = off)
     save_params: bool = False
+    min_height: float = 0.15             # people shorter than this share of the frame height get no body
+                                         # (removed only): too small to fit, and a crowd would cost a fit each
 
 
 def _check_config() -> Any:

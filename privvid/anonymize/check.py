@@ -58,6 +58,7 @@ class FrameCheck:
 
     def reset(self) -> None:
         self.totals = {"frames": 0, "frames_flagged": 0, "refilled": 0, "solid": 0, "persons": 0, "faces": 0}
+        self.seconds = 0.0
 
     def _find(self, frame: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
         from privvid.detect.litert_models import nms
@@ -81,8 +82,11 @@ class FrameCheck:
     def __call__(self, frames: np.ndarray, masks: np.ndarray) -> list[dict[str, Any]]:
         """Check (and mend, in place) ``frames`` (N, H, W, 3) with their removal ``masks`` (N, H, W);
         the pixels it fills are added to ``masks``. Returns one record per frame."""
+        import time
+
         from privvid.inpaint.classical import spatial_fill
 
+        started = time.perf_counter()
         records = []
         for frame, mask in zip(frames, masks):
             self.totals["frames"] += 1
@@ -123,6 +127,7 @@ class FrameCheck:
                     action = "solid"
             self.totals["solid" if action == "solid" else "refilled"] += 1
             records.append({"found": items, "action": action})
+        self.seconds += time.perf_counter() - started
         return records
 
     def info(self) -> dict[str, Any]:

@@ -152,6 +152,11 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
         raise
 
     seconds = time.perf_counter() - started
+    check = getattr(composer, "check", None)
+    if check is not None and getattr(check, "seconds", 0.0):
+        # the written-frame check runs inside the composer: report it as its own stage
+        timer.totals["check"] = check.seconds
+        timer.totals["compose"] = timer.totals.get("compose", 0.0) - check.seconds
     timer.totals["total"] = seconds
     cov = np.asarray(coverage)
     notes = _notes(info, width, height, cfg)

@@ -107,6 +107,10 @@ class MeshStage:
                 person = {"track_id": tid, "box": [round(float(v), 1) for v in box], "status": "failed",
                           "reason": None, "reproj_error_px": None, "reproj_error_rel": None}
                 per_frame[t].append(person)
+                if float(box[3] - box[1]) < getattr(self.cfg, "min_height", 0.0) * height:
+                    person["status"] = "small"
+                    person["reason"] = "shorter than min_height: removed, no body"
+                    continue
                 res: PoseResult | None = None
                 try:
                     if (kp is not None and len(kp) > i and kp.shape[1] == 33 and world_kp is not None
@@ -261,11 +265,13 @@ class MeshStage:
         err_rel = [r["err_rel"] for r in ok if np.isfinite(r["err_rel"])]
         err_px = [r["err_px"] for r in ok if np.isfinite(r["err_px"])]
         persons = sum(len(f["people"]) for f in self._frames_info)
+        small = sum(p["status"] == "small" for f in self._frames_info for p in f["people"])
         return {
             "frames": len(self._frames_info),
             "person_frames": persons,
             "fitted": len(ok),
-            "failed": persons - len(ok),
+            "failed": persons - len(ok) - small,
+            "small": small,
             "tracks": len({r["track"] for r in ok}),
             "mean_reproj_error_px": round(float(np.mean(err_px)), 3) if err_px else None,
             "mean_reproj_error_rel": round(float(np.mean(err_rel)), 5) if err_rel else None,

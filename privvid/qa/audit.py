@@ -16,6 +16,12 @@ also checked as a 2 x 2 grid of overlapping crops (``tiles``).
 
 A clip is flagged when a checker fires on at least ``min_hits`` of the checked frames; clips are
 ranked by the larger hit share of the two checkers, then by the highest score.
+
+The audit also reads what the written-frame check (:mod:`privvid.anonymize.check`) recorded in
+each sidecar while the clip was made: the frames it flagged and mended, and those where it had to
+paint a box solid because a person was still found after the refill. A clip with ``min_hits`` or
+more solid fallbacks is flagged too (something person-like kept coming back there), and a
+remove / mesh clip made with the check off is noted.
 """
 
 from __future__ import annotations
@@ -142,6 +148,9 @@ class ClipAudit:
     face_max_area: float
     removal_detector: str
     same_detector: bool       # person checker == the backend that did the removal
+    check: str = "absent"     # the written-frame check while the clip was made: on | off | absent
+    check_flagged: int = 0    # frames it found a person or face in and mended
+    check_solid: int = 0      # ... of which it had to paint a box solid
     error: str = ""
 
 
@@ -174,6 +183,12 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
     person_name = getattr(person, "name", "") if person is not None else ""
     same = bool(person_name) and (person_name == removal or removal in getattr(person, "shares_model_with", ()))
     row = ClipAudit(0, clip.rel, clip.label, clip.mode, False, 0.0, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, removal, same)
+    recorded = clip.sidecar.get("check")
+    if isinstance(recorded, dict):
+        row.check = "off" if recorded.get("name") == "off" else "on"
+        per_frame = recorded.get("per_frame") or []
+        row.check_flagged = int(recorded.get("frames_flagged", len(per_frame)))
+        row.check_solid = sum(1 for r in per_frame if isinstance(r, dict) and r.get("action") == "solid")
     try:
         info_frames = grab_frames(clip.video, cfg.frames)
     except BadInput as exc:
@@ -195,7 +210,7 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
                 setattr(row, f"{prefix}_max_area", max(getattr(row, f"{prefix}_max_area"), max(a for _, a in hits)))
     n = max(1, row.frames_checked)
     row.suspicion = max(row.person_hits, row.face_hits) / n
-    row.flagged = max(row.person_hits, row.face_hits) >= cfg.min_hits
+    row.flagged = max(row.person_hits, row.face_hits) >= cfg.min_hits or row.check_solid >= cfg.min_hits
     return row
 
 
@@ -300,6 +315,10 @@ def summary(result: AuditResult) -> dict[str, Any]:
         "with_person_hits": sum(r.person_hits > 0 for r in rows),
         "with_face_hits": sum(r.face_hits > 0 for r in rows),
         "same_detector_as_removal": sum(r.same_detector for r in rows),
+        "written_frame_check": {"on": sum(r.check == "on" for r in rows), "off": sum(r.check == "off" for r in rows),
+                                "absent": sum(r.check == "absent" for r in rows),
+                                "frames_mended": sum(r.check_flagged for r in rows),
+                                "solid_fallbacks": sum(r.check_solid for r in rows)},
         "checkers": result.checkers,
         "per_class": {k: {"clips": v[0], "flagged": v[1]} for k, v in sorted(by_class.items())},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result.config).items()},

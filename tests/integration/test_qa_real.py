@@ -208,3 +208,24 @@ def test_audit_with_an_independent_yolo_checker(tennis_dataset: Path, shared_wei
     assert rows["tennis/raw"].flagged and rows["tennis/raw"].person_hits >= 4
     assert not rows["tennis/removed"].flagged
     assert not rows["tennis/raw"].same_detector  # yolo did not do the removal (sidecar: mediapipe)
+
+
+def test_audit_reads_the_written_frame_check_from_the_sidecar(tennis_dataset: Path, tmp_path: Path) -> None:
+    """A clip whose check had to paint boxes solid again and again is flagged, even where the audit's
+    own checkers see nothing; one made with the check off says so."""
+    import shutil
+
+    root = tmp_path / "anon"
+    for name, check in (("solid", {"name": "ssd+blazeface", "frames_flagged": 3, "per_frame": [
+            {"frame": i, "found": [{"kind": "person"}], "action": "solid"} for i in (2, 5, 9)]}),
+                        ("off", {"name": "off"})):
+        video = root / "tennis" / f"{name}.mp4"
+        video.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tennis_dataset / "tennis" / "removed.mp4", video)
+        side = json.loads((tennis_dataset / "tennis" / "removed.json").read_text())
+        side["check"] = check
+        video.with_suffix(".json").write_text(json.dumps(side))
+    rows = {r.rel: r for r in audit(root, AuditConfig(frames=4, min_hits=2)).rows}
+    solid, off = rows["tennis/solid"], rows["tennis/off"]
+    assert solid.check == "on" and solid.check_flagged == 3 and solid.check_solid == 3 and solid.flagged
+    assert off.check == "off" and off.check_solid == 0 and not off.flagged
