@@ -83,6 +83,40 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, contain: float = 1.01
     return np.asarray(keep, np.int64)
 
 
+def merge_parts(boxes: np.ndarray, scores: np.ndarray, contain: float, part: float = 0.25
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge boxes that are pieces of one person: when more than ``contain`` of one box lies inside
+    another at most 1 / ``part`` times its size (an upper body, legs, a tile's cut of a person),
+    both become their union box with the higher score. Small boxes inside a large one (people inside
+    a box around a group) are left alone."""
+    boxes = [b.astype(np.float32) for b in boxes]
+    scores = [float(v) for v in scores]
+    changed = True
+    while changed and len(boxes) > 1:
+        changed = False
+        for i in range(len(boxes)):
+            for j in range(len(boxes)):
+                if i == j:
+                    continue
+                a, b = boxes[i], boxes[j]
+                area_a = max((a[2] - a[0]) * (a[3] - a[1]), 1e-6)
+                area_b = max((b[2] - b[0]) * (b[3] - b[1]), 1e-6)
+                ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+                iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+                if ix * iy > contain * area_a and area_a >= part * area_b:
+                    boxes[j] = np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])],
+                                        np.float32)
+                    scores[j] = max(scores[i], scores[j])
+                    del boxes[i], scores[i]
+                    changed = True
+                    break
+            if changed:
+                break
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    return np.stack(boxes), np.asarray(scores, np.float32)
+
+
 class SsdPersons:
     """Person boxes (x0, y0, x1, y1 px) and scores from the objectron SSD; the image is stretched to 300 x 300."""
 

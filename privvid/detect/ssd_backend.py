@@ -127,28 +127,52 @@ class SsdDetector:
 
     # ------------------------------------------------------------------ boxes
     def _boxes(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from privvid.detect.litert_models import nms
+        from privvid.detect.litert_models import merge_parts, nms
 
         o = self.opts
         h, w = frame.shape[:2]
-        boxes, scores = [], []
+        boxes, scores, cut = [], [], []
         b, s = self._ssd(frame, o.score)
         boxes.append(b)
         scores.append(s)
+        cut.append(np.zeros(len(b), bool))
         if self._tiles is not None and self._frame % o.tile_every == 0:
             self.stats["tile_frames"] += 1
             cols, rows = self._tiles
             for x0, y0, x1, y1 in tile_boxes(w, h, cols, rows, o.tile_overlap):
                 b, s = self._ssd(frame[y0:y1, x0:x1], o.score)
                 if len(b):
-                    b = b + np.array([x0, y0, x0, y0], np.float32)
-                    boxes.append(b)
+                    # a box that ends at an edge the tile shares with the rest of the frame is a person
+                    # cut by the tile: only a piece of them
+                    edge = np.zeros(len(b), bool)
+                    for k, (limit, inner) in enumerate(((0, x0 > 0), (0, y0 > 0), (x1 - x0, x1 < w),
+                                                        (y1 - y0, y1 < h))):
+                        if inner:
+                            edge |= np.abs(b[:, k] - limit) <= 2
+                    boxes.append(b + np.array([x0, y0, x0, y0], np.float32))
                     scores.append(s)
-        b, s = np.concatenate(boxes), np.concatenate(scores)
+                    cut.append(edge)
+        b, s, c = np.concatenate(boxes), np.concatenate(scores), np.concatenate(cut)
         ok = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 4)
-        b, s = b[ok], s[ok]
-        keep = nms(b, s, o.nms_iou, o.contain)[: o.max_people]
-        return b[keep], s[keep]
+        b, s, c = b[ok], s[ok], c[ok]
+        if c.any() and (~c).any():
+            # a cut piece overlapping a whole box by 40% of its area is that person: not a person of its own
+            whole = b[~c]
+            ix = (np.minimum(b[:, None, 2], whole[None, :, 2]) - np.maximum(b[:, None, 0], whole[None, :, 0])).clip(0)
+            iy = (np.minimum(b[:, None, 3], whole[None, :, 3]) - np.maximum(b[:, None, 1], whole[None, :, 1])).clip(0)
+            area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).clip(1e-6)
+            inter = ix * iy
+            piece = c & (inter.max(axis=1) > 0.4 * area)
+            whole_idx = np.flatnonzero(~c)
+            for k in np.flatnonzero(piece):  # ... and widen that person's box to hold the piece too
+                j = whole_idx[int(np.argmax(inter[k]))]
+                b[j, :2] = np.minimum(b[j, :2], b[k, :2])
+                b[j, 2:] = np.maximum(b[j, 2:], b[k, 2:])
+            b, s = b[~piece], s[~piece]
+        keep = nms(b, s, o.nms_iou, o.contain)
+        b, s = merge_parts(b[keep], s[keep], o.contain)
+        order = np.argsort(-s, kind="stable")[: o.max_people]
+        return b[order], s[order]
 
     def _match(self, boxes: np.ndarray, scores: np.ndarray) -> list[tuple[_Track, bool]]:
         """Update the tracks with this frame's boxes; returns (track, found this frame) to segment."""
@@ -179,7 +203,7 @@ class SsdDetector:
                 keep.append(track)
                 continue
             track.missed += 1
-            if track.missed <= o.carry:
+            if track.missed <= o.carry and not _covered(track.box, boxes, o.contain):
                 out.append((track, False))   # still looked for at its predicted box
             if track.missed <= max(o.carry, self.cfg.track_max_age):
                 keep.append(track)           # its id comes back if the person is found again nearby
@@ -273,6 +297,16 @@ class SsdDetector:
             "options": asdict(self.opts),
             "stats": dict(self.stats, model_inputs=self._seg.inputs_run),
         }
+
+
+def _covered(box: np.ndarray, boxes: np.ndarray, contain: float) -> bool:
+    """Is more than ``contain`` of ``box`` inside one of ``boxes`` (a person found this frame)?"""
+    if not len(boxes):
+        return False
+    ix = (np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])).clip(0)
+    iy = (np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])).clip(0)
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+    return bool((ix * iy > contain * area).any())
 
 
 def options_from(cls: Any, given: Any) -> Any:
