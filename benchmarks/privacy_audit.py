@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = AnonymizeConfig(mode="remove", resize=size, save_masks=True, detect=det,
                                       check=CheckConfig(enabled=False) if args.no_check else check_cfg)
                 out_root = Path(tmp) / f"{clip}-{len(results)}"
-                src = path
-                if path.is_file() or path.is_dir():
-                    src = path
-                res = anonymize_clip(_limited(src, args.max_frames, Path(tmp)), out_root, cfg)
+                res = anonymize_clip(_limited(path, args.max_frames, Path(tmp)), out_root, cfg)
                 outs = frames_of(res.output, size, args.max_frames, args.stride)
                 masks = np.load(res.output.with_name(res.output.name[:-4] + ".masks.npz"))["masks"][::args.stride]
                 found = centre = 0

@@ -117,20 +117,36 @@ def merge_parts(boxes: np.ndarray, scores: np.ndarray, contain: float, part: flo
     return np.stack(boxes), np.asarray(scores, np.float32)
 
 
-class SsdPersons:
-    """Person boxes (x0, y0, x1, y1 px) and scores from the objectron SSD; the image is stretched to 300 x 300."""
-
-    SIZE = 300
+class _Model:
+    """One TFLite model with a single input; its first run's native log lines are kept off stderr."""
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         self.path = Path(path)
         self._it = _interpreter(self.path, threads)
         self._in = self._it.get_input_details()[0]["index"]
-        outs = {d["name"]: d["index"] for d in self._it.get_output_details()}
-        self._boxes = outs["raw_outputs/box_encodings"]
-        self._classes = outs["raw_outputs/class_predictions"]
-        self._anchors = ssd_anchors()
+        self._outs = {d["name"]: d["index"] for d in self._it.get_output_details()}
         self._first = True
+
+    def _invoke(self, x: np.ndarray) -> None:
+        self._it.set_tensor(self._in, x)
+        if self._first:
+            with quiet_native_logs():
+                self._it.invoke()
+            self._first = False
+        else:
+            self._it.invoke()
+
+
+class SsdPersons(_Model):
+    """Person boxes (x0, y0, x1, y1 px) and scores from the objectron SSD; the image is stretched to 300 x 300."""
+
+    SIZE = 300
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        super().__init__(path, threads)
+        self._boxes = self._outs["raw_outputs/box_encodings"]
+        self._classes = self._outs["raw_outputs/class_predictions"]
+        self._anchors = ssd_anchors()
 
     def __call__(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
         """All anchors scoring >= ``min_score`` decoded to boxes in ``image`` pixels (before NMS)."""
@@ -138,13 +154,7 @@ class SsdPersons:
         x = cv2.resize(image, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
         x *= 2.0 / 255.0
         x -= 1.0
-        self._it.set_tensor(self._in, x[None])
-        if self._first:
-            with quiet_native_logs():
-                self._it.invoke()
-            self._first = False
-        else:
-            self._it.invoke()
+        self._invoke(x[None])
         logits = self._it.get_tensor(self._classes)[0, :, PERSON_CLASS]
         # sigmoid(logit) >= s  <=>  logit >= log(s / (1 - s)): decode only the candidates
         cut = float(np.log(min_score / (1.0 - min_score)))
@@ -261,19 +271,15 @@ def face_anchors() -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-class Faces:
+class Faces(_Model):
     """Face boxes (x0, y0, x1, y1 px) and scores from BlazeFace short range (128 x 128, letterboxed)."""
 
     SIZE = 128
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        self.path = Path(path)
-        self._it = _interpreter(self.path, threads)
-        self._in = self._it.get_input_details()[0]["index"]
-        outs = {d["name"]: d["index"] for d in self._it.get_output_details()}
-        self._reg, self._cls = outs["regressors"], outs["classificators"]
+        super().__init__(path, threads)
+        self._reg, self._cls = self._outs["regressors"], self._outs["classificators"]
         self._anchors = face_anchors()
-        self._first = True
 
     def __call__(self, image: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
@@ -284,13 +290,7 @@ class Faces:
         x = cv2.resize(pad, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
         x *= 2.0 / 255.0
         x -= 1.0
-        self._it.set_tensor(self._in, x[None])
-        if self._first:
-            with quiet_native_logs():
-                self._it.invoke()
-            self._first = False
-        else:
-            self._it.invoke()
+        self._invoke(x[None])
         logits = np.clip(self._it.get_tensor(self._cls)[0, :, 0], -80, 80)
         scores = 1.0 / (1.0 + np.exp(-logits))
         keep = np.flatnonzero(scores >= min_score)

@@ -178,3 +178,25 @@ def test_the_ssd_detector_finds_several_people_and_tracks_them(shared_data):
     assert all(d.keypoints is None for d, _ in outs)
     with pytest.raises(ConfigError):
         build_mask_stream(replace(DetectConfig(), options={"carry": -1}))
+
+
+def test_cli_detector_options_are_checked_before_any_clip_and_passed_on(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from fakes import moving_square_frames, write_video
+    from privvid.cli.main import app
+
+    write_video(tmp_path / "in" / "c.mp4", moving_square_frames(6))
+    bad = CliRunner().invoke(app, ["anonymize", str(tmp_path / "in"), str(tmp_path / "bad"), "--detect-opt", "scroe=1"])
+    assert bad.exit_code == 2 and "scroe" in bad.output and not (tmp_path / "bad" / "c.mp4").exists()
+    bad = CliRunner().invoke(app, ["anonymize", str(tmp_path / "in"), str(tmp_path / "bad"), "--detect-opt", "tiles"])
+    assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
+    ok = CliRunner().invoke(app, ["anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--quiet",
+                                  "--detect-opt", "tiles=none", "--detect-opt", "carry=5", "--no-check"])
+    assert ok.exit_code == 0, ok.output
+    side = json.loads((tmp_path / "out" / "c.json").read_text())
+    opts = side["backends"]["detector"]["detector"]["options"]
+    assert opts["tiles"] == "none" and opts["carry"] == 5
+    assert side["check"]["name"] == "off"
