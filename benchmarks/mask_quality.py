@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                          "on these videos (no GT needed), e.g. the demo clips benchmarks/anonymize_speed.py uses")
     ap.add_argument("--variants", default="default,mediapipe",
                     help="default (the ssd backend); ssd variants: ssd-notiles (no tiles), ssd-tiles1 (tiles every "
-                         "frame), ssd-fixed (fixed 11 px dilation); mediapipe (the previous default, fixed 11 px "
+                         "frame), ssd-fixed (fixed 11 px dilation), ssd-t0 (no temporal union); mediapipe (the previous default, fixed 11 px "
                          "dilation) and its variants: old (the default before the crop pass: pose every frame, "
                          "crops=0, i.e. the first measurements in docs/mask_quality.md); pose1 (default with pose on "
                          "every frame); single (one pose person per frame, the default before the pose cascade); "
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ssd-notiles": ("ssd tiles=none", replace(ssd, options={"tiles": "none"})),
                 "ssd-tiles1": ("ssd tiles every frame", replace(ssd, options={"tile_every": 1})),
                 "ssd-fixed": ("ssd fixed 11 px dilation", replace(ssd, dilate_rel=0.0)),
+                "ssd-t0": ("ssd temporal=0 (no union over frames)", replace(ssd, temporal=0)),
                 "mediapipe": ("mediapipe (previous default)", base),
                 "old": ("mediapipe old default (pose_every=1, crops=0)", replace(base, pose_every=1, crops=0)),
                 "pose1": ("mediapipe pose_every=1", replace(base, pose_every=1)),

@@ -313,6 +313,12 @@ async function start() {
   render();
   reviewer.value = state.reviewer || "";
   refresh();
+  // ready only once the frame strips have loaded (or failed): a reviewer, and a test, sees real frames
+  await Promise.all([...document.querySelectorAll(".strip img")].map(img =>
+    img.complete ? null : new Promise(done => {
+      img.addEventListener("load", done, {once: true});
+      img.addEventListener("error", done, {once: true});
+    })));
   document.body.dataset.ready = "1";
 }
 start();

@@ -77,7 +77,7 @@ def test_default_removal_mask_covers_both_people(clip_frames, reference, cfg) ->
 
 def test_ssd_gives_each_man_his_own_instance_and_track_in_most_frames(clip_frames, reference) -> None:
     """The ssd default: one SSD box and selfie mask per man. During the hug (frames 50-70) the SSD
-    sometimes gives one box for both (measured: 21-22 of 24 sampled frames with each man >= 75% in an
+    sometimes gives one box for both (measured with this test's logic: 21-22 of 24 sampled frames with each man >= 75% in an
     instance of his own, and both removed in every frame, see the test above); the tracks keep
     their ids through a few missed frames."""
     from privvid.detect.common import box_iou, mask_box
