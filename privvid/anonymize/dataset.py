@@ -128,6 +128,22 @@ def _input_bytes(path: Path) -> int:
         return 0
 
 
+def preflight(cfg: AnonymizeConfig) -> None:
+    """Fail before any clip (and before OUT is touched) on what every clip would fail on: an unknown
+    mode or detector, a bad detector option, an embedded model file that is not installed."""
+    from privvid.anonymize.modes import MODES
+    from privvid.detect import validate_options
+
+    MODES.resolve(cfg.mode)
+    validate_options(cfg.detect)
+    needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (
+        cfg.mode in ("remove", "mesh") and cfg.inpaint.guard)
+    if needs_ssd:
+        from privvid.runtime.models import SSD_PERSON, npm_model_path
+
+        npm_model_path(SSD_PERSON)
+
+
 def anonymize_dataset(
     input_path: str | os.PathLike[str],
     out_root: str | os.PathLike[str],
@@ -145,6 +161,7 @@ def anonymize_dataset(
     and parameters; ``on_start(n_to_run)`` and ``on_clip(outcome)`` drive progress displays.
     """
     started = time.perf_counter()
+    preflight(cfg)
     input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()
     if out_root == input_path or input_path in out_root.parents:
         raise PrivvidError(f"the output folder {out_root} must not be inside the input {input_path}")

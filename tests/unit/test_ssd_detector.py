@@ -200,3 +200,18 @@ def test_cli_detector_options_are_checked_before_any_clip_and_passed_on(tmp_path
     opts = side["backends"]["detector"]["detector"]["options"]
     assert opts["tiles"] == "none" and opts["carry"] == 5
     assert side["check"]["name"] == "off"
+
+
+def test_a_run_without_the_model_file_stops_before_touching_the_output(tmp_path, monkeypatch):
+    from fakes import moving_square_frames, write_video
+    from privvid.anonymize import anonymize_dataset
+    from privvid.config import AnonymizeConfig
+
+    write_video(tmp_path / "in" / "c.mp4", moving_square_frames(4))
+    monkeypatch.setenv("PRIVVID_MODELS", str(tmp_path / "no-models"))
+    with pytest.raises(MissingWeights, match="privvid models fetch"):
+        anonymize_dataset(tmp_path / "in", tmp_path / "out", AnonymizeConfig())
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="carry"):
+        anonymize_dataset(tmp_path / "in", tmp_path / "out2",
+                          AnonymizeConfig(detect=DetectConfig(options={"carry": -2})))
