@@ -43,6 +43,17 @@ def test_nms_drops_overlaps_and_parts_inside_a_better_box():
     assert list(nms(boxes, scores, 0.5, contain=0.8)) == [0, 3, 4]
 
 
+def test_pieces_of_one_person_merge_but_people_inside_a_group_box_do_not():
+    from privvid.detect.litert_models import merge_parts
+
+    # an upper body (better score) and the whole person: one box, their union, the better score
+    b, s = merge_parts(np.array([[10, 0, 30, 50], [8, 0, 32, 100]], np.float32), np.array([0.5, 0.3]), 0.8)
+    assert len(b) == 1 and np.allclose(b[0], [8, 0, 32, 100]) and np.isclose(s[0], 0.5)
+    # a group box and a small person inside it stay two boxes
+    b, s = merge_parts(np.array([[0, 0, 200, 100], [10, 10, 30, 60]], np.float32), np.array([0.4, 0.6]), 0.8)
+    assert len(b) == 2
+
+
 def test_square_crop_is_centred_and_scaled():
     x0, y0, side = square_crop(np.array([10, 20, 30, 60]), 1.5, 100, 100)
     assert side == 60 and (x0 + side / 2, y0 + side / 2) == (20, 40)
