@@ -72,18 +72,12 @@ class FrameCheck:
             found += [("face", float(s), b) for b, s in zip(boxes, scores)]
         return found
 
-    def _region(self, box: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-        h, w = shape
-        g = self.cfg.grow
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        return (int(max(0, np.floor(box[0] - g * bw))), int(max(0, np.floor(box[1] - g * bh))),
-                int(min(w, np.ceil(box[2] + g * bw))), int(min(h, np.ceil(box[3] + g * bh))))
-
     def __call__(self, frames: np.ndarray, masks: np.ndarray) -> list[dict[str, Any]]:
         """Check (and mend, in place) ``frames`` (N, H, W, 3) with their removal ``masks`` (N, H, W);
         the pixels it fills are added to ``masks``. Returns one record per frame."""
         import time
 
+        from privvid.detect.common import grow_box
         from privvid.inpaint.classical import spatial_fill
 
         started = time.perf_counter()
@@ -97,7 +91,7 @@ class FrameCheck:
             shape = mask.shape
             items, region = [], np.zeros(shape, bool)
             for kind, score, box in found:
-                x0, y0, x1, y1 = self._region(box, shape)
+                x0, y0, x1, y1 = grow_box(box, self.cfg.grow, shape[1], shape[0])
                 if x1 <= x0 or y1 <= y0:
                     continue
                 inside = float(mask[y0:y1, x0:x1].mean())
@@ -113,7 +107,7 @@ class FrameCheck:
             self.totals["frames_flagged"] += 1
             spatial_fill(frame, region, self.radius, self.method, 1.0)
             mask |= region
-            again = [b for kind, score, b in self._find(frame)]
+            again = [b for _, _, b in self._find(frame)]
             action = "refilled"
             if again:
                 from privvid.detect.common import box_iou

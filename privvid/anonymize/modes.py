@@ -102,13 +102,13 @@ class SolidComposer(_PerFrame):
 def avoid_zones(boxes: list[np.ndarray], shape: tuple[int, int], grow: float) -> np.ndarray:
     """(T, H, W) bool: every person box of each frame grown by ``grow`` x its size per side.
     Pixels there are never a source for filling another frame (background needs evidence)."""
+    from privvid.detect.common import grow_box
+
     h, w = shape
     out = np.zeros((len(boxes), h, w), bool)
     for t, frame_boxes in enumerate(boxes):
-        for x0, y0, x1, y1 in frame_boxes:
-            gx, gy = grow * (x1 - x0), grow * (y1 - y0)
-            a0, b0 = int(max(0, np.floor(x0 - gx))), int(max(0, np.floor(y0 - gy)))
-            a1, b1 = int(min(w, np.ceil(x1 + gx))), int(min(h, np.ceil(y1 + gy)))
+        for box in frame_boxes:
+            a0, b0, a1, b1 = grow_box(box, grow, w, h)
             out[t, b0:b1, a0:a1] = True
     return out
 

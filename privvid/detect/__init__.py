@@ -20,7 +20,7 @@ def validate_options(cfg) -> None:  # noqa: ANN001 - DetectConfig
     factory = DETECTORS.resolve(cfg.backend)
     options_cls = getattr(factory, "Options", None)
     if options_cls is not None:
-        from privvid.detect.ssd_backend import options_from
+        from privvid.detect.common import options_from
 
         options_from(options_cls, cfg.options)
     elif cfg.options:

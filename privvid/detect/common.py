@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from privvid.detect.base import Detections
-from privvid.errors import BackendFailure
+from privvid.errors import BackendFailure, ConfigError
 
 
 def check_frame(frame: Any) -> np.ndarray:
@@ -160,3 +160,23 @@ def tile_boxes(width: int, height: int, cols: int, rows: int,
         return [(int(round(k * step)), int(round(k * step)) + length) for k in range(n)]
 
     return [(x0, y0, x1, y1) for y0, y1 in spans(height, rows) for x0, x1 in spans(width, cols)]
+
+
+def grow_box(box: Any, share: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer x0, y0, x1, y1 of ``box`` grown by ``share`` of its width / height on each side,
+    clipped to a ``width`` x ``height`` frame."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    gx, gy = share * (x1 - x0), share * (y1 - y0)
+    return (int(max(0, np.floor(x0 - gx))), int(max(0, np.floor(y0 - gy))),
+            int(min(width, np.ceil(x1 + gx))), int(min(height, np.ceil(y1 + gy))))
+
+
+def options_from(cls: Any, given: Any) -> Any:
+    """A backend's options dataclass ``cls(**given)``, with a clear ConfigError for a name it does not have."""
+    given = dict(given or {})
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} option(s) {', '.join(unknown)}; "
+                          f"choose from: {', '.join(sorted(known))}")
+    return cls(**given)

@@ -29,7 +29,7 @@ import numpy as np
 
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
-from privvid.detect.common import box_iou, check_frame, tile_boxes
+from privvid.detect.common import box_iou, check_frame, grow_box, options_from, tile_boxes  # noqa: F401
 from privvid.errors import ConfigError
 
 
@@ -275,12 +275,8 @@ class SsdDetector:
                   shape: tuple[int, int]) -> np.ndarray:
         """Person pixels of the crop inside the grown box, as a full-frame bool mask."""
         h, w = shape
-        g = self.opts.box_grow
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        gx0 = int(max(0, np.floor(box[0] - g * bw), cx))
-        gy0 = int(max(0, np.floor(box[1] - g * bh), cy))
-        gx1 = int(min(w, np.ceil(box[2] + g * bw), cx + side))
-        gy1 = int(min(h, np.ceil(box[3] + g * bh), cy + side))
+        gx0, gy0, gx1, gy1 = grow_box(box, self.opts.box_grow, w, h)
+        gx0, gy0, gx1, gy1 = max(gx0, cx), max(gy0, cy), min(gx1, cx + side), min(gy1, cy + side)
         out = np.zeros((h, w), bool)
         if gx1 <= gx0 or gy1 <= gy0:
             return out
@@ -307,14 +303,3 @@ def _covered(box: np.ndarray, boxes: np.ndarray, contain: float) -> bool:
     iy = (np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])).clip(0)
     area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
     return bool((ix * iy > contain * area).any())
-
-
-def options_from(cls: Any, given: Any) -> Any:
-    """``cls(**given)`` with a clear ConfigError for a name the backend does not have."""
-    given = dict(given or {})
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} option(s) {', '.join(unknown)}; "
-                          f"choose from: {', '.join(sorted(known))}")
-    return cls(**given)

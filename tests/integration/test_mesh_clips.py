@@ -264,10 +264,10 @@ def test_fitted_arms_follow_the_detected_elbows_and_wrists(followed, clip):
     assert arms.mean() <= 0.04
     # in the hug one elbow, half hidden by the other person, is off by ~9%; with the ssd default's boxes
     # (the stage runs its own pose on every person crop) the worst frame measured 12.6% (juggler) and
-    # 13.7% (two people), against 9.4% with the mediapipe detector's landmarks
+    # 13.7% (two people) at commit 28838f4, against 9.4% with the mediapipe detector's landmarks
     assert arms.max() <= 0.15
     # hips are placed differently by BlazePose and SMPL-X: looser. With the ssd default's boxes the worst
-    # leg frame of the two people (the hug) measured 16.1%
+    # leg frame of the two people (the hug) measured 16.1% at commit 0dcbfee
     for group in ("legs", "torso"):
         assert err[group].mean() <= 0.05 and err[group].max() <= 0.2, group
 
