@@ -8,17 +8,11 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-
-from privvid.errors import PrivvidError
 
 console = Console()
 app = typer.Typer(help="Quality and privacy checks of an anonymised dataset.", no_args_is_help=True)
-
-
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2) from None
 
 
 @app.command("sample")
@@ -29,14 +23,14 @@ def sample_command(
     seed: int = typer.Option(0),
     frames: int = typer.Option(6, help="Frames shown per clip."),
     height: int = typer.Option(180, help="Height of the frames shown (px)."),
+    originals: Optional[Path] = typer.Option(None, "--originals", help="The input folder (or clip) given to "
+                                             "anonymize: sidecars name each input relative to it."),
 ) -> None:
     """Draw a seeded, class-balanced sample and extract original/anonymised frames for review."""
     from privvid.qa import sample
 
-    try:
-        result = sample(dataset, out, per_class=per_class, seed=seed, frames=frames, thumb_height=height)
-    except (PrivvidError, ValueError) as exc:
-        _fail(exc)
+    result = sample(dataset, out, per_class=per_class, seed=seed, frames=frames, thumb_height=height,
+                    originals=originals)
     problems = sum(bool(i["problems"]) for i in result.items)
     console.print(f"sampled {len(result.items)} clips from {len(result.classes)} class(es) into {out}")
     if result.short_classes:
@@ -52,10 +46,7 @@ def sheet_command(folder: Path = typer.Argument(..., help="QA folder written by 
     """Write the HTML review page (index.html) for a sample."""
     from privvid.qa import write_sheet
 
-    try:
-        path = write_sheet(folder)
-    except (PrivvidError, ValueError) as exc:
-        _fail(exc)
+    path = write_sheet(folder)
     console.print(f"wrote {path}")
     console.print(f"review with saving to {folder}/verdicts.json: privvid qa serve {folder}   "
                   "(or open the file and use its download button)")
@@ -65,17 +56,25 @@ def sheet_command(folder: Path = typer.Argument(..., help="QA folder written by 
 def serve_command(
     folder: Path = typer.Argument(..., help="QA folder written by `privvid qa sample`."),
     port: int = typer.Option(8765, help="Port on 127.0.0.1 (0 = any free port)."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but a loopback address makes the "
+                                               "page and the raw original frames reachable from the network."),
     verdicts: Optional[Path] = typer.Option(None, help="Where verdicts are saved (default FOLDER/verdicts.json)."),
 ) -> None:
     """Serve the review page; every verdict click is saved to verdicts.json."""
     from privvid.qa import make_server
+    from privvid.qa.sheet import is_loopback
 
-    try:
-        server = make_server(folder, host=host, port=port, verdicts=verdicts)
-    except (PrivvidError, ValueError, OSError) as exc:
-        _fail(exc)
-    console.print(f"review page: http://{server.server_address[0]}:{server.server_address[1]}/index.html  (Ctrl-C stops)")
+    server = make_server(folder, host=host, port=port, verdicts=verdicts)
+    wildcard = host.strip("[]") in ("0.0.0.0", "::")
+    if not is_loopback(host):
+        shown = escape(host)
+        Console(stderr=True).print(
+            f"[yellow]warning:[/yellow] --host {shown} is not a loopback address: the review page and the raw "
+            "original frames of the sampled clips are reachable from the network, with no password. Requests are "
+            "answered only when addressed to " + ("a loopback name (bind a specific address to review from another "
+                                                  "machine)" if wildcard else f"a loopback name or {shown}") + ".")
+    url_host = "127.0.0.1" if wildcard else str(server.server_address[0])
+    console.print(f"review page: http://{url_host}:{server.server_address[1]}/index.html  (Ctrl-C stops)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -94,11 +93,8 @@ def report_command(
     from privvid.qa import report
     from privvid.qa.sample import load_sample
 
-    try:
-        sample = load_sample(sample_folder) if sample_folder else None
-        rep = report(verdicts, sample)
-    except (PrivvidError, ValueError) as exc:
-        _fail(exc)
+    sample = load_sample(sample_folder) if sample_folder else None
+    rep = report(verdicts, sample)
     table = Table(title="QA verdicts per class")
     for col in ("class", "pass rate", "95% CI", "pass", "person visible", "artefact", "occlusion"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -129,23 +125,24 @@ def audit_command(
     frames: int = typer.Option(16, help="Frames checked per clip."),
     person: str = typer.Option("pose", help="Person checker: pose (MediaPipe BlazePose), a privvid detector "
                                             "backend name (e.g. yolo), or none."),
-    person_weights: Optional[Path] = typer.Option(None, help="Weights for a detector backend (yolo)."),
+    person_weights: Optional[Path] = typer.Option(None, help="Weights for a detector backend (yolo): .tflite / .onnx."),
+    trust_model_files: bool = typer.Option(False, "--trust-model-files", help="Load a pickle-based --person-weights "
+                                           "(.pt: it can run code)."),
     face: bool = typer.Option(True, "--face/--no-face", help="Also run MediaPipe face detection."),
     threshold: float = typer.Option(0.5, help="Detection score counted as a hit."),
     min_hits: int = typer.Option(2, help="Frames with a hit needed to flag a clip."),
     tiles: int = typer.Option(2, help="Also check an N x N grid of overlapping crops (finds small people); 1 = off."),
     top: int = typer.Option(20, help="Most suspicious clips shown."),
 ) -> None:
-    """Re-detect people and faces on the outputs; rank clips so reviewers see suspicious ones first."""
+    """Re-detect people and faces on every video of the dataset; rank clips so reviewers see suspicious
+    ones first. A video without a sidecar is flagged too. Exits 1 when any clip is flagged."""
     from privvid.qa import AuditConfig, audit, summary, write_audit
 
     cfg = AuditConfig(frames=frames, person=person, person_weights=person_weights, face=face,
+                      trust_model_files=trust_model_files,
                       threshold=threshold, min_hits=min_hits, tiles=tiles)
-    try:
-        with console.status("auditing ..."):
-            result = audit(dataset, cfg)
-    except (PrivvidError, ValueError, KeyError) as exc:
-        _fail(exc)
+    with console.status("auditing ..."):
+        result = audit(dataset, cfg)
     csv_path = write_audit(result, out or dataset / ".privvid" / "audit.csv")
     summ = summary(result)
     (csv_path.with_suffix(".json")).write_text(json.dumps(summ, indent=2) + "\n", encoding="utf-8")
@@ -155,7 +152,8 @@ def audit_command(
                 "written-frame check: mended / solid"):
         table.add_column(col, justify="left" if col == "clip" else "right", overflow="fold")
     for row in result.rows[:top]:
-        table.add_row(str(row.rank), row.rel + (f" [red]{row.error}[/red]" if row.error else ""),
+        marks = ([] if row.sidecar else ["no sidecar"]) + ([row.error] if row.error else [])
+        table.add_row(str(row.rank), escape(row.rel) + "".join(f" [red]{escape(m)}[/red]" for m in marks),
                       "[red]yes[/red]" if row.flagged else "no", f"{row.suspicion:.2f}",
                       f"{row.person_hits}/{row.frames_checked} ({row.person_max_score:.2f})",
                       f"{row.face_hits}/{row.frames_checked} ({row.face_max_score:.2f})",
@@ -164,7 +162,14 @@ def audit_command(
     if summ["same_detector_as_removal"]:
         console.print(f"[yellow]note:[/yellow] for {summ['same_detector_as_removal']} clip(s) the person checker uses "
                       "the model that did the removal; pass --person yolo --person-weights FILE for an independent check")
-    console.print(f"wrote {csv_path} and {csv_path.with_suffix('.json')}")
+    raw = [row.rel for row in result.rows if not row.sidecar]
+    if raw:
+        console.print(f"[red]{len(raw)} video file(s) without a sidecar[/red] (not written by privvid anonymize; "
+                      "raw files?), audited and flagged: " + ", ".join(escape(r) for r in raw[:10])
+                      + (" ..." if len(raw) > 10 else ""))
+    console.print(f"wrote {csv_path} and {csv_path.with_suffix('.json')} (column reason: why a clip is flagged)")
+    if summ["flagged"]:
+        raise typer.Exit(1)
 
 
 def register(main: typer.Typer) -> None:

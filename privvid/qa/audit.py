@@ -22,6 +22,10 @@ each sidecar while the clip was made: the frames it flagged and mended, and thos
 paint a box solid because a person was still found after the refill. A clip with ``min_hits`` or
 more solid fallbacks is flagged too (something person-like kept coming back there), and a
 remove / mesh clip made with the check off is noted.
+
+Every video file under the dataset is audited, not only privvid's outputs: a video without a
+``<rel>.json`` sidecar (a raw clip copied into the output folder, say) is checked like the others
+and always flagged, with the reason. Flagged clips rank before unflagged ones.
 """
 
 from __future__ import annotations
@@ -107,12 +111,13 @@ class PoseChecker:
 class RegistryChecker:
     """A privvid person detector backend (privvid.detect.DETECTORS) as a checker."""
 
-    def __init__(self, backend: str, weights: Path | None = None, min_score: float = 0.3) -> None:
+    def __init__(self, backend: str, weights: Path | None = None, min_score: float = 0.3, trust: bool = False) -> None:
         from privvid.config import DetectConfig
         from privvid.detect import DETECTORS
 
         self.name = backend
-        self._det = DETECTORS.create(backend, DetectConfig(backend=backend, weights=weights, min_score=min_score))
+        self._det = DETECTORS.create(backend, DetectConfig(backend=backend, weights=weights, min_score=min_score,
+                                                           trust_model_files=trust))
 
     def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
         dets = self._det(frame)
@@ -152,6 +157,8 @@ class ClipAudit:
     check_flagged: int = 0    # frames it found a person or face in and mended
     check_solid: int = 0      # ... of which it had to paint a box solid
     error: str = ""
+    sidecar: bool = True      # False: no <rel>.json beside it; privvid anonymize did not write it
+    reason: str = ""          # why the clip is flagged ("; "-separated), empty when it is not
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,10 @@ class AuditConfig:
     min_hits: int = 2                # hits needed to flag a clip
     max_side: int = 640              # frames larger than this are scaled down before checking
     tiles: int = 2                   # also check an n x n grid of overlapping crops (small people); 1 = off
+    trust_model_files: bool = False  # load a pickle-based person_weights file (it can run code)
+
+
+NO_SIDECAR = "no sidecar: not written by privvid anonymize (raw file?)"
 
 
 def make_checkers(cfg: AuditConfig) -> tuple[Any | None, Any | None]:
@@ -171,7 +182,8 @@ def make_checkers(cfg: AuditConfig) -> tuple[Any | None, Any | None]:
     if cfg.person == "pose":
         person = PoseChecker(min_confidence=cfg.threshold)
     elif cfg.person != "none":
-        person = RegistryChecker(cfg.person, cfg.person_weights, min_score=cfg.threshold)
+        person = RegistryChecker(cfg.person, cfg.person_weights, min_score=cfg.threshold,
+                                 trust=cfg.trust_model_files)
     face = FaceChecker(min_confidence=cfg.threshold) if cfg.face else None
     if person is None and face is None:
         raise QAError("the audit needs at least one checker (person or face)")
@@ -182,7 +194,8 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
     removal = clip.removal_detector or ""
     person_name = getattr(person, "name", "") if person is not None else ""
     same = bool(person_name) and (person_name == removal or removal in getattr(person, "shares_model_with", ()))
-    row = ClipAudit(0, clip.rel, clip.label, clip.mode, False, 0.0, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, removal, same)
+    row = ClipAudit(0, clip.rel, clip.label, clip.mode, False, 0.0, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, removal, same,
+                    sidecar=clip.has_sidecar)
     recorded = clip.sidecar.get("check")
     if isinstance(recorded, dict):
         row.check = "off" if recorded.get("name") == "off" else "on"
@@ -193,8 +206,8 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
         info_frames = grab_frames(clip.video, cfg.frames)
     except BadInput as exc:
         row.error = f"unreadable: {exc}"
-        row.flagged, row.suspicion = True, 1.0
-        return row
+        row.suspicion = 1.0
+        return _flag(row, cfg)
     if person is not None and hasattr(person, "reset"):
         person.reset()
     for frame in info_frames:
@@ -210,7 +223,21 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
                 setattr(row, f"{prefix}_max_area", max(getattr(row, f"{prefix}_max_area"), max(a for _, a in hits)))
     n = max(1, row.frames_checked)
     row.suspicion = max(row.person_hits, row.face_hits) / n
-    row.flagged = max(row.person_hits, row.face_hits) >= cfg.min_hits or row.check_solid >= cfg.min_hits
+    return _flag(row, cfg)
+
+
+def _flag(row: ClipAudit, cfg: AuditConfig) -> ClipAudit:
+    """Set ``flagged`` and ``reason`` from what the row holds."""
+    reasons = [NO_SIDECAR] if not row.sidecar else []
+    if row.error:
+        reasons.append(row.error)
+    for prefix in ("person", "face"):
+        hits = getattr(row, f"{prefix}_hits")
+        if hits >= cfg.min_hits:
+            reasons.append(f"{prefix} on {hits}/{row.frames_checked} frames")
+    if row.check_solid >= cfg.min_hits:
+        reasons.append(f"written-frame check painted {row.check_solid} frame(s) solid")
+    row.flagged, row.reason = bool(reasons), "; ".join(reasons)
     return row
 
 
@@ -262,7 +289,7 @@ def audit(root: str | os.PathLike[str], cfg: AuditConfig = AuditConfig(),
         raise QAError("--frames and --min-hits must be at least 1")
     if cfg.min_hits > cfg.frames:
         raise QAError(f"--min-hits {cfg.min_hits} is more than the {cfg.frames} frames checked per clip")
-    clips = scan(root)
+    clips = scan(root, everything=True)
     person, face = checkers if checkers is not None else make_checkers(cfg)
     rows = []
     try:
@@ -274,7 +301,7 @@ def audit(root: str | os.PathLike[str], cfg: AuditConfig = AuditConfig(),
         for checker in (person, face):
             if checker is not None:
                 checker.close()
-    rows.sort(key=lambda r: (-r.suspicion, -max(r.person_max_score, r.face_max_score), r.rel))
+    rows.sort(key=lambda r: (not r.flagged, -r.suspicion, -max(r.person_max_score, r.face_max_score), r.rel))
     for rank, row in enumerate(rows, 1):
         row.rank = rank
     names = {"person": getattr(person, "name", "none") if person else "none",
@@ -312,6 +339,7 @@ def summary(result: AuditResult) -> dict[str, Any]:
         "clips": len(rows),
         "flagged": sum(r.flagged for r in rows),
         "unreadable": sum(bool(r.error) for r in rows),
+        "without_sidecar": sum(not r.sidecar for r in rows),
         "with_person_hits": sum(r.person_hits > 0 for r in rows),
         "with_face_hits": sum(r.face_hits > 0 for r in rows),
         "same_detector_as_removal": sum(r.same_detector for r in rows),

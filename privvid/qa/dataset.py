@@ -1,5 +1,6 @@
 """Read an anonymised dataset written by ``privvid anonymize``: every ``<rel>.mp4`` with its
-``<rel>.json`` sidecar (whose ``input.path`` is the original clip)."""
+``<rel>.json`` sidecar (whose ``input.path`` is the original clip), or, for the audit, every video
+file in it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from privvid.errors import PrivvidError
+from privvid.io.video import VIDEO_EXTENSIONS
 
 STATE_DIR = ".privvid"
 FLAT_CLASS = "(all)"   # class of clips directly under the root (flat trees)
+OUTPUT_SUFFIX = ".mp4"  # privvid anonymize writes <rel>.mp4 with its <rel>.json sidecar
 
 
 class QAError(PrivvidError):
@@ -21,15 +24,27 @@ class QAError(PrivvidError):
 
 @dataclass(frozen=True)
 class AnonClip:
-    rel: str                  # relative path without extension, POSIX
+    rel: str                  # relative path without .mp4 (other videos keep their extension), POSIX
     label: str                # first path component of rel, or FLAT_CLASS
-    video: Path               # the anonymised mp4
+    video: Path               # the anonymised mp4 (or, scanning everything, any video file)
     sidecar: dict[str, Any]
+    has_sidecar: bool = True  # False: no <rel>.json next to it, so privvid anonymize did not write it
 
     @property
     def original(self) -> Path | None:
-        path = (self.sidecar.get("input") or {}).get("path")
-        return Path(path) if path else None
+        return self.original_in(None)
+
+    def original_in(self, originals: Path | None) -> Path | None:
+        """The input clip: sidecars hold its path relative to the input root (``originals``, the IN
+        given to anonymize); the absolute path only with --record-paths (or from older privvid)."""
+        side = self.sidecar.get("input") or {}
+        path = side.get("path")
+        if originals is not None and path and not Path(path).is_absolute():
+            originals = Path(originals)
+            return originals if originals.is_file() else originals / path
+        if side.get("absolute_path"):
+            return Path(side["absolute_path"])
+        return Path(path) if path and Path(path).is_absolute() else None
 
     @property
     def mode(self) -> str:
@@ -53,9 +68,22 @@ def class_of(rel: str) -> str:
     return parts[0] if len(parts) > 1 else FLAT_CLASS
 
 
-def scan(root: str | os.PathLike[str]) -> list[AnonClip]:
-    """All clips with a readable sidecar, sorted by relative path. An mp4 without a sidecar is
-    not a finished privvid output and is left out; a sidecar that is not JSON is an error."""
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise QAError(f"sidecar {path} is not valid JSON: {exc}") from None
+    if not isinstance(sidecar, dict):
+        raise QAError(f"sidecar {path} is not a JSON object")
+    return sidecar
+
+
+def scan(root: str | os.PathLike[str], everything: bool = False) -> list[AnonClip]:
+    """All clips with a readable sidecar, sorted by relative path; a sidecar that is not JSON is an
+    error. An mp4 without a sidecar is not a finished privvid output and is left out, unless
+    ``everything``: then every video file (:data:`VIDEO_EXTENSIONS`) under ``root`` is a clip, those
+    without a sidecar (``has_sidecar`` False; any extension but ``.mp4``) with an empty one.
+    Hidden files and folders and the ``.privvid`` state folder are skipped."""
     root = Path(root)
     if not root.is_dir():
         raise QAError(f"anonymised dataset not found: {root}")
@@ -63,20 +91,24 @@ def scan(root: str | os.PathLike[str]) -> list[AnonClip]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != STATE_DIR)
         for name in sorted(filenames):
-            if name.startswith(".") or not name.endswith(".mp4"):
-                continue
             video = Path(dirpath) / name
-            sidecar_path = video.with_suffix(".json")
-            if not sidecar_path.is_file():
+            output = name.endswith(OUTPUT_SUFFIX)
+            if name.startswith(".") or not (output or (everything and video.suffix.lower() in VIDEO_EXTENSIONS)):
                 continue
-            try:
-                sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise QAError(f"sidecar {sidecar_path} is not valid JSON: {exc}") from None
-            rel = video.relative_to(root).as_posix()[: -len(".mp4")]
-            clips.append(AnonClip(rel, class_of(rel), video, sidecar))
+            sidecar_path = video.with_suffix(".json")
+            if output and sidecar_path.is_file():
+                rel = video.relative_to(root).as_posix()[: -len(OUTPUT_SUFFIX)]
+                clips.append(AnonClip(rel, class_of(rel), video, _read_sidecar(sidecar_path)))
+            elif everything:
+                # an mp4 keeps privvid's rel (no extension); another video keeps its extension, so
+                # a.mp4 and a.avi side by side stay two clips
+                rel = video.relative_to(root).as_posix()
+                rel = rel[: -len(OUTPUT_SUFFIX)] if output else rel
+                clips.append(AnonClip(rel, class_of(rel), video, {}, has_sidecar=False))
     clips.sort(key=lambda c: c.rel)
     if not clips:
+        if everything:
+            raise QAError(f"{root} holds no video files")
         raise QAError(f"{root} holds no anonymised clips (<name>.mp4 with a <name>.json sidecar); "
                       "is it an output folder of privvid anonymize?")
     return clips

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from privvid.qa.dataset import QAError
 from privvid.qa.sheet import VERDICTS
@@ -54,7 +54,7 @@ def _rate(passed: int, n: int) -> dict[str, Any]:
     return {"passed": passed, "n": n, "rate": passed / n if n else None, "ci95": [low, high]}
 
 
-def report(paths: list[str | os.PathLike[str]], sample: dict[str, Any] | None = None) -> dict[str, Any]:
+def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | None = None) -> dict[str, Any]:
     """Statistics of one or more verdict files. ``sample`` (sample.json) adds unreviewed counts."""
     if not paths:
         raise QAError("give at least one verdicts.json")

@@ -97,8 +97,11 @@ class SampleSummary:
 
 
 def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class: int = 4, seed: int = 0,
-           frames: int = 6, thumb_height: int = 180, progress: Callable[[int], None] | None = None) -> SampleSummary:
+           frames: int = 6, thumb_height: int = 180, progress: Callable[[int], None] | None = None,
+           originals: str | os.PathLike[str] | None = None) -> SampleSummary:
+    """``originals``: the input folder given to anonymize (sidecars name each input relative to it)."""
     root, out = Path(root), Path(out)
+    base = Path(originals) if originals is not None else None
     if frames < 1:
         raise QAError(f"--frames must be at least 1, got {frames}")
     clips = scan(root)
@@ -111,10 +114,11 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
     items = []
     for number, clip in enumerate(chosen):
         item_id = f"{number:04d}"
+        original = clip.original_in(base)
         item: dict[str, Any] = {
             "id": item_id, "class": clip.label, "rel": clip.rel, "mode": clip.mode,
             "anonymised": str(clip.video.resolve()),
-            "original": str(clip.original) if clip.original else None,
+            "original": str(original) if original else None,
             "anonymised_frames": [], "original_frames": [], "problems": [],
         }
         try:
@@ -132,13 +136,14 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
             name = f"{MEDIA_DIR}/{item_id}_anon_{i:02d}.jpg"
             _write_jpeg(out / name, frame)
             item["anonymised_frames"].append(name)
-        if clip.original is None:
-            item["problems"].append("sidecar has no input.path")
-        elif not clip.original.exists():
-            item["problems"].append(f"original not found: {clip.original}")
+        if original is None:
+            item["problems"].append("original unknown: the sidecar names the input relative to the folder given "
+                                    "to anonymize; pass --originals IN")
+        elif not original.exists():
+            item["problems"].append(f"original not found: {original}")
         else:
             try:
-                for i, frame in enumerate(grab_frames(clip.original, frames, size)):
+                for i, frame in enumerate(grab_frames(original, frames, size)):
                     name = f"{MEDIA_DIR}/{item_id}_orig_{i:02d}.jpg"
                     _write_jpeg(out / name, frame)
                     item["original_frames"].append(name)

@@ -7,33 +7,50 @@ with verdict buttons and a note field. Verdicts are kept in the browser (localSt
 - saved to ``QA/verdicts.json`` on every change when the page is opened through
   ``privvid qa serve QA`` (POST /api/verdicts), or
 - downloaded as ``verdicts.json`` with the page's download button when it is opened as a file.
+
+The server shows raw original frames, so it answers only what the page needs: the page itself
+(``/`` and ``/index.html``, rendered per request with this server's write token), regular files
+under ``media/`` (no symlinks, no directory listings) and ``/api/verdicts``. Every request must
+carry a ``Host`` header naming the server (a loopback name, or the address it was bound to), which
+defeats DNS rebinding; a write must also carry the token in ``X-Privvid-Token``, be
+``application/json`` and come from no or the server's own ``Origin``, which defeats cross-site
+form and ``fetch`` posts.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
+import ipaddress
 import json
+import mimetypes
 import os
+import re
+import secrets
+import stat
 import threading
 from datetime import datetime, timezone
 from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from privvid.qa.dataset import QAError
-from privvid.qa.sample import load_sample
+from privvid.qa.sample import MEDIA_DIR, load_sample
 
 VERDICTS = ("pass", "person_visible", "artefact", "occlusion")
 VERDICT_LABELS = {"pass": "pass", "person_visible": "person visible", "artefact": "artefact",
                   "occlusion": "occlusion"}
 VERDICTS_FILE = "verdicts.json"
 SHEET_FILE = "index.html"
+TOKEN_HEADER = "X-Privvid-Token"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+MAX_BODY = 5_000_000
 
 
-def write_sheet(folder: str | os.PathLike[str]) -> Path:
-    folder = Path(folder)
-    sample = load_sample(folder)
+def render_sheet(sample: dict[str, Any], token: str = "") -> str:
+    """The review page for a sample; ``token`` is the serving server's write token ("" in the file)."""
     data = {
         "sample": {k: sample[k] for k in ("dataset", "seed", "per_class") if k in sample},
         "items": [{k: item[k] for k in ("id", "class", "rel", "mode", "original_frames", "anonymised_frames", "problems")}
@@ -41,9 +58,18 @@ def write_sheet(folder: str | os.PathLike[str]) -> Path:
         "verdicts": list(VERDICTS),
         "labels": VERDICT_LABELS,
     }
-    payload = json.dumps(data).replace("</", "<\\/")
-    title = f"privvid QA: {len(sample['items'])} clips of {html.escape(Path(sample.get('dataset', '')).name)}"
-    page = _PAGE.replace("__TITLE__", title).replace("__DATA__", payload)
+    values = {
+        "TITLE": f"privvid QA: {len(sample['items'])} clips of {html.escape(Path(sample.get('dataset', '')).name)}",
+        "DATA": json.dumps(data).replace("</", "<\\/"),
+        "TOKEN": html.escape(token),
+    }
+    # one pass, so a placeholder-like text in a clip name or title is never substituted again
+    return re.sub(r"__(TITLE|DATA|TOKEN)__", lambda m: values[m.group(1)], _PAGE)
+
+
+def write_sheet(folder: str | os.PathLike[str]) -> Path:
+    folder = Path(folder)
+    page = render_sheet(load_sample(folder))
     path = folder / SHEET_FILE
     tmp = folder / f".{SHEET_FILE}.partial"
     tmp.write_text(page, encoding="utf-8")
@@ -77,45 +103,159 @@ def validate_verdicts(doc: Any, sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Handler(SimpleHTTPRequestHandler):
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    name = host.strip().lower().strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # a host name other than localhost: not known to be loopback
+        return False
+
+
+def allowed_hosts(host: str, port: int, bound: str = "") -> frozenset[str]:
+    """The ``Host`` header values a server on ``host``:``port`` answers: the loopback names, plus
+    ``host`` (and the address it was bound to, ``bound``) when it is not a wildcard address."""
+    names = set(LOOPBACK_NAMES)
+    for name in (host, bound):
+        name = name.strip().lower().strip("[]")
+        if name and name not in ("0.0.0.0", "::"):
+            names.add(f"[{name}]" if ":" in name else name)
+    values = {f"{name}:{port}" for name in names}
+    if port == 80:  # clients leave the default port out
+        values |= names
+    return frozenset(values)
+
+
+class QAServer(ThreadingHTTPServer):
+    """The review server; ``token`` is this session's write token (it is in the served page)."""
+
+    token: str
+    allowed_hosts: frozenset[str]
+
+
+class _Handler(BaseHTTPRequestHandler):
     folder: Path
     verdicts_path: Path
     sample: dict[str, Any]
+    token: str
+    hosts: frozenset[str]
     lock = threading.Lock()
+    server_version = "privvid-qa"
+    sys_version = ""
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet: the CLI prints what matters
         pass
 
-    def _json(self, status: int, doc: Any) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+    def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Referrer-Policy", "no-referrer")
+        super().end_headers()
+
+    def _send(self, status: int, body: bytes = b"", content_type: str = "", head_only: bool = False) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if body and not head_only:
+            self.wfile.write(body)
+
+    def _json(self, status: int, doc: Any, head_only: bool = False) -> None:
+        self._send(status, json.dumps(doc).encode(), "application/json", head_only)
+
+    def _host_ok(self) -> bool:
+        """The request names this server (DNS rebinding sends the attacker's name)."""
+        values = self.headers.get_all("Host") or []
+        return len(values) == 1 and values[0].strip().lower() in self.hosts
+
+    def _route(self) -> str:
+        return unquote(urlsplit(self.path).path)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
-        if self.path.split("?")[0] == "/api/verdicts":
+        self._get(head_only=False)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._get(head_only=True)
+
+    def _get(self, head_only: bool) -> None:
+        self.close_connection = True
+        if not self._host_ok():
+            self._send(HTTPStatus.FORBIDDEN)
+            return
+        route = self._route()
+        if route in ("/", f"/{SHEET_FILE}"):
+            page = render_sheet(self.sample, self.token).encode()
+            self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", head_only)
+        elif route == "/api/verdicts":
             with self.lock:
                 if self.verdicts_path.is_file():
                     doc = json.loads(self.verdicts_path.read_text(encoding="utf-8"))
                 else:
                     doc = {"verdicts": {}}
-            self._json(HTTPStatus.OK, doc)
+            self._json(HTTPStatus.OK, doc, head_only)
+        else:
+            self._media(route, head_only)
+
+    def _media(self, route: str, head_only: bool) -> None:
+        """A regular file under ``media/``, reached without a symlink; else 404 (also for folders)."""
+        parts = route.split("/")[1:]
+        if (len(parts) < 2 or parts[0] != MEDIA_DIR
+                or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts)):
+            self._send(HTTPStatus.NOT_FOUND)
             return
-        super().do_GET()
+        path = self.folder
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                self._send(HTTPStatus.NOT_FOUND)
+                return
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:  # missing, unreadable, or swapped for a symlink since the check
+            self._send(HTTPStatus.NOT_FOUND)
+            return
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not path.resolve().is_relative_to(self.folder):
+            os.close(fd)  # a folder (no listings) or a device, fifo, ...
+            self._send(HTTPStatus.NOT_FOUND)
+            return
+        with os.fdopen(fd, "rb") as handle:
+            body = handle.read()  # frame thumbnails: a few kB each
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        self._send(HTTPStatus.OK, body, content_type, head_only)
+
+    def _write_refusal(self) -> tuple[int, str] | None:
+        """Why this POST may not write (status, message), or None."""
+        origins = self.headers.get_all("Origin") or []
+        if origins and (len(origins) > 1 or origins[0].strip().lower() not in {f"http://{h}" for h in self.hosts}):
+            return HTTPStatus.FORBIDDEN, "cross-origin write refused"
+        if not hmac.compare_digest(self.headers.get(TOKEN_HEADER, "").encode(), self.token.encode()):
+            return HTTPStatus.FORBIDDEN, "missing or wrong write token; reload the review page"
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "verdicts must be sent as application/json"
+        return None
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.path.split("?")[0] != "/api/verdicts":
+        self.close_connection = True
+        if not self._host_ok():
+            self._send(HTTPStatus.FORBIDDEN)
+            return
+        if self._route() != "/api/verdicts":
             self._json(HTTPStatus.NOT_FOUND, {"error": "unknown endpoint"})
+            return
+        refusal = self._write_refusal()
+        if refusal is not None:
+            self._json(refusal[0], {"error": refusal[1]})
             return
         try:
             length = int(self.headers.get("Content-Length", "0"))
-            if length > 5_000_000:
-                raise QAError("request too large")
+            if not 0 <= length <= MAX_BODY:
+                raise QAError("request too large" if length > 0 else "bad Content-Length")
             doc = validate_verdicts(json.loads(self.rfile.read(length) or b"null"), self.sample)
-        except (QAError, json.JSONDecodeError, ValueError) as exc:
+        except (QAError, ValueError) as exc:  # ValueError covers bad JSON and a bad Content-Length
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
         with self.lock:
@@ -126,26 +266,31 @@ class _Handler(SimpleHTTPRequestHandler):
 
 
 def make_server(folder: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765,
-                verdicts: str | os.PathLike[str] | None = None) -> ThreadingHTTPServer:
-    """A server for the QA folder (port 0 = any free port). Writes the sheet if it is missing."""
+                verdicts: str | os.PathLike[str] | None = None) -> QAServer:
+    """A server for the QA folder (port 0 = any free port), with a fresh write token. Writes the
+    sheet file if it is missing (the server itself renders the page per request)."""
     folder = Path(folder).resolve()
     sample = load_sample(folder)
     if not (folder / SHEET_FILE).is_file():
         write_sheet(folder)
-    handler = type("QAHandler", (_Handler,), {
-        "folder": folder, "sample": sample,
-        "verdicts_path": Path(verdicts).resolve() if verdicts else folder / VERDICTS_FILE,
-    })
+    token = secrets.token_urlsafe(32)
 
-    def factory(*args: Any, **kwargs: Any) -> _Handler:
-        return handler(*args, directory=str(folder), **kwargs)
+    class QAHandler(_Handler):
+        pass
 
-    return ThreadingHTTPServer((host, port), factory)
+    QAHandler.folder, QAHandler.sample, QAHandler.token, QAHandler.hosts = folder, sample, token, frozenset()
+    QAHandler.verdicts_path = Path(verdicts).resolve() if verdicts else folder / VERDICTS_FILE
+    server = QAServer((host, port), QAHandler)
+    # known only once bound (port 0); no request is read before serve_forever
+    QAHandler.hosts = allowed_hosts(host, server.server_address[1], str(server.server_address[0]))
+    server.token, server.allowed_hosts = token, QAHandler.hosts
+    return server
 
 
 _PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="privvid-token" content="__TOKEN__">
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f4;color:#222}
 header{position:sticky;top:0;background:#222;color:#eee;padding:8px 14px;display:flex;gap:14px;align-items:center;flex-wrap:wrap;z-index:2}
@@ -182,6 +327,8 @@ textarea{width:100%;min-height:34px;margin-top:6px;font:inherit;font-size:13px}
 const DATA = JSON.parse(document.getElementById("qa-data").textContent);
 const KEY = "privvid-qa:" + (DATA.sample.dataset || "") + ":" + DATA.sample.seed;
 const served = location.protocol === "http:" || location.protocol === "https:";
+// write token of the serving privvid qa serve (empty in the file on disk); every save sends it
+const TOKEN = document.querySelector('meta[name="privvid-token"]').content;
 let state = {reviewer: "", verdicts: {}};
 try { Object.assign(state, JSON.parse(localStorage.getItem(KEY) || "{}")); } catch (e) {}
 
@@ -222,7 +369,8 @@ function changed() {
 async function save() {
   setStatus("saving ...");
   try {
-    const res = await fetch("api/verdicts", {method: "POST", headers: {"Content-Type": "application/json"},
+    const res = await fetch("api/verdicts", {method: "POST",
+                                             headers: {"Content-Type": "application/json", "X-Privvid-Token": TOKEN},
                                              body: JSON.stringify(doc())});
     const body = await res.json();
     setStatus(res.ok ? "saved " + body.saved + " verdict(s)" : "error: " + body.error);

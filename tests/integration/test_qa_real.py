@@ -69,7 +69,7 @@ def test_audit_flags_the_person_and_passes_the_removed_clip(tennis_dataset: Path
 def test_audit_cli_writes_ranked_csv(tennis_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "audit.csv"
     result = CliRunner().invoke(app, ["qa", "audit", str(tennis_dataset), "--frames", "4", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # tennis/raw is flagged
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
     assert [r["rel"] for r in rows] == ["tennis/raw", "tennis/removed"]
@@ -78,6 +78,36 @@ def test_audit_cli_writes_ranked_csv(tennis_dataset: Path, tmp_path: Path) -> No
     assert summary["clips"] == 2 and summary["flagged"] == 1
     bad = CliRunner().invoke(app, ["qa", "audit", str(tennis_dataset), "--frames", "2", "--min-hits", "3"])
     assert bad.exit_code == 2 and "min-hits" in bad.output
+
+
+def test_audit_checks_videos_without_a_sidecar(tennis_dataset: Path, shared_data: Path, tmp_path: Path) -> None:
+    """Real videos dropped into the output folder by hand (no sidecar) are audited and flagged: an
+    .avi of a person (the detectors find them too) and a copy of the person-free clip (flagged only
+    for the missing sidecar); the audit exits 1, and 0 once only privvid's output is left."""
+    root = tmp_path / "anon"
+    (root / "tennis").mkdir(parents=True)
+    for suffix in (".mp4", ".json"):
+        shutil.copyfile(tennis_dataset / "tennis" / f"removed{suffix}", root / "tennis" / f"removed{suffix}")
+    shutil.copyfile(tennis_dataset / "tennis" / "removed.mp4", root / "tennis" / "dropped.mp4")
+    (root / "makeup").mkdir()
+    shutil.copyfile(shared_data / "action-clips" / "ucf101_ApplyEyeMakeup__mmaction2_test.avi",
+                    root / "makeup" / "raw.avi")
+    out = tmp_path / "audit.csv"
+    result = CliRunner().invoke(app, ["qa", "audit", str(root), "--frames", "4", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    with open(out, newline="") as handle:
+        rows = {r["rel"]: r for r in csv.DictReader(handle)}
+    assert set(rows) == {"tennis/removed", "tennis/dropped", "makeup/raw.avi"}
+    assert rows["tennis/removed"]["flagged"] == "False" and rows["tennis/removed"]["sidecar"] == "True"
+    for rel in ("tennis/dropped", "makeup/raw.avi"):
+        assert rows[rel]["flagged"] == "True" and rows[rel]["sidecar"] == "False"
+        assert rows[rel]["reason"].startswith("no sidecar: not written by privvid anonymize")
+    assert int(rows["makeup/raw.avi"]["face_hits"]) + int(rows["makeup/raw.avi"]["person_hits"]) >= 2
+    assert int(rows["makeup/raw.avi"]["frames_checked"]) == 4
+    for rel in ("tennis/dropped.mp4", "makeup/raw.avi"):
+        (root / rel).unlink()
+    result = CliRunner().invoke(app, ["qa", "audit", str(root), "--frames", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
 
 
 def test_audit_marks_unreadable_outputs(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,82 @@ def test_removal_detector_name_from_either_sidecar_layout() -> None:
         "backend": "mediapipe", "detector": {"name": "mediapipe", "models": []}, "tracker": {"name": "iou"}}}})
     assert flat.removal_detector == "yolo" and chain.removal_detector == "mediapipe"
     assert AnonClip("a", "(all)", Path("x.mp4"), {}).removal_detector is None
+
+
+def test_scan_everything_includes_videos_without_a_sidecar(tmp_path: Path) -> None:
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
+    _clip(root / "jump" / "dropped.mp4", 0)
+    shutil.copyfile(root / "jump" / "dropped.mp4", root / "run.MKV")
+    (root / "jump" / ".hidden.mp4").write_bytes(b"x")
+    (root / ".privvid").mkdir()
+    _clip(root / ".privvid" / "tmp.mp4", 0)
+    (root / "jump" / "notes.txt").write_text("not a video")
+    clips = scan(root, everything=True)
+    assert [(c.rel, c.label, c.has_sidecar) for c in clips] == [
+        ("jump/clip0", "jump", True), ("jump/dropped", "jump", False), ("run.MKV", FLAT_CLASS, False)]
+    assert [c.rel for c in scan(root)] == ["jump/clip0"]  # the sample still takes privvid outputs only
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QAError, match="no video files"):
+        scan(tmp_path / "empty", everything=True)
+
+
+class _NoHits:
+    """A checker that never finds anything (the audit's logic without MediaPipe)."""
+
+    name = "none-found"
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_audit_flags_a_video_without_a_sidecar_and_the_cli_exits_1(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+    import importlib
+
+    from privvid.qa import AuditConfig, audit
+
+    audit_module = importlib.import_module("privvid.qa.audit")  # the package's `audit` is the function
+
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 2})
+    shutil.copyfile(tmp_path / "orig" / "jump" / "clip0.mp4", root / "jump" / "raw_copy.mp4")  # no sidecar
+    result = audit(root, AuditConfig(frames=2), checkers=(_NoHits(), None))
+    rows = {r.rel: r for r in result.rows}
+    assert set(rows) == {"jump/clip0", "jump/clip1", "jump/raw_copy"}
+    raw = rows["jump/raw_copy"]
+    assert raw.flagged and not raw.sidecar and raw.rank == 1 and raw.frames_checked == 2
+    assert "no sidecar" in raw.reason and "raw file" in raw.reason
+    assert not rows["jump/clip0"].flagged and rows["jump/clip0"].sidecar and rows["jump/clip0"].reason == ""
+
+    monkeypatch.setattr(audit_module, "make_checkers", lambda cfg: (_NoHits(), None))
+    runner = CliRunner()
+    out = tmp_path / "audit.csv"
+    cli = runner.invoke(app, ["qa", "audit", str(root), "--frames", "2", "--out", str(out)])
+    assert cli.exit_code == 1 and "internal error" not in cli.output, cli.output
+    with open(out, newline="") as handle:
+        csv_rows = {r["rel"]: r for r in csv.DictReader(handle)}
+    assert csv_rows["jump/raw_copy"]["flagged"] == "True" and "no sidecar" in csv_rows["jump/raw_copy"]["reason"]
+    assert json.loads(out.with_suffix(".json").read_text())["without_sidecar"] == 1
+    (root / "jump" / "raw_copy.mp4").unlink()
+    clean = runner.invoke(app, ["qa", "audit", str(root), "--frames", "2", "--out", str(out)])
+    assert clean.exit_code == 0, clean.output
+
+
+def test_sample_finds_originals_from_the_input_folder(tmp_path: Path) -> None:
+    """Sidecars name each input relative to anonymize's IN (never its absolute path): `--originals IN`
+    tells the sample where the originals are; without it each clip says what is missing."""
+    from fakes import moving_square_frames, write_video
+    from privvid.anonymize import anonymize_dataset
+    from privvid.config import AnonymizeConfig, DetectConfig
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for label in ("jump", "run"):
+        write_video(src / label / "a.mp4", moving_square_frames(6))
+    anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=DetectConfig(backend="fakes:ColorKeyDetector")))
+    found = sample(out, tmp_path / "qa", per_class=1, seed=0, frames=2, originals=src)
+    assert all(len(i["original_frames"]) == 2 and not i["problems"] for i in found.items)
+    unknown = sample(out, tmp_path / "qa2", per_class=1, seed=0, frames=2)
+    assert all("--originals" in i["problems"][0] for i in unknown.items)
