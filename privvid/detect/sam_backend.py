@@ -59,7 +59,15 @@ class SamRefinedDetector:
         if self.cfg.sam_model not in sam_model_registry:
             raise ValueError(f"unknown SAM model {self.cfg.sam_model!r}; choose one of: {', '.join(sam_model_registry)}")
         try:
-            model = sam_model_registry[self.cfg.sam_model](checkpoint=str(path))
+            if self.cfg.trust_model_files:
+                model = sam_model_registry[self.cfg.sam_model](checkpoint=str(path))
+            else:
+                # segment-anything's own loader unpickles the file; a state dict of tensors loads with
+                # torch's weights_only reader, which runs no code
+                import torch
+
+                model = sam_model_registry[self.cfg.sam_model](checkpoint=None)
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as exc:
             raise BackendFailure(f"cannot load SAM {self.cfg.sam_model} checkpoint {path}: {exc}") from exc
         return model.eval()

@@ -1,6 +1,6 @@
 """User-weights detector: an Ultralytics segmentation model (``--weights PATH``).
 
-Works with a normal ``.pt`` checkpoint and with exported files. Exports that
+Works with exported files (.onnx, .tflite) and, with trust_model_files, a ``.pt`` checkpoint. Exports that
 carry no Ultralytics metadata (e.g. onnx2tf int8 ``.tflite`` files) load with
 task unknown and 999 placeholder class names; for those the backend tells the
 inference backend it is a segmentation model and uses the COCO names shipped
@@ -19,7 +19,7 @@ import numpy as np
 from privvid.config import DetectConfig
 from privvid.detect.base import Detections
 from privvid.detect.common import assemble, check_frame
-from privvid.errors import BackendFailure, MissingWeights
+from privvid.errors import BackendFailure
 
 HINT = (
     "Pass an Ultralytics segmentation checkpoint with --weights PATH "
@@ -38,12 +38,11 @@ class YoloDetector:
 
     def __init__(self, cfg: DetectConfig | None = None) -> None:
         self.cfg = cfg or DetectConfig()
-        weights = self.cfg.weights
-        if weights is None:
-            raise MissingWeights("YOLO segmentation weights", "(no --weights given)", HINT)
-        weights = Path(weights).expanduser()
-        if not weights.is_file():
-            raise MissingWeights("YOLO segmentation weights", weights, HINT)
+        from privvid.io.model_files import check_model_file
+
+        weights = check_model_file(self.cfg.weights, "YOLO segmentation weights", HINT,
+                                   trust=self.cfg.trust_model_files, allowed=("tflite", "onnx"),
+                                   option="--weights")
         self.weights = weights
         # ultralytics writes settings under ~/.config unless told otherwise
         os.environ.setdefault("YOLO_CONFIG_DIR", _config_dir())

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from privvid.errors import MissingWeights
+from privvid.errors import ConfigError, MissingWeights
 from privvid.io.atomic import savez_atomic
 
 EMBEDDED_NAME = "mannequin_smplx_v1.npz"
@@ -253,13 +253,34 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_body_model(body_model: Path | None = None, gender: str = "neutral") -> BodyModel:
-    """Load the user's SMPL-X npz (file, or folder with ``SMPLX_<GENDER>.npz``) or the embedded one."""
+def _plain_copy(path: Path, trust: bool) -> Path:
+    """smplx reads npz files with ``allow_pickle=True``: a pickled object array in the user's file would
+    run code. Unless ``trust``, hand smplx a copy holding only the file's plain arrays (read with
+    ``allow_pickle=False``; object arrays, which SMPL-X does not need, are left out)."""
+    if trust:
+        return path
+    from privvid.io.model_files import npz_arrays
+
+    try:
+        arrays = npz_arrays(path)
+    except Exception as exc:  # noqa: BLE001 - not an npz at all
+        raise MissingWeights("readable SMPL-X body model", path,
+                             f"The file is not a readable .npz ({type(exc).__name__}: {exc}).") from exc
+    digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()
+    copy = cache_dir() / "plain" / f"{digest[:16]}.npz"
+    if not copy.is_file():
+        savez_atomic(copy, **arrays)
+    return copy
+
+
+def load_body_model(body_model: Path | None = None, gender: str = "neutral", trust: bool = False) -> BodyModel:
+    """Load the user's SMPL-X npz (file, or folder with ``SMPLX_<GENDER>.npz``) or the embedded one.
+    A user's file is read without pickle unless ``trust`` (``--trust-model-files``)."""
     import smplx
     import torch
 
     if gender not in ("neutral", "male", "female"):
-        raise ValueError(f"gender must be neutral, male or female, got {gender!r}")
+        raise ConfigError(f"gender must be neutral, male or female, got {gender!r}")
     embedded = body_model is None
     if embedded:
         path = embedded_model_path()
@@ -276,9 +297,10 @@ def load_body_model(body_model: Path | None = None, gender: str = "neutral") -> 
         if path.suffix != ".npz":
             raise MissingWeights("SMPL-X body model (.npz)", path, "Only .npz SMPL-X files are supported "
                                  "(the .pkl release needs chumpy). " + hint)
+    load_from = path if embedded else _plain_copy(path, trust)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            model = smplx.SMPLX(str(path), gender=gender, use_pca=False, num_betas=NUM_BETAS,
+            model = smplx.SMPLX(str(load_from), gender=gender, use_pca=False, num_betas=NUM_BETAS,
                                 num_expression_coeffs=NUM_EXPR, flat_hand_mean=False, ext="npz")
         with np.load(path, allow_pickle=False) as raw:
             if "privvid_surface_names" in raw.files:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from privvid.detect.base import Detections
-from privvid.errors import MissingWeights
 from privvid.mesh.pose import COCO_TO_BLAZE, NUM_LANDMARKS
 
 
@@ -49,10 +48,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class YoloPoseDetector:
     """People as boxes + COCO landmarks from ultralytics pose weights, with greedy IoU tracking."""
 
-    def __init__(self, weights: str | os.PathLike, min_score: float = 0.35, imgsz: int = 320) -> None:
-        path = Path(weights)
-        if not path.is_file():
-            raise MissingWeights("ultralytics pose weights", path, "Pass an existing pose model file.")
+    def __init__(self, weights: str | os.PathLike, min_score: float = 0.35, imgsz: int = 320,
+                 trust: bool = False) -> None:
+        from privvid.io.model_files import check_model_file
+
+        path = check_model_file(weights, "ultralytics pose weights", "Pass an existing pose model file.",
+                                trust=trust, allowed=("tflite", "onnx"))
         os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.home() / ".cache" / "privvid" / "ultralytics"))
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO

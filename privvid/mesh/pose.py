@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from privvid.errors import MissingWeights
 from privvid.runtime.native_log import quiet_graph
 
 NUM_LANDMARKS = 33
@@ -111,14 +110,12 @@ class YoloPose:
 
     name = "yolo"
 
-    def __init__(self, weights: Path | None = None, min_confidence: float = 0.25) -> None:
-        if weights is None:
-            raise MissingWeights("ultralytics pose weights", "(none given)",
-                                 "Pass --pose-weights PATH (e.g. yolo11n-pose_int8.tflite); nothing is downloaded.")
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise MissingWeights("ultralytics pose weights", path,
-                                 "Put the .pt/.tflite/.onnx pose model there or fix --pose-weights.")
+    def __init__(self, weights: Path | None = None, min_confidence: float = 0.25, trust: bool = False) -> None:
+        from privvid.io.model_files import check_model_file
+
+        path = check_model_file(weights, "ultralytics pose weights",
+                                "Pass --pose-weights PATH (e.g. yolo11n-pose_int8.tflite or .onnx); nothing is "
+                                "downloaded.", trust=trust, allowed=("tflite", "onnx"))
         os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.home() / ".cache" / "privvid" / "ultralytics"))
         os.environ.setdefault("YOLO_OFFLINE", "1")
         from ultralytics import YOLO

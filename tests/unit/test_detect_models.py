@@ -117,7 +117,11 @@ def test_yolo_loads_a_pt_segmentation_checkpoint(yolo_pts, rng) -> None:
     from privvid.detect.yolo_backend import YoloDetector
 
     seg, _ = yolo_pts
-    det = YoloDetector(DetectConfig(backend="yolo", weights=seg, min_score=0.0, imgsz=128))
+    from privvid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trust-model-files"):   # a .pt is a pickle: refused by default
+        YoloDetector(DetectConfig(backend="yolo", weights=seg))
+    det = YoloDetector(DetectConfig(backend="yolo", weights=seg, min_score=0.0, imgsz=128, trust_model_files=True))
     frame = rng.integers(0, 255, (72, 96, 3), dtype=np.uint8)
     out = det(frame)
     # random weights: any number of people, but always a well-formed result at frame size
@@ -132,7 +136,7 @@ def test_yolo_rejects_a_detection_only_checkpoint(yolo_pts) -> None:
 
     _, det = yolo_pts
     with pytest.raises(BackendFailure, match="'detect' model"):
-        YoloDetector(DetectConfig(backend="yolo", weights=det))
+        YoloDetector(DetectConfig(backend="yolo", weights=det, trust_model_files=True))
 
 
 def test_yolo_reports_a_corrupt_file(tmp_path: Path) -> None:
@@ -142,4 +146,4 @@ def test_yolo_reports_a_corrupt_file(tmp_path: Path) -> None:
     bad = tmp_path / "broken-seg.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(BackendFailure, match="broken-seg.pt"):
-        YoloDetector(DetectConfig(backend="yolo", weights=bad))
+        YoloDetector(DetectConfig(backend="yolo", weights=bad, trust_model_files=True))
