@@ -338,7 +338,7 @@ class Fitter:
                                           tolerance_grad=1e-9, tolerance_change=1e-12)
 
                 def closure() -> torch.Tensor:
-                    lbfgs.zero_grad(set_to_none=True)
+                    lbfgs.zero_grad(set_to_none=True)  # noqa: B023 - called within this iteration
                     loss = loss_fn()
                     loss.backward()
                     return loss
