@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -12,10 +13,11 @@ from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
 from privvid.config import parse_size, preset
-from privvid.errors import PrivvidError
 from privvid.runtime import RunProgress
 
-console = Console()
+# piped output (a log file, CI) keeps whole clip names instead of wrapping them at 80 columns
+console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+warnings = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def anonymize(
@@ -23,7 +25,8 @@ def anonymize(
     out: Path = typer.Argument(..., help="Output root; relative paths of the input are mirrored."),
     mode: str = typer.Option("remove", help="remove | mesh | blur | pixelate | solid"),
     preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU defaults) or paper (432x240 as in Mask2Mesh)."),
-    resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240 (default: keep)."),
+    resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240; -2x240 = height 240 with the "
+                                         "aspect ratio kept (default: keep the size)."),
     fps: Optional[float] = typer.Option(None, help="Output frame rate (default: keep)."),
     crf: int = typer.Option(18, help="H.264 quality (lower = better, larger)."),
     gop: int = typer.Option(16, help="Key-frame interval of the output, in frames (short = fast seeking)."),
@@ -52,54 +55,60 @@ def anonymize(
     executor: str = typer.Option("local", help="local (processes) or ray."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (executor ray)."),
     clip_timeout: Optional[float] = typer.Option(None, help="Quarantine a clip that takes longer (seconds)."),
+    trust_model_files: bool = typer.Option(False, "--trust-model-files", help="Load pickle-based model files "
+                                           "(.pt/.pth/.pkl: they can run code). Off: only .tflite/.onnx/.npz."),
+    mesh_fallback: Optional[str] = typer.Option(None, "--mesh-fallback", help="mesh: 'remove' writes a clip whose "
+                                                "bodies cannot be drawn as remove mode (said in its sidecar) "
+                                                "instead of failing it."),
+    record_paths: bool = typer.Option(False, "--record-paths", help="Also keep each input's absolute path in "
+                                      "the sidecars and the ledger (default: relative to IN, and its hash)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be processed (and which inputs are "
+                                 "skipped, and why); write nothing."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Anonymise IN into OUT. Re-running the same command resumes; failed clips are quarantined."""
-    try:
-        cfg = preset(preset_name)
-        backend = detector or ("yolo" if weights is not None else cfg.detect.backend)
-        options = dict(cfg.detect.options)
-        options.update(parse_options(detect_opt or []))
-        flat: dict[str, object] = {}
-        if backend == "ssd":
-            options.update(_given(tiles=detect_tiles, tile_every=tile_every))
-        else:
-            flat = _given(tiles=detect_tiles, tile_every=tile_every)
-        if backend == "mediapipe":
-            flat["dilate_rel"] = 0.0  # its measured behaviour: a fixed dilation (docs/mask_quality.md)
-        detect = replace(cfg.detect, backend=backend, options=options,
-                         **_given(weights=weights, sam_weights=sam_weights, pose_people=pose_people), **flat)
-        inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
-        mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
-                       **_given(pose_weights=pose_weights))
-        if pose_weights is not None:
-            mesh = replace(mesh, pose_backend="yolo")
-        checks = cfg.check if check is None else replace(cfg.check, enabled=check)
-        cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks, crf=crf, gop=gop,
-                      check=checks, **_given(resize=parse_size(resize) if resize else None, fps=fps))
-        from privvid.anonymize.modes import MODES
-        from privvid.detect import validate_options
-
-        MODES.resolve(mode)  # unknown mode: fail before touching the output
-        validate_options(cfg.detect)  # a bad detector option: fail before any clip
-        with RunProgress(0, f"anonymize --mode {mode}", enabled=not quiet) as progress:
-            summary = anonymize_dataset(
-                input_path, out, cfg, workers=workers, executor=executor, ray_address=ray_address,
-                clip_timeout=clip_timeout,
-                on_start=progress.set_total,
-                on_clip=lambda o: progress.advance(o.frames),
-            )
-    except (PrivvidError, ValueError, FileNotFoundError, KeyError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    cfg = preset(preset_name)
+    backend = detector or ("yolo" if weights is not None else cfg.detect.backend)
+    options = dict(cfg.detect.options)
+    options.update(parse_options(detect_opt or []))
+    flat: dict[str, Any] = {}
+    if backend == "ssd":
+        options.update(_given(tiles=detect_tiles, tile_every=tile_every))
+    else:
+        flat = _given(tiles=detect_tiles, tile_every=tile_every)
+    if backend == "mediapipe":
+        flat["dilate_rel"] = 0.0  # its measured behaviour: a fixed dilation (docs/mask_quality.md)
+    detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
+                     **_given(weights=weights, sam_weights=sam_weights, pose_people=pose_people), **flat)
+    inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
+    mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
+                   trust_model_files=trust_model_files, fallback=mesh_fallback,
+                   **_given(pose_weights=pose_weights))
+    if pose_weights is not None:
+        mesh = replace(mesh, pose_backend="yolo")
+    checks = cfg.check if check is None else replace(cfg.check, enabled=check)
+    cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks, crf=crf, gop=gop,
+                  check=checks, record_paths=record_paths, **_given(resize=parse_size(resize) if resize else None, fps=fps))
+    if dry_run:
+        _print_plan(anonymize_dataset(input_path, out, cfg, workers=workers, executor=executor,
+                                      clip_timeout=clip_timeout, dry_run=True))
+        return
+    with RunProgress(0, f"anonymize --mode {mode}", enabled=not quiet) as progress:
+        summary = anonymize_dataset(
+            input_path, out, cfg, workers=workers, executor=executor, ray_address=ray_address,
+            clip_timeout=clip_timeout,
+            on_start=progress.set_total,
+            on_clip=lambda o: progress.advance(o.frames),
+            on_warning=lambda text: warnings.print(f"[yellow]warning:[/yellow] {text}"),
+        )
     _print_summary(summary)
     if summary.failed:
         raise typer.Exit(1)
 
 
-def parse_options(items: list[str]) -> dict[str, object]:
+def parse_options(items: list[str]) -> dict[str, Any]:
     """``["tiles=3x2", "score=0.3"]`` -> {"tiles": "3x2", "score": 0.3} (numbers and true/false parsed)."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name.strip():
@@ -119,7 +128,7 @@ def parse_options(items: list[str]) -> dict[str, object]:
     return out
 
 
-def _given(**values: object) -> dict[str, object]:
+def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -138,11 +147,33 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - RunSummary
         table.add_row(o.relpath, f"[{style[o.status]}]{o.status}[/]", str(o.frames or ""), rate, cov,
                       o.reason or "; ".join(o.notes))
     console.print(table)
+    _print_skipped(summary)
     console.print(
         f"{summary.count('done')} done, {summary.count('skipped')} already done, "
         f"{summary.count('failed')} failed (quarantined, see {summary.out_root}/.privvid/quarantine.jsonl); "
-        f"{len(summary.ignored)} non-video files ignored; {summary.seconds:.1f} s"
+        f"{len(summary.ignored)} non-video files ignored; {summary.seconds:.1f} s; "
+        f"summary for scripts: {summary.out_root}/.privvid/summary.json"
     )
+
+
+def _print_skipped(summary) -> None:  # noqa: ANN001 - RunSummary
+    for path, reason in summary.skipped_inputs:
+        console.print(f"[yellow]skipped input[/yellow] {path}: {reason}", highlight=False)
+
+
+def _print_plan(summary) -> None:  # noqa: ANN001 - RunSummary
+    table = Table(title=f"privvid anonymize --dry-run -> {summary.out_root}")
+    table.add_column("clip")
+    table.add_column("input")
+    table.add_column("would")
+    table.add_column("why")
+    for o in summary.outcomes:
+        table.add_row(o.relpath, o.source, "run" if o.status == "planned" else "skip (done)", o.reason or "")
+    console.print(table)
+    _print_skipped(summary)
+    console.print(f"{summary.count('planned')} would run, {summary.count('skipped')} already done, "
+                  f"{len(summary.skipped_inputs)} inputs skipped, {len(summary.ignored)} non-video files ignored; "
+                  "nothing was written")
 
 
 def register(app: typer.Typer) -> None:

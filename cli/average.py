@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from privvid.errors import PrivvidError
 
 console = Console()
 
@@ -21,11 +20,7 @@ def average(
     """Average the weights the checkpoints share (the encoder at least) in fixed proportions."""
     from privvid.engine.api import run_average
 
-    try:
-        res = run_average(runs, weights, out)
-    except (PrivvidError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    res = run_average(runs, weights, out)
     console.print(f"averaged {res['tensors']} tensors with weights {res['weights']} -> {res['out']}")
 
 

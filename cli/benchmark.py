@@ -26,17 +26,13 @@ def run(
     from privvid.benchmark.protocol import Protocol, run_protocol, tiny_protocol
     from privvid.benchmark.table import results_table
 
-    try:
-        if tiny is not None:
-            proto = tiny_protocol(tiny, out / "data")
-        elif protocol is not None:
-            proto = Protocol.load(protocol)
-        else:
-            raise PrivvidError("give a protocol file or --tiny CLIPS_DIR")
-        res = run_protocol(proto, out, device=device, log=lambda s: console.print(f"[dim]{s}[/dim]"))
-    except (PrivvidError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    if tiny is not None:
+        proto = tiny_protocol(tiny, out / "data")
+    elif protocol is not None:
+        proto = Protocol.load(protocol)
+    else:
+        raise PrivvidError("give a protocol file or --tiny CLIPS_DIR")
+    res = run_protocol(proto, out, device=device, log=lambda s: console.print(f"[dim]{s}[/dim]"))
     console.print(results_table(res))
     for task, b in res["bias"].items():
         if "error" in b:

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from privvid.errors import PrivvidError
 
 console = Console()
 
@@ -39,22 +38,18 @@ def curate(
     """Select K classes with K-NEXUS or at random, and report how separated the selection is."""
     from privvid.curate import CurateConfig, curate as run_curate, default_cache, load_source, overlap
 
-    try:
-        src = load_source(source, video_root=video_root, labels_only=labels_only, split=split)
-        cfg = CurateConfig(
-            k=k, method=method, seed=seed, restarts=restarts, max_per_class=max_per_class,
-            image_encoder=None if image_encoder == "none" else image_encoder,
-            text_encoder=None if text_encoder == "none" else text_encoder,
-            clip_checkpoint=clip_checkpoint, clip_model=clip_model, embed_per_class=embed_per_class,
-            on_error=on_error, cache=None if no_cache else (cache or default_cache()), random_draws=random_draws,
-        )
-        videos = sum(1 for vs in src.classes.values() for v in vs if v.path is not None)
-        console.print(f"{src.kind} source: {len(src.labels)} classes, {videos} video files")
-        with console.status("embedding and clustering ..."):
-            result = run_curate(src, out, cfg)
-    except (PrivvidError, ValueError, KeyError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    src = load_source(source, video_root=video_root, labels_only=labels_only, split=split)
+    cfg = CurateConfig(
+        k=k, method=method, seed=seed, restarts=restarts, max_per_class=max_per_class,
+        image_encoder=None if image_encoder == "none" else image_encoder,
+        text_encoder=None if text_encoder == "none" else text_encoder,
+        clip_checkpoint=clip_checkpoint, clip_model=clip_model, embed_per_class=embed_per_class,
+        on_error=on_error, cache=None if no_cache else (cache or default_cache()), random_draws=random_draws,
+    )
+    videos = sum(1 for vs in src.classes.values() for v in vs if v.path is not None)
+    console.print(f"{src.kind} source: {len(src.labels)} classes, {videos} video files")
+    with console.status("embedding and clustering ..."):
+        result = run_curate(src, out, cfg)
 
     table = Table(title=f"{result.selection.method}: K={result.selection.k} of {result.classes} classes "
                         f"vs {result.report['random_draws']} random selections")
@@ -69,9 +64,9 @@ def curate(
     console.print(table)
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} unreadable video(s) skipped[/yellow] (see selection.json)")
-    cache = result.cache
-    if cache.get("path"):
-        console.print(f"embedding cache {cache['path']}: {cache['hits']} hit(s), {cache['misses']} miss(es)")
+    used = result.cache
+    if used.get("path"):
+        console.print(f"embedding cache {used['path']}: {used['hits']} hit(s), {used['misses']} miss(es)")
     for ref in reference:
         try:
             names = [line.strip() for line in ref.read_text(encoding="utf-8").splitlines() if line.strip()]

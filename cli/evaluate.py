@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from privvid.errors import PrivvidError
 
 console = Console()
 app = typer.Typer(help="Transfer a pre-trained encoder to a downstream task.", no_args_is_help=True)
@@ -28,12 +27,8 @@ def _run(mode: str, init: List[Path], train: Path, val: Path, out: Optional[Path
          layerwise: bool, device: Optional[str], **overrides: Any) -> None:
     from privvid.engine.api import run_eval
 
-    try:
-        res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
-                       device=device, log=_log, **{k: v for k, v in overrides.items() if v is not None})
-    except (PrivvidError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
+                   device=device, log=_log, **{k: v for k, v in overrides.items() if v is not None})
     table = Table(title=f"{mode.upper()} on {train.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")

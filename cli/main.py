@@ -1,18 +1,81 @@
-"""Entry point: ``privvid <command>``. Each command module adds itself with ``register(app)``."""
+"""Entry point: ``privvid <command>``. Each command module adds itself with ``register(app)``.
+
+The one error boundary of the command line lives here (:class:`_Boundary`): commands let
+privvid's errors rise, and this prints each as one line on stderr and exits with
+
+- 2 for a bad setting or an input that cannot be used (``ConfigError``, any ``PrivvidError``,
+  a ``ValueError`` from parsing an option, a missing file), always before any work was done;
+- 1 for anything unexpected (a bug): one line, with the traceback when ``PRIVVID_DEBUG=1``.
+"""
 
 from __future__ import annotations
 
-import typer
+import os
+from typing import Any, Optional
 
+import typer
+from rich.console import Console
+from typer._click.exceptions import ClickException
+from typer.core import TyperGroup
+
+import privvid
 from privvid.cli import anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark
+from privvid.errors import PrivvidError
+
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Boundary(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
+        except (PrivvidError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                PermissionError) as exc:
+            if os.environ.get("PRIVVID_DEBUG") == "1":
+                raise
+            errors.print(f"[red]error:[/red] {_text(exc)}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted[/yellow]: finished clips are kept; run the same command to resume")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the boundary: one line instead of a traceback
+            if os.environ.get("PRIVVID_DEBUG") == "1":
+                raise
+            errors.print(f"[red]internal error:[/red] {type(exc).__name__}: {_text(exc)} "
+                         "(PRIVVID_DEBUG=1 shows the traceback; please report it)")
+            raise typer.Exit(1) from None
+
+
+def _text(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return str(text) or type(exc).__name__
+
 
 app = typer.Typer(
     name="privvid",
+    cls=_Boundary,
     help="Privacy-preserving action-video datasets: remove or replace people, curate, audit, train.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"privvid {privvid.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    """Privacy-preserving action-video datasets: remove or replace people, curate, audit, train."""
+
 
 for _module in (anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark):
     _module.register(app)

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from privvid.errors import PrivvidError
 from privvid.shards import build
 
 console = Console()
@@ -27,12 +26,8 @@ def build_command(
     webdataset: bool = typer.Option(True, help="Also write WebDataset tar shards."),
 ) -> None:
     """Write manifest.jsonl/.json, classes.txt, mmaction_*.txt, videomae_*.csv and shards/*.tar."""
-    try:
-        summary = build(root, out, name=name, val_fraction=val, seed=seed, shard_size=shard_mb << 20,
-                        webdataset=webdataset)
-    except (PrivvidError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    summary = build(root, out, name=name, val_fraction=val, seed=seed, shard_size=shard_mb << 20,
+                    webdataset=webdataset)
     table = Table(title=f"{summary['name']}: {summary['clips']} clips, {summary['frames']} frames")
     table.add_column("class")
     table.add_column("clips", justify="right")

@@ -8,7 +8,6 @@ from typing import Any, List, Optional
 import typer
 from rich.console import Console
 
-from privvid.errors import PrivvidError
 
 console = Console()
 app = typer.Typer(help="Pre-train the bundled video ViT.", no_args_is_help=True)
@@ -28,12 +27,8 @@ def _run(task: str, data: List[str], out: Path, preset: str, size: Optional[str]
          resume: bool, device: Optional[str], **overrides: Any) -> None:
     from privvid.engine.api import run_train
 
-    try:
-        res = run_train(task, data, out, preset_name=preset, size=size, init=init, resume=resume,
-                        device=device, log=_log, **{k: v for k, v in overrides.items() if v is not None})
-    except (PrivvidError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    res = run_train(task, data, out, preset_name=preset, size=size, init=init, resume=resume,
+                    device=device, log=_log, **{k: v for k, v in overrides.items() if v is not None})
     console.print(f"[green]done[/green]: {res.steps} steps, checkpoint in {out}")
 
 

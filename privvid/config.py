@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from privvid.errors import ConfigError
+
 
 def parse_tiles(spec: str | None) -> tuple[int, int] | None:
     """``"3x2"`` -> (3 columns, 2 rows); None, "", "none" or "off" -> None (tiling off). Anything else is a
@@ -18,10 +20,10 @@ def parse_tiles(spec: str | None) -> tuple[int, int] | None:
         return None
     parts = str(spec).lower().replace(" ", "").split("x")
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"tiles must look like COLSxROWS, e.g. '3x2', got {spec!r}")
+        raise ConfigError(f"tiles must look like COLSxROWS, e.g. '3x2', got {spec!r}")
     cols, rows = int(parts[0]), int(parts[1])
     if not (1 <= cols <= 16 and 1 <= rows <= 16) or cols * rows < 2:
-        raise ValueError(f"tiles {spec!r}: columns and rows must be 1..16 and give at least 2 tiles")
+        raise ConfigError(f"tiles {spec!r}: columns and rows must be 1..16 and give at least 2 tiles")
     return cols, rows
 
 
@@ -70,22 +72,23 @@ class DetectConfig:
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
     # sam backend
     sam_base: str = "mediapipe"          # backend whose boxes SAM refines
+    trust_model_files: bool = False      # load pickle-based --weights / --sam-weights (can run code)
     # tracking
     track_iou: float = 0.3               # min box IoU to continue a track
     track_max_age: int = 10              # frames a lost track is kept
 
     def __post_init__(self) -> None:
         if not isinstance(self.options, dict):
-            raise ValueError(f"detector options must be a mapping, got {type(self.options).__name__}")
+            raise ConfigError(f"detector options must be a mapping, got {type(self.options).__name__}")
         if self.dilate_rel < 0 or self.dilate_min < 0:
-            raise ValueError(f"dilate_rel and dilate_min must be >= 0, got {self.dilate_rel}, {self.dilate_min}")
+            raise ConfigError(f"dilate_rel and dilate_min must be >= 0, got {self.dilate_rel}, {self.dilate_min}")
         parse_tiles(self.tiles)  # a bad tiles value fails where the config is made, not in a worker
         if self.tile_every < 1:
-            raise ValueError(f"tile_every must be >= 1, got {self.tile_every}")
+            raise ConfigError(f"tile_every must be >= 1, got {self.tile_every}")
         if self.carry_grow < 0:
-            raise ValueError(f"carry_grow must be >= 0, got {self.carry_grow}")
+            raise ConfigError(f"carry_grow must be >= 0, got {self.carry_grow}")
         if self.pose_people < 1 or self.split_min <= 0:
-            raise ValueError(f"pose_people must be >= 1 and split_min > 0, got {self.pose_people}, {self.split_min}")
+            raise ConfigError(f"pose_people must be >= 1 and split_min > 0, got {self.pose_people}, {self.split_min}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,16 @@ class InpaintConfig:
     guard: bool = True                   # with a detector other than ssd, the embedded SSD's person boxes
     guard_score: float = 0.3             # (at least this score) guard the sources as well
 
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.context < 0 or self.max_probes < 1 or self.radius < 1:
+            raise ConfigError("inpaint window, radius and max_probes must be >= 1 and context >= 0, got "
+                              f"{self.window}, {self.radius}, {self.max_probes}, {self.context}")
+        if self.method not in ("telea", "ns") or self.align not in ("auto", "static", "homography"):
+            raise ConfigError(f"inpaint method must be telea or ns, and align auto, static or homography; got "
+                              f"method {self.method!r}, align {self.align!r}")
+        if not 0 <= self.agree_tol <= 255 or self.avoid_grow < 0:
+            raise ConfigError(f"agree_tol must be 0..255 and avoid_grow >= 0, got {self.agree_tol}, {self.avoid_grow}")
+
 
 @dataclass(frozen=True)
 class MeshConfig:
@@ -122,6 +135,20 @@ class MeshConfig:
     save_params: bool = False
     min_height: float = 0.15             # people shorter than this share of the frame height get no body
                                          # (removed only): too small to fit, and a crowd would cost a fit each
+    fallback: str | None = None          # None: a clip whose bodies cannot be drawn fails; "remove": it is
+                                         # written as remove mode, said so in its sidecar and the summary
+    trust_model_files: bool = False      # load pickle-based --body-model / --pose-weights (can run code)
+
+    def __post_init__(self) -> None:
+        if self.gender not in ("neutral", "male", "female"):
+            raise ConfigError(f"--gender must be neutral, male or female, got {self.gender!r}")
+        if self.gender != "neutral" and self.body_model is None:
+            raise ConfigError(f"--gender {self.gender} needs --body-model (SMPL-X files of that gender); the "
+                              "embedded mannequin is gender-neutral")
+        if self.fallback not in (None, "remove"):
+            raise ConfigError(f"mesh fallback must be 'remove' or none, got {self.fallback!r}")
+        if not 0 <= self.min_height <= 1 or self.smooth < 0:
+            raise ConfigError(f"min_height must be 0..1 and smooth >= 0, got {self.min_height}, {self.smooth}")
 
 
 def _check_config() -> Any:
@@ -145,6 +172,22 @@ class AnonymizeConfig:
     blur_kernel: int = 51
     pixel_block: int = 16
     solid_color: tuple[int, int, int] = (128, 128, 128)
+    record_paths: bool = False           # sidecars also hold the input's absolute path (it can name a person);
+                                         # by default only its path relative to the input root and its hash
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not (0 < self.fps <= 1000):
+            raise ConfigError(f"--fps must be a frame rate above 0 (at most 1000), got {self.fps:g}")
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"--crf must be 0..51 (H.264 quality), got {self.crf}")
+        if self.gop < 1:
+            raise ConfigError(f"--gop must be >= 1 frame, got {self.gop}")
+        if self.resize is not None:
+            width, height = self.resize
+            if not ((width >= 2 or width == -2) and (height >= 2 or height == -2)) or width == height == -2:
+                raise ConfigError(f"resize must be WxH with sides >= 2 (one side may be -2), got {self.resize}")
+        if self.blur_kernel < 1 or self.pixel_block < 1:
+            raise ConfigError(f"blur_kernel and pixel_block must be >= 1, got {self.blur_kernel}, {self.pixel_block}")
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -163,7 +206,7 @@ def preset(name: str) -> AnonymizeConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -177,11 +220,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"432x240"`` -> ``(432, 240)`` (width, height)."""
+    """``"432x240"`` -> ``(432, 240)`` (width, height); ``"-2x240"`` = height 240, the width that keeps the
+    input's aspect ratio (rounded to even), ``"432x-2"`` the same for the height."""
     try:
         width, height = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"size must look like 432x240, got {text!r}") from None
-    if width < 2 or height < 2:
-        raise ValueError(f"size must be at least 2x2, got {text!r}")
+        raise ConfigError(f"size must look like 432x240 or -2x240 (keep the aspect ratio), got {text!r}") from None
+    if not ((width >= 2 or width == -2) and (height >= 2 or height == -2)) or width == height == -2:
+        raise ConfigError(f"size must be at least 2x2, with -2 for at most one side, got {text!r}")
     return width, height

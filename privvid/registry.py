@@ -11,8 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+from privvid.errors import ConfigError
 
-class UnknownBackend(KeyError):
+
+class UnknownBackend(ConfigError, KeyError):
+    """A backend name that is neither registered nor an importable ``package.module:attr``."""
+
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
 

@@ -34,5 +34,7 @@ def test_doctor_reports_backends_weights_and_gl(tmp_path):
 
 def test_unknown_mode_is_a_usage_error(tmp_path):
     proc = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--mode", "sparkle")
-    assert proc.returncode == 2 and "sparkle" in proc.stdout
+    # one line on stderr, no traceback, nothing created
+    assert proc.returncode == 2 and "sparkle" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
     assert not (tmp_path / "out").exists()

@@ -359,9 +359,9 @@ def test_tile_boxes_cover_the_frame_overlap_and_stay_inside(w, h, cols, rows) ->
     assert hits.min() >= 1                                 # every pixel is in some tile
     xs = sorted({(b[0], b[2]) for b in boxes})
     ys = sorted({(b[1], b[3]) for b in boxes})
-    for (a0, a1), (b0, b1) in zip(xs, xs[1:]):             # horizontal neighbours overlap by > 5% of a tile
+    for (a0, a1), (b0, _b1) in zip(xs, xs[1:]):             # horizontal neighbours overlap by > 5% of a tile
         assert a1 - b0 > 0.05 * (a1 - a0)
-    for (a0, a1), (b0, b1) in zip(ys, ys[1:]):
+    for (a0, a1), (b0, _b1) in zip(ys, ys[1:]):
         assert a1 - b0 > 0.05 * (a1 - a0)
     assert xs[0][0] == 0 and xs[-1][1] == w and ys[0][0] == 0 and ys[-1][1] == h
 
@@ -390,7 +390,7 @@ def test_mediapipe_reports_tiles_and_the_cli_refuses_a_bad_value(tmp_path) -> No
     proc = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path), str(tmp_path / "out"),
                            "--detect-tiles", "0x2"], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"})
-    assert proc.returncode == 2 and "0x2" in proc.stdout
+    assert proc.returncode == 2 and "0x2" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import stat
 import tarfile
 from dataclasses import replace
