@@ -135,3 +135,18 @@ class WrongShapeInpainter:
 
     def info(self) -> dict:
         return {"name": self.name}
+
+
+class CrashingDetector(ColorKeyDetector):
+    """Kills its own process with SIGSEGV on a frame 80 px wide (a native crash stand-in): any other clip
+    is processed like ColorKeyDetector does."""
+
+    name = "crashing"
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        if frame.shape[1] == 80:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().__call__(frame)

@@ -81,7 +81,7 @@ class FrameCheck:
         from privvid.inpaint.classical import spatial_fill
 
         started = time.perf_counter()
-        records = []
+        records: list[dict[str, Any]] = []
         for frame, mask in zip(frames, masks):
             self.totals["frames"] += 1
             found = self._find(frame)
@@ -89,7 +89,8 @@ class FrameCheck:
                 records.append({})
                 continue
             shape = mask.shape
-            items, region = [], np.zeros(shape, bool)
+            items: list[dict[str, Any]] = []
+            region = np.zeros(shape, bool)
             for kind, score, box in found:
                 x0, y0, x1, y1 = grow_box(box, self.cfg.grow, shape[1], shape[0])
                 if x1 <= x0 or y1 <= y0:

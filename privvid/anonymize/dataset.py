@@ -6,30 +6,34 @@ output root, and its reason goes to the ledger and to ``.privvid/quarantine.json
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
 from privvid.config import AnonymizeConfig
-from privvid.errors import PrivvidError
-from privvid.io.discover import STATE_DIR, ClipSource, content_hash, discover
+from privvid.errors import ConfigError, PrivvidError
+from privvid.io.atomic import write_text_atomic
+from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
 from privvid.runtime.executors import WorkerDied, make_executor
 from privvid.runtime.ledger import Ledger
+from privvid.runtime.lock import RunLock
 
 
 @dataclass
 class ClipOutcome:
     relpath: str
-    source: str
-    status: str                 # done | failed | skipped
+    source: str                 # the input, relative to the input root
+    status: str                 # done | failed | skipped (already done) | planned (dry run)
     reason: str | None = None
     frames: int = 0
     seconds: float = 0.0
@@ -43,6 +47,18 @@ class RunSummary:
     outcomes: list[ClipOutcome]
     ignored: list[Path]
     seconds: float
+    skipped_inputs: list[tuple[Path, str]] = field(default_factory=list)  # not read, and why (a FIFO ...)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {s: self.count(s) for s in ("done", "skipped", "failed", "planned")}
+        return {"out": str(self.out_root) if self.dry_run else ".", "seconds": round(self.seconds, 3),
+                "dry_run": self.dry_run, "counts": counts, "frames": self.frames,
+                "clips": [asdict(o) for o in self.outcomes],
+                "inputs_skipped": [{"path": p.name, "reason": r} for p, r in self.skipped_inputs],
+                "renamed": [{"input": a, "output": b} for a, b in self.renamed],
+                "ignored_files": len(self.ignored)}
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -86,23 +102,35 @@ def _run_job(job: _Job) -> ClipOutcome:
         signal.setitimer(signal.ITIMER_REAL, float(job.timeout))  # type: ignore[arg-type]
     try:
         result = anonymize_clip(source, job.out_root, job.cfg, input_hash=job.input_hash)
-        return ClipOutcome(source.relpath, str(source.path), "done", frames=result.frames,
+        return ClipOutcome(source.relpath, source.input_rel, "done", frames=result.frames,
                            seconds=result.seconds, coverage_mean=result.coverage_mean, notes=result.notes)
     except Exception as exc:  # noqa: BLE001 - any failure quarantines the clip
-        # outputs of an earlier run with other parameters must not stand in for this one
-        for path in output_paths(job.out_root, source.relpath).values():
-            path.unlink(missing_ok=True)
         if isinstance(exc, PrivvidError):
             reason = _one_line(exc)
         else:
             detail = traceback.extract_tb(exc.__traceback__)[-1]
             where = f" (at {Path(detail.filename).name}:{detail.lineno})" if detail else ""
             reason = f"{type(exc).__name__}: {_one_line(exc)}{where}"
-        return ClipOutcome(source.relpath, str(source.path), "failed", reason=reason)
+        # outputs of an earlier run with other parameters must not stand in for this one
+        left = _remove_outputs(job.out_root, source.relpath)
+        if left:
+            reason += f"; could not remove an earlier output ({left}): delete it by hand"
+        return ClipOutcome(source.relpath, source.input_rel, "failed", reason=reason)
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+
+def _remove_outputs(out_root: Path, relpath: str) -> str:
+    """Delete a clip's outputs; return what could not be deleted (a read-only folder) as one line."""
+    problems = []
+    for path in output_paths(out_root, relpath).values():
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            problems.append(f"{path.name}: {exc.strerror or exc}")
+    return ", ".join(problems)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -113,8 +141,11 @@ def _one_line(exc: BaseException) -> str:
 def _clean_partials(out_root: Path) -> None:
     """Remove temp files a killed run left behind (never a finished output)."""
     for path in out_root.rglob(".*.partial*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
+        try:
+            if path.is_file():
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue  # a read-only folder: the file is hidden and never read as an output
 
 
 def _input_bytes(path: Path) -> int:
@@ -128,20 +159,104 @@ def _input_bytes(path: Path) -> int:
         return 0
 
 
+MIN_FREE_BYTES = 64 << 20  # a run does not start on a disk with less room than this
+
+
 def preflight(cfg: AnonymizeConfig) -> None:
     """Fail before any clip (and before OUT is touched) on what every clip would fail on: an unknown
-    mode or detector, a bad detector option, an embedded model file that is not installed."""
+    mode, detector, inpainter or pose source, a bad option, a model file that is missing, corrupt or
+    pickle-based (without ``trust_model_files``), an embedded model file that is not installed."""
     from privvid.anonymize.modes import MODES
-    from privvid.detect import validate_options
+    from privvid.detect import DETECTORS, validate_options
+    from privvid.inpaint import INPAINTERS
 
     MODES.resolve(cfg.mode)
     validate_options(cfg.detect)
+    if cfg.mode in ("remove", "mesh"):
+        INPAINTERS.resolve(cfg.inpaint.backend)
     needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (
         cfg.mode in ("remove", "mesh") and cfg.inpaint.guard)
     if needs_ssd:
         from privvid.runtime.models import SSD_PERSON, npm_model_path
 
         npm_model_path(SSD_PERSON)
+    if cfg.detect.weights is not None or cfg.detect.sam_weights is not None:
+        # user weights: load them once here, so a corrupt file is one message, not N quarantined clips
+        try:
+            DETECTORS.create(cfg.detect.backend, cfg.detect)
+        except PrivvidError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a library's own error about the file
+            files = " / ".join(str(p) for p in (cfg.detect.weights, cfg.detect.sam_weights) if p is not None)
+            raise ConfigError(f"the {cfg.detect.backend} detector cannot load {files} (corrupt or not a "
+                              f"{cfg.detect.backend} model?): {type(exc).__name__}: {_one_line(exc)}") from None
+    if cfg.mode == "mesh":
+        from privvid.mesh import POSE_SOURCES
+
+        POSE_SOURCES.resolve(cfg.mesh.pose_backend)
+        if cfg.mesh.pose_weights is not None:
+            from privvid.io.model_files import check_model_file
+
+            check_model_file(cfg.mesh.pose_weights, "ultralytics pose weights", "Fix --pose-weights.",
+                             trust=cfg.mesh.trust_model_files, allowed=("tflite", "onnx"))
+        if cfg.mesh.body_model is not None:
+            from privvid.mesh.body_model import load_body_model
+
+            load_body_model(cfg.mesh.body_model, cfg.mesh.gender, trust=cfg.mesh.trust_model_files)
+
+
+def _check_run(workers: int, executor: str, clip_timeout: float | None) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}; choose local or ray")
+    if clip_timeout is not None and not clip_timeout > 0:
+        raise ConfigError(f"--clip-timeout must be a number of seconds above 0, got {clip_timeout:g}")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_paths(found: Discovery, input_path: Path, out_root: Path) -> None:
+    """No output may replace or sit on top of an input: OUT is neither inside the input nor holds it, and
+    no output name is an input file (checked on resolved paths, so a symlink cannot sneak it past)."""
+    if _inside(out_root, input_path):
+        raise ConfigError(f"the output folder {out_root} must not be inside the input {input_path}")
+    if _inside(input_path, out_root):
+        raise ConfigError(f"the input {input_path} lies inside the output folder {out_root}: outputs could "
+                          "replace input files; choose an output folder outside the input")
+    inputs: set[Path] = set()
+    for clip in found.clips:
+        inputs.add(clip.path.resolve())
+    for clip in found.clips:
+        for path in output_paths(out_root, clip.relpath).values():
+            real = path.resolve()
+            if real in inputs or any(_inside(real, p) for p in inputs if p.is_dir()):
+                raise ConfigError(f"the output {path} would overwrite the input {real}; choose another "
+                                  "output folder")
+
+
+def _prepare_out(out_root: Path) -> Path:
+    """Create OUT and its state folder and prove a file can be written there (exit 2 before any work)."""
+    state = out_root / STATE_DIR
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        probe = state / f".write-test-{os.getpid()}"
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        full = exc.errno == errno.ENOSPC
+        raise ConfigError(f"cannot write into the output folder {out_root}: "
+                          f"{'the disk is full' if full else exc.strerror or exc}") from None
+    free = shutil.disk_usage(out_root).free
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"the disk holding {out_root} has {free >> 20} MiB free; privvid needs at least "
+                          f"{MIN_FREE_BYTES >> 20} MiB to start")
+    return state
 
 
 def anonymize_dataset(
@@ -154,23 +269,51 @@ def anonymize_dataset(
     clip_timeout: float | None = None,
     on_clip: Callable[[ClipOutcome], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    dry_run: bool = False,
 ) -> RunSummary:
     """Anonymise every clip under ``input_path`` into ``out_root`` (mirrored relative paths).
 
     Re-running the same command skips clips the ledger records as done with the same input
-    and parameters; ``on_start(n_to_run)`` and ``on_clip(outcome)`` drive progress displays.
+    and parameters; ``on_start(n_to_run)`` and ``on_clip(outcome)`` drive progress displays,
+    ``on_warning(text)`` hears what the user should know before the work starts. Every bad setting
+    raises ConfigError before OUT is touched; ``dry_run`` lists what would run and writes nothing.
     """
     started = time.perf_counter()
+    _check_run(workers, executor, clip_timeout)
     preflight(cfg)
     input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()
-    if out_root == input_path or input_path in out_root.parents:
-        raise PrivvidError(f"the output folder {out_root} must not be inside the input {input_path}")
     found = discover(input_path)
-    out_root.mkdir(parents=True, exist_ok=True)
-    state = out_root / STATE_DIR
-    ledger = Ledger(state / "ledger.sqlite")
-    _clean_partials(out_root)
+    _check_paths(found, input_path, out_root)
+    warn = on_warning or (lambda text: None)
     phash = params_hash(cfg)
+    if dry_run:
+        return _plan(found, out_root, phash, started)
+
+    state = _prepare_out(out_root)
+    lock = RunLock(state).acquire()
+    try:
+        ledger = Ledger(state / "ledger.sqlite")
+        try:
+            return _run(found, input_path, out_root, state, ledger, cfg, phash, workers, executor, ray_address,
+                        clip_timeout, on_clip, on_start, warn, started)
+        finally:
+            ledger.close()
+    finally:
+        lock.release()
+
+
+def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger: Ledger, cfg: AnonymizeConfig,
+         phash: str, workers: int, executor: str, ray_address: str | None, clip_timeout: float | None,
+         on_clip: Callable[[ClipOutcome], None] | None, on_start: Callable[[int], None] | None,
+         warn: Callable[[str], None], started: float) -> RunSummary:
+    _clean_partials(out_root)
+    others = {h: n for h, n in ledger.params_in_use().items() if h != phash}
+    if others:
+        warn(f"{sum(others.values())} clip(s) in {out_root} were made with other settings; each clip this run "
+             "processes is rewritten with the new ones (use another output folder to keep both)")
+    for rel, name in found.renamed:
+        warn(f"{rel} is written as {name} (its name collides with another input's or is too long)")
 
     outcomes: list[ClipOutcome] = []
     jobs: list[_Job] = []
@@ -178,18 +321,29 @@ def anonymize_dataset(
         try:
             digest = content_hash(source.path)
         except OSError as exc:
-            outcome = ClipOutcome(source.relpath, str(source.path), "failed", reason=f"unreadable: {exc}")
+            outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=f"unreadable: {exc}")
             _record(ledger, state, outcome, phash, None)
             outcomes.append(outcome)
             continue
         paths = output_paths(out_root, source.relpath)
+        row = ledger.get(source.relpath)
         if (ledger.is_done(source.relpath, digest, phash) and paths["video"].exists()
                 and paths["sidecar"].exists()):
-            row = ledger.get(source.relpath)
-            outcomes.append(ClipOutcome(source.relpath, str(source.path), "skipped",
+            outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped",
                                         frames=row.frames or 0 if row else 0))
             continue
-        ledger.mark(source.relpath, str(source.path), phash, "running", input_hash=digest)
+        if row is not None and row.status == "running":
+            # this run holds OUT's lock, so the run that left the row 'running' died inside this clip
+            crashes = ledger.crashed(source.relpath)
+            if crashes >= CRASH_LIMIT:
+                outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=(
+                    f"the process died while processing this clip in {crashes} runs (a crash in native code?); "
+                    "quarantined so the rest can run. Run it alone with --workers 2 to see the error"))
+                _remove_outputs(out_root, source.relpath)
+                _record(ledger, state, outcome, phash, digest)
+                outcomes.append(outcome)
+                continue
+        ledger.mark(source.relpath, _source_text(source, cfg), phash, "queued", input_hash=digest)
         jobs.append(_Job(source, out_root, cfg, digest, clip_timeout))
 
     if workers > 1:
@@ -200,18 +354,80 @@ def anonymize_dataset(
         on_start(len(jobs))
     runner = make_executor(executor, min(workers, max(1, len(jobs))), ray_address)
     hashes = {job.source.relpath: job.input_hash for job in jobs}
+    finished: set[str] = set()
     try:
-        for job, result in runner.map_unordered(_run_job, jobs):
+        for job, result in runner.map_unordered(_run_job, jobs,
+                                                started=lambda j: ledger.set_status(j.source.relpath, "running")):
             if isinstance(result, WorkerDied):
-                result = ClipOutcome(job.source.relpath, str(job.source.path), "failed", reason=str(result))
-            _record(ledger, state, result, phash, hashes[job.source.relpath])
+                result = ClipOutcome(job.source.relpath, job.source.input_rel, "failed", reason=str(result))
+            try:
+                _record(ledger, state, result, phash, hashes[job.source.relpath])
+            except OSError as exc:  # the state folder went read-only or the disk filled: say so, go on
+                result.notes.append(f"not recorded in the ledger: {exc.strerror or exc}")
+            finished.add(job.source.relpath)
             outcomes.append(result)
             if on_clip:
                 on_clip(result)
     finally:
-        ledger.close()
+        # an interrupted run (Ctrl-C, an error in this process) leaves its unfinished clips queued, not
+        # 'running': only a run that died without this clean-up counts as a crash of its clip
+        for job in jobs:
+            if job.source.relpath not in finished:
+                try:
+                    ledger.set_status(job.source.relpath, "queued")
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    break
     outcomes.sort(key=lambda o: o.relpath)
-    return RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started)
+    summary = RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
+                         skipped_inputs=found.skipped, renamed=found.renamed)
+    _write_summary(state, summary, cfg, phash, input_path)
+    return summary
+
+
+CRASH_LIMIT = 2  # runs that may die inside one clip before it is quarantined
+
+
+def _source_text(source: ClipSource, cfg: AnonymizeConfig) -> str:
+    return str(source.path) if cfg.record_paths else source.input_rel
+
+
+def _plan(found: Discovery, out_root: Path, phash: str, started: float) -> RunSummary:
+    """What a run would do, from the ledger if OUT has one; writes nothing."""
+    db = out_root / STATE_DIR / "ledger.sqlite"
+    ledger = Ledger(db) if db.is_file() else None
+    outcomes = []
+    try:
+        for source in found.clips:
+            paths = output_paths(out_root, source.relpath)
+            status = "planned"
+            reason: str | None = "new" if ledger is None or ledger.get(source.relpath) is None else "redo"
+            if ledger is not None and paths["video"].exists() and paths["sidecar"].exists():
+                try:
+                    if ledger.is_done(source.relpath, content_hash(source.path), phash):
+                        status, reason = "skipped", None
+                    else:
+                        reason = "input or settings changed"
+                except OSError as exc:
+                    reason = f"unreadable: {exc}"
+            outcomes.append(ClipOutcome(source.relpath, source.input_rel, status, reason=reason))
+    finally:
+        if ledger is not None:
+            ledger.close()
+    return RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
+                      skipped_inputs=found.skipped, renamed=found.renamed, dry_run=True)
+
+
+def _write_summary(state: Path, summary: RunSummary, cfg: AnonymizeConfig, phash: str, input_path: Path) -> None:
+    """``OUT/.privvid/summary.json``: the last run, for scripts (the table is for people)."""
+    doc = summary.to_dict()
+    doc.update({"privvid_version": privvid.__version__, "mode": cfg.mode, "params_hash": phash,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if cfg.record_paths:
+        doc["input"] = str(input_path)
+    try:
+        write_text_atomic(state / "summary.json", json.dumps(doc, indent=1))
+    except OSError:
+        pass  # the summary is a convenience; the ledger and sidecars are the record
 
 
 def _record(ledger: Ledger, state: Path, outcome: ClipOutcome, phash: str, digest: str | None) -> None:

@@ -123,7 +123,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     coverage: list[float] = []
     frame_infos: list[dict[str, Any]] = []
     try:
-        frames = timer.timed("decode", read_frames(source.path, (width, height), cfg.fps, info))
+        frames = _Counted(timer.timed("decode", read_frames(source.path, (width, height), cfg.fps, info)))
         for out_frame, mask, extra in _anonymised(frames, stream, composer, cfg, timer):
             t0 = time.perf_counter()
             writer.write(out_frame)
@@ -153,25 +153,28 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
 
     seconds = time.perf_counter() - started
     check = getattr(composer, "check", None)
-    if check is not None and getattr(check, "seconds", 0.0):
+    if check is not None and float(getattr(check, "seconds", 0.0)) > 0:
         # the written-frame check runs inside the composer: report it as its own stage
         timer.totals["check"] = check.seconds
         timer.totals["compose"] = timer.totals.get("compose", 0.0) - check.seconds
     timer.totals["total"] = seconds
     cov = np.asarray(coverage)
-    notes = _notes(info, width, height, cfg)
+    decoded = getattr(frames, "count", writer.frames)
+    notes = _notes(info, width, height, cfg) + _shortfalls(info, decoded, clip_summary, cfg)
     sidecar = {
         "privvid_version": privvid.__version__,
         "mode": cfg.mode,
         "status": "ok",
         "input": {
-            "path": str(Path(source.path).resolve()),
+            "path": source.input_rel or Path(source.path).name,   # relative to the input root
+            **({"absolute_path": str(Path(source.path).resolve())} if cfg.record_paths else {}),
             "relpath": source.relpath,
             "sha256": input_hash,
             "width": info.width,
             "height": info.height,
             "fps": round(info.fps, 6),
             "frames": info.frames,
+            "frames_decoded": decoded,
             "codec": info.codec,
             "rotation": info.rotation,
             "had_audio": info.has_audio,
@@ -285,6 +288,34 @@ def _check_output(out: np.ndarray, expected: np.ndarray) -> None:
             f"composer returned {getattr(out, 'dtype', None)} {getattr(out, 'shape', None)}, "
             f"expected uint8 {expected.shape}"
         )
+
+
+class _Counted:
+    """An iterator that counts what it yields (the frames actually decoded)."""
+
+    def __init__(self, inner: Iterator[np.ndarray]) -> None:
+        self.inner, self.count = inner, 0
+
+    def __iter__(self) -> "_Counted":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        item = next(self.inner)
+        self.count += 1
+        return item
+
+
+def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig) -> list[str]:
+    """What the user did not get and must be told: frames the container promised but did not hold, bodies
+    mesh mode could not draw (with --mesh-fallback remove)."""
+    notes = []
+    declared = int(info.frames or 0)
+    if declared and not info.is_frame_folder and cfg.fps is None and decoded < 0.95 * declared - 1:
+        notes.append(f"truncated input: decoded {decoded} of the {declared} frames its container declares")
+    if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("fallback_frames"):
+        notes.append(f"mesh fallback: on {clip_summary['fallback_frames']} frame(s) no body could be drawn; "
+                     "those people are removed only (--mesh-fallback remove)")
+    return notes
 
 
 def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str]:

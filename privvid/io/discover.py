@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from privvid.errors import BadInput
 from privvid.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files
 
 STATE_DIR = ".privvid"
+# the longest output name privvid writes is "<stem>.params.npz"; file systems allow 255 bytes a name
+_LONGEST_SUFFIX = len(".params.npz")
+MAX_NAME_BYTES = 255 - _LONGEST_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -18,6 +23,7 @@ class ClipSource:
 
     path: Path           # video file or frame folder
     relpath: str         # output stem relative to the output root, POSIX style, without suffix
+    input_rel: str = ""  # the input's path relative to the input root (POSIX), for provenance
 
     @property
     def is_frame_folder(self) -> bool:
@@ -34,58 +40,171 @@ class ClipSource:
 class Discovery:
     clips: list[ClipSource]
     ignored: list[Path]  # files that are neither videos nor frames
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # inputs privvid will not read, and why
+    renamed: list[tuple[str, str]] = field(default_factory=list)   # (input, output stem) given a unique name
 
 
-def _is_frame_folder(folder: Path) -> bool:
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    return bool(entries) and all(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in entries)
+def _bad_name(name: str) -> str | None:
+    """Why a file name cannot be a clip (dataset lists are one path per line), or None."""
+    bad = [c for c in name if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        what = "a newline" if "\n" in bad or "\r" in bad else "a control character"
+        return f"its name holds {what}, which dataset lists and exports cannot hold; rename it"
+    return None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _is_frame_folder(folder: Path, ignored: list[Path] | None = None) -> bool:
+    """A folder of image files (and no sub-folders or videos): one clip. Other regular files in it (a stray
+    ``notes.txt``) do not stop it being one; they are listed in ``ignored``."""
+    try:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return False
+    images: list[Path] = []
+    others: list[Path] = []
+    for p in entries:
+        try:
+            mode = p.stat().st_mode
+        except OSError:
+            return False
+        if stat.S_ISDIR(mode) or p.suffix.lower() in VIDEO_EXTENSIONS:
+            return False
+        (images if stat.S_ISREG(mode) and p.suffix.lower() in IMAGE_EXTENSIONS else others).append(p)
+    if not images:
+        return False
+    if ignored is not None:
+        ignored.extend(sorted(others))
+    return True
+
+
+def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tuple[Path, str]]) -> None:
+    """Every video file and frame folder under ``root``, following symlinked folders (Kinetics trees are
+    often symlink farms) but never into a folder twice (a link back up the tree)."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = Path(dirpath)
+        try:
+            info = here.stat()
+        except OSError as exc:
+            skipped.append((here, f"cannot read the folder: {exc.strerror or exc}"))
+            dirnames[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            skipped.append((here, "a link to a folder already searched (a symlink loop?)"))
+            dirnames[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith(".") or d == STATE_DIR:
+                continue
+            if (reason := _bad_name(d)) is not None:
+                skipped.append((here / d, reason))
+                continue
+            if _is_frame_folder(here / d, ignored):
+                found.append(here / d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = here / name
+            if path.suffix.lower() not in VIDEO_EXTENSIONS:
+                ignored.append(path)
+                continue
+            if (reason := _bad_name(name)) is not None:
+                skipped.append((path, reason))
+                continue
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                skipped.append((path, f"cannot be read: {exc.strerror or exc} (a broken symlink?)"))
+                continue
+            if not stat.S_ISREG(mode):
+                skipped.append((path, f"{_kind(mode)}, not a regular file: only regular files are read"))
+                continue
+            found.append(path)
+
+
+def _short(stem: str, rel: str) -> str:
+    """``stem`` with its last component cut to fit a file name, made unique by a hash of the input path."""
+    head, _, name = stem.rpartition("/")
+    tag = "~" + hashlib.sha1(rel.encode()).hexdigest()[:8]
+    raw = name.encode()
+    if len(raw) > MAX_NAME_BYTES:
+        name = raw[: MAX_NAME_BYTES - len(tag) - 8].decode("utf-8", "ignore")
+    return f"{head}/{name}{tag}" if head else f"{name}{tag}"
+
+
+def _unique_names(items: list[tuple[Path, str, str]]) -> tuple[list[ClipSource], list[tuple[str, str]]]:
+    """(path, input relpath, stem) -> clips with output stems unique even on a case-insensitive file
+    system, and stable (a clip's name depends only on the names beside it, never on processing order):
+    stems that collide keep their extension (``a.avi``, ``a.mp4``); what still collides (``x.avi`` beside
+    ``x.mp4`` and ``x.avi.mp4``), or is too long for a file name, gets a hash of its input path."""
+    counts: dict[str, int] = {}
+    for _, _, stem in items:
+        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    first = [(path, rel, rel if counts[stem.casefold()] > 1 and not path.is_dir() else stem)
+             for path, rel, stem in items]
+    counts = {}
+    for _, _, name in first:
+        counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
+    clips, renamed = [], []
+    for path, rel, name in first:
+        long = len(name.rpartition("/")[2].encode()) > MAX_NAME_BYTES
+        if counts[name.casefold()] > 1 or long:
+            name = _short(name, rel)
+            renamed.append((rel, name))
+        clips.append(ClipSource(path, name, rel))
+    if len({c.relpath.casefold() for c in clips}) != len(clips):  # hash collision: cannot happen in practice
+        raise BadInput("two inputs map to the same output name even after renaming; rename one of them")
+    clips.sort(key=lambda c: c.relpath)
+    return clips, renamed
 
 
 def discover(root: str | os.PathLike[str]) -> Discovery:
     """List the clips under ``root`` in a stable order.
 
-    - a file: that clip (whatever its extension: reading it decides whether it is a video)
-    - a folder holding only images: one frame-folder clip
-    - otherwise every video file (by extension) and every image-only folder below it,
-      mirrored by relative path; hidden entries and privvid's state folder are skipped.
-    Output names replace the extension with nothing (the writer adds ``.mp4``); two inputs
-    that would collide (``a.avi`` and ``a.mp4``) keep their extensions in the name.
+    - a file: that clip (whatever its extension: reading it decides whether it is a video); it must be a
+      regular file (a FIFO would block the run)
+    - a folder of images: one frame-folder clip
+    - otherwise every video file (by extension) and every image folder below it, mirrored by relative
+      path; symlinked folders are followed (once each); hidden entries and privvid's state folder are
+      skipped; what is not a regular file, or has a name lists cannot hold, is listed in ``skipped``.
+    Output names replace the extension with nothing (the writer adds ``.mp4``); inputs that would
+    collide keep their extensions or get a short hash (``renamed``).
     """
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"input not found: {root}")
-    if root.is_file():
-        return Discovery([ClipSource(root, root.stem)], [])
-    if _is_frame_folder(root):
-        return Discovery([ClipSource(root, root.name)], [])
+    mode = root.stat().st_mode
+    if not stat.S_ISDIR(mode):
+        if not stat.S_ISREG(mode):
+            raise BadInput(f"input {root} is {_kind(mode)}: privvid reads regular files and folders only")
+        clips, renamed = _unique_names([(root, root.name, root.stem)])
+        return Discovery(clips, [], [], renamed)
+    ignored: list[Path] = []
+    if _is_frame_folder(root, ignored):
+        return Discovery([ClipSource(root, root.name, root.name)], ignored)
 
     found: list[Path] = []
-    ignored: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != STATE_DIR)
-        frame_dirs = [d for d in dirnames if _is_frame_folder(here / d)]
-        found.extend(here / d for d in frame_dirs)
-        dirnames[:] = [d for d in dirnames if d not in frame_dirs]
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = here / name
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
-                found.append(path)
-            else:
-                ignored.append(path)
-
-    stems: dict[str, int] = {}
-    rels = []
+    skipped: list[tuple[Path, str]] = []
+    _walk(root, found, ignored, skipped)
+    items = []
     for path in found:
         rel = path.relative_to(root).as_posix()
-        stem = rel if path.is_dir() else rel[: -len(path.suffix)]
-        rels.append((path, rel, stem))
-        stems[stem] = stems.get(stem, 0) + 1
-    clips = [ClipSource(path, rel if stems[stem] > 1 else stem) for path, rel, stem in rels]
-    clips.sort(key=lambda c: c.relpath)
-    return Discovery(clips, ignored)
+        items.append((path, rel, rel if path.is_dir() else rel[: -len(path.suffix)]))
+    clips, renamed = _unique_names(items)
+    return Discovery(clips, ignored, skipped, renamed)
 
 
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:

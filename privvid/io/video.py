@@ -9,15 +9,17 @@ output only on :meth:`VideoWriter.commit` (atomic rename): a crash or an
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import av
+import av.bitstream
 import numpy as np
 
 from privvid.errors import BadInput
@@ -142,6 +144,11 @@ def output_size(info: VideoInfo, resize: tuple[int, int] | None) -> tuple[int, i
     fit :data:`MAX_SIDE` and rounded down to even numbers (yuv420p needs even sizes)."""
     if resize is not None:
         width, height = resize
+        in_w, in_h = info.display_size
+        if width == -2:    # keep the aspect ratio, width follows the height (ffmpeg's scale=-2:H)
+            width = max(2, round(in_w * height / max(in_h, 1) / 2) * 2)
+        elif height == -2:
+            height = max(2, round(in_h * width / max(in_w, 1) / 2) * 2)
     else:
         width, height = info.display_size
         scale = min(1.0, MAX_SIDE / max(width, height))
@@ -198,6 +205,7 @@ def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo) 
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
+                array: np.ndarray
                 if decode_size is not None:
                     array = frame.to_ndarray(format="rgb24", width=decode_size[0], height=decode_size[1])
                 else:
@@ -224,7 +232,10 @@ def _resample(frames: Iterator[np.ndarray], src_fps: float, dst_fps: float) -> I
 def temp_path(final: Path, suffix: str | None = None) -> Path:
     """A hidden sibling of ``final`` for writing before an atomic rename."""
     suffix = suffix if suffix is not None else final.suffix
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+    name = final.name
+    if len(name.encode()) > 120:  # keep the temp name well inside the 255-byte limit of a file name
+        name = name.encode()[:60].decode("utf-8", "ignore") + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return final.with_name(f".{name}.{uuid.uuid4().hex[:8]}.partial{suffix}")
 
 
 class VideoWriter:
@@ -251,7 +262,15 @@ class VideoWriter:
         # previous key frame, so a long GOP makes every sampled clip decode most of the video
         self._stream.codec_context.gop_size = max(1, gop)
         self._stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        # x264 writes its version and every setting into an SEI unit of the first frame: drop SEI units
+        self._strip = av.bitstream.BitStreamFilterContext("filter_units=remove_types=6", self._stream)
         self._closed = False
+
+    def _mux(self, packets: Any) -> None:
+        for packet in packets:
+            for clean in self._strip.filter(packet):
+                clean.stream = self._stream
+                self._container.mux(clean)
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
@@ -259,8 +278,7 @@ class VideoWriter:
                 f"frame must be uint8 ({self.height}, {self.width}, 3), got {frame.dtype} {frame.shape}"
             )
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
+        self._mux(self._stream.encode(video_frame))
         self.frames += 1
 
     def commit(self) -> Path:
@@ -268,8 +286,10 @@ class VideoWriter:
         if self.frames == 0:
             self.abort()
             raise ValueError("refusing to write a video with no frames")
-        for packet in self._stream.encode():
-            self._container.mux(packet)
+        self._mux(self._stream.encode())
+        for clean in self._strip.filter(None):
+            clean.stream = self._stream
+            self._container.mux(clean)
         self._container.close()
         self._closed = True
         os.replace(self._tmp, self.path)

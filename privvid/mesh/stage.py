@@ -39,9 +39,11 @@ class MeshStage:
         from privvid.mesh import POSE_SOURCES
 
         self.cfg = cfg
-        self.body: BodyModel = load_body_model(cfg.body_model, cfg.gender)
-        self.pose = pose_source if pose_source is not None else POSE_SOURCES.create(cfg.pose_backend,
-                                                                                     cfg.pose_weights)
+        self.body: BodyModel = load_body_model(cfg.body_model, cfg.gender, trust=cfg.trust_model_files)
+        if pose_source is None:
+            kwargs = {"trust": True} if cfg.trust_model_files and cfg.pose_backend == "yolo" else {}
+            pose_source = POSE_SOURCES.create(cfg.pose_backend, cfg.pose_weights, **kwargs)
+        self.pose = pose_source
         self._renderer = None
         self._render_key: tuple | None = None
         self.timings: dict[str, float] = defaultdict(float)
@@ -57,7 +59,19 @@ class MeshStage:
         self._records: list[dict] = []        # one per fitted (track, frame), for params + summary
         self._frames_info: list[dict] = []
         self._next_anon = -1
+        self.fallback_frames = 0              # frames whose bodies could not be drawn (--mesh-fallback remove)
         self.timings = defaultdict(float)
+
+    def _broken(self, part: str, exc: Exception) -> None:
+        """The body model or the renderer failed (not one person's fit): the clip cannot get the mode the
+        user asked for. Fail it, unless ``fallback="remove"`` says to write those people removed only."""
+        from privvid.errors import BackendFailure
+
+        if self.cfg.fallback != "remove":
+            raise BackendFailure(f"mesh {part} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                                 "no body can be drawn. Fix the renderer (privvid doctor) or pass "
+                                 "--mesh-fallback remove to write such clips with the people removed only") from exc
+        self.fallback_frames += 1
 
     def _setup(self, height: int, width: int) -> None:
         if self._camera is not None and (self._camera["width"], self._camera["height"]) == (width, height):
@@ -188,6 +202,7 @@ class MeshStage:
                     else:
                         r["person"]["reason"] = "body model: not finite"
             except Exception as exc:
+                self._broken("body model", exc)
                 for r, _ in ok_rows:
                     r["person"]["reason"] = f"body model: {type(exc).__name__}"
                 verts_by_t.clear()
@@ -202,6 +217,7 @@ class MeshStage:
             try:
                 color, cover = self._get_renderer().render([v for _, v, _ in people])
             except Exception as exc:
+                self._broken("renderer", exc)
                 for _, _, r in people:
                     r["person"]["reason"] = f"render: {type(exc).__name__}"
                 continue
@@ -270,6 +286,7 @@ class MeshStage:
             "frames": len(self._frames_info),
             "person_frames": persons,
             "fitted": len(ok),
+            "fallback_frames": self.fallback_frames,
             "failed": persons - len(ok) - small,
             "small": small,
             "tracks": len({r["track"] for r in ok}),

@@ -8,7 +8,13 @@ executor only reports what kills a worker (a crash in native code), as ``WorkerD
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from privvid.errors import PrivvidError
@@ -21,17 +27,43 @@ class WorkerDied(PrivvidError):
 class Executor(Protocol):
     name: str
 
-    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]: ...
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
+                      started: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, Any]]: ...
 
 
 class InlineExecutor:
-    """Runs jobs one after another in this process (``--workers 1``)."""
+    """Runs jobs one after another in this process (``--workers 1``). ``started(item)`` is called just
+    before each job, so the caller can record which job a crash of this process took down."""
 
     name = "inline"
 
-    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
+                      started: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, Any]]:
         for item in items:
+            if started is not None:
+                started(item)
             yield item, fn(item)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: a worker must not outlive the run that started it (a kill -9 of the
+    parent would otherwise leave workers writing into OUT, then waiting forever). Linux: the kernel sends
+    SIGKILL when the parent dies; everywhere: a thread that exits when the parent is gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="privvid-parent-watch", daemon=True).start()
 
 
 class ProcessExecutor:
@@ -43,9 +75,11 @@ class ProcessExecutor:
         self.workers = max(1, workers)
 
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                      initializer=_die_with_parent, initargs=(os.getpid(),))
 
-    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
+                      started: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, Any]]:
         suspects: list[Any] = []
         with self._pool(self.workers) as pool:
             futures = {pool.submit(fn, item): item for item in items}
@@ -84,7 +118,8 @@ class RayExecutor:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         self.num_cpus = num_cpus_per_job
 
-    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
+                      started: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, Any]]:
         ray = self._ray
         remote = ray.remote(num_cpus=self.num_cpus, max_retries=1)(fn)
         refs = {remote.remote(item): item for item in items}

@@ -17,11 +17,12 @@ CREATE TABLE IF NOT EXISTS clips (
     source      TEXT NOT NULL,
     input_hash  TEXT,
     params_hash TEXT NOT NULL,
-    status      TEXT NOT NULL,       -- running | done | failed
+    status      TEXT NOT NULL,       -- queued | running | done | failed
     reason      TEXT,
     frames      INTEGER,
     seconds     REAL,
-    updated     REAL NOT NULL
+    updated     REAL NOT NULL,
+    crashes     INTEGER NOT NULL DEFAULT 0  -- runs that died (no clean-up) while this clip was running
 );
 """
 
@@ -46,6 +47,9 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(clips)")}
+        if "crashes" not in columns:  # a ledger written by an older privvid
+            self._db.execute("ALTER TABLE clips ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
 
     def get(self, relpath: str) -> LedgerRow | None:
         row = self._db.execute(
@@ -65,9 +69,28 @@ class Ledger:
             "INSERT INTO clips (relpath, source, input_hash, params_hash, status, reason, frames, seconds, updated)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(relpath) DO UPDATE SET source=excluded.source,"
             " input_hash=excluded.input_hash, params_hash=excluded.params_hash, status=excluded.status,"
-            " reason=excluded.reason, frames=excluded.frames, seconds=excluded.seconds, updated=excluded.updated",
+            " reason=excluded.reason, frames=excluded.frames, seconds=excluded.seconds, updated=excluded.updated,"
+            " crashes=CASE WHEN excluded.status = 'done' THEN 0 ELSE clips.crashes END",
             (relpath, source, input_hash, params_hash, status, reason, frames, seconds, time.time()),
         )
+
+    def set_status(self, relpath: str, status: str) -> None:
+        self._db.execute("UPDATE clips SET status = ?, updated = ? WHERE relpath = ?", (status, time.time(), relpath))
+
+    def crashed(self, relpath: str) -> int:
+        """Count one more run that died while ``relpath`` was running; return how many have."""
+        self._db.execute("UPDATE clips SET crashes = crashes + 1 WHERE relpath = ?", (relpath,))
+        row = self._db.execute("SELECT crashes FROM clips WHERE relpath = ?", (relpath,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def crashes(self, relpath: str) -> int:
+        row = self._db.execute("SELECT crashes FROM clips WHERE relpath = ?", (relpath,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def params_in_use(self) -> dict[str, int]:
+        """params_hash -> number of clips done with it."""
+        return dict(self._db.execute("SELECT params_hash, COUNT(*) FROM clips WHERE status = 'done' "
+                                     "GROUP BY params_hash").fetchall())
 
     def close(self) -> None:
         self._db.close()

@@ -39,6 +39,13 @@ class Entry:
     sidecar: dict[str, Any]
 
 
+def shard_key(relpath: str) -> str:
+    """The WebDataset key of a clip: WebDataset groups a sample's files by the name before the first dot,
+    so dots are escaped, reversibly (``%`` -> ``%25``, ``.`` -> ``%2e``): ``a.b`` and ``a_b`` stay two keys."""
+    stem = relpath[: -len(".mp4")] if relpath.endswith(".mp4") else relpath
+    return stem.replace("%", "%25").replace(".", "%2e")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -171,8 +178,7 @@ def _write_shards(root: Path, folder: Path, name: str, entries: list[Entry], ind
             tmp = temp_path(folder / f"{name}-{len(written):06d}.tar")
             tar = tarfile.open(tmp, "w")
             size = 0
-        # WebDataset groups files by the part of the name before the first dot: keep dots out of keys
-        key = e.relpath[: -len(".mp4")].replace(".", "_")
+        key = shard_key(e.relpath)
         meta = {"path": e.relpath, "label": e.label, "label_index": index.get(e.label, -1),
                 "split": split_of[e.relpath], "sidecar": e.sidecar}
         for suffix, payload in (("mp4", video), ("json", json.dumps(meta, ensure_ascii=False).encode())):

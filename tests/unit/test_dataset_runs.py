@@ -180,10 +180,10 @@ def test_several_workers_start_with_the_biggest_clips(tmp_path, monkeypatch):
     seen: list[str] = []
 
     class Recording(InlineExecutor):
-        def map_unordered(self, fn, items):
+        def map_unordered(self, fn, items, started=None):
             items = list(items)
             seen.extend(job.source.relpath for job in items)
-            yield from super().map_unordered(fn, items)
+            yield from super().map_unordered(fn, items, started)
 
     monkeypatch.setattr(dataset, "make_executor", lambda *a, **k: Recording())
     summary = anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(mode="solid", detect=FAKE), workers=2)

@@ -43,3 +43,21 @@ def test_build_lists_and_shards(tmp_path):
         meta = json.loads(tar.extractfile(names[1]).read())
         assert meta["label"] in ("jumping", "running") and meta["sidecar"]["mode"] == "solid"
         assert tar.extractfile(names[0]).read() == (out / meta["path"]).read_bytes()
+
+
+def test_shard_keys_stay_unique_when_names_differ_only_in_dots(tmp_path):
+    from privvid.shards.build import shard_key
+
+    assert shard_key("c/a.b.mp4") != shard_key("c/a_b.mp4") and "." not in shard_key("c/a.b.mp4")
+    assert shard_key("c/a%2eb.mp4") != shard_key("c/a.b.mp4")
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("a.b.mp4", "a_b.mp4"):
+        write_video(src / "jumping" / name, moving_square_frames(4))
+    cfg = AnonymizeConfig(mode="solid", detect=DetectConfig(backend="fakes:ColorKeyDetector"))
+    anonymize_dataset(src, out, cfg)
+    summary = build(out, val_fraction=0.0, seed=0)
+    keys = []
+    for shard in summary["shards"]:
+        with tarfile.open(out / "shards" / shard) as tar:
+            keys += [n.rsplit(".", 1)[0] for n in tar.getnames() if n.endswith(".mp4")]
+    assert len(keys) == 2 and len(set(keys)) == 2

