@@ -47,7 +47,7 @@ def main() -> None:
             os.symlink(clip, tree / label / clip.name)
             os.symlink(clip, anon / label / (clip.stem + ".mp4"))
             (anon / label / (clip.stem + ".json")).write_text(json.dumps(
-                {"mode": "remove", "input": {"path": str(clip)}, "backends": {"detector": {"name": "mediapipe"}}}))
+                {"privvid_version": "bench", "mode": "remove", "input": {"path": str(clip)}, "backends": {"detector": {"name": "mediapipe"}}}))
         src = load_source(tree)
         k = max(1, len(src.labels) // 2)
         cfg = CurateConfig(k=k, cache=tmp / "cache.sqlite", random_draws=100)

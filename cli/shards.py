@@ -1,4 +1,4 @@
-"""``privvid shards``: manifests, mmaction2/VideoMAE lists and WebDataset shards."""
+"""``privvid shards build|verify`` and ``privvid export``: package an anonymised dataset for training."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from privvid.shards import build
-
 console = Console()
 app = typer.Typer(help="Package an anonymised dataset for training.", no_args_is_help=True)
 
@@ -18,24 +16,57 @@ app = typer.Typer(help="Package an anonymised dataset for training.", no_args_is
 @app.command("build")
 def build_command(
     root: Path = typer.Argument(..., help="An output folder of privvid anonymize."),
-    out: Optional[Path] = typer.Option(None, help="Where to write (default: ROOT)."),
+    out: Optional[Path] = typer.Option(None, help="Shard folder to write (default: ROOT/shards)."),
     name: str = typer.Option("privvid", help="Shard name prefix, e.g. nh-kinetics150."),
-    val: float = typer.Option(0.0, help="Fraction of each class held out as a val split."),
+    split_from: Optional[Path] = typer.Option(None, "--split-from", help="A CSV with a split column (and key or "
+                                              "path), e.g. curate's subset.csv; clips it does not list are left out."),
+    val: float = typer.Option(0.0, help="Without a split tree or --split-from: share of each class drawn as val."),
     seed: int = typer.Option(0),
-    shard_mb: int = typer.Option(256, help="Target shard size in MiB."),
-    webdataset: bool = typer.Option(True, help="Also write WebDataset tar shards."),
+    shard_size: str = typer.Option("256MB", "--shard-size", help="Target shard size: megabytes (256MB) or clips "
+                                   "(100clips)."),
 ) -> None:
-    """Write manifest.jsonl/.json, classes.txt, mmaction_*.txt, videomae_*.csv and shards/*.tar."""
-    summary = build(root, out, name=name, val_fraction=val, seed=seed, shard_size=shard_mb << 20,
-                    webdataset=webdataset)
-    table = Table(title=f"{summary['name']}: {summary['clips']} clips, {summary['frames']} frames")
+    """WebDataset tars per split, manifest.json(l), classes.txt and datasheet.md."""
+    from privvid.shards import build
+
+    manifest = build(root, out, name=name, val_fraction=val, seed=seed, shard_size=shard_size, split_from=split_from)
+    table = Table(title=f"{manifest['name']}: {manifest['clips']} clips, {manifest['frames']} frames")
     table.add_column("class")
-    table.add_column("clips", justify="right")
-    for label, count in summary["per_class"].items():
-        table.add_row(label or "(none)", str(count))
+    for split in manifest["splits"]:
+        table.add_column(split, justify="right")
+    for label in manifest["per_class"]:
+        table.add_row(label or "(none)", *(str(manifest["per_split_class"][s].get(label, 0)) for s in manifest["splits"]))
     console.print(table)
-    console.print(f"splits {summary['splits']}, {len(summary['shards'])} shard(s), modes {summary['modes']}")
+    console.print(f"{len(manifest['shards'])} shard(s) in {out or root / 'shards'}; modes {manifest['modes']}"
+                  + (f"; {manifest['left_out']} clip(s) not in {split_from}" if manifest["left_out"] else ""))
+
+
+@app.command("verify")
+def verify_command(folder: Path = typer.Argument(..., help="A shard folder (with manifest.json).")) -> None:
+    """Check hashes, sizes, clip counts, member names and tar integrity; exit 1 on any problem."""
+    from privvid.shards import verify
+
+    problems = verify(folder)
+    for line in problems:
+        console.print(f"[red]problem:[/red] {line}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"[green]{folder} verifies[/green]")
+
+
+def export_command(
+    folder: Path = typer.Argument(..., help="A shard folder written by privvid shards build."),
+    fmt: str = typer.Option(..., "--format", help="mmaction | videomae | csv"),
+    out: Path = typer.Option(..., "--out", help="Folder for the lists and the extracted videos."),
+    root: Optional[Path] = typer.Option(None, help="videomae: the folder the absolute paths start from "
+                                        "(default: OUT as given, resolved)."),
+) -> None:
+    """Lists another tool loads, with the videos extracted beside them."""
+    from privvid.shards import export
+
+    result = export(folder, fmt, out, root)
+    console.print(f"{result['clips']} clips: {', '.join(result['lists'])} in {out}, videos in {result['videos']}")
 
 
 def register(main: typer.Typer) -> None:
     main.add_typer(app, name="shards")
+    main.command("export")(export_command)

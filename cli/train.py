@@ -32,8 +32,9 @@ def _run(task: str, data: List[str], out: Path, preset: str, size: Optional[str]
     console.print(f"[green]done[/green]: {res.steps} steps, checkpoint in {out}")
 
 
-_DATA = typer.Option(..., "--data", help="List (.txt 'path label' / .csv 'path,label') or class-per-folder "
-                                         "tree; NAME=PATH names it. Repeat for several datasets.")
+_DATA = typer.Option(..., "--data", help="List (.txt 'path label' / .csv 'path,label'), class-per-folder "
+                                         "tree or privvid shards (SHARDS:train); NAME=PATH names it. Repeat for "
+                                         "several datasets.")
 
 
 @app.command("mae")

@@ -25,6 +25,7 @@ from privvid.config import AnonymizeConfig
 from privvid.detect.base import Detections
 from privvid.errors import BackendFailure
 from privvid.io.discover import ClipSource, content_hash
+from privvid.io.layout import SCHEMA_VERSION, output_paths
 from privvid.io.atomic import write_text_atomic
 from privvid.io.masks import MaskWriter
 from privvid.io.video import VideoWriter, output_size, probe, read_frames
@@ -79,16 +80,6 @@ class _Processors:
             cls._cache.clear()  # one configuration at a time per process
             cls._cache[key] = cls(cfg)
         return cls._cache[key]
-
-
-def output_paths(out_root: Path, relpath: str) -> dict[str, Path]:
-    base = out_root / relpath
-    return {
-        "video": base.with_name(base.name + ".mp4"),
-        "sidecar": base.with_name(base.name + ".json"),
-        "masks": base.with_name(base.name + ".masks.npz"),
-        "params": base.with_name(base.name + ".params.npz"),
-    }
 
 
 def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: AnonymizeConfig,
@@ -162,6 +153,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     decoded = getattr(frames, "count", writer.frames)
     notes = _notes(info, width, height, cfg) + _shortfalls(info, decoded, clip_summary, cfg)
     sidecar = {
+        "schema": SCHEMA_VERSION,
         "privvid_version": privvid.__version__,
         "mode": cfg.mode,
         "status": "ok",

@@ -4,10 +4,11 @@ A *source* is a list of ``(path, label)`` samples plus the class names. It comes
 
 * an mmaction-style list ``relative/path.mp4 3`` (space separated, label index or class name),
 * a CSV ``path,label`` (a header row is skipped when its label column is not a known label), or
-* a class-per-folder tree ``root/<class>/<clip>.mp4`` (what ``privvid anonymize`` writes).
+* a class-per-folder tree ``root/<class>/<clip>.mp4`` (what ``privvid anonymize`` writes), or
+* privvid's WebDataset shards (``SHARDS``, ``SHARDS:train`` or one ``.tar``), read in place.
 
 Relative paths are resolved against the list file's folder (or ``root``). Anything else that can
-produce ``Sample`` rows (WebDataset shards next) plugs in through :func:`register_source`.
+produce ``Sample`` rows plugs in through :func:`register_source`.
 
 Decoding uses PyAV inside DataLoader workers and reads only the sampled frames' neighbourhood: it
 seeks to the key frame before the first needed frame and stops after the last one; frames are
@@ -40,6 +41,8 @@ STD = torch.tensor([0.229, 0.224, 0.225]) * 255
 class Sample:
     path: Path
     label: int
+    offset: int = -1     # >= 0: the clip is ``size`` bytes at this offset of ``path`` (a member of a tar shard)
+    size: int = 0
 
 
 @dataclass
@@ -67,7 +70,30 @@ def _source_name(path: Path) -> str:
 
 def load_source(spec: str | Path, root: str | Path | None = None, name: str | None = None,
                 check: bool = True, require_labels: bool = True) -> Source:
+    """A source from a list, a class-per-folder tree, a privvid shard folder (``SHARDS`` = every split,
+    ``SHARDS:train`` one split) or one shard ``.tar``."""
     path = Path(spec)
+    text = str(spec)
+    base, _, split = text.rpartition(":")
+    if not path.exists() and base and Path(base).is_dir() and (Path(base) / "manifest.json").is_file():
+        src = _shard_source(Path(base), split)
+        if name:
+            src.name = name
+        if check:
+            validate_source(src, require_labels=require_labels)
+        return src
+    if path.is_dir() and (path / "manifest.json").is_file() and _is_shard_folder(path):
+        src = _shard_source(path, None)
+    elif path.suffix == ".tar" and path.is_file() and _is_shard_folder(path.parent):
+        src = _shard_source(path.parent, None, only=path.name)
+    else:
+        src = None
+    if src is not None:
+        if name:
+            src.name = name
+        if check:
+            validate_source(src, require_labels=require_labels)
+        return src
     if not path.exists():
         raise EngineError(f"data source {path} does not exist (give a list .txt/.csv or a class-per-folder directory)")
     root_p = Path(root) if root is not None else None
@@ -87,6 +113,53 @@ def load_source(spec: str | Path, root: str | Path | None = None, name: str | No
     if check:
         validate_source(src, require_labels=require_labels)
     return src
+
+
+def _is_shard_folder(folder: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("format") == "privvid-shards"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _shard_source(folder: Path, split: str | None, only: str | None = None) -> Source:
+    """The clips of privvid's WebDataset shards, read in place: each sample is a byte range of its tar
+    (found once from the tar's index), so DataLoader workers and DDP ranks seek to their clips directly."""
+    import json
+    import tarfile
+
+    if not _is_shard_folder(folder):
+        raise EngineError(f"{folder} is not a privvid shard folder (no privvid manifest.json)")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if split is not None and split not in manifest.get("splits", {}):
+        raise EngineError(f"{folder} has no split {split!r}; it has: {', '.join(manifest.get('splits', {}))}")
+    samples = []
+    for shard in manifest["shards"]:
+        if (split is not None and shard["split"] != split) or (only is not None and shard["file"] != only):
+            continue
+        path = folder / shard["file"]
+        ranges: dict[str, tuple[int, int]] = {}
+        labels: dict[str, int] = {}
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar:
+                    key, _, suffix = member.name.partition(".")
+                    if suffix == "mp4":
+                        ranges[key] = (member.offset_data, member.size)
+                    elif suffix == "json":
+                        handle = tar.extractfile(member)
+                        labels[key] = int(json.loads(handle.read() if handle else b"{}")["label_index"])
+        except (tarfile.TarError, OSError, KeyError, ValueError) as exc:
+            raise EngineError(f"shard {path} cannot be read ({exc}); run privvid shards verify {folder}") from None
+        for key in sorted(ranges):
+            if key not in labels:
+                raise EngineError(f"shard {path}: sample {key!r} has no json")
+            offset, size = ranges[key]
+            samples.append(Sample(path, labels[key], offset, size))
+    name = manifest.get("name") or folder.name
+    return Source(f"{name}-{split}" if split else name, samples, list(manifest["classes"]))
 
 
 def _folder_source(root: Path) -> Source:
@@ -192,7 +265,8 @@ def clip_indices(n_frames: int, frames: int, stride: int, rng: np.random.Generat
 
 
 def decode_clip(path: Path, frames: int, stride: int, short_side: int,
-                rng: np.random.Generator | None, threads: int | None = None) -> np.ndarray:
+                rng: np.random.Generator | None, threads: int | None = None,
+                offset: int = -1, size: int = 0) -> np.ndarray:
     """Decode only the sampled frames (seeking), resized so the short side is ``short_side``.
 
     ``threads``: decoder threads; None = one inside DataLoader workers (the workers already fill
@@ -201,7 +275,15 @@ def decode_clip(path: Path, frames: int, stride: int, short_side: int,
     import av
 
     try:
-        container = av.open(str(path))
+        if offset >= 0:  # a clip inside a tar shard: read its bytes, decode from memory
+            import io
+
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(size)
+            container = av.open(io.BytesIO(data))
+        else:
+            container = av.open(str(path))
     except Exception as exc:  # av raises several types
         raise EngineError(f"cannot open video {path}: {exc}") from None
     with container:
@@ -323,7 +405,8 @@ class ClipDataset(Dataset):
         s = self.source.samples[index]
         rng = np.random.default_rng(key) if self.train else None
         side = self.cfg.short_side if self.train else self.cfg.size
-        video = torch.from_numpy(decode_clip(s.path, self.cfg.frames, self.cfg.stride, side, rng))
+        video = torch.from_numpy(decode_clip(s.path, self.cfg.frames, self.cfg.stride, side, rng,
+                                             offset=s.offset, size=s.size))
         video = _crop(video, self.cfg.size, rng, self.cfg.scale, self.cfg.flip)
         if rng is not None and self.cfg.erase > 0:
             video = _erase(video, rng, self.cfg.erase)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privvid.errors import BadInput
+from privvid.io.layout import STATE_DIR
 from privvid.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files
 
-STATE_DIR = ".privvid"
 # the longest output name privvid writes is "<stem>.params.npz"; file systems allow 255 bytes a name
 _LONGEST_SUFFIX = len(".params.npz")
 MAX_NAME_BYTES = 255 - _LONGEST_SUFFIX

@@ -4,18 +4,16 @@ file in it."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from privvid.errors import PrivvidError
-from privvid.io.video import VIDEO_EXTENSIONS
+from privvid.io import layout
+from privvid.io.layout import VIDEO_SUFFIX as OUTPUT_SUFFIX, layout_of
 
-STATE_DIR = ".privvid"
 FLAT_CLASS = "(all)"   # class of clips directly under the root (flat trees)
-OUTPUT_SUFFIX = ".mp4"  # privvid anonymize writes <rel>.mp4 with its <rel>.json sidecar
 
 
 class QAError(PrivvidError):
@@ -64,18 +62,8 @@ class AnonClip:
 
 
 def class_of(rel: str) -> str:
-    parts = rel.split("/")
-    return parts[0] if len(parts) > 1 else FLAT_CLASS
-
-
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise QAError(f"sidecar {path} is not valid JSON: {exc}") from None
-    if not isinstance(sidecar, dict):
-        raise QAError(f"sidecar {path} is not a JSON object")
-    return sidecar
+    """The class of a clip, as :mod:`privvid.io.layout` defines it (split/class/clip trees included)."""
+    return layout_of(rel)[1] or FLAT_CLASS
 
 
 def scan(root: str | os.PathLike[str], everything: bool = False) -> list[AnonClip]:
@@ -87,24 +75,21 @@ def scan(root: str | os.PathLike[str], everything: bool = False) -> list[AnonCli
     root = Path(root)
     if not root.is_dir():
         raise QAError(f"anonymised dataset not found: {root}")
-    clips = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != STATE_DIR)
-        for name in sorted(filenames):
-            video = Path(dirpath) / name
-            output = name.endswith(OUTPUT_SUFFIX)
-            if name.startswith(".") or not (output or (everything and video.suffix.lower() in VIDEO_EXTENSIONS)):
+    try:
+        finished = layout.scan(root)
+    except layout.SidecarError as exc:
+        raise QAError(str(exc)) from None
+    clips = [AnonClip(c.rel, c.label or FLAT_CLASS, c.video, c.sidecar.raw) for c in finished]
+    if everything:
+        known = {c.video for c in finished}
+        for video in layout.all_videos(root):
+            if video in known:
                 continue
-            sidecar_path = video.with_suffix(".json")
-            if output and sidecar_path.is_file():
-                rel = video.relative_to(root).as_posix()[: -len(OUTPUT_SUFFIX)]
-                clips.append(AnonClip(rel, class_of(rel), video, _read_sidecar(sidecar_path)))
-            elif everything:
-                # an mp4 keeps privvid's rel (no extension); another video keeps its extension, so
-                # a.mp4 and a.avi side by side stay two clips
-                rel = video.relative_to(root).as_posix()
-                rel = rel[: -len(OUTPUT_SUFFIX)] if output else rel
-                clips.append(AnonClip(rel, class_of(rel), video, {}, has_sidecar=False))
+            # an mp4 keeps privvid's rel (no extension); another video keeps its extension, so
+            # a.mp4 and a.avi side by side stay two clips
+            rel = video.relative_to(root).as_posix()
+            rel = rel[: -len(OUTPUT_SUFFIX)] if rel.endswith(OUTPUT_SUFFIX) else rel
+            clips.append(AnonClip(rel, class_of(rel), video, {}, has_sidecar=False))
     clips.sort(key=lambda c: c.rel)
     if not clips:
         if everything:

@@ -1,5 +1,5 @@
-"""Manifests, mmaction2 / VideoMAE lists and WebDataset shards for anonymised datasets."""
+"""WebDataset shards, manifests, datasheets and list exports for anonymised datasets."""
 
-from privvid.shards.build import Entry, build, collect, split_entries
+from privvid.shards.build import Entry, ShardError, build, collect, export, shard_key, split_entries, verify
 
-__all__ = ["Entry", "build", "collect", "split_entries"]
+__all__ = ["Entry", "ShardError", "build", "collect", "export", "shard_key", "split_entries", "verify"]

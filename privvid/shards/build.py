@@ -1,35 +1,50 @@
-"""Dataset manifests, mmaction2 / VideoMAE lists and WebDataset shards from an anonymised tree.
+"""Shards of an anonymised dataset: WebDataset tars per split, a manifest, a datasheet; verify; export.
 
-Reads what ``privvid anonymize`` wrote (``<clip>.mp4`` + ``<clip>.json``) and writes:
+``build(OUT, out=SHARDS)`` reads the clips :func:`privvid.io.layout.scan` finds and writes into SHARDS:
 
-- ``manifest.jsonl``: one line per clip (path, label, label index, frames, fps, size, sha256 of
-  the output and of the input, mode, mask coverage) plus ``manifest.json`` with the dataset
-  summary (counts per class, classes, privvid versions, modes);
-- ``classes.txt``: class names, line number = label index;
-- ``mmaction_<split>.txt``: ``relative/path.mp4 label_index`` (mmaction2 VideoDataset lists);
-- ``videomae_<split>.csv``: ``relative/path.mp4 label_index`` (VideoMAE's space-separated csv);
-- ``shards/<name>-000000.tar``: WebDataset tar shards, each sample ``<key>.mp4`` + ``<key>.json``.
+- ``<name>-<split>-000000.tar``: WebDataset shards, one split each, each sample ``<key>.mp4`` (the
+  clip) + ``<key>.json`` (path, label, label index, split, sidecar); keys are the clip's relative path
+  with dots escaped (:func:`shard_key`), so they are unique and stable;
+- ``manifest.json``: format version, class index, counts per class and split, every shard with its
+  split, clip count, size and sha256, privvid versions, modes and the parameters the sidecars share;
+- ``manifest.jsonl``: one line per clip (shard, key, path, label, split, frames, sha256 ...);
+- ``classes.txt`` and ``datasheet.md`` (what was removed or replaced and how, QA results when the
+  dataset has them).
 
-Splits are deterministic per seed and stratified by class. Every file is written atomically.
+Splits come from a ``split/class/clip`` tree, from ``--split-from subset.csv`` (its ``split``
+column, rows matched by clip name), or are drawn per class (``val_fraction``, seeded). Every file is
+written atomically; ``verify`` re-checks all of it; ``export`` turns shards into mmaction2 / VideoMAE /
+CSV lists with the videos beside them.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 import os
 import random
 import tarfile
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from privvid.errors import PrivvidError
+import privvid
+from privvid.errors import BadInput, ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
-from privvid.io.discover import STATE_DIR
+from privvid.io.layout import SPLIT_NAMES, OutputClip, scan
 from privvid.io.video import temp_path
+
+FORMAT = "privvid-shards"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+class ShardError(PrivvidError):
+    """A shard set that does not verify."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,7 @@ class Entry:
     relpath: str      # of the .mp4, relative to the dataset root
     label: str
     sidecar: dict[str, Any]
+    split: str | None = None
 
 
 def shard_key(relpath: str) -> str:
@@ -55,137 +71,372 @@ def _sha256(path: Path) -> str:
 
 
 def collect(root: str | os.PathLike[str]) -> list[Entry]:
-    """Every anonymised clip under ``root`` that has both its video and its sidecar."""
-    root = Path(root)
-    entries = []
-    for sidecar in sorted(root.rglob("*.json")):
-        if STATE_DIR in sidecar.relative_to(root).parts or sidecar.name.startswith("."):
-            continue
-        video = sidecar.with_suffix(".mp4")
-        if not video.exists():
-            continue
-        try:
-            data = json.loads(sidecar.read_text())
-        except json.JSONDecodeError:
-            continue
-        if "privvid_version" not in data:
-            continue
-        rel = video.relative_to(root).as_posix()
-        parts = rel.split("/")
-        label = parts[-2] if len(parts) > 1 else ""
-        entries.append(Entry(rel, label, data))
-    if not entries:
-        raise PrivvidError(f"no anonymised clips (video + privvid sidecar) under {root}")
-    return entries
+    """Every finished clip under ``root``, labelled by the dataset layout (the first folder is the class;
+    ``split/class/clip`` trees give split and class)."""
+    clips: list[OutputClip] = scan(root)
+    if not clips:
+        raise BadInput(f"no anonymised clips (video + privvid sidecar) under {root}")
+    return [Entry(c.video_rel, c.label, c.sidecar.raw, c.split) for c in clips]
 
 
-def split_entries(entries: list[Entry], val_fraction: float, seed: int) -> dict[str, list[Entry]]:
-    """Stratified, seeded train/val split (a class with one clip goes to train)."""
+def parse_shard_size(text: str | int) -> tuple[int, int]:
+    """``"256"`` / ``"256MB"`` -> (bytes, 0); ``"100clips"`` -> (0, 100 clips)."""
+    spec = str(text).strip().lower().replace(" ", "")
+    try:
+        if spec.endswith("clips"):
+            count = int(spec[:-5])
+            if count < 1:
+                raise ValueError
+            return 0, count
+        number = float(spec[:-2] if spec.endswith("mb") else spec)
+        if number <= 0:
+            raise ValueError
+        return int(number * (1 << 20)), 0
+    except ValueError:
+        raise ConfigError(f"--shard-size wants megabytes (256, 256MB) or a clip count (100clips), got {text!r}") from None
+
+
+def _splits_from_csv(path: Path, entries: list[Entry]) -> dict[str, str]:
+    """relpath -> split from a CSV with ``split`` and ``key`` or ``path`` columns (curate's subset.csv)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise ConfigError(f"cannot read --split-from {path}: {exc}") from None
+    if not rows or "split" not in rows[0]:
+        raise ConfigError(f"--split-from {path} needs a 'split' column (and 'key' or 'path')")
+    by_name: dict[str, str] = {}
+    for row in rows:
+        split = SPLIT_NAMES.get((row.get("split") or "").strip().lower())
+        if split is None:
+            continue
+        for column in ("key", "path"):
+            value = (row.get(column) or "").strip()
+            if value:
+                by_name[PurePosixPath(value.replace("\\", "/")).stem] = split
+    out = {}
+    for e in entries:
+        stem = PurePosixPath(e.relpath).stem
+        source = PurePosixPath(str((e.sidecar.get("input") or {}).get("path") or "")).stem
+        split = by_name.get(stem) or by_name.get(source)
+        if split is not None:
+            out[e.relpath] = split
+    return out
+
+
+def split_entries(entries: list[Entry], val_fraction: float, seed: int,
+                  given: dict[str, str] | None = None) -> dict[str, list[Entry]]:
+    """Split per clip: ``given`` (from a CSV), else the tree's split, else a stratified, seeded draw of
+    ``val_fraction`` of each class (a class with one clip stays in train)."""
     if not 0 <= val_fraction < 1:
-        raise ValueError("val fraction must be in [0, 1)")
-    by_class: dict[str, list[Entry]] = defaultdict(list)
-    for entry in entries:
-        by_class[entry.label].append(entry)
+        raise ConfigError("val fraction must be in [0, 1)")
+    splits: dict[str, list[Entry]] = defaultdict(list)
+    rest: dict[str, list[Entry]] = defaultdict(list)
+    for e in entries:
+        split = (given or {}).get(e.relpath) if given is not None else e.split
+        if given is not None and split is None:
+            continue  # not in the CSV: not part of the dataset
+        if split is not None:
+            splits[split].append(e)
+        else:
+            rest[e.label].append(e)
     rng = random.Random(seed)
-    splits: dict[str, list[Entry]] = {"train": [], "val": []}
-    for label in sorted(by_class):
-        items = sorted(by_class[label], key=lambda e: e.relpath)
+    for label in sorted(rest):
+        items = sorted(rest[label], key=lambda e: e.relpath)
         rng.shuffle(items)
         n_val = int(round(len(items) * val_fraction)) if len(items) > 1 else 0
         splits["val"].extend(items[:n_val])
         splits["train"].extend(items[n_val:])
-    return {k: sorted(v, key=lambda e: e.relpath) for k, v in splits.items() if v}
+    return {k: sorted(splits[k], key=lambda e: e.relpath) for k in SPLITS if splits.get(k)}
 
 
 def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *, name: str = "privvid",
-          val_fraction: float = 0.0, seed: int = 0, shard_size: int = 256 << 20,
-          webdataset: bool = True) -> dict[str, Any]:
-    """Write manifests, lists and (optionally) WebDataset shards for the dataset at ``root``."""
+          val_fraction: float = 0.0, seed: int = 0, shard_size: int | str = 256 << 20,
+          split_from: str | os.PathLike[str] | None = None, webdataset: bool = True) -> dict[str, Any]:
+    """Write shards, manifest.json / manifest.jsonl, classes.txt and datasheet.md for the dataset at ``root``
+    into ``out`` (default ``root/shards``). Returns the manifest."""
     root = Path(root)
-    out = Path(out) if out is not None else root
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out is not None else root / "shards"
+    max_bytes, max_clips = parse_shard_size(shard_size) if isinstance(shard_size, str) else (int(shard_size), 0)
     entries = collect(root)
-    classes = sorted({e.label for e in entries if e.label})
+    given = _splits_from_csv(Path(split_from), entries) if split_from is not None else None
+    splits = split_entries(entries, val_fraction, seed, given)
+    if not splits:
+        raise ConfigError(f"no clip of {root} is listed in {split_from}")
+    used = [e for items in splits.values() for e in items]
+    classes = sorted({e.label for e in used if e.label})
     index = {label: i for i, label in enumerate(classes)}
-    splits = split_entries(entries, val_fraction, seed)
-    split_of = {e.relpath: split for split, items in splits.items() for e in items}
+    out.mkdir(parents=True, exist_ok=True)
 
-    lines = []
-    for e in entries:
-        side = e.sidecar
-        lines.append(json.dumps({
-            "path": e.relpath,
-            "label": e.label,
-            "label_index": index.get(e.label, -1),
-            "split": split_of[e.relpath],
-            "frames": side["output"]["frames"],
-            "fps": side["output"]["fps"],
-            "width": side["output"]["width"],
-            "height": side["output"]["height"],
-            "sha256": _sha256(root / e.relpath),
-            "input_sha256": side["input"]["sha256"],
-            "mode": side["mode"],
-            "person_coverage_mean": side["coverage"]["mean"],
-        }, ensure_ascii=False))
-    write_text_atomic(out / "manifest.jsonl", "\n".join(lines) + "\n")
-    write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in classes))
+    shards: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     for split, items in splits.items():
-        body = "".join(f"{e.relpath} {index.get(e.label, -1)}\n" for e in items)
-        write_text_atomic(out / f"mmaction_{split}.txt", body)
-        write_text_atomic(out / f"videomae_{split}.csv", body)
-
-    shards: list[str] = []
-    if webdataset:
-        shards = _write_shards(root, out / "shards", name, entries, index, split_of, shard_size)
-    summary = {
-        "name": name,
-        "clips": len(entries),
+        if webdataset:
+            shards += _write_shards(root, out, name, split, items, index, max_bytes, max_clips, rows)
+        else:
+            rows += [_row(root, e, split, index, None) for e in items]
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
+        "created": time.strftime("%Y-%m-%d"), "privvid_version": privvid.__version__,
         "classes": classes,
-        "per_class": dict(sorted(Counter(e.label for e in entries).items())),
-        "splits": {k: len(v) for k, v in splits.items()},
-        "modes": sorted({e.sidecar["mode"] for e in entries}),
-        "privvid_versions": sorted({e.sidecar["privvid_version"] for e in entries}),
-        "frames": sum(e.sidecar["output"]["frames"] for e in entries),
+        "clips": len(used),
+        "frames": sum(int(e.sidecar["output"]["frames"]) for e in used),
+        "per_class": dict(sorted(Counter(e.label for e in used).items())),
+        "splits": {split: len(items) for split, items in splits.items()},
+        "per_split_class": {split: dict(sorted(Counter(e.label for e in items).items()))
+                            for split, items in splits.items()},
         "shards": shards,
-        "seed": seed,
+        "seed": seed, "val_fraction": val_fraction,
+        "split_source": "csv" if given is not None else ("tree" if any(e.split for e in used) else "drawn"),
+        "privvid_versions": sorted({e.sidecar["privvid_version"] for e in used}),
+        "modes": sorted({e.sidecar["mode"] for e in used}),
+        "parameters": _parameters(used),
+        "left_out": len(entries) - len(used),
     }
-    write_text_atomic(out / "manifest.json", json.dumps(summary, indent=1, ensure_ascii=False))
-    return summary
+    write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in classes))
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
+    write_text_atomic(out / "datasheet.md", datasheet(manifest, root))
+    return manifest
 
 
-def _write_shards(root: Path, folder: Path, name: str, entries: list[Entry], index: dict[str, int],
-                  split_of: dict[str, str], shard_size: int) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
+def _row(root: Path, e: Entry, split: str, index: dict[str, int], shard: str | None) -> dict[str, Any]:
+    side = e.sidecar
+    return {"shard": shard, "key": shard_key(e.relpath), "path": e.relpath, "label": e.label,
+            "label_index": index.get(e.label, -1), "split": split, "frames": side["output"]["frames"],
+            "fps": side["output"]["fps"], "width": side["output"]["width"], "height": side["output"]["height"],
+            "sha256": _sha256(root / e.relpath), "input_sha256": side["input"].get("sha256"),
+            "mode": side["mode"], "person_coverage_mean": (side.get("coverage") or {}).get("mean")}
+
+
+def _parameters(entries: list[Entry]) -> dict[str, Any]:
+    """What the sidecars say about how people were removed, summarised (value -> clip count)."""
+    def count(values: list[Any]) -> dict[str, int]:
+        return dict(sorted(Counter(json.dumps(v) if not isinstance(v, str) else v for v in values).items()))
+
+    configs = [e.sidecar.get("config") or {} for e in entries]
+    checks = [e.sidecar.get("check") or {} for e in entries]
+    return {
+        "detector": count([(c.get("detect") or {}).get("backend") for c in configs]),
+        "inpainter": count([(c.get("inpaint") or {}).get("backend") for c in configs
+                            if c.get("mode") in ("remove", "mesh")]),
+        "resize": count([c.get("resize") for c in configs]),
+        "check": count([ch.get("name", "off") if ch else "off" for ch in checks]),
+        "frames_checked": sum(int(ch.get("frames_checked") or 0) for ch in checks),
+        "frames_flagged_by_check": sum(int(ch.get("frames_flagged") or 0) for ch in checks),
+        "body_model": count([((e.sidecar.get("backends") or {}).get("composer") or {}).get("mesh", {})
+                             .get("body_model") for e in entries if e.sidecar.get("mode") == "mesh"]),
+    }
+
+
+def _write_shards(root: Path, folder: Path, name: str, split: str, entries: list[Entry], index: dict[str, int],
+                  max_bytes: int, max_clips: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    written: list[dict[str, Any]] = []
     tar: tarfile.TarFile | None = None
     tmp: Path | None = None
-    size = 0
+    size = count = 0
+
+    def shard_name() -> str:
+        return f"{name}-{split}-{len(written):06d}.tar"
 
     def close() -> None:
         nonlocal tar, tmp
         if tar is not None and tmp is not None:
             tar.close()
-            final = folder / f"{name}-{len(written):06d}.tar"
+            final = folder / shard_name()
             os.replace(tmp, final)
-            written.append(final.name)
+            written.append({"file": final.name, "split": split, "clips": count, "bytes": final.stat().st_size,
+                            "sha256": _sha256(final)})
         tar, tmp = None, None
 
     for e in entries:
         video = (root / e.relpath).read_bytes()
-        if tar is not None and size + len(video) > shard_size:
+        if tar is not None and ((max_bytes and size + len(video) > max_bytes) or (max_clips and count >= max_clips)):
             close()
         if tar is None:
-            tmp = temp_path(folder / f"{name}-{len(written):06d}.tar")
-            tar = tarfile.open(tmp, "w")
-            size = 0
+            tmp = temp_path(folder / shard_name())
+            tar = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT)
+            size = count = 0
         key = shard_key(e.relpath)
-        meta = {"path": e.relpath, "label": e.label, "label_index": index.get(e.label, -1),
-                "split": split_of[e.relpath], "sidecar": e.sidecar}
+        meta = {"path": e.relpath, "label": e.label, "label_index": index.get(e.label, -1), "split": split,
+                "sidecar": e.sidecar}
         for suffix, payload in (("mp4", video), ("json", json.dumps(meta, ensure_ascii=False).encode())):
             info = tarfile.TarInfo(f"{key}.{suffix}")
             info.size = len(payload)
             info.mtime = 0
+            info.mode = 0o644
             tar.addfile(info, io.BytesIO(payload))
+        rows.append(_row(root, e, split, index, shard_name()))
         size += len(video)
+        count += 1
     close()
     return written
+
+
+def datasheet(manifest: dict[str, Any], root: Path) -> str:
+    """A Markdown datasheet generated from the manifest (and the dataset's QA results, when present)."""
+    p = manifest["parameters"]
+    lines = [f"# Datasheet: {manifest['name']}", "",
+             f"Generated by privvid {manifest['privvid_version']} on {manifest['created']} from the sidecars of "
+             f"{manifest['clips']} clips ({manifest['frames']} frames).", "",
+             "## Composition", "", "| split | clips |", "|---|---|"]
+    lines += [f"| {split} | {n} |" for split, n in manifest["splits"].items()]
+    lines += ["", f"{len(manifest['classes'])} classes; clips per class:", "", "| class | clips |", "|---|---|"]
+    lines += [f"| {label or '(none)'} | {n} |" for label, n in manifest["per_class"].items()]
+    lines += ["", "## What was done to the people in it", ""]
+    modes = {"remove": "every detected person segmented and inpainted away (No-Human data)",
+             "mesh": "every person removed, then replaced by a plain gender-neutral rendered body (Mask2Mesh)",
+             "blur": "people blurred", "pixelate": "people pixelated", "solid": "people painted over in grey"}
+    lines += [f"- mode `{m}`: {modes.get(m, m)}" for m in manifest["modes"]]
+    lines += [f"- detector: {_counts(p['detector'])}", f"- inpainter: {_counts(p['inpainter']) or 'none'}",
+              f"- output size: {_counts(p['resize'])}",
+              f"- written-frame check: {_counts(p['check'])}; {p['frames_flagged_by_check']} of "
+              f"{p['frames_checked']} checked frames mended"]
+    if p["body_model"]:
+        lines.append(f"- body model: {_counts(p['body_model'])}")
+    lines += ["- audio, container metadata and encoder tags removed; inputs are named by their path relative to "
+              "the input folder and their sha256", ""]
+    audit = root / ".privvid" / "audit.json"
+    lines += ["## Quality assurance", ""]
+    if audit.is_file():
+        try:
+            doc = json.loads(audit.read_text(encoding="utf-8"))
+            lines.append(f"- automatic audit (`privvid qa audit`): {doc.get('flagged')} of {doc.get('clips')} clips "
+                         f"flagged (person checker {doc.get('checkers', {}).get('person')})")
+        except (ValueError, OSError):
+            lines.append("- automatic audit: unreadable audit.json")
+    else:
+        lines.append("- no automatic audit found (run `privvid qa audit` on the dataset, then rebuild)")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _counts(values: dict[str, int]) -> str:
+    return ", ".join(f"`{k}` ({n})" for k, n in values.items())
+
+
+# ----------------------------------------------------------------------------- verify
+
+def verify(folder: str | os.PathLike[str]) -> list[str]:
+    """Every problem of a shard folder, one line each (empty: it verifies): hashes and sizes against the
+    manifest, clip counts, readable (not truncated) tars, member names (no absolute paths, no ``..``, no
+    links), every sample a complete mp4 + json pair."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [f"manifest.json: cannot be read ({exc})"]
+    if manifest.get("format") != FORMAT:
+        return ["manifest.json: not a privvid shard manifest"]
+    problems: list[str] = []
+    total = 0
+    for shard in manifest.get("shards", []):
+        name = str(shard.get("file", ""))
+        path = folder / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        if path.stat().st_size != shard.get("bytes"):
+            problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {shard.get('bytes')} (truncated?)")
+        if _sha256(path) != shard.get("sha256"):
+            problems.append(f"{name}: sha256 differs from the manifest (the file changed or is corrupt)")
+        clips, bad = _check_tar(path)
+        problems += [f"{name}: {b}" for b in bad]
+        if clips != shard.get("clips"):
+            problems.append(f"{name}: {clips} clips, the manifest says {shard.get('clips')}")
+        total += clips
+    if manifest.get("shards") and total != manifest.get("clips"):
+        problems.append(f"the shards hold {total} clips, the manifest says {manifest.get('clips')}")
+    return problems
+
+
+def _check_tar(path: Path) -> tuple[int, list[str]]:
+    bad: list[str] = []
+    samples: dict[str, set[str]] = defaultdict(set)
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                name = member.name
+                if name.startswith("/") or ".." in PurePosixPath(name).parts:
+                    bad.append(f"unsafe member name {name!r}")
+                    continue
+                if not member.isfile():
+                    bad.append(f"member {name!r} is not a regular file (link or folder)")
+                    continue
+                key, _, suffix = PurePosixPath(name).name.partition(".")
+                samples[str(PurePosixPath(name).parent / key)].add(suffix)
+                handle = tar.extractfile(member)
+                data = handle.read() if handle else b""
+                if len(data) != member.size:
+                    bad.append(f"member {name!r} is cut short")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        bad.append(f"not a readable tar ({type(exc).__name__}: {exc}); truncated?")
+    for key, suffixes in sorted(samples.items()):
+        if suffixes != {"mp4", "json"}:
+            bad.append(f"sample {key!r} has {sorted(suffixes)}, wants mp4 + json")
+    return sum(1 for s in samples.values() if "mp4" in s), bad
+
+
+# ----------------------------------------------------------------------------- export
+
+def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str],
+           root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Lists for another tool from a verified shard folder. The clips are extracted under ``out/videos``
+    and every list names them relative to the list file (mmaction2 with ``data_prefix`` = ``out``; csv),
+    or, for VideoMAE (whose loader opens the paths as given), by absolute path under ``root`` (default:
+    ``out`` resolved). mmaction: ``{split}.txt`` ``path label``; videomae: ``train.csv``, ``val.csv``,
+    ``test.csv`` (``path label``, space separated, no header; test = val when there is no test split);
+    csv: ``{split}.csv`` with a ``path,label,class`` header."""
+    if fmt not in ("mmaction", "videomae", "csv"):
+        raise ConfigError(f"unknown export format {fmt!r}; choose mmaction, videomae or csv")
+    folder, out = Path(folder), Path(out)
+    problems = verify(folder)
+    if problems:
+        raise ShardError(f"{folder} does not verify: " + "; ".join(problems[:5]))
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    base = Path(root) if root is not None else out.resolve()
+    lists: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    for shard in manifest["shards"]:
+        with tarfile.open(folder / shard["file"]) as tar:
+            metas: dict[str, dict[str, Any]] = {}
+            videos: dict[str, bytes] = {}
+            for member in tar:
+                key, _, suffix = member.name.partition(".")
+                handle = tar.extractfile(member)
+                data = handle.read() if handle else b""
+                if suffix == "json":
+                    metas[key] = json.loads(data)
+                elif suffix == "mp4":
+                    videos[key] = data
+            for key, meta in metas.items():
+                rel = meta["path"]
+                if "\n" in rel or "\r" in rel or (fmt != "csv" and " " in rel and fmt == "videomae"):
+                    raise ShardError(f"clip path {rel!r} cannot be written to a {fmt} list (newline or space)")
+                target = out / "videos" / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.is_file() or target.stat().st_size != len(videos[key]):
+                    from privvid.io.atomic import write_bytes_atomic
+
+                    write_bytes_atomic(target, videos[key])
+                lists[shard["split"]].append((f"videos/{rel}", int(meta["label_index"]), meta["label"]))
+    written = []
+    for split, items in lists.items():
+        items.sort()
+        if fmt == "mmaction":
+            written.append(write_text_atomic(out / f"{split}.txt", "".join(f"{p} {i}\n" for p, i, _ in items)))
+        elif fmt == "videomae":
+            body = "".join(f"{(base / p).as_posix()} {i}\n" for p, i, _ in items)
+            written.append(write_text_atomic(out / f"{split}.csv", body))
+        else:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["path", "label", "class"])
+            writer.writerows(items)
+            written.append(write_text_atomic(out / f"{split}.csv", buffer.getvalue()))
+    if fmt == "videomae":
+        for wanted, fallback in (("val", "test"), ("test", "val")):
+            if wanted not in lists and fallback in lists:
+                written.append(write_text_atomic(out / f"{wanted}.csv", (out / f"{fallback}.csv").read_text()))
+    write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in manifest["classes"]))
+    return {"format": fmt, "lists": [p.name for p in written], "clips": sum(len(v) for v in lists.values()),
+            "videos": str(out / "videos")}

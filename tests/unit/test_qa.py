@@ -36,7 +36,7 @@ def _anon_dataset(root: Path, originals: Path, layout: dict[str, int]) -> Path:
             original = _clip(originals / f"{rel}.mp4", 100, size=(96, 64))
             _clip(root / f"{rel}.mp4", 20)
             (root / f"{rel}.json").write_text(json.dumps({
-                "mode": "remove", "input": {"path": str(original.resolve())},
+                "privvid_version": "test", "mode": "remove", "input": {"path": str(original.resolve())},
                 "backends": {"detector": {"name": "mediapipe"}}}))
     return root
 

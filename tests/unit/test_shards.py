@@ -1,63 +1,153 @@
-"""Manifests, lists and WebDataset shards from an anonymised tree."""
+"""Shards, verify and export on generated anonymised datasets, read back by the real consumers' code
+paths: the webdataset package, mmaction2's and VideoMAE's list parsing, privvid's engine."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
+from pathlib import Path
+
+import av
+import pytest
 
 from fakes import moving_square_frames, write_video
 from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, DetectConfig
-from privvid.shards import build
+from privvid.shards import build, export, shard_key, verify
+
+CFG = AnonymizeConfig(mode="solid", detect=DetectConfig(backend="fakes:ColorKeyDetector"))
 
 
-def test_build_lists_and_shards(tmp_path):
+def _dataset(tmp_path: Path, layout: dict[str, int]) -> Path:
     src, out = tmp_path / "in", tmp_path / "out"
-    for label, n in (("jumping", 3), ("running", 2)):
-        for i in range(n):
-            write_video(src / label / f"v.{i}.mp4", moving_square_frames(6))
-    cfg = AnonymizeConfig(mode="solid", detect=DetectConfig(backend="fakes:ColorKeyDetector"))
-    assert anonymize_dataset(src, out, cfg).count("done") == 5
-    summary = build(out, val_fraction=0.34, seed=3, shard_size=1)  # 1 byte: one clip per shard
-    assert summary["classes"] == ["jumping", "running"]
-    assert summary["per_class"] == {"jumping": 3, "running": 2}
-    assert summary["splits"] == {"train": 3, "val": 2}
-    assert summary["frames"] == 30 and len(summary["shards"]) == 5
-    train = (out / "mmaction_train.txt").read_text().splitlines()
-    val = (out / "mmaction_val.txt").read_text().splitlines()
-    assert len(train) + len(val) == 5 and not set(train) & set(val)
-    for line in train + val:
-        path, label = line.rsplit(" ", 1)
-        assert (out / path).exists()
-        assert label == str(["jumping", "running"].index(path.split("/")[0]))
-    assert (out / "videomae_train.csv").read_text().splitlines() == train
-    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
-    assert {m["split"] for m in manifest} == {"train", "val"} and all(len(m["sha256"]) == 64 for m in manifest)
-    # same seed -> same split; another seed may differ but stays stratified
-    assert build(out, val_fraction=0.34, seed=3, webdataset=False)["splits"] == summary["splits"]
-    with tarfile.open(out / "shards" / summary["shards"][0]) as tar:
-        names = tar.getnames()
-        assert len(names) == 2 and names[0].endswith(".mp4") and names[1].endswith(".json")
-        assert names[0].rsplit(".", 1)[0] == names[1].rsplit(".", 1)[0]
-        assert "." not in names[0].rsplit(".", 1)[0], "webdataset keys must not contain dots"
-        meta = json.loads(tar.extractfile(names[1]).read())
-        assert meta["label"] in ("jumping", "running") and meta["sidecar"]["mode"] == "solid"
-        assert tar.extractfile(names[0]).read() == (out / meta["path"]).read_bytes()
+    for rel, n in layout.items():
+        write_video(src / rel, moving_square_frames(n))
+    assert anonymize_dataset(src, out, CFG).count("done") == len(layout)
+    return out
+
+
+def test_labels_follow_the_layout_and_each_shard_holds_one_split(tmp_path):
+    out = _dataset(tmp_path, {"arm/part1/c.mp4": 6, "arm/part2/d.mp4": 6, "tai_chi/part1/a.mp4": 6,
+                              "tai_chi/part1/b.mp4": 6, "tai_chi/e.mp4": 6})
+    manifest = build(out, tmp_path / "shards", val_fraction=0.34, seed=3, shard_size="1clips", name="nh")
+    assert manifest["classes"] == ["arm", "tai_chi"]              # not "part1"
+    assert manifest["per_class"] == {"arm": 2, "tai_chi": 3}
+    assert manifest["splits"] == {"train": 3, "val": 2} and manifest["clips"] == 5 and manifest["frames"] == 30
+    assert len(manifest["shards"]) == 5 and all(s["clips"] == 1 for s in manifest["shards"])
+    for shard in manifest["shards"]:
+        assert shard["file"].startswith(f"nh-{shard['split']}-")
+        with tarfile.open(tmp_path / "shards" / shard["file"]) as tar:
+            metas = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
+        assert {m["split"] for m in metas} == {shard["split"]}
+    assert verify(tmp_path / "shards") == []
+    sheet = (tmp_path / "shards" / "datasheet.md").read_text()
+    assert "mode `solid`" in sheet and "| arm | 2 |" in sheet
+    rows = [json.loads(x) for x in (tmp_path / "shards" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and all(len(r["sha256"]) == 64 and r["shard"] for r in rows)
+
+
+def test_split_trees_and_split_csv(tmp_path):
+    out = _dataset(tmp_path, {"train/jump/a.mp4": 4, "train/run/b.mp4": 4, "val/jump/c.mp4": 4, "val/run/d.mp4": 4})
+    manifest = build(out, tmp_path / "s1")
+    assert manifest["classes"] == ["jump", "run"] and manifest["splits"] == {"train": 2, "val": 2}
+    assert manifest["split_source"] == "tree"
+    subset = tmp_path / "subset.csv"
+    subset.write_text("label,key,path,split\njump,a,x/a.mp4,val\nrun,d,y/d.mp4,train\n")
+    picked = build(out, tmp_path / "s2", split_from=subset)
+    assert picked["splits"] == {"train": 1, "val": 1} and picked["left_out"] == 2
 
 
 def test_shard_keys_stay_unique_when_names_differ_only_in_dots(tmp_path):
-    from privvid.shards.build import shard_key
-
     assert shard_key("c/a.b.mp4") != shard_key("c/a_b.mp4") and "." not in shard_key("c/a.b.mp4")
     assert shard_key("c/a%2eb.mp4") != shard_key("c/a.b.mp4")
-    src, out = tmp_path / "in", tmp_path / "out"
-    for name in ("a.b.mp4", "a_b.mp4"):
-        write_video(src / "jumping" / name, moving_square_frames(4))
-    cfg = AnonymizeConfig(mode="solid", detect=DetectConfig(backend="fakes:ColorKeyDetector"))
-    anonymize_dataset(src, out, cfg)
-    summary = build(out, val_fraction=0.0, seed=0)
-    keys = []
-    for shard in summary["shards"]:
-        with tarfile.open(out / "shards" / shard) as tar:
-            keys += [n.rsplit(".", 1)[0] for n in tar.getnames() if n.endswith(".mp4")]
+    out = _dataset(tmp_path, {"jumping/a.b.mp4": 4, "jumping/a_b.mp4": 4})
+    manifest = build(out, tmp_path / "shards")
+    with tarfile.open(tmp_path / "shards" / manifest["shards"][0]["file"]) as tar:
+        keys = [n.rsplit(".", 1)[0] for n in tar.getnames() if n.endswith(".mp4")]
     assert len(keys) == 2 and len(set(keys)) == 2
+
+
+def test_the_webdataset_package_reads_every_clip(tmp_path):
+    wds = pytest.importorskip("webdataset")
+    out = _dataset(tmp_path, {"jump/a.mp4": 5, "jump/b.mp4": 7, "run/c.mp4": 6})
+    manifest = build(out, tmp_path / "shards", shard_size="2clips")
+    urls = [str(tmp_path / "shards" / s["file"]) for s in manifest["shards"]]
+    frames = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
+        meta = json.loads(sample["json"])
+        with av.open(io.BytesIO(sample["mp4"])) as container:
+            frames[meta["path"]] = sum(1 for _ in container.decode(video=0))
+    assert frames == {"jump/a.mp4": 5, "jump/b.mp4": 7, "run/c.mp4": 6}
+
+
+def test_verify_names_each_problem(tmp_path):
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "run/b.mp4": 4})
+    folder = tmp_path / "shards"
+    manifest = build(out, folder)
+    shard = folder / manifest["shards"][0]["file"]
+    good = shard.read_bytes()
+    flipped = bytearray(good)
+    flipped[700] ^= 0xFF
+    shard.write_bytes(bytes(flipped))
+    assert any("sha256" in p for p in verify(folder))
+    shard.write_bytes(good[: len(good) // 2])
+    problems = verify(folder)
+    assert any("truncated" in p for p in problems) and any("bytes" in p for p in problems)
+    with tarfile.open(shard, "w") as tar:   # a member that would escape an extraction folder
+        info = tarfile.TarInfo("../x.mp4")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    assert any("unsafe member name '../x.mp4'" in p for p in verify(folder))
+
+
+def _mmaction_parse(list_file: Path, data_prefix: Path) -> list[tuple[Path, int]]:
+    """As mmaction2's VideoDataset.load_data_list reads an ann_file: split on the delimiter (a space),
+    first field the filename joined to data_prefix, the rest the label(s)."""
+    items = []
+    for line in list_file.read_text().splitlines():
+        fields = line.strip().split(" ")
+        filename, label = fields[0], [int(x) for x in fields[1:]]
+        items.append((data_prefix / filename, label[0]))
+    return items
+
+
+def test_exports_load_the_way_their_consumers_read_them(tmp_path, monkeypatch):
+    pd = pytest.importorskip("pandas")
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "jump/b.mp4": 4, "run/c.mp4": 4, "run/d.mp4": 4})
+    folder = tmp_path / "shards"
+    build(out, folder, val_fraction=0.5, seed=0)
+    lists = tmp_path / "lists"
+    export(folder, "mmaction", lists)
+    for split in ("train", "val"):
+        items = _mmaction_parse(lists / f"{split}.txt", lists)
+        assert len(items) == 2 and all(p.is_file() for p, _ in items)
+        assert sorted(label for _, label in items) == [0, 1]
+    export(folder, "videomae", tmp_path / "vm")
+    monkeypatch.chdir(tmp_path / "in")   # VideoMAE opens the paths as given, from wherever it runs
+    for name in ("train.csv", "val.csv", "test.csv"):
+        table = pd.read_csv(tmp_path / "vm" / name, header=None, delimiter=" ")
+        assert len(table) == 2 and all(Path(p).is_file() for p in table.values[:, 0])
+        assert sorted(table.values[:, 1].tolist()) == [0, 1]
+    export(folder, "csv", tmp_path / "c")
+    table = pd.read_csv(tmp_path / "c" / "train.csv")
+    assert list(table.columns) == ["path", "label", "class"]
+    assert all((tmp_path / "c" / p).is_file() for p in table["path"])
+
+
+def test_the_engine_trains_from_shards(tmp_path):
+    from privvid.engine.api import run_train
+    from privvid.engine.data import ClipDataset, load_source
+
+    out = _dataset(tmp_path, {f"{c}/{i}.mp4": 8 for c in ("jump", "run") for i in range(3)})
+    folder = tmp_path / "shards"
+    build(out, folder, val_fraction=0.34, seed=1)
+    src = load_source(f"{folder}:train")
+    assert src.classes == ["jump", "run"] and len(src.samples) == 4 and all(s.offset > 0 for s in src.samples)
+    from privvid.engine.config import DataConfig
+
+    item = ClipDataset(src, DataConfig(frames=4, stride=1, size=32, short_side=32), train=False)[0]
+    assert tuple(item["video"].shape) == (4, 32, 32, 3)
+    res = run_train("align", [f"{folder}:train"], tmp_path / "run", preset_name="tiny", epochs=1, batch_size=2,
+                    workers=0)
+    assert res.steps >= 1

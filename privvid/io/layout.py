@@ -1,0 +1,153 @@
+"""The anonymised-dataset format, owned here and nowhere else.
+
+``privvid anonymize IN OUT`` writes, for each clip, ``OUT/<rel>.mp4`` and its sidecar
+``OUT/<rel>.json`` (plus ``<rel>.masks.npz`` / ``<rel>.params.npz`` when asked), and keeps its run
+state in ``OUT/.privvid/``. ``<rel>`` mirrors the input's relative path, which fixes the layout:
+
+- ``<class>/<clip>`` (Kinetics): the class is the first folder, at any depth below it
+  (``arm_wrestling/part1/c`` is class ``arm_wrestling``);
+- ``<split>/<class>/<clip>`` where the first folder is ``train``, ``val``, ``validation`` or ``test``:
+  split, then class;
+- ``<clip>`` directly under OUT: no class (:data:`NO_CLASS`).
+
+A sidecar is a :class:`Sidecar`: a JSON object with ``schema`` (:data:`SCHEMA_VERSION`); sidecars
+written before the field existed (privvid 0.1 without ``schema``) read as version 1; a newer schema
+is refused with a message. :func:`scan` is the one reader every consumer (qa, shards, engine) uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from privvid.errors import BadInput
+
+STATE_DIR = ".privvid"
+SCHEMA_VERSION = 2
+VIDEO_SUFFIX = ".mp4"
+SIDECAR_SUFFIX = ".json"
+OUTPUT_SUFFIXES = {"video": ".mp4", "sidecar": ".json", "masks": ".masks.npz", "params": ".params.npz"}
+SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+NO_CLASS = ""
+
+
+def output_paths(out_root: Path, relpath: str) -> dict[str, Path]:
+    """Where the outputs of the clip ``relpath`` go under ``out_root``."""
+    base = Path(out_root) / relpath
+    return {kind: base.with_name(base.name + suffix) for kind, suffix in OUTPUT_SUFFIXES.items()}
+
+
+def layout_of(rel: str) -> tuple[str | None, str]:
+    """``rel`` (POSIX, without suffix) -> (split or None, class or NO_CLASS)."""
+    parts = rel.split("/")
+    if len(parts) >= 3 and parts[0].lower() in SPLIT_NAMES:
+        return SPLIT_NAMES[parts[0].lower()], parts[1]
+    return None, parts[0] if len(parts) > 1 else NO_CLASS
+
+
+class SidecarError(BadInput):
+    """A sidecar that privvid cannot read (not JSON, not an object, a newer schema)."""
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A clip's provenance record as read back (the full JSON stays in ``raw``)."""
+
+    schema: int
+    privvid_version: str
+    mode: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return int(self.output.get("frames") or 0)
+
+    @property
+    def coverage_mean(self) -> float | None:
+        value = (self.raw.get("coverage") or {}).get("mean")
+        return float(value) if value is not None else None
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "sidecar") -> "Sidecar":
+        if not isinstance(doc, dict):
+            raise SidecarError(f"{where} is not a JSON object")
+        if "privvid_version" not in doc:
+            raise SidecarError(f"{where} was not written by privvid anonymize (no privvid_version)")
+        schema = int(doc.get("schema", 1))
+        if schema > SCHEMA_VERSION:
+            raise SidecarError(f"{where} has schema {schema}; this privvid reads up to {SCHEMA_VERSION}: "
+                               "upgrade privvid")
+        return cls(schema, str(doc["privvid_version"]), str(doc.get("mode", "?")), dict(doc.get("input") or {}),
+                   dict(doc.get("output") or {}), doc)
+
+    @classmethod
+    def read(cls, path: Path) -> "Sidecar":
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SidecarError(f"sidecar {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(doc, f"sidecar {path}")
+
+
+@dataclass(frozen=True)
+class OutputClip:
+    """One finished clip of an anonymised dataset."""
+
+    rel: str                     # relative path without suffix, POSIX
+    video: Path
+    sidecar: Sidecar
+    label: str                   # class (NO_CLASS for clips directly under the root)
+    split: str | None            # from a split/class/clip tree, else None
+
+    @property
+    def video_rel(self) -> str:
+        return self.rel + VIDEO_SUFFIX
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != STATE_DIR)
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def scan(root: str | os.PathLike[str], strict: bool = True) -> list[OutputClip]:
+    """Every finished clip under ``root`` (a video with its sidecar), sorted by ``rel``. A sidecar that
+    cannot be read is an error (``strict``) or the clip is left out; a video without a sidecar is not a
+    finished output and is left out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInput(f"anonymised dataset not found: {root}")
+    clips = []
+    for path in _walk(root):
+        if not path.name.endswith(VIDEO_SUFFIX):
+            continue
+        sidecar_path = path.with_name(path.name[: -len(VIDEO_SUFFIX)] + SIDECAR_SUFFIX)
+        if not sidecar_path.is_file():
+            continue
+        try:
+            sidecar = Sidecar.read(sidecar_path)
+        except SidecarError:
+            if strict:
+                raise
+            continue
+        rel = path.relative_to(root).as_posix()[: -len(VIDEO_SUFFIX)]
+        split, label = layout_of(rel)
+        clips.append(OutputClip(rel, path, sidecar, label, split))
+    clips.sort(key=lambda c: c.rel)
+    return clips
+
+
+def all_videos(root: str | os.PathLike[str]) -> Iterator[Path]:
+    """Every video file under ``root`` (any extension privvid reads), finished outputs or not."""
+    from privvid.io.video import VIDEO_EXTENSIONS
+
+    for path in _walk(Path(root)):
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            yield path
