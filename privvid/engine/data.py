@@ -74,6 +74,15 @@ def load_source(spec: str | Path, root: str | Path | None = None, name: str | No
     ``SHARDS:train`` one split) or one shard ``.tar``."""
     path = Path(spec)
     text = str(spec)
+    if text.startswith("ppma:"):
+        from privvid.engine.downstream import downstream_source
+
+        src = downstream_source(text, root)
+        if name:
+            src.name = name
+        if check:
+            validate_source(src, require_labels=require_labels)
+        return src
     base, _, split = text.rpartition(":")
     if not path.exists() and base and Path(base).is_dir() and (Path(base) / "manifest.json").is_file():
         src = _shard_source(Path(base), split)
@@ -179,7 +188,9 @@ def _list_source(list_path: Path, root: Path | None, csv_format: bool) -> Source
         if csv_format:
             for row in csv.reader(fh):
                 if row and row[0].strip() and not row[0].startswith("#"):
-                    if len(row) == 1 and len(row[0].split()) >= 2:  # VideoMAE's .csv lists: "path label"
+                    if len(row) == 1 and ";" in row[0] and _is_int(row[0].rsplit(";", 1)[1].strip()):
+                        row = row[0].rsplit(";", 1)  # PPMA's downstream lists: "path;label"
+                    elif len(row) == 1 and len(row[0].split()) >= 2:  # VideoMAE's .csv lists: "path label"
                         row = row[0].rsplit(None, 1)
                     if len(row) < 2:
                         raise EngineError(f"{list_path}: row {row!r} has no label column (want path,label)")
@@ -189,7 +200,7 @@ def _list_source(list_path: Path, root: Path | None, csv_format: bool) -> Source
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
-                parts = line.rsplit(None, 1)
+                parts = line.rsplit(";", 1) if ";" in line else line.rsplit(None, 1)
                 if len(parts) != 2:
                     raise EngineError(f"{list_path}: line {line!r} is not 'path label'")
                 rows.append((parts[0], parts[1]))
@@ -210,8 +221,16 @@ def _list_source(list_path: Path, root: Path | None, csv_format: bool) -> Source
 
 
 def _resolve(base: Path, p: str) -> Path:
-    q = Path(p)
-    return q if q.is_absolute() else base / q
+    """A list entry: a video file or a frame folder, relative to ``base``; an entry without an extension
+    (PPMA's UCF101 / HMDB51 lists) is the frame folder of that name, or the video with that stem."""
+    q = Path(p.strip())
+    q = q if q.is_absolute() else base / q
+    if q.exists() or q.suffix.lower() in VIDEO_EXTS:
+        return q
+    for ext in sorted(VIDEO_EXTS):
+        if q.with_name(q.name + ext).is_file():
+            return q.with_name(q.name + ext)
+    return q
 
 
 def _is_int(s: str) -> bool:
@@ -226,7 +245,7 @@ def validate_source(src: Source, require_labels: bool = True) -> None:
     """Clear errors before training: empty, single-class, missing files."""
     if not src.samples:
         raise EngineError(f"dataset {src.name!r} is empty: no video files found")
-    missing = [s.path for s in src.samples if not s.path.is_file()]
+    missing = [s.path for s in src.samples if not (s.path.is_file() or (s.path.is_dir() and s.offset < 0))]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         raise EngineError(f"dataset {src.name!r} names {len(missing)} missing file(s): "
@@ -274,6 +293,8 @@ def decode_clip(path: Path, frames: int, stride: int, short_side: int,
     """
     import av
 
+    if offset < 0 and Path(path).is_dir():
+        return _decode_frame_folder(Path(path), frames, stride, short_side, rng)
     try:
         if offset >= 0:  # a clip inside a tar shard: read its bytes, decode from memory
             import io
@@ -387,6 +408,32 @@ def item_key(seed: int, epoch: int, position: int, extra: int = 0) -> int:
     """A 63-bit per-sample seed, independent of workers, ranks and batch layout."""
     h = hashlib.blake2b(f"{seed}/{epoch}/{position}/{extra}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def _decode_frame_folder(folder: Path, frames: int, stride: int, short_side: int,
+                         rng: np.random.Generator | None) -> np.ndarray:
+    """A rawframe clip (a folder of images in name order, mmaction2's RawframeDataset layout): read only the
+    sampled frames, resized so the short side is ``short_side``."""
+    import cv2
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    if not files:
+        raise EngineError(f"frame folder {folder} holds no images")
+    idx = clip_indices(len(files), frames, stride, rng)
+    out, cache = [], {}
+    for i in idx.tolist():
+        if i not in cache:
+            image = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
+            if image is None:
+                raise EngineError(f"cannot read frame {files[i]}")
+            h, w = image.shape[:2]
+            size = (short_side, int(round(h * short_side / w))) if w <= h else (int(round(w * short_side / h)), short_side)
+            cache[i] = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        out.append(cache[i])
+    return np.stack(out)
 
 
 class ClipDataset(Dataset):

@@ -226,3 +226,48 @@ def test_fixed_average_equals_hand_computed(tmp_path):
           model_config("tiny", frames=8, image_size=64))
     with pytest.raises(EngineError, match="another architecture"):
         average_checkpoints([runs[0], tmp_path / "other"], [0.5, 0.5], tmp_path / "bad")
+
+
+def test_ppma_semicolon_lists_with_frame_folders_and_stems(tmp_path):
+    """PPMA's downstream lists: ``path;label``, paths to frame folders or to videos named by their stem."""
+    import cv2
+
+    from privvid.engine.config import DataConfig
+    from privvid.engine.data import ClipDataset
+
+    _write_videos(tmp_path, ["walk/v_a.avi"])
+    frames = tmp_path / "run" / "v_b"
+    frames.mkdir(parents=True)
+    for i in range(10):
+        cv2.imwrite(str(frames / f"img_{i:05d}.jpg"), np.full((48, 64, 3), 20 * i, np.uint8))
+    (tmp_path / "train.csv").write_text("walk/v_a;0\nrun/v_b;1\n")
+    src = load_source(tmp_path / "train.csv")
+    assert [s.path.name for s in src.samples] == ["v_a.avi", "v_b"] and [s.label for s in src.samples] == [0, 1]
+    data = ClipDataset(src, DataConfig(frames=4, stride=2, size=32, short_side=32), train=False)
+    clip = data[1]["video"]
+    assert tuple(clip.shape) == (4, 32, 32, 3)
+    # centred clip of 4 frames at stride 2 out of 10: frames 1, 3, 5, 7 (grey levels 20 * i)
+    assert [int(round(float(f.float().mean()))) for f in clip] == [20, 60, 100, 140]
+
+
+def test_downstream_catalogue_reads_the_users_copy(tmp_path, monkeypatch):
+    from privvid.engine.downstream import CATALOGUE
+
+    assert {t: CATALOGUE[t].classes for t in CATALOGUE} == {"ucf101": 101, "hmdb51": 51, "mini_ssv2": 87,
+                                                           "diving48": 48, "ikea_furniture": 12, "uav": 155}
+    monkeypatch.delenv("PRIVVID_DOWNSTREAM", raising=False)
+    with pytest.raises(EngineError, match="PRIVVID_DOWNSTREAM.*ucf101/train.csv"):
+        load_source("ppma:ucf101:train")
+    monkeypatch.setenv("PRIVVID_DOWNSTREAM", str(tmp_path))
+    with pytest.raises(EngineError, match="no split list"):
+        load_source("ppma:diving48:val")
+    with pytest.raises(EngineError, match="unknown downstream task"):
+        load_source("ppma:kinetics:val")
+    _write_videos(tmp_path / "ucf101", ["Biking/v_Biking_g01_c01.avi", "YoYo/v_YoYo_g01_c01.avi"])
+    (tmp_path / "ucf101" / "train.csv").write_text("Biking/v_Biking_g01_c01;10\nYoYo/v_YoYo_g01_c01;100\n")
+    src = load_source("ppma:ucf101:train")
+    assert src.num_classes == 101 and [s.label for s in src.samples] == [10, 100]
+    assert all(s.path.is_file() for s in src.samples)
+    (tmp_path / "ucf101" / "val.csv").write_text("Biking/v_Biking_g01_c01;101\nYoYo/v_YoYo_g01_c01;100\n")
+    with pytest.raises(EngineError, match="outside UCF101's 101 classes"):
+        load_source("ppma:ucf101:val")
