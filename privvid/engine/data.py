@@ -186,7 +186,17 @@ def _list_source(list_path: Path, root: Path | None, csv_format: bool) -> Source
     rows: list[tuple[str, str]] = []
     with open(list_path, newline="") as fh:
         if csv_format:
-            for row in csv.reader(fh):
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            names = [h.strip().lower() for h in header] if header else []
+            if "path" in names and "label" in names and names.index("path") != 0:
+                # a CSV with named columns in any order (curate's subset.csv: label,key,path,...)
+                ip, il = names.index("path"), names.index("label")
+                rows += [(r[ip].strip(), r[il].strip()) for r in reader if len(r) > max(ip, il) and r[ip].strip()]
+                reader = iter(())
+            elif header is not None:
+                reader = iter([header, *reader])
+            for row in reader:
                 if row and row[0].strip() and not row[0].startswith("#"):
                     if len(row) == 1 and ";" in row[0] and _is_int(row[0].rsplit(";", 1)[1].strip()):
                         row = row[0].rsplit(";", 1)  # PPMA's downstream lists: "path;label"

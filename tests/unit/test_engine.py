@@ -271,3 +271,12 @@ def test_downstream_catalogue_reads_the_users_copy(tmp_path, monkeypatch):
     (tmp_path / "ucf101" / "val.csv").write_text("Biking/v_Biking_g01_c01;101\nYoYo/v_YoYo_g01_c01;100\n")
     with pytest.raises(EngineError, match="outside UCF101's 101 classes"):
         load_source("ppma:ucf101:val")
+
+
+def test_curated_subset_csv_trains_as_is(tmp_path):
+    """curate's subset.csv (label,key,path columns) is a source without editing."""
+    _write_videos(tmp_path, ["v/a.mp4", "v/b.mp4", "v/c.mp4"])
+    (tmp_path / "subset.csv").write_text("label,key,path\nwalk,a,v/a.mp4\nrun,b,v/b.mp4\nwalk,c,v/c.mp4\n")
+    src = load_source(tmp_path / "subset.csv")
+    assert src.classes == ["run", "walk"] and [s.label for s in src.samples] == [1, 0, 1]
+    assert [s.path.name for s in src.samples] == ["a.mp4", "b.mp4", "c.mp4"]
