@@ -91,8 +91,17 @@ def load_source(spec: str | Path, root: str | Path | None = None, name: str | No
         if check:
             validate_source(src, require_labels=require_labels)
         return src
+    if not path.exists() and base and (Path(base) / ".privvid").is_dir():
+        src = _output_source(Path(base), split)
+        if name:
+            src.name = name
+        if check:
+            validate_source(src, require_labels=require_labels)
+        return src
     if path.is_dir() and (path / "manifest.json").is_file() and _is_shard_folder(path):
         src = _shard_source(path, None)
+    elif path.is_dir() and (path / ".privvid").is_dir():
+        src = _output_source(path, None)
     elif path.suffix == ".tar" and path.is_file() and _is_shard_folder(path.parent):
         src = _shard_source(path.parent, None, only=path.name)
     else:
@@ -169,6 +178,22 @@ def _shard_source(folder: Path, split: str | None, only: str | None = None) -> S
             samples.append(Sample(path, labels[key], offset, size))
     name = manifest.get("name") or folder.name
     return Source(f"{name}-{split}" if split else name, samples, list(manifest["classes"]))
+
+
+def _output_source(root: Path, split: str | None) -> Source:
+    """An output folder of privvid anonymize, through the dataset format's own scanner: the class and
+    split of each clip are what :mod:`privvid.io.layout` says (``split/class/clip`` trees included)."""
+    from privvid.io.layout import scan
+
+    clips = scan(root)
+    if split is not None:
+        clips = [c for c in clips if c.split == split]
+        if not clips:
+            raise EngineError(f"{root} has no clips in a {split!r} split folder")
+    classes = sorted({c.label for c in clips if c.label})
+    index = {c: i for i, c in enumerate(classes)}
+    samples = [Sample(c.video, index[c.label]) for c in clips if c.label]
+    return Source(f"{root.name}-{split}" if split else root.name, samples, classes)
 
 
 def _folder_source(root: Path) -> Source:

@@ -151,3 +151,31 @@ def test_the_engine_trains_from_shards(tmp_path):
     res = run_train("align", [f"{folder}:train"], tmp_path / "run", preset_name="tiny", epochs=1, batch_size=2,
                     workers=0)
     assert res.steps >= 1
+
+
+def test_the_engine_reads_an_output_folder_by_its_layout(tmp_path):
+    from privvid.engine.data import load_source
+
+    out = _dataset(tmp_path, {"train/jump/a.mp4": 4, "train/run/b.mp4": 4, "val/jump/c.mp4": 4,
+                              "val/run/nested/d.mp4": 4})
+    train = load_source(f"{out}:train")
+    assert train.classes == ["jump", "run"] and [s.path.name for s in train.samples] == ["a.mp4", "b.mp4"]
+    val = load_source(f"{out}:val")
+    assert [(s.path.name, s.label) for s in val.samples] == [("c.mp4", 0), ("d.mp4", 1)]
+    assert load_source(out).classes == ["jump", "run"]   # not "train" and "val"
+
+
+def test_sidecar_schema_and_layout():
+    from privvid.io.layout import SCHEMA_VERSION, Sidecar, SidecarError, layout_of
+
+    old = Sidecar.from_dict({"privvid_version": "0.1.0", "mode": "remove", "output": {"frames": 3}})
+    assert old.schema == 1 and old.frames == 3
+    with pytest.raises(SidecarError, match="upgrade privvid"):
+        Sidecar.from_dict({"privvid_version": "9", "schema": SCHEMA_VERSION + 1})
+    with pytest.raises(SidecarError, match="not written by privvid"):
+        Sidecar.from_dict({"mode": "remove"})
+    assert layout_of("arm/part1/c") == (None, "arm") and layout_of("Val/jump/x") == ("val", "jump")
+    assert layout_of("clip") == (None, "") and layout_of("train/x") == (None, "train")
+    from privvid.qa.dataset import FLAT_CLASS, class_of
+
+    assert class_of("train/jump/x") == "jump" and class_of("clip") == FLAT_CLASS   # qa labels the same way
