@@ -5,13 +5,15 @@
 The clips are the first FRAMES frames of the real demo clips (repeated to make CLIPS clips). Each
 configuration anonymises the same set into a fresh output folder with the embedded default; start-up
 (spawning workers, loading models) is included, as a user would see it. Efficiency = (clips/s with 2)
-/ (2 x clips/s with 1) for the same executor: 1.0 would be perfect scaling.
+/ (2 x clips/s with 1) for the same executor: 1.0 would be perfect scaling. "cores busy" (local only):
+CPU seconds of the run's processes per wall second, i.e. how much of the machine one worker already uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +44,14 @@ def make_clips(folder: Path, count: int, frames: int, size: tuple[int, int]) -> 
                 writer.write(frame)
 
 
-def timed(src: Path, out: Path, cfg: AnonymizeConfig, workers: int, executor: str) -> tuple[float, int]:
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (local worker pools)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(src: Path, out: Path, cfg: AnonymizeConfig, workers: int, executor: str) -> tuple[float, int, float]:
+    cpu0 = _cpu()
     start = time.perf_counter()
     if executor == "ray":
         import ray
@@ -58,7 +67,7 @@ def timed(src: Path, out: Path, cfg: AnonymizeConfig, workers: int, executor: st
     bad = [o for o in summary.outcomes if o.status != "done"]
     if bad:
         raise SystemExit(f"{executor} x{workers}: {bad[0].relpath} {bad[0].status}: {bad[0].reason}")
-    return seconds, summary.frames
+    return seconds, summary.frames, _cpu() - cpu0
 
 
 def main() -> None:
@@ -73,7 +82,7 @@ def main() -> None:
     cfg = AnonymizeConfig(mode=args.mode)
     table = Table(title=f"--mode {args.mode}: {args.clips} clips x {args.frames} frames at {args.size}, "
                         f"{os.cpu_count()} CPUs (start-up included)")
-    for col in ("executor", "workers", "seconds", "clips/s", "frames/s", "efficiency 1->2"):
+    for col in ("executor", "workers", "seconds", "clips/s", "frames/s", "efficiency 1->2", "cores busy"):
         table.add_column(col, justify="left" if col == "executor" else "right")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -83,11 +92,12 @@ def main() -> None:
         for executor in args.executors.split(","):
             rates = {}
             for workers in (1, 2):
-                seconds, frames = timed(src, tmp / f"out-{executor}-{workers}", cfg, workers, executor)
+                seconds, frames, cpu = timed(src, tmp / f"out-{executor}-{workers}", cfg, workers, executor)
                 rates[workers] = args.clips / seconds
                 eff = f"{rates[2] / (2 * rates[1]):.0%}" if workers == 2 else ""
+                busy = f"{cpu / seconds:.2f}" if executor == "local" else "-"  # Ray workers are not our children
                 table.add_row(executor, str(workers), f"{seconds:.1f}", f"{rates[workers]:.2f}",
-                              f"{frames / seconds:.1f}", eff)
+                              f"{frames / seconds:.1f}", eff, busy)
     Console().print(table)
 
 
