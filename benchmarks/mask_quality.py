@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     size = parse_size(args.size)
     ssd = DetectConfig()
     base = DetectConfig(backend="mediapipe", dilate_rel=0.0)
+
+    def mp(**options: object) -> DetectConfig:  # the mediapipe baseline with some of its options changed
+        return replace(base, options=options)
+
     configs: list[tuple[str, DetectConfig]] = []
     variants = {"default": ("ssd (default)", ssd),
                 "ssd-notiles": ("ssd tiles=none", replace(ssd, options={"tiles": "none"})),
@@ -172,15 +176,15 @@ def main(argv: list[str] | None = None) -> int:
                 "ssd-fixed": ("ssd fixed 11 px dilation", replace(ssd, dilate_rel=0.0)),
                 "ssd-t0": ("ssd temporal=0 (no union over frames)", replace(ssd, temporal=0)),
                 "mediapipe": ("mediapipe (previous default)", base),
-                "old": ("mediapipe old default (pose_every=1, crops=0)", replace(base, pose_every=1, crops=0)),
-                "pose1": ("mediapipe pose_every=1", replace(base, pose_every=1)),
-                "single": ("mediapipe pose_people=1 (no cascade)", replace(base, pose_people=1)),
-                "carry0": ("mediapipe carry_grow=0 (whole blobs)", replace(base, carry_grow=0.0)),
-                "carry25": ("mediapipe carry_grow=0.25", replace(base, carry_grow=0.25)),
-                "tiles4": ("mediapipe tiles=3x2 every 4th frame", replace(base, tiles="3x2", tile_every=4)),
-                "pass1": ("mediapipe crop_passes=1", replace(base, crop_passes=1)),
-                "selfie": ("mediapipe pose_every=0 (selfie+crops)", replace(base, pose_every=0)),
-                "crops0": ("mediapipe selfie only (no crops)", replace(base, pose_every=0, crops=0))}
+                "old": ("mediapipe old default (pose_every=1, crops=0)", mp(pose_every=1, crops=0)),
+                "pose1": ("mediapipe pose_every=1", mp(pose_every=1)),
+                "single": ("mediapipe pose_people=1 (no cascade)", mp(pose_people=1)),
+                "carry0": ("mediapipe carry_grow=0 (whole blobs)", mp(carry_grow=0.0)),
+                "carry25": ("mediapipe carry_grow=0.25", mp(carry_grow=0.25)),
+                "tiles4": ("mediapipe tiles=3x2 every 4th frame", mp(tiles="3x2", tile_every=4)),
+                "pass1": ("mediapipe crop_passes=1", mp(crop_passes=1)),
+                "selfie": ("mediapipe pose_every=0 (selfie+crops)", mp(pose_every=0)),
+                "crops0": ("mediapipe selfie only (no crops)", mp(pose_every=0, crops=0))}
     for v in args.variants.split(","):
         if v:
             configs.append(variants[v])

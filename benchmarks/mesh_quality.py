@@ -97,7 +97,9 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
     from privvid.mesh.stage import MeshStage, jitter
 
     frames = decode(path, size, frames_n)
-    detect = DetectConfig() if carry_grow is None else DetectConfig(carry_grow=carry_grow)
+    # carry_grow is an option of the mediapipe detector: giving it runs that backend
+    detect = DetectConfig() if carry_grow is None else DetectConfig(backend="mediapipe",
+                                                                    options={"carry_grow": carry_grow})
     pairs = build_mask_stream(detect).run(frames)
     dets = [d for d, _ in pairs]
     masks = np.stack([m for _, m in pairs])
@@ -149,7 +151,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=24)
     parser.add_argument("--smooth", default="0,1", help="comma-separated smoothing strengths")
     parser.add_argument("--carry-grow", type=float, default=None,
-                        help="detector's DetectConfig.carry_grow (default: the DetectConfig default)")
+                        help="run the mediapipe detector with this carry_grow option (default: the default "
+                             "detector, ssd)")
     args = parser.parse_args()
     size = parse_size(args.size)
     smooths = [float(s) for s in args.smooth.split(",")]

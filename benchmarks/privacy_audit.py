@@ -58,7 +58,7 @@ def settings(names: list[str], weights: Path) -> list[tuple[str, DetectConfig]]:
         "ssd-notiles": ("ssd tiles=none", DetectConfig(options={"tiles": "none"})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", dilate_rel=0.0)),
         "mediapipe-tiles": ("mediapipe tiles=3x2/4", DetectConfig(backend="mediapipe", dilate_rel=0.0,
-                                                                   tiles="3x2", tile_every=4)),
+                                                                   options={"tiles": "3x2", "tile_every": 4})),
         "yolo": (f"yolo {weights.name}", DetectConfig(backend="yolo", weights=weights, min_score=REF_CONF)),
     }
     return [table[n] for n in names]

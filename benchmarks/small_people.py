@@ -7,8 +7,8 @@
 
 vtest.avi (Debian opencv-doc, 768x576, 795 frames) shows ~6 pedestrians a few dozen pixels tall.
 Every ``--step``-th frame is decoded at ``--size``; the int8 YOLOv8n-seg is the reference (person
-masks with score >= 0.5, duplicates overlapping by more than half dropped). For each embedded-detector setting (the default, then ``DetectConfig.tiles``
-values) the sampled frames go through the streaming chain (detect -> track -> dilation) with
+masks with score >= 0.5, duplicates overlapping by more than half dropped). For each embedded-detector setting (the default, then values of the
+backend's ``tiles`` option) the sampled frames go through the streaming chain (detect -> track -> dilation) with
 ``temporal=0`` (sampled frames are 0.4 s apart, a temporal union across them would mean nothing), and
 a reference person counts as covered when >= 95% of its pixels are inside the removal mask.
 Columns: covered share, mean cover, removed share of the frame, wall and CPU ms/frame of the chain.
@@ -16,7 +16,7 @@ Columns: covered share, mean cover, removed share of the frame, wall and CPU ms/
 ``--consecutive`` runs the chain as the pipeline does instead: on EVERY frame, with the default
 ``temporal`` union, and scores the removal masks of every ``--step``-th frame against the reference.
 That is the mode in which ``COLSxROWS/K`` settings (tiles on every K-th frame only,
-``DetectConfig.tile_every``) can be judged, since the union covers the frames between.
+the ``tile_every`` option) can be judged, since the union covers the frames between.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
         name = "ssd (default)" if not opts else "ssd " + ",".join(f"{k}={v}" for k, v in opts.items())
         return name, DetectConfig(options=opts, **extra)
     if backend == "mediapipe":
-        cfg = DetectConfig(backend="mediapipe", dilate_rel=0.0, tiles=tiles or None, tile_every=int(every or 1),
-                           **extra)
+        cfg = DetectConfig(backend="mediapipe", dilate_rel=0.0,
+                           options={"tiles": tiles or None, "tile_every": int(every or 1)}, **extra)
         name = "mediapipe (previous default)" if not tiles else f"mediapipe tiles={tiles}" + (
             f" every {every}" if every else "")
         return name, cfg

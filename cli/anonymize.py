@@ -35,7 +35,8 @@ def anonymize(
     detector: Optional[str] = typer.Option(None, help="Detector backend: ssd (default: multi-person, embedded), "
                                            "mediapipe (the previous default), yolo, sam."),
     detect_opt: Optional[list[str]] = typer.Option(None, "--detect-opt", help="A detector option NAME=VALUE (repeat "
-                                                   "it), e.g. --detect-opt tiles=3x2 for ssd; see docs/mask_quality.md."),
+                                                   "it), e.g. --detect-opt tiles=3x2 (ssd, mediapipe) or "
+                                                   "crop_passes=1 (mediapipe); see docs/anonymize.md."),
     check: Optional[bool] = typer.Option(None, "--check/--no-check", help="Look at every written frame again for "
                                          "people and faces and mend them (default: on for remove and mesh)."),
     weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights."),
@@ -46,7 +47,8 @@ def anonymize(
     tile_every: Optional[int] = typer.Option(None, "--tile-every", min=1, help="Run the tiles on every K-th frame "
                                              "(ssd default 2, mediapipe default 4)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
-                                              "cascade follows per frame (default 3; 1 = fastest, one person)."),
+                                              "cascade follows per frame (default 3; 1 = fastest, one person); "
+                                              "same as --detect-opt pose_people=N."),
     inpainter: Optional[str] = typer.Option(None, help="Inpainting backend: propagate (default), opencv."),
     body_model: Optional[Path] = typer.Option(None, help="mesh: SMPL-X model file (.npz); default embedded mannequin."),
     gender: str = typer.Option("neutral", help="mesh: neutral | male | female (needs those model files)."),
@@ -71,15 +73,14 @@ def anonymize(
     backend = detector or ("yolo" if weights is not None else cfg.detect.backend)
     options = dict(cfg.detect.options)
     options.update(parse_options(detect_opt or []))
+    # the shortcut flags are options of the backend (ssd, mediapipe; sam hands them to its base detector),
+    # which refuses a name it does not have before any clip runs
+    options.update(_given(tiles=detect_tiles, tile_every=tile_every, pose_people=pose_people))
     flat: dict[str, Any] = {}
-    if backend == "ssd":
-        options.update(_given(tiles=detect_tiles, tile_every=tile_every))
-    else:
-        flat = _given(tiles=detect_tiles, tile_every=tile_every)
     if backend == "mediapipe":
         flat["dilate_rel"] = 0.0  # its measured behaviour: a fixed dilation (docs/mask_quality.md)
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
-                     **_given(weights=weights, sam_weights=sam_weights, pose_people=pose_people), **flat)
+                     **_given(weights=weights, sam_weights=sam_weights), **flat)
     inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
     mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
                    trust_model_files=trust_model_files, fallback=mesh_fallback,

@@ -30,8 +30,9 @@ def parse_tiles(spec: str | None) -> tuple[int, int] | None:
 @dataclass(frozen=True)
 class DetectConfig:
     backend: str = "ssd"                 # registered name, see privvid.detect.DETECTORS
-    options: dict[str, Any] = field(default_factory=dict)  # the backend's own options (its Options
-                                         # dataclass validates them), e.g. {"tiles": "3x2"} for ssd
+    options: dict[str, Any] = field(default_factory=dict)  # the backend's own options (--detect-opt; its
+                                         # Options dataclass validates them: ssd_backend.SsdOptions,
+                                         # mediapipe_backend.MediapipeOptions), e.g. {"tiles": "3x2"}
     weights: Path | None = None          # yolo: ultralytics weights file
     sam_weights: Path | None = None      # sam: segment-anything checkpoint (box-prompted refinement)
     sam_model: str = "vit_b"
@@ -43,31 +44,6 @@ class DetectConfig:
     dilate_min: int = 3                  # ... but by at least this many px
     temporal: int = 2                    # union of masks over +-temporal frames
     min_score: float = 0.3
-    # mediapipe backend
-    selfie_model: int = 1                # 0 = square 256x256 model, 1 = landscape 256x144 model
-    pose_every: int = 2                  # run the BlazePose model every k-th frame (1 = every frame, 0 = off)
-    pose_threshold: float = 0.5          # threshold on the pose segmentation mask
-    pose_people: int = 3                 # BlazePose trackers in a cascade: tracker k sees the frame with the
-                                         # people of trackers 0..k-1 greyed out and runs only while person
-                                         # pixels stay unexplained (people close together merge into one
-                                         # selfie blob); 1 = one pose person per frame
-    split_min: float = 0.2               # unexplained person pixels start the next tracker when one blob of
-                                         # them is this share of the smallest pose person found
-    carry_grow: float = 0.1              # frames without a pose run: a person's instance is their blob within
-                                         # their last pose mask grown by this share of its height (0 = the
-                                         # whole selfie blob, as before)
-    min_area: float = 2e-4               # smallest instance, as a share of the frame (smaller -> extra)
-    crops: int = 3                       # selfie segmentation again on up to N enlarged crops around the
-                                         # people found (0 = off); see docs/mask_quality.md
-    crop_model: int = 0                  # selfie model used on the crops (0 = square, 1 = landscape)
-    crop_min_height: float = 0.5         # a crop is at least this share of the frame height tall
-    crop_margin: float = 0.8             # a crop grows the person's box by this share on each axis
-    crop_passes: int = 2                 # repeat the crop pass around what the previous pass found
-    crop_max_aspect: float = 1.3         # wider crops are cut into tiles this wide per unit height (0 = never)
-    tiles: str | None = None             # opt-in: "CxR" overlapping tiles over the whole frame for the square
-                                         # selfie model (small people: crowds, surveillance); None / "none" = off
-    tile_every: int = 4                  # tiles run on every k-th frame (the +-temporal union of the removal
-                                         # mask covers the frames between; see docs/mask_quality.md)
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
     # sam backend
@@ -82,13 +58,6 @@ class DetectConfig:
             raise ConfigError(f"detector options must be a mapping, got {type(self.options).__name__}")
         if self.dilate_rel < 0 or self.dilate_min < 0:
             raise ConfigError(f"dilate_rel and dilate_min must be >= 0, got {self.dilate_rel}, {self.dilate_min}")
-        parse_tiles(self.tiles)  # a bad tiles value fails where the config is made, not in a worker
-        if self.tile_every < 1:
-            raise ConfigError(f"tile_every must be >= 1, got {self.tile_every}")
-        if self.carry_grow < 0:
-            raise ConfigError(f"carry_grow must be >= 0, got {self.carry_grow}")
-        if self.pose_people < 1 or self.split_min <= 0:
-            raise ConfigError(f"pose_people must be >= 1 and split_min > 0, got {self.pose_people}, {self.split_min}")
 
 
 @dataclass(frozen=True)

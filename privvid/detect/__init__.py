@@ -16,18 +16,29 @@ DETECTORS.register("sam", "privvid.detect.sam_backend:SamRefinedDetector")
 
 
 def validate_options(cfg) -> None:  # noqa: ANN001 - DetectConfig
-    """Raise ConfigError / UnknownBackend now (before any clip) for a bad backend name or option."""
-    factory = DETECTORS.resolve(cfg.backend)
+    """Raise ConfigError / UnknownBackend now (before any clip) for a bad backend name or option.
+
+    A backend that hands its options to another one (``sam`` to its base detector) names that
+    backend with ``options_backend(cfg)``; the options are checked against that backend's ``Options``.
+    """
+    from privvid.errors import ConfigError
+
+    name = cfg.backend
+    factory = DETECTORS.resolve(name)
+    forward = getattr(factory, "options_backend", None)
+    if forward is not None:
+        base = forward(cfg)
+        if base == name:
+            raise ConfigError(f"detector {name!r} cannot take its options from itself")
+        name, factory = base, DETECTORS.resolve(base)
     options_cls = getattr(factory, "Options", None)
     if options_cls is not None:
         from privvid.detect.common import options_from
 
         options_from(options_cls, cfg.options)
     elif cfg.options:
-        from privvid.errors import ConfigError
-
-        raise ConfigError(f"detector {cfg.backend!r} takes no --detect-opt options (given: {', '.join(cfg.options)})")
-
+        via = "" if name == cfg.backend else f" (the base detector of {cfg.backend!r})"
+        raise ConfigError(f"detector {name!r}{via} takes no --detect-opt options (given: {', '.join(cfg.options)})")
 
 def build_mask_stream(cfg=None):  # noqa: ANN001, ANN201 - re-exported lazily (numpy/cv2 only when used)
     from privvid.detect.stream import build_mask_stream as _build

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 import cv2
@@ -172,11 +174,41 @@ def grow_box(box: Any, share: float, width: int, height: int) -> tuple[int, int,
 
 
 def options_from(cls: Any, given: Any) -> Any:
-    """A backend's options dataclass ``cls(**given)``, with a clear ConfigError for a name it does not have."""
+    """A backend's options dataclass ``cls(**given)``, with a clear ConfigError for a name it does not have
+    or a value of the wrong kind (text where a number belongs, a number where text does)."""
     given = dict(given or {})
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(given) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s) {', '.join(unknown)}; "
                           f"choose from: {', '.join(sorted(known))}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation that cannot be resolved: leave it to the dataclass
+        hints = {}
+    for name, value in given.items():
+        kinds = _kinds(hints.get(name))
+        if kinds and not any(_fits(value, kind) for kind in kinds):
+            wanted = " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
+            raise ConfigError(f"{cls.__name__} option {name} must be {wanted}, got {value!r}")
     return cls(**given)
+
+
+def _kinds(hint: Any) -> tuple[type, ...]:
+    """The plain classes an annotation allows (``str | None`` -> (str, NoneType)); () = not checked."""
+    if hint is None:
+        return ()
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if not all(p in (bool, int, float, str, type(None)) for p in parts):
+        return ()
+    return tuple(parts)
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):  # a whole number is a fine float; a bool is not a number here
+        return isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    return isinstance(value, kind)

@@ -9,7 +9,9 @@ Two models are combined (see docs/mask_quality.md for the measurements behind th
   landmarks. Its mask is far more precise (IoU ~0.9 on DAVIS parkour) but it
   follows a single person and can lock onto a bystander.
 
-Crops (``DetectConfig.crops``, on by default): at 432x240 the full-frame selfie model
+Its settings are :class:`MediapipeOptions` (``DetectConfig.options``, ``--detect-opt name=value``).
+
+Crops (``crops``, on by default): at 432x240 the full-frame selfie model
 sees a person ~150 px tall at 0.6x scale and often finds only part of a second person
 (a head, a shoulder). The connected blobs of selfie + pose are therefore grown into
 enlarged crops (at least ``crop_min_height`` of the frame tall, blob near the top when
@@ -18,13 +20,13 @@ square selfie model runs again on up to ``crops`` of them; its probabilities are
 max-combined with the full-frame ones. ``crop_passes`` > 1 repeats this around what the
 previous pass found (slower, for people found only in pieces).
 
-Tiles (``DetectConfig.tiles``, e.g. ``"3x2"``, off by default): for small people (crowds,
+Tiles (``tiles``, e.g. ``"3x2"``, off by default): for small people (crowds,
 surveillance views) that the full-frame model never finds, so the crop pass has nothing to
 grow, the square selfie model also runs on COLS x ROWS overlapping tiles of the whole frame
 (:func:`tile_boxes`) and its probabilities are max-combined with the full-frame ones before
 the pose and crop steps (what the tiles find seeds the crops too). About twice the cost.
 
-People close together (``DetectConfig.pose_people``, 3 by default): BlazePose follows one
+People close together (``pose_people``, 3 by default): BlazePose follows one
 person, and people standing close merge into one selfie blob. So BlazePose runs as a cascade
 of video-mode trackers: tracker k sees the frame with the people found by trackers 0..k-1
 greyed out, and runs only while a sizeable blob of person pixels stays unexplained
@@ -46,6 +48,7 @@ ever dropped from the removal mask.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
@@ -54,6 +57,8 @@ import numpy as np
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
 from privvid.detect.common import TILE_OVERLAP, assemble, box_iou, check_frame, components_to_instances, dilate, tile_boxes  # noqa: F401
+from privvid.detect.common import options_from
+from privvid.errors import ConfigError
 from privvid.runtime.native_log import quiet_graph
 
 NUM_KEYPOINTS = 33  # BlazePose topology
@@ -62,6 +67,59 @@ TOP_FRACTION = 0.35  # a small blob is placed this far down its crop
 GREY = 128           # value painted over the people already found before the next pose tracker runs
 GREY_GROW = 0.06     # ... after growing their masks by this share of the smallest one's height
 RETRY_AFTER = 4      # a cascade tracker that found no one in a blob skips that blob for this many pose frames
+
+
+@dataclass(frozen=True)
+class MediapipeOptions:
+    """Options of the ``mediapipe`` detector (``DetectConfig.options``, ``--detect-opt name=value``)."""
+
+    selfie_model: int = 1         # 0 = square 256x256 model, 1 = landscape 256x144 model
+    pose_every: int = 2           # run the BlazePose model every k-th frame (1 = every frame, 0 = off)
+    pose_threshold: float = 0.5   # threshold on the pose segmentation mask
+    pose_people: int = 3          # BlazePose trackers in a cascade: tracker k sees the frame with the people of
+                                  # trackers 0..k-1 greyed out and runs only while person pixels stay
+                                  # unexplained (people close together merge into one selfie blob); 1 = one
+                                  # pose person per frame
+    split_min: float = 0.2        # unexplained person pixels start the next tracker when one blob of them is
+                                  # this share of the smallest pose person found
+    carry_grow: float = 0.1       # frames without a pose run: a person's instance is their blob within their
+                                  # last pose mask grown by this share of its height (0 = the whole selfie blob)
+    min_area: float = 2e-4        # smallest instance, as a share of the frame (smaller -> extra)
+    crops: int = 3                # selfie segmentation again on up to N enlarged crops around the people
+                                  # found (0 = off); see docs/mask_quality.md
+    crop_model: int = 0           # selfie model used on the crops (0 = square, 1 = landscape)
+    crop_min_height: float = 0.5  # a crop is at least this share of the frame height tall
+    crop_margin: float = 0.8      # a crop grows the person's box by this share on each axis
+    crop_passes: int = 2          # repeat the crop pass around what the previous pass found
+    crop_max_aspect: float = 1.3  # wider crops are cut into tiles this wide per unit height (0 = never)
+    tiles: str | None = None      # opt-in: "CxR" overlapping tiles over the whole frame for the square selfie
+                                  # model (small people: crowds, surveillance); None / "none" = off
+    tile_every: int = 4           # tiles run on every k-th frame (the +-temporal union of the removal mask
+                                  # covers the frames between; see docs/mask_quality.md)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"mediapipe detector option {what}")
+
+        need(self.selfie_model in (0, 1), f"selfie_model must be 0 or 1, got {self.selfie_model}")
+        need(self.pose_every >= 0, f"pose_every must be >= 0 (0 = pose model off), got {self.pose_every}")
+        need(0.0 < self.pose_threshold < 1.0, f"pose_threshold must be in (0, 1), got {self.pose_threshold}")
+        need(self.pose_people >= 1, f"pose_people must be >= 1, got {self.pose_people}")
+        need(self.split_min > 0, f"split_min must be > 0, got {self.split_min}")
+        need(self.carry_grow >= 0, f"carry_grow must be >= 0, got {self.carry_grow}")
+        need(0.0 <= self.min_area < 1.0, f"min_area must be in [0, 1), got {self.min_area}")
+        need(self.crops >= 0, f"crops must be >= 0 (0 = off), got {self.crops}")
+        need(self.crop_model in (0, 1), f"crop_model must be 0 or 1, got {self.crop_model}")
+        need(0.0 <= self.crop_min_height <= 1.0, f"crop_min_height must be in [0, 1], got {self.crop_min_height}")
+        need(self.crop_margin >= 0, f"crop_margin must be >= 0, got {self.crop_margin}")
+        need(self.crop_passes >= 1, f"crop_passes must be >= 1, got {self.crop_passes}")
+        need(self.crop_max_aspect >= 0, f"crop_max_aspect must be >= 0 (0 = never cut), got {self.crop_max_aspect}")
+        try:
+            parse_tiles(self.tiles)
+        except ValueError as exc:
+            raise ConfigError(f"mediapipe detector option {exc}") from None
+        need(self.tile_every >= 1, f"tile_every must be >= 1, got {self.tile_every}")
 
 
 def _fit(lo: float, size: float, limit: int) -> tuple[int, int]:
@@ -162,20 +220,14 @@ def split_by_seeds(region: np.ndarray, seeds: list[np.ndarray]) -> list[np.ndarr
 
 class MediapipeDetector:
     name = "mediapipe"
+    Options = MediapipeOptions
 
     def __init__(self, cfg: DetectConfig | None = None) -> None:
-        import mediapipe as mp  # heavy import, only when this backend is used
+        self.cfg = cfg or DetectConfig(backend="mediapipe")
+        self.opts: MediapipeOptions = options_from(MediapipeOptions, self.cfg.options)
+        self._tiles = parse_tiles(self.opts.tiles)
+        import mediapipe as mp  # heavy import, only when this backend is used (and its options are valid)
 
-        self.cfg = cfg or DetectConfig()
-        if self.cfg.selfie_model not in (0, 1):
-            raise ValueError(f"selfie_model must be 0 or 1, got {self.cfg.selfie_model}")
-        if self.cfg.pose_every < 0:
-            raise ValueError(f"pose_every must be >= 0 (0 = pose model off), got {self.cfg.pose_every}")
-        if self.cfg.crop_model not in (0, 1):
-            raise ValueError(f"crop_model must be 0 or 1, got {self.cfg.crop_model}")
-        if self.cfg.crops < 0 or self.cfg.crop_passes < 1:
-            raise ValueError(f"crops must be >= 0 and crop_passes >= 1, got {self.cfg.crops}, {self.cfg.crop_passes}")
-        self._tiles = parse_tiles(self.cfg.tiles)
         self._mp = mp
         self._selfie: Any = None
         self._poses: list[Any] = []   # the pose cascade, one video-mode tracker per person
@@ -188,9 +240,9 @@ class MediapipeDetector:
     # -- lifecycle -----------------------------------------------------------------
     def _open(self) -> None:
         selfie = self._mp.solutions.selfie_segmentation.SelfieSegmentation
-        self._selfie = quiet_graph(selfie, model_selection=self.cfg.selfie_model)
-        if self.cfg.crops:
-            self._crop_seg = quiet_graph(selfie, model_selection=self.cfg.crop_model)
+        self._selfie = quiet_graph(selfie, model_selection=self.opts.selfie_model)
+        if self.opts.crops:
+            self._crop_seg = quiet_graph(selfie, model_selection=self.opts.crop_model)
         if self._tiles is not None:
             self._tile_seg = quiet_graph(selfie, model_selection=0)
 
@@ -232,7 +284,7 @@ class MediapipeDetector:
             [(lm.x * w, lm.y * h, lm.visibility) for lm in res.pose_landmarks.landmark], dtype=np.float32
         )
         seg = res.segmentation_mask
-        pmask = seg > self.cfg.pose_threshold if seg is not None else np.zeros((h, w), dtype=bool)
+        pmask = seg > self.opts.pose_threshold if seg is not None else np.zeros((h, w), dtype=bool)
         score = float(np.clip(kp[:, 2], 0, 1).mean())
         return pmask, kp, score
 
@@ -245,15 +297,15 @@ class MediapipeDetector:
         A blob in which tracker k found no one (a coat on a chair that the selfie model takes for a
         person) is not tried again by k for ``RETRY_AFTER`` pose frames while it stays in place.
         """
-        since = RETRY_AFTER * self.cfg.pose_every  # frames
+        since = RETRY_AFTER * self.opts.pose_every  # frames
         found: list[tuple[np.ndarray | None, np.ndarray | None, float]] = []
         covered = np.zeros(person.shape, dtype=bool)
         image = frame
-        for k in range(self.cfg.pose_people):
+        for k in range(self.opts.pose_people):
             if k:
                 heights = [int(np.ptp(np.flatnonzero(m.any(axis=1)))) + 1 for m, _, _ in found]
                 grey = dilate(covered, max(3, int(GREY_GROW * min(heights))))
-                need = max(min_pixels, self.cfg.split_min * min(int(m.sum()) for m, _, _ in found))
+                need = max(min_pixels, self.opts.split_min * min(int(m.sum()) for m, _, _ in found))
                 area, blob = _largest_blob(person & ~grey)
                 if area < need:
                     break
@@ -284,9 +336,9 @@ class MediapipeDetector:
         """Max-combine ``prob`` with the selfie model run on enlarged crops around the blobs of ``seed``."""
         prob = prob.copy()
         done: list[tuple[int, int, int, int]] = []
-        for _ in range(self.cfg.crop_passes):
-            boxes = [b for b in crop_boxes(seed, min_pixels, self.cfg.crops, self.cfg.crop_min_height,
-                                           self.cfg.crop_margin, self.cfg.crop_max_aspect) if b not in done]
+        for _ in range(self.opts.crop_passes):
+            boxes = [b for b in crop_boxes(seed, min_pixels, self.opts.crops, self.opts.crop_min_height,
+                                           self.opts.crop_margin, self.opts.crop_max_aspect) if b not in done]
             if not boxes:
                 break
             for x0, y0, x1, y1 in boxes:
@@ -309,7 +361,7 @@ class MediapipeDetector:
         prob = self._selfie.process(frame).segmentation_mask
         if prob is None:
             prob = np.zeros((h, w), dtype=np.float32)
-        if self._tile_seg is not None and self._index % self.cfg.tile_every == 0:
+        if self._tile_seg is not None and self._index % self.opts.tile_every == 0:
             # small people: the square model on overlapping tiles sees them several times larger
             prob = prob.copy()
             for x0, y0, x1, y1 in tile_boxes(w, h, *self._tiles):
@@ -318,8 +370,8 @@ class MediapipeDetector:
                     np.maximum(prob[y0:y1, x0:x1], p, out=prob[y0:y1, x0:x1])
         person = prob > self.cfg.threshold
 
-        min_pixels = max(1, int(round(self.cfg.min_area * h * w)))
-        pose_frame = self.cfg.pose_every > 0 and self._index % self.cfg.pose_every == 0
+        min_pixels = max(1, int(round(self.opts.min_area * h * w)))
+        pose_frame = self.opts.pose_every > 0 and self._index % self.opts.pose_every == 0
         self._index += 1
         poses = self._run_poses(frame, person, min_pixels) if pose_frame else []
         people = [(m, k, s) for m, k, s in poses if m is not None]
@@ -357,9 +409,9 @@ class MediapipeDetector:
                 rest &= ~blob
                 for seed, part in zip(inside, split_by_seeds(blob, inside)):
                     near = part
-                    if self.cfg.carry_grow > 0:
+                    if self.opts.carry_grow > 0:
                         height = int(np.ptp(np.flatnonzero(seed.any(axis=1)))) + 1
-                        near = part & dilate(seed, max(3, int(self.cfg.carry_grow * height)))
+                        near = part & dilate(seed, max(3, int(self.opts.carry_grow * height)))
                     if near.sum() < min_pixels:
                         extra |= part
                         continue
@@ -391,29 +443,16 @@ class MediapipeDetector:
             "name": self.name,
             "mediapipe": getattr(self._mp, "__version__", "unknown"),
             "models": [
-                "selfie_segmentation_landscape" if self.cfg.selfie_model == 1 else "selfie_segmentation",
+                "selfie_segmentation_landscape" if self.opts.selfie_model == 1 else "selfie_segmentation",
             ]
-            + ([f"pose_detection + pose_landmark_full (x{self.cfg.pose_people} cascade)"]
-               if self.cfg.pose_every else [])
-            + ([("selfie_segmentation" if self.cfg.crop_model == 0 else "selfie_segmentation_landscape")
-                + " (crops)"] if self.cfg.crops else [])
+            + ([f"pose_detection + pose_landmark_full (x{self.opts.pose_people} cascade)"]
+               if self.opts.pose_every else [])
+            + ([("selfie_segmentation" if self.opts.crop_model == 0 else "selfie_segmentation_landscape")
+                + " (crops)"] if self.opts.crops else [])
             + (["selfie_segmentation (tiles)"] if self._tiles else []),
-            "tiles": self.cfg.tiles,
-            "tile_every": self.cfg.tile_every,
+            **asdict(self.opts),   # its options, each under its own name
             "threshold": self.cfg.threshold,
-            "pose_threshold": self.cfg.pose_threshold,
-            "pose_every": self.cfg.pose_every,
-            "pose_people": self.cfg.pose_people,
-            "split_min": self.cfg.split_min,
-            "carry_grow": self.cfg.carry_grow,
-            "min_area": self.cfg.min_area,
             "min_score": self.cfg.min_score,
-            "crops": self.cfg.crops,
-            "crop_model": self.cfg.crop_model,
-            "crop_min_height": self.cfg.crop_min_height,
-            "crop_margin": self.cfg.crop_margin,
-            "crop_passes": self.cfg.crop_passes,
-            "crop_max_aspect": self.cfg.crop_max_aspect,
             "keypoints": "blazepose-33 (x, y, visibility) in pixels",
         }
 

@@ -1,7 +1,8 @@
 """Box-prompted refinement with segment-anything (``--sam-weights PATH``).
 
 Another registered backend (``DetectConfig.sam_base``, default mediapipe) finds
-the people; each of its instance boxes, grown by a small margin, prompts SAM for
+the people; it is built from the same DetectConfig, so ``DetectConfig.options`` are
+its options. Each of its instance boxes, grown by a small margin, prompts SAM for
 a sharper mask of that person. SAM's mask is clipped to the prompt box. The
 base backend's pixels that SAM's masks drop stay in ``extra`` (still removed):
 refinement sharpens instances, it never lets a detected person pixel through.
@@ -28,6 +29,11 @@ BOX_MARGIN = 0.08  # share of the box size added on each side of the prompt box
 
 class SamRefinedDetector:
     name = "sam"
+
+    @staticmethod
+    def options_backend(cfg: DetectConfig) -> str:
+        """The backend whose options ``cfg.options`` are: the base detector's (sam has none of its own)."""
+        return cfg.sam_base
 
     def __init__(self, cfg: DetectConfig | None = None, model: Any = None, base: Any = None) -> None:
         """``model`` / ``base`` inject a ready SAM module / base detector (tests)."""

@@ -13,6 +13,7 @@ from PIL import Image
 
 from privvid.config import DetectConfig
 from privvid.detect import build_mask_stream
+from privvid.detect.mediapipe_backend import MediapipeOptions
 from privvid.errors import MissingWeights
 
 SIZE = (432, 240)  # the pipeline's standard output size
@@ -125,7 +126,7 @@ def test_instances_are_tight_on_frames_without_a_pose_run(shared_data, default_s
     frames, gts = davis(shared_data, "parkour", 100)
     outs = default_stream.run(frames)
     ious = []
-    for t in range(1, len(frames), MEDIAPIPE.pose_every):   # the frames without a pose run
+    for t in range(1, len(frames), MediapipeOptions().pose_every):   # the frames without a pose run
         dets, _ = outs[t]
         inst = dets.masks.any(axis=0) if len(dets) else np.zeros_like(gts[t])
         ious.append((inst & gts[t]).sum() / (inst | gts[t]).sum())

@@ -4,11 +4,11 @@ mediapipe backend (the previous default) needs its tiled pass for them.
 ``vtest.avi`` (Debian opencv-doc, 768x576, ~6 walking pedestrians) at 432x240: the full-frame selfie
 model sees it at 256x144 where the pedestrians are a few pixels tall, so without tiles the removal
 mask misses most of them. The int8 YOLOv8n-seg from ../shared/weights is the reference; with
-``DetectConfig(tiles="3x2")`` many more of its people must be >= 95% inside the removal mask.
+the mediapipe option ``tiles="3x2"`` many more of its people must be >= 95% inside the removal mask.
 Measured on every 10th frame (benchmarks/small_people.py, docs/mask_quality.md): no tiles 37.8%,
 tiles 3x2 86.1% of the reference people covered. Tiles run on every 4th frame only by default
-(``tile_every``), relying on the +-2 frame union of the removal mask for the frames between: measured
-on all 795 frames (``--consecutive``), 88.8% against 54.9% without tiles and 92.7% with tiles on every
+(its ``tile_every`` option), relying on the +-2 frame union of the removal mask for the frames between:
+measured on all 795 frames (``--consecutive``), 88.8% against 54.9% without tiles and 92.7% with tiles on every
 frame.
 """
 
@@ -22,6 +22,7 @@ import pytest
 
 from privvid.config import DetectConfig
 from privvid.detect import build_mask_stream
+from privvid.detect.mediapipe_backend import MediapipeOptions
 from privvid.io.video import read_frames
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
@@ -91,9 +92,9 @@ def test_tiles_remove_clearly_more_small_people_than_the_default(frames, referen
     people = sum(len(r) for r in reference)
     assert people >= 3 * len(frames), f"the reference found only {people} people in {len(frames)} frames"
     assert all(len(r) <= 15 for r in reference), [len(r) for r in reference]  # ~6 pedestrians, duplicates dropped
-    base_ok, n, base_removed = covered(DetectConfig(temporal=0, tiles=None, **MEDIAPIPE), frames, reference)
-    tiled_ok, n2, tiled_removed = covered(DetectConfig(temporal=0, tiles="3x2", tile_every=1, **MEDIAPIPE), frames,
-                                          reference)
+    base_ok, n, base_removed = covered(DetectConfig(temporal=0, **MEDIAPIPE), frames, reference)
+    tiled = DetectConfig(temporal=0, options={"tiles": "3x2", "tile_every": 1}, **MEDIAPIPE)
+    tiled_ok, n2, tiled_removed = covered(tiled, frames, reference)
     assert n == n2 == people
     # clearly more of the reference people are removed, and most of them
     assert tiled_ok >= base_ok + 0.25 * people, f"default {base_ok}/{people}, tiles 3x2 {tiled_ok}/{people}"
@@ -117,9 +118,9 @@ def test_tiles_on_every_4th_frame_cover_the_frames_between(shared_weights: Path)
     people = sum(len(r) for r in refs)
     assert people >= 3 * len(scored)
     shares = {}
-    for name, cfg in (("tiles", DetectConfig(tiles="3x2", **MEDIAPIPE)), ("no tiles", DetectConfig(**MEDIAPIPE)),
-                      ("ssd", DetectConfig())):
-        assert name != "tiles" or cfg.tile_every == 4
+    for name, cfg in (("tiles", DetectConfig(options={"tiles": "3x2"}, **MEDIAPIPE)),
+                      ("no tiles", DetectConfig(**MEDIAPIPE)), ("ssd", DetectConfig())):
+        assert name != "tiles" or MediapipeOptions(**cfg.options).tile_every == 4
         stream = build_mask_stream(cfg)
         try:
             removal = [rem for _, rem in stream.run(clip)]

@@ -18,6 +18,7 @@ import pytest
 
 from privvid.config import DetectConfig
 from privvid.detect import build_mask_stream
+from privvid.detect.mediapipe_backend import MediapipeOptions
 from privvid.io.video import read_frames
 
 SIZE = (432, 240)
@@ -101,7 +102,7 @@ def test_ssd_gives_each_man_his_own_instance_and_track_in_most_frames(clip_frame
 
 def test_mediapipe_gives_each_man_his_own_instance_and_track(clip_frames, reference) -> None:
     """The two men stand close enough that the selfie model sees one blob and BlazePose follows
-    one of them. The pose cascade (``DetectConfig.pose_people``) finds the other man with the
+    one of them. The pose cascade (the mediapipe option ``pose_people``) finds the other man with the
     first greyed out, and frames without a pose run cut the blob between the last pose people. So
     in every sampled frame each reference person (int8 YOLOv8n-seg) has >= 75% of his pixels in
     one default instance of his own (measured 83-93%, through the hug at frames 50-70), the two
@@ -131,6 +132,6 @@ def test_mediapipe_gives_each_man_his_own_instance_and_track(clip_frames, refere
         matched_ids.append(tuple(picks[np.argsort(ref_boxes[:, 0])].tolist()))  # left to right
     # the same two tracks, left man and right man, from the first sampled frame to the last
     assert len(set(matched_ids)) == 1, matched_ids
-    pose_frames = dets[::MEDIAPIPE.pose_every]
+    pose_frames = dets[::MediapipeOptions().pose_every]
     with_landmarks = [sum(int((k[:, 2] >= 0.5).sum() >= 6) for k in d.keypoints) for d in pose_frames]
     assert np.mean([n >= 2 for n in with_landmarks]) >= 0.9, with_landmarks

@@ -12,7 +12,7 @@ from privvid.detect import DETECTORS, Detections
 from privvid.detect.common import box_iou, dilate, mask_box, validate
 from privvid.detect.stream import MaskStream, build_mask_stream
 from privvid.detect.track import IouTracker
-from privvid.errors import BackendFailure, MissingWeights
+from privvid.errors import BackendFailure, ConfigError, MissingWeights
 from privvid.registry import UnknownBackend
 
 H, W = 48, 64
@@ -329,17 +329,20 @@ def test_mediapipe_rejects_bad_crop_settings_and_reports_them() -> None:
     pytest.importorskip("mediapipe")
     from privvid.detect.mediapipe_backend import MediapipeDetector
 
+    def mp(**options) -> DetectConfig:
+        return DetectConfig(backend="mediapipe", options=options)
+
     for bad in (dict(crop_model=2), dict(crops=-1), dict(crop_passes=0)):
-        with pytest.raises(ValueError, match="crop"):
-            MediapipeDetector(DetectConfig(**bad))
-    info = MediapipeDetector(DetectConfig(crops=2, crop_passes=3)).info()
+        with pytest.raises(ConfigError, match="crop"):
+            MediapipeDetector(mp(**bad))
+    info = MediapipeDetector(mp(crops=2, crop_passes=3)).info()
     assert info["crops"] == 2 and info["crop_passes"] == 3
     assert any("crops" in m for m in info["models"])
-    assert not any("crops" in m for m in MediapipeDetector(DetectConfig(crops=0)).info()["models"])
-    for bad in (dict(pose_people=0), dict(split_min=0.0)):
-        with pytest.raises(ValueError, match="pose_people"):
-            MediapipeDetector(DetectConfig(**bad))
-    assert MediapipeDetector(DetectConfig(pose_people=2)).info()["pose_people"] == 2
+    assert not any("crops" in m for m in MediapipeDetector(mp(crops=0)).info()["models"])
+    for bad, name in ((dict(pose_people=0), "pose_people"), (dict(split_min=0.0), "split_min")):
+        with pytest.raises(ConfigError, match=name):
+            MediapipeDetector(mp(**bad))
+    assert MediapipeDetector(mp(pose_people=2)).info()["pose_people"] == 2
 
 
 # ---------------------------------------------------------------- opt-in tiles over the whole frame (no model)
@@ -367,14 +370,16 @@ def test_tile_boxes_cover_the_frame_overlap_and_stay_inside(w, h, cols, rows) ->
 
 
 def test_tiles_setting_is_parsed_and_bad_values_are_refused() -> None:
-    from privvid.config import DetectConfig, parse_tiles
+    from privvid.config import parse_tiles
 
     assert parse_tiles(None) is None and parse_tiles("none") is None and parse_tiles("off") is None
-    assert DetectConfig().tiles is None and DetectConfig().tile_every == 4   # off by default; every 4th frame when on
+    from privvid.detect.mediapipe_backend import MediapipeOptions
+
+    assert MediapipeOptions().tiles is None and MediapipeOptions().tile_every == 4  # off by default; every 4th frame
     assert parse_tiles("3x2") == (3, 2) and parse_tiles("4X3") == (4, 3)
     for bad in ("0x2", "abc", "3x", "1x1", "-1x2", "2x2x2", "17x1", "3.5x2"):
-        with pytest.raises(ValueError, match="tiles"):
-            DetectConfig(tiles=bad)
+        with pytest.raises(ConfigError, match="tiles"):
+            MediapipeOptions(tiles=bad)
 
 
 def test_mediapipe_reports_tiles_and_the_cli_refuses_a_bad_value(tmp_path) -> None:
@@ -384,9 +389,10 @@ def test_mediapipe_reports_tiles_and_the_cli_refuses_a_bad_value(tmp_path) -> No
 
     from privvid.detect.mediapipe_backend import MediapipeDetector
 
-    info = MediapipeDetector(DetectConfig(tiles="3x2")).info()
+    info = MediapipeDetector(DetectConfig(backend="mediapipe", options={"tiles": "3x2"})).info()
     assert info["tiles"] == "3x2" and any("tiles" in m for m in info["models"])
-    assert not any("tiles" in m for m in MediapipeDetector(DetectConfig(tiles="none")).info()["models"])
+    none = MediapipeDetector(DetectConfig(backend="mediapipe", options={"tiles": "none"}))
+    assert not any("tiles" in m for m in none.info()["models"])
     proc = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path), str(tmp_path / "out"),
                            "--detect-tiles", "0x2"], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"})
@@ -409,19 +415,60 @@ def test_cli_passes_pose_people_and_refuses_zero(tmp_path) -> None:
     write_video(tmp_path / "in" / "c.mp4", moving_square_frames(4))
     ok = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path / "in"),
                          str(tmp_path / "out"), "--detector", "mediapipe", "--pose-people", "1", "--tile-every", "2",
-                         "--quiet"],
+                         "--detect-opt", "crop_passes=1", "--quiet"],
                         capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     side = json.loads((tmp_path / "out" / "c.json").read_text())
     assert side["backends"]["detector"]["detector"]["pose_people"] == 1
     assert side["backends"]["detector"]["detector"]["tile_every"] == 2
+    assert side["backends"]["detector"]["detector"]["crop_passes"] == 1   # --detect-opt reaches mediapipe too
+
+
+def test_mediapipe_options_are_its_own_and_checked_before_any_model_loads(tmp_path, monkeypatch) -> None:
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    from privvid.detect import validate_options
+    from privvid.detect.mediapipe_backend import MediapipeDetector, MediapipeOptions
+
+    # the flat per-backend fields are gone from DetectConfig: each backend owns its options
+    assert "crop_passes" not in {f.name for f in dataclasses.fields(DetectConfig)}
+    assert MediapipeDetector.Options is MediapipeOptions
+    monkeypatch.setitem(sys.modules, "mediapipe", None)   # an import of mediapipe would now fail
+    for bad, said in (({"pose_people": 0}, "pose_people"), ({"crops": -1}, "crops"), ({"crop_passes": 0}, "crop_passes"),
+                      ({"tiles": "0x2"}, "tiles"), ({"selfie_model": 2}, "selfie_model"),
+                      ({"pose_poeple": 2}, "pose_poeple"), ({"crops": "many"}, "crops")):
+        with pytest.raises(ConfigError, match=said):
+            validate_options(DetectConfig(backend="mediapipe", options=bad))
+        with pytest.raises(ConfigError, match=said):   # refused before the detector imports mediapipe
+            MediapipeDetector(DetectConfig(backend="mediapipe", options=bad))
+        with pytest.raises(ConfigError, match=said):   # sam hands its options to its base detector (mediapipe)
+            validate_options(DetectConfig(backend="sam", options=bad))
+    validate_options(DetectConfig(backend="mediapipe", options={"tiles": "3x2", "crop_passes": 1, "min_area": 0}))
+    validate_options(DetectConfig(backend="sam", options={"pose_people": 1}))
+    with pytest.raises(ConfigError, match="SsdOptions"):   # a mediapipe option is not an ssd one
+        validate_options(DetectConfig(backend="sam", sam_base="ssd", options={"pose_people": 1}))
+    with pytest.raises(ConfigError, match="yolo"):
+        validate_options(DetectConfig(backend="yolo", options={"tiles": "3x2"}))
+
+    env = {**os.environ, "COLUMNS": "200"}
+    for flags in (["--detect-opt", "crops=-1"], ["--detect-tiles", "0x2"]):
+        proc = subprocess.run([sys.executable, "-m", "privvid.cli.main", "anonymize", str(tmp_path),
+                               str(tmp_path / "out"), "--detector", "mediapipe", *flags],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "mediapipe detector option" in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
 
 def test_tiles_run_on_every_kth_frame_only() -> None:
     pytest.importorskip("mediapipe")
     from privvid.detect.mediapipe_backend import MediapipeDetector
 
-    det = MediapipeDetector(DetectConfig(tiles="3x2", tile_every=3))
+    det = MediapipeDetector(DetectConfig(backend="mediapipe", options={"tiles": "3x2", "tile_every": 3}))
     frame = np.full((120, 216, 3), 90, np.uint8)
     det(frame)                                     # frame 0: opens the graphs (a tile frame)
 
@@ -442,8 +489,8 @@ def test_tiles_run_on_every_kth_frame_only() -> None:
     det.close()
     assert counting.calls == 2 * 6                 # 3x2 tiles, twice
     assert det.info()["tile_every"] == 3
-    with pytest.raises(ValueError, match="tile_every"):
-        DetectConfig(tiles="3x2", tile_every=0)
+    with pytest.raises(ConfigError, match="tile_every"):
+        MediapipeDetector(DetectConfig(backend="mediapipe", options={"tiles": "3x2", "tile_every": 0}))
 
 
 def test_stream_run_equals_push_and_flush():
