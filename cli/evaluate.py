@@ -23,13 +23,16 @@ def _log(rec: dict[str, Any]) -> None:
         console.print(f"epoch {rec['epoch']} loss {rec['loss']:.4f} {rec['clips_per_s']:.1f} clips/s")
 
 
-def _run(mode: str, init: List[Path], train: Path, val: Path, out: Optional[Path], preset: str, learn_mix: bool,
-         layerwise: bool, device: Optional[str], **overrides: Any) -> None:
+def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path], preset: str, learn_mix: bool,
+         layerwise: bool, device: Optional[str], settings: Optional[List[str]] = None, overwrite: bool = False,
+         threads: Optional[int] = None, **overrides: Any) -> None:
     from privvid.engine.api import run_eval
 
+    items = list(settings or []) + ([f"threads={threads}"] if threads is not None else [])
     res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
-                   device=device, log=_log, **{k: v for k, v in overrides.items() if v is not None})
-    table = Table(title=f"{mode.upper()} on {train.name}")
+                   device=device, log=_log, overwrite=overwrite, settings=items,
+                   **{k: v for k, v in overrides.items() if v is not None})
+    table = Table(title=f"{mode.upper()} on {Path(train).name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in ("top1", "top5"):
@@ -52,10 +55,11 @@ def _run(mode: str, init: List[Path], train: Path, val: Path, out: Optional[Path
 def _command(mode: str):
     def command(
         init: List[Path] = typer.Option(..., help="Pre-trained checkpoint; repeat with --learn-mix."),
-        train: Path = typer.Option(..., help="Downstream train list (.csv/.txt) or folder tree."),
-        val: Path = typer.Option(..., help="Downstream val list."),
+        train: str = typer.Option(..., help="Downstream train list (.csv/.txt), folder tree, shards or "
+                                  "ppma:<task>:train."),
+        val: str = typer.Option(..., help="Downstream val list (or ppma:<task>:val)."),
         out: Optional[Path] = typer.Option(None, help="Where the tuned checkpoint and eval.json go."),
-        preset: str = typer.Option("tiny", help="tiny | paper"),
+        preset: str = typer.Option("tiny", help="tiny | ppma | m2m (paper = ppma)."),
         learn_mix: bool = typer.Option(False, help="lp: learn softmax proportions over several --init."),
         layerwise: bool = typer.Option(False, help="With --learn-mix: one proportion per layer."),
         epochs: Optional[int] = typer.Option(None),
@@ -64,9 +68,13 @@ def _command(mode: str):
         workers: Optional[int] = typer.Option(None),
         seed: Optional[int] = typer.Option(None),
         device: Optional[str] = typer.Option(None),
+        settings: Optional[List[str]] = typer.Option(None, "--set", help="Any setting SECTION.FIELD=VALUE (repeat), "
+                                                     "e.g. --set data.clips_per_video=5 --set optim.layer_decay=0.75."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process."),
     ) -> None:
-        _run(mode, init, train, val, out, preset, learn_mix, layerwise, device, epochs=epochs,
-             batch_size=batch_size, lr=lr, workers=workers, seed=seed)
+        _run(mode, init, train, val, out, preset, learn_mix, layerwise, device, settings, overwrite, threads,
+             epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, seed=seed)
 
     command.__doc__ = ("Fine-tune the whole network (AdamW, warmup + cosine, max lr 2e-3)." if mode == "ft" else
                        "Linear probe on frozen features (max lr 1.6e-2); --learn-mix learns weight proportions.")

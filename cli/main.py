@@ -37,6 +37,9 @@ class _Boundary(TyperGroup):
                 raise
             errors.print(f"[red]error:[/red] {_text(exc)}")
             raise typer.Exit(2) from None
+        except BrokenPipeError:  # the reader went away (`privvid ... | head`): nothing left to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise typer.Exit(141) from None
         except KeyboardInterrupt:
             errors.print("[yellow]interrupted[/yellow]: finished clips are kept; run the same command to resume")
             raise typer.Exit(130) from None

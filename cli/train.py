@@ -7,6 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 console = Console()
@@ -19,16 +20,27 @@ def _log(rec: dict[str, Any]) -> None:
         console.print(f"[bold]epoch {rec['epoch']}[/bold] step {rec['step']} loss {rec['loss']:.4f} "
                       f"{rec['clips_per_s']:.1f} clips/s{extra}")
     else:
-        console.print(f"  step {rec['step']} [{rec['dataset']}] loss {rec['loss']:.4f} lr {rec['lr']:.2e}",
-                      highlight=False)
+        # dataset names are shown as typed: "[nh]" is text, not rich markup
+        console.print(f"  step {rec['step']} {escape('[' + str(rec['dataset']) + ']')} loss {rec['loss']:.4f} "
+                      f"lr {rec['lr']:.2e}", highlight=False)
+
+
+SET = typer.Option(None, "--set", help="Any setting SECTION.FIELD=VALUE (repeat), e.g. --set mae.ratio=0.75 "
+                   "--set optim.accum=4 --set precision=bf16; sections: model data optim mae sup.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace a run already in --out (default: refuse).")
+THREADS = typer.Option(None, "--threads", help="torch threads per process (default: torch's choice).")
+PRESET = typer.Option("tiny", "--preset", help="tiny | ppma | m2m (paper = ppma).")
 
 
 def _run(task: str, data: List[str], out: Path, preset: str, size: Optional[str], init: Optional[Path],
-         resume: bool, device: Optional[str], **overrides: Any) -> None:
+         resume: bool, device: Optional[str], settings: Optional[List[str]] = None, overwrite: bool = False,
+         threads: Optional[int] = None, **overrides: Any) -> None:
     from privvid.engine.api import run_train
 
+    items = list(settings or []) + ([f"threads={threads}"] if threads is not None else [])
     res = run_train(task, data, out, preset_name=preset, size=size, init=init, resume=resume,
-                    device=device, log=_log, **{k: v for k, v in overrides.items() if v is not None})
+                    device=device, log=_log, overwrite=overwrite, settings=items,
+                    **{k: v for k, v in overrides.items() if v is not None})
     console.print(f"[green]done[/green]: {res.steps} steps, checkpoint in {out}")
 
 
@@ -41,7 +53,7 @@ _DATA = typer.Option(..., "--data", help="List (.txt 'path label' / .csv 'path,l
 def mae(
     data: List[str] = _DATA,
     out: Path = typer.Option(..., help="Run folder (checkpoint, metrics.jsonl)."),
-    preset: str = typer.Option("tiny", help="tiny | paper"),
+    preset: str = PRESET,
     size: Optional[str] = typer.Option(None, help="nano | tiny | small | base (default: preset's)."),
     mask: Optional[str] = typer.Option(None, help="random | tube (default: preset's)."),
     init: Optional[Path] = typer.Option(None, help="Start the encoder from this checkpoint."),
@@ -52,10 +64,13 @@ def mae(
     seed: Optional[int] = typer.Option(None),
     resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
+    settings: Optional[List[str]] = SET,
+    overwrite: bool = OVERWRITE,
+    threads: Optional[int] = THREADS,
 ) -> None:
     """MAE pre-training (masked tubelet reconstruction). Run under torchrun for DDP."""
-    _run("mae", data, out, preset, size, init, resume, device, epochs=epochs, batch_size=batch_size, lr=lr,
-         workers=workers, seed=seed, mask=mask)
+    _run("mae", data, out, preset, size, init, resume, device, settings, overwrite, threads, epochs=epochs,
+         batch_size=batch_size, lr=lr, workers=workers, seed=seed, mask=mask)
 
 
 @app.command("align")
@@ -63,7 +78,7 @@ def align(
     data: List[str] = _DATA,
     out: Path = typer.Option(...),
     init: Optional[Path] = typer.Option(None, help="MAE checkpoint to align (PPMA stage 2)."),
-    preset: str = typer.Option("tiny"),
+    preset: str = PRESET,
     size: Optional[str] = typer.Option(None),
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
@@ -72,11 +87,48 @@ def align(
     seed: Optional[int] = typer.Option(None),
     resume: bool = typer.Option(False),
     device: Optional[str] = typer.Option(None),
+    settings: Optional[List[str]] = SET,
+    overwrite: bool = OVERWRITE,
+    threads: Optional[int] = THREADS,
 ) -> None:
     """Supervised alignment: shared encoder, one linear head per --data, each batch from one dataset."""
-    _run("align", data, out, preset, size, init, resume, device, epochs=epochs, batch_size=batch_size, lr=lr,
-         workers=workers, seed=seed)
+    _run("align", data, out, preset, size, init, resume, device, settings, overwrite, threads, epochs=epochs,
+         batch_size=batch_size, lr=lr, workers=workers, seed=seed)
+
+
+
+
+checkpoints = typer.Typer(help="Encoder checkpoints in and out: HF transformers VideoMAE and VideoMAE .pth.",
+                          no_args_is_help=True)
+
+
+@checkpoints.command("import")
+def import_command(
+    source: Path = typer.Argument(..., help="An HF VideoMAE folder (config.json + model.safetensors) or a "
+                                  "VideoMAE .pth checkpoint (read without running code)."),
+    out: Path = typer.Option(..., "--out", help="privvid checkpoint folder to write (use it as --init)."),
+    frames: int = typer.Option(16, help=".pth only: clip length the model was trained on."),
+    image_size: int = typer.Option(224, help=".pth only: frame size the model was trained on."),
+    heads: Optional[int] = typer.Option(None, help=".pth only: attention heads (default: width / 64, as ViT-S/B/L)."),
+) -> None:
+    """Import a pre-trained VideoMAE encoder."""
+    from privvid.engine.convert import import_checkpoint
+
+    console.print(f"[green]imported[/green] into {import_checkpoint(source, out, frames, image_size, heads)}")
+
+
+@checkpoints.command("export")
+def export_command(
+    run: Path = typer.Argument(..., help="A privvid checkpoint folder."),
+    fmt: str = typer.Option(..., "--format", help="hf (a transformers folder) | videomae (.pth)"),
+    out: Path = typer.Option(..., "--out"),
+) -> None:
+    """Export the encoder for HF transformers or the VideoMAE code base."""
+    from privvid.engine.convert import export_checkpoint
+
+    console.print(f"[green]exported[/green] to {export_checkpoint(run, out, fmt)}")
 
 
 def register(main: typer.Typer) -> None:
     main.add_typer(app, name="train")
+    main.add_typer(checkpoints, name="checkpoint")

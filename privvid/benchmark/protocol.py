@@ -6,7 +6,9 @@ A protocol (JSON) names
   checkpoint: ``{"task": "mae", "data": ["list.csv"]}``, ``{"task": "align", "data": [...]}``,
   or ``{"task": "scratch"}`` (random initialisation, the reference row);
 * ``tasks``: downstream tasks ``{"name": ..., "train": "train.csv", "val": "val.csv"}``;
-* ``preset`` (tiny | paper), ``size`` and optional per-stage ``epochs`` / ``batch_size`` overrides.
+* ``preset`` (tiny | ppma | m2m), ``size`` and optional per-stage ``epochs`` / ``batch_size`` and
+  ``settings`` (any field, ``{"mae.ratio": 0.75, "optim.lr": 1e-3}``, as ``--set``), and ``eval_settings``
+  for every FT / LP run.
 
 The runner trains every recipe once, fine-tunes and linear-probes it on every task, and computes
 each task's representation bias ``B = log2(M / M_rnd)`` (SynAPT): ``M`` is the val top-1 of a
@@ -32,6 +34,7 @@ class Stage:
     data: list[str] = field(default_factory=list)
     epochs: int | None = None
     batch_size: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)   # "section.field": value, as --set
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Protocol:
     eval_batch_size: int | None = None
     bias: bool = True
     workers: int | None = None
+    eval_settings: dict[str, Any] = field(default_factory=dict)   # for every FT / LP run
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> "Protocol":
@@ -74,7 +78,8 @@ class Protocol:
 
         try:
             recipes = [Recipe(r["name"], [Stage(s["task"], [data_spec(x) for x in s.get("data", [])],
-                                                s.get("epochs"), s.get("batch_size")) for s in r["stages"]])
+                                                s.get("epochs"), s.get("batch_size"), dict(s.get("settings", {})))
+                                          for s in r["stages"]])
                        for r in d["recipes"]]
             tasks = [Task(t["name"], path(t["train"]), path(t["val"])) for t in d["tasks"]]
         except (KeyError, TypeError) as exc:
@@ -85,7 +90,7 @@ class Protocol:
                     raise EngineError(f"recipe {r.name!r}: unknown stage {s.task!r} (mae | align | scratch)")
         return cls(d.get("name", "benchmark"), recipes, tasks, d.get("preset", "tiny"), d.get("size"),
                    tuple(d.get("modes", ("ft", "lp"))), d.get("eval_epochs"), d.get("eval_batch_size"),
-                   d.get("bias", True), d.get("workers"))
+                   d.get("bias", True), d.get("workers"), dict(d.get("eval_settings", {})))
 
     @classmethod
     def load(cls, file: str | Path) -> "Protocol":
@@ -145,14 +150,16 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
                 sov = {k: v for k, v in (("epochs", st.epochs), ("batch_size", st.batch_size),
                                          ("workers", proto.workers)) if v is not None}
                 run_train(st.task, st.data, stage_out, preset_name=proto.preset,
-                          size=proto.size if init is None else None, init=init, device=device, **sov)
+                          size=proto.size if init is None else None, init=init, device=device, overwrite=True,
+                          settings=st.settings, **sov)
             init = stage_out
         row: dict[str, float] = {}
         for task in proto.tasks:
             for mode in proto.modes:
                 say(f"{recipe.name}: {mode} on {task.name}")
                 res = run_eval(mode, [init], task.train, task.val, out / recipe.name / f"{mode}_{task.name}",
-                               preset_name=proto.preset, device=device, **ov)
+                               preset_name=proto.preset, device=device, overwrite=True,
+                               settings=proto.eval_settings, **ov)
                 row[f"{task.name}/{mode}"] = res["eval"]["top1"]
         results["rows"][recipe.name] = row
     if proto.bias:

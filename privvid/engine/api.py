@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 from privvid.engine import checkpoint as ckpt
 from privvid.engine.average import average_checkpoints, learned_mix_probe, parse_weights
-from privvid.engine.config import EngineError, TrainConfig, preset
+from privvid.engine.config import EngineError, TrainConfig, apply_overrides, preset
 from privvid.engine.data import Source, load_source
 from privvid.engine.trainer import RunResult, train
 
@@ -24,7 +24,8 @@ def parse_data(spec: str | Path, root: str | Path | None = None, require_labels:
 
 def make_config(preset_name: str, task: str, size: str | None = None, *, init: str | Path | None = None,
                 epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                workers: int | None = None, seed: int | None = None, mask: str | None = None) -> TrainConfig:
+                workers: int | None = None, seed: int | None = None, mask: str | None = None,
+                settings: Any = None) -> TrainConfig:
     """A preset, with the model/clip shape taken from ``init`` when one is given."""
     cfg = preset(preset_name, task, size)
     if init is not None:
@@ -46,35 +47,36 @@ def make_config(preset_name: str, task: str, size: str | None = None, *, init: s
         cfg = replace(cfg, seed=seed)
     if mask is not None:
         cfg = replace(cfg, mae=replace(cfg.mae, mask=mask))
+    if settings:
+        cfg = apply_overrides(cfg, settings)  # --set SECTION.FIELD=VALUE, last: it wins over everything
     return cfg
 
 
 def run_train(task: str, data: Sequence[str | Path], out: str | Path, *, preset_name: str = "tiny",
               size: str | None = None, init: str | Path | None = None, resume: bool = False,
               device: str | None = None, log: Callable[[dict[str, Any]], None] | None = None,
-              **overrides: Any) -> RunResult:
+              overwrite: bool = False, **overrides: Any) -> RunResult:
     if task not in ("mae", "align"):
         raise EngineError(f"unknown training task {task!r}; choose mae or align")
     if not data:
         raise EngineError("give at least one --data")
     sources = [parse_data(d, require_labels=task != "mae") for d in data]
     cfg = make_config(preset_name, task, size, init=init, **overrides)
-    return train(cfg, sources, out, init=init, resume=resume, device=device, log=log)
+    return train(cfg, sources, out, init=init, resume=resume, device=device, log=log, overwrite=overwrite)
 
 
 def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val_list: str | Path,
              out: str | Path | None, *, preset_name: str = "tiny", learn_mix: bool = False,
              layerwise: bool = False, device: str | None = None,
-             log: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> dict[str, Any]:
+             log: Callable[[dict[str, Any]], None] | None = None, overwrite: bool = False,
+             **overrides: Any) -> dict[str, Any]:
     """Fine-tune (ft) or linear-probe (lp) ``inits`` on a downstream train list; top-1/top-5 on val."""
     if mode not in ("ft", "lp"):
         raise EngineError(f"unknown evaluation {mode!r}; choose ft or lp")
     if not inits:
         raise EngineError("give --init (a pre-trained checkpoint)")
     train_src = parse_data(train_list)
-    val_src = load_source(val_list, name=train_src.name)
-    if val_src.classes != train_src.classes:
-        raise EngineError(f"val classes {val_src.classes} differ from train classes {train_src.classes}")
+    val_src = align_classes(load_source(val_list, name=train_src.name, require_labels=False), train_src)
     cfg = make_config(preset_name, mode, init=inits[0], **overrides)
     if learn_mix or len(inits) > 1:
         if mode != "lp" or not learn_mix:
@@ -82,8 +84,29 @@ def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val
         return learned_mix_probe(inits, cfg, train_src, val_src, out=out, layerwise=layerwise, device=device, log=log)
     if out is None:
         raise EngineError("give --out for the fine-tuned / probed checkpoint")
-    res = train(cfg, [train_src], out, init=inits[0], val=val_src, device=device, log=log)
+    res = train(cfg, [train_src], out, init=inits[0], val=val_src, device=device, log=log, overwrite=overwrite)
     return {"eval": res.eval, "history": res.history, "out": str(out)}
+
+
+def align_classes(val: Source, train: Source) -> Source:
+    """``val`` with the train source's class index: a val list may lack some classes (a small split often
+    does), but every class it names must be one the model was trained on; a label index must be in range."""
+    from privvid.engine.data import Sample
+
+    numeric = train.classes == [str(i) for i in range(len(train.classes))]
+    if val.classes == train.classes:
+        return val
+    if numeric and val.classes == [str(i) for i in range(len(val.classes))]:
+        if len(val.classes) > len(train.classes):
+            raise EngineError(f"val labels go up to {len(val.classes) - 1}; the train list has "
+                              f"{len(train.classes)} classes")
+        return Source(val.name, val.samples, train.classes)
+    index = {c: i for i, c in enumerate(train.classes)}
+    unknown = sorted(set(val.classes) - set(index))
+    if unknown:
+        raise EngineError(f"val classes {unknown[:5]} are not among the train classes ({len(train.classes)})")
+    samples = [Sample(s.path, index[val.classes[s.label]], s.offset, s.size) for s in val.samples]
+    return Source(val.name, samples, train.classes)
 
 
 def run_average(runs: Sequence[str | Path], weights: str | None, out: str | Path) -> dict[str, Any]:

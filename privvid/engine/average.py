@@ -188,4 +188,6 @@ def learned_mix_probe(runs: Sequence[str | Path], cfg: TrainConfig, train_src: S
                 "alpha": alpha.tolist(), "layerwise": layerwise, "progress": {"step": step}}
         ckpt.save_checkpoint(out, model.cpu(), meta)
         (out / "eval.json").write_text(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+        # the learned proportions after every epoch, for plots of how the mix moved
+        (out / "alpha.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in history))
     return result

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from privvid.engine.config import EngineError, ModelConfig
+from privvid.engine.config import ARCH_DEFAULTS, EngineError, ModelConfig
 from privvid.errors import MissingWeights
 
 FORMAT = "privvid-engine/1"
@@ -88,7 +88,8 @@ def load_weights(run: Path) -> dict[str, torch.Tensor]:
 def check_arch(meta: dict[str, Any], cfg: ModelConfig, run: Path) -> None:
     theirs = meta.get("arch", {})
     ours = cfg.arch()
-    diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    diff = {k: (theirs.get(k, ARCH_DEFAULTS.get(k)), v) for k, v in ours.items()
+            if theirs.get(k, ARCH_DEFAULTS.get(k)) != v}
     if diff:
         what = ", ".join(f"{k}: checkpoint {a} vs model {b}" for k, (a, b) in diff.items())
         raise EngineError(f"checkpoint {run} has another architecture ({what})")

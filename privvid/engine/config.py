@@ -1,7 +1,10 @@
 """Typed configuration of the training engine: model sizes, data, optimisation, and presets.
 
-Presets: ``tiny`` runs in minutes on a 2-core CPU (small clips, a small ViT); ``paper`` follows
-Appendix A of the PPMA paper (ViT-B, 16 frames at 224x224, batch 128, AdamW + warmup/cosine).
+Presets: ``tiny`` runs in minutes on a 2-core CPU (small clips, a small ViT); ``ppma`` follows
+Appendix A of the PPMA paper (ViT-B, 16 frames at 224x224, random masking with 4 masks per video,
+RandAugment, 2 x 3 test views); ``m2m`` the Mask2Mesh recipe (VideoMAE: tube masking, one mask per
+clip, batch 128, 5 x 3 test views). ``paper`` is the old name of ``ppma``. Every field can be set
+with ``override(cfg, "section.field", value)`` (the CLI's ``--set section.field=value``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class ModelConfig:
     decoder_depth: int = 4
     decoder_heads: int = 3
     drop_path: float = 0.0
+    pos_embed: str = "sincos3d"   # sincos3d (channels split over t, h, w) | sincos1d (VideoMAE / HF: over the
+                                  # token index, interleaved sin/cos)
+    grad_checkpoint: bool = False  # recompute each block in the backward pass (less memory, ~30% slower)
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -46,7 +52,10 @@ class ModelConfig:
 
     def arch(self) -> dict[str, Any]:
         """The fields that decide parameter shapes (two checkpoints are compatible iff these match)."""
-        return {k: getattr(self, k) for k in ("dim", "depth", "heads", "mlp_ratio", "tubelet", "patch")}
+        return {k: getattr(self, k) for k in ("dim", "depth", "heads", "mlp_ratio", "tubelet", "patch", "pos_embed")}
+
+
+ARCH_DEFAULTS = {"pos_embed": "sincos3d"}  # what checkpoints written before a field existed used
 
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -74,7 +83,10 @@ class DataConfig:
     flip: bool = True
     erase: float = 0.0            # random-erasing probability (train)
     workers: int = 2
-    clips_per_video: int = 1      # eval: clips averaged per video
+    clips_per_video: int = 1      # test: temporal clips per video (evenly spaced), softmax averaged
+    crops: int = 1                # test: spatial crops per clip (1 = centre, 3 = both ends and centre)
+    randaug_n: int = 0            # train: RandAugment operations per clip (0 = off), same on every frame
+    randaug_m: int = 0            # train: RandAugment magnitude (0..30)
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class OptimConfig:
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     clip_grad: float | None = None
+    layer_decay: float = 1.0      # block i of L gets lr * layer_decay ** (L + 1 - i) (1 = off)
+    accum: int = 1                # micro-batches per optimizer step (the step still sees batch_size clips)
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,8 @@ class MAEConfig:
     ratio: float = 0.9
     repeats: int = 1              # each clip repeated with different masks (OmniMAE: 4)
     norm_pix: bool = True
+    target: str = "videomae"      # videomae: each patch normalised per channel on [0, 1] pixels (VideoMAE,
+                                  # HF, PPMA); pooled: normalised over all channels of the normalised input
 
 
 @dataclass(frozen=True)
@@ -116,10 +132,14 @@ class TrainConfig:
     mae: MAEConfig = field(default_factory=MAEConfig)
     sup: SupervisedConfig = field(default_factory=SupervisedConfig)
     seed: int = 0
-    bf16: bool = True             # autocast on CUDA only
+    bf16: bool = True             # precision "auto": bf16 autocast on CUDA and on CPUs with bf16 instructions
+    precision: str = "auto"       # auto (see bf16; else fp32) | bf16 (CUDA or CPU) | fp16 (CUDA,
+                                  # with a gradient scaler: GPUs without bf16) | fp32
     compile: bool = False         # torch.compile the model (CUDA: ~1.2x on ViT-B steps after ~30 s compiling)
+    threads: int = 0              # torch threads per process (0 = torch's default)
     log_every: int = 10
     save_every_epochs: int = 1
+    val_every: int = 0            # validate every N epochs and keep the best checkpoint in best/ (0 = last only)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -148,6 +168,74 @@ class TrainConfig:
 
 _SUBCONFIGS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "mae": MAEConfig,
                "sup": SupervisedConfig}
+_CHOICES = {"mae.mask": ("random", "tube"), "mae.target": ("videomae", "pooled"),
+            "precision": ("auto", "bf16", "fp16", "fp32"), "model.pos_embed": ("sincos3d", "sincos1d")}
+
+
+def _parse(text: str, current: Any, where: str) -> Any:
+    """A CLI / protocol value for a field whose current value is ``current``."""
+    if not isinstance(text, str):
+        return tuple(text) if isinstance(text, list) else text
+    low = text.strip().lower()
+    try:
+        if isinstance(current, bool):
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return low in ("true", "1", "yes")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float) or current is None and low not in ("none", "null"):
+            return float(text)
+        if current is None:
+            return None
+        if isinstance(current, tuple):
+            return tuple(type(current[0])(x) for x in text.replace("(", "").replace(")", "").split(","))
+    except (ValueError, IndexError):
+        raise EngineError(f"--set {where}: {text!r} is not a valid {type(current).__name__}") from None
+    return text
+
+
+def override(cfg: "TrainConfig", key: str, value: Any) -> "TrainConfig":
+    """``cfg`` with ``section.field`` (or a top-level field) set to ``value`` (text is parsed to the field's
+    type); an unknown name is an EngineError listing the valid ones."""
+    parts = key.strip().split(".")
+    if len(parts) == 1:
+        names = {f.name for f in fields(cfg)} - set(_SUBCONFIGS)
+        if parts[0] not in names:
+            raise EngineError(f"--set {key}: unknown field; top-level fields: {', '.join(sorted(names))}; "
+                              f"sections: {', '.join(_SUBCONFIGS)}")
+        new = _parse(value, getattr(cfg, parts[0]), key)
+        _check_choice(key, new)
+        return replace(cfg, **{parts[0]: new})
+    if len(parts) != 2 or parts[0] not in _SUBCONFIGS:
+        raise EngineError(f"--set {key}: want SECTION.FIELD with SECTION one of {', '.join(_SUBCONFIGS)}")
+    section = getattr(cfg, parts[0])
+    names = {f.name for f in fields(section)}
+    if parts[1] not in names:
+        raise EngineError(f"--set {key}: {parts[0]} has no field {parts[1]!r}; it has: {', '.join(sorted(names))}")
+    new = _parse(value, getattr(section, parts[1]), key)
+    _check_choice(key, new)
+    return replace(cfg, **{parts[0]: replace(section, **{parts[1]: new})})
+
+
+def _check_choice(key: str, value: Any) -> None:
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise EngineError(f"--set {key}: choose one of {', '.join(_CHOICES[key])}, got {value!r}")
+
+
+def apply_overrides(cfg: "TrainConfig", items: Any) -> "TrainConfig":
+    """``["optim.lr=1e-3", ...]`` or ``{"optim.lr": 1e-3}`` applied in order."""
+    pairs = items.items() if isinstance(items, dict) else [_split(i) for i in items]
+    for key, value in pairs:
+        cfg = override(cfg, key, value)
+    return cfg
+
+
+def _split(item: str) -> tuple[str, str]:
+    key, sep, value = str(item).partition("=")
+    if not sep:
+        raise EngineError(f"--set wants SECTION.FIELD=VALUE, got {item!r}")
+    return key, value
 
 
 def _tiny(task: str, size: str) -> TrainConfig:
@@ -164,35 +252,62 @@ def _tiny(task: str, size: str) -> TrainConfig:
                                             linear_probe=task == "lp"))
 
 
-def _paper(task: str, size: str) -> TrainConfig:
-    """Appendix A of the PPMA paper (and Table 5 of Mask2Mesh for tube masking)."""
+def _ppma(task: str, size: str) -> TrainConfig:
+    """PPMA, Appendix A: MAE (A.1.1), supervised alignment (A.1.2), FT / LP (A.2). Not in the paper's text and
+    taken from its code base's settings: FT weight decay 1e-4, RandAugment m7 n4, layer-wise decay 0.75,
+    2 clips x 3 crops at test."""
     data = DataConfig(frames=16, stride=4, size=224, short_side=256, workers=8, erase=0.25)
     model = model_config(size, frames=16, image_size=224)
     if task == "mae":
         # 32 distinct videos x 4 masks = 128 clips per step (OmniMAE-style repeated sampling);
         # batch_size counts loaded videos, the step sees batch_size * repeats clips
-        optim = OptimConfig(lr=8e-4, warmup_epochs=10, epochs=200, batch_size=32, betas=(0.9, 0.95))
-        return TrainConfig(task=task, model=model, data=data, optim=optim,
+        optim = OptimConfig(lr=8e-4, start_lr=5e-7, warmup_epochs=10, epochs=200, batch_size=32, betas=(0.9, 0.95))
+        return TrainConfig(task=task, model=model, data=replace(data, erase=0.0), optim=optim,
                            mae=MAEConfig(mask="random", ratio=0.9, repeats=4))
+    augment = replace(data, randaug_n=4, randaug_m=7)
     if task == "align":
-        optim = OptimConfig(lr=2e-3, warmup_epochs=6, epochs=50, batch_size=128, betas=(0.9, 0.999))
-        return TrainConfig(task=task, model=replace(model, drop_path=0.1), data=data, optim=optim,
+        optim = OptimConfig(lr=2e-3, start_lr=5e-7, warmup_epochs=6, epochs=50, batch_size=128, betas=(0.9, 0.999))
+        return TrainConfig(task=task, model=replace(model, drop_path=0.1), data=augment, optim=optim,
                            sup=SupervisedConfig())
-    lr = 1.6e-2 if task == "lp" else 2e-3
-    optim = OptimConfig(lr=lr, warmup_epochs=6, epochs=30, batch_size=32, betas=(0.9, 0.999))
-    sup = SupervisedConfig(linear_probe=task == "lp",
-                           mixup=0.0 if task == "lp" else 0.8, cutmix=0.0 if task == "lp" else 1.0)
-    return TrainConfig(task=task, model=replace(model, drop_path=0.0 if task == "lp" else 0.1),
-                       data=data, optim=optim, sup=sup)
+    lp = task == "lp"
+    optim = OptimConfig(lr=1.6e-2 if lp else 2e-3, start_lr=5e-7, warmup_epochs=6, epochs=30, batch_size=32,
+                        betas=(0.9, 0.999), weight_decay=1e-4, layer_decay=1.0 if lp else 0.75)
+    sup = SupervisedConfig(linear_probe=lp, mixup=0.0 if lp else 0.8, cutmix=0.0 if lp else 1.0)
+    return TrainConfig(task=task, model=replace(model, drop_path=0.0 if lp else 0.1),
+                       data=replace(augment, clips_per_video=2, crops=3), optim=optim, sup=sup)
 
 
-PRESETS = {"tiny": _tiny, "paper": _paper}
-DEFAULT_SIZE = {"tiny": "tiny", "paper": "base"}
+def _m2m(task: str, size: str) -> TrainConfig:
+    """Mask2Mesh (SMPLy Private), its training table: VideoMAE pre-training for 200 epochs (10 warm-up), tube
+    masking 0.9, batch 128, max lr 8e-4; alignment 50 epochs (6 warm-up), lr 2e-3; FT / LP 30 epochs. What the
+    table leaves open follows VideoMAE's fine-tuning defaults (weight decay 0.05, layer decay 0.75, 5 clips x 3
+    crops at test) and PPMA for the LP learning rate."""
+    data = DataConfig(frames=16, stride=4, size=224, short_side=256, workers=8)
+    model = model_config(size, frames=16, image_size=224)
+    if task == "mae":
+        optim = OptimConfig(lr=8e-4, start_lr=5e-7, warmup_epochs=10, epochs=200, batch_size=128, betas=(0.9, 0.95))
+        return TrainConfig(task=task, model=model, data=data, optim=optim,
+                           mae=MAEConfig(mask="tube", ratio=0.9, repeats=1))
+    augment = replace(data, randaug_n=2, randaug_m=9, erase=0.25)
+    if task == "align":
+        optim = OptimConfig(lr=2e-3, start_lr=5e-7, warmup_epochs=6, epochs=50, batch_size=128, betas=(0.9, 0.999))
+        return TrainConfig(task=task, model=replace(model, drop_path=0.1), data=augment, optim=optim,
+                           sup=SupervisedConfig())
+    lp = task == "lp"
+    optim = OptimConfig(lr=1.6e-2 if lp else 2e-3, start_lr=5e-7, warmup_epochs=6, epochs=30,
+                        batch_size=32, betas=(0.9, 0.999), weight_decay=0.05, layer_decay=1.0 if lp else 0.75)
+    sup = SupervisedConfig(linear_probe=lp, mixup=0.0 if lp else 0.8, cutmix=0.0 if lp else 1.0)
+    return TrainConfig(task=task, model=replace(model, drop_path=0.0 if lp else 0.1),
+                       data=replace(augment, clips_per_video=5, crops=3), optim=optim, sup=sup)
+
+
+PRESETS = {"tiny": _tiny, "ppma": _ppma, "m2m": _m2m, "paper": _ppma}
+DEFAULT_SIZE = {"tiny": "tiny", "ppma": "base", "m2m": "base", "paper": "base"}
 
 
 def preset(name: str, task: str, size: str | None = None) -> TrainConfig:
     if name not in PRESETS:
-        raise EngineError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise EngineError(f"unknown preset {name!r}; choose one of: tiny, ppma, m2m (paper = ppma)")
     if task not in ("mae", "align", "ft", "lp"):
         raise EngineError(f"unknown task {task!r}; choose one of: mae, align, ft, lp")
     return PRESETS[name](task, size or DEFAULT_SIZE[name])

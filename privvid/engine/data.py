@@ -308,11 +308,18 @@ def _frame_count(stream, container) -> tuple[int, float]:
     return max(int(n), 1), fps
 
 
-def clip_indices(n_frames: int, frames: int, stride: int, rng: np.random.Generator | None) -> np.ndarray:
-    """Frame indices of one clip: ``frames`` frames every ``stride``; random start if ``rng``, else centred."""
+def clip_indices(n_frames: int, frames: int, stride: int, rng: np.random.Generator | None,
+                 view: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Frame indices of one clip: ``frames`` frames every ``stride``; random start if ``rng``, else clip
+    ``view[0]`` of ``view[1]`` evenly spaced over the video (one view: centred)."""
     span = (frames - 1) * stride + 1
     if span <= n_frames:
-        start = int(rng.integers(0, n_frames - span + 1)) if rng is not None else (n_frames - span) // 2
+        if rng is not None:
+            start = int(rng.integers(0, n_frames - span + 1))
+        elif view[1] <= 1:
+            start = (n_frames - span) // 2
+        else:
+            start = int(round((n_frames - span) * view[0] / (view[1] - 1)))
         return start + np.arange(frames) * stride
     # too short: spread evenly over the whole video (frames repeat)
     return np.linspace(0, n_frames - 1, frames).round().astype(np.int64)
@@ -320,7 +327,7 @@ def clip_indices(n_frames: int, frames: int, stride: int, rng: np.random.Generat
 
 def decode_clip(path: Path, frames: int, stride: int, short_side: int,
                 rng: np.random.Generator | None, threads: int | None = None,
-                offset: int = -1, size: int = 0) -> np.ndarray:
+                offset: int = -1, size: int = 0, view: tuple[int, int] = (0, 1)) -> np.ndarray:
     """Decode only the sampled frames (seeking), resized so the short side is ``short_side``.
 
     ``threads``: decoder threads; None = one inside DataLoader workers (the workers already fill
@@ -329,7 +336,7 @@ def decode_clip(path: Path, frames: int, stride: int, short_side: int,
     import av
 
     if offset < 0 and Path(path).is_dir():
-        return _decode_frame_folder(Path(path), frames, stride, short_side, rng)
+        return _decode_frame_folder(Path(path), frames, stride, short_side, rng, view)
     try:
         if offset >= 0:  # a clip inside a tar shard: read its bytes, decode from memory
             import io
@@ -352,7 +359,7 @@ def decode_clip(path: Path, frames: int, stride: int, short_side: int,
             stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
         n, fps = _frame_count(stream, container)
-        idx = clip_indices(n, frames, stride, rng)
+        idx = clip_indices(n, frames, stride, rng, view)
         w, h = stream.codec_context.width, stream.codec_context.height
         if w <= h:
             ow, oh = short_side, int(round(h * short_side / w))
@@ -397,12 +404,18 @@ def decode_clip(path: Path, frames: int, stride: int, short_side: int,
 
 
 def _crop(video: torch.Tensor, size: int, rng: np.random.Generator | None, scale: tuple[float, float],
-          flip: bool) -> torch.Tensor:
-    """video uint8 (T, H, W, 3) -> uint8 (T, size, size, 3)."""
+          flip: bool, crop: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """video uint8 (T, H, W, 3) -> uint8 (T, size, size, 3). Test crops: square crop ``crop[0]`` of ``crop[1]``
+    along the long side (one: centred; three: start, centre, end)."""
     t, h, w, _ = video.shape
     if rng is None:
         side = min(h, w)
-        y0, x0 = (h - side) // 2, (w - side) // 2
+        pos = 0.5 if crop[1] <= 1 else crop[0] / (crop[1] - 1)
+        y0, x0 = int(round((h - side) * pos)), int(round((w - side) * pos))
+        if h > w:
+            x0 = (w - side) // 2
+        else:
+            y0 = (h - side) // 2
         ch = cw = side
     else:
         area = h * w * rng.uniform(*scale)
@@ -449,7 +462,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def _decode_frame_folder(folder: Path, frames: int, stride: int, short_side: int,
-                         rng: np.random.Generator | None) -> np.ndarray:
+                         rng: np.random.Generator | None, view: tuple[int, int] = (0, 1)) -> np.ndarray:
     """A rawframe clip (a folder of images in name order, mmaction2's RawframeDataset layout): read only the
     sampled frames, resized so the short side is ``short_side``."""
     import cv2
@@ -457,7 +470,7 @@ def _decode_frame_folder(folder: Path, frames: int, stride: int, short_side: int
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
     if not files:
         raise EngineError(f"frame folder {folder} holds no images")
-    idx = clip_indices(len(files), frames, stride, rng)
+    idx = clip_indices(len(files), frames, stride, rng, view)
     out, cache = [], {}
     for i in idx.tolist():
         if i not in cache:
@@ -474,10 +487,19 @@ def _decode_frame_folder(folder: Path, frames: int, stride: int, short_side: int
 class ClipDataset(Dataset):
     """Items are indexed by ``(sample index, key)`` pairs from :class:`EpochSampler`."""
 
-    def __init__(self, source: Source, cfg: DataConfig, train: bool) -> None:
+    def __init__(self, source: Source, cfg: DataConfig, train: bool, view: int = 0) -> None:
+        """``view``: at test, which of the ``clips_per_video x crops`` views this dataset yields."""
         self.source = source
         self.cfg = cfg
         self.train = train
+        crops = max(1, cfg.crops)
+        self.clip_view = (view // crops, max(1, cfg.clips_per_video))
+        self.crop_view = (view % crops, crops)
+        self._randaug = None
+        if train and cfg.randaug_n > 0:
+            from torchvision.transforms import v2
+
+            self._randaug = v2.RandAugment(num_ops=cfg.randaug_n, magnitude=cfg.randaug_m)
 
     def __len__(self) -> int:
         return len(self.source.samples)
@@ -488,8 +510,14 @@ class ClipDataset(Dataset):
         rng = np.random.default_rng(key) if self.train else None
         side = self.cfg.short_side if self.train else self.cfg.size
         video = torch.from_numpy(decode_clip(s.path, self.cfg.frames, self.cfg.stride, side, rng,
-                                             offset=s.offset, size=s.size))
-        video = _crop(video, self.cfg.size, rng, self.cfg.scale, self.cfg.flip)
+                                             offset=s.offset, size=s.size, view=self.clip_view))
+        video = _crop(video, self.cfg.size, rng, self.cfg.scale, self.cfg.flip, self.crop_view)
+        if self._randaug is not None and rng is not None:
+            # one RandAugment draw for the whole clip (every frame gets the same operations), seeded by the key
+            state = torch.get_rng_state()
+            torch.manual_seed(key & 0x7FFF_FFFF_FFFF_FFFF)
+            video = self._randaug(video.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
+            torch.set_rng_state(state)
         if rng is not None and self.cfg.erase > 0:
             video = _erase(video, rng, self.cfg.erase)
         return {"video": video, "label": torch.tensor(s.label), "key": torch.tensor(key), "index": torch.tensor(index)}

@@ -24,6 +24,25 @@ def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     return torch.cat([angle.sin(), angle.cos()], dim=1)
 
 
+def sincos_videomae(dim: int, n: int) -> torch.Tensor:
+    """(n, dim) VideoMAE's table (also HF's): angle pos / 10000^(2 * (j // 2) / dim), sin on even channels,
+    cos on odd ones, over the flattened token index."""
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = torch.arange(n, dtype=torch.float64)[:, None] / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)[None]
+    table = angle.clone()
+    table[:, 0::2] = angle[:, 0::2].sin()
+    table[:, 1::2] = angle[:, 1::2].cos()
+    return table.float()
+
+
+def position_table(kind: str, dim: int, grid: tuple[int, int, int]) -> torch.Tensor:
+    if kind == "sincos1d":
+        return sincos_videomae(dim, grid[0] * grid[1] * grid[2])
+    if kind == "sincos3d":
+        return sincos_3d(dim, grid)
+    raise ValueError(f"unknown position embedding {kind!r}; choose sincos3d or sincos1d")
+
+
 def sincos_3d(dim: int, grid: tuple[int, int, int]) -> torch.Tensor:
     """(T*H*W, dim) fixed embedding: the channels are split between time, height and width."""
     t, h, w = grid
@@ -95,7 +114,7 @@ class VideoViT(nn.Module):
         self.cfg = cfg
         self.patch_embed = nn.Conv3d(3, cfg.dim, kernel_size=(cfg.tubelet, cfg.patch, cfg.patch),
                                      stride=(cfg.tubelet, cfg.patch, cfg.patch))
-        self.register_buffer("pos", sincos_3d(cfg.dim, cfg.grid)[None], persistent=False)
+        self.register_buffer("pos", position_table(cfg.pos_embed, cfg.dim, cfg.grid)[None], persistent=False)
         rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, r) for r in rates)
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
@@ -115,7 +134,12 @@ class VideoViT(nn.Module):
         if visible is not None:
             x = torch.gather(x, 1, visible[..., None].expand(-1, -1, x.shape[-1]))
         for blk in self.blocks:
-            x = blk(x)
+            if self.cfg.grad_checkpoint and self.training and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
         return self.norm(x)
 
 
@@ -165,7 +189,8 @@ class MAE(nn.Module):
         self.encoder = VideoViT(cfg)
         self.decoder_embed = nn.Linear(cfg.dim, cfg.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_dim))
-        self.register_buffer("decoder_pos", sincos_3d(cfg.decoder_dim, cfg.grid)[None], persistent=False)
+        self.register_buffer("decoder_pos", position_table(cfg.pos_embed, cfg.decoder_dim, cfg.grid)[None],
+                             persistent=False)
         self.decoder_blocks = nn.ModuleList(
             Block(cfg.decoder_dim, cfg.decoder_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth))
         self.decoder_norm = nn.LayerNorm(cfg.decoder_dim, eps=1e-6)
@@ -175,8 +200,8 @@ class MAE(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, x: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor,
-                norm_pix: bool = True) -> torch.Tensor:
-        """Mean squared error on the masked patches (per-patch normalised targets)."""
+                norm_pix: bool = True, target_kind: str = "videomae") -> torch.Tensor:
+        """Mean squared error on the masked patches (targets: see :func:`mae_target`)."""
         latent = self.encoder(x, visible)
         y = self.decoder_embed(latent)
         b, n_vis, d = y.shape
@@ -190,13 +215,37 @@ class MAE(nn.Module):
             y = blk(y)
         pred = self.decoder_pred(self.decoder_norm(y[:, n_vis:]))
         with torch.no_grad():
-            target = patchify(x.float(), self.cfg)
+            target = mae_target(x, self.cfg, norm_pix, target_kind)
             target = torch.gather(target, 1, masked[..., None].expand(-1, -1, target.shape[-1]))
-            if norm_pix:
-                mean = target.mean(-1, keepdim=True)
-                var = target.var(-1, keepdim=True, unbiased=True)
-                target = (target - mean) / (var + 1e-6).sqrt()
         return F.mse_loss(pred.float(), target)
+
+
+def mae_target(x: torch.Tensor, cfg: ModelConfig, norm_pix: bool = True, kind: str = "videomae") -> torch.Tensor:
+    """(B, N, tubelet*patch*patch*3) reconstruction targets of a normalised clip ``x``.
+
+    ``videomae``: back to [0, 1] pixels, then each patch normalised per channel over its tubelet*patch*patch
+    pixels (mean, unbiased std + 1e-6), as VideoMAE, HF VideoMAE and PPMA do. ``pooled``: the normalised input
+    patch normalised over all its values at once (channels pooled). ``norm_pix=False``: the raw patch
+    ([0, 1] pixels for videomae).
+    """
+    from privvid.engine.data import MEAN, STD
+
+    x = x.float()
+    if kind == "pooled":
+        target = patchify(x, cfg)
+        if norm_pix:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True, unbiased=True) + 1e-6).sqrt()
+        return target
+    if kind != "videomae":
+        raise ValueError(f"unknown MAE target {kind!r}; choose videomae or pooled")
+    shape = (1, 3, 1, 1, 1)
+    pixels = (x * STD.to(x.device).view(shape) + MEAN.to(x.device).view(shape)) / 255.0
+    patches = patchify(pixels, cfg)                       # (B, N, pt*p*p*3), channel last
+    b, n, d = patches.shape
+    patches = patches.view(b, n, d // 3, 3)
+    if norm_pix:
+        patches = (patches - patches.mean(-2, keepdim=True)) / (patches.var(-2, keepdim=True, unbiased=True).sqrt() + 1e-6)
+    return patches.reshape(b, n, d)
 
 
 def head_key(name: str) -> str:

@@ -73,16 +73,38 @@ def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def param_groups(model: nn.Module, weight_decay: float, only: Callable[[str], bool] | None = None) -> list[dict]:
-    decay, no_decay = [], []
+def layer_id(name: str, depth: int) -> int:
+    """0 for the patch embedding, i + 1 for encoder block i, depth + 1 for everything after the blocks
+    (final norm, fc_norm, heads, the MAE decoder)."""
+    if name.startswith("encoder.patch_embed") or name == "encoder.pos":
+        return 0
+    if name.startswith("encoder.blocks."):
+        return int(name.split(".")[2]) + 1
+    return depth + 1
+
+
+def param_groups(model: nn.Module, weight_decay: float, only: Callable[[str], bool] | None = None,
+                 layer_decay: float = 1.0, depth: int = 0) -> list[dict]:
+    """AdamW groups: no weight decay on biases, norms and the mask token; with ``layer_decay`` < 1 one group
+    per layer and decay kind whose ``lr_scale`` is ``layer_decay ** (depth + 1 - layer)`` (layer-wise decay)."""
+    groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if only is not None and not only(name):
             p.requires_grad_(False)
             continue
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith("mask_token") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        no_decay = p.ndim <= 1 or name.endswith("mask_token")
+        layer = layer_id(name, depth) if layer_decay != 1.0 else 0
+        key = (layer, no_decay)
+        if key not in groups:
+            scale = layer_decay ** (depth + 1 - layer) if layer_decay != 1.0 else 1.0
+            groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
+        groups[key]["params"].append(p)
+    if layer_decay == 1.0:  # the two groups in their historical order (decay first): resumable old runs
+        return [groups.get((0, False), {"params": [], "weight_decay": weight_decay, "lr_scale": 1.0}),
+                groups.get((0, True), {"params": [], "weight_decay": 0.0, "lr_scale": 1.0})]
+    return [groups[k] for k in sorted(groups)]
 
 
 # ----------------------------------------------------------------------------- mixing
@@ -116,27 +138,42 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: TrainConfig
 # ----------------------------------------------------------------------------- evaluation
 
 
+def views_of(cfg: TrainConfig) -> int:
+    return max(1, cfg.data.clips_per_video) * max(1, cfg.data.crops)
+
+
 @torch.no_grad()
+def predict(model: Classifier, source: Source, cfg: TrainConfig, device: torch.device, head: str | None = None,
+            features: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax probabilities averaged over the ``clips_per_video x crops`` test views (N, C), labels (N,))."""
+    model.eval()
+    total: torch.Tensor | None = None
+    labels = torch.tensor([s.label for s in source.samples])
+    amp = _autocast(device, cfg)
+    for view in range(views_of(cfg)):
+        loader = make_loader(source, cfg, train=False, batch=max(1, cfg.optim.batch_size), rank=0, world=1,
+                             view=view)
+        rows = []
+        for batch in loader:
+            x = to_model_input(batch["video"], device)
+            with amp:
+                logits = model.head(head)(features(x)) if features is not None else model(x, head)
+            rows.append((batch["index"], logits.float().softmax(-1).cpu()))
+        probs = torch.zeros(len(source.samples), rows[0][1].shape[1])
+        for index, p in rows:
+            probs[index] = p
+        total = probs if total is None else total + probs
+    assert total is not None
+    return total / views_of(cfg), labels
+
+
 def evaluate(model: Classifier, source: Source, cfg: TrainConfig, device: torch.device, head: str | None = None,
              features: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
-    """Top-1 / top-5 on centre clips of every video in ``source``."""
-    model.eval()
-    loader = make_loader(source, cfg, train=False, batch=max(1, cfg.optim.batch_size), rank=0, world=1)
-    correct1 = correct5 = total = 0
-    amp = _autocast(device, cfg)
-    for batch in loader:
-        x = to_model_input(batch["video"], device)
-        with amp:
-            if features is not None:
-                logits = model.head(head)(features(x))
-            else:
-                logits = model(x, head)
-        y = batch["label"].to(device)
-        top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 += (top[:, 0] == y).sum().item()
-        correct5 += (top == y[:, None]).any(1).sum().item()
-        total += len(y)
-    return {"top1": correct1 / total, "top5": correct5 / total, "n": total}
+    """Top-1 / top-5 of every video in ``source``, its test views' softmax averaged."""
+    probs, y = predict(model, source, cfg, device, head, features)
+    top = probs.topk(min(5, probs.shape[1]), dim=1).indices
+    return {"top1": float((top[:, 0] == y).float().mean()), "top5": float((top == y[:, None]).any(1).float().mean()),
+            "n": len(y), "views": views_of(cfg)}
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -147,8 +184,8 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(source: Source, cfg: TrainConfig, train: bool, batch: int, rank: int, world: int,
-                sampler: EpochSampler | None = None, device: torch.device | None = None) -> DataLoader:
-    ds = ClipDataset(source, cfg.data, train=train)
+                sampler: EpochSampler | None = None, device: torch.device | None = None, view: int = 0) -> DataLoader:
+    ds = ClipDataset(source, cfg.data, train=train, view=view)
     if sampler is None:
         sampler = EpochSampler(len(ds), batch * world, cfg.seed, shuffle=train, rank=rank, world=world,
                                drop_last=train)
@@ -170,10 +207,34 @@ class RunResult:
     eval: dict[str, float] | None = None
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), with which bf16 autocast trains
+    1.2-1.8x faster than fp32 (docs/engine.md); without them bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def precision_of(device: torch.device, cfg: TrainConfig) -> str:
+    """The precision a run uses: ``auto`` is bf16 (when ``bf16``) on CUDA and on CPUs with bf16 instructions,
+    fp32 elsewhere."""
+    if cfg.precision == "auto":
+        fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+        return "bf16" if cfg.bf16 and fast else "fp32"
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise EngineError("precision fp16 needs a CUDA device (on CPU use bf16 or fp32)")
+    if cfg.precision not in ("bf16", "fp16", "fp32"):
+        raise EngineError(f"unknown precision {cfg.precision!r}; choose auto, bf16, fp16 or fp32")
+    return cfg.precision
+
+
 def _autocast(device: torch.device, cfg: TrainConfig):
-    if device.type == "cuda" and cfg.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    kind = precision_of(device, cfg)
+    if kind == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if kind == "bf16" else torch.float16)
 
 
 def build_model(cfg: TrainConfig, sources: Sequence[Source]) -> nn.Module:
@@ -201,9 +262,25 @@ def _interleave(counts: list[int], seed: int, epoch: int) -> list[int]:
 def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init: str | Path | None = None,
           val: Source | None = None, resume: bool = False, device: str | torch.device | None = None,
           stop_after_epoch: int | None = None, console: Any = None,
-          log: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-    """Train ``cfg.task`` on ``sources`` (align: one head per source) and write checkpoints to ``out``."""
+          log: Callable[[dict[str, Any]], None] | None = None, overwrite: bool = False) -> RunResult:
+    """Train ``cfg.task`` on ``sources`` (align: one head per source) and write checkpoints to ``out``.
+
+    A folder that already holds a run is continued with ``resume``, replaced with ``overwrite``, and refused
+    otherwise (a finished checkpoint is never overwritten by accident)."""
     out = Path(out)
+    if not resume and not overwrite and (out / "config.json").is_file():
+        raise EngineError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if overwrite and not resume:
+        import shutil
+
+        for name in ("metrics.jsonl", "metrics.csv", "eval.json", "state.json", "state.safetensors", "curves.png"):
+            (out / name).unlink(missing_ok=True)
+        for name in ("best", "tb"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.optim.accum < 1 or cfg.optim.batch_size % cfg.optim.accum:
+        raise EngineError(f"batch {cfg.optim.batch_size} must split into accum={cfg.optim.accum} equal micro-batches")
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dd = setup_distributed(dev)
     if dev.type == "cuda" and dd.world > 1:
@@ -215,9 +292,12 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
     if cfg.model.frames != cfg.data.frames or cfg.model.image_size != cfg.data.size:
         raise EngineError(f"model expects {cfg.model.frames}x{cfg.model.image_size}^2 clips, "
                           f"data gives {cfg.data.frames}x{cfg.data.size}^2")
-    local_batch = cfg.optim.batch_size // dd.world
-    if cfg.optim.batch_size % dd.world:
-        raise EngineError(f"global batch {cfg.optim.batch_size} is not divisible by {dd.world} processes")
+    accum = cfg.optim.accum
+    micro = cfg.optim.batch_size // accum          # global clips per micro-batch
+    local_batch = micro // dd.world
+    if micro % dd.world:
+        raise EngineError(f"global micro-batch {micro} (batch {cfg.optim.batch_size} / accum {accum}) is not "
+                          f"divisible by {dd.world} processes")
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, sources)
@@ -227,7 +307,7 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
         raise EngineError("linear probing needs --init (a pre-trained checkpoint)")
 
     only = (lambda n: n.startswith("heads.")) if cfg.task == "lp" else None
-    groups = param_groups(model, cfg.optim.weight_decay, only)
+    groups = param_groups(model, cfg.optim.weight_decay, only, cfg.optim.layer_decay, cfg.model.depth)
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas)
 
     start_epoch, step = 0, 0
@@ -253,18 +333,22 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
     if cfg.compile:
         train_model = torch.compile(train_model)
 
-    samplers = [EpochSampler(len(s.samples), cfg.optim.batch_size, cfg.seed + 1000 * i, True, dd.rank, dd.world)
+    samplers = [EpochSampler(len(s.samples), micro, cfg.seed + 1000 * i, True, dd.rank, dd.world)
                 for i, s in enumerate(sources)]
     loaders = [make_loader(s, cfg, True, local_batch, dd.rank, dd.world, sampler=smp, device=dev)
                for s, smp in zip(sources, samplers)]
-    counts = [smp.batches_per_epoch() for smp in samplers]
+    # whole optimizer steps per dataset and epoch; each step is `accum` micro-batches of one dataset
+    counts = [smp.batches_per_epoch() // accum for smp in samplers]
+    if not all(counts):
+        raise EngineError(f"a dataset gives fewer than accum={accum} micro-batches of {micro} clips per epoch")
     steps_per_epoch = sum(counts)
     names = [s.name for s in sources]
+    kind = precision_of(dev, cfg)
+    scaler = torch.amp.GradScaler("cuda") if kind == "fp16" else None
+    logs = RunLogs(out, dd.main)
+    best: dict[str, Any] | None = _best_so_far(out) if resume else None
 
     result = RunResult(out, step)
-    metrics_file = out / "metrics.jsonl"
-    if dd.main:
-        out.mkdir(parents=True, exist_ok=True)
     amp = _autocast(dev, cfg)
     last_epoch = cfg.optim.epochs if stop_after_epoch is None else min(stop_after_epoch, cfg.optim.epochs)
 
@@ -277,62 +361,183 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
         iters = [iter(ld) for ld in loaders]
         t0, seen, losses = time.perf_counter(), 0, []
         for which in _interleave(counts, cfg.seed, epoch):
-            batch = next(iters[which])
             lr = lr_at(step, steps_per_epoch, cfg)
             for g in optimizer.param_groups:
-                g["lr"] = lr
-            torch.manual_seed(item_key(cfg.seed, 10_000 + dd.rank, step))  # drop-path draws
-            x = to_model_input(batch["video"], dev)
-            with amp:
-                if cfg.task == "mae":
-                    keys = batch["key"]
-                    if cfg.mae.repeats > 1:
-                        x = x.repeat_interleave(cfg.mae.repeats, 0)
-                        keys = torch.tensor([item_key(int(k), 0, 0, r) for k in keys.tolist()
-                                             for r in range(cfg.mae.repeats)])
-                    visible, masked = make_mask(cfg.model, keys, cfg.mae.ratio, cfg.mae.mask)
-                    loss = train_model(x, visible.to(dev), masked.to(dev), cfg.mae.norm_pix)
-                else:
-                    y = batch["label"].to(dev)
-                    rng = np.random.default_rng(item_key(cfg.seed, 20_000 + dd.rank, step))
-                    x, target = mix_batch(x, y, sources[which].num_classes, cfg, rng)
-                    logits = train_model(x, names[which])
-                    loss = torch.sum(-target * F.log_softmax(logits.float(), -1), -1).mean()
-            if not torch.isfinite(loss):
-                raise EngineError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss = 0.0
+            for part in range(accum):
+                batch = next(iters[which])
+                torch.manual_seed(item_key(cfg.seed, 10_000 + dd.rank, step * accum + part))  # drop-path draws
+                x = to_model_input(batch["video"], dev)
+                sync = nullcontext()
+                if dd.world > 1 and part < accum - 1 and hasattr(train_model, "no_sync"):
+                    sync = train_model.no_sync()  # all-reduce the gradients once per optimizer step
+                with sync:
+                    with amp:
+                        if cfg.task == "mae":
+                            keys = batch["key"]
+                            if cfg.mae.repeats > 1:
+                                x = x.repeat_interleave(cfg.mae.repeats, 0)
+                                keys = torch.tensor([item_key(int(k), 0, 0, r) for k in keys.tolist()
+                                                     for r in range(cfg.mae.repeats)])
+                            visible, masked = make_mask(cfg.model, keys, cfg.mae.ratio, cfg.mae.mask)
+                            loss = train_model(x, visible.to(dev), masked.to(dev), cfg.mae.norm_pix, cfg.mae.target)
+                        else:
+                            y = batch["label"].to(dev)
+                            rng = np.random.default_rng(item_key(cfg.seed, 20_000 + dd.rank, step * accum + part)
+                                                        if accum > 1 else item_key(cfg.seed, 20_000 + dd.rank, step))
+                            x, target = mix_batch(x, y, sources[which].num_classes, cfg, rng)
+                            logits = train_model(x, names[which])
+                            loss = torch.sum(-target * F.log_softmax(logits.float(), -1), -1).mean()
+                    if not torch.isfinite(loss):
+                        raise EngineError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+                    scaled = loss / accum
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                step_loss += loss.item() / accum
+                seen += x.shape[0] if cfg.task != "mae" else batch["video"].shape[0]
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if cfg.optim.clip_grad:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             step += 1
-            seen += x.shape[0] if cfg.task != "mae" else batch["video"].shape[0]
-            losses.append(loss.item())
-            if dd.main and (step % cfg.log_every == 0 or step == 1):
-                rec = {"step": step, "epoch": epoch, "dataset": names[which], "loss": losses[-1], "lr": lr,
-                       "clips_per_s": seen * dd.world / (time.perf_counter() - t0)}
-                with open(metrics_file, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                if log:
-                    log(rec)
-        epoch_rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)),
+            losses.append(step_loss)
+            if step % cfg.log_every == 0 or step == 1:
+                shown = _mean_over_ranks(step_loss, dd, dev)  # every rank's loss, not only rank 0's
+                if dd.main:
+                    rec = {"step": step, "epoch": epoch, "dataset": names[which], "loss": shown, "lr": lr,
+                           "clips_per_s": seen * dd.world / (time.perf_counter() - t0)}
+                    logs.write(rec)
+                    if log:
+                        log(rec)
+        epoch_loss = _mean_over_ranks(float(np.mean(losses)), dd, dev)
+        epoch_rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": epoch_loss,
                                      "clips_per_s": seen * dd.world / (time.perf_counter() - t0)}
-        if val is not None and dd.main and cfg.task != "mae" and epoch + 1 == last_epoch:
+        validate = val is not None and cfg.task != "mae" and (
+            epoch + 1 == last_epoch or (cfg.val_every > 0 and (epoch + 1) % cfg.val_every == 0))
+        if validate and dd.main:
+            assert val is not None
             epoch_rec.update({f"val_{k}": v for k, v in evaluate(model, val, cfg, dev).items()})
         result.history.append(epoch_rec)
         if dd.main:
-            with open(metrics_file, "a") as fh:
-                fh.write(json.dumps({"event": "epoch", **epoch_rec}) + "\n")
+            logs.write({"event": "epoch", **epoch_rec})
             if log:
                 log({"event": "epoch", **epoch_rec})
             if (epoch + 1) % cfg.save_every_epochs == 0 or epoch + 1 == last_epoch:
                 ckpt.save_checkpoint(out, model, _meta(cfg, sources, {"epoch": epoch + 1, "step": step}),
                                      optimizer, {"epoch": epoch + 1, "step": step})
+            if "val_top1" in epoch_rec and (best is None or epoch_rec["val_top1"] > best["top1"]):
+                best = {"epoch": epoch + 1, "top1": epoch_rec["val_top1"], "top5": epoch_rec["val_top5"]}
+                ckpt.save_checkpoint(out / "best", model, _meta(cfg, sources, {"epoch": epoch + 1, "step": step},
+                                                                {"best": best}))
+            logs.plot()
         if dd.world > 1:
             dist.barrier()
     result.steps = step
+    logs.close()
     if val is not None and cfg.task != "mae" and result.history and "val_top1" in result.history[-1]:
         result.eval = {k[4:]: v for k, v in result.history[-1].items() if k.startswith("val_")}
+        if best is not None:
+            result.eval["best"] = best
         if dd.main:
             (out / "eval.json").write_text(json.dumps(result.eval, indent=2))
     return result
+
+
+def _mean_over_ranks(value: float, dd: Dist, device: torch.device) -> float:
+    if dd.world <= 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dd.world
+
+
+def _best_so_far(out: Path) -> dict[str, Any] | None:
+    try:
+        return ckpt.read_meta(out / "best").get("best")
+    except Exception:  # noqa: BLE001 - no best checkpoint yet
+        return None
+
+
+class RunLogs:
+    """metrics.jsonl (every record), metrics.csv (epoch records), TensorBoard events when the package is
+    installed, and curves.png (loss per epoch, val top-1 when measured) redrawn after each epoch."""
+
+    def __init__(self, out: Path, main: bool) -> None:
+        self.out, self.main = out, main
+        self.epochs: list[dict[str, Any]] = []
+        self._tb: Any = None
+        if not main:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "metrics.jsonl").is_file():   # a resumed run: keep the earlier epochs for the csv and plot
+            for line in (out / "metrics.jsonl").read_text().splitlines():
+                rec = json.loads(line)
+                if rec.get("event") == "epoch":
+                    self.epochs.append(rec)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(out / "tb"))
+        except Exception:  # noqa: BLE001 - tensorboard is optional
+            self._tb = None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        with open(self.out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if rec.get("event") == "epoch":
+            self.epochs.append(rec)
+            self._csv()
+        if self._tb is not None:
+            step = int(rec["step"])
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self._tb.add_scalar(("epoch/" if rec.get("event") == "epoch" else "step/") + k, v, step)
+
+    def _csv(self) -> None:
+        import csv
+
+        columns = sorted({k for r in self.epochs for k in r if k != "event"},
+                         key=lambda k: (("epoch", "step", "loss").index(k) if k in ("epoch", "step", "loss") else 3, k))
+        tmp = self.out / ".metrics.csv.tmp"
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for r in self.epochs:
+                writer.writerow({k: r.get(k, "") for k in columns})
+        os.replace(tmp, self.out / "metrics.csv")
+
+    def plot(self) -> None:
+        if not self.main or not self.epochs:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["epoch"] for r in self.epochs], [r["loss"] for r in self.epochs], "o-", label="train loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        acc = [(r["epoch"], r["val_top1"]) for r in self.epochs if "val_top1" in r]
+        if acc:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*acc), "s--", color="tab:orange", label="val top-1")
+            ax2.set_ylabel("val top-1")
+            ax2.set_ylim(0, 1)
+        ax.set_title(self.out.name)
+        fig.tight_layout()
+        fig.savefig(self.out / ".curves.png.tmp.png", dpi=100)
+        plt.close(fig)
+        os.replace(self.out / ".curves.png.tmp.png", self.out / "curves.png")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

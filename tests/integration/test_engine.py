@@ -83,7 +83,12 @@ def test_mae_loss_falls(clips, tmp_path):
     cfg = small_cfg("mae", epochs=8, lr=2e-3)
     res = train(cfg, [src], tmp_path / "mae", device="cpu")
     losses = [h["loss"] for h in res.history]
-    assert losses[-1] < losses[0] - 0.05, losses
+    # VideoMAE's per-channel patch target starts near 1 (unit variance per patch and channel); 8 short epochs
+    # on these clips bring it down by 3.8% (1.038 -> 0.998), the earlier pooled target by more
+    assert losses[-1] < 0.98 * losses[0], losses
+    pooled = train(replace(cfg, mae=replace(cfg.mae, target="pooled")), [src], tmp_path / "pooled", device="cpu")
+    pl = [h["loss"] for h in pooled.history]
+    assert pl[-1] < pl[0] - 0.05, pl
 
 
 @pytest.mark.parametrize("task", ["mae", "align"])
@@ -109,7 +114,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, train_csv: str, out: str)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         cfg = small_cfg("ft", epochs=1, batch_size=4)
-        cfg = replace(cfg, sup=replace(cfg.sup, mixup=0.0, cutmix=0.0))
+        cfg = replace(cfg, sup=replace(cfg.sup, mixup=0.0, cutmix=0.0), precision="fp32")
         train(cfg, [load_source(train_csv)], out, device="cpu")
     finally:
         dist.destroy_process_group()
@@ -119,7 +124,8 @@ def test_ddp_two_processes_match_one(clips, tmp_path):
     import torch.multiprocessing as mp
 
     cfg = small_cfg("ft", epochs=1, batch_size=4)
-    cfg = replace(cfg, sup=replace(cfg.sup, mixup=0.0, cutmix=0.0))
+    # an equivalence test: fp32 (bf16 autocast rounds differently with other batch splits)
+    cfg = replace(cfg, sup=replace(cfg.sup, mixup=0.0, cutmix=0.0), precision="fp32")
     train(cfg, [load_source(clips / "train.csv")], tmp_path / "single", device="cpu")
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(clips / "train.csv"), str(tmp_path / "ddp")),
              nprocs=2, join=True)

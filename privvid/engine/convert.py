@@ -1,0 +1,225 @@
+"""Encoder weights in and out: HF ``transformers`` VideoMAE folders and the VideoMAE code base's checkpoints.
+
+privvid's encoder and VideoMAE's are the same network up to three conventions, which the conversion
+handles exactly:
+
+* attention: privvid has one ``qkv`` linear with a bias on q, k and v; VideoMAE has q and v biases and no
+  k bias. A bias on k adds the same number to every logit of a query, which softmax removes, so dropping
+  it on export changes nothing and importing sets it to zero;
+* position embeddings: VideoMAE's fixed 1-D table over the token index (``model.pos_embed = sincos1d``);
+  an encoder trained with privvid's default 3-D table exports with a note that HF will use its own table;
+* the final norm: HF ``use_mean_pooling=False`` keeps it as ``layernorm`` (privvid's ``encoder.norm``).
+
+Nothing is downloaded; VideoMAE ``.pth`` files are read with torch's ``weights_only`` loader (no code runs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from privvid.engine.config import EngineError, ModelConfig
+
+_BLOCK = {  # privvid block parameter -> HF VideoMAE layer parameter
+    "norm1.weight": "layernorm_before.weight", "norm1.bias": "layernorm_before.bias",
+    "norm2.weight": "layernorm_after.weight", "norm2.bias": "layernorm_after.bias",
+    "attn.proj.weight": "attention.output.dense.weight", "attn.proj.bias": "attention.output.dense.bias",
+    "fc1.weight": "intermediate.dense.weight", "fc1.bias": "intermediate.dense.bias",
+    "fc2.weight": "output.dense.weight", "fc2.bias": "output.dense.bias",
+}
+_ORIG = {  # privvid block parameter -> VideoMAE code base block parameter
+    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias", "norm2.weight": "norm2.weight",
+    "norm2.bias": "norm2.bias", "attn.proj.weight": "attn.proj.weight", "attn.proj.bias": "attn.proj.bias",
+    "fc1.weight": "mlp.fc1.weight", "fc1.bias": "mlp.fc1.bias", "fc2.weight": "mlp.fc2.weight",
+    "fc2.bias": "mlp.fc2.bias",
+}
+
+
+def hf_config(cfg: ModelConfig) -> dict[str, Any]:
+    """The ``transformers.VideoMAEConfig`` fields of an encoder."""
+    return {"model_type": "videomae", "architectures": ["VideoMAEModel"], "image_size": cfg.image_size,
+            "patch_size": cfg.patch, "num_channels": 3, "num_frames": cfg.frames, "tubelet_size": cfg.tubelet,
+            "hidden_size": cfg.dim, "num_hidden_layers": cfg.depth, "num_attention_heads": cfg.heads,
+            "intermediate_size": int(cfg.dim * cfg.mlp_ratio), "hidden_act": "gelu", "qkv_bias": True,
+            "layer_norm_eps": 1e-6, "use_mean_pooling": False, "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0}
+
+
+def to_hf(encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """privvid ``encoder.*`` weights (without the prefix) -> HF ``VideoMAEModel`` state dict."""
+    d = cfg.dim
+    out = {"embeddings.patch_embeddings.projection.weight": encoder["patch_embed.weight"],
+           "embeddings.patch_embeddings.projection.bias": encoder["patch_embed.bias"],
+           "layernorm.weight": encoder["norm.weight"], "layernorm.bias": encoder["norm.bias"]}
+    for i in range(cfg.depth):
+        src, dst = f"blocks.{i}.", f"encoder.layer.{i}."
+        w, b = encoder[src + "attn.qkv.weight"], encoder[src + "attn.qkv.bias"]
+        out[dst + "attention.attention.query.weight"] = w[:d]
+        out[dst + "attention.attention.key.weight"] = w[d:2 * d]
+        out[dst + "attention.attention.value.weight"] = w[2 * d:]
+        out[dst + "attention.attention.query.bias"] = b[:d]
+        out[dst + "attention.attention.value.bias"] = b[2 * d:]   # the k bias cannot change the output
+        for ours, theirs in _BLOCK.items():
+            out[dst + theirs] = encoder[src + ours]
+    return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def from_hf(state: dict[str, torch.Tensor], config: dict[str, Any]) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """HF ``VideoMAEModel`` (or ``VideoMAEForVideoClassification`` / ``ForPreTraining``: their ``videomae.``
+    encoder) weights -> (ModelConfig, privvid encoder weights)."""
+    prefix = "videomae." if any(k.startswith("videomae.") for k in state) else ""
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if config.get("use_mean_pooling", True) and "layernorm.weight" not in state:
+        raise EngineError("this VideoMAE model ends in mean pooling + fc_norm (a fine-tuned classifier); privvid's "
+                          "encoder ends in a token norm: import a pre-trained (use_mean_pooling=False) model")
+    cfg = _model_config(config, "sincos1d")
+    d = cfg.dim
+    enc = {"patch_embed.weight": state["embeddings.patch_embeddings.projection.weight"],
+           "patch_embed.bias": state["embeddings.patch_embeddings.projection.bias"],
+           "norm.weight": state["layernorm.weight"], "norm.bias": state["layernorm.bias"]}
+    for i in range(cfg.depth):
+        src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
+        a = src + "attention.attention."
+        enc[dst + "attn.qkv.weight"] = torch.cat([state[a + "query.weight"], state[a + "key.weight"],
+                                                   state[a + "value.weight"]])
+        q_bias = state.get(a + "query.bias", state.get(a + "q_bias", torch.zeros(d)))
+        v_bias = state.get(a + "value.bias", state.get(a + "v_bias", torch.zeros(d)))
+        enc[dst + "attn.qkv.bias"] = torch.cat([q_bias, torch.zeros(d, dtype=q_bias.dtype), v_bias])
+        for ours, theirs in _BLOCK.items():
+            enc[dst + ours] = state[src + theirs]
+    return cfg, {k: v.detach().clone().float().contiguous() for k, v in enc.items()}
+
+
+def _model_config(config: dict[str, Any], pos: str) -> ModelConfig:
+    dim, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    depth = int(config["num_hidden_layers"])
+    size = next((name for name, s in (("base", 768), ("small", 384), ("tiny", 192)) if s == dim), "custom")
+    return ModelConfig(size=size, dim=dim, depth=depth, heads=heads,
+                       mlp_ratio=float(config["intermediate_size"]) / dim, tubelet=int(config["tubelet_size"]),
+                       patch=int(config["patch_size"]), frames=int(config["num_frames"]),
+                       image_size=int(config["image_size"]), decoder_dim=max(32, dim // 2),
+                       decoder_heads=max(1, heads // 2), pos_embed=pos)
+
+
+def save_hf(folder: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> Path:
+    """An HF model folder (``config.json`` + ``model.safetensors``) that ``VideoMAEModel.from_pretrained`` loads."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = hf_config(cfg)
+    if cfg.pos_embed != "sincos1d":
+        config["privvid_note"] = ("trained with privvid's 3-D position table; HF VideoMAE adds its own 1-D table, "
+                                  "so features differ until fine-tuned")
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    save_file(to_hf(encoder, cfg), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+def load_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"{folder} is not an HF model folder (config.json: {exc})") from None
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        state = load_file(str(folder / "model.safetensors"))
+    elif (folder / "pytorch_model.bin").is_file():
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise EngineError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
+    return from_hf(state, config)
+
+
+def to_videomae(encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """privvid encoder -> the VideoMAE code base's ``VisionTransformer`` keys (``use_mean_pooling=False``)."""
+    d = cfg.dim
+    out = {"patch_embed.proj.weight": encoder["patch_embed.weight"], "patch_embed.proj.bias": encoder["patch_embed.bias"],
+           "norm.weight": encoder["norm.weight"], "norm.bias": encoder["norm.bias"]}
+    for i in range(cfg.depth):
+        src, dst = f"blocks.{i}.", f"blocks.{i}."
+        b = encoder[src + "attn.qkv.bias"]
+        out[dst + "attn.qkv.weight"] = encoder[src + "attn.qkv.weight"]
+        out[dst + "attn.q_bias"], out[dst + "attn.v_bias"] = b[:d], b[2 * d:]
+        for ours, theirs in _ORIG.items():
+            out[dst + theirs] = encoder[src + ours]
+    return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
+                  heads: int | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """A VideoMAE code base checkpoint (``.pth``: ``{"model": state}``; pre-training keys ``encoder.*`` or
+    fine-tuning keys) -> (ModelConfig, privvid encoder weights)."""
+    raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = raw.get("model", raw.get("module", raw)) if isinstance(raw, dict) else None
+    if not isinstance(state, dict):
+        raise EngineError(f"{path} holds no state dict")
+    if any(k.startswith("encoder.") for k in state):
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    if "norm.weight" not in state:
+        raise EngineError(f"{path}: no final token norm (norm.weight): a mean-pooling fine-tuned model; import a "
+                          "pre-trained checkpoint")
+    w = state["patch_embed.proj.weight"]
+    dim, depth = int(w.shape[0]), 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
+    config = {"hidden_size": dim, "num_attention_heads": heads or max(1, dim // 64), "num_hidden_layers": depth,
+              "intermediate_size": hidden, "tubelet_size": int(w.shape[2]), "patch_size": int(w.shape[3]),
+              "num_frames": frames, "image_size": image_size}
+    cfg = _model_config(config, "sincos1d")
+    enc = {"patch_embed.weight": w, "patch_embed.bias": state["patch_embed.proj.bias"],
+           "norm.weight": state["norm.weight"], "norm.bias": state["norm.bias"]}
+    for i in range(depth):
+        src = f"blocks.{i}."
+        qkv = state[src + "attn.qkv.weight"]
+        zeros = torch.zeros(dim, dtype=qkv.dtype)
+        enc[src + "attn.qkv.weight"] = qkv
+        enc[src + "attn.qkv.bias"] = torch.cat([state.get(src + "attn.q_bias", zeros), zeros,
+                                                state.get(src + "attn.v_bias", zeros)])
+        for ours, theirs in _ORIG.items():
+            enc[src + ours] = state[src + theirs]
+    return cfg, {k: v.detach().clone().float().contiguous() for k, v in enc.items()}
+
+
+def save_videomae(path: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": to_videomae(encoder, cfg)}, path)
+    return path
+
+
+def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, image_size: int = 224,
+                      heads: int | None = None) -> Path:
+    """An HF folder or a VideoMAE ``.pth`` -> a privvid checkpoint folder (task ``imported``) that ``--init``
+    takes."""
+    from privvid.engine import checkpoint as ckpt
+    from privvid.engine.config import TrainConfig
+    from privvid.engine.model import Classifier
+
+    source = Path(source)
+    cfg, enc = load_hf(source) if source.is_dir() else from_videomae(source, frames, image_size, heads)
+    model = Classifier(cfg, {})
+    ckpt.load_into(model.encoder, enc, f"encoder of {source}")
+    ckpt.save_checkpoint(Path(out), model, {"task": "imported", "arch": cfg.arch(),
+                                            "train_config": TrainConfig(model=cfg).to_dict(), "heads": {},
+                                            "progress": {}, "imported_from": source.name})
+    return Path(out)
+
+
+def export_checkpoint(run: str | Path, out: str | Path, fmt: str) -> Path:
+    """A privvid checkpoint's encoder -> ``hf`` (a folder) or ``videomae`` (a .pth file)."""
+    from privvid.engine import checkpoint as ckpt
+    from privvid.engine.config import TrainConfig
+
+    meta = ckpt.read_meta(Path(run))
+    cfg = TrainConfig.from_dict(meta.get("train_config", {})).model
+    enc = ckpt.encoder_state(Path(run), cfg)
+    if fmt == "hf":
+        return save_hf(out, enc, cfg)
+    if fmt == "videomae":
+        return save_videomae(out, enc, cfg)
+    raise EngineError(f"unknown export format {fmt!r}; choose hf or videomae")
