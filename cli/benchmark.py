@@ -1,14 +1,15 @@
-"""``privvid benchmark run``: SynAPT-style transfer benchmark (pre-train recipes x downstream FT/LP)."""
+"""``privvid benchmark run|report``: the PPMA / Mask2Mesh / SynAPT protocol (recipes x downstream FT/LP)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from privvid.errors import PrivvidError
+from privvid.errors import ConfigError
 
 console = Console()
 app = typer.Typer(help="Pre-train, transfer and tabulate (SynAPT protocol).", no_args_is_help=True)
@@ -16,31 +17,72 @@ app = typer.Typer(help="Pre-train, transfer and tabulate (SynAPT protocol).", no
 
 @app.command("run")
 def run(
-    protocol: Optional[Path] = typer.Argument(None, help="Protocol JSON (recipes, tasks, preset); see docs/engine.md."),
-    out: Path = typer.Option(Path("runs/benchmark"), help="Where runs and results.json go."),
-    tiny: Optional[Path] = typer.Option(None, help="Instead of a protocol: the tiny demo on this folder of "
-                                                   "labelled clips (e.g. ../shared/data/action-clips)."),
+    protocol: Optional[Path] = typer.Argument(None, help="Protocol file (JSON or YAML: recipes, tasks, preset); "
+                                              "see docs/benchmark.md."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="smoke (every stage on tiny data made here) | "
+                                         "paper (the papers' protocol; needs --dataset)."),
+    dataset: Optional[List[str]] = typer.Option(None, "--dataset", help="paper: NAME=PATH for real, nh, m2m, synth."),
+    clips: Path = typer.Option(Path("../shared/data/action-clips"), help="smoke: the labelled real clips."),
+    out: Path = typer.Option(Path("runs/benchmark"), help="Where runs, results.json, table.md and results.png go."),
+    tiny: Optional[Path] = typer.Option(None, help="The older minutes-long demo on this folder of labelled clips."),
     device: Optional[str] = typer.Option(None),
 ) -> None:
-    """Run every recipe's stages, FT + LP on every task, and print the table with each task's bias B."""
+    """Run every recipe (finished steps are cached: a re-run or a killed run continues), FT + LP on every task,
+    and print the table with each task's representation bias B."""
     from privvid.benchmark.protocol import Protocol, run_protocol, tiny_protocol
     from privvid.benchmark.table import results_table
 
+    def say(text: str) -> None:
+        console.print(f"[dim]{escape(text)}[/dim]")
+
+    given = sum(x is not None for x in (protocol, preset, tiny))
+    if given != 1:
+        raise ConfigError("give exactly one of: a protocol file, --preset smoke|paper, --tiny CLIPS_DIR")
     if tiny is not None:
         proto = tiny_protocol(tiny, out / "data")
-    elif protocol is not None:
-        proto = Protocol.load(protocol)
+    elif preset is not None:
+        from privvid.benchmark import presets
+
+        if preset == "smoke":
+            proto = presets.smoke(out / "data", clips, say)
+        elif preset == "paper":
+            pairs = [d.partition("=") for d in dataset or []]
+            if any(not sep for _, sep, _ in pairs):
+                raise ConfigError("--dataset wants NAME=PATH")
+            proto = presets.paper({k: v for k, _, v in pairs})
+        else:
+            raise ConfigError(f"unknown protocol preset {preset!r}; choose smoke or paper")
     else:
-        raise PrivvidError("give a protocol file or --tiny CLIPS_DIR")
-    res = run_protocol(proto, out, device=device, log=lambda s: console.print(f"[dim]{s}[/dim]"))
+        assert protocol is not None
+        proto = Protocol.load(protocol)
+    res = run_protocol(proto, out, device=device, log=say)
     console.print(results_table(res))
+    _bias(res)
+    console.print(f"{res['steps']['run']} step(s) run, {res['steps']['cached']} cached; results: {out / 'results.json'}, "
+                  f"{out / 'table.md'}, {out / 'results.png'}")
+
+
+def _bias(res: dict) -> None:
     for task, b in res["bias"].items():
         if "error" in b:
-            console.print(f"bias of {task} not computed: {b['error']}")
+            console.print(f"bias of {escape(task)} not computed: {escape(b['error'])}")
         else:
-            console.print(f"{task}: M = {100 * b['M']:.1f}% (ImageNet frame features + linear probe), "
+            console.print(f"{escape(task)}: M = {100 * b['M']:.1f}% (ImageNet frame features + linear probe), "
                           f"M_rnd = {100 * b['M_rnd']:.1f}%, B = {b['B']:.2f}")
-    console.print(f"results: {out / 'results.json'}")
+
+
+@app.command("report")
+def report(folder: Path = typer.Argument(..., help="A finished benchmark folder (with results.json).")) -> None:
+    """Redraw table.md and results.png from results.json, and print the table."""
+    import json
+
+    from privvid.benchmark.table import results_table, write_report
+
+    paths = write_report(folder)
+    res = json.loads((folder / "results.json").read_text())
+    console.print(results_table(res))
+    _bias(res)
+    console.print(f"wrote {paths['table']} and {paths['plot']}")
 
 
 def register(main: typer.Typer) -> None:

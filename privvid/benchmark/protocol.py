@@ -17,6 +17,7 @@ linear classifier on frozen ImageNet image features of each clip's middle frame,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ class Stage:
 @dataclass
 class Recipe:
     name: str
-    stages: list[Stage]
+    stages: list[Stage] = field(default_factory=list)
+    average: dict[str, Any] | None = None       # {"of": [recipe names], "weights": "0.5,0.5"}: a fixed mix row
+    learned_mix: dict[str, Any] | None = None   # {"of": [...], "layerwise": false}: an LP row with learned alpha
 
 
 @dataclass
@@ -63,42 +66,77 @@ class Protocol:
     bias: bool = True
     workers: int | None = None
     eval_settings: dict[str, Any] = field(default_factory=dict)   # for every FT / LP run
+    seed: int = 0
+    datasets: dict[str, str] = field(default_factory=dict)       # names stages may use for their data
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> "Protocol":
         def path(p: str) -> str:
+            if p.startswith("ppma:"):
+                return p
             q = Path(p)
             return str(q if q.is_absolute() or base is None else base / q)
 
+        datasets = {k: path(v) for k, v in dict(d.get("datasets", {})).items()}
+
         def data_spec(s: str) -> str:
+            if s in datasets:
+                return f"{s}={datasets[s]}"
             if "=" in s and not Path(s).exists():
                 name, p = s.split("=", 1)
-                return f"{name}={path(p)}"
+                return f"{name}={datasets.get(p, path(p))}"
             return path(s)
 
         try:
-            recipes = [Recipe(r["name"], [Stage(s["task"], [data_spec(x) for x in s.get("data", [])],
-                                                s.get("epochs"), s.get("batch_size"), dict(s.get("settings", {})))
-                                          for s in r["stages"]])
-                       for r in d["recipes"]]
+            recipes = []
+            for r in d["recipes"]:
+                stages = [Stage(s["task"], [data_spec(x) for x in s.get("data", [])], s.get("epochs"),
+                                s.get("batch_size"), dict(s.get("settings", {}))) for s in r.get("stages", [])]
+                recipes.append(Recipe(r["name"], stages, r.get("average"), r.get("learned_mix")))
             tasks = [Task(t["name"], path(t["train"]), path(t["val"])) for t in d["tasks"]]
         except (KeyError, TypeError) as exc:
             raise EngineError(f"protocol is missing a field: {exc}") from None
+        names = [r.name for r in recipes]
+        if len(set(names)) != len(names):
+            raise EngineError("protocol recipes need unique names")
         for r in recipes:
+            kinds = sum(bool(x) for x in (r.stages, r.average, r.learned_mix))
+            if kinds != 1:
+                raise EngineError(f"recipe {r.name!r}: give exactly one of stages, average or learned_mix")
             for s in r.stages:
                 if s.task not in ("mae", "align", "scratch"):
                     raise EngineError(f"recipe {r.name!r}: unknown stage {s.task!r} (mae | align | scratch)")
+            mix = r.average or r.learned_mix
+            if mix is not None:
+                of = mix.get("of", [])
+                unknown = [x for x in of if x not in names or x == r.name]
+                if len(of) < 2 or unknown:
+                    raise EngineError(f"recipe {r.name!r}: 'of' needs two or more other recipes (unknown: {unknown})")
         return cls(d.get("name", "benchmark"), recipes, tasks, d.get("preset", "tiny"), d.get("size"),
                    tuple(d.get("modes", ("ft", "lp"))), d.get("eval_epochs"), d.get("eval_batch_size"),
-                   d.get("bias", True), d.get("workers"), dict(d.get("eval_settings", {})))
+                   d.get("bias", True), d.get("workers"), dict(d.get("eval_settings", {})), int(d.get("seed", 0)),
+                   datasets)
 
     @classmethod
     def load(cls, file: str | Path) -> "Protocol":
+        """A protocol from JSON, or from YAML when PyYAML is installed (``.yaml`` / ``.yml``)."""
         file = Path(file)
-        try:
-            return cls.from_dict(json.loads(file.read_text()), base=file.parent)
-        except json.JSONDecodeError as exc:
-            raise EngineError(f"{file} is not valid JSON: {exc}") from None
+        text = file.read_text()
+        if file.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise EngineError("a YAML protocol needs PyYAML (pip install pyyaml); or write it as JSON") from None
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise EngineError(f"{file} is not valid YAML: {exc}") from None
+        else:
+            try:
+                doc = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise EngineError(f"{file} is not valid JSON: {exc}") from None
+        return cls.from_dict(doc, base=file.parent)
 
 
 def representation_bias(task: Task, encoder: str = "efficientnet-lite0", seed: int = 0) -> dict[str, float]:
@@ -124,51 +162,142 @@ def representation_bias(task: Task, encoder: str = "efficientnet-lite0", seed: i
     return {"M": m, "M_rnd": m_rnd, "B": math.log2(m / m_rnd) if m > 0 else float("-inf")}
 
 
+def _key(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cached(folder: Path, key: str) -> dict[str, Any] | None:
+    """The recorded result of a finished step whose inputs hash to ``key``, else None."""
+    try:
+        done = json.loads((folder / "done.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return done if done.get("key") == key else None
+
+
+def _finish(folder: Path, key: str, result: dict[str, Any] | None = None) -> None:
+    from privvid.io.atomic import write_text_atomic
+
+    write_text_atomic(folder / "done.json", json.dumps({"key": key, **(result or {})}, indent=1))
+
+
 def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from privvid.engine.api import run_eval, run_train
+    """Run every recipe's stages (a stage starts from the previous one's checkpoint), then FT / LP each on every
+    task; averaging rows mix finished recipes' checkpoints, learned-mix rows probe with learned proportions.
+
+    Every step (stage, average, FT, LP) is cached under ``out`` with a key over everything it depends on
+    (its settings, its data, the key of the checkpoint it starts from, the protocol's seed): a re-run skips
+    finished steps, a killed run redoes only the step it was in. Every row is seeded (the same command twice
+    gives the same table)."""
+    from privvid.engine.api import run_average, run_eval, run_train
     from privvid.engine.checkpoint import save_checkpoint
     from privvid.engine.config import preset
     from privvid.engine.model import Classifier
 
+    import torch
+
     out = Path(out)
     say = log or (lambda s: None)
-    results: dict[str, Any] = {"protocol": proto.name, "rows": {}, "bias": {}}
+    results: dict[str, Any] = {"protocol": proto.name, "rows": {}, "top5": {}, "bias": {}, "seed": proto.seed,
+                               "steps": {"run": 0, "cached": 0}}
     ov = {k: v for k, v in (("epochs", proto.eval_epochs), ("batch_size", proto.eval_batch_size),
-                            ("workers", proto.workers)) if v is not None}
+                            ("workers", proto.workers), ("seed", proto.seed)) if v is not None}
+    checkpoints: dict[str, tuple[Path, str]] = {}   # recipe -> (checkpoint, its key)
+
+    def step(folder: Path, key: str, what: str, fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+        done = _cached(folder, key)
+        if done is not None:
+            results["steps"]["cached"] += 1
+            say(f"{what}: cached")
+            return done
+        say(what)
+        result = fn() or {}
+        _finish(folder, key, result)
+        results["steps"]["run"] += 1
+        return result
+
     for recipe in proto.recipes:
-        init: Path | None = None
-        for i, st in enumerate(recipe.stages):
-            stage_out = out / recipe.name / f"{i}_{st.task}"
-            if st.task == "scratch":
-                cfg = preset(proto.preset, "mae", proto.size)
-                save_checkpoint(stage_out, Classifier(cfg.model, {}),
-                                {"task": "scratch", "arch": cfg.model.arch(), "train_config": cfg.to_dict(),
-                                 "heads": {}, "progress": {}})
-            else:
-                say(f"{recipe.name}: {st.task} on {', '.join(st.data)}")
-                sov = {k: v for k, v in (("epochs", st.epochs), ("batch_size", st.batch_size),
-                                         ("workers", proto.workers)) if v is not None}
-                run_train(st.task, st.data, stage_out, preset_name=proto.preset,
-                          size=proto.size if init is None else None, init=init, device=device, overwrite=True,
-                          settings=st.settings, **sov)
-            init = stage_out
+        if recipe.stages:
+            init: Path | None = None
+            key = _key({"seed": proto.seed, "preset": proto.preset, "size": proto.size})
+            for i, st in enumerate(recipe.stages):
+                stage_out = out / "stages" / recipe.name / f"{i}_{st.task}"
+                key = _key({"after": key, "stage": st.__dict__, "workers": proto.workers})
+                if st.task == "scratch":
+                    def scratch(stage_out: Path = stage_out) -> None:
+                        cfg = preset(proto.preset, "mae", proto.size)
+                        torch.manual_seed(proto.seed)   # the reference row is seeded like every other
+                        save_checkpoint(stage_out, Classifier(cfg.model, {}),
+                                        {"task": "scratch", "arch": cfg.model.arch(), "train_config": cfg.to_dict(),
+                                         "heads": {}, "progress": {}})
+                    step(stage_out, key, f"{recipe.name}: scratch", scratch)
+                else:
+                    sov = {k: v for k, v in (("epochs", st.epochs), ("batch_size", st.batch_size),
+                                             ("workers", proto.workers), ("seed", proto.seed)) if v is not None}
+
+                    def stage(st: Stage = st, stage_out: Path = stage_out, init: Path | None = init,
+                              sov: dict[str, Any] = sov) -> None:
+                        run_train(st.task, st.data, stage_out, preset_name=proto.preset,
+                                  size=proto.size if init is None else None, init=init, device=device,
+                                  overwrite=True, settings=st.settings, **sov)
+                    step(stage_out, key, f"{recipe.name}: {st.task} on {', '.join(st.data)}", stage)
+                init = stage_out
+            assert init is not None
+            checkpoints[recipe.name] = (init, key)
+        elif recipe.average:
+            of = recipe.average["of"]
+            missing = [x for x in of if x not in checkpoints]
+            if missing:
+                raise EngineError(f"recipe {recipe.name!r} averages {missing}, which must come earlier in the protocol")
+            folder = out / "stages" / recipe.name / "average"
+            weights = recipe.average.get("weights")
+            key = _key({"average": [checkpoints[x][1] for x in of], "weights": weights})
+            step(folder, key, f"{recipe.name}: average of {', '.join(of)}",
+                 lambda folder=folder, of=of, weights=weights: run_average([checkpoints[x][0] for x in of],
+                                                                           weights, folder) and None)
+            checkpoints[recipe.name] = (folder, key)
+
         row: dict[str, float] = {}
+        row5: dict[str, float] = {}
         for task in proto.tasks:
             for mode in proto.modes:
-                say(f"{recipe.name}: {mode} on {task.name}")
-                res = run_eval(mode, [init], task.train, task.val, out / recipe.name / f"{mode}_{task.name}",
-                               preset_name=proto.preset, device=device, overwrite=True,
-                               settings=proto.eval_settings, **ov)
-                row[f"{task.name}/{mode}"] = res["eval"]["top1"]
+                if recipe.learned_mix:
+                    if mode != "lp":
+                        continue
+                    of = recipe.learned_mix["of"]
+                    inits = [checkpoints[x][0] for x in of]
+                    key = _key({"mix": [checkpoints[x][1] for x in of], "task": task.__dict__, "ov": ov,
+                                "layerwise": recipe.learned_mix.get("layerwise", False), "set": proto.eval_settings})
+                else:
+                    inits = [checkpoints[recipe.name][0]]
+                    key = _key({"init": checkpoints[recipe.name][1], "task": task.__dict__, "mode": mode, "ov": ov,
+                                "set": proto.eval_settings})
+                folder = out / "evals" / recipe.name / f"{mode}_{task.name}"
+
+                def evaluate(mode: str = mode, task: Task = task, folder: Path = folder,
+                             inits: list[Path] = inits, recipe: Recipe = recipe) -> dict[str, Any]:
+                    res = run_eval(mode, inits, task.train, task.val, folder, preset_name=proto.preset,
+                                   device=device, overwrite=True, settings=proto.eval_settings,
+                                   learn_mix=bool(recipe.learned_mix),
+                                   layerwise=bool((recipe.learned_mix or {}).get("layerwise", False)), **ov)
+                    ev = res["eval"]
+                    return {"top1": ev["top1"], "top5": ev["top5"], "n": ev["n"], "alpha": res.get("alpha")}
+                res = step(folder, key, f"{recipe.name}: {mode} on {task.name}", evaluate)
+                row[f"{task.name}/{mode}"] = res["top1"]
+                row5[f"{task.name}/{mode}"] = res["top5"]
         results["rows"][recipe.name] = row
+        results["top5"][recipe.name] = row5
     if proto.bias:
         for task in proto.tasks:
             try:
-                results["bias"][task.name] = representation_bias(task)
+                results["bias"][task.name] = representation_bias(task, seed=proto.seed)
             except Exception as exc:  # the bias row is optional; say why it is missing
                 results["bias"][task.name] = {"error": str(exc)}
+    from privvid.benchmark.table import write_report
+
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(out)
     return results
 
 

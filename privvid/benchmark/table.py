@@ -1,15 +1,43 @@
-"""Paper-style results table: rows = pre-training recipes, columns = downstream task x FT/LP top-1."""
+"""Paper-style results: rows = pre-training recipes, columns = downstream task x FT / LP (top-1, top-5), means.
+
+``results_table`` is the rich table the CLI prints; ``markdown_table`` the same laid out like the papers'
+Table 1 (each task's FT and LP top-1 with top-5 beside it, then the FT, LP and overall means, the bias row);
+``write_report(DIR)`` writes ``table.md`` and ``results.png`` from ``DIR/results.json`` (what
+``privvid benchmark report DIR`` redraws).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 
+def _columns(results: dict[str, Any]) -> list[str]:
+    rows: dict[str, dict[str, float]] = results["rows"]
+    tasks: list[str] = []
+    for r in rows.values():
+        for c in r:
+            if c.split("/")[0] not in tasks:
+                tasks.append(c.split("/")[0])
+    modes = ("ft", "lp")
+    return [f"{t}/{m}" for t in tasks for m in modes if any(f"{t}/{m}" in r for r in rows.values())]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _pct(v: float | None) -> str:
+    return f"{100 * v:.1f}" if v is not None else "-"
+
+
 def results_table(results: dict[str, Any]) -> Table:
     rows: dict[str, dict[str, float]] = results["rows"]
-    cols = sorted({c for r in rows.values() for c in r}, key=lambda c: (c.split("/")[0], c.split("/")[1] != "ft"))
+    cols = _columns(results)
     table = Table(title=f"{results.get('protocol', 'benchmark')}: top-1 (%)")
     table.add_column("pre-training")
     for c in cols:
@@ -18,9 +46,7 @@ def results_table(results: dict[str, Any]) -> Table:
     table.add_column("mean", justify="right")
     for name, row in rows.items():
         vals = [row.get(c) for c in cols]
-        present = [v for v in vals if v is not None]
-        table.add_row(name, *[f"{100 * v:.1f}" if v is not None else "-" for v in vals],
-                      f"{100 * sum(present) / len(present):.1f}" if present else "-")
+        table.add_row(name, *[_pct(v) for v in vals], _pct(_mean(vals)))
     bias = results.get("bias") or {}
     if bias:
         cells = []
@@ -29,3 +55,69 @@ def results_table(results: dict[str, Any]) -> Table:
             cells.append(f"{b['B']:.2f}" if "B" in b else "n/a")
         table.add_row("[italic]bias B = log2(M/M_rnd)[/italic]", *cells, "")
     return table
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """Table 1 layout: one column pair per task and mode (top-1 / top-5), then mean FT, mean LP, mean."""
+    rows: dict[str, dict[str, float]] = results["rows"]
+    top5: dict[str, dict[str, float]] = results.get("top5") or {}
+    cols = _columns(results)
+    head = ["pre-training"] + [f"{c.split('/')[0]} {c.split('/')[1].upper()}" for c in cols] + [
+        "mean FT", "mean LP", "mean"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in rows.items():
+        cells = []
+        for c in cols:
+            t1, t5 = row.get(c), (top5.get(name) or {}).get(c)
+            cells.append(f"{_pct(t1)} / {_pct(t5)}" if t5 is not None else _pct(t1))
+        ft = _mean([row.get(c) for c in cols if c.endswith("/ft")])
+        lp = _mean([row.get(c) for c in cols if c.endswith("/lp")])
+        lines.append("| " + " | ".join([name, *cells, _pct(ft), _pct(lp), _pct(_mean([row.get(c) for c in cols]))])
+                     + " |")
+    bias = results.get("bias") or {}
+    if bias:
+        cells = [f"{bias.get(c.split('/')[0], {}).get('B', float('nan')):.2f}" if "B" in bias.get(c.split("/")[0], {})
+                 else "n/a" for c in cols]
+        lines.append("| *bias B = log2(M / M_rnd)* | " + " | ".join(cells) + " | | | |")
+    note = (f"\nTop-1 / top-5 accuracy (%) on each task's val list; seed {results.get('seed', 0)}; "
+            f"protocol `{results.get('protocol', 'benchmark')}`.\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows: dict[str, dict[str, float]] = results["rows"]
+    cols = _columns(results)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cols) * max(1, len(rows)) / 2), 4))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(cols))
+    for i, (name, row) in enumerate(rows.items()):
+        ax.bar(x + i * width, [100 * (row.get(c) or 0) for c in cols], width, label=name)
+    ax.set_xticks(x + width * (len(rows) - 1) / 2, [f"{c.split('/')[0]}\n{c.split('/')[1].upper()}" for c in cols])
+    ax.set_ylabel("top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(results.get("protocol", "benchmark"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(folder: str | Path) -> dict[str, Path]:
+    """``table.md`` and ``results.png`` from ``folder/results.json``."""
+    from privvid.engine.config import EngineError
+    from privvid.io.atomic import write_text_atomic
+
+    folder = Path(folder)
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"{folder} has no readable results.json ({exc}); run privvid benchmark run first") from None
+    return {"table": write_text_atomic(folder / "table.md", markdown_table(results)),
+            "plot": plot(results, folder / "results.png")}

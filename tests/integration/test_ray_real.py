@@ -22,7 +22,7 @@ from privvid.io import read_frames
 pytestmark = pytest.mark.slow
 
 CLIPS = ("sam2_juggle.mp4", "mmaction2_demo_skeleton_two_people.mp4", "propainter_test-sample1.mp4")
-FRAMES = 24
+FRAMES = 48  # a few seconds a clip: long enough to kill its worker inside it
 
 
 def _short_clips(shared_data: Path, folder: Path) -> None:
@@ -59,14 +59,16 @@ def test_ray_run_survives_a_killed_worker_and_resumes(shared_data, tmp_path):
             src, out, AnonymizeConfig(mode="remove"), executor="ray")))
         run.start()
         deadline = time.time() + 240
+        seen: dict[int, float] = {}
         while time.time() < deadline and not killed and run.is_alive():
-            workers = _task_workers()
-            if workers:
-                time.sleep(3.0)  # into the clip: models loaded, frames being written
-                for pid in _task_workers()[:1]:
+            now = time.time()
+            for pid in _task_workers():
+                seen.setdefault(pid, now)
+                if now - seen[pid] >= 1.0:   # into its clip: models loaded, frames being written
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
-            time.sleep(0.2)
+                    break
+            time.sleep(0.1)
         run.join(timeout=600)
     finally:
         ray.shutdown()

@@ -1,0 +1,96 @@
+"""The benchmark runner on generated clips: stage graph and caching (a re-run skips finished steps, a killed
+run redoes only the unfinished one, a changed setting reruns what depends on it), seeded rows, averaging and
+learned-mix rows, the table writer against a hand-made results file, protocol errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import moving_square_frames, write_video
+from privvid.benchmark.protocol import Protocol, run_protocol
+from privvid.benchmark.table import markdown_table
+from privvid.engine.config import EngineError
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("val", 1)):
+        rows = ["path,label"]
+        for label in ("small", "big"):
+            for i in range(n):
+                frames = moving_square_frames(10, width=48, height=40, size=8 if label == "small" else 20)
+                frames = [np.clip(f.astype(int) + int(rng.integers(-15, 15)), 0, 255).astype(np.uint8) for f in frames]
+                rel = f"{label}/{split}{i}.mp4"
+                write_video(root / rel, frames)
+                rows.append(f"{rel},{label}")
+        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _proto(clips: Path, mae_epochs: int = 1) -> Protocol:
+    return Protocol.from_dict({
+        "name": "unit", "preset": "tiny", "size": "nano", "seed": 3, "workers": 0, "eval_epochs": 1,
+        "eval_batch_size": 2, "bias": False, "datasets": {"real": "train.csv"},
+        "recipes": [
+            {"name": "Scratch", "stages": [{"task": "scratch"}]},
+            {"name": "MAE", "stages": [{"task": "mae", "data": ["real"], "epochs": mae_epochs, "batch_size": 2,
+                                        "settings": {"mae.repeats": 1}}]},
+            {"name": "avg", "average": {"of": ["Scratch", "MAE"], "weights": "0.5,0.5"}},
+            {"name": "mix", "learned_mix": {"of": ["Scratch", "MAE"]}},
+        ],
+        "tasks": [{"name": "squares", "train": "train.csv", "val": "val.csv"}],
+    }, base=clips)
+
+
+def test_stages_are_cached_seeded_and_rerun_only_when_needed(clips, tmp_path):
+    first = run_protocol(_proto(clips), tmp_path / "a")
+    # scratch + mae + average = 3 stages; FT + LP for Scratch, MAE, avg = 6; the mix row is LP only = 1
+    assert first["steps"] == {"run": 10, "cached": 0}
+    assert set(first["rows"]) == {"Scratch", "MAE", "avg", "mix"} and set(first["rows"]["mix"]) == {"squares/lp"}
+    again = run_protocol(_proto(clips), tmp_path / "a")
+    assert again["steps"] == {"run": 0, "cached": 10} and again["rows"] == first["rows"]
+    # a run killed inside one step: that step left no done.json; only it runs again
+    (tmp_path / "a" / "evals" / "MAE" / "lp_squares" / "done.json").unlink()
+    assert run_protocol(_proto(clips), tmp_path / "a")["steps"] == {"run": 1, "cached": 9}
+    # another MAE setting: the MAE stage, the average built on it and every eval after them rerun
+    changed = run_protocol(_proto(clips, mae_epochs=2), tmp_path / "a")
+    # cached: the scratch stage and its FT and LP; run: MAE, the average, their FT and LP, the mix's LP
+    assert changed["steps"] == {"run": 7, "cached": 3}
+    # seeded: the same protocol in a fresh folder gives the same table
+    other = run_protocol(_proto(clips), tmp_path / "b")
+    assert other["rows"] == first["rows"] and other["top5"] == first["top5"]
+    table = (tmp_path / "b" / "table.md").read_text()
+    assert table.startswith("| pre-training | squares FT | squares LP | mean FT | mean LP | mean |")
+    assert (tmp_path / "b" / "results.png").stat().st_size > 1000
+    alpha = json.loads((tmp_path / "b" / "evals" / "mix" / "lp_squares" / "done.json").read_text())["alpha"]
+    assert len(alpha) == 1 and sum(alpha[0]) == pytest.approx(1.0)
+
+
+def test_markdown_table_against_a_hand_made_results_file():
+    results = {"protocol": "hand", "seed": 0,
+               "rows": {"A": {"t1/ft": 0.5, "t1/lp": 0.25, "t2/ft": 1.0, "t2/lp": 0.75}, "B": {"t1/lp": 0.1}},
+               "top5": {"A": {"t1/ft": 0.9, "t1/lp": 0.8, "t2/ft": 1.0, "t2/lp": 1.0}},
+               "bias": {"t1": {"M": 0.5, "M_rnd": 0.25, "B": 1.0}}}
+    lines = markdown_table(results).splitlines()
+    assert lines[0] == "| pre-training | t1 FT | t1 LP | t2 FT | t2 LP | mean FT | mean LP | mean |"
+    assert lines[2] == "| A | 50.0 / 90.0 | 25.0 / 80.0 | 100.0 / 100.0 | 75.0 / 100.0 | 75.0 | 50.0 | 62.5 |"
+    assert lines[3] == "| B | - | 10.0 | - | - | - | 10.0 | 10.0 |"
+    assert lines[4].startswith("| *bias B = log2(M / M_rnd)* | 1.00 | 1.00 | n/a | n/a |")
+
+
+def test_protocol_errors_are_named():
+    base = {"tasks": [], "recipes": []}
+    for recipes, words in (
+        ([{"name": "x", "stages": [{"task": "dance"}]}], "unknown stage"),
+        ([{"name": "x", "stages": [{"task": "scratch"}]}, {"name": "x", "stages": [{"task": "scratch"}]}], "unique"),
+        ([{"name": "a", "average": {"of": ["a", "zzz"]}}], "two or more other recipes"),
+        ([{"name": "a"}], "exactly one of"),
+    ):
+        with pytest.raises(EngineError, match=words):
+            Protocol.from_dict({**base, "recipes": recipes})
