@@ -19,7 +19,7 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 import privvid
-from privvid.cli import anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark
+from privvid.cli import anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark, synth
 from privvid.errors import PrivvidError
 
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -80,7 +80,7 @@ def _main(
     """Privacy-preserving action-video datasets: remove or replace people, curate, audit, train."""
 
 
-for _module in (anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark):
+for _module in (anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark, synth):
     _module.register(app)
 
 
