@@ -88,13 +88,19 @@ def report_command(
     verdicts: List[Path] = typer.Argument(..., help="verdicts.json file(s), one per reviewer."),
     sample_folder: Optional[Path] = typer.Option(None, "--sample", help="QA folder, to count unreviewed clips."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON."),
+    audit: Optional[Path] = typer.Option(None, "--audit", help="qa audit's CSV (DATASET/.privvid/audit.csv): its "
+                                         "flags beside the verdicts."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the report as Markdown (for "
+                                            "the datasheet)."),
 ) -> None:
-    """Pass rate with a Wilson 95% interval, overall and per class."""
+    """Pass rate with a Wilson 95% interval, overall, per class and per reviewer; agreement (Cohen's and
+    Fleiss' kappa), disagreements, merged majority verdicts and ties; the audit's flags beside them."""
     from privvid.qa import report
+    from privvid.qa.report import report_markdown
     from privvid.qa.sample import load_sample
 
     sample = load_sample(sample_folder) if sample_folder else None
-    rep = report(verdicts, sample)
+    rep = report(verdicts, sample, audit)
     table = Table(title="QA verdicts per class")
     for col in ("class", "pass rate", "95% CI", "pass", "person visible", "artefact", "occlusion"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -114,8 +120,31 @@ def report_command(
                   f"95% CI {c['ci95'][0]:.1%}-{c['ci95'][1]:.1%}; reviewers: {len(rep['files'])}")
     if rep.get("unreviewed"):
         console.print(f"[yellow]{len(rep['unreviewed'])} of {rep['sampled']} sampled clips have no verdict yet[/yellow]")
+    ag = rep["agreement"]
+    if len(ag["per_reviewer"]) > 1:
+        rt = Table(title="reviewers")
+        for col in ("reviewer", "pass rate", "95% CI"):
+            rt.add_column(col, justify="left" if col == "reviewer" else "right")
+        for name, r in ag["per_reviewer"].items():
+            rt.add_row(escape(name), f"{r['rate']:.1%} ({r['passed']}/{r['n']})" if r["n"] else "n/a",
+                       f"{r['ci95'][0]:.1%}-{r['ci95'][1]:.1%}")
+        console.print(rt)
+        for pair, v in ag["cohen"].items():
+            k = "n/a" if v["kappa"] is None else f"{v['kappa']:.3f}"
+            console.print(f"Cohen's kappa {escape(pair)}: {k} over {v['clips']} clips")
+        fk = ag["fleiss"]["kappa"]
+        console.print(f"Fleiss' kappa: {'n/a' if fk is None else f'{fk:.3f}'} over {ag['fleiss']['clips']} clips; "
+                      f"{len(ag['disagreements'])} disagreement(s); merged verdicts pass "
+                      f"{ag['merged_rate']['passed']}/{ag['merged_rate']['n']}; ties to adjudicate: "
+                      + (", ".join(ag["ties"]) or "none"))
+    if "audit" in rep:
+        flagged = sum(bool(b["audit_flagged"]) for b in rep["audit"])
+        console.print(f"audit: {flagged} of {len(rep['audit'])} reviewed clips flagged; reviewers failed "
+                      f"{len(rep['audit_missed'])} clip(s) the audit passed")
     if json_out:
         json_out.write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
+    if markdown:
+        markdown.write_text(report_markdown(rep), encoding="utf-8")
 
 
 @app.command("audit")

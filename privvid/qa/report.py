@@ -32,6 +32,87 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def cohen_kappa(a: Sequence[str], b: Sequence[str], categories: Sequence[str] = VERDICTS) -> float | None:
+    """Cohen's kappa of two reviewers' verdicts on the same clips (in the same order); None when undefined
+    (no clips, or both always gave the same single verdict)."""
+    n = len(a)
+    if n == 0 or n != len(b):
+        return None
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    expected = sum((a.count(c) / n) * (b.count(c) / n) for c in categories)
+    return None if expected >= 1.0 else (observed - expected) / (1 - expected)
+
+
+def fleiss_kappa(ratings: Sequence[Sequence[str]], categories: Sequence[str] = VERDICTS) -> float | None:
+    """Fleiss' kappa for clips each rated by the same number (>= 2) of reviewers; None when undefined."""
+    rows = [list(r) for r in ratings]
+    if not rows or len({len(r) for r in rows}) != 1 or len(rows[0]) < 2:
+        return None
+    n, raters = len(rows), len(rows[0])
+    counts = [[r.count(c) for c in categories] for r in rows]
+    p_i = [(sum(x * x for x in row) - raters) / (raters * (raters - 1)) for row in counts]
+    p_bar = sum(p_i) / n
+    p_j = [sum(row[j] for row in counts) / (n * raters) for j in range(len(categories))]
+    p_e = sum(p * p for p in p_j)
+    return None if p_e >= 1.0 else (p_bar - p_e) / (1 - p_e)
+
+
+def merge(clip_verdicts: dict[str, dict[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """Majority verdict per clip (reviewer -> verdict); ties are listed for adjudication and get no merged
+    verdict. A clip seen by one reviewer takes that verdict."""
+    merged, ties = {}, []
+    for clip, by_reviewer in sorted(clip_verdicts.items()):
+        votes: dict[str, int] = {}
+        for verdict in by_reviewer.values():
+            votes[verdict] = votes.get(verdict, 0) + 1
+        top = max(votes.values())
+        leaders = [v for v, c in votes.items() if c == top]
+        if len(leaders) == 1:
+            merged[clip] = leaders[0]
+        else:
+            ties.append(clip)
+    return merged, ties
+
+
+def agreement(docs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """Per-reviewer pass rates, pairwise Cohen's kappa, Fleiss' kappa over clips every reviewer saw, the
+    clips they disagree on, merged verdicts and ties."""
+    by_clip: dict[str, dict[str, str]] = {}
+    classes: dict[str, str] = {}
+    per_reviewer = {}
+    for name, doc in zip(names, docs):
+        verdicts = doc["verdicts"]
+        passed = sum(e["verdict"] == "pass" for e in verdicts.values())
+        per_reviewer[name] = _rate(passed, len(verdicts))
+        for clip, entry in verdicts.items():
+            by_clip.setdefault(clip, {})[name] = entry["verdict"]
+            classes[clip] = str(entry["class"])
+    pairs = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = sorted(c for c, v in by_clip.items() if a in v and b in v)
+            pairs[f"{a} / {b}"] = {"clips": len(shared), "kappa": cohen_kappa([by_clip[c][a] for c in shared],
+                                                                               [by_clip[c][b] for c in shared])}
+    everyone = sorted(c for c, v in by_clip.items() if len(v) == len(names))
+    fleiss = fleiss_kappa([[by_clip[c][r] for r in names] for c in everyone]) if len(names) >= 2 else None
+    disagree = [{"clip": c, "class": classes[c], "verdicts": by_clip[c]} for c in sorted(by_clip)
+                if len(set(by_clip[c].values())) > 1]
+    merged, ties = merge(by_clip)
+    merged_pass = sum(v == "pass" for v in merged.values())
+    return {"per_reviewer": per_reviewer, "cohen": pairs, "fleiss": {"clips": len(everyone), "kappa": fleiss},
+            "disagreements": disagree, "merged": merged, "ties": ties, "merged_rate": _rate(merged_pass, len(merged))}
+
+
+def _audit_flags(audit_csv: Path) -> dict[str, dict[str, Any]]:
+    """clip rel -> the audit's row (flagged, reason, suspicion) from ``qa audit``'s CSV."""
+    import csv
+
+    if not audit_csv.is_file():
+        raise QAError(f"audit CSV not found: {audit_csv} (run privvid qa audit DATASET first)")
+    with open(audit_csv, newline="", encoding="utf-8") as fh:
+        return {row["rel"]: row for row in csv.DictReader(fh) if "rel" in row}
+
+
 def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise QAError(f"verdict file not found: {path}")
@@ -54,8 +135,11 @@ def _rate(passed: int, n: int) -> dict[str, Any]:
     return {"passed": passed, "n": n, "rate": passed / n if n else None, "ci95": [low, high]}
 
 
-def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Statistics of one or more verdict files. ``sample`` (sample.json) adds unreviewed counts."""
+def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | None = None,
+           audit_csv: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Statistics of one or more verdict files (one per reviewer): pass rates with Wilson intervals, per class
+    and per reviewer, agreement (Cohen's and Fleiss' kappa), disagreements, merged majority verdicts and ties.
+    ``sample`` (sample.json) adds unreviewed counts; ``audit_csv`` puts ``qa audit``'s flags beside them."""
     if not paths:
         raise QAError("give at least one verdicts.json")
     docs = [_load(Path(p)) for p in paths]
@@ -91,10 +175,30 @@ def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | Non
         "counts": counts,
         "per_class": classes,
     }
+    names = [doc.get("reviewer") or Path(p).stem for doc, p in zip(docs, paths)]
+    if len(set(names)) != len(names):
+        names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
+    out["agreement"] = agreement(docs, names)
     if sample is not None:
         ids = {item["id"] for item in sample.get("items", [])}
         out["unreviewed"] = sorted(ids - set(clip_verdicts))
         out["sampled"] = len(ids)
+    if audit_csv is not None:
+        flags = _audit_flags(Path(audit_csv))
+        rel_of = {}
+        for doc in docs:
+            for clip, entry in doc["verdicts"].items():
+                rel_of[clip] = entry.get("rel", "")
+        beside = []
+        for clip in sorted(clip_verdicts):
+            row = flags.get(rel_of.get(clip, ""))
+            beside.append({"clip": clip, "rel": rel_of.get(clip, ""), "verdicts": clip_verdicts[clip],
+                           "merged": out["agreement"]["merged"].get(clip),
+                           "audit_flagged": None if row is None else row.get("flagged") in ("True", "true", "1"),
+                           "audit_reason": None if row is None else row.get("reason", "")})
+        out["audit"] = beside
+        missed = [b for b in beside if b["audit_flagged"] is False and b["merged"] not in (None, "pass")]
+        out["audit_missed"] = [b["clip"] for b in missed]   # reviewers failed a clip the audit passed
     return out
 
 
@@ -113,4 +217,23 @@ def report_markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {label} | {row['rate']:.1%} ({row['passed']}/{row['n']}) | "
                      f"{row['ci95'][0]:.1%}-{row['ci95'][1]:.1%} | "
                      + " | ".join(str(row["counts"][v]) for v in VERDICTS) + " |")
+    ag = rep.get("agreement")
+    if ag:
+        lines += ["", "| reviewer | pass rate |", "|---|---|"]
+        lines += [f"| {name} | {fmt(r)} |" for name, r in ag["per_reviewer"].items()]
+        def kappa(k: float | None) -> str:
+            return "n/a" if k is None else f"{k:.3f}"
+        if ag["cohen"]:
+            lines += ["", "| reviewers | clips both saw | Cohen's kappa |", "|---|---|---|"]
+            lines += [f"| {pair} | {v['clips']} | {kappa(v['kappa'])} |" for pair, v in ag["cohen"].items()]
+        lines += ["", f"- Fleiss' kappa over the {ag['fleiss']['clips']} clips every reviewer saw: "
+                      f"{kappa(ag['fleiss']['kappa'])}",
+                  f"- merged (majority) verdicts: {fmt(ag['merged_rate'])} pass; ties to adjudicate: "
+                  + (", ".join(ag["ties"]) if ag["ties"] else "none"),
+                  f"- clips the reviewers disagree on: {len(ag['disagreements'])}"]
+    if "audit" in rep:
+        flagged = sum(bool(b["audit_flagged"]) for b in rep["audit"])
+        lines += [f"- automatic audit: {flagged} of {len(rep['audit'])} reviewed clips flagged; reviewers failed "
+                  f"{len(rep['audit_missed'])} clip(s) the audit passed"
+                  + (f" ({', '.join(rep['audit_missed'][:10])})" if rep["audit_missed"] else "")]
     return "\n".join(lines) + "\n"

@@ -309,3 +309,46 @@ def test_sample_finds_originals_from_the_input_folder(tmp_path: Path) -> None:
     assert all(len(i["original_frames"]) == 2 and not i["problems"] for i in found.items)
     unknown = sample(out, tmp_path / "qa2", per_class=1, seed=0, frames=2)
     assert all("--originals" in i["problems"][0] for i in unknown.items)
+
+
+def test_kappa_against_hand_computed_examples() -> None:
+    from privvid.qa.report import cohen_kappa, fleiss_kappa
+
+    # two reviewers, 10 clips: agree on 7 (5 pass, 2 person_visible); p_o = 0.7
+    a = ["pass"] * 6 + ["person_visible"] * 4
+    b = ["pass"] * 5 + ["person_visible"] + ["person_visible"] * 2 + ["pass"] * 2
+    # marginals: a pass 0.6 / pv 0.4, b pass 0.7 / pv 0.3 -> p_e = 0.42 + 0.12 = 0.54; kappa = 0.16 / 0.46
+    assert cohen_kappa(a, b) == pytest.approx(0.16 / 0.46)
+    assert cohen_kappa(["pass"] * 3, ["pass"] * 3) is None
+    # Fleiss: 3 clips x 3 reviewers, categories pass / artefact
+    ratings = [["pass", "pass", "pass"], ["pass", "pass", "artefact"], ["artefact", "artefact", "artefact"]]
+    # P_i = 1, 1/3, 1 -> P_bar = 7/9; p_pass = 5/9, p_art = 4/9 -> P_e = 41/81; kappa = (63/81 - 41/81) / (40/81)
+    assert fleiss_kappa(ratings) == pytest.approx(22 / 40)
+
+
+def test_report_with_three_reviewers_merges_lists_ties_and_sets_the_audit_beside(tmp_path: Path) -> None:
+    from privvid.qa.report import report, report_markdown
+
+    def save(name: str, verdicts: dict[str, str]) -> Path:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"reviewer": name, "verdicts": {
+            clip: {"class": "c", "rel": f"c/{clip}", "verdict": v} for clip, v in verdicts.items()}}))
+        return path
+
+    files = [save("ann", {"1": "pass", "2": "pass", "3": "person_visible", "4": "pass"}),
+             save("bob", {"1": "pass", "2": "artefact", "3": "person_visible", "4": "occlusion"}),
+             save("cy", {"1": "pass", "2": "pass", "3": "pass"})]
+    audit = tmp_path / "audit.csv"
+    audit.write_text("rank,rel,flagged,reason\n1,c/3,True,person hits\n2,c/2,False,\n3,c/1,False,\n4,c/4,False,\n")
+    rep = report(files, audit_csv=audit)
+    ag = rep["agreement"]
+    assert {k: (v["passed"], v["n"]) for k, v in ag["per_reviewer"].items()} == {"ann": (3, 4), "bob": (1, 4),
+                                                                                "cy": (3, 3)}
+    assert ag["merged"] == {"1": "pass", "2": "pass", "3": "person_visible"} and ag["ties"] == ["4"]
+    assert [d["clip"] for d in ag["disagreements"]] == ["2", "3", "4"]
+    assert ag["fleiss"]["clips"] == 3 and ag["cohen"]["ann / bob"]["clips"] == 4
+    assert rep["clips"]["passed"] == 1 and rep["reviews"]["n"] == 11 and rep["reviews"]["passed"] == 7
+    flags = {b["clip"]: b["audit_flagged"] for b in rep["audit"]}
+    assert flags == {"1": False, "2": False, "3": True, "4": False} and rep["audit_missed"] == []
+    text = report_markdown(rep)
+    assert "| ann | 75.0% (3/4)" in text and "ties to adjudicate: 4" in text and "Fleiss' kappa" in text
