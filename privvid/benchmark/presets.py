@@ -72,9 +72,9 @@ def smoke(data: str | Path, clips_root: str | Path, say: Callable[[str], None] |
     synth = data / "synth"
     if not (synth / "val.csv").is_file():
         say("smoke data: privvid synth")
-        from privvid.synth import synthesize
+        from privvid.synth import SynthSettings, synthesize
 
-        synthesize(synth, classes=6, per_class=8, frames=16, size=(64, 64), seed=0)
+        synthesize(synth, SynthSettings(classes=6, per_class=8, frames=16, width=64, height=64, seed=0))
     doc = {
         "name": "smoke", "preset": "tiny", "size": "nano", "seed": 0, "workers": 0,
         "eval_epochs": 4, "eval_batch_size": 6,
