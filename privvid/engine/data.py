@@ -74,44 +74,24 @@ def load_source(spec: str | Path, root: str | Path | None = None, name: str | No
     ``SHARDS:train`` one split) or one shard ``.tar``."""
     path = Path(spec)
     text = str(spec)
+    base, _, split = text.rpartition(":")
+    src: Source | None = None
     if text.startswith("ppma:"):
         from privvid.engine.downstream import downstream_source
 
         src = downstream_source(text, root)
-        if name:
-            src.name = name
-        if check:
-            validate_source(src, require_labels=require_labels)
-        return src
-    base, _, split = text.rpartition(":")
-    if not path.exists() and base and Path(base).is_dir() and (Path(base) / "manifest.json").is_file():
+    elif not path.exists() and base and Path(base).is_dir() and (Path(base) / "manifest.json").is_file():
         src = _shard_source(Path(base), split)
-        if name:
-            src.name = name
-        if check:
-            validate_source(src, require_labels=require_labels)
-        return src
-    if not path.exists() and base and (Path(base) / ".privvid").is_dir():
+    elif not path.exists() and base and (Path(base) / ".privvid").is_dir():
         src = _output_source(Path(base), split)
-        if name:
-            src.name = name
-        if check:
-            validate_source(src, require_labels=require_labels)
-        return src
-    if path.is_dir() and (path / "manifest.json").is_file() and _is_shard_folder(path):
+    elif path.is_dir() and (path / "manifest.json").is_file() and _is_shard_folder(path):
         src = _shard_source(path, None)
     elif path.is_dir() and (path / ".privvid").is_dir():
         src = _output_source(path, None)
     elif path.suffix == ".tar" and path.is_file() and _is_shard_folder(path.parent):
         src = _shard_source(path.parent, None, only=path.name)
-    else:
-        src = None
     if src is not None:
-        if name:
-            src.name = name
-        if check:
-            validate_source(src, require_labels=require_labels)
-        return src
+        return _finish(src, name, check, require_labels)
     if not path.exists():
         raise EngineError(f"data source {path} does not exist (give a list .txt/.csv or a class-per-folder directory)")
     root_p = Path(root) if root is not None else None
@@ -126,6 +106,10 @@ def load_source(spec: str | Path, root: str | Path | None = None, name: str | No
             src = _list_source(path, root_p, csv_format=True)
         else:
             src = _list_source(path, root_p, csv_format=False)
+    return _finish(src, name, check, require_labels)
+
+
+def _finish(src: Source, name: str | None, check: bool, require_labels: bool) -> Source:
     if name:
         src.name = name
     if check:
