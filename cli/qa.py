@@ -25,20 +25,29 @@ def sample_command(
     height: int = typer.Option(180, help="Height of the frames shown (px)."),
     originals: Optional[Path] = typer.Option(None, "--originals", help="The input folder (or clip) given to "
                                              "anonymize: sidecars name each input relative to it."),
+    order: str = typer.Option("class", "--order", help="Order of the clips on the review page: class (class, then "
+                              "path), random (seeded shuffle) or risk (the audit's most suspicious first; needs "
+                              "the audit CSV)."),
+    audit: Optional[Path] = typer.Option(None, "--audit", help="qa audit's CSV (default DATASET/.privvid/audit.csv "
+                                         "when it exists): its flag and suspicion are shown per clip."),
+    preview_seconds: float = typer.Option(10.0, "--preview-seconds", help="Length of the preview videos "
+                                          "(original, anonymised, mask overlay); 0 = frames only."),
 ) -> None:
-    """Draw a seeded, class-balanced sample and extract original/anonymised frames for review."""
+    """Draw a seeded, class-balanced sample; extract original/anonymised frames and preview videos for review."""
     from privvid.qa import sample
 
     result = sample(dataset, out, per_class=per_class, seed=seed, frames=frames, thumb_height=height,
-                    originals=originals)
+                    originals=originals, order=order, audit_csv=audit, preview_seconds=preview_seconds)
     problems = sum(bool(i["problems"]) for i in result.items)
-    console.print(f"sampled {len(result.items)} clips from {len(result.classes)} class(es) into {out}")
+    masks = sum(bool((i.get("preview") or {}).get("mask")) for i in result.items)
+    console.print(f"sampled {len(result.items)} clips from {len(result.classes)} class(es) into {out} "
+                  f"(order: {order}; {masks} with a mask overlay)")
     if result.short_classes:
         console.print(f"[yellow]{len(result.short_classes)} class(es) have fewer than {per_class} clips[/yellow]: "
                       + ", ".join(f"{k} ({v})" for k, v in sorted(result.short_classes.items())[:10]))
     if problems:
         console.print(f"[yellow]{problems} clip(s) with problems[/yellow] (missing or unreadable original); see sample.json")
-    console.print(f"next: privvid qa sheet {out}   then   privvid qa serve {out}")
+    console.print(f"next: privvid qa sheet {out}   then   privvid qa serve {out} [--reviewer NAME]")
 
 
 @app.command("sheet")
@@ -49,7 +58,8 @@ def sheet_command(folder: Path = typer.Argument(..., help="QA folder written by 
     path = write_sheet(folder)
     console.print(f"wrote {path}")
     console.print(f"review with saving to {folder}/verdicts.json: privvid qa serve {folder}   "
-                  "(or open the file and use its download button)")
+                  f"(one file per reviewer: --reviewer NAME saves {folder}/verdicts-NAME.json; "
+                  "or open the file and use its download button)")
 
 
 @app.command("serve")
@@ -58,13 +68,16 @@ def serve_command(
     port: int = typer.Option(8765, help="Port on 127.0.0.1 (0 = any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but a loopback address makes the "
                                                "page and the raw original frames reachable from the network."),
-    verdicts: Optional[Path] = typer.Option(None, help="Where verdicts are saved (default FOLDER/verdicts.json)."),
+    verdicts: Optional[Path] = typer.Option(None, help="Where verdicts are saved (default FOLDER/verdicts.json, "
+                                            "or FOLDER/verdicts-NAME.json with --reviewer)."),
+    reviewer: Optional[str] = typer.Option(None, "--reviewer", help="Reviewer name (letters, digits, _ and -): "
+                                           "saves to FOLDER/verdicts-NAME.json, one file per reviewer."),
 ) -> None:
-    """Serve the review page; every verdict click is saved to verdicts.json."""
+    """Serve the review page; every verdict is saved to verdicts.json (verdicts-NAME.json with --reviewer)."""
     from privvid.qa import make_server
     from privvid.qa.sheet import is_loopback
 
-    server = make_server(folder, host=host, port=port, verdicts=verdicts)
+    server = make_server(folder, host=host, port=port, verdicts=verdicts, reviewer=reviewer)
     wildcard = host.strip("[]") in ("0.0.0.0", "::")
     if not is_loopback(host):
         shown = escape(host)
@@ -74,7 +87,8 @@ def serve_command(
             "answered only when addressed to " + ("a loopback name (bind a specific address to review from another "
                                                   "machine)" if wildcard else f"a loopback name or {shown}") + ".")
     url_host = "127.0.0.1" if wildcard else str(server.server_address[0])
-    console.print(f"review page: http://{url_host}:{server.server_address[1]}/index.html  (Ctrl-C stops)")
+    saving = f"; reviewer {escape(reviewer)}" if reviewer else ""
+    console.print(f"review page: http://{url_host}:{server.server_address[1]}/index.html  (Ctrl-C stops{saving})")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

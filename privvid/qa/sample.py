@@ -1,27 +1,37 @@
 """``privvid qa sample``: a seeded, class-balanced sample of anonymised clips for manual review.
 
 PPMA reviewed 4 random clips per class, Mask2Mesh 5. For each sampled clip the QA folder gets
-a few frames of the original and of the anonymised video at the same relative times (JPEG),
-so the review page can show them side by side without decoding video in the browser.
+a few frames of the original and of the anonymised video at the same relative times (JPEG), and
+small preview videos of both (H.264, the same size and frame count, so the page can play them in
+step), plus a mask video when the clip has a ``<rel>.masks.npz`` (``anonymize --save-masks``).
+Each item also carries the frames the written-frame check flagged (from the sidecar) and, with an
+audit CSV, the audit's flag and suspicion; ``order`` sets the order the page shows the clips in.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from privvid.errors import BadInput
-from privvid.io.video import probe, read_frames
+from privvid.io.layout import OUTPUT_SUFFIXES
+from privvid.io.video import VideoWriter, probe, read_frames
 from privvid.qa.dataset import AnonClip, QAError, scan
 
 SAMPLE_FILE = "sample.json"
 MEDIA_DIR = "media"
+ORDERS = ("class", "random", "risk")
+AUDIT_CSV = Path(".privvid") / "audit.csv"   # where `privvid qa audit` writes it, under the dataset
+PREVIEW_CRF = 23
+MASK_COLOUR = (255, 40, 40)                   # the mask video: this colour on black (the page screens it over)
 
 
 def _class_rng(seed: int, label: str) -> np.random.Generator:
@@ -88,6 +98,169 @@ def _write_jpeg(path: Path, frame: np.ndarray) -> None:
     path.write_bytes(data.tobytes())
 
 
+def read_audit(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """clip rel -> {flagged, suspicion, reason, rank} from ``qa audit``'s CSV. Raises QAError."""
+    path = Path(path)
+    if not path.is_file():
+        raise QAError(f"audit CSV not found: {path} (run privvid qa audit DATASET first)")
+    rows: dict[str, dict[str, Any]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            rel = row.get("rel")
+            if not rel:
+                continue
+            try:
+                suspicion = float(row.get("suspicion") or 0.0)
+            except ValueError:
+                suspicion = 0.0
+            rank = row.get("rank") or ""
+            rows[rel] = {"flagged": str(row.get("flagged", "")).strip().lower() in ("true", "1", "yes"),
+                         "suspicion": round(suspicion, 4), "reason": row.get("reason") or "",
+                         "rank": int(rank) if rank.isdigit() else None}
+    return rows
+
+
+def order_clips(clips: list[AnonClip], order: str, seed: int,
+                audit_rows: dict[str, dict[str, Any]] | None = None) -> list[AnonClip]:
+    """The clips in review order: ``class`` (class, then path: as chosen), ``random`` (seeded
+    shuffle) or ``risk`` (the audit's flagged clips first, then by suspicion, highest first; clips
+    the audit does not list last)."""
+    if order not in ORDERS:
+        raise QAError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == "class":
+        return list(clips)
+    if order == "random":
+        digest = hashlib.sha256(f"{seed}\0order".encode()).digest()
+        perm = np.random.default_rng(int.from_bytes(digest[:8], "little")).permutation(len(clips))
+        return [clips[i] for i in perm]
+    if audit_rows is None:
+        raise QAError("--order risk needs qa audit's CSV: pass --audit CSV or run privvid qa audit DATASET first "
+                      f"(it writes DATASET/{AUDIT_CSV.as_posix()})")
+
+    def risk(clip: AnonClip) -> tuple[bool, bool, float, str, str]:
+        row = audit_rows.get(clip.rel)
+        if row is None:
+            return True, True, 0.0, clip.label, clip.rel
+        return False, not row["flagged"], -row["suspicion"], clip.label, clip.rel
+
+    return sorted(clips, key=risk)
+
+
+def check_marks(sidecar: dict[str, Any]) -> list[dict[str, Any]]:
+    """The frames the written-frame check flagged while the clip was made (sidecar ``check.per_frame``):
+    frame index, what it did (``refilled`` / ``solid``) and the kinds it found."""
+    check = sidecar.get("check")
+    if not isinstance(check, dict):
+        return []
+    marks = []
+    for entry in check.get("per_frame") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("frame"), int) or isinstance(entry["frame"], bool):
+            continue
+        found = entry.get("found") or []
+        kinds = sorted({f["kind"] for f in found if isinstance(f, dict) and isinstance(f.get("kind"), str)})
+        marks.append({"frame": entry["frame"], "action": str(entry.get("action", "")), "found": kinds})
+    return sorted(marks, key=lambda m: m["frame"])
+
+
+def masks_path(clip: AnonClip) -> Path:
+    """``<rel>.masks.npz`` beside the anonymised clip (written by ``anonymize --save-masks``)."""
+    video = clip.video
+    stem = video.name[: -len(video.suffix)] if video.suffix else video.name
+    return video.with_name(stem + OUTPUT_SUFFIXES["masks"])
+
+
+def mask_frames(path: Path) -> Iterator[np.ndarray]:
+    """The frames of a ``.masks.npz`` one at a time (bool (H, W)), without loading the whole array."""
+    from numpy.lib import format as npformat
+
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("masks.npy") as entry:
+            version = npformat.read_magic(entry)
+            if version not in ((1, 0), (2, 0)):
+                raise BadInput(f"masks in .npy format {version} are not supported (privvid writes 1.0)")
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, fortran, dtype = read_header(entry)
+            if len(shape) != 3 or fortran or dtype != np.dtype(bool):
+                raise BadInput(f"masks must be a C-ordered bool array (frames, height, width), got {dtype} {shape}")
+            per_frame = shape[1] * shape[2]
+            for _ in range(shape[0]):
+                data = entry.read(per_frame)
+                if len(data) < per_frame:
+                    raise BadInput("masks array is truncated")
+                yield np.frombuffer(data, dtype=bool).reshape(shape[1], shape[2])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise BadInput(f"cannot read masks: {exc}") from None
+
+
+def _mask_image(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if (mask.shape[1], mask.shape[0]) != size:
+        # area averaging, then any noticeable coverage counts: a thin limb stays visible
+        mask = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 63
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    image[mask] = MASK_COLOUR
+    return image
+
+
+def write_previews(anonymised: Path, original: Path | None, masks: Path | None, out: Path, item_id: str,
+                   size: tuple[int, int], seconds: float) -> tuple[dict[str, Any], list[str]]:
+    """Preview mp4s of the anonymised clip (its first ``seconds``, every frame, at ``size``), of the
+    original at the same size and frame rate and with the same frame count, and of the masks. Returns
+    the sample item's ``preview`` entry and problems. Raises BadInput when the anonymised clip fails."""
+    info = probe(anonymised)
+    fps = info.fps if info.fps and info.fps > 0 else 25.0
+    limit = max(1, round(seconds * fps))
+    width, height = size
+    names = {kind: f"{MEDIA_DIR}/{item_id}_{kind}.mp4" for kind in ("anon", "orig", "mask")}
+    writer = VideoWriter(out / names["anon"], width, height, fps, crf=PREVIEW_CRF)
+    try:
+        for frame in read_frames(anonymised, size=size, info=info):
+            writer.write(frame)
+            if writer.frames >= limit:
+                break
+    except BaseException:
+        writer.abort()
+        raise
+    if writer.frames == 0:
+        writer.abort()
+        raise BadInput("video has no decodable frame")
+    writer.commit()
+    count = writer.frames
+    preview: dict[str, Any] = {"anonymised": names["anon"], "original": None, "mask": None, "frames": count,
+                               "fps": round(fps, 6), "width": width, "height": height}
+    problems = []
+    if original is not None:
+        try:
+            _write_matching(out / names["orig"], read_frames(original, size=size, fps=fps), size, fps, count,
+                            lambda f: f)
+            preview["original"] = names["orig"]
+        except BadInput as exc:
+            problems.append(f"original preview failed: {exc}")
+    if masks is not None:
+        try:
+            _write_matching(out / names["mask"], mask_frames(masks), size, fps, count, lambda m: _mask_image(m, size))
+            preview["mask"] = names["mask"]
+        except BadInput as exc:
+            problems.append(f"mask overlay left out: {exc}")
+    return preview, problems
+
+
+def _write_matching(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float, count: int,
+                    convert: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Exactly ``count`` frames of ``frames`` (converted); a shorter source repeats its last frame,
+    one with none is an empty (black) video."""
+    last = np.zeros((size[1], size[0], 3), np.uint8)
+    with VideoWriter(path, size[0], size[1], fps, crf=PREVIEW_CRF) as writer:
+        for frame in frames:
+            last = convert(frame)
+            writer.write(last)
+            if writer.frames >= count:
+                break
+        while writer.frames < count:
+            writer.write(last)
+
+
 @dataclass
 class SampleSummary:
     out: Path
@@ -98,14 +271,25 @@ class SampleSummary:
 
 def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class: int = 4, seed: int = 0,
            frames: int = 6, thumb_height: int = 180, progress: Callable[[int], None] | None = None,
-           originals: str | os.PathLike[str] | None = None) -> SampleSummary:
-    """``originals``: the input folder given to anonymize (sidecars name each input relative to it)."""
+           originals: str | os.PathLike[str] | None = None, order: str = "class",
+           audit_csv: str | os.PathLike[str] | None = None, preview_seconds: float = 10.0) -> SampleSummary:
+    """``originals``: the input folder given to anonymize (sidecars name each input relative to it).
+    ``order``: see :func:`order_clips`; ``audit_csv``: ``qa audit``'s CSV (default: the dataset's
+    ``.privvid/audit.csv`` when there is one); ``preview_seconds``: length of the preview videos
+    (0: none, the page then loops the frames)."""
     root, out = Path(root), Path(out)
     base = Path(originals) if originals is not None else None
     if frames < 1:
         raise QAError(f"--frames must be at least 1, got {frames}")
+    if not preview_seconds >= 0:
+        raise QAError(f"--preview-seconds must be 0 or more, got {preview_seconds}")
+    if order not in ORDERS:
+        raise QAError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if audit_csv is None and (root / AUDIT_CSV).is_file():
+        audit_csv = root / AUDIT_CSV
+    audit_rows = read_audit(audit_csv) if audit_csv is not None else None
     clips = scan(root)
-    chosen = choose(clips, per_class, seed)
+    chosen = order_clips(choose(clips, per_class, seed), order, seed, audit_rows)
     counts: dict[str, int] = {}
     for clip in clips:
         counts[clip.label] = counts.get(clip.label, 0) + 1
@@ -120,6 +304,8 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
             "anonymised": str(clip.video.resolve()),
             "original": str(original) if original else None,
             "anonymised_frames": [], "original_frames": [], "problems": [],
+            "preview": None, "clip_frames": _clip_frames(clip), "marks": check_marks(clip.sidecar),
+            "audit": audit_rows.get(clip.rel) if audit_rows is not None else None,
         }
         try:
             anon = grab_frames(clip.video, frames)
@@ -149,18 +335,35 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
                     item["original_frames"].append(name)
             except BadInput as exc:
                 item["problems"].append(f"original unreadable: {exc}")
+        if size is not None and preview_seconds > 0:
+            masks = masks_path(clip)
+            try:
+                item["preview"], problems = write_previews(
+                    clip.video, original if item["original_frames"] else None, masks if masks.is_file() else None,
+                    out, item_id, size, preview_seconds)
+                item["problems"].extend(problems)
+            except BadInput as exc:
+                item["problems"].append(f"preview failed: {exc}")
         items.append(item)
         if progress is not None:
             progress(1)
     short = {label: n for label, n in counts.items() if n < per_class}
     doc = {
         "dataset": str(root.resolve()), "seed": seed, "per_class": per_class, "frames": frames,
+        "order": order, "preview_seconds": preview_seconds,
+        "audit": str(Path(audit_csv).resolve()) if audit_csv is not None else None,
         "classes": counts, "short_classes": short, "items": items,
     }
     tmp = out / f".{SAMPLE_FILE}.partial"
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / SAMPLE_FILE)
     return SampleSummary(out, items, counts, short)
+
+
+def _clip_frames(clip: AnonClip) -> int | None:
+    """Frames of the anonymised clip, as its sidecar records them."""
+    frames = (clip.sidecar.get("output") or {}).get("frames")
+    return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
 
 
 def load_sample(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -173,6 +173,11 @@ def test_review_page_saves_verdicts_through_the_server(review_folder: Path) -> N
             assert page.locator("section.clip").count() == 2
             widths = page.evaluate("[...document.querySelectorAll('.strip img')].map(i => i.naturalWidth)")
             assert len(widths) == 16 and min(widths) > 0
+            # the preview videos of the real clips (H.264, both sides the same size) play in the browser
+            assert all(i["preview"]["original"] and i["preview"]["frames"] > 0 for i in items)
+            page.wait_for_function("(() => { const vs = [...document.querySelectorAll('video')];"
+                                   " return vs.length === 4 && vs.every(v => v.videoWidth > 0 && v.currentTime > 0); })()",
+                                   timeout=15000)
             page.fill("#reviewer", "tester")
             page.click("#clip-0000 button[data-verdict='pass']")
             page.click("#clip-0001 button[data-verdict='person_visible']")
