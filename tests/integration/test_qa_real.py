@@ -7,13 +7,13 @@ import csv
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from qa_helpers import wait_for
 from privvid.cli.main import app
 from privvid.io.video import VideoWriter, list_frame_files
 from privvid.qa import AuditConfig, audit, make_server, report, sample, write_sheet
@@ -142,17 +142,6 @@ def _browser():
     return playwright.sync_playwright()
 
 
-def _wait_for(path: Path, predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file():
-            doc = json.loads(path.read_text())
-            if predicate(doc):
-                return doc
-        time.sleep(0.1)
-    raise AssertionError(f"{path} never reached the expected content")
-
-
 def test_review_page_saves_verdicts_through_the_server(review_folder: Path) -> None:
     items = json.loads((review_folder / "sample.json").read_text())["items"]
     assert [i["class"] for i in items] == ["arm_wrestling", "tai_chi"]
@@ -182,7 +171,7 @@ def test_review_page_saves_verdicts_through_the_server(review_folder: Path) -> N
             page.click("#clip-0000 button[data-verdict='pass']")
             page.click("#clip-0001 button[data-verdict='person_visible']")
             page.fill("#clip-0001 textarea", "left arm visible")
-            doc = _wait_for(verdicts, lambda d: d["verdicts"].get("0001", {}).get("note") == "left arm visible")
+            doc = wait_for(verdicts, lambda d: d["verdicts"].get("0001", {}).get("note") == "left arm visible")
             assert doc["reviewer"] == "tester"
             assert doc["verdicts"]["0000"]["verdict"] == "pass"
             assert doc["verdicts"]["0001"] == {**doc["verdicts"]["0001"], "verdict": "person_visible",

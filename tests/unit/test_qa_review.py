@@ -5,7 +5,7 @@ the overlay toggle, and lazy loading of a 750-clip page."""
 
 from __future__ import annotations
 
-import http.client
+
 import json
 import threading
 import time
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from qa_helpers import request, wait_for
 from privvid.cli.main import app
 from privvid.errors import ConfigError
 from privvid.io.masks import MaskWriter
@@ -174,18 +175,6 @@ def _folder(folder: Path, n: int, frames: int = 1, videos: bool = True) -> Path:
     return folder
 
 
-def _request(server, method: str, path: str, body: bytes | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    port = server.server_address[1]
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers={"Host": f"127.0.0.1:{port}", **(headers or {})})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
-
-
 class _Served:
     def __init__(self, folder: Path, **kwargs) -> None:
         self.server = make_server(folder, port=0, **kwargs)
@@ -204,14 +193,14 @@ def test_a_reviewer_server_saves_to_its_own_file_under_its_name(tmp_path: Path) 
     folder = _folder(tmp_path / "qa", 3, videos=False)
     with _Served(folder, reviewer="ann") as server:
         assert Path(server.RequestHandlerClass.verdicts_path).name == "verdicts-ann.json"
-        _, _, page = _request(server, "GET", "/index.html")
+        _, _, page = request(server, "GET", "/index.html")
         token = server.token
         assert b'"reviewer": "ann"' in page and b'"verdicts_file": "verdicts-ann.json"' in page
         doc = {"reviewer": "mallory", "verdicts": {"0001": {"verdict": "artefact", "note": "seam"}}}
-        status, _, _ = _request(server, "POST", "/api/verdicts", json.dumps(doc).encode(),
+        status, _, _ = request(server, "POST", "/api/verdicts", json.dumps(doc).encode(),
                                 {"Content-Type": "application/json", "X-Privvid-Token": token})
         assert status == 200
-        status, _, body = _request(server, "GET", "/api/verdicts")
+        status, _, body = request(server, "GET", "/api/verdicts")
         assert status == 200 and json.loads(body)["verdicts"]["0001"]["verdict"] == "artefact"
     saved = json.loads((folder / "verdicts-ann.json").read_text())
     assert saved["reviewer"] == "ann" and saved["verdicts"]["0001"]["class"] == "class01"
@@ -228,21 +217,21 @@ def test_media_are_served_in_byte_ranges(tmp_path: Path) -> None:
     size = len(data)
     with _Served(folder) as server:
         path = "/media/0000_anon.mp4"
-        status, headers, body = _request(server, "GET", path)
+        status, headers, body = request(server, "GET", path)
         assert status == 200 and body == data and headers["accept-ranges"] == "bytes"
         assert headers["content-type"] == "video/mp4"
         for asked, (start, end) in (("bytes=0-3", (0, 3)), ("bytes=10-", (10, size - 1)),
                                     ("bytes=-5", (size - 5, size - 1)), (f"bytes=4-{size + 50}", (4, size - 1))):
-            status, headers, body = _request(server, "GET", path, headers={"Range": asked})
+            status, headers, body = request(server, "GET", path, headers={"Range": asked})
             assert status == 206 and body == data[start:end + 1], asked
             assert headers["content-range"] == f"bytes {start}-{end}/{size}"
-        status, headers, body = _request(server, "GET", path, headers={"Range": f"bytes={size}-"})
+        status, headers, body = request(server, "GET", path, headers={"Range": f"bytes={size}-"})
         assert status == 416 and headers["content-range"] == f"bytes */{size}" and body == b""
-        status, _, body = _request(server, "GET", path, headers={"Range": "bytes=0-1,4-5"})  # several: all of it
+        status, _, body = request(server, "GET", path, headers={"Range": "bytes=0-1,4-5"})  # several: all of it
         assert status == 200 and body == data
-        status, _, body = _request(server, "GET", "/sample.json", headers={"Range": "bytes=0-3"})
+        status, _, body = request(server, "GET", "/sample.json", headers={"Range": "bytes=0-3"})
         assert status == 404 and body == b""  # ranges change nothing about what is served
-        status, _, body = _request(server, "GET", path, headers={"Range": "bytes=0-3", "Host": "evil.example"})
+        status, _, body = request(server, "GET", path, headers={"Range": "bytes=0-3", "Host": "evil.example"})
         assert status == 403 and body == b""
 
 
@@ -263,18 +252,6 @@ def _url(server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/index.html"
 
 
-def _wait_for(path: Path, predicate, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file():
-            doc = json.loads(path.read_text())
-            if predicate(doc):
-                return doc
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached the expected content: "
-                         f"{path.read_text() if path.is_file() else 'missing'}")
-
-
 def test_twenty_clips_reviewed_by_keyboard_only(browser, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "qa", 30, videos=False)
     keys = list(KEY_VERDICTS)
@@ -293,7 +270,7 @@ def test_twenty_clips_reviewed_by_keyboard_only(browser, tmp_path: Path) -> None
         in_view = page.evaluate("(() => { const r = document.getElementById('clip-0020').getBoundingClientRect();"
                                 " return r.top >= 0 && r.bottom <= innerHeight; })()")
         assert in_view
-        doc = _wait_for(folder / "verdicts-ann.json", lambda d: len(d["verdicts"]) == 20)
+        doc = wait_for(folder / "verdicts-ann.json", lambda d: len(d["verdicts"]) == 20)
         assert "20 / 30 reviewed" in page.inner_text("#progress")
         page.close()
     assert doc["reviewer"] == "ann"
@@ -319,7 +296,7 @@ def test_undo_k_and_keys_typed_into_a_note(browser, tmp_path: Path) -> None:
         assert shown("0000") == ["artefact"]
         page.keyboard.press("u")
         assert shown("0000") == ["pass"]
-        _wait_for(verdicts, lambda d: d["verdicts"].get("0000", {}).get("verdict") == "pass")
+        wait_for(verdicts, lambda d: d["verdicts"].get("0000", {}).get("verdict") == "pass")
         page.keyboard.press("n")
         page.keyboard.press("o")
         page.keyboard.press("k")  # back to the first clip; undo goes to the clip it changes
@@ -328,18 +305,18 @@ def test_undo_k_and_keys_typed_into_a_note(browser, tmp_path: Path) -> None:
         assert shown("0001") == [] and page.get_attribute("body", "data-current") == "0001"
         page.keyboard.press("u")
         assert shown("0000") == [] and "0 / 6 reviewed" in page.inner_text("#progress")
-        _wait_for(verdicts, lambda d: d["verdicts"] == {})
+        wait_for(verdicts, lambda d: d["verdicts"] == {})
         # typing a note triggers nothing, Esc leaves the field and the keys work again
         page.keyboard.press("4")
         page.click("#clip-0000 textarea")
         page.keyboard.type("a1nku vm 2")
         assert page.input_value("#clip-0000 textarea") == "a1nku vm 2"
         assert shown("0000") == ["occlusion"] and page.get_attribute("body", "data-current") == "0000"
-        _wait_for(verdicts, lambda d: d["verdicts"].get("0000", {}).get("note") == "a1nku vm 2")
+        wait_for(verdicts, lambda d: d["verdicts"].get("0000", {}).get("note") == "a1nku vm 2")
         page.keyboard.press("Escape")
         page.keyboard.press("2")
         assert shown("0000") == ["person_visible"]
-        doc = _wait_for(verdicts, lambda d: d["verdicts"]["0000"]["verdict"] == "person_visible")
+        doc = wait_for(verdicts, lambda d: d["verdicts"]["0000"]["verdict"] == "person_visible")
         assert doc["verdicts"]["0000"]["note"] == "a1nku vm 2"  # a verdict change keeps the note
         page.close()
 

@@ -3,7 +3,6 @@ Host on every request (DNS rebinding), no symlinks, no directory listings."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from qa_helpers import request
 from privvid.cli.main import app
 from privvid.qa import make_server
 from privvid.qa.sheet import allowed_hosts, is_loopback, write_sheet
@@ -52,21 +52,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, object]]:
         server.server_close()
 
 
-def _request(server, method: str, path: str, body: bytes | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    port = server.server_address[1]
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers={"Host": f"127.0.0.1:{port}", **(headers or {})})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
-
-
 def _page_token(server) -> str:
     """The write token, read the way the page's script reads it: from the served page."""
-    status, _, page = _request(server, "GET", "/index.html")
+    status, _, page = request(server, "GET", "/index.html")
     assert status == 200
     found = re.search(rb'<meta name="privvid-token" content="([^"]+)">', page)
     assert found, "the served page carries no write token"
@@ -74,7 +62,7 @@ def _page_token(server) -> str:
 
 
 def _post(server, doc: dict, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    return _request(server, "POST", "/api/verdicts", json.dumps(doc).encode(), headers)
+    return request(server, "POST", "/api/verdicts", json.dumps(doc).encode(), headers)
 
 
 NEW = {"reviewer": "mallory", "verdicts": {}}
@@ -139,7 +127,7 @@ def test_a_forged_host_gets_nothing(served) -> None:
     forged = (f"evil.example:{port}", "evil.example", f"127.0.0.1:{port + 1}", f"127.0.0.1.evil.example:{port}")
     for host in forged:
         for path in ("/media/0000_orig_00.jpg", "/index.html", "/", "/api/verdicts"):
-            status, _, body = _request(server, "GET", path, headers={"Host": host})
+            status, _, body = request(server, "GET", path, headers={"Host": host})
             assert status in (403, 421) and body == b"", (host, path)
     token = _page_token(server)
     for host in forged:
@@ -148,7 +136,7 @@ def test_a_forged_host_gets_nothing(served) -> None:
         assert status in (403, 421) and body == b""
     assert json.loads((folder / "verdicts.json").read_text()) == SAVED
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
-        status, headers, body = _request(server, "GET", "/media/0000_orig_00.jpg", headers={"Host": host})
+        status, headers, body = request(server, "GET", "/media/0000_orig_00.jpg", headers={"Host": host})
         assert status == 200 and body == FRAME, host
         assert headers["content-type"] == "image/jpeg"
         assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
@@ -165,7 +153,7 @@ def test_symlinks_are_not_followed(served, tmp_path: Path) -> None:
     (other / "x.jpg").write_bytes(b"\xff\xd8ELSEWHERE")
     (folder / "media" / "linked").symlink_to(other, target_is_directory=True)
     for path in ("/media/escape.jpg", "/media/alias.jpg", "/media/linked/x.jpg"):
-        status, _, body = _request(server, "GET", path)
+        status, _, body = request(server, "GET", path)
         assert status == 404 and b"\xff\xd8" not in body, path
 
 
@@ -176,12 +164,12 @@ def test_no_directory_listing_and_nothing_outside_media(served, tmp_path: Path) 
     for path in ("/media", "/media/", "/media/sub", "/media/sub/", "/media/../sample.json", "/media/%2e%2e/sample.json",
                  "/sample.json", "/verdicts.json", "/media/../../outside.txt", "/%2e%2e/outside.txt",
                  "/media/.hidden.jpg", "/media/missing.jpg"):
-        status, _, body = _request(server, "GET", path)
+        status, _, body = request(server, "GET", path)
         assert status == 404, path
         assert b"0000_orig_00.jpg" not in body and b"outside" not in body, path
-    status, headers, body = _request(server, "GET", "/")
+    status, headers, body = request(server, "GET", "/")
     assert status == 200 and headers["content-type"].startswith("text/html") and b"privvid QA" in body
-    status, _, body = _request(server, "HEAD", "/media/0000_anon_00.jpg")
+    status, _, body = request(server, "HEAD", "/media/0000_anon_00.jpg")
     assert status == 200 and body == b""
 
 
