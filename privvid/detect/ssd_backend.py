@@ -55,6 +55,10 @@ class SsdOptions:
     small: int = 96              # crops smaller than this (px) share one model input (2 x 2 mosaic)
     max_people: int = 96         # most boxes segmented per frame (best scores first)
     threads: int = 1             # interpreter threads (workers already use the cores)
+    shadow: float = 0.0          # > 0: also remove the person's cast shadow: pixels below and beside the feet,
+                                 # within this share of the person's height, clearly darker than the ground
+                                 # around them and touching the person (0 = off, the default)
+    shadow_dark: float = 0.75    # ... "clearly darker": luminance below this share of the ground's median
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -80,6 +84,8 @@ class SsdOptions:
         need(0.0 < self.track_iou <= 1.0, f"track_iou must be in (0, 1], got {self.track_iou}")
         need(self.small >= 0 and self.max_people >= 1 and self.threads >= 1,
              "small must be >= 0, max_people and threads >= 1")
+        need(0.0 <= self.shadow <= 2.0, f"shadow must be in [0, 2] (share of the person's height), got {self.shadow}")
+        need(0.0 < self.shadow_dark < 1.0, f"shadow_dark must be in (0, 1), got {self.shadow_dark}")
 
 
 @dataclass
@@ -123,7 +129,8 @@ class SsdDetector:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._frame = 0
-        self.stats = {"frames": 0, "boxes": 0, "carried": 0, "dropped": 0, "ellipses": 0, "tile_frames": 0}
+        self.stats = {"frames": 0, "boxes": 0, "carried": 0, "dropped": 0, "ellipses": 0, "tile_frames": 0,
+                      "shadow_px": 0}
 
     # ------------------------------------------------------------------ boxes
     def _boxes(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +262,10 @@ class SsdDetector:
                     continue
             if not mask.any():
                 continue
+            if o.shadow > 0:
+                shadow = cast_shadow(frame, mask, o.shadow, o.shadow_dark)
+                self.stats["shadow_px"] += int((shadow & ~mask).sum())
+                mask |= shadow
             self.stats["boxes" if found else "carried"] += 1
             masks.append(mask)
             ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -303,3 +314,33 @@ def _covered(box: np.ndarray, boxes: np.ndarray, contain: float) -> bool:
     iy = (np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])).clip(0)
     area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
     return bool((ix * iy > contain * area).any())
+
+
+def cast_shadow(frame: np.ndarray, person: np.ndarray, reach: float, dark: float) -> np.ndarray:
+    """The person's cast shadow on the ground: in a band from the lower quarter of the person down to
+    ``reach`` x their height below the feet (and as wide either side), the pixels darker than ``dark`` x
+    the band's median luminance that are connected to the person. A bool mask (the person not included)."""
+    import cv2
+
+    h, w = person.shape
+    ys, xs = np.flatnonzero(person.any(axis=1)), np.flatnonzero(person.any(axis=0))
+    if not len(ys):
+        return np.zeros_like(person)
+    top, bottom, left, right = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    ph = bottom - top
+    y0, y1 = max(0, bottom - ph // 4), min(h, bottom + int(round(reach * ph)))
+    x0, x1 = max(0, left - int(round(reach * ph))), min(w, right + int(round(reach * ph)))
+    if y1 <= y0 or x1 <= x0:
+        return np.zeros_like(person)
+    grey = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    band_person = person[y0:y1, x0:x1]
+    ground = grey[~band_person]
+    if ground.size < 16:
+        return np.zeros_like(person)
+    candidate = (grey < dark * float(np.median(ground))) | band_person
+    count, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
+    touching = np.unique(labels[band_person & (labels > 0)])
+    keep = np.isin(labels, touching[touching > 0]) & ~band_person
+    out = np.zeros_like(person)
+    out[y0:y1, x0:x1] = keep
+    return out

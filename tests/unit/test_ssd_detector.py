@@ -225,3 +225,21 @@ def test_a_run_without_the_model_file_stops_before_touching_the_output(tmp_path,
     with pytest.raises(ConfigError, match="carry"):
         anonymize_dataset(tmp_path / "in", tmp_path / "out2",
                           AnonymizeConfig(detect=DetectConfig(options={"carry": -2})))
+
+
+def test_cast_shadow_is_optional_and_takes_only_the_dark_ground_touching_the_person():
+    from privvid.detect.ssd_backend import SsdOptions, cast_shadow
+    from privvid.errors import ConfigError
+
+    frame = np.full((120, 160, 3), 200, np.uint8)
+    person = np.zeros((120, 160), bool)
+    person[30:90, 60:80] = True                      # 60 px tall, feet at row 90
+    frame[person] = (40, 90, 160)
+    frame[80:96, 80:130] = 60                        # the shadow, touching the feet, to the right
+    frame[100:110, 10:30] = 60                       # a dark patch on the ground that is not a shadow
+    shadow = cast_shadow(frame, person, 1.0, 0.75)
+    assert shadow[85, 100] and shadow[94, 125] and not shadow[105, 20]
+    assert not (shadow & person).any() and not shadow[:70].any()
+    assert SsdOptions().shadow == 0.0                # off by default
+    with pytest.raises(ConfigError, match="shadow"):
+        SsdOptions(shadow=3.0)
