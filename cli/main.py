@@ -4,8 +4,10 @@ The one error boundary of the command line lives here (:class:`_Boundary`): comm
 privvid's errors rise, and this prints each as one line on stderr and exits with
 
 - 2 for a bad setting or an input that cannot be used (``ConfigError``, any ``PrivvidError``,
-  a ``ValueError`` from parsing an option, a missing file), always before any work was done;
-- 1 for anything unexpected (a bug): one line, with the traceback when ``PRIVVID_DEBUG=1``.
+  a ``ValueError`` from parsing an option, a missing file); privvid checks settings before any work,
+  so for them this happens before a clip or a training step runs;
+- 1 for anything unexpected (a bug): one line, with the traceback when ``PRIVVID_DEBUG=1``;
+- 130 / 143 after Ctrl-C / SIGTERM (finished work is kept; the same command resumes).
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class _Boundary(TyperGroup):
         except BrokenPipeError:  # the reader went away (`privvid ... | head`): nothing left to say
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             raise typer.Exit(141) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if type(exc).__name__ == "Terminated":
+                errors.print("[yellow]terminated[/yellow]: finished clips are kept; run the same command to resume")
+                raise typer.Exit(143) from None
             errors.print("[yellow]interrupted[/yellow]: finished clips are kept; run the same command to resume")
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the boundary: one line instead of a traceback

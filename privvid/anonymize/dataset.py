@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -283,7 +284,7 @@ def anonymize_dataset(
     _check_run(workers, executor, clip_timeout)
     preflight(cfg)
     input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()
-    found = discover(input_path)
+    found = discover(input_path, exclude=out_root)
     _check_paths(found, input_path, out_root)
     warn = on_warning or (lambda text: None)
     phash = params_hash(cfg)
@@ -292,6 +293,7 @@ def anonymize_dataset(
 
     state = _prepare_out(out_root)
     lock = RunLock(state).acquire()
+    on_term = _terminate_cleanly()
     try:
         ledger = Ledger(state / "ledger.sqlite")
         try:
@@ -300,7 +302,27 @@ def anonymize_dataset(
         finally:
             ledger.close()
     finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
         lock.release()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a batch scheduler's preemption) during a run: the run stops like on Ctrl-C,
+    its unfinished clips go back to 'queued' and are not counted as crashes."""
+
+
+def _terminate_cleanly() -> Any:
+    """Turn SIGTERM into :class:`Terminated` for the run (main thread only); return the previous handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated (SIGTERM)")
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger: Ledger, cfg: AnonymizeConfig,
@@ -314,6 +336,12 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
              "processes is rewritten with the new ones (use another output folder to keep both)")
     for rel, name in found.renamed:
         warn(f"{rel} is written as {name} (its name collides with another input's or is too long)")
+    current = {c.relpath for c in found.clips}
+    stale = [r for r in ledger.relpaths("done") if r not in current]
+    if stale:
+        warn(f"{len(stale)} clip(s) in {out_root} no longer match an input (renamed, removed, or renamed to avoid "
+             f"a collision): {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}; they stay in OUT, and "
+             "readers of OUT will see them: delete them, or write into a fresh folder")
 
     outcomes: list[ClipOutcome] = []
     jobs: list[_Job] = []
@@ -356,14 +384,13 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
     hashes = {job.source.relpath: job.input_hash for job in jobs}
     finished: set[str] = set()
     try:
-        for job, result in runner.map_unordered(_run_job, jobs,
-                                                started=lambda j: ledger.set_status(j.source.relpath, "running")):
+        for job, result in runner.map_unordered(_run_job, jobs, started=lambda j: _mark_running(ledger, j)):
             if isinstance(result, WorkerDied):
                 result = ClipOutcome(job.source.relpath, job.source.input_rel, "failed", reason=str(result))
             try:
                 _record(ledger, state, result, phash, hashes[job.source.relpath])
-            except OSError as exc:  # the state folder went read-only or the disk filled: say so, go on
-                result.notes.append(f"not recorded in the ledger: {exc.strerror or exc}")
+            except (OSError, sqlite3.Error) as exc:  # the state folder went read-only or the disk filled
+                result.notes.append(f"not recorded in the ledger: {getattr(exc, 'strerror', None) or exc}")
             finished.add(job.source.relpath)
             outcomes.append(result)
             if on_clip:
@@ -385,6 +412,13 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
 
 
 CRASH_LIMIT = 2  # runs that may die inside one clip before it is quarantined
+
+
+def _mark_running(ledger: Ledger, job: _Job) -> None:
+    try:
+        ledger.set_status(job.source.relpath, "running")
+    except sqlite3.Error:
+        pass  # a full disk: the clip still runs; only crash counting for it is lost
 
 
 def _source_text(source: ClipSource, cfg: AnonymizeConfig) -> str:

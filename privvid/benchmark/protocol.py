@@ -99,6 +99,8 @@ class Protocol:
         names = [r.name for r in recipes]
         if len(set(names)) != len(names):
             raise EngineError("protocol recipes need unique names")
+        if len({t.name for t in tasks}) != len(tasks):
+            raise EngineError("protocol tasks need unique names")
         for r in recipes:
             kinds = sum(bool(x) for x in (r.stages, r.average, r.learned_mix))
             if kinds != 1:
@@ -162,8 +164,26 @@ def representation_bias(task: Task, encoder: str = "efficientnet-lite0", seed: i
     return {"M": m, "M_rnd": m_rnd, "B": math.log2(m / m_rnd) if m > 0 else float("-inf")}
 
 
+def _fingerprint(spec: str) -> Any:
+    """What a data spec's results depend on besides its path: the list file's bytes (or a folder's listing
+    with sizes and times), so clips regenerated at the same path do not reuse stale results."""
+    path = Path(spec.split("=", 1)[1] if "=" in spec and not Path(spec).exists() else spec)
+    try:
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        if path.is_dir():
+            return sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                          for p in path.rglob("*") if p.is_file() and ".privvid" not in p.parts)[:10_000]
+    except OSError:
+        return None
+    return None
+
+
 def _key(doc: Any) -> str:
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    from privvid import __version__
+
+    return hashlib.sha256(json.dumps({"doc": doc, "privvid": __version__}, sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
 
 
 def _cached(folder: Path, key: str) -> dict[str, Any] | None:
@@ -203,6 +223,8 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
                                "steps": {"run": 0, "cached": 0}}
     ov = {k: v for k, v in (("epochs", proto.eval_epochs), ("batch_size", proto.eval_batch_size),
                             ("workers", proto.workers), ("seed", proto.seed)) if v is not None}
+    ov_key = {k: v for k, v in ov.items() if k != "workers"}   # results do not depend on the loader workers
+    resolved = {t: preset(proto.preset, t, proto.size).to_dict() for t in ("mae", "align", "ft", "lp")}
     checkpoints: dict[str, tuple[Path, str]] = {}   # recipe -> (checkpoint, its key)
 
     def step(folder: Path, key: str, what: str, fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
@@ -223,7 +245,8 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
             key = _key({"seed": proto.seed, "preset": proto.preset, "size": proto.size})
             for i, st in enumerate(recipe.stages):
                 stage_out = out / "stages" / recipe.name / f"{i}_{st.task}"
-                key = _key({"after": key, "stage": st.__dict__, "workers": proto.workers})
+                key = _key({"after": key, "stage": st.__dict__, "data": [_fingerprint(d) for d in st.data],
+                            "recipe": resolved.get(st.task if st.task != "scratch" else "mae")})
                 if st.task == "scratch":
                     def scratch(stage_out: Path = stage_out) -> None:
                         cfg = preset(proto.preset, "mae", proto.size)
@@ -267,12 +290,14 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
                         continue
                     of = recipe.learned_mix["of"]
                     inits = [checkpoints[x][0] for x in of]
-                    key = _key({"mix": [checkpoints[x][1] for x in of], "task": task.__dict__, "ov": ov,
-                                "layerwise": recipe.learned_mix.get("layerwise", False), "set": proto.eval_settings})
+                    key = _key({"mix": [checkpoints[x][1] for x in of], "task": task.__dict__, "ov": ov_key,
+                                "layerwise": recipe.learned_mix.get("layerwise", False), "set": proto.eval_settings,
+                                "data": [_fingerprint(task.train), _fingerprint(task.val)], "recipe": resolved["lp"]})
                 else:
                     inits = [checkpoints[recipe.name][0]]
-                    key = _key({"init": checkpoints[recipe.name][1], "task": task.__dict__, "mode": mode, "ov": ov,
-                                "set": proto.eval_settings})
+                    key = _key({"init": checkpoints[recipe.name][1], "task": task.__dict__, "mode": mode, "ov": ov_key,
+                                "set": proto.eval_settings, "recipe": resolved[mode],
+                                "data": [_fingerprint(task.train), _fingerprint(task.val)]})
                 folder = out / "evals" / recipe.name / f"{mode}_{task.name}"
 
                 def evaluate(mode: str = mode, task: Task = task, folder: Path = folder,

@@ -172,27 +172,42 @@ _CHOICES = {"mae.mask": ("random", "tube"), "mae.target": ("videomae", "pooled")
             "precision": ("auto", "bf16", "fp16", "fp32"), "model.pos_embed": ("sincos3d", "sincos1d")}
 
 
-def _parse(text: str, current: Any, where: str) -> Any:
-    """A CLI / protocol value for a field whose current value is ``current``."""
-    if not isinstance(text, str):
-        return tuple(text) if isinstance(text, list) else text
-    low = text.strip().lower()
+def _parse(value: Any, kind: str, where: str) -> Any:
+    """A CLI / protocol value for a field declared as ``kind`` (its annotation, e.g. ``"float | None"``,
+    ``"tuple[float, float]"``): text is parsed, other values are checked; a mismatch is an EngineError."""
+    optional = "None" in kind
+    base = kind.replace("| None", "").replace("None |", "").strip()
+    text = value.strip() if isinstance(value, str) else None
+    if optional and (value is None or (text is not None and text.lower() in ("none", "null"))):
+        return None
     try:
-        if isinstance(current, bool):
-            if low not in ("true", "false", "1", "0", "yes", "no"):
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            if text is None or text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
-            return low in ("true", "1", "yes")
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float) or current is None and low not in ("none", "null"):
-            return float(text)
-        if current is None:
-            return None
-        if isinstance(current, tuple):
-            return tuple(type(current[0])(x) for x in text.replace("(", "").replace(")", "").split(","))
-    except (ValueError, IndexError):
-        raise EngineError(f"--set {where}: {text!r} is not a valid {type(current).__name__}") from None
-    return text
+            return text.lower() in ("true", "1", "yes")
+        if base == "int":
+            if isinstance(value, bool) or (not isinstance(value, (int, str))):
+                raise ValueError
+            return int(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base.startswith("tuple["):
+            parts = [p.strip() for p in base[len("tuple["):-1].split(",")]
+            items = value if isinstance(value, (list, tuple)) else str(value).replace("(", "").replace(")", "").split(",")
+            if len(items) != len(parts):
+                raise ValueError
+            return tuple(_parse(v, t, where) for v, t in zip(items, parts))
+        if base == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (ValueError, TypeError):
+        raise EngineError(f"--set {where}: {value!r} is not a valid {kind}") from None
+    return value
 
 
 def override(cfg: "TrainConfig", key: str, value: Any) -> "TrainConfig":
@@ -204,7 +219,7 @@ def override(cfg: "TrainConfig", key: str, value: Any) -> "TrainConfig":
         if parts[0] not in names:
             raise EngineError(f"--set {key}: unknown field; top-level fields: {', '.join(sorted(names))}; "
                               f"sections: {', '.join(_SUBCONFIGS)}")
-        new = _parse(value, getattr(cfg, parts[0]), key)
+        new = _parse(value, _kind(cfg, parts[0]), key)
         _check_choice(key, new)
         return replace(cfg, **{parts[0]: new})
     if len(parts) != 2 or parts[0] not in _SUBCONFIGS:
@@ -213,9 +228,14 @@ def override(cfg: "TrainConfig", key: str, value: Any) -> "TrainConfig":
     names = {f.name for f in fields(section)}
     if parts[1] not in names:
         raise EngineError(f"--set {key}: {parts[0]} has no field {parts[1]!r}; it has: {', '.join(sorted(names))}")
-    new = _parse(value, getattr(section, parts[1]), key)
+    new = _parse(value, _kind(section, parts[1]), key)
     _check_choice(key, new)
     return replace(cfg, **{parts[0]: replace(section, **{parts[1]: new})})
+
+
+def _kind(obj: Any, name: str) -> str:
+    kind = next(f.type for f in fields(obj) if f.name == name)
+    return kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
 
 
 def _check_choice(key: str, value: Any) -> None:

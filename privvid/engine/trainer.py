@@ -316,6 +316,7 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
         if meta.get("task") != cfg.task:
             raise EngineError(f"{out} holds a {meta.get('task')} run; cannot resume it as {cfg.task}")
         ckpt.check_arch(meta, cfg.model, out)
+        _same_recipe(meta.get("train_config", {}), cfg, out)
         ckpt.load_into(model, ckpt.load_weights(out), f"weights in {out}")
         progress = ckpt.restore_optimizer(out, optimizer)
         start_epoch, step = int(progress["epoch"]), int(progress["step"])
@@ -447,6 +448,35 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
         if dd.main:
             (out / "eval.json").write_text(json.dumps(result.eval, indent=2))
     return result
+
+
+# settings a resumed run may change: how long it runs, how it loads, logs and saves (not what it computes)
+RESUMABLE_CHANGES = {"optim.epochs", "data.workers", "threads", "log_every", "save_every_epochs", "val_every",
+                     "compile"}
+
+
+def _same_recipe(saved: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
+    """Resume only with the recipe the run was started with (a newer preset, e.g. one with layer-wise decay or
+    another MAE target, must not change a run halfway)."""
+    if not saved:
+        return
+    flat_saved, flat_now = _flatten(saved), _flatten(cfg.to_dict())
+    diff = sorted(k for k in flat_now if k in flat_saved and flat_saved[k] != flat_now[k]
+                  and k not in RESUMABLE_CHANGES)
+    if diff:
+        shown = ", ".join(f"{k}: run {flat_saved[k]!r} vs now {flat_now[k]!r}" for k in diff[:6])
+        raise EngineError(f"{out} was started with other settings ({shown}); resume with the same ones "
+                          "(--set SECTION.FIELD=VALUE) or start a new run")
+
+
+def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
 
 
 def _mean_over_ranks(value: float, dd: Dist, device: torch.device) -> float:

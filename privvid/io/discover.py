@@ -73,8 +73,10 @@ def _is_frame_folder(folder: Path, ignored: list[Path] | None = None) -> bool:
     for p in entries:
         try:
             mode = p.stat().st_mode
-        except OSError:
-            return False
+        except OSError:  # a dangling symlink: not a frame; the folder is still a clip
+            if ignored is not None:
+                ignored.append(p)
+            continue
         if stat.S_ISDIR(mode) or p.suffix.lower() in VIDEO_EXTENSIONS:
             return False
         (images if stat.S_ISREG(mode) and p.suffix.lower() in IMAGE_EXTENSIONS else others).append(p)
@@ -85,12 +87,21 @@ def _is_frame_folder(folder: Path, ignored: list[Path] | None = None) -> bool:
     return True
 
 
-def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tuple[Path, str]]) -> None:
+def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tuple[Path, str]],
+          exclude: Path | None = None) -> None:
     """Every video file and frame folder under ``root``, following symlinked folders (Kinetics trees are
-    often symlink farms) but never into a folder twice (a link back up the tree)."""
+    often symlink farms) but never into a folder twice (a link back up the tree): real folders are walked
+    before links, so a link to a folder inside the tree never takes its name. ``exclude`` (the output
+    folder, resolved) is never walked, even through a link."""
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
+        if exclude is not None:
+            real = here.resolve()
+            if real == exclude or exclude in real.parents:
+                skipped.append((here, "the output folder (reached through a link): never read as input"))
+                dirnames[:] = []
+                continue
         try:
             info = here.stat()
         except OSError as exc:
@@ -103,7 +114,7 @@ def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tupl
             continue
         seen.add((info.st_dev, info.st_ino))
         keep = []
-        for d in sorted(dirnames):
+        for d in sorted(dirnames, key=lambda name: ((here / name).is_symlink(), name)):
             if d.startswith(".") or d == STATE_DIR:
                 continue
             if (reason := _bad_name(d)) is not None:
@@ -171,7 +182,7 @@ def _unique_names(items: list[tuple[Path, str, str]]) -> tuple[list[ClipSource],
     return clips, renamed
 
 
-def discover(root: str | os.PathLike[str]) -> Discovery:
+def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None) -> Discovery:
     """List the clips under ``root`` in a stable order.
 
     - a file: that clip (whatever its extension: reading it decides whether it is a video); it must be a
@@ -198,7 +209,7 @@ def discover(root: str | os.PathLike[str]) -> Discovery:
 
     found: list[Path] = []
     skipped: list[tuple[Path, str]] = []
-    _walk(root, found, ignored, skipped)
+    _walk(root, found, ignored, skipped, Path(exclude).resolve() if exclude is not None else None)
     items = []
     for path in found:
         rel = path.relative_to(root).as_posix()

@@ -54,7 +54,9 @@ class VideoInfo:
 
 
 def list_frame_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    """The image files of a frame folder in name order: regular files only (a FIFO named .jpg would block)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
 
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:

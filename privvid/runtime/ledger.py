@@ -74,6 +74,9 @@ class Ledger:
             (relpath, source, input_hash, params_hash, status, reason, frames, seconds, time.time()),
         )
 
+    def relpaths(self, status: str) -> list[str]:
+        return [r for (r,) in self._db.execute("SELECT relpath FROM clips WHERE status = ? ORDER BY relpath", (status,))]
+
     def set_status(self, relpath: str, status: str) -> None:
         self._db.execute("UPDATE clips SET status = ?, updated = ? WHERE relpath = ?", (status, time.time(), relpath))
 

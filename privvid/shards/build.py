@@ -105,23 +105,35 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> dict[str, str]:
         raise ConfigError(f"cannot read --split-from {path}: {exc}") from None
     if not rows or "split" not in rows[0]:
         raise ConfigError(f"--split-from {path} needs a 'split' column (and 'key' or 'path')")
-    by_name: dict[str, str] = {}
+    by_path: dict[str, str] = {}   # relative path without suffix -> split
+    by_stem: dict[str, set[str]] = {}
     for row in rows:
         split = SPLIT_NAMES.get((row.get("split") or "").strip().lower())
         if split is None:
             continue
-        for column in ("key", "path"):
-            value = (row.get(column) or "").strip()
+        for column in ("path", "key"):
+            value = (row.get(column) or "").strip().replace("\\", "/")
             if value:
-                by_name[PurePosixPath(value.replace("\\", "/")).stem] = split
+                p = PurePosixPath(value)
+                by_path[str(p.with_suffix(""))] = split
+                by_stem.setdefault(p.stem, set()).add(split)
     out = {}
     for e in entries:
-        stem = PurePosixPath(e.relpath).stem
-        source = PurePosixPath(str((e.sidecar.get("input") or {}).get("path") or "")).stem
-        split = by_name.get(stem) or by_name.get(source)
+        source = str((e.sidecar.get("input") or {}).get("path") or "")
+        candidates = [str(PurePosixPath(e.relpath).with_suffix("")), str(PurePosixPath(source).with_suffix(""))]
+        split = next((by_path[c] for c in candidates if c and c in by_path), None)
+        if split is None:
+            # a bare name (curate's key column) only when it names one split unambiguously
+            stems = by_stem.get(PurePosixPath(e.relpath).stem, set())
+            split = next(iter(stems)) if len(stems) == 1 and _stem_unique(e, entries) else None
         if split is not None:
             out[e.relpath] = split
     return out
+
+
+def _stem_unique(entry: Entry, entries: list[Entry]) -> bool:
+    stem = PurePosixPath(entry.relpath).stem
+    return sum(PurePosixPath(e.relpath).stem == stem for e in entries) == 1
 
 
 def split_entries(entries: list[Entry], val_fraction: float, seed: int,
@@ -144,7 +156,7 @@ def split_entries(entries: list[Entry], val_fraction: float, seed: int,
     for label in sorted(rest):
         items = sorted(rest[label], key=lambda e: e.relpath)
         rng.shuffle(items)
-        n_val = int(round(len(items) * val_fraction)) if len(items) > 1 else 0
+        n_val = min(int(round(len(items) * val_fraction)), len(items) - 1) if len(items) > 1 else 0
         splits["val"].extend(items[:n_val])
         splits["train"].extend(items[n_val:])
     return {k: sorted(splits[k], key=lambda e: e.relpath) for k in SPLITS if splits.get(k)}

@@ -282,3 +282,19 @@ def test_videomae_pth_round_trip_through_the_cli(tmp_path):
     state = torch.load(tmp_path / "again.pth", weights_only=True)["model"]
     assert "blocks.0.attn.q_bias" in state and "blocks.0.mlp.fc1.weight" in state
     assert MAE  # the MAE wrapper shares the encoder: imported weights initialise it through --init
+
+
+def test_settings_follow_the_declared_types_and_resume_keeps_the_recipe(clips, tmp_path):
+    from privvid.engine.trainer import train
+
+    cfg = apply_overrides(preset("ppma", "ft"), ["optim.warmup_epochs=2.5", "optim.clip_grad=1.0"])
+    assert cfg.optim.warmup_epochs == 2.5 and apply_overrides(cfg, ["optim.clip_grad=none"]).optim.clip_grad is None
+    for bad in (["data.scale=0.3"], {"optim.epochs": 2.7}):
+        with pytest.raises(EngineError, match="not a valid"):
+            apply_overrides(cfg, bad)
+    src = load_source(clips / "all.txt")
+    run = _tiny("mae", **{"optim.batch_size": 4, "optim.epochs": 2})
+    train(run, [src], tmp_path / "r", stop_after_epoch=1, device="cpu")
+    with pytest.raises(EngineError, match="mae.target"):
+        train(apply_overrides(run, ["mae.target=pooled"]), [src], tmp_path / "r", resume=True, device="cpu")
+    assert train(apply_overrides(run, ["optim.epochs=3"]), [src], tmp_path / "r", resume=True, device="cpu").steps == 9

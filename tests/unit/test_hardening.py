@@ -401,3 +401,61 @@ def test_mesh_with_a_broken_renderer_fails_unless_a_fallback_is_asked(shared_dat
     assert done.status == "done" and any("mesh fallback" in n for n in done.notes), done
     side = json.loads((tmp_path / "out2" / "juggle.json").read_text())
     assert side["mesh"]["clip"]["fallback_frames"] > 0 and any("mesh fallback" in n for n in side["notes"])
+
+
+# found in review ---------------------------------------------------------------------------------------
+def test_frame_folders_with_a_fifo_or_a_dangling_link_are_still_clips(tmp_path):
+    import cv2
+
+    from privvid.io import content_hash, discover
+
+    folder = tmp_path / "in" / "cls" / "clip"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(moving_square_frames(4)):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+    os.mkfifo(folder / "004.png")
+    (folder / "005.png").symlink_to(tmp_path / "nowhere.png")
+    found = discover(tmp_path / "in")
+    assert [c.relpath for c in found.clips] == ["cls/clip"]
+    assert len(content_hash(folder)) == 64   # returns: the FIFO is not opened
+
+
+def test_sigterm_is_not_counted_as_a_crash(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "long.mp4", moving_square_frames(200))
+    args = [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--mode", "blur",
+            "--detector", "fakes:SlowDetector", "--quiet"]
+    for _ in range(2):
+        proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(out.rglob(".*.partial*")):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143 and "terminated" in proc.stderr.read()
+    with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
+        assert db.execute("select status, crashes from clips").fetchall() == [("queued", 0)]
+
+
+def test_stale_outputs_are_reported_and_out_through_a_link_inside_in_is_not_read(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "jump" / "a.mp4", moving_square_frames(4))
+    anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
+    write_video(src / "jump" / "a.avi", moving_square_frames(4), codec="mpeg4")   # now a.mp4 is written as a.mp4.mp4
+    warnings: list[str] = []
+    anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE), on_warning=warnings.append)
+    assert any("no longer match an input" in w and "jump/a" in w for w in warnings)
+    # OUT reached through a symlink inside IN: never walked as input, the re-run resumes
+    big = tmp_path / "bigdisk"
+    (src / "anon").symlink_to(big, target_is_directory=True)
+    cfg = AnonymizeConfig(mode="blur", detect=FAKE)
+    first = anonymize_dataset(src, src / "anon", cfg)
+    second = anonymize_dataset(src, src / "anon", cfg)
+    assert {o.status for o in second.outcomes} == {"skipped"} and len(second.outcomes) == len(first.outcomes)
+
+
+def test_a_real_folder_keeps_its_name_beside_a_link_to_it(tmp_path):
+    from privvid.io import discover
+
+    write_video(tmp_path / "t" / "jumping" / "a.mp4", moving_square_frames(4))
+    (tmp_path / "t" / "aaa_link").symlink_to(tmp_path / "t" / "jumping", target_is_directory=True)
+    assert [c.relpath for c in discover(tmp_path / "t").clips] == ["jumping/a"]

@@ -179,3 +179,22 @@ def test_sidecar_schema_and_layout():
     from privvid.qa.dataset import FLAT_CLASS, class_of
 
     assert class_of("train/jump/x") == "jump" and class_of("clip") == FLAT_CLASS   # qa labels the same way
+
+
+def test_split_from_matches_whole_paths_and_a_draw_never_empties_train():
+    from privvid.shards.build import Entry, _splits_from_csv, split_entries
+
+    def e(rel: str) -> Entry:
+        return Entry(rel, rel.split("/")[0], {"input": {"path": rel}})
+
+    entries = [e("jump/clip001.mp4"), e("run/clip001.mp4"), e("walk/clip001.mp4"), e("walk/solo.mp4")]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "subset.csv"
+        csv_path.write_text("label,key,path,split\njump,clip001,jump/clip001.mp4,train\nrun,clip001,run/clip001.mp4,val\n"
+                            "walk,solo,x/solo.mp4,val\n")
+        splits = _splits_from_csv(csv_path, entries)
+    assert splits == {"jump/clip001.mp4": "train", "run/clip001.mp4": "val", "walk/solo.mp4": "val"}
+    drawn = split_entries([e("a/0.mp4"), e("a/1.mp4")] + [e(f"b/{i}.mp4") for i in range(4)], 0.75, 0)
+    assert {x.label for x in drawn["train"]} == {"a", "b"}
