@@ -179,6 +179,8 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     classes = sorted({e.label for e in used if e.label})
     index = {label: i for i, label in enumerate(classes)}
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(f"{name}-*.tar"):   # a rebuild must not leave an earlier build's shards beside its own
+        old.unlink()
 
     shards: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -341,6 +343,9 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
     if manifest.get("format") != FORMAT:
         return ["manifest.json: not a privvid shard manifest"]
     problems: list[str] = []
+    listed = {str(s.get("file", "")) for s in manifest.get("shards", [])}
+    problems += [f"{p.name}: a tar the manifest does not list (left from another build?)"
+                 for p in sorted(folder.glob("*.tar")) if p.name not in listed]
     total = 0
     for shard in manifest.get("shards", []):
         name = str(shard.get("file", ""))

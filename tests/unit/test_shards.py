@@ -198,3 +198,13 @@ def test_split_from_matches_whole_paths_and_a_draw_never_empties_train():
     assert splits == {"jump/clip001.mp4": "train", "run/clip001.mp4": "val", "walk/solo.mp4": "val"}
     drawn = split_entries([e("a/0.mp4"), e("a/1.mp4")] + [e(f"b/{i}.mp4") for i in range(4)], 0.75, 0)
     assert {x.label for x in drawn["train"]} == {"a", "b"}
+
+
+def test_a_rebuild_leaves_no_old_shards_and_verify_names_unlisted_tars(tmp_path):
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "run/b.mp4": 4})
+    build(out, tmp_path / "s", shard_size="1clips")
+    assert len(list((tmp_path / "s").glob("*.tar"))) == 2
+    build(out, tmp_path / "s")                               # one shard now
+    assert len(list((tmp_path / "s").glob("*.tar"))) == 1 and verify(tmp_path / "s") == []
+    (tmp_path / "s" / "other-train-000000.tar").write_bytes(b"")
+    assert any("does not list" in p for p in verify(tmp_path / "s"))
