@@ -157,7 +157,7 @@ def allowed_hosts(host: str, port: int, bound: str = "") -> frozenset[str]:
 
 
 class QAServer(ThreadingHTTPServer):
-    """The review server; ``token`` is this session's write token (it is in the served page)."""
+    """The review server; ``token`` is this server's write token (it is in the served page)."""
 
     token: str
     allowed_hosts: frozenset[str]
