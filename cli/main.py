@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 import privvid
 from privvid.cli import anonymize, doctor, models, shards, train, evaluate, average, curate, qa, benchmark, synth
+from privvid.anonymize.dataset import Terminated
 from privvid.errors import PrivvidError
 
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -43,7 +44,7 @@ class _Boundary(TyperGroup):
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             raise typer.Exit(141) from None
         except KeyboardInterrupt as exc:
-            if type(exc).__name__ == "Terminated":
+            if isinstance(exc, Terminated):
                 errors.print("[yellow]terminated[/yellow]: finished clips are kept; run the same command to resume")
                 raise typer.Exit(143) from None
             errors.print("[yellow]interrupted[/yellow]: finished clips are kept; run the same command to resume")
