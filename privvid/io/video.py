@@ -259,7 +259,10 @@ class VideoWriter:
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset}
+        # mbtree off: x264's macroblock-tree pass gives different streams for identical frames depending
+        # on what the process's memory held before (its assembly; asm=0 is stable too); without it an
+        # encode is a function of the frames alone, at about the same size and quality at crf 18
+        self._stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
         # short key-frame intervals: training loaders seek to a sampled clip and decode from the
         # previous key frame, so a long GOP makes every sampled clip decode most of the video
         self._stream.codec_context.gop_size = max(1, gop)
