@@ -70,7 +70,8 @@ class Reference:
     def __init__(self, weights: Path) -> None:
         from privvid.detect.yolo_backend import YoloDetector
 
-        self.det = YoloDetector(DetectConfig(backend="yolo", weights=weights, min_score=REF_CONF))
+        self.det = YoloDetector(DetectConfig(backend="yolo", weights=weights, min_score=REF_CONF,
+                                            options={"refine": False}))  # the raw model, nothing of privvid
 
     def boxes(self, frame: np.ndarray) -> np.ndarray:
         from privvid.detect.litert_models import nms

@@ -82,7 +82,8 @@ def distinct(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:
 
 
 def reference_masks(frames: list[np.ndarray], weights: Path) -> list[list[np.ndarray]]:
-    stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0))
+    stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0,
+                                                options={"refine": False}))
     out = []
     for f in frames:
         (dets, _), = stream.push(f)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import numpy as np
 
 from privvid.config import DetectConfig
 from privvid.detect.base import Detections
-from privvid.detect.common import assemble, check_frame
-from privvid.errors import BackendFailure
+from privvid.detect.common import assemble, check_frame, grow_box, options_from
+from privvid.errors import BackendFailure, ConfigError
 
 HINT = (
     "Pass an Ultralytics segmentation checkpoint with --weights PATH "
@@ -33,11 +34,36 @@ def _config_dir() -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class YoloOptions:
+    """Options of the ``yolo`` detector (``--detect-opt name=value``)."""
+
+    refine: bool = True          # also segment each YOLO box's square crop with the embedded selfie model and
+                                 # add its person pixels (inside the box grown by ``box_grow``) to the instance:
+                                 # YOLO's masks come from a 160 x 160 prototype and miss hands, feet and hair
+    crop_scale: float = 1.4      # square crop side / the box's longer edge
+    mask_threshold: float = 0.3  # selfie probability for a person pixel
+    box_grow: float = 0.1        # selfie pixels count inside the box grown by this share per side
+    threads: int = 1             # selfie interpreter threads
+
+    def __post_init__(self) -> None:
+        if self.crop_scale < 1.0:
+            raise ConfigError(f"yolo detector option crop_scale must be >= 1, got {self.crop_scale}")
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise ConfigError(f"yolo detector option mask_threshold must be in (0, 1), got {self.mask_threshold}")
+        if not 0.0 <= self.box_grow <= 1.0:
+            raise ConfigError(f"yolo detector option box_grow must be in [0, 1], got {self.box_grow}")
+        if self.threads < 1:
+            raise ConfigError(f"yolo detector option threads must be >= 1, got {self.threads}")
+
+
 class YoloDetector:
     name = "yolo"
+    Options = YoloOptions
 
     def __init__(self, cfg: DetectConfig | None = None) -> None:
         self.cfg = cfg or DetectConfig()
+        self.opts = options_from(YoloOptions, self.cfg.options)
         from privvid.io.model_files import check_model_file
 
         weights = check_model_file(self.cfg.weights, "YOLO segmentation weights", HINT,
@@ -63,6 +89,13 @@ class YoloDetector:
         names = self._predictor.model.names
         persons = [k for k, v in names.items() if str(v).lower() == "person"]
         self.person_class = persons[0] if persons else 0
+        self._seg = None
+        if self.opts.refine:
+            from privvid.detect.litert_models import SelfieCrops
+            from privvid.runtime.models import SELFIE, wheel_model_path
+
+            self._seg = SelfieCrops(wheel_model_path(SELFIE), threads=self.opts.threads)
+        self.refined_px = 0
 
     def _setup_predictor(self) -> Any:
         from ultralytics.utils import ROOT, YAML
@@ -96,7 +129,8 @@ class YoloDetector:
         return predictor
 
     def reset(self) -> None:
-        """Stateless per frame: nothing to reset."""
+        """Stateless per frame: only the clip's count of refined pixels starts again."""
+        self.refined_px = 0
 
     def __call__(self, frame: np.ndarray) -> Detections:
         frame = check_frame(frame)
@@ -112,8 +146,30 @@ class YoloDetector:
 
             masks = np.stack([cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
         scores = boxes.conf.cpu().numpy().astype(np.float32)
+        if self._seg is not None:
+            masks = self._refined(frame, masks, boxes.xyxy.cpu().numpy().astype(np.float32))
         # boxes are recomputed from the masks (tight, same convention as the other backends)
         return assemble(h, w, list(masks), [float(s) for s in scores], None, None, min_score=0.0)
+
+    def _refined(self, frame: np.ndarray, masks: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        """Each YOLO mask united with the selfie model's person pixels on its box's square crop."""
+        from privvid.detect.litert_models import square_crop
+
+        assert self._seg is not None
+        h, w = frame.shape[:2]
+        o = self.opts
+        crops = [square_crop(box, o.crop_scale, w, h) for box in xyxy]
+        out = masks.copy()
+        for k, ((cx, cy, side), prob) in enumerate(zip(crops, self._seg(frame, crops))):
+            gx0, gy0, gx1, gy1 = grow_box(xyxy[k], o.box_grow, w, h)
+            gx0, gy0, gx1, gy1 = max(gx0, cx), max(gy0, cy), min(gx1, cx + side), min(gy1, cy + side)
+            if gx1 <= gx0 or gy1 <= gy0:
+                continue
+            add = prob[gy0 - cy:gy1 - cy, gx0 - cx:gx1 - cx] >= o.mask_threshold
+            region = out[k, gy0:gy1, gx0:gx1]
+            self.refined_px += int((add & ~region).sum())
+            region |= add
+        return out
 
     def info(self) -> dict[str, Any]:
         return {
@@ -124,5 +180,7 @@ class YoloDetector:
             "imgsz": self.cfg.imgsz,
             "conf": self.cfg.min_score,
             "person_class": self.person_class,
+            "options": asdict(self.opts),
+            "refined_px": self.refined_px,
         }
 

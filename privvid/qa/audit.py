@@ -116,8 +116,10 @@ class RegistryChecker:
         from privvid.detect import DETECTORS
 
         self.name = backend
+        # the yolo backend as the plain model: its crop refinement adds pixels, not people
+        options = {"refine": False} if backend == "yolo" else {}
         self._det = DETECTORS.create(backend, DetectConfig(backend=backend, weights=weights, min_score=min_score,
-                                                           trust_model_files=trust))
+                                                           trust_model_files=trust, options=options))
 
     def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
         dets = self._det(frame)

@@ -55,7 +55,8 @@ def reference_people(frames: list[np.ndarray], shared_weights: Path) -> list[lis
     pytest.importorskip("ai_edge_litert")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     weights = shared_weights / "yolov8n-seg_full_integer_quant.tflite"
-    stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0))
+    stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0,
+                                                options={"refine": False}))
     refs = []
     for f in frames:
         (dets, _), = stream.push(f)

@@ -41,7 +41,8 @@ def reference(clip_frames, shared_weights: Path):
     pytest.importorskip("ai_edge_litert")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     weights = shared_weights / "yolov8n-seg_full_integer_quant.tflite"
-    stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0))
+    stream = build_mask_stream(DetectConfig(backend="yolo", weights=weights, temporal=0, dilate=0,
+                                                options={"refine": False}))
     out = {}
     for i in range(0, len(clip_frames), STEP):
         (dets, _), = stream.push(clip_frames[i])

@@ -147,3 +147,19 @@ def test_yolo_reports_a_corrupt_file(tmp_path: Path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(BackendFailure, match="broken-seg.pt"):
         YoloDetector(DetectConfig(backend="yolo", weights=bad, trust_model_files=True))
+
+
+def test_yolo_options_are_checked_before_any_model_loads():
+    from privvid.config import DetectConfig
+    from privvid.detect import validate_options
+    from privvid.detect.yolo_backend import YoloOptions
+    from privvid.errors import ConfigError
+
+    validate_options(DetectConfig(backend="yolo", options={"refine": False, "box_grow": 0.2}))
+    with pytest.raises(ConfigError, match="refnie"):
+        validate_options(DetectConfig(backend="yolo", options={"refnie": False}))
+    with pytest.raises(ConfigError, match="refine must be bool"):
+        validate_options(DetectConfig(backend="yolo", options={"refine": "maybe"}))
+    with pytest.raises(ConfigError, match="crop_scale"):
+        YoloOptions(crop_scale=0.5)
+    assert YoloOptions().refine is True
