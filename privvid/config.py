@@ -42,6 +42,9 @@ class DetectConfig:
     dilate_rel: float = 0.08             # each instance grows by this share of its box height (its own
                                          # size, so the mask is the same at any resolution); 0 = fixed
     dilate_min: int = 3                  # ... but by at least this many px
+    dilate_min_frame: float = 0.03       # ... and by at least this share of the frame's height (7 px at 240
+                                         # lines): a person a few dozen px tall is segmented only to within a
+                                         # pixel or two, and the share keeps it the same at any resolution
     temporal: int = 2                    # union of masks over +-temporal frames
     min_score: float = 0.3
     # yolo backend
@@ -58,6 +61,9 @@ class DetectConfig:
             raise ConfigError(f"detector options must be a mapping, got {type(self.options).__name__}")
         if self.dilate_rel < 0 or self.dilate_min < 0:
             raise ConfigError(f"dilate_rel and dilate_min must be >= 0, got {self.dilate_rel}, {self.dilate_min}")
+        if not 0.0 <= self.dilate_min_frame <= 0.25:
+            raise ConfigError(f"dilate_min_frame must be in [0, 0.25] (share of the frame height), "
+                              f"got {self.dilate_min_frame}")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Frames go in one at a time; a frame's removal mask is final once ``delay``
 (= ``DetectConfig.temporal``) later frames have been seen, because it is the
 union of the dilated person masks of frames i-delay .. i+delay. Each instance is
 dilated by ``DetectConfig.dilate_rel`` x its own box height (at least
-``dilate_min`` px; elliptical kernel), so a mask grows with the person, not with
-the frame, and the same clip gives the same removal at any resolution; person
+``dilate_min_frame`` x the frame height and ``dilate_min`` px; elliptical kernel),
+so a mask grows with the person, not with the frame, and the same clip gives the
+same removal at any resolution; person
 pixels of no instance (``extra``) and ``dilate_rel = 0`` use the fixed
 ``DetectConfig.dilate`` px. Only 2*delay+1 per-frame masks are held, never the clip.
 
@@ -72,11 +73,12 @@ class MaskStream:
             return dilate(dets.union(), cfg.dilate)
         h, w = dets.shape
         out = dilate(dets.extra, cfg.dilate) if dets.extra is not None else np.zeros((h, w), bool)
+        least = max(int(cfg.dilate_min), int(round(cfg.dilate_min_frame * h)))
         for mask in dets.masks:
             if not mask.any():
                 continue
             box = mask_box(mask)  # the mask's own extent (a backend's box may be looser or tighter)
-            k = max(int(cfg.dilate_min), int(round(cfg.dilate_rel * float(box[3] - box[1]))))
+            k = max(least, int(round(cfg.dilate_rel * float(box[3] - box[1]))))
             k += 1 - k % 2  # odd: the kernel is centred
             r = k // 2 + 1
             x0, y0 = max(int(box[0]) - r, 0), max(int(box[1]) - r, 0)
@@ -129,6 +131,7 @@ class MaskStream:
             "dilate": self.cfg.dilate,
             "dilate_rel": self.cfg.dilate_rel,
             "dilate_min": self.cfg.dilate_min,
+            "dilate_min_frame": self.cfg.dilate_min_frame,
             "dilate_kernel": "ellipse",
         }
 

@@ -120,7 +120,8 @@ def test_tiles_on_every_4th_frame_cover_the_frames_between(shared_weights: Path)
     assert people >= 3 * len(scored)
     shares = {}
     for name, cfg in (("tiles", DetectConfig(options={"tiles": "3x2"}, **MEDIAPIPE)),
-                      ("no tiles", DetectConfig(**MEDIAPIPE)), ("ssd", DetectConfig())):
+                      ("no tiles", DetectConfig(**MEDIAPIPE)), ("ssd", DetectConfig()),
+                      ("ssd 3 px", DetectConfig(dilate_min_frame=0.0))):
         assert name != "tiles" or MediapipeOptions(**cfg.options).tile_every == 4
         stream = build_mask_stream(cfg)
         try:
@@ -131,6 +132,7 @@ def test_tiles_on_every_4th_frame_cover_the_frames_between(shared_weights: Path)
         shares[name] = float(np.mean([c >= MIN_COVER for c in covers]))
     assert shares["tiles"] >= 0.7, shares
     assert shares["tiles"] >= shares["no tiles"] + 0.15, shares
-    # the ssd default as the pipeline runs it (its own 2x2 tiles on every 2nd frame); measured 0.862 here
-    # (and 89.2% over all 795 frames, benchmarks/small_people.py --consecutive)
-    assert shares["ssd"] >= 0.75 and shares["ssd"] >= shares["tiles"] - 0.05, shares
+    # the ssd default as the pipeline runs it (its own 2x2 tiles on every 2nd frame, each person grown by
+    # at least 3% of the frame height); measured 0.966 here, 0.879 with the earlier 3 px minimum
+    # (and 96.1% / 91.2% over all 795 frames, benchmarks/small_people.py --consecutive)
+    assert shares["ssd"] >= 0.92 and shares["ssd"] >= shares["ssd 3 px"] + 0.04, shares

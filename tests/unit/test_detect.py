@@ -450,7 +450,7 @@ def test_mediapipe_options_are_its_own_and_checked_before_any_model_loads(tmp_pa
     validate_options(DetectConfig(backend="sam", options={"pose_people": 1}))
     with pytest.raises(ConfigError, match="SsdOptions"):   # a mediapipe option is not an ssd one
         validate_options(DetectConfig(backend="sam", sam_base="ssd", options={"pose_people": 1}))
-    with pytest.raises(ConfigError, match="yolo"):
+    with pytest.raises(ConfigError, match="YoloOptions option.s. tiles"):
         validate_options(DetectConfig(backend="yolo", options={"tiles": "3x2"}))
 
     env = {**os.environ, "COLUMNS": "200"}

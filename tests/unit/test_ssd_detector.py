@@ -173,6 +173,26 @@ def test_dilation_grows_with_the_person_so_resolution_does_not_change_the_mask()
     assert fixed_small.sum() / (20 * 80) - fixed_big.sum() / (40 * 160) > 0.1  # a fixed kernel does not
 
 
+def test_small_people_get_the_frame_share_minimum_at_any_resolution():
+    """A person 24 px tall in a 240-line frame would grow by 8% of 24 = 2 px (kernel 3); the minimum of
+    3% of the frame height (kernel 7) applies instead, and at twice the resolution it is twice as wide."""
+    def grown(box, size, **kw):
+        h, w = size
+        (_, m), = MaskStream(_Box(box), DetectConfig(temporal=0, **kw)).run([np.zeros((h, w, 3), np.uint8)])
+        x0, y0, x1, y1 = box
+        return m.sum() / ((x1 - x0) * (y1 - y0)), m
+
+    share, m = grown((100, 100, 108, 124), (240, 432))
+    ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    assert xs[0] == 97 and xs[-1] == 110  # 3 px a side: the 7 px kernel, not the 3 px one
+    share_big, _ = grown((200, 200, 216, 248), (480, 864))
+    assert abs(share - share_big) < 0.15 * share  # odd kernels: 7 px at 240 lines, 15 at 480
+    plain, _ = grown((100, 100, 108, 124), (240, 432), dilate_min_frame=0.0)
+    assert plain < share - 0.5
+    with pytest.raises(ConfigError):
+        DetectConfig(dilate_min_frame=0.5)
+
+
 def test_the_ssd_detector_finds_several_people_and_tracks_them(shared_data):
     from PIL import Image
 
