@@ -98,14 +98,15 @@ def align(
 
 
 
-checkpoints = typer.Typer(help="Encoder checkpoints in and out: HF transformers VideoMAE and VideoMAE .pth.",
+checkpoints = typer.Typer(help="Encoder checkpoints in and out: HF transformers VideoMAE, VideoMAE .pth and "
+                          "mmaction2 VisionTransformer .pth.",
                           no_args_is_help=True)
 
 
 @checkpoints.command("import")
 def import_command(
-    source: Path = typer.Argument(..., help="An HF VideoMAE folder (config.json + model.safetensors) or a "
-                                  "VideoMAE .pth checkpoint (read without running code)."),
+    source: Path = typer.Argument(..., help="An HF VideoMAE folder (config.json + model.safetensors), a "
+                                  "VideoMAE .pth or an mmaction2 .pth checkpoint (read without running code)."),
     out: Path = typer.Option(..., "--out", help="privvid checkpoint folder to write (use it as --init)."),
     frames: int = typer.Option(16, help=".pth only: clip length the model was trained on."),
     image_size: int = typer.Option(224, help=".pth only: frame size the model was trained on."),
@@ -120,10 +121,11 @@ def import_command(
 @checkpoints.command("export")
 def export_command(
     run: Path = typer.Argument(..., help="A privvid checkpoint folder."),
-    fmt: str = typer.Option(..., "--format", help="hf (a transformers folder) | videomae (.pth)"),
+    fmt: str = typer.Option(..., "--format", help="hf (a transformers folder) | videomae (.pth) | mmaction (.pth "
+                            "with backbone.* keys, and <name>.backbone.py with the backbone config)"),
     out: Path = typer.Option(..., "--out"),
 ) -> None:
-    """Export the encoder for HF transformers or the VideoMAE code base."""
+    """Export the encoder for HF transformers, the VideoMAE code base or mmaction2."""
     from privvid.engine.convert import export_checkpoint
 
     console.print(f"[green]exported[/green] to {export_checkpoint(run, out, fmt)}")

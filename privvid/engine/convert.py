@@ -1,4 +1,5 @@
-"""Encoder weights in and out: HF ``transformers`` VideoMAE folders and the VideoMAE code base's checkpoints.
+"""Encoder weights in and out: HF ``transformers`` VideoMAE folders, the VideoMAE code base's checkpoints and
+mmaction2's ``VisionTransformer`` (``vit_mae``) backbone checkpoints.
 
 privvid's encoder and VideoMAE's are the same network up to three conventions, which the conversion
 handles exactly:
@@ -16,6 +17,7 @@ Nothing is downloaded; VideoMAE ``.pth`` files are read with torch's ``weights_o
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +156,20 @@ def to_videomae(encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
 def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
                   heads: int | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """A VideoMAE code base checkpoint (``.pth``: ``{"model": state}``; pre-training keys ``encoder.*`` or
-    fine-tuning keys) -> (ModelConfig, privvid encoder weights)."""
+    fine-tuning keys) or an mmaction2 one (``{"state_dict": {"backbone.*"}}``) -> (ModelConfig, privvid
+    encoder weights)."""
     raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict) and any(
+            k.startswith("backbone.") for k in raw["state_dict"]):
+        meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
+        try:   # privvid's own exports say what they fit
+            backbone = json.loads(meta["backbone"]) if isinstance(meta.get("backbone"), str) else {}
+        except ValueError:
+            backbone = {}
+        if backbone:
+            frames, image_size = int(backbone.get("num_frames", frames)), int(backbone.get("img_size", image_size))
+            heads = heads or int(backbone.get("num_heads", 0)) or None
+        return from_mmaction(raw["state_dict"], frames, image_size, heads)   # an mmaction2 checkpoint
     state = raw.get("model", raw.get("module", raw)) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise EngineError(f"{path} holds no state dict")
@@ -164,6 +178,11 @@ def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
     if "norm.weight" not in state:
         raise EngineError(f"{path}: no final token norm (norm.weight): a mean-pooling fine-tuned model; import a "
                           "pre-trained checkpoint")
+    return _from_videomae_state(state, frames, image_size, heads)
+
+
+def _from_videomae_state(state: dict[str, torch.Tensor], frames: int, image_size: int,
+                         heads: int | None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     w = state["patch_embed.proj.weight"]
     dim, depth = int(w.shape[0]), 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
@@ -183,6 +202,93 @@ def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
         for ours, theirs in _ORIG.items():
             enc[src + ours] = state[src + theirs]
     return cfg, {k: v.detach().clone().float().contiguous() for k, v in enc.items()}
+
+
+_MMACTION = {  # privvid block parameter -> mmaction2 ``VisionTransformer`` (vit_mae.py) block parameter
+    **{k: v for k, v in _ORIG.items() if not k.startswith("fc")},
+    "fc1.weight": "mlp.layers.0.0.weight", "fc1.bias": "mlp.layers.0.0.bias",   # mmcv FFN: (Linear, act, drop)
+    "fc2.weight": "mlp.layers.1.weight", "fc2.bias": "mlp.layers.1.bias",       # then Linear
+}
+
+
+def mmaction_backbone(cfg: ModelConfig) -> dict[str, Any]:
+    """The mmaction2 ``backbone`` config the exported weights fit (``use_mean_pooling=False``: the final
+    token norm is ``backbone.norm``; with mean pooling mmaction2 starts a new ``fc_norm`` instead)."""
+    return {"type": "VisionTransformer", "img_size": cfg.image_size, "patch_size": cfg.patch, "embed_dims": cfg.dim,
+            "depth": cfg.depth, "num_heads": cfg.heads, "mlp_ratio": cfg.mlp_ratio, "qkv_bias": True,
+            "num_frames": cfg.frames, "tubelet_size": cfg.tubelet, "norm_cfg": {"type": "LN", "eps": 1e-6},
+            "use_mean_pooling": False}
+
+
+def to_mmaction(encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """privvid encoder -> mmaction2 recognizer keys (``backbone.*``). The position table goes in as
+    ``backbone.pos_embed`` (mmaction2 keeps it as a buffer, so a 3-D table trained with privvid survives)."""
+    from privvid.engine.model import position_table
+
+    d = cfg.dim
+    out = {"patch_embed.projection.weight": encoder["patch_embed.weight"],
+           "patch_embed.projection.bias": encoder["patch_embed.bias"],
+           "norm.weight": encoder["norm.weight"], "norm.bias": encoder["norm.bias"],
+           "pos_embed": position_table(cfg.pos_embed, d, cfg.grid)[None]}
+    for i in range(cfg.depth):
+        src = f"blocks.{i}."
+        b = encoder[src + "attn.qkv.bias"]
+        out[src + "attn.qkv.weight"] = encoder[src + "attn.qkv.weight"]
+        out[src + "attn.q_bias"], out[src + "attn.v_bias"] = b[:d], b[2 * d:]
+        for ours, theirs in _MMACTION.items():
+            out[src + theirs] = encoder[src + ours]
+    return {"backbone." + k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def from_mmaction(state: dict[str, torch.Tensor], frames: int = 16, image_size: int = 224,
+                  heads: int | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """mmaction2 ``backbone.*`` weights of a ``VisionTransformer`` -> (ModelConfig, privvid encoder weights)."""
+    state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if "norm.weight" not in state:
+        raise EngineError("this mmaction2 backbone ends in mean pooling + fc_norm (use_mean_pooling=True); privvid's "
+                          "encoder ends in a token norm: import a pre-trained (use_mean_pooling=False) backbone")
+    renamed = {"patch_embed.proj.weight": state["patch_embed.projection.weight"],
+               "patch_embed.proj.bias": state["patch_embed.projection.bias"],
+               "norm.weight": state["norm.weight"], "norm.bias": state["norm.bias"]}
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    for i in range(depth):
+        src = f"blocks.{i}."
+        for key in ("attn.qkv.weight", "attn.q_bias", "attn.v_bias"):
+            if src + key in state:
+                renamed[src + key] = state[src + key]
+        for ours, theirs in _MMACTION.items():
+            renamed[src + _ORIG[ours]] = state[src + theirs]
+    cfg, enc = _from_videomae_state(renamed, frames, image_size, heads)
+    table = state.get("pos_embed")
+    if table is not None:
+        from privvid.engine.model import position_table
+
+        for kind in ("sincos1d", "sincos3d"):
+            ref = position_table(kind, cfg.dim, cfg.grid)[None]
+            if ref.shape == table.shape and torch.allclose(ref, table.float(), atol=1e-5):
+                cfg = replace(cfg, pos_embed=kind)
+                break
+        else:
+            raise EngineError("the checkpoint's backbone.pos_embed is neither VideoMAE's 1-D table nor privvid's "
+                              f"3-D one for {cfg.frames} frames of {cfg.image_size} px: pass the --frames and "
+                              "--image-size it was trained with")
+    return cfg, enc
+
+
+def save_mmaction(path: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> Path:
+    """An mmengine-style checkpoint (``{"state_dict", "meta"}``) mmaction2's ``load_from`` / ``init_cfg`` reads,
+    plus ``<name>.backbone.py`` with the ``backbone`` config it fits."""
+    import privvid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backbone = mmaction_backbone(cfg)
+    torch.save({"state_dict": to_mmaction(encoder, cfg),
+                "meta": {"exported_by": f"privvid {privvid.__version__}", "backbone": json.dumps(backbone)}}, path)
+    lines = ["# mmaction2 backbone config for " + path.name, "backbone = dict("]
+    lines += [f"    {k}={v!r}," for k, v in backbone.items()]
+    (path.with_name(path.stem + ".backbone.py")).write_text("\n".join(lines + [")", ""]))
+    return path
 
 
 def save_videomae(path: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> Path:
@@ -211,7 +317,7 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, ima
 
 
 def export_checkpoint(run: str | Path, out: str | Path, fmt: str) -> Path:
-    """A privvid checkpoint's encoder -> ``hf`` (a folder) or ``videomae`` (a .pth file)."""
+    """A privvid checkpoint's encoder -> ``hf`` (a folder), ``videomae`` or ``mmaction`` (a .pth file)."""
     from privvid.engine import checkpoint as ckpt
     from privvid.engine.config import TrainConfig
 
@@ -222,4 +328,6 @@ def export_checkpoint(run: str | Path, out: str | Path, fmt: str) -> Path:
         return save_hf(out, enc, cfg)
     if fmt == "videomae":
         return save_videomae(out, enc, cfg)
-    raise EngineError(f"unknown export format {fmt!r}; choose hf or videomae")
+    if fmt == "mmaction":
+        return save_mmaction(out, enc, cfg)
+    raise EngineError(f"unknown export format {fmt!r}; choose hf, videomae or mmaction")

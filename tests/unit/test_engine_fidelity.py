@@ -297,3 +297,74 @@ def test_settings_follow_the_declared_types_and_resume_keeps_the_recipe(clips, t
     with pytest.raises(EngineError, match="mae.target"):
         train(apply_overrides(run, ["mae.target=pooled"]), [src], tmp_path / "r", resume=True, device="cpu")
     assert train(apply_overrides(run, ["optim.epochs=3"]), [src], tmp_path / "r", resume=True, device="cpu").steps == 9
+
+
+def _mmaction_vit_forward(state: dict, backbone: dict, x: torch.Tensor) -> torch.Tensor:
+    """mmaction2's ``VisionTransformer`` (vit_mae.py) computation, written from its module structure and read
+    from the checkpoint by mmaction2's key names: tokens after the final norm (use_mean_pooling=False)."""
+    import torch.nn.functional as F
+
+    p = {k[len("backbone."):]: v for k, v in state.items()}
+    d, heads = backbone["embed_dims"], backbone["num_heads"]
+    t, s = backbone["tubelet_size"], backbone["patch_size"]
+    x = F.conv3d(x, p["patch_embed.projection.weight"], p["patch_embed.projection.bias"], stride=(t, s, s))
+    x = x.flatten(2).transpose(1, 2) + p["pos_embed"]
+    b, n, _ = x.shape
+    for i in range(backbone["depth"]):
+        q = f"blocks.{i}."
+        h = F.layer_norm(x, (d,), p[q + "norm1.weight"], p[q + "norm1.bias"], eps=1e-6)
+        bias = torch.cat([p[q + "attn.q_bias"], torch.zeros(d), p[q + "attn.v_bias"]])
+        qkv = F.linear(h, p[q + "attn.qkv.weight"], bias).reshape(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        attn = ((qkv[0] * (d // heads) ** -0.5) @ qkv[1].transpose(-2, -1)).softmax(-1)
+        x = x + F.linear((attn @ qkv[2]).transpose(1, 2).reshape(b, n, d), p[q + "attn.proj.weight"],
+                         p[q + "attn.proj.bias"])
+        h = F.layer_norm(x, (d,), p[q + "norm2.weight"], p[q + "norm2.bias"], eps=1e-6)
+        h = F.gelu(F.linear(h, p[q + "mlp.layers.0.0.weight"], p[q + "mlp.layers.0.0.bias"]))
+        x = x + F.linear(h, p[q + "mlp.layers.1.weight"], p[q + "mlp.layers.1.bias"])
+    return F.layer_norm(x, (d,), p["norm.weight"], p["norm.bias"], eps=1e-6)
+
+
+@pytest.mark.parametrize("pos", ["sincos1d", "sincos3d"])
+def test_mmaction_export_computes_the_same_features_and_imports_back(tmp_path, pos):
+    from typer.testing import CliRunner
+
+    from privvid.cli.main import app
+    from privvid.engine import checkpoint as ckpt
+    from privvid.engine.config import TrainConfig
+    from privvid.engine.convert import import_checkpoint, mmaction_backbone, save_mmaction
+
+    cfg = replace(NANO, pos_embed=pos)
+    torch.manual_seed(2)
+    model = VideoViT(cfg).eval()
+    with torch.no_grad():
+        for name, prm in model.named_parameters():
+            if name.endswith("bias"):
+                prm.normal_(0, 0.1)
+        model.blocks[0].attn.qkv.bias[cfg.dim:2 * cfg.dim] = 0.0   # mmaction2 has no k bias (it cannot matter)
+    path = save_mmaction(tmp_path / "vit.pth", model.state_dict(), cfg)
+    raw = torch.load(path, weights_only=True)
+    backbone = mmaction_backbone(cfg)
+    x = torch.randn(2, 3, cfg.frames, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(_mmaction_vit_forward(raw["state_dict"], backbone, x), model(x),
+                                   rtol=1e-5, atol=1e-5)
+    assert all(k.startswith("backbone.") for k in raw["state_dict"])
+    config_text = (tmp_path / "vit.backbone.py").read_text()
+    scope: dict = {}
+    exec(compile(config_text, "vit.backbone.py", "exec"), {"dict": dict}, scope)   # our own file: a dict literal
+    assert scope["backbone"] == backbone and backbone["type"] == "VisionTransformer"
+    # back into privvid: the same encoder, its position table recognised
+    import_checkpoint(path, tmp_path / "imported")
+    meta = ckpt.read_meta(tmp_path / "imported")
+    mcfg = TrainConfig.from_dict(meta["train_config"]).model
+    assert mcfg.pos_embed == pos and mcfg.arch() == cfg.arch()
+    back = VideoViT(mcfg).eval()
+    back.load_state_dict(ckpt.encoder_state(tmp_path / "imported", mcfg))
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model(x), rtol=1e-5, atol=1e-5)
+    result = CliRunner().invoke(app, ["checkpoint", "export", str(tmp_path / "imported"), "--format", "mmaction",
+                                      "--out", str(tmp_path / "again.pth")])
+    assert result.exit_code == 0, result.output
+    again = torch.load(tmp_path / "again.pth", weights_only=True)["state_dict"]
+    for k, v in raw["state_dict"].items():
+        torch.testing.assert_close(again[k], v, rtol=1e-6, atol=1e-6)
