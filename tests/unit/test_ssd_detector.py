@@ -185,6 +185,7 @@ def test_small_people_get_the_frame_share_minimum_at_any_resolution():
     share, m = grown((100, 100, 108, 124), (240, 432))
     ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
     assert xs[0] == 97 and xs[-1] == 110  # 3 px a side: the 7 px kernel, not the 3 px one
+    assert ys[0] == 97 and ys[-1] == 126
     share_big, _ = grown((200, 200, 216, 248), (480, 864))
     assert abs(share - share_big) < 0.15 * share  # odd kernels: 7 px at 240 lines, 15 at 480
     plain, _ = grown((100, 100, 108, 124), (240, 432), dilate_min_frame=0.0)
