@@ -44,11 +44,19 @@ def crop_box(box: np.ndarray, width: int, height: int, pad: float = 0.25) -> tup
 
 
 class MediapipePose:
-    """BlazePose GHUM (mediapipe legacy solution, bundled model_complexity=1), one tracker per track id."""
+    """BlazePose GHUM (mediapipe legacy solution, bundled model_complexity=1): a video-mode tracker per
+    track id for up to ``max_tracks`` people, one shared still-image graph for the rest.
+
+    A tracker graph costs ~75 ms to build and ~100 MB. When all ``max_tracks`` are in use, the least
+    recently used one is replaced only once its person has been gone ``stale`` frames; until then a new
+    person goes through the still-image graph (a detection on every call, no graph to build), so a crowd
+    no longer rebuilds graphs on every frame. ``promote`` > 1 also keeps short-lived ids on the still-image
+    graph (it costs pose quality on a track's first frames, so it is 1)."""
 
     name = "mediapipe"
 
-    def __init__(self, weights: Path | None = None, min_confidence: float = 0.3, max_tracks: int = 8) -> None:
+    def __init__(self, weights: Path | None = None, min_confidence: float = 0.3, max_tracks: int = 8,
+                 promote: int = 1, stale: int = 5) -> None:
         if weights is not None:
             raise ValueError("the mediapipe pose source uses its bundled model; --pose-weights is for 'yolo'")
         import mediapipe as mp
@@ -56,19 +64,41 @@ class MediapipePose:
         self._mp = mp
         self.min_confidence = min_confidence
         self.max_tracks = max_tracks
-        self._trackers: dict[int, Any] = {}
+        self.promote = max(1, int(promote))
+        self.stale = max(0, int(stale))
+        self._trackers: dict[int, Any] = {}   # least recently used first
+        self._last: dict[int, int] = {}       # track id -> frame it was last looked at
+        self._seen: dict[int, int] = {}       # track id -> frames it was looked at
         self._static: Any = None
+        self._calls = 0
+        self.graphs_built = 0
 
-    def _tracker(self, track_id: int) -> Any:
+    def _still(self) -> Any:
+        if self._static is None:
+            self._static = self._make(static=True)
+            self.graphs_built += 1
+        return self._static
+
+    def _tracker(self, track_id: int, frame_index: int | None = None) -> Any:
         if track_id < 0:
-            if self._static is None:
-                self._static = self._make(static=True)
-            return self._static
-        if track_id not in self._trackers:
-            if len(self._trackers) >= self.max_tracks:
-                oldest = next(iter(self._trackers))
-                self._trackers.pop(oldest).close()
-            self._trackers[track_id] = self._make(static=False)
+            return self._still()
+        now = self._calls if frame_index is None else int(frame_index)
+        if track_id in self._trackers:
+            self._trackers[track_id] = self._trackers.pop(track_id)   # most recently used now
+            self._last[track_id] = now
+            return self._trackers[track_id]
+        if self._last.get(track_id) != now:
+            self._seen[track_id] = self._seen.get(track_id, 0) + 1
+        self._last[track_id] = now
+        if self._seen[track_id] < self.promote:
+            return self._still()
+        if len(self._trackers) >= self.max_tracks:
+            oldest = next(iter(self._trackers))
+            if now - self._last.get(oldest, now) <= self.stale:
+                return self._still()   # every tracker's person is still around
+            self._trackers.pop(oldest).close()
+        self._trackers[track_id] = self._make(static=False)
+        self.graphs_built += 1
         return self._trackers[track_id]
 
     def _make(self, static: bool) -> Any:
@@ -82,14 +112,20 @@ class MediapipePose:
         for t in self._trackers.values():
             t.close()
         self._trackers.clear()
+        self._last.clear()
+        self._seen.clear()
+        self._calls = 0
+        self.graphs_built = 0
 
-    def __call__(self, frame: np.ndarray, box: np.ndarray, track_id: int = -1) -> PoseResult | None:
+    def __call__(self, frame: np.ndarray, box: np.ndarray, track_id: int = -1,
+                 frame_index: int | None = None) -> PoseResult | None:
         h, w = frame.shape[:2]
+        self._calls += 1
         a, b, c, d = crop_box(box, w, h)
         if c - a < 8 or d - b < 8:
             return None
         crop = np.ascontiguousarray(frame[b:d, a:c])
-        res = self._tracker(int(track_id)).process(crop)
+        res = self._tracker(int(track_id), frame_index).process(crop)
         if res.pose_landmarks is None:
             return None
         cw, ch = c - a, d - b
@@ -102,7 +138,8 @@ class MediapipePose:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "model": "BlazePose GHUM full (model_complexity=1)",
-                "mediapipe": getattr(self._mp, "__version__", "unknown")}
+                "mediapipe": getattr(self._mp, "__version__", "unknown"), "max_tracks": self.max_tracks,
+                "graphs_built": self.graphs_built}
 
 
 class YoloPose:
@@ -127,7 +164,8 @@ class YoloPose:
     def reset(self) -> None:
         pass
 
-    def __call__(self, frame: np.ndarray, box: np.ndarray, track_id: int = -1) -> PoseResult | None:
+    def __call__(self, frame: np.ndarray, box: np.ndarray, track_id: int = -1,
+                 frame_index: int | None = None) -> PoseResult | None:
         h, w = frame.shape[:2]
         a, b, c, d = crop_box(box, w, h, pad=0.15)
         if c - a < 8 or d - b < 8:
