@@ -204,7 +204,10 @@ def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo) 
         raise BadInput(f"cannot open video: {exc}") from None
     with container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if _CODEC_THREADS:
+            stream.codec_context.thread_count = _CODEC_THREADS
+        else:
+            stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
                 array: np.ndarray
@@ -240,6 +243,17 @@ def temp_path(final: Path, suffix: str | None = None) -> Path:
     return final.with_name(f".{name}.{uuid.uuid4().hex[:8]}.partial{suffix}")
 
 
+# decoder / encoder threads: 0 lets FFmpeg and x264 use the machine (one clip at a time); a worker of a
+# parallel run sets 1 (``set_codec_threads``), since its neighbours already use the other cores
+_CODEC_THREADS = 0
+
+
+def set_codec_threads(threads: int) -> None:
+    """Threads each decoder and encoder of this process may use (0: the libraries' own choice)."""
+    global _CODEC_THREADS
+    _CODEC_THREADS = max(0, int(threads))
+
+
 class VideoWriter:
     """H.264 mp4 writer: yuv420p, even size, no audio, no metadata; atomic commit."""
 
@@ -267,6 +281,8 @@ class VideoWriter:
         # previous key frame, so a long GOP makes every sampled clip decode most of the video
         self._stream.codec_context.gop_size = max(1, gop)
         self._stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        if _CODEC_THREADS:
+            self._stream.codec_context.thread_count = _CODEC_THREADS
         # x264 writes its version and every setting into an SEI unit of the first frame: drop SEI units
         self._strip = av.bitstream.BitStreamFilterContext("filter_units=remove_types=6", self._stream)
         self._closed = False

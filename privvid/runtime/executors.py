@@ -45,6 +45,32 @@ class InlineExecutor:
             yield item, fn(item)
 
 
+def one_core() -> None:
+    """Keep this worker process to one core: codecs, OpenCV and OpenMP/BLAS pools single-threaded. In a
+    parallel run each worker has a core of its own; threads reaching for the others only contend."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    from privvid.io.video import set_codec_threads
+
+    set_codec_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+
+
+def _on_one_core(fn: Callable[[Any], Any], item: Any) -> Any:
+    one_core()
+    return fn(item)
+
+
+def _worker_init(parent: int) -> None:
+    _die_with_parent(parent)
+    one_core()
+
+
 def _die_with_parent(parent: int) -> None:
     """Pool-worker initializer: a worker must not outlive the run that started it (a kill -9 of the
     parent would otherwise leave workers writing into OUT, then waiting forever). Linux: the kernel sends
@@ -76,7 +102,7 @@ class ProcessExecutor:
 
     def _pool(self, workers: int) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_die_with_parent, initargs=(os.getpid(),))
+                                      initializer=_worker_init, initargs=(os.getpid(),))
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
                       started: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, Any]]:
@@ -121,8 +147,8 @@ class RayExecutor:
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
                       started: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, Any]]:
         ray = self._ray
-        remote = ray.remote(num_cpus=self.num_cpus, max_retries=1)(fn)
-        refs = {remote.remote(item): item for item in items}
+        remote = ray.remote(num_cpus=self.num_cpus, max_retries=1)(_on_one_core)
+        refs = {remote.remote(fn, item): item for item in items}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

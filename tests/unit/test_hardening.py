@@ -459,3 +459,20 @@ def test_a_real_folder_keeps_its_name_beside_a_link_to_it(tmp_path):
     write_video(tmp_path / "t" / "jumping" / "a.mp4", moving_square_frames(4))
     (tmp_path / "t" / "aaa_link").symlink_to(tmp_path / "t" / "jumping", target_is_directory=True)
     assert [c.relpath for c in discover(tmp_path / "t").clips] == ["jumping/a"]
+
+
+def _threads_in_worker(_: int) -> tuple[int, str, int]:
+    import cv2
+
+    from privvid.io import video
+
+    return cv2.getNumThreads(), os.environ.get("OMP_NUM_THREADS", ""), video._CODEC_THREADS
+
+
+def test_pool_workers_keep_to_one_core_each():
+    """In a parallel run each worker's codecs, OpenCV and OpenMP pools are single-threaded: the other
+    cores belong to the other workers."""
+    from privvid.runtime.executors import ProcessExecutor
+
+    results = [r for _, r in ProcessExecutor(2).map_unordered(_threads_in_worker, [0, 1])]
+    assert results == [(1, "1", 1), (1, "1", 1)]

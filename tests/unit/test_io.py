@@ -199,3 +199,23 @@ def test_writer_output_depends_on_the_frames_alone(tmp_path):
                 writer.write(frame)
         digests.add(path.read_bytes())
     assert len(digests) == 1
+
+
+def test_codec_threads_follow_the_process_setting(tmp_path):
+    from privvid.io.video import set_codec_threads
+
+    frames = moving_square_frames(6)
+    h, w = frames[0].shape[:2]
+    try:
+        set_codec_threads(1)
+        writer = VideoWriter(tmp_path / "one.mp4", w, h, 24)
+        assert writer._stream.codec_context.thread_count == 1
+        for frame in frames:
+            writer.write(frame)
+        writer.commit()
+        assert len(list(read_frames(tmp_path / "one.mp4"))) == 6
+    finally:
+        set_codec_threads(0)
+    auto = VideoWriter(tmp_path / "auto.mp4", w, h, 24)
+    assert auto._stream.codec_context.thread_count == 0   # the libraries' own choice again
+    auto.abort()
