@@ -243,13 +243,13 @@ def temp_path(final: Path, suffix: str | None = None) -> Path:
     return final.with_name(f".{name}.{uuid.uuid4().hex[:8]}.partial{suffix}")
 
 
-# decoder / encoder threads: 0 lets FFmpeg and x264 use the machine (one clip at a time); a worker of a
-# parallel run sets 1 (``set_codec_threads``), since its neighbours already use the other cores
+# decoder threads: 0 lets FFmpeg use the machine (one clip at a time); a worker of a parallel run sets 1
+# (``set_codec_threads``), since its neighbours already use the other cores (the encoder always has one)
 _CODEC_THREADS = 0
 
 
 def set_codec_threads(threads: int) -> None:
-    """Threads each decoder and encoder of this process may use (0: the libraries' own choice)."""
+    """Threads each decoder of this process may use (0: FFmpeg's own choice)."""
     global _CODEC_THREADS
     _CODEC_THREADS = max(0, int(threads))
 
@@ -281,8 +281,10 @@ class VideoWriter:
         # previous key frame, so a long GOP makes every sampled clip decode most of the video
         self._stream.codec_context.gop_size = max(1, gop)
         self._stream.codec_context.flags |= av.codec.context.Flags.bitexact
-        if _CODEC_THREADS:
-            self._stream.codec_context.thread_count = _CODEC_THREADS
+        # one encoder thread, always: x264's output depends on its thread count (which "auto" takes from the
+        # machine's cores), so a fixed count makes the file a function of the frames on any machine and with
+        # any --workers; at the sizes privvid writes one thread encodes far faster than the pipeline runs
+        self._stream.codec_context.thread_count = 1
         # x264 writes its version and every setting into an SEI unit of the first frame: drop SEI units
         self._strip = av.bitstream.BitStreamFilterContext("filter_units=remove_types=6", self._stream)
         self._closed = False
