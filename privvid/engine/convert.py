@@ -271,7 +271,8 @@ def from_mmaction(state: dict[str, torch.Tensor], frames: int = 16, image_size: 
         else:
             raise EngineError("the checkpoint's backbone.pos_embed is neither VideoMAE's 1-D table nor privvid's "
                               f"3-D one for {cfg.frames} frames of {cfg.image_size} px: pass the --frames and "
-                              "--image-size it was trained with")
+                              "--image-size it was trained with (a learned table, use_learnable_pos_emb=True, "
+                              "is not one privvid's encoder has)")
     return cfg, enc
 
 
