@@ -147,7 +147,9 @@ class RayExecutor:
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
                       started: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, Any]]:
         ray = self._ray
-        remote = ray.remote(num_cpus=self.num_cpus, max_retries=1)(_on_one_core)
+        # the task carries the job's name (Ray titles its worker process "ray::<name>")
+        remote = ray.remote(num_cpus=self.num_cpus, max_retries=1)(_on_one_core).options(
+            name=getattr(fn, "__name__", "privvid_job"))
         refs = {remote.remote(fn, item): item for item in items}
         pending = list(refs)
         while pending:
