@@ -27,7 +27,7 @@ from privvid.errors import ConfigError
 class CheckConfig:
     enabled: bool | None = None   # None: on for remove and mesh, off for blur / pixelate / solid
     person_score: float = 0.5     # SSD person score that counts as a person anywhere in a written frame
-    filled_score: float = 0.3     # ... and inside the filled region (where a pasted-back person would be)
+    filled_score: float = 0.2     # ... and inside the filled region (where a pasted-back person would be)
     face_score: float = 0.75      # BlazeFace score that counts as a face (0 = no face check)
     grow: float = 0.1             # a finding's box grows by this share per side before it is filled
     solid_color: tuple[int, int, int] = (128, 128, 128)

@@ -68,5 +68,8 @@ def test_the_sidecar_records_the_check(shared_data, tmp_path):
         for f in rec["found"]:
             x0, y0, x1, y1 = f["box"]
             assert 0 <= x0 < x1 <= 432 and 0 <= y0 < y1 <= 240 and f["where"] in ("filled", "unmasked")
-    # a crowd sits right behind the dancer: the check steps in on some frames (measured 35 of 90), not all
-    assert 0 < check["frames_flagged"] < 0.6 * outcome.frames
+    # a crowd sits right behind the dancer: the check steps in on many frames (measured 68 of 90 with
+    # filled_score 0.2, 29 with 0.3), not on all, and the refill almost always clears what it found
+    # (5 solid fallbacks measured)
+    assert 0 < check["frames_flagged"] < 0.9 * outcome.frames
+    assert check["totals"]["solid"] <= 0.15 * outcome.frames
