@@ -173,6 +173,19 @@ def grow_box(box: Any, share: float, width: int, height: int) -> tuple[int, int,
             int(min(width, np.ceil(x1 + gx))), int(min(height, np.ceil(y1 + gy))))
 
 
+def crop_person_pixels(prob: np.ndarray, crop: tuple[int, int, int], box: Any, grow: float, threshold: float,
+                       width: int, height: int) -> tuple[int, int, np.ndarray] | None:
+    """The person pixels of a square crop's probability map (``prob``, side x side at ``crop`` = x0, y0,
+    side) that lie inside ``box`` grown by ``grow``: (x0, y0, bool region) in frame coordinates, or None
+    when the grown box and the crop do not overlap."""
+    cx, cy, side = crop
+    gx0, gy0, gx1, gy1 = grow_box(box, grow, width, height)
+    gx0, gy0, gx1, gy1 = max(gx0, cx), max(gy0, cy), min(gx1, cx + side), min(gy1, cy + side)
+    if gx1 <= gx0 or gy1 <= gy0:
+        return None
+    return gx0, gy0, prob[gy0 - cy:gy1 - cy, gx0 - cx:gx1 - cx] >= threshold
+
+
 def options_from(cls: Any, given: Any) -> Any:
     """A backend's options dataclass ``cls(**given)``, with a clear ConfigError for a name it does not have
     or a value of the wrong kind (text where a number belongs, a number where text does)."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
-from privvid.detect.common import box_iou, check_frame, grow_box, options_from, tile_boxes  # noqa: F401
+from privvid.detect.common import box_iou, check_frame, crop_person_pixels, grow_box, options_from, tile_boxes  # noqa: F401
 from privvid.errors import ConfigError
 
 
@@ -286,12 +286,11 @@ class SsdDetector:
                   shape: tuple[int, int]) -> np.ndarray:
         """Person pixels of the crop inside the grown box, as a full-frame bool mask."""
         h, w = shape
-        gx0, gy0, gx1, gy1 = grow_box(box, self.opts.box_grow, w, h)
-        gx0, gy0, gx1, gy1 = max(gx0, cx), max(gy0, cy), min(gx1, cx + side), min(gy1, cy + side)
         out = np.zeros((h, w), bool)
-        if gx1 <= gx0 or gy1 <= gy0:
-            return out
-        out[gy0:gy1, gx0:gx1] = prob[gy0 - cy:gy1 - cy, gx0 - cx:gx1 - cx] >= self.opts.mask_threshold
+        found = crop_person_pixels(prob, (cx, cy, side), box, self.opts.box_grow, self.opts.mask_threshold, w, h)
+        if found is not None:
+            x0, y0, region = found
+            out[y0:y0 + region.shape[0], x0:x0 + region.shape[1]] = region
         return out
 
     def info(self) -> dict[str, Any]:
@@ -338,7 +337,7 @@ def cast_shadow(frame: np.ndarray, person: np.ndarray, reach: float, dark: float
     if ground.size < 16:
         return np.zeros_like(person)
     candidate = (grey < dark * float(np.median(ground))) | band_person
-    count, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
     touching = np.unique(labels[band_person & (labels > 0)])
     keep = np.isin(labels, touching[touching > 0]) & ~band_person
     out = np.zeros_like(person)

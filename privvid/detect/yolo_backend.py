@@ -19,7 +19,7 @@ import numpy as np
 
 from privvid.config import DetectConfig
 from privvid.detect.base import Detections
-from privvid.detect.common import assemble, check_frame, grow_box, options_from
+from privvid.detect.common import assemble, check_frame, crop_person_pixels, options_from
 from privvid.errors import BackendFailure, ConfigError
 
 HINT = (
@@ -160,13 +160,12 @@ class YoloDetector:
         o = self.opts
         crops = [square_crop(box, o.crop_scale, w, h) for box in xyxy]
         out = masks.copy()
-        for k, ((cx, cy, side), prob) in enumerate(zip(crops, self._seg(frame, crops))):
-            gx0, gy0, gx1, gy1 = grow_box(xyxy[k], o.box_grow, w, h)
-            gx0, gy0, gx1, gy1 = max(gx0, cx), max(gy0, cy), min(gx1, cx + side), min(gy1, cy + side)
-            if gx1 <= gx0 or gy1 <= gy0:
+        for k, (crop, prob) in enumerate(zip(crops, self._seg(frame, crops))):
+            found = crop_person_pixels(prob, crop, xyxy[k], o.box_grow, o.mask_threshold, w, h)
+            if found is None:
                 continue
-            add = prob[gy0 - cy:gy1 - cy, gx0 - cx:gx1 - cx] >= o.mask_threshold
-            region = out[k, gy0:gy1, gx0:gx1]
+            x0, y0, add = found
+            region = out[k, y0:y0 + add.shape[0], x0:x0 + add.shape[1]]
             self.refined_px += int((add & ~region).sum())
             region |= add
         return out
