@@ -201,10 +201,18 @@ def test_writer_output_depends_on_the_frames_alone(tmp_path):
     assert len(digests) == 1
 
 
-def test_codec_threads_follow_the_process_setting(tmp_path):
+def test_codec_threads_follow_the_process_setting(tmp_path, monkeypatch):
     """Decoders take the process setting (one thread in a worker of a parallel run); the encoder always
     runs on one thread, so the same frames give the same file with any --workers and on any machine."""
     from privvid.io import video
+
+    opened = []
+    real_open = video.av.open
+
+    def spy(*args, **kwargs):
+        container = real_open(*args, **kwargs)
+        opened.append(container)
+        return container
 
     frames = moving_square_frames(6)
     h, w = frames[0].shape[:2]
@@ -212,14 +220,22 @@ def test_codec_threads_follow_the_process_setting(tmp_path):
     try:
         for threads in (1, 0):
             video.set_codec_threads(threads)
-            assert video._CODEC_THREADS == threads
             writer = VideoWriter(tmp_path / f"t{threads}.mp4", w, h, 24)
             assert writer._stream.codec_context.thread_count == 1
             for frame in frames:
                 writer.write(frame)
             writer.commit()
-            assert len(list(read_frames(tmp_path / f"t{threads}.mp4"))) == 6
             digests.append((tmp_path / f"t{threads}.mp4").read_bytes())
+            monkeypatch.setattr(video.av, "open", spy)
+            reader = read_frames(tmp_path / f"t{threads}.mp4")
+            next(reader)   # the decoder is open now
+            context = opened[-1].streams.video[0].codec_context
+            if threads == 1:
+                assert context.thread_count == 1        # FFmpeg's default is 0 (its own choice)
+            else:
+                assert context.thread_type == av.codec.context.ThreadType.AUTO   # the default is SLICE
+            assert 1 + sum(1 for _ in reader) == 6
+            monkeypatch.setattr(video.av, "open", real_open)
     finally:
         video.set_codec_threads(0)
     assert digests[0] == digests[1]
