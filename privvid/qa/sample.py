@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from privvid.errors import BadInput
-from privvid.io.layout import OUTPUT_SUFFIXES
+from privvid.io.layout import output_paths
 from privvid.io.video import VideoWriter, probe, read_frames
 from privvid.qa.dataset import AnonClip, QAError, scan
 
@@ -160,13 +160,6 @@ def check_marks(sidecar: dict[str, Any]) -> list[dict[str, Any]]:
         kinds = sorted({f["kind"] for f in found if isinstance(f, dict) and isinstance(f.get("kind"), str)})
         marks.append({"frame": entry["frame"], "action": str(entry.get("action", "")), "found": kinds})
     return sorted(marks, key=lambda m: m["frame"])
-
-
-def masks_path(clip: AnonClip) -> Path:
-    """``<rel>.masks.npz`` beside the anonymised clip (written by ``anonymize --save-masks``)."""
-    video = clip.video
-    stem = video.name[: -len(video.suffix)] if video.suffix else video.name
-    return video.with_name(stem + OUTPUT_SUFFIXES["masks"])
 
 
 def mask_frames(path: Path) -> Iterator[np.ndarray]:
@@ -336,7 +329,7 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
             except BadInput as exc:
                 item["problems"].append(f"original unreadable: {exc}")
         if size is not None and preview_seconds > 0:
-            masks = masks_path(clip)
+            masks = output_paths(Path(root), clip.rel)["masks"]   # written by anonymize --save-masks
             try:
                 item["preview"], problems = write_previews(
                     clip.video, original if item["original_frames"] else None, masks if masks.is_file() else None,

@@ -118,6 +118,7 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> dict[str, str]:
                 by_path[str(p.with_suffix(""))] = split
                 by_stem.setdefault(p.stem, set()).add(split)
     out = {}
+    stem_count = Counter(PurePosixPath(e.relpath).stem for e in entries)
     for e in entries:
         source = str((e.sidecar.get("input") or {}).get("path") or "")
         candidates = [str(PurePosixPath(e.relpath).with_suffix("")), str(PurePosixPath(source).with_suffix(""))]
@@ -125,15 +126,10 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> dict[str, str]:
         if split is None:
             # a bare name (curate's key column) only when it names one split unambiguously
             stems = by_stem.get(PurePosixPath(e.relpath).stem, set())
-            split = next(iter(stems)) if len(stems) == 1 and _stem_unique(e, entries) else None
+            split = next(iter(stems)) if len(stems) == 1 and stem_count[PurePosixPath(e.relpath).stem] == 1 else None
         if split is not None:
             out[e.relpath] = split
     return out
-
-
-def _stem_unique(entry: Entry, entries: list[Entry]) -> bool:
-    stem = PurePosixPath(entry.relpath).stem
-    return sum(PurePosixPath(e.relpath).stem == stem for e in entries) == 1
 
 
 def split_entries(entries: list[Entry], val_fraction: float, seed: int,

@@ -7,7 +7,8 @@
 - :mod:`privvid.synth.dataset`: the output folder (clips, lists, ``synth.json``), resume, refusal.
 """
 
-from privvid.synth.dataset import SynthSettings, SynthSummary, parse_size, synthesize
+from privvid.config import parse_size  # the sizes of every command; -2 sides fail SynthSettings.validate
+from privvid.synth.dataset import SynthSettings, SynthSummary, synthesize
 from privvid.synth.motions import MOTION_NAMES, MOTIONS, MotionParams, pose_clip
 
 __all__ = ["MOTIONS", "MOTION_NAMES", "MotionParams", "SynthSettings", "SynthSummary", "parse_size", "pose_clip",

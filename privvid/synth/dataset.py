@@ -75,16 +75,6 @@ class SynthSettings:
         return list(MOTION_NAMES[: self.classes])
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"112x112"`` -> (112, 112); anything else -> :class:`ConfigError`."""
-    parts = text.lower().split("x")
-    try:
-        width, height = (int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"--size must look like 112x112 (WIDTHxHEIGHT), got {text!r}") from None
-    return width, height
-
-
 @dataclass
 class Clip:
     relpath: str
@@ -185,6 +175,7 @@ def _prepare_out(out: Path, record: dict[str, Any], overwrite: bool) -> None:
 def _manifest(settings: SynthSettings, record: dict[str, Any], clips: list[Clip], complete: bool,
               body_info: dict[str, Any]) -> str:
     import privvid
+    from privvid.synth.render import SUPERSAMPLE
 
     counts: dict[str, dict[str, int]] = {}
     for c in clips:
@@ -199,7 +190,7 @@ def _manifest(settings: SynthSettings, record: dict[str, Any], clips: list[Clip]
         "backgrounds_folder": None if settings.backgrounds is None else str(Path(settings.backgrounds).resolve()),
         "counts": counts,
         "body_model": body_info,
-        "renderer": {"backend": "pyrender (privvid.mesh.render.MeshRenderer)", "supersample": 2},
+        "renderer": {"backend": "pyrender (privvid.mesh.render.MeshRenderer)", "supersample": SUPERSAMPLE},
         "clips": [{"path": c.relpath, "label": c.label, "split": c.split, **c.spec.to_dict()} for c in clips],
     }
     return json.dumps(doc, indent=1) + "\n"
@@ -242,7 +233,7 @@ def synthesize(out: str | Path, settings: SynthSettings, overwrite: bool = False
             on_start(len(todo))
         bg_folder = Path(settings.backgrounds).expanduser() if settings.backgrounds is not None else None
         for c in todo:
-            images, _ = renderer.render(c.spec, settings.frames, bg_folder)
+            images = renderer.render(c.spec, settings.frames, bg_folder)
             with VideoWriter(out / c.relpath, settings.width, settings.height, settings.fps,
                              crf=settings.crf) as writer:
                 for image in images:

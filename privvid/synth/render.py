@@ -122,11 +122,6 @@ class SynthRenderer:
             v = jt(betas=torch.as_tensor(np.asarray(betas, np.float32))[None]).vertices[0].numpy()
         return float(v[:, 1].max() - v[:, 1].min())
 
-    def joints(self, spec: ClipSpec, frames: int) -> np.ndarray:
-        """Body joints (T, 22, 3) of a clip in its world frame (the clip's yaw applied)."""
-        _, j = self.forward(pose_clip(get_motion(spec.motion), frames, spec.params), np.asarray(spec.betas))
-        return j @ _yaw(spec.camera["yaw"]).T
-
     # ------------------------------------------------------------------ camera
     def camera(self, spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
         """(R, eye): world -> camera is ``R @ (p - eye)``."""
@@ -170,9 +165,8 @@ class SynthRenderer:
         strength = 0.4 * (1.0 - min(lift / 0.4, 1.0) * 0.6)
         return frame * (1.0 - strength * mask[..., None])
 
-    def render(self, spec: ClipSpec, frames: int, backgrounds: Path | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """The clip's frames (T, H, W, 3) uint8 and the body's coverage (T, H, W) float32 in [0, 1]."""
+    def render(self, spec: ClipSpec, frames: int, backgrounds: Path | None = None) -> np.ndarray:
+        """The clip's frames (T, H, W, 3) uint8."""
         import cv2
 
         motion = get_motion(spec.motion)
@@ -183,7 +177,6 @@ class SynthRenderer:
         bg = make_background(spec.background, self.width, self.height, frames, backgrounds)
         self._look(spec)
         out = np.empty((frames, self.height, self.width, 3), np.uint8)
-        cover = np.empty((frames, self.height, self.width), np.float32)
         size = (self.width, self.height)
         for t in range(frames):
             world = verts[t] @ yaw.T
@@ -195,8 +188,7 @@ class SynthRenderer:
             frame = self._shadow(bg[t].astype(np.float32), ground, float(pose.transl[t, 1]), rot, eye)
             frame = frame * (1.0 - alpha[..., None]) + premult
             out[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
-            cover[t] = alpha
-        return out, cover
+        return out
 
     def close(self) -> None:
         self._renderer.close()

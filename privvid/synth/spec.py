@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from privvid.synth.backgrounds import draw_background
-from privvid.synth.motions import MOTIONS, MotionParams, get_motion
+from privvid.synth.motions import MOTION_NAMES, MotionParams, get_motion
 
 NUM_BETAS = 10
 BETA_STD, BETA_MAX = 0.8, 2.0        # body shape: N(0, 0.8) per direction, clipped to +-2
@@ -46,7 +46,7 @@ class ClipSpec:
 
 
 def clip_rng(seed: int, motion: str, index: int) -> np.random.Generator:
-    motion_id = [m.name for m in MOTIONS].index(motion)
+    motion_id = MOTION_NAMES.index(motion)
     return np.random.default_rng(np.random.SeedSequence([int(seed), motion_id, int(index)]))
 
 
