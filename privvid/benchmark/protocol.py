@@ -172,8 +172,8 @@ def _fingerprint(spec: str) -> Any:
         if path.is_file():
             return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         if path.is_dir():
-            return sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                          for p in path.rglob("*") if p.is_file() and ".privvid" not in p.parts)[:10_000]
+            stats = ((p, p.stat()) for p in path.rglob("*") if p.is_file() and ".privvid" not in p.parts)
+            return sorted((str(p.relative_to(path)), st.st_size, st.st_mtime_ns) for p, st in stats)[:10_000]
     except OSError:
         return None
     return None
