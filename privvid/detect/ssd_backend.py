@@ -29,7 +29,7 @@ import numpy as np
 
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
-from privvid.detect.common import box_iou, check_frame, crop_person_pixels, grow_box, options_from, tile_boxes  # noqa: F401
+from privvid.detect.common import box_iou, check_frame, crop_person_pixels, options_from, tile_boxes  # noqa: F401
 from privvid.errors import ConfigError
 
 
