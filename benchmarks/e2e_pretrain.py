@@ -37,7 +37,7 @@ from _shared import DEMO
 from privvid.engine.config import MAEConfig, OptimConfig, TrainConfig, model_config, preset
 from privvid.engine.data import MEAN, STD, EpochSampler, Source, Sample, to_model_input
 from privvid.engine.model import MAE, make_mask
-from privvid.engine.trainer import _autocast, make_loader, precision_of
+from privvid.engine.trainer import _autocast, make_loader, make_optimizer, param_groups, precision_of
 
 SOURCES = ["sam2_juggle.mp4", "mmaction2_demo_skeleton_two_people.mp4", "propainter_test-sample1.mp4",
            "propainter_test-sample0.mp4", "sam2_coffee_hands.mp4"]
@@ -144,7 +144,7 @@ def main() -> None:
         b = args.batch
         torch.manual_seed(0)
         ours = MAE(mcfg)
-        opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+        opt = make_optimizer(param_groups(ours, cfg.optim.weight_decay, None, 1.0, mcfg.depth), cfg)
         amp = _autocast(device, cfg)
         theirs = hf_mae(mcfg)
         opt_hf = torch.optim.AdamW(theirs.parameters(), lr=1e-4)

@@ -50,6 +50,11 @@ class ModelConfig:
         t, h, w = self.grid
         return t * h * w
 
+    @property
+    def patch_dim(self) -> int:
+        """Values in one tubelet: tubelet x patch x patch x 3."""
+        return self.tubelet * self.patch * self.patch * 3
+
     def arch(self) -> dict[str, Any]:
         """The fields that decide parameter shapes (two checkpoints are compatible iff these match)."""
         return {k: getattr(self, k) for k in ("dim", "depth", "heads", "mlp_ratio", "tubelet", "patch", "pos_embed")}

@@ -27,7 +27,6 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from privvid.engine.config import DataConfig, EngineError
@@ -309,6 +308,25 @@ def clip_indices(n_frames: int, frames: int, stride: int, rng: np.random.Generat
     return np.linspace(0, n_frames - 1, frames).round().astype(np.int64)
 
 
+_BT601 = (0, 2, 5, 6)  # AVColorSpace: RGB/unspecified, unspecified, BT470BG, SMPTE170M
+
+
+def frame_rgb(frame, width: int, height: int) -> np.ndarray:
+    """A decoded frame as RGB uint8 (height, width, 3). Limited-range BT.601 4:2:0 frames (what x264 and most
+    web video hold) convert with OpenCV, 3x faster than swscale here (mean difference ~1 grey level, from the
+    chroma upsampling), and resize with area averaging (down) or bilinear (up); others go through swscale."""
+    import cv2
+
+    if (frame.format.name == "yuv420p" and frame.colorspace in _BT601 and frame.color_range in (0, 1)
+            and frame.width % 2 == 0 and frame.height % 2 == 0):
+        rgb = cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
+        if (width, height) != (frame.width, frame.height):
+            shrink = width < frame.width and height < frame.height
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return rgb
+    return frame.to_ndarray(width=width, height=height, format="rgb24")
+
+
 def decode_clip(path: Path, frames: int, stride: int, short_side: int,
                 rng: np.random.Generator | None, threads: int | None = None,
                 offset: int = -1, size: int = 0, view: tuple[int, int] = (0, 1)) -> np.ndarray:
@@ -375,7 +393,7 @@ def decode_clip(path: Path, frames: int, stride: int, short_side: int,
             if i > last:
                 break
             if i in wanted or (i >= first and prev is None):
-                arr = frame.to_ndarray(width=ow, height=oh, format="rgb24")
+                arr = frame_rgb(frame, ow, oh)
                 if i in wanted:
                     got[i] = arr
                 prev = arr
@@ -410,9 +428,13 @@ def _crop(video: torch.Tensor, size: int, rng: np.random.Generator | None, scale
         x0 = int(rng.integers(0, w - cw + 1))
     v = video[:, y0:y0 + ch, x0:x0 + cw]
     if (ch, cw) != (size, size):
-        v = F.interpolate(v.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear",
-                          align_corners=False, antialias=True)
-        v = v.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        import cv2
+
+        # area averaging when shrinking (anti-aliased), bilinear when enlarging; per frame on uint8
+        # (10x faster than torch's anti-aliased float interpolation on these sizes)
+        interp = cv2.INTER_AREA if ch > size and cw > size else cv2.INTER_LINEAR
+        v = torch.from_numpy(np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interp)
+                                       for f in v.numpy()]))
     if rng is not None and flip and rng.random() < 0.5:
         v = v.flip(2)
     return v.contiguous()

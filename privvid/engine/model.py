@@ -66,6 +66,9 @@ class DropPath(nn.Module):
         return x * keep / (1.0 - self.p)
 
 
+CPU_BF16_MATH_TOKENS = 128
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -76,7 +79,17 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            # the CPU's fused bf16 kernel is slower than the alternatives (forward + backward, ViT-tiny MAE on two
+            # cores): two matrix products for short sequences (an MAE encoder's visible tokens, 2-2.5x), the
+            # fp32 kernel for long ones (the decoder, ~15%)
+            if n <= CPU_BF16_MATH_TOKENS:
+                out = ((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)).softmax(-1) @ v
+            else:
+                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -122,17 +135,25 @@ class VideoViT(nn.Module):
         w = self.patch_embed.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
-        if x.shape[1] != self.pos.shape[1]:
-            raise ValueError(f"clip gives {x.shape[1]} tokens, the model expects {self.pos.shape[1]} "
-                             f"(frames={self.cfg.frames}, size={self.cfg.image_size})")
-        return x + self.pos.to(x.dtype)
+    def embed(self, x: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings plus positions; with ``visible`` only those tokens are embedded (the patch
+        embedding is a linear map of each tubelet, so the masked 90% of an MAE clip costs nothing)."""
+        cfg = self.cfg
+        t, h, w = x.shape[-3:]
+        n = (t // cfg.tubelet) * (h // cfg.patch) * (w // cfg.patch)
+        if n != self.pos.shape[1] or t % cfg.tubelet or h % cfg.patch or w % cfg.patch:
+            raise ValueError(f"clip {t}x{h}x{w} gives {n} tokens, the model expects {self.pos.shape[1]} "
+                             f"(frames={cfg.frames}, size={cfg.image_size})")
+        if visible is None:
+            return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos.to(x.dtype)
+        patches = patchify(x, cfg, visible)
+        weight = self.patch_embed.weight
+        tokens = F.linear(patches, weight.permute(0, 2, 3, 4, 1).reshape(weight.shape[0], -1), self.patch_embed.bias)
+        pos = torch.gather(self.pos.expand(len(x), -1, -1), 1, visible[..., None].expand(-1, -1, cfg.dim))
+        return tokens + pos.to(tokens.dtype)
 
     def forward(self, x: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embed(x)
-        if visible is not None:
-            x = torch.gather(x, 1, visible[..., None].expand(-1, -1, x.shape[-1]))
+        x = self.embed(x, visible)
         for blk in self.blocks:
             if self.cfg.grad_checkpoint and self.training and torch.is_grad_enabled():
                 from torch.utils.checkpoint import checkpoint
@@ -173,13 +194,19 @@ def make_mask(cfg: ModelConfig, keys: torch.Tensor, ratio: float, kind: str) -> 
     return visible, masked
 
 
-def patchify(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """(B, 3, T, H, W) -> (B, N, tubelet*patch*patch*3), tokens in the patch-embedding order."""
+def patchify(x: torch.Tensor, cfg: ModelConfig, index: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 3, T, H, W) -> (B, N, tubelet*patch*patch*3), tokens in the patch-embedding order; with ``index``
+    (B, n) only those tokens, copied straight from ``x``."""
     b, c, t, h, w = x.shape
     pt, p = cfg.tubelet, cfg.patch
     x = x.view(b, c, t // pt, pt, h // p, p, w // p, p)
-    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)
-    return x.reshape(b, (t // pt) * (h // p) * (w // p), pt * p * p * c)
+    if index is None:
+        x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)
+        return x.reshape(b, (t // pt) * (h // p) * (w // p), pt * p * p * c)
+    rows, cols = h // p, w // p
+    ti, hi, wi = index // (rows * cols), (index // cols) % rows, index % cols
+    picked = x[torch.arange(b, device=x.device)[:, None], :, ti, :, hi, :, wi, :]  # (B, n, c, pt, p, p)
+    return picked.permute(0, 1, 3, 4, 5, 2).reshape(b, index.shape[1], pt * p * p * c)
 
 
 class MAE(nn.Module):
@@ -215,13 +242,14 @@ class MAE(nn.Module):
             y = blk(y)
         pred = self.decoder_pred(self.decoder_norm(y[:, n_vis:]))
         with torch.no_grad():
-            target = mae_target(x, self.cfg, norm_pix, target_kind)
-            target = torch.gather(target, 1, masked[..., None].expand(-1, -1, target.shape[-1]))
+            target = mae_target(x, self.cfg, norm_pix, target_kind, masked)
         return F.mse_loss(pred.float(), target)
 
 
-def mae_target(x: torch.Tensor, cfg: ModelConfig, norm_pix: bool = True, kind: str = "videomae") -> torch.Tensor:
-    """(B, N, tubelet*patch*patch*3) reconstruction targets of a normalised clip ``x``.
+def mae_target(x: torch.Tensor, cfg: ModelConfig, norm_pix: bool = True, kind: str = "videomae",
+               index: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N, tubelet*patch*patch*3) reconstruction targets of a normalised clip ``x`` (only the tokens
+    ``index`` (B, n) when given).
 
     ``videomae``: back to [0, 1] pixels, then each patch normalised per channel over its tubelet*patch*patch
     pixels (mean, unbiased std + 1e-6), as VideoMAE, HF VideoMAE and PPMA do. ``pooled``: the normalised input
@@ -230,22 +258,26 @@ def mae_target(x: torch.Tensor, cfg: ModelConfig, norm_pix: bool = True, kind: s
     """
     from privvid.engine.data import MEAN, STD
 
-    x = x.float()
-    if kind == "pooled":
-        target = patchify(x, cfg)
-        if norm_pix:
-            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True, unbiased=True) + 1e-6).sqrt()
-        return target
-    if kind != "videomae":
+    if kind not in ("videomae", "pooled"):
         raise ValueError(f"unknown MAE target {kind!r}; choose videomae or pooled")
-    shape = (1, 3, 1, 1, 1)
-    pixels = (x * STD.to(x.device).view(shape) + MEAN.to(x.device).view(shape)) / 255.0
-    patches = patchify(pixels, cfg)                       # (B, N, pt*p*p*3), channel last
+    patches = patchify(x.float(), cfg, index)             # (B, N, pt*p*p*3), channel last
     b, n, d = patches.shape
+    if kind == "pooled":
+        return _standardise(patches, -1, eps_in_sqrt=True) if norm_pix else patches
     patches = patches.view(b, n, d // 3, 3)
+    patches = (patches * (STD.to(x.device) / 255.0) + MEAN.to(x.device) / 255.0)
     if norm_pix:
-        patches = (patches - patches.mean(-2, keepdim=True)) / (patches.var(-2, keepdim=True, unbiased=True).sqrt() + 1e-6)
+        patches = _standardise(patches, -2)
     return patches.reshape(b, n, d)
+
+
+def _standardise(v: torch.Tensor, dim: int, eps_in_sqrt: bool = False) -> torch.Tensor:
+    """``(v - mean) / (unbiased std + 1e-6)`` along ``dim`` (``sqrt(var + 1e-6)`` with ``eps_in_sqrt``), the
+    variance summed from the deviations (``Tensor.var`` is ~9x slower on CPU here)."""
+    mean = v.mean(dim, keepdim=True)
+    dev = v - mean
+    var = dev.square().sum(dim, keepdim=True) / (v.shape[dim] - 1)
+    return dev / ((var + 1e-6).sqrt() if eps_in_sqrt else var.sqrt() + 1e-6)
 
 
 def head_key(name: str) -> str:

@@ -44,6 +44,37 @@ def test_patchify_order_matches_patch_embedding():
     w = enc.patch_embed.weight  # (dim, 3, pt, p, p) -> patchify layout (pt, p, p, 3)
     lin = patchify(x, NANO) @ w.permute(0, 2, 3, 4, 1).reshape(w.shape[0], -1).T + enc.patch_embed.bias
     torch.testing.assert_close(conv, lin, rtol=1e-4, atol=1e-4)
+    vis, masked = make_mask(NANO, torch.tensor([4, 5]), 0.75, "random")
+    full = patchify(x, NANO)
+    for index in (vis, masked):  # selected tokens, copied straight from the clip
+        assert torch.equal(patchify(x, NANO, index), torch.gather(full, 1, index[..., None].expand(-1, -1, full.shape[-1])))
+    # embedding only the visible tokens = embedding all of them and keeping the visible ones
+    every = enc.embed(x)
+    torch.testing.assert_close(enc.embed(x, vis), torch.gather(every, 1, vis[..., None].expand(-1, -1, every.shape[-1])),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="tokens"):
+        enc.embed(torch.randn(1, 3, 8, 48, 64), vis[:1])
+
+
+@pytest.mark.parametrize("tokens", [20, 200])
+def test_cpu_bf16_attention_paths_match_the_fused_kernel(tokens):
+    """Short sequences take two matrix products, long ones the fp32 kernel; both give sdpa's result and gradient."""
+    from privvid.engine.model import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(64, 4)
+    x = torch.randn(2, tokens, 64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = attn(x)
+    ours.float().square().sum().backward()
+    g_ours = x.grad.clone()
+    x.grad = None
+    b, n, d = x.shape
+    qkv = attn.qkv(x).view(b, n, 3, 4, d // 4).permute(2, 0, 3, 1, 4)
+    ref = attn.proj(torch.nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape(b, n, d))
+    ref.square().sum().backward()
+    torch.testing.assert_close(ours.float(), ref, rtol=0.05, atol=0.03)
+    assert torch.nn.functional.cosine_similarity(g_ours.flatten(), x.grad.flatten(), dim=0) > 0.99
 
 
 def test_positions_are_fixed_and_distinct():
