@@ -83,6 +83,20 @@ class Kinematics(torch.nn.Module):
         super().__init__()
         m = body.smplx_model
         self.parents = [int(p) for p in body.parents[:NJ]]
+        # the kinematic chain level by level (joints at the same depth of the tree at once): 8 batched
+        # steps instead of 24 one-joint steps, which halves the fit's time per iteration
+        depth = [0] * NJ
+        for i in range(1, NJ):
+            depth[i] = depth[self.parents[i]] + 1
+        self.levels: list[tuple[list[int], list[int], list[int]]] = []  # (joints, parents, parents' slots)
+        slot = {0: 0}
+        for level in range(1, max(depth) + 1):
+            joints = [i for i in range(NJ) if depth[i] == level]
+            parents = [self.parents[i] for i in joints]
+            self.levels.append((joints, parents, [slot[p] for p in parents]))
+            slot.update({j: k for k, j in enumerate(joints)})
+        order = [0] + [j for joints, _, _ in self.levels for j in joints]
+        self.register_buffer("unlevel", torch.tensor(np.argsort(order)), persistent=False)
         self.register_buffer("j_t", torch.tensor(body.j_template[:NJ], dtype=torch.float32))
         self.register_buffer("j_sd", torch.tensor(body.j_shapedirs[:NJ], dtype=torch.float32))
         vids = [body.surface_vertices[LANDMARK_VERTICES[i]] for i in sorted(LANDMARK_VERTICES)]
@@ -106,14 +120,13 @@ class Kinematics(torch.nn.Module):
         j = self.j_t[None] + torch.einsum("jcb,nb->njc", self.j_sd, betas)
         aa = torch.cat([go[:, None], bp, torch.zeros(n, NJ - 22, 3, dtype=go.dtype)], 1)
         rot = rodrigues(aa)  # (N, NJ, 3, 3)
-        g_rot = [rot[:, 0]]
-        g_pos = [j[:, 0]]
-        for i in range(1, NJ):
-            p = self.parents[i]
-            g_rot.append(g_rot[p] @ rot[:, i])
-            g_pos.append(g_pos[p] + (g_rot[p] @ (j[:, i] - j[:, p])[..., None])[..., 0])
-        rots = torch.stack(g_rot, 1)
-        pos = torch.stack(g_pos, 1)
+        level_rot, level_pos = [rot[:, :1]], [j[:, :1]]
+        for joints, parents, slots in self.levels:
+            parent_rot, parent_pos = level_rot[-1][:, slots], level_pos[-1][:, slots]
+            level_rot.append(parent_rot @ rot[:, joints])
+            level_pos.append(parent_pos + (parent_rot @ (j[:, joints] - j[:, parents])[..., None])[..., 0])
+        rots = torch.cat(level_rot, 1)[:, self.unlevel]
+        pos = torch.cat(level_pos, 1)[:, self.unlevel]
         v = self.v_t[None] + torch.einsum("pcb,nb->npc", self.v_sd, betas)  # (N, P, 3)
         rel = v[:, :, None, :] - j[:, None, :, :]  # (N, P, NJ, 3)
         moved = (rots[:, None] @ rel[..., None])[..., 0] + pos[:, None]
