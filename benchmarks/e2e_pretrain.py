@@ -8,8 +8,8 @@ Both pipelines read the same anonymised clips (the demo clips through `privvid a
 --resize -2x128`), sample 16 frames at stride 4, random-resized-crop to the same size, mask 90% of the
 tubelets at random and train one AdamW step per batch of a model of the same size:
 
-* privvid: the engine's DataLoader (PyAV, seek to the key frame, decode-time resize) and its MAE, in the
-  precision `auto` picks (bf16 autocast on CPUs with bf16 instructions);
+* privvid: the engine's DataLoader (PyAV, seek to the key frame, OpenCV colour conversion and crops), its MAE
+  and its optimizer (fused AdamW), in the precision `auto` picks (bf16 autocast on CPUs with bf16 instructions);
 * VideoMAE recipe: decord `VideoReader.get_batch` at the sampled indices, resize + crop with torch, into
   `transformers.VideoMAEForPreTraining` (norm_pix_loss, sdpa), fp32 as the VideoMAE code runs off-GPU.
 

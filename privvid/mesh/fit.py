@@ -84,7 +84,7 @@ class Kinematics(torch.nn.Module):
         m = body.smplx_model
         self.parents = [int(p) for p in body.parents[:NJ]]
         # the kinematic chain level by level (joints at the same depth of the tree at once): 8 batched
-        # steps instead of 24 one-joint steps, which halves the fit's time per iteration
+        # steps instead of 24 one-joint steps (forward + backward on a 24-frame window 2.9 -> 1.9 ms)
         depth = [0] * NJ
         for i in range(1, NJ):
             depth[i] = depth[self.parents[i]] + 1
