@@ -1,13 +1,15 @@
 """Scale-out of `privvid anonymize`: clips/s with 1 and 2 workers, local processes and Ray, in one run.
 
-    python benchmarks/scaling.py [--clips 8] [--frames 48] [--size 216x120] [--mode remove]
+    python benchmarks/scaling.py [--clips 48] [--frames 48] [--size 216x120] [--mode remove]
 
 The clips are the first FRAMES frames of the real demo clips (repeated to make CLIPS clips). Each
 configuration anonymises the same set into a fresh output folder with the embedded default; start-up
 (spawning workers, loading models) is included, as a user would see it; for Ray the seconds spent
 starting the local cluster (``ray.init``) are shown too, with the efficiency on an already running
 cluster (``--ray-address``), where that start is not part of a run. Efficiency = (clips/s with 2)
-/ (2 x clips/s with 1) for the same executor: 1.0 would be perfect scaling. "cores busy" (local only):
+/ (2 x clips/s with 1) for the same executor: 1.0 would be perfect scaling. A run pays a fixed few
+seconds (workers, imports, models, the cluster) that short runs cannot hide: 48 clips (~1-2 minutes per
+configuration) is the default, 16 clips show the start-up. "cores busy" (local only):
 CPU seconds of the run's processes per wall second, i.e. how much of the machine one worker already uses.
 """
 
@@ -78,7 +80,7 @@ def timed(src: Path, out: Path, cfg: AnonymizeConfig, workers: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", default="216x120")
     parser.add_argument("--mode", default="remove")
