@@ -59,6 +59,8 @@ def anonymize(
     clip_timeout: Optional[float] = typer.Option(None, help="Quarantine a clip that takes longer (seconds)."),
     trust_model_files: bool = typer.Option(False, "--trust-model-files", help="Load pickle-based model files "
                                            "(.pt/.pth/.pkl: they can run code). Off: only .tflite/.onnx/.npz."),
+    mesh_faces: Optional[int] = typer.Option(None, "--mesh-faces", help="mesh: draw each body with at most this "
+                                             "many triangles (default 16000; 0 = the full mesh)."),
     mesh_fallback: Optional[str] = typer.Option(None, "--mesh-fallback", help="mesh: 'remove' writes a clip whose "
                                                 "bodies cannot be drawn as remove mode (said in its sidecar) "
                                                 "instead of failing it."),
@@ -84,7 +86,7 @@ def anonymize(
     inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
     mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
                    trust_model_files=trust_model_files, fallback=mesh_fallback,
-                   **_given(pose_weights=pose_weights))
+                   **_given(pose_weights=pose_weights, render_faces=mesh_faces))
     if pose_weights is not None:
         mesh = replace(mesh, pose_backend="yolo")
     checks = cfg.check if check is None else replace(cfg.check, enabled=check)

@@ -113,8 +113,12 @@ class MeshConfig:
     fallback: str | None = None          # None: a clip whose bodies cannot be drawn fails; "remove": it is
                                          # written as remove mode, said so in its sidecar and the summary
     trust_model_files: bool = False      # load pickle-based --body-model / --pose-weights (can run code)
+    render_faces: int = 16000            # the body is drawn with at most this many triangles (quadric
+                                         # decimation of the rest pose, once per body model); 0 = every face
 
     def __post_init__(self) -> None:
+        if self.render_faces != 0 and self.render_faces < 1000:
+            raise ConfigError(f"render_faces must be 0 (the full mesh) or at least 1000, got {self.render_faces}")
         if self.gender not in ("neutral", "male", "female"):
             raise ConfigError(f"--gender must be neutral, male or female, got {self.gender!r}")
         if self.gender != "neutral" and self.body_model is None:

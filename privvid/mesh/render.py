@@ -15,17 +15,54 @@ LIGHT_DIR = np.array([0.3, 0.6, 0.75], dtype=np.float32) / np.linalg.norm([0.3, 
 AMBIENT, DIFFUSE, HEADLIGHT = 0.35, 0.55, 0.35
 
 
+def simplified(rest_vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh drawn: ``(vertex index (K,) into the body's vertices, faces (F', 3) into those K)``.
+
+    llvmpipe's cost follows the triangles facing the camera (~13 ms for the mannequin's 48k faces at
+    432x240), and a person a few hundred pixels tall shows no more detail than ~16k of them give. The
+    rest pose is decimated once (quadric error, fast-simplification); each kept vertex is the body vertex
+    nearest its simplified position, so the posed body is drawn from its own vertices. ``max_faces`` 0 or a
+    mesh already small enough: the full mesh.
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    n = len(rest_vertices)
+    if max_faces <= 0 or len(faces) <= max_faces:
+        return np.arange(n), faces
+    import fast_simplification
+
+    rest = np.asarray(rest_vertices, dtype=np.float64)
+    _, _, collapses = fast_simplification.simplify(rest, faces, target_count=max_faces, return_collapses=True)
+    points, small, mapping = fast_simplification.replay_simplification(rest, faces, collapses)
+    kept = np.nonzero(mapping >= 0)[0]
+    offset = np.linalg.norm(rest[kept] - points[mapping[kept]], axis=1)
+    order = np.lexsort((offset, mapping[kept]))          # by new vertex, nearest body vertex first
+    group = mapping[kept][order]
+    first = np.r_[True, group[1:] != group[:-1]]
+    index = np.full(len(points), -1, dtype=np.int64)
+    index[group[first]] = kept[order][first]
+    used = np.unique(small)
+    if (index[used] < 0).any():  # pragma: no cover - every simplified vertex comes from body vertices
+        raise ValueError("mesh simplification left a vertex without a body vertex")
+    # keep only the vertices the simplified faces use, numbered densely
+    slot = np.full(len(points), -1, dtype=np.int64)
+    slot[used] = np.arange(len(used))
+    return index[used], slot[small]
+
+
 class MeshRenderer:
     """Renders all bodies of a frame in one scene (the depth buffer orders people) and
     returns colour + a coverage mask; one renderer per output resolution."""
 
     def __init__(self, width: int, height: int, focal: float, cx: float, cy: float,
-                 faces: np.ndarray, platform: str | None = None) -> None:
+                 faces: np.ndarray, platform: str | None = None, vertex_index: np.ndarray | None = None) -> None:
+        """``faces`` index the drawn vertices: the body's own, or ``vertices[vertex_index]`` (a simplified
+        mesh, see :func:`simplified`)."""
         os.environ.setdefault("PYOPENGL_PLATFORM", platform or "egl")
         import pyrender
 
         self._pr = pyrender
         self.width, self.height = int(width), int(height)
+        self.vertex_index = None if vertex_index is None else np.asarray(vertex_index, dtype=np.int64)
         self.faces = np.ascontiguousarray(faces, dtype=np.uint32)
         # vertex x face incidence: a vertex normal is the sum of its faces' (area-weighted) normals
         from scipy.sparse import csr_matrix
@@ -75,7 +112,10 @@ class MeshRenderer:
         if not vertices_cv:
             return np.zeros((self.height, self.width, 3), np.uint8), np.zeros((self.height, self.width), bool)
         for v in vertices_cv:
-            vg = (np.asarray(v, dtype=np.float32) * CV_TO_GL).astype(np.float32)
+            v = np.asarray(v, dtype=np.float32)
+            if self.vertex_index is not None:
+                v = v[self.vertex_index]
+            vg = v * CV_TO_GL
             prim = pr.Primitive(positions=vg, color_0=self._shade(vg), indices=self.faces,
                                 material=self.material, mode=4)
             self._nodes.append(self.scene.add(pr.Mesh(primitives=[prim])))

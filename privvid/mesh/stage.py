@@ -53,6 +53,7 @@ class MeshStage:
             self._pose_frames = False
         self._renderer = None
         self._render_key: tuple | None = None
+        self._drawn: tuple[np.ndarray, np.ndarray] | None = None  # (vertex index, faces) of the drawn mesh
         self.timings: dict[str, float] = defaultdict(float)
         self.reset()
 
@@ -88,15 +89,19 @@ class MeshStage:
         self._fitter = Fitter(self.body, focal, width / 2.0, height / 2.0, smooth=self.cfg.smooth)
 
     def _get_renderer(self):
-        from privvid.mesh.render import MeshRenderer
+        from privvid.mesh.render import MeshRenderer, simplified
 
         cam = self._camera
         key = (cam["width"], cam["height"], cam["focal"])
         if self._renderer is None or self._render_key != key:
             if self._renderer is not None:
                 self._renderer.close()
+            if self._drawn is None:
+                rest = self.body.smplx_model.v_template.detach().cpu().numpy()
+                self._drawn = simplified(rest, self.body.faces, self.cfg.render_faces)
+            index, faces = self._drawn
             self._renderer = MeshRenderer(cam["width"], cam["height"], cam["focal"], cam["cx"], cam["cy"],
-                                          self.body.faces)
+                                          faces, vertex_index=index)
             self._render_key = key
         return self._renderer
 
@@ -368,9 +373,10 @@ class MeshStage:
                     "iters_cold": self._fitter.iters_cold if self._fitter else None,
                     "iters_warm": self._fitter.iters_warm if self._fitter else None},
             "renderer": {"backend": "pyrender", "platform": os.environ.get("PYOPENGL_PLATFORM", "egl"),
-                         "material": "flat neutral grey"},
+                         "material": "flat neutral grey", "max_faces": self.cfg.render_faces,
+                         "faces_drawn": int(len(self._drawn[1])) if self._drawn is not None else None},
             "versions": {"smplx": ver("smplx"), "pyrender": ver("pyrender"), "torch": torch.__version__,
-                         "mannequin-x": ver("mannequin-x")},
+                         "mannequin-x": ver("mannequin-x"), "fast-simplification": ver("fast-simplification")},
         }
 
     def close(self) -> None:
