@@ -2,7 +2,9 @@
 
 ``MeshStage`` is the processor the anonymize pipeline calls for ``--mode mesh``;
 pose sources register by name in ``POSE_SOURCES`` (each factory takes the
-optional ``--pose-weights`` path).
+optional ``--pose-weights`` path). A pose source has ``reset()``, ``info()`` and
+``__call__(frame, box, track_id=-1, frame_index=None) -> PoseResult | None``; the frame
+index lets one that keeps per-track state tell a person who has gone from one still seen.
 """
 
 from privvid.registry import Registry

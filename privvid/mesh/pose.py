@@ -50,13 +50,12 @@ class MediapipePose:
     A tracker graph costs ~75 ms to build and ~100 MB. When all ``max_tracks`` are in use, the least
     recently used one is replaced only once its person has been gone ``stale`` frames; until then a new
     person goes through the still-image graph (a detection on every call, no graph to build), so a crowd
-    no longer rebuilds graphs on every frame. ``promote`` > 1 also keeps short-lived ids on the still-image
-    graph (it costs pose quality on a track's first frames, so it is 1)."""
+    no longer rebuilds graphs on every frame."""
 
     name = "mediapipe"
 
     def __init__(self, weights: Path | None = None, min_confidence: float = 0.3, max_tracks: int = 8,
-                 promote: int = 1, stale: int = 5) -> None:
+                 stale: int = 5) -> None:
         if weights is not None:
             raise ValueError("the mediapipe pose source uses its bundled model; --pose-weights is for 'yolo'")
         import mediapipe as mp
@@ -64,11 +63,9 @@ class MediapipePose:
         self._mp = mp
         self.min_confidence = min_confidence
         self.max_tracks = max_tracks
-        self.promote = max(1, int(promote))
         self.stale = max(0, int(stale))
         self._trackers: dict[int, Any] = {}   # least recently used first
         self._last: dict[int, int] = {}       # track id -> frame it was last looked at
-        self._seen: dict[int, int] = {}       # track id -> frames it was looked at
         self._static: Any = None
         self._calls = 0
         self.graphs_built = 0
@@ -87,11 +84,7 @@ class MediapipePose:
             self._trackers[track_id] = self._trackers.pop(track_id)   # most recently used now
             self._last[track_id] = now
             return self._trackers[track_id]
-        if self._last.get(track_id) != now:
-            self._seen[track_id] = self._seen.get(track_id, 0) + 1
         self._last[track_id] = now
-        if self._seen[track_id] < self.promote:
-            return self._still()
         if len(self._trackers) >= self.max_tracks:
             oldest = next(iter(self._trackers))
             if now - self._last.get(oldest, now) <= self.stale:
@@ -113,7 +106,6 @@ class MediapipePose:
             t.close()
         self._trackers.clear()
         self._last.clear()
-        self._seen.clear()
         self._calls = 0
         self.graphs_built = 0
 

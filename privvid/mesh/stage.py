@@ -44,13 +44,6 @@ class MeshStage:
             kwargs = {"trust": True} if cfg.trust_model_files and cfg.pose_backend == "yolo" else {}
             pose_source = POSE_SOURCES.create(cfg.pose_backend, cfg.pose_weights, **kwargs)
         self.pose = pose_source
-        # pose sources that keep per-track state take the frame index (to tell a person gone from one seen)
-        import inspect
-
-        try:
-            self._pose_frames = "frame_index" in inspect.signature(pose_source.__call__).parameters
-        except (TypeError, ValueError):
-            self._pose_frames = False
         self._renderer = None
         self._render_key: tuple | None = None
         self._drawn: tuple[np.ndarray, np.ndarray] | None = None  # (vertex index, faces) of the drawn mesh
@@ -151,9 +144,7 @@ class MeshStage:
                         # run the pose source on this person's crop. Mixing 2D-only frames with
                         # frames that have 3D world landmarks made the arms flip between two depth
                         # readings of the same 2D pose (bent elbows vs straight arms) frame to frame
-                        crop_frame = self._isolate(frames[t], det, i)
-                        res = (self.pose(crop_frame, box, tid, frame_index=f_idx) if self._pose_frames
-                               else self.pose(crop_frame, box, tid))
+                        res = self.pose(self._isolate(frames[t], det, i), box, tid, frame_index=f_idx)
                 except Exception as exc:  # pose failure -> person stays inpainted
                     person["reason"] = f"pose: {type(exc).__name__}"
                     continue

@@ -165,9 +165,9 @@ class _FailingPose:
     def reset(self):
         self.inner.reset()
 
-    def __call__(self, frame, box, track_id=-1):
+    def __call__(self, frame, box, track_id=-1, frame_index=None):
         self.calls += 1
-        res = self.inner(frame, box, track_id)
+        res = self.inner(frame, box, track_id, frame_index)
         if self.calls % self.fail_every == 0:
             raise RuntimeError("simulated failure")
         return res

@@ -310,7 +310,7 @@ class _ScriptedPose:
     def reset(self):
         self.calls = 0
 
-    def __call__(self, frame, box, track_id=-1):
+    def __call__(self, frame, box, track_id=-1, frame_index=None):
         i = self.calls
         self.calls += 1
         if i in self.raise_:
