@@ -18,8 +18,8 @@ AMBIENT, DIFFUSE, HEADLIGHT = 0.35, 0.55, 0.35
 def simplified(rest_vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """The mesh drawn: ``(vertex index (K,) into the body's vertices, faces (F', 3) into those K)``.
 
-    llvmpipe's cost follows the triangles facing the camera (15-17 ms per body for the mannequin's 48k
-    faces at 432x240, 7-8 ms for 16k), and a person a few hundred pixels tall shows no more detail than
+    llvmpipe's cost follows the triangles facing the camera (13-17 ms per body for the mannequin's 48k
+    faces at 432x240, 6-8 ms for 16k), and a person a few hundred pixels tall shows no more detail than
     ~16k of them give. The
     rest pose is decimated once (quadric error, fast-simplification); each kept vertex is the body vertex
     nearest its simplified position, so the posed body is drawn from its own vertices. ``max_faces`` 0 or a
