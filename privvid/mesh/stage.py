@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from privvid.config import MeshConfig
+from privvid.detect.common import box_iou
 from privvid.io.atomic import savez_atomic
 from privvid.mesh.body_model import BodyModel, load_body_model
 from privvid.mesh.fit import MIN_CONF, Fitter, TrackState
@@ -25,6 +26,10 @@ from privvid.mesh.pose import PoseResult
 
 MAX_REL_ERROR = 0.15      # a fit whose mean reprojection error exceeds this share of the box height fails
 MIN_LANDMARKS = 6         # confident, usable landmarks needed to fit a person in a frame
+DUPLICATE_DISTANCE = 0.08  # two detections whose landmarks lie this close (share of the skeleton's height,
+                          # mean over the landmarks both see) are one person: one body is drawn
+DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
+                          # that only overlaps may hold someone else: its pose is looked at again)
 
 
 def default_focal(width: int, height: int) -> float:
@@ -60,6 +65,8 @@ class MeshStage:
         self._records: list[dict] = []        # one per fitted (track, frame), for params + summary
         self._frames_info: list[dict] = []
         self._next_anon = -1
+        self._dup_of: dict[int, int] = {}     # track -> the track it was found to duplicate (last frame)
+        self._bodies: dict[int, int] = {}     # track -> frames it has had a body in
         self.fallback_frames = 0              # frames whose bodies could not be drawn (--mesh-fallback remove)
         self.timings = defaultdict(float)
 
@@ -117,6 +124,7 @@ class MeshStage:
             f_idx = self._frame0 + t
             kp = getattr(det, "keypoints", None)
             world_kp = getattr(det, "world_keypoints", None)
+            people = []
             for i in range(len(det)):
                 tid = int(det.track_ids[i])
                 if tid < 0:
@@ -126,10 +134,24 @@ class MeshStage:
                 person = {"track_id": tid, "box": [round(float(v), 1) for v in box], "status": "failed",
                           "reason": None, "reproj_error_px": None, "reproj_error_rel": None}
                 per_frame[t].append(person)
+                people.append((i, tid, box, person))
+            # one body per person: a detector may report one person twice (a box on the whole body and one
+            # on a part of it, or a box around two people standing together, whose crop's pose is one of
+            # them). Last frame's duplicates go last (their twin is looked at first), then tracks already
+            # fitted, so the body keeps its history
+            people.sort(key=lambda p: (p[1] in self._dup_of, p[1] not in self._states, -float(det.scores[p[0]])))
+            kept: list[dict] = []   # this frame's people with a body: track, box, landmarks, row
+            for i, tid, box, person in people:
                 if float(box[3] - box[1]) < getattr(self.cfg, "min_height", 0.0) * height:
                     person["status"] = "small"
                     person["reason"] = "shorter than min_height: removed, no body"
                     continue
+                twin = self._dup_of.get(tid)
+                if twin is not None:
+                    if any(k["track"] == twin and box_iou(k["box"], box)[0, 0] >= DUPLICATE_BOX_IOU for k in kept):
+                        _mark_duplicate(person, twin)   # still on its twin, as last frame: no second pose run
+                        continue
+                    del self._dup_of[tid]
                 res: PoseResult | None = None
                 try:
                     if (kp is not None and len(kp) > i and kp.shape[1] == 33 and world_kp is not None
@@ -157,8 +179,24 @@ class MeshStage:
                 if int((res.image[:, 2] >= 0.3).sum()) < MIN_LANDMARKS:
                     person["reason"] = "pose: too few confident landmarks"
                     continue
-                rows.append({"track": tid, "frame": f_idx, "t": t, "image": res.image, "world": res.world,
-                             "box_h": float(box[3] - box[1]), "person": person})
+                row = {"track": tid, "frame": f_idx, "t": t, "image": res.image, "world": res.world,
+                       "box_h": float(box[3] - box[1]), "person": person}
+                twin = next((k for k in kept if same_skeleton(k["image"], res.image)), None)
+                new = row | {"box": box}
+                if twin is None:
+                    kept.append(new)
+                    continue
+                # the same person twice: one body (see _priority for which)
+                winner, loser = twin, new
+                if self._priority(tid, box, res.image) > self._priority(twin["track"], twin["box"], twin["image"]):
+                    kept[next(j for j, k in enumerate(kept) if k is twin)] = new
+                    winner, loser = new, twin
+                self._dup_of[loser["track"]] = winner["track"]
+                self._dup_of.pop(winner["track"], None)
+                _mark_duplicate(loser["person"], winner["track"])
+            rows += [{k: v for k, v in r.items() if k != "box"} for r in kept]
+            for r in kept:
+                self._bodies[r["track"]] = self._bodies.get(r["track"], 0) + 1
         self.timings["pose"] += time.perf_counter() - t0
 
         # 2. fit (batched over all frames and people of the window)
@@ -240,6 +278,11 @@ class MeshStage:
         self._frame0 += t_count
         return out, infos
 
+    def _priority(self, track: int, box: np.ndarray, image: np.ndarray) -> tuple[int, float]:
+        """Which of two detections of one person gets the body: the track that has had a body longer (the
+        body keeps its history), then the box that fits the skeleton better."""
+        return self._bodies.get(track, 0), _box_fit(box, image)
+
     @staticmethod
     def _isolate(frame: np.ndarray, det: Any, i: int) -> np.ndarray:
         """The frame with every other person's pixels greyed out, so a crop's pose is this person's."""
@@ -287,13 +330,15 @@ class MeshStage:
         err_px = [r["err_px"] for r in ok if np.isfinite(r["err_px"])]
         persons = sum(len(f["people"]) for f in self._frames_info)
         small = sum(p["status"] == "small" for f in self._frames_info for p in f["people"])
+        duplicates = sum(p["status"] == "duplicate" for f in self._frames_info for p in f["people"])
         return {
             "frames": len(self._frames_info),
             "person_frames": persons,
             "fitted": len(ok),
             "fallback_frames": self.fallback_frames,
-            "failed": persons - len(ok) - small,
+            "failed": persons - len(ok) - small - duplicates,
             "small": small,
+            "duplicates": duplicates,
             "tracks": len({r["track"] for r in ok}),
             "mean_reproj_error_px": round(float(np.mean(err_px)), 3) if err_px else None,
             "mean_reproj_error_rel": round(float(np.mean(err_rel)), 5) if err_rel else None,
@@ -374,6 +419,30 @@ class MeshStage:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+def same_skeleton(a: np.ndarray, b: np.ndarray, min_conf: float = 0.5) -> bool:
+    """Are two (33, 3) landmark sets one person's? The landmarks both see confidently (at least
+    ``MIN_LANDMARKS``) lie within ``DUPLICATE_DISTANCE`` x the skeleton's height of each other on average."""
+    both = (a[:, 2] >= min_conf) & (b[:, 2] >= min_conf)
+    if int(both.sum()) < MIN_LANDMARKS:
+        return False
+    pa, pb = a[both, :2], b[both, :2]
+    height = max(float(np.ptp(pa[:, 1])), float(np.ptp(pb[:, 1])), 1.0)
+    return float(np.linalg.norm(pa - pb, axis=1).mean()) < DUPLICATE_DISTANCE * height
+
+
+def _box_fit(box: np.ndarray, image: np.ndarray) -> float:
+    """IoU of a person box with the box of its confident landmarks."""
+    xy = image[image[:, 2] >= 0.5, :2]
+    if not len(xy):
+        return 0.0
+    return float(box_iou(box, np.r_[xy.min(0), xy.max(0)])[0, 0])
+
+
+def _mark_duplicate(person: dict, twin: int) -> None:
+    person["status"] = "duplicate"
+    person["reason"] = f"the same person as track {twin} (one body drawn)"
 
 
 def _landmarks_match_box(image: np.ndarray, box: np.ndarray, min_inside: float = 0.6) -> bool:

@@ -442,3 +442,72 @@ def test_mediapipe_pose_keeps_its_graphs_in_a_crowd(monkeypatch):
     assert sum(g.closed for g in built) == 1 and not pose._tracker(20, 20).static
     pose.reset()
     assert pose.graphs_built == 0 and not pose._trackers
+
+
+class _PoseByFrame:
+    """A pose source that answers every crop of a frame with that frame's landmarks, as BlazePose does
+    for a box on a part of the person (it finds the whole person in the crop)."""
+
+    name = "by-frame"
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.calls: list[tuple[int, int]] = []
+
+    def reset(self):
+        self.calls = []
+
+    def __call__(self, frame, box, track_id=-1, frame_index=None):
+        self.calls.append((int(frame_index), int(track_id)))
+        r = self.rows[frame_index]
+        return PoseResult(image=r["image"], world=r["world"])
+
+    def info(self):
+        return {"name": self.name}
+
+
+def test_one_body_for_a_person_detected_twice(body, rng):
+    """A second box on most of the same person (another track, lower score) gives no second body, and its
+    pose is not looked at again while its box stays on the first one."""
+    from privvid.mesh.stage import MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=5)
+    frames, dets, background, masks = _stage_inputs(rows)
+    twice = []
+    for d in dets:
+        x0, y0, x1, y1 = d.boxes[0]
+        part = np.array([x0, y0 + 0.2 * (y1 - y0), x1, y1], np.float32)   # the person without the head
+        m = np.zeros((1, H, W), bool)
+        m[0, int(part[1]):int(part[3]), int(part[0]):int(part[2])] = True
+        twice.append(Detections(masks=np.concatenate([d.masks, m]), boxes=np.stack([d.boxes[0], part]),
+                                scores=np.array([0.9, 0.4], np.float32), track_ids=np.array([3, 7], np.int64)))
+    source = _PoseByFrame(rows)
+    stage = MeshStage(MeshConfig(), pose_source=source)
+    _, infos = stage(frames, twice, background, masks)
+    for info in infos:
+        status = {p["track_id"]: p["status"] for p in info["people"]}
+        assert status == {3: "ok", 7: "duplicate"}
+        assert "track 3" in next(p["reason"] for p in info["people"] if p["track_id"] == 7)
+    # track 7's crop was posed once (when it was found to be track 3 again), then skipped
+    assert [c for c in source.calls if c[1] == 7] == [(0, 7)]
+    summary = stage.finish()
+    assert summary["fitted"] == 5 and summary["duplicates"] == 5 and summary["failed"] == 0
+    stage.close()
+
+
+def test_same_skeleton_tells_one_person_from_two(rng):
+    from privvid.mesh.stage import same_skeleton
+
+    a = np.zeros((33, 3), np.float32)
+    a[:, 0] = rng.uniform(100, 140, 33)
+    a[:, 1] = np.linspace(40, 200, 33)
+    a[:, 2] = 0.9
+    near = a.copy()
+    near[:, :2] += rng.normal(0, 2.0, (33, 2))          # the same person, landmarks a few px apart
+    beside = a.copy()
+    beside[:, 0] += 50                                  # a second person standing next to them
+    assert same_skeleton(a, near) and not same_skeleton(a, beside)
+    unsure = near.copy()
+    unsure[6:, 2] = 0.1                                 # too few landmarks seen by both: not decided
+    assert not same_skeleton(a, unsure)
