@@ -51,12 +51,12 @@ class ReplayPose:
         if not self.replay:
             self.inner.reset()
 
-    def __call__(self, frame, box, track_id=-1):
+    def __call__(self, frame, box, track_id=-1, frame_index=None):
         if self.replay:
             res = self.log[self.i]
             self.i += 1
             return res
-        res = self.inner(frame, box, track_id)
+        res = self.inner(frame, box, track_id, frame_index)
         self.log.append(res)
         return res
 
