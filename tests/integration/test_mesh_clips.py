@@ -279,8 +279,8 @@ def test_rendered_silhouette_matches_the_person(followed, clip):
     juggler; a plain, unclothed mannequin cannot reach 1 (clothes, hair and the mask's soft border
     make the person mask wider), and a body whose arms or legs point elsewhere loses the overlap of
     those limbs. The two men (>= 0.4 and >= 0.55): their masks are the selfie model's on crops that
-    hold both of them, so they also cover the space between the men. Measured at commit e2baa77 +
-    one body per person: juggler mean 0.718, worst 0.626; two men mean 0.570, worst 0.446 (frames
+    hold both of them, so they also cover the space between the men. Measured at commit fa1792e
+    (one body per person): juggler mean 0.718, worst 0.626; two men mean 0.570, worst 0.446 (frames
     54-57 of the hug). Before, the same man was drawn up to three times over (duplicate boxes),
     which widened the drawn silhouette: mean 0.616, worst 0.501. The removal mask itself is dilated
     and unioned over +-2 frames, so its IoU mostly measures that margin; what matters there is that
