@@ -406,6 +406,7 @@ class MeshStage:
             "pose_source": self.pose.info(),
             **self.body.info(),
             "fit": {"smooth": self.cfg.smooth, "max_rel_error": MAX_REL_ERROR, "min_landmarks": MIN_LANDMARKS,
+                    "duplicate_distance": DUPLICATE_DISTANCE, "duplicate_box_iou": DUPLICATE_BOX_IOU,
                     "iters_cold": self._fitter.iters_cold if self._fitter else None,
                     "iters_warm": self._fitter.iters_warm if self._fitter else None},
             "renderer": {"backend": "pyrender", "platform": os.environ.get("PYOPENGL_PLATFORM", "egl"),
