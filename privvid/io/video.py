@@ -223,6 +223,26 @@ def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo) 
             raise BadInput(f"decoding failed (truncated or corrupt video): {exc}") from None
 
 
+_BT601 = (0, 2, 5, 6)  # AVColorSpace: RGB/unspecified, unspecified, BT470BG, SMPTE170M
+
+
+def frame_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """A decoded frame as RGB uint8 (height, width, 3). Limited-range BT.601 4:2:0 frames (what x264 and most
+    web video hold) convert with OpenCV, 3x faster than swscale here (mean difference ~1 grey level, from the
+    chroma upsampling), and resize with area averaging (down) or bilinear (up); others go through swscale.
+    The engine's clip loader decodes with it; ``read_frames`` (what anonymize reads) still uses swscale."""
+    import cv2
+
+    if (frame.format.name == "yuv420p" and frame.colorspace in _BT601 and frame.color_range in (0, 1)
+            and frame.width % 2 == 0 and frame.height % 2 == 0):
+        rgb = cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
+        if (width, height) != (frame.width, frame.height):
+            shrink = width < frame.width and height < frame.height
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return rgb
+    return frame.to_ndarray(width=width, height=height, format="rgb24")
+
+
 def _resample(frames: Iterator[np.ndarray], src_fps: float, dst_fps: float) -> Iterator[np.ndarray]:
     """Constant-rate resampling by nearest timestamp: output frame k shows time k / dst_fps."""
     next_time = 0.0

@@ -14,7 +14,8 @@ from privvid.engine import checkpoint as ckpt
 from privvid.engine.average import learned_mix_probe
 from privvid.engine.clips import cut_clips
 from privvid.engine.config import EngineError, preset
-from privvid.engine.data import _frame_count, clip_indices, decode_clip, frame_rgb, load_source
+from privvid.engine.data import _frame_count, clip_indices, decode_clip, load_source
+from privvid.io.video import frame_rgb
 from privvid.engine.model import Classifier
 from privvid.engine.trainer import evaluate, train
 
