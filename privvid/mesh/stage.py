@@ -140,7 +140,7 @@ class MeshStage:
             # them). Last frame's duplicates go last (their twin is looked at first), then tracks already
             # fitted, so the body keeps its history
             people.sort(key=lambda p: (p[1] in self._dup_of, p[1] not in self._states, -float(det.scores[p[0]])))
-            kept: list[dict] = []   # this frame's people with a body: track, box, landmarks, row
+            kept: list[dict] = []   # this frame's rows: the people who get a body
             for i, tid, box, person in people:
                 if float(box[3] - box[1]) < getattr(self.cfg, "min_height", 0.0) * height:
                     person["status"] = "small"
@@ -179,10 +179,9 @@ class MeshStage:
                 if int((res.image[:, 2] >= 0.3).sum()) < MIN_LANDMARKS:
                     person["reason"] = "pose: too few confident landmarks"
                     continue
-                row = {"track": tid, "frame": f_idx, "t": t, "image": res.image, "world": res.world,
+                new = {"track": tid, "frame": f_idx, "t": t, "image": res.image, "world": res.world, "box": box,
                        "box_h": float(box[3] - box[1]), "person": person}
                 twin = next((k for k in kept if same_skeleton(k["image"], res.image)), None)
-                new = row | {"box": box}
                 if twin is None:
                     kept.append(new)
                     continue
@@ -194,7 +193,7 @@ class MeshStage:
                 self._dup_of[loser["track"]] = winner["track"]
                 self._dup_of.pop(winner["track"], None)
                 _mark_duplicate(loser["person"], winner["track"])
-            rows += [{k: v for k, v in r.items() if k != "box"} for r in kept]
+            rows += kept
             for r in kept:
                 self._bodies[r["track"]] = self._bodies.get(r["track"], 0) + 1
         self.timings["pose"] += time.perf_counter() - t0
