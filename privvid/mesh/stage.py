@@ -30,6 +30,8 @@ DUPLICATE_DISTANCE = 0.08  # two detections whose landmarks lie this close (shar
                           # mean over the landmarks both see) are one person: one body is drawn
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
                           # that only overlaps may hold someone else: its pose is looked at again)
+BODY_HANDOVER = 2         # a new track whose box lies on a body drawn in the last this many frames (and
+BODY_HANDOVER_IOU = 0.5   # not in this one) by at least this IoU carries on that body
 
 
 def default_focal(width: int, height: int) -> float:
@@ -66,7 +68,11 @@ class MeshStage:
         self._frames_info: list[dict] = []
         self._next_anon = -1
         self._dup_of: dict[int, int] = {}     # track -> the track it was found to duplicate (last frame)
-        self._bodies: dict[int, int] = {}     # track -> frames it has had a body in
+        self._bodies: dict[int, int] = {}     # body -> frames it has been drawn in
+        self._body_of: dict[int, int] = {}    # track -> the body it draws (its own id until it takes one over)
+        self._holder: dict[int, int] = {}     # body -> the track that drew it last
+        self._drawn_at: dict[int, tuple[int, np.ndarray]] = {}   # body -> (last frame drawn, its box there)
+        self._spare_body = -1                 # ids for bodies a track cannot name after itself
         self.fallback_frames = 0              # frames whose bodies could not be drawn (--mesh-fallback remove)
         self.timings = defaultdict(float)
 
@@ -139,7 +145,9 @@ class MeshStage:
             # on a part of it, or a box around two people standing together, whose crop's pose is one of
             # them). Last frame's duplicates go last (their twin is looked at first), then tracks already
             # fitted, so the body keeps its history
-            people.sort(key=lambda p: (p[1] in self._dup_of, p[1] not in self._states, -float(det.scores[p[0]])))
+            people.sort(key=lambda p: (p[1] in self._dup_of, self._body(p[1]) not in self._states,
+                                       -float(det.scores[p[0]])))
+            was_duplicate = dict(self._dup_of)
             kept: list[dict] = []   # this frame's rows: the people who get a body
             for i, tid, box, person in people:
                 if float(box[3] - box[1]) < getattr(self.cfg, "min_height", 0.0) * height:
@@ -193,9 +201,8 @@ class MeshStage:
                 self._dup_of[loser["track"]] = winner["track"]
                 self._dup_of.pop(winner["track"], None)
                 _mark_duplicate(loser["person"], winner["track"])
-            rows += kept
-            for r in kept:
-                self._bodies[r["track"]] = self._bodies.get(r["track"], 0) + 1
+            self._assign_bodies(kept, was_duplicate, f_idx)
+            rows += [{**r, "track": r["body"]} for r in kept]   # the fit follows bodies, not detector tracks
         self.timings["pose"] += time.perf_counter() - t0
 
         # 2. fit (batched over all frames and people of the window)
@@ -277,10 +284,54 @@ class MeshStage:
         self._frame0 += t_count
         return out, infos
 
+    def _body(self, track: int) -> int:
+        return self._body_of.get(track, track)
+
+    def _assign_bodies(self, kept: list[dict], was_duplicate: dict[int, int], frame: int) -> None:
+        """Give each of a frame's kept people a body (``row["body"]``), one body per person.
+
+        The detector may follow one person on two tracks that take turns (one box on the whole body, one
+        on a part), or lose a track and start another on the same person. So a body is carried on by the
+        track found to duplicate its track last frame, when that track is not kept in this frame, and by a
+        track new to the stage whose box lies on a body drawn in the last ``BODY_HANDOVER`` frames and not in
+        this one (IoU >= ``BODY_HANDOVER_IOU``): the body keeps its shape and its smoothing instead of
+        flipping between two fits or starting again. A body two people would share goes to the track that
+        drew it last frame; the other starts a body of its own."""
+        kept_tracks = {r["track"] for r in kept}
+        kept_bodies = {self._body(t) for t in kept_tracks}
+        taken: set[int] = set()
+        for r in sorted(kept, key=lambda r: self._holder.get(self._body(r["track"])) != r["track"]):
+            track = r["track"]
+            body = self._body(track)
+            twin = was_duplicate.get(track)
+            if twin is not None and twin not in kept_tracks and self._body(twin) not in taken:
+                body = self._body(twin)
+            elif track not in self._body_of:
+                near = [(float(box_iou(last, r["box"])[0, 0]), b) for b, (at, last) in self._drawn_at.items()
+                        if at < frame and b not in kept_bodies and b not in taken]
+                best = max(near, default=(0.0, None))
+                if best[0] >= BODY_HANDOVER_IOU:
+                    body = best[1]
+            if body in taken:
+                body = track if track not in taken and self._holder.get(track, track) == track else self._new_body()
+            taken.add(body)
+            self._body_of[track] = body
+            r["body"] = r["person"]["body"] = body
+        for r in kept:
+            self._holder[r["body"]] = r["track"]
+            self._drawn_at[r["body"]] = (frame, r["box"])
+            self._bodies[r["body"]] = self._bodies.get(r["body"], 0) + 1
+        for b in [b for b, (at, _) in self._drawn_at.items() if at <= frame - BODY_HANDOVER]:
+            del self._drawn_at[b]   # too long ago to be handed over
+
+    def _new_body(self) -> int:
+        self._spare_body -= 1
+        return self._spare_body + 1
+
     def _priority(self, track: int, box: np.ndarray, image: np.ndarray) -> tuple[int, float]:
-        """Which of two detections of one person gets the body: the track that has had a body longer (the
-        body keeps its history), then the box that fits the skeleton better."""
-        return self._bodies.get(track, 0), _box_fit(box, image)
+        """Which of two detections of one person gets the body: the one whose body has been drawn longer
+        (the body keeps its history), then the box that fits the skeleton better."""
+        return self._bodies.get(self._body(track), 0), _box_fit(box, image)
 
     @staticmethod
     def _isolate(frame: np.ndarray, det: Any, i: int) -> np.ndarray:
@@ -347,7 +398,7 @@ class MeshStage:
             "per_frame": [{"frame": f["frame"], "people": [
                 {"track_id": p["track_id"], "status": p["status"], "reproj_error_px": p["reproj_error_px"],
                  "reproj_error_rel": p["reproj_error_rel"], **({"reason": p["reason"]} if p["status"] != "ok"
-                                                                else {})} for p in f["people"]]}
+                                                                else {"body": p.get("body")})} for p in f["people"]]}
                 for f in self._frames_info],
         }
 

@@ -501,6 +501,89 @@ def test_one_body_for_a_person_detected_twice(body, rng, trim):
     stage.close()
 
 
+def _people(frames_dets):
+    """Detections per frame from (track id, box) lists; each person's mask is their box."""
+    out = []
+    for people in frames_dets:
+        masks = np.zeros((len(people), H, W), bool)
+        for k, (_, box) in enumerate(people):
+            x0, y0, x1, y1 = np.clip(np.asarray(box), 0, [W, H, W, H]).astype(int)
+            masks[k, y0:y1, x0:x1] = True
+        out.append(Detections(masks=masks, boxes=np.asarray([b for _, b in people], np.float32).reshape(-1, 4),
+                              scores=np.linspace(0.9, 0.5, len(people)).astype(np.float32),
+                              track_ids=np.asarray([tid for tid, _ in people], np.int64)))
+    return out
+
+
+def test_one_person_on_tracks_that_take_turns_keeps_one_body(body, rng, tmp_path):
+    """The detector follows one person on track 3, adds a second box on them (track 7, from the chest down),
+    then reports only that box for a while, then only track 3 again, and finally loses both and starts
+    track 9 on the same spot. One body is drawn all along, fitted as one (one shape, one smoothing
+    history), and the params file names it after the track that started it."""
+    from privvid.mesh.stage import MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=10)
+    frames, dets, background, masks = _stage_inputs(rows)
+    whole = [d.boxes[0] for d in dets]
+    part = [np.array([b[0], b[1] + 0.1 * (b[3] - b[1]), b[2], b[3]], np.float32) for b in whole]
+    tracks = [[3], [3], [3, 7], [3, 7], [7], [7], [3], [9], [9], [9]]
+    people = _people([[(tid, whole[t] if tid != 7 else part[t]) for tid in ids] for t, ids in enumerate(tracks)])
+    stage = MeshStage(MeshConfig(), pose_source=_PoseByFrame(rows))
+    _, infos = _run_windows(stage, frames, people, background, masks, window=5)
+    drawn = [[p["body"] for p in i["people"] if p["status"] == "ok"] for i in infos]
+    assert drawn == [[3]] * 10
+    assert [p["status"] for p in infos[2]["people"]] == ["ok", "duplicate"]
+    summary = stage.finish()
+    assert summary["tracks"] == 1 and summary["fitted"] == 10 and set(stage._states) == {3}
+    stage.save_params(tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as p:
+        assert set(p["track_id"].tolist()) == {3} and p["frame"].tolist() == list(range(10))
+    stage.close()
+
+
+def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
+    """A new track gets its own body when nobody was drawn where it stands in the last frames, and two
+    people never share a body: track 7 carries on track 3's body while track 3 is gone, and when both are
+    back as two people (another skeleton beside) the body stays with the track that drew it last."""
+    from privvid.mesh.stage import BODY_HANDOVER, MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=8)
+    frames, dets, background, masks = _stage_inputs(rows)
+    whole = [d.boxes[0] for d in dets]
+    part = [np.array([b[0], b[1] + 0.1 * (b[3] - b[1]), b[2], b[3]], np.float32) for b in whole]
+    gap = BODY_HANDOVER + 1
+    tracks = [[3, 7], [7], [3, 7]] + [[]] * gap + [[9]] * (5 - gap)
+    people = _people([[(tid, whole[t] if tid != 7 else part[t]) for tid in ids] for t, ids in enumerate(tracks)])
+
+    class Beside(_PoseByFrame):
+        def __call__(self, frame, box, track_id=-1, frame_index=None):
+            res = super().__call__(frame, box, track_id, frame_index)
+            if track_id == 3 and frame_index == 2:   # now someone else: a skeleton 4 px to the side and lower
+                image = res.image.copy()
+                image[:, :2] += [4.0, 0.3 * float(np.ptp(image[image[:, 2] > 0, 1]))]
+                return PoseResult(image=image, world=res.world)
+            return res
+
+    stage = MeshStage(MeshConfig(), pose_source=Beside(rows))
+    _, infos = stage(frames, people, background, masks)
+    bodies = [{p["track_id"]: p.get("body") for p in i["people"] if p["status"] == "ok"} for i in infos]
+    assert bodies[:2] == [{3: 3}, {7: 3}]
+    assert bodies[2][7] == 3 and bodies[2][3] not in (3, 7, None)   # track 3 is someone else now: a new body
+    assert all(b == {9: 9} for b in bodies[3 + gap:])
+    stage.close()
+
+
+def _run_windows(stage, frames, dets, background, masks, window):
+    outs, infos = [], []
+    for s in range(0, len(frames), window):
+        o, i = stage(frames[s:s + window], dets[s:s + window], background[s:s + window], masks[s:s + window])
+        outs.append(o)
+        infos += i
+    return np.concatenate(outs), infos
+
+
 def test_same_skeleton_tells_one_person_from_two(rng):
     from privvid.mesh.stage import same_skeleton
 
