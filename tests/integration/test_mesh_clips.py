@@ -17,6 +17,7 @@ pytest.importorskip("pyrender")
 pytest.importorskip("mediapipe")
 pytest.importorskip("ultralytics")
 
+from mesh_helpers import run_windows  # noqa: E402
 from privvid.config import MeshConfig  # noqa: E402
 
 SIZE = (432, 240)
@@ -58,15 +59,6 @@ def _load(path, detector, frames=FRAMES):
     return video, dets, background, masks
 
 
-def _run(stage, video, dets, background, masks, window=12):
-    outs, infos = [], []
-    for s in range(0, len(video), window):
-        o, i = stage(video[s:s + window], dets[s:s + window], background[s:s + window], masks[s:s + window])
-        outs.append(o)
-        infos += i
-    return np.concatenate(outs), infos
-
-
 def _box_mask(box, shape, pad=0.1):
     x0, y0, x1, y1 = box
     px, py = pad * (x1 - x0), pad * (y1 - y0)
@@ -80,7 +72,7 @@ def test_juggler_mesh_covers_the_person(shared_data, detector):
 
     video, dets, background, masks = _load(shared_data / "demo-clips" / "sam2_juggle.mp4", detector)
     stage = MeshStage(MeshConfig())
-    out, infos = _run(stage, video, dets, background, masks)
+    out, infos = run_windows(stage, video, dets, background, masks)
     assert out.shape == video.shape and len(infos) == FRAMES
     summary = stage.finish()
     assert summary["frames"] == FRAMES and summary["fitted"] >= 0.9 * summary["person_frames"] > 0
@@ -115,7 +107,7 @@ def test_two_people_params_reload_through_smplx(shared_data, detector, tmp_path)
         shared_data / "demo-clips" / "mmaction2_demo_skeleton_two_people.mp4", detector)
     assert min(len(d) for d in dets) == 2
     stage = MeshStage(MeshConfig())
-    out, infos = _run(stage, video, dets, background, masks)
+    out, infos = run_windows(stage, video, dets, background, masks)
     summary = stage.finish()
     assert summary["tracks"] == 2 and summary["fitted"] >= 0.9 * summary["person_frames"]
     # each person gets their own body: both boxes receive rendered pixels
@@ -182,7 +174,7 @@ def test_parkour_failed_person_stays_inpainted(shared_data, detector):
 
     video, dets, background, masks = _load(shared_data / "demo-clips" / "propainter_test-sample1.mp4", detector)
     stage = MeshStage(MeshConfig(), pose_source=_FailingPose(MediapipePose()))
-    out, infos = _run(stage, video, dets, background, masks)
+    out, infos = run_windows(stage, video, dets, background, masks)
     failed = [t for t, i in enumerate(infos) if i["people"] and all(p["status"] == "failed" for p in i["people"])]
     ok = [t for t, i in enumerate(infos) if any(p["status"] == "ok" for p in i["people"])]
     assert failed and ok
@@ -203,7 +195,7 @@ def test_yolo_pose_source(shared_data, shared_weights, detector):
 
     video, dets, background, masks = _load(shared_data / "demo-clips" / "sam2_juggle.mp4", detector, frames=8)
     stage = MeshStage(MeshConfig(pose_backend="yolo", pose_weights=shared_weights / "yolo11n-pose_int8.tflite"))
-    out, infos = _run(stage, video, dets, background, masks, window=8)
+    out, infos = run_windows(stage, video, dets, background, masks, window=8)
     summary = stage.finish()
     assert stage.info()["pose_source"]["name"] == "yolo"
     assert summary["fitted"] >= 6 and summary["mean_reproj_error_rel"] <= 0.08
@@ -236,7 +228,7 @@ def followed(shared_data):
         background = np.zeros_like(video)
         background[..., 2] = 200
         stage.reset()
-        out, infos = _run(stage, video, dets, background, removal, window=24)
+        out, infos = run_windows(stage, video, dets, background, removal, window=24)
         records = [r for r in stage._records if r["ok"] and "joints" in r]
         results[name] = dict(video=video, dets=dets, removal=removal, background=background, out=out,
                              infos=infos, records=records, camera=dict(stage._camera), summary=stage.finish())

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("smplx")
 
+from mesh_helpers import run_windows  # noqa: E402
 from privvid.config import MeshConfig  # noqa: E402
 from privvid.detect.base import Detections  # noqa: E402
 from privvid.errors import MissingWeights  # noqa: E402
@@ -530,7 +531,7 @@ def test_one_person_on_tracks_that_take_turns_keeps_one_body(body, rng, tmp_path
     tracks = [[3], [3], [3, 7], [3, 7], [7], [7], [3], [9], [9], [9]]
     people = _people([[(tid, whole[t] if tid != 7 else part[t]) for tid in ids] for t, ids in enumerate(tracks)])
     stage = MeshStage(MeshConfig(), pose_source=_PoseByFrame(rows))
-    _, infos = _run_windows(stage, frames, people, background, masks, window=5)
+    _, infos = run_windows(stage, frames, people, background, masks, window=5)
     drawn = [[p["body"] for p in i["people"] if p["status"] == "ok"] for i in infos]
     assert drawn == [[3]] * 10
     assert [p["status"] for p in infos[2]["people"]] == ["ok", "duplicate"]
@@ -573,15 +574,6 @@ def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
     assert bodies[2][7] == 3 and bodies[2][3] not in (3, 7, None)   # track 3 is someone else now: a new body
     assert all(b == {9: 9} for b in bodies[3 + gap:])
     stage.close()
-
-
-def _run_windows(stage, frames, dets, background, masks, window):
-    outs, infos = [], []
-    for s in range(0, len(frames), window):
-        o, i = stage(frames[s:s + window], dets[s:s + window], background[s:s + window], masks[s:s + window])
-        outs.append(o)
-        infos += i
-    return np.concatenate(outs), infos
 
 
 def test_same_skeleton_tells_one_person_from_two(rng):
