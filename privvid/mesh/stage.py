@@ -30,8 +30,9 @@ DUPLICATE_DISTANCE = 0.08  # two detections whose landmarks lie this close (shar
                           # mean over the landmarks both see) are one person: one body is drawn
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
                           # that only overlaps may hold someone else: its pose is looked at again)
-BODY_HANDOVER = 2         # a new track whose box lies on a body drawn in the last this many frames (and
-BODY_HANDOVER_IOU = 0.5   # not in this one) by at least this IoU carries on that body
+BODY_HANDOVER = 2         # a new track (or one whose body began this many frames ago at most) whose box lies
+BODY_HANDOVER_IOU = 0.5   # on an older body drawn in the last this many frames (and not in this one) by at
+                          # least this IoU carries on that body
 
 
 def default_focal(width: int, height: int) -> float:
@@ -293,10 +294,11 @@ class MeshStage:
         The detector may follow one person on two tracks that take turns (one box on the whole body, one
         on a part), or lose a track and start another on the same person. So a body is carried on by the
         track found to duplicate its track last frame, when that track is not kept in this frame, and by a
-        track new to the stage whose box lies on a body drawn in the last ``BODY_HANDOVER`` frames and not in
-        this one (IoU >= ``BODY_HANDOVER_IOU``): the body keeps its shape and its smoothing instead of
-        flipping between two fits or starting again. A body two people would share goes to the track that
-        drew it last frame; the other starts a body of its own."""
+        track new to the stage (or whose body began in the last ``BODY_HANDOVER`` frames) whose box lies on
+        an older body drawn in those frames and not in this one (IoU >= ``BODY_HANDOVER_IOU``): the body
+        keeps its shape and its smoothing instead of flipping between two fits or starting again. A body
+        two people would share goes to the track that drew it last frame; the other starts a body of its
+        own."""
         kept_tracks = {r["track"] for r in kept}
         kept_bodies = {self._body(t) for t in kept_tracks}
         taken: set[int] = set()
@@ -306,9 +308,10 @@ class MeshStage:
             twin = was_duplicate.get(track)
             if twin is not None and twin not in kept_tracks and self._body(twin) not in taken:
                 body = self._body(twin)
-            elif track not in self._body_of:
+            elif self._bodies.get(body, 0) <= BODY_HANDOVER:   # a track new to the stage, or a body just begun
                 near = [(float(box_iou(last, r["box"])[0, 0]), b) for b, (at, last) in self._drawn_at.items()
-                        if at < frame and b not in kept_bodies and b not in taken]
+                        if at < frame and b not in kept_bodies and b not in taken
+                        and self._bodies.get(b, 0) > self._bodies.get(body, 0)]
                 best = max(near, default=(0.0, None))
                 if best[0] >= BODY_HANDOVER_IOU:
                     body = best[1]

@@ -546,7 +546,8 @@ def test_one_person_on_tracks_that_take_turns_keeps_one_body(body, rng, tmp_path
 def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
     """A new track gets its own body when nobody was drawn where it stands in the last frames, and two
     people never share a body: track 7 carries on track 3's body while track 3 is gone, and when both are
-    back as two people (another skeleton beside) the body stays with the track that drew it last."""
+    back as two people (another skeleton beside) the body stays with the track that drew it last. When
+    track 7 is gone again, track 3 leaves the body it began a frame ago for the older one it stands on."""
     from privvid.mesh.stage import BODY_HANDOVER, MeshStage
 
     fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
@@ -555,7 +556,7 @@ def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
     whole = [d.boxes[0] for d in dets]
     part = [np.array([b[0], b[1] + 0.1 * (b[3] - b[1]), b[2], b[3]], np.float32) for b in whole]
     gap = BODY_HANDOVER + 1
-    tracks = [[3, 7], [7], [3, 7]] + [[]] * gap + [[9]] * (5 - gap)
+    tracks = [[3, 7], [7], [3, 7], [3]] + [[]] * gap + [[9]] * (4 - gap)
     people = _people([[(tid, whole[t] if tid != 7 else part[t]) for tid in ids] for t, ids in enumerate(tracks)])
 
     class Beside(_PoseByFrame):
@@ -572,7 +573,8 @@ def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
     bodies = [{p["track_id"]: p.get("body") for p in i["people"] if p["status"] == "ok"} for i in infos]
     assert bodies[:2] == [{3: 3}, {7: 3}]
     assert bodies[2][7] == 3 and bodies[2][3] not in (3, 7, None)   # track 3 is someone else now: a new body
-    assert all(b == {9: 9} for b in bodies[3 + gap:])
+    assert bodies[3] == {3: 3}
+    assert all(b == {9: 9} for b in bodies[4 + gap:]) and len(bodies[4 + gap:]) == 4 - gap
     stage.close()
 
 
