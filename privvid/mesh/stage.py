@@ -30,9 +30,9 @@ DUPLICATE_DISTANCE = 0.08  # two detections whose landmarks lie this close (shar
                           # mean over the landmarks both see) are one person: one body is drawn
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
                           # that only overlaps may hold someone else: its pose is looked at again)
-BODY_HANDOVER = 2         # a new track (or one whose body began this many frames ago at most) whose box lies
-BODY_HANDOVER_IOU = 0.5   # on an older body drawn in the last this many frames (and not in this one) by at
-                          # least this IoU carries on that body
+BODY_HANDOVER = 2         # a new track, or one whose body has been drawn in this many frames at most, whose
+BODY_HANDOVER_IOU = 0.5   # box lies on an older body drawn in the last this many frames (and not in this one)
+                          # by at least this IoU carries on that body
 
 
 def default_focal(width: int, height: int) -> float:
@@ -294,9 +294,9 @@ class MeshStage:
         The detector may follow one person on two tracks that take turns (one box on the whole body, one
         on a part), or lose a track and start another on the same person. So a body is carried on by the
         track found to duplicate its track last frame, when that track is not kept in this frame, and by a
-        track new to the stage (or whose body began in the last ``BODY_HANDOVER`` frames) whose box lies on
-        an older body drawn in those frames and not in this one (IoU >= ``BODY_HANDOVER_IOU``): the body
-        keeps its shape and its smoothing instead of flipping between two fits or starting again. A body
+        track new to the stage (or whose body has been drawn in ``BODY_HANDOVER`` frames at most) whose box
+        lies on an older body drawn in the last ``BODY_HANDOVER`` frames and not in this one (IoU >=
+        ``BODY_HANDOVER_IOU``): the body keeps its shape and its smoothing instead of flipping between two fits or starting again. A body
         two people would share goes to the track that drew it last frame; the other starts a body of its
         own."""
         kept_tracks = {r["track"] for r in kept}
@@ -308,7 +308,7 @@ class MeshStage:
             twin = was_duplicate.get(track)
             if twin is not None and twin not in kept_tracks and self._body(twin) not in taken:
                 body = self._body(twin)
-            elif self._bodies.get(body, 0) <= BODY_HANDOVER:   # a track new to the stage, or a body just begun
+            elif self._bodies.get(body, 0) <= BODY_HANDOVER:   # a track new to the stage, or a young body
                 near = [(float(box_iou(last, r["box"])[0, 0]), b) for b, (at, last) in self._drawn_at.items()
                         if at < frame and b not in kept_bodies and b not in taken
                         and self._bodies.get(b, 0) > self._bodies.get(body, 0)]
