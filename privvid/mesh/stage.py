@@ -30,8 +30,8 @@ DUPLICATE_DISTANCE = 0.08  # two detections whose landmarks lie this close (shar
                           # mean over the landmarks both see) are one person: one body is drawn
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
                           # that only overlaps may hold someone else: its pose is looked at again)
-BODY_HANDOVER = 2         # a new track, or one whose body has been drawn in this many frames at most, whose
-BODY_HANDOVER_IOU = 0.5   # box lies on an older body drawn in the last this many frames (and not in this one)
+BODY_TAKEOVER = 2         # a new track, or one whose body has been drawn in this many frames at most, whose
+BODY_TAKEOVER_IOU = 0.5   # box lies on an older body drawn in the last this many frames (and not in this one)
                           # by at least this IoU carries on that body
 
 
@@ -294,11 +294,11 @@ class MeshStage:
         The detector may follow one person on two tracks that take turns (one box on the whole body, one
         on a part), or lose a track and start another on the same person. So a body is carried on by the
         track found to duplicate its track last frame, when that track is not kept in this frame, and by a
-        track new to the stage (or whose body has been drawn in ``BODY_HANDOVER`` frames at most) whose box
-        lies on an older body drawn in the last ``BODY_HANDOVER`` frames and not in this one (IoU >=
-        ``BODY_HANDOVER_IOU``): the body keeps its shape and its smoothing instead of flipping between two fits or starting again. A body
-        two people would share goes to the track that drew it last frame; the other starts a body of its
-        own."""
+        track new to the stage (or whose body has been drawn in ``BODY_TAKEOVER`` frames at most) whose box
+        lies on an older body drawn in the last ``BODY_TAKEOVER`` frames and not in this one (IoU >=
+        ``BODY_TAKEOVER_IOU``): the body keeps its shape and its smoothing instead of flipping between two
+        fits or starting again. A body two people would share goes to the track that drew it last frame;
+        the other starts a body of its own."""
         kept_tracks = {r["track"] for r in kept}
         kept_bodies = {self._body(t) for t in kept_tracks}
         taken: set[int] = set()
@@ -308,12 +308,12 @@ class MeshStage:
             twin = was_duplicate.get(track)
             if twin is not None and twin not in kept_tracks and self._body(twin) not in taken:
                 body = self._body(twin)
-            elif self._bodies.get(body, 0) <= BODY_HANDOVER:   # a track new to the stage, or a young body
+            elif self._bodies.get(body, 0) <= BODY_TAKEOVER:   # a track new to the stage, or a young body
                 near = [(float(box_iou(last, r["box"])[0, 0]), b) for b, (at, last) in self._drawn_at.items()
                         if at < frame and b not in kept_bodies and b not in taken
                         and self._bodies.get(b, 0) > self._bodies.get(body, 0)]
                 best = max(near, default=(0.0, None))
-                if best[0] >= BODY_HANDOVER_IOU:
+                if best[0] >= BODY_TAKEOVER_IOU:
                     body = best[1]
             if body in taken:
                 body = track if track not in taken and self._holder.get(track, track) == track else self._new_body()
@@ -324,8 +324,8 @@ class MeshStage:
             self._holder[r["body"]] = r["track"]
             self._drawn_at[r["body"]] = (frame, r["box"])
             self._bodies[r["body"]] = self._bodies.get(r["body"], 0) + 1
-        for b in [b for b, (at, _) in self._drawn_at.items() if at <= frame - BODY_HANDOVER]:
-            del self._drawn_at[b]   # too long ago to be handed over
+        for b in [b for b, (at, _) in self._drawn_at.items() if at <= frame - BODY_TAKEOVER]:
+            del self._drawn_at[b]   # too long ago to be taken over
 
     def _new_body(self) -> int:
         self._spare_body -= 1

@@ -307,7 +307,7 @@ def test_one_body_follows_each_person_across_track_switches(followed):
     """The SSD follows the juggler on two tracks that take turns (a box on the whole body and one from the
     chest down; measured 22 and 26 of 48 frames), and the two men on tracks that change in the hug. Each
     person keeps one body (one fitted shape and smoothing history) all along. Measured: the juggler's body
-    in 48 of 48 frames, each man's in 60 of 60; before bodies were handed over, each track had a body of its
+    in 48 of 48 frames, each man's in 60 of 60; before bodies were passed on, each track had a body of its
     own, so the juggler's longest-lived body was drawn in 26 of 48 frames (the men's in 59 of 60)."""
     from collections import Counter
 

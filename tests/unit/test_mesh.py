@@ -548,14 +548,14 @@ def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
     people never share a body: track 7 carries on track 3's body while track 3 is gone, and when both are
     back as two people (another skeleton beside) the body stays with the track that drew it last. When
     track 7 is gone again, track 3 leaves the body it began a frame ago for the older one it stands on."""
-    from privvid.mesh.stage import BODY_HANDOVER, MeshStage
+    from privvid.mesh.stage import BODY_TAKEOVER, MeshStage
 
     fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
     rows, _ = _synthetic_rows(body, fitter, rng, frames=8)
     frames, dets, background, masks = _stage_inputs(rows)
     whole = [d.boxes[0] for d in dets]
     part = [np.array([b[0], b[1] + 0.1 * (b[3] - b[1]), b[2], b[3]], np.float32) for b in whole]
-    gap = BODY_HANDOVER + 1
+    gap = BODY_TAKEOVER + 1
     tracks = [[3, 7], [7], [3, 7], [3]] + [[]] * gap + [[9]] * (4 - gap)
     people = _people([[(tid, whole[t] if tid != 7 else part[t]) for tid in ids] for t, ids in enumerate(tracks)])
 
