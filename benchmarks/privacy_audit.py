@@ -56,6 +56,8 @@ def settings(names: list[str], weights: Path) -> list[tuple[str, DetectConfig]]:
     table = {
         "ssd": ("ssd (default)", DetectConfig()),
         "ssd-notiles": ("ssd tiles=none", DetectConfig(options={"tiles": "none"})),
+        "ssd-upright": ("ssd turn=false (upright pass only, the default until 2026-12-02)",
+                        DetectConfig(options={"turn": False})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", dilate_rel=0.0)),
         "mediapipe-tiles": ("mediapipe tiles=3x2/4", DetectConfig(backend="mediapipe", dilate_rel=0.0,
                                                                    options={"tiles": "3x2", "tile_every": 4})),

@@ -199,7 +199,9 @@ class SelfieCrops:
 
     Crops of side >= ``small`` px get a model input of their own (256 x 256); smaller ones are cells
     of 128 x 128 in a 2 x 2 mosaic (four small people for the price of one input). Inputs run in
-    batches of ``batch``.
+    batches of ``batch``; the inputs left over after the last full batch run one at a time, because
+    a batch costs as much as it is long, padding included (9.1 ms for a batch of 4, 2.6 ms for one
+    input, on the 2-core CPU).
     """
 
     SIZE = 256
@@ -208,43 +210,56 @@ class SelfieCrops:
         self.path = Path(path)
         self.small = int(small)
         self.batch = max(1, int(batch))
-        self._it = _interpreter(self.path, threads)
-        self._in = self._it.get_input_details()[0]["index"]
-        self._out = self._it.get_output_details()[0]["index"]
-        self._it.resize_tensor_input(self._in, [self.batch, self.SIZE, self.SIZE, 3])
-        with quiet_native_logs():
-            self._it.allocate_tensors()
-            self._it.set_tensor(self._in, np.zeros((self.batch, self.SIZE, self.SIZE, 3), np.float32))
-            self._it.invoke()
+        self._its = {n: self._sized(threads, n) for n in sorted({1, self.batch})}
         self.inputs_run = 0
+
+    def _sized(self, threads: int, n: int) -> tuple[Any, int, int]:
+        """An interpreter whose input holds ``n`` images, run once (its first run logs natively)."""
+        it = _interpreter(self.path, threads)
+        inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+        it.resize_tensor_input(inp, [n, self.SIZE, self.SIZE, 3])
+        with quiet_native_logs():
+            it.allocate_tensors()
+            it.set_tensor(inp, np.zeros((n, self.SIZE, self.SIZE, 3), np.float32))
+            it.invoke()
+        return it, inp, out
 
     def _run(self, images: list[np.ndarray]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
-        for start in range(0, len(images), self.batch):
-            chunk = images[start:start + self.batch]
-            x = np.zeros((self.batch, self.SIZE, self.SIZE, 3), np.float32)
-            for k, img in enumerate(chunk):
-                x[k] = img
+        full = len(images) - len(images) % self.batch
+        runs = [(s, self.batch) for s in range(0, full, self.batch)] + [(s, 1) for s in range(full, len(images))]
+        for start, n in runs:
+            it, inp, res = self._its[n]
+            x = np.stack(images[start:start + n]).astype(np.float32)
             x *= 1.0 / 255.0
-            self._it.set_tensor(self._in, x)
-            self._it.invoke()
-            y = self._it.get_tensor(self._out)
-            out += [y[k, :, :, 0].copy() for k in range(len(chunk))]
-            self.inputs_run += len(chunk)
+            it.set_tensor(inp, x)
+            it.invoke()
+            y = it.get_tensor(res)
+            out += [y[k, :, :, 0].copy() for k in range(n)]
+            self.inputs_run += n
         return out
 
-    def __call__(self, frame: np.ndarray, crops: list[tuple[int, int, int]]) -> list[np.ndarray]:
-        """For each (x0, y0, side) crop, its person probability as a (side, side) float32 array."""
+    def __call__(self, frame: np.ndarray, crops: list[tuple[int, int, int]],
+                 turned: bool = False) -> list[np.ndarray]:
+        """For each (x0, y0, side) crop, its person probability as a (side, side) float32 array.
+
+        ``turned``: each crop is shown to the model upside down (turned by 180 degrees) and its map
+        turned back; the selfie model, trained on upright people, finds people upside down this way.
+        """
+        def cut(i: int, size: int) -> np.ndarray:
+            img = _cut(frame, *crops[i], size)
+            return img[::-1, ::-1] if turned else img
+
         big = [i for i, c in enumerate(crops) if c[2] >= self.small]
         little = [i for i, c in enumerate(crops) if c[2] < self.small]
-        images = [_cut(frame, *crops[i], self.SIZE) for i in big]
+        images = [cut(i, self.SIZE) for i in big]
         half = self.SIZE // 2
         mosaics = []
         for start in range(0, len(little), 4):
             m = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
             for k, i in enumerate(little[start:start + 4]):
                 r, c = divmod(k, 2)
-                m[r * half:(r + 1) * half, c * half:(c + 1) * half] = _cut(frame, *crops[i], half)
+                m[r * half:(r + 1) * half, c * half:(c + 1) * half] = cut(i, half)
             mosaics.append(m)
         probs = self._run(images + mosaics)
         result: list[np.ndarray | None] = [None] * len(crops)
@@ -258,6 +273,8 @@ class SelfieCrops:
                 side = crops[i][2]
                 cell = p[r * half:(r + 1) * half, c * half:(c + 1) * half]
                 result[i] = cv2.resize(cell, (side, side), interpolation=cv2.INTER_LINEAR)
+        if turned:
+            result = [np.ascontiguousarray(r[::-1, ::-1]) if r is not None else None for r in result]
         return [r if r is not None else np.zeros((1, 1), np.float32) for r in result]
 
 

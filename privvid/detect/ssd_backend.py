@@ -10,7 +10,9 @@ the frames between two tile runs) does not lose a person.
 
 Each box's square crop (``crop_scale`` x its longer edge) goes through mediapipe's selfie
 segmentation model; the person pixels inside the box grown by ``box_grow`` are that person's
-instance mask. A box whose crop holds almost no person pixels is a false alarm (a tripod, a
+instance mask. The model was made for upright people: a box at least ``turn_aspect`` as wide as
+it is tall (someone lying, crouching, cartwheeling or upside down) is also segmented turned by 180
+degrees, and the pixels the turned pass is sure of (``turn_score``) are added. A box whose crop holds almost no person pixels is a false alarm (a tripod, a
 rock) unless the SSD is sure of it (``keep_score``): then an ellipse in the box is removed, so
 a person the segmenter cannot see is still never left in the frame.
 
@@ -55,6 +57,10 @@ class SsdOptions:
     small: int = 96              # crops smaller than this (px) share one model input (2 x 2 mosaic)
     max_people: int = 96         # most boxes segmented per frame (best scores first)
     threads: int = 1             # interpreter threads (workers already use the cores)
+    turn: bool = True            # also segment a box's crop turned by 180 degrees when the box is...
+    turn_aspect: float = 0.6     # ... at least this wide for its height (someone lying, crouching, kicking or upside
+                                 # down; 0 = every box)
+    turn_score: float = 0.9      # ... a pixel of the turned crop is the person's at this selfie probability
     shadow: float = 0.0          # > 0: also remove the person's cast shadow: pixels below and beside the feet,
                                  # within this share of the person's height, clearly darker than the ground
                                  # around them and touching the person (0 = off, the default)
@@ -78,6 +84,8 @@ class SsdOptions:
         need(0.0 < self.mask_threshold < 1.0, f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
         need(0.0 <= self.box_grow <= 1.0, f"box_grow must be in [0, 1], got {self.box_grow}")
         need(0.0 <= self.min_fill < 1.0, f"min_fill must be in [0, 1), got {self.min_fill}")
+        need(self.turn_aspect >= 0.0, f"turn_aspect must be >= 0, got {self.turn_aspect}")
+        need(0.0 < self.turn_score < 1.0, f"turn_score must be in (0, 1), got {self.turn_score}")
         need(0.0 < self.keep_score <= 1.0, f"keep_score must be in (0, 1], got {self.keep_score}")
         need(self.carry >= 0, f"carry must be >= 0, got {self.carry}")
         need(self.small_fill >= 0, f"small_fill must be >= 0, got {self.small_fill}")
@@ -130,7 +138,7 @@ class SsdDetector:
         self._next_id = 0
         self._frame = 0
         self.stats = {"frames": 0, "boxes": 0, "carried": 0, "dropped": 0, "ellipses": 0, "tile_frames": 0,
-                      "shadow_px": 0}
+                      "turned": 0, "shadow_px": 0}
 
     # ------------------------------------------------------------------ boxes
     def _boxes(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -244,6 +252,14 @@ class SsdDetector:
             shown.append((track, found, box.astype(np.float32)))
         crops = [square_crop(box, o.crop_scale, w, h) for _, _, box in shown]
         probs = self._seg(frame, crops) if crops else []
+        turn = [k for k, ((_, _, box), crop) in enumerate(zip(shown, crops)) if o.turn and crop[2] >= o.small
+                and box[2] - box[0] >= o.turn_aspect * (box[3] - box[1])]
+        if turn:
+            # the selfie model misses much of a person who is not upright (a breakdancer's raised legs); the
+            # crop turned upside down shows it that person the right way up, and only where it is sure
+            self.stats["turned"] += len(turn)
+            for k, prob in zip(turn, self._seg(frame, [crops[k] for k in turn], turned=True)):
+                probs[k] = np.where(prob >= o.turn_score, np.maximum(probs[k], prob), probs[k])
         masks, out_boxes, out_scores, ids = [], [], [], []
         dead: set[int] = set()
         for (track, found, box), (cx, cy, side), prob in zip(shown, crops, probs):

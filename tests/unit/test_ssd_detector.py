@@ -69,6 +69,51 @@ def test_options_validate_themselves():
     assert options_from(SsdOptions, {"tile_every": 3}).tile_every == 3
 
 
+def test_turn_options_validate_themselves():
+    assert SsdOptions().turn and SsdOptions().turn_aspect == 0.6
+    with pytest.raises(ConfigError, match="turn_aspect"):
+        SsdOptions(turn_aspect=-1.0)
+    with pytest.raises(ConfigError, match="turn_score"):
+        SsdOptions(turn_score=1.0)
+
+
+def _selfie():
+    from privvid.detect.litert_models import SelfieCrops
+    from privvid.runtime.models import SELFIE, wheel_model_path
+
+    return SelfieCrops(wheel_model_path(SELFIE))
+
+
+def test_selfie_crops_give_each_crop_the_same_map_however_they_are_batched(rng):
+    """Five big crops and three small ones: a batch of 4, then single inputs; each crop's map is the one it
+    gets alone, and only real inputs are counted."""
+    frame = rng.integers(0, 255, (240, 432, 3), dtype=np.uint8)
+    crops = [(10 + 40 * k, 5 + 10 * k, 120) for k in range(5)] + [(300, 100, 40), (320, 150, 50), (0, 0, 30)]
+    seg = _selfie()
+    together = seg(frame, crops)
+    assert seg.inputs_run == 5 + 1  # five big crops, one mosaic for the three small ones
+    for k in range(5):
+        alone = seg(frame, [crops[k]])[0]
+        assert alone.shape == (120, 120)
+        np.testing.assert_allclose(together[k], alone, atol=1e-6)
+
+
+def test_a_turned_crop_is_the_crop_of_the_turned_picture_turned_back(rng):
+    """``turned=True`` shows the model the crop upside down and turns the map back: the same map as the
+    normal pass over a frame whose crop holds the picture turned by 180 degrees, turned back."""
+    frame = np.zeros((200, 300, 3), np.uint8)
+    picture = rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
+    picture[20:100, 45:75] = (200, 150, 120)  # something with an up and a down
+    frame[40:160, 90:210] = picture
+    other = frame.copy()
+    other[40:160, 90:210] = picture[::-1, ::-1]
+    seg = _selfie()
+    crop = [(90, 40, 120)]
+    turned = seg(frame, crop, turned=True)[0]
+    np.testing.assert_allclose(turned, seg(other, crop)[0][::-1, ::-1], atol=1e-5)
+    assert np.abs(turned - seg(frame, crop)[0]).max() > 1e-3  # and it is a different look at the crop
+
+
 def test_ellipse_mask_stays_in_its_box():
     m = ellipse_mask(np.array([10, 10, 30, 50]), (64, 64))
     ys, xs = np.nonzero(m)
