@@ -1,7 +1,7 @@
 """End-to-end speed of `privvid anonymize` with the per-stage split and the decode+encode floor.
 
     python benchmarks/anonymize_speed.py [--mode remove] [--size 432x240] [--workers 2]
-        [--detectors ssd,mediapipe] [CLIPS...]
+        [--detectors ssd,ssd-upright,mediapipe] [CLIPS...]
 
 For each clip it times, in the same run: the floor (decode + resize + H.264 encode, no
 processing), privvid one clip at a time (frames/s and where the time goes, from the
@@ -54,7 +54,8 @@ def main() -> None:
     parser.add_argument("--size", default="432x240")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--copies", type=int, default=3, help="copies of each clip in the dataset run")
-    parser.add_argument("--detectors", default="ssd,mediapipe", help="comma list of detector backends to compare")
+    parser.add_argument("--detectors", default="ssd,mediapipe",
+                        help="comma list of detector backends to compare (ssd-upright: ssd with turn=false)")
     args = parser.parse_args()
     clips = args.clips or [c for c in DEFAULT_CLIPS if c.exists()]
     if not clips:
@@ -63,7 +64,10 @@ def main() -> None:
     console = Console(width=150)  # the table stays whole when printed to a file
     lines = []
     for backend in args.detectors.split(","):
-        det = DetectConfig(backend=backend, **({"dilate_rel": 0.0} if backend == "mediapipe" else {}))
+        if backend == "ssd-upright":  # the default without its upside-down pass (the default until 2026-12-02)
+            det = DetectConfig(options={"turn": False})
+        else:
+            det = DetectConfig(backend=backend, **({"dilate_rel": 0.0} if backend == "mediapipe" else {}))
         cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det)
         lines.append(run(console, clips, size, cfg, args, backend))
     for line in lines:

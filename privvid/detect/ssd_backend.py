@@ -11,10 +11,11 @@ the frames between two tile runs) does not lose a person.
 Each box's square crop (``crop_scale`` x its longer edge) goes through mediapipe's selfie
 segmentation model; the person pixels inside the box grown by ``box_grow`` are that person's
 instance mask. The model was made for upright people: a box at least ``turn_aspect`` as wide as
-it is tall (someone lying, crouching, cartwheeling or upside down) is also segmented turned by 180
-degrees, and the pixels the turned pass is sure of (``turn_score``) are added. A box whose crop holds almost no person pixels is a false alarm (a tripod, a
-rock) unless the SSD is sure of it (``keep_score``): then an ellipse in the box is removed, so
-a person the segmenter cannot see is still never left in the frame.
+it is tall (someone lying, crouching, cartwheeling or upside down) whose crop has a model input of
+its own (``small`` px or more) is also segmented turned by 180 degrees, and the pixels the turned
+pass is sure of (``turn_score``) are added. A box whose crop holds almost no person pixels is a
+false alarm (a tripod, a rock) unless the SSD is sure of it (``keep_score``): then an ellipse in
+the box is removed, so a person the segmenter cannot see is still never left in the frame.
 
 Compared with the ``mediapipe`` backend (selfie segmentation of the whole frame + BlazePose,
 which follows one person at a time), this finds crowds and bystanders and gives one instance
@@ -57,7 +58,7 @@ class SsdOptions:
     small: int = 96              # crops smaller than this (px) share one model input (2 x 2 mosaic)
     max_people: int = 96         # most boxes segmented per frame (best scores first)
     threads: int = 1             # interpreter threads (workers already use the cores)
-    turn: bool = True            # also segment a box's crop turned by 180 degrees when the box is...
+    turn: bool = True            # also segment a crop of `small` px or more turned by 180 degrees when its box is...
     turn_aspect: float = 0.6     # ... at least this wide for its height (someone lying, crouching, kicking or upside
                                  # down; 0 = every box)
     turn_score: float = 0.9      # ... a pixel of the turned crop is the person's at this selfie probability
