@@ -67,13 +67,12 @@ class MeshStage:
         self._camera: dict[str, float] | None = None
         self._records: list[dict] = []        # one per fitted (track, frame), for params + summary
         self._frames_info: list[dict] = []
-        self._next_anon = -1
+        self._next_anon = -1                  # ids privvid makes up (untracked detections, spare bodies)
         self._dup_of: dict[int, int] = {}     # track -> the track it was found to duplicate (last frame)
         self._bodies: dict[int, int] = {}     # body -> frames it has been drawn in
         self._body_of: dict[int, int] = {}    # track -> the body it draws (its own id until it takes one over)
         self._holder: dict[int, int] = {}     # body -> the track that drew it last
         self._drawn_at: dict[int, tuple[int, np.ndarray]] = {}   # body -> (last frame drawn, its box there)
-        self._spare_body = -1                 # ids for bodies a track cannot name after itself
         self.fallback_frames = 0              # frames whose bodies could not be drawn (--mesh-fallback remove)
         self.timings = defaultdict(float)
 
@@ -135,8 +134,7 @@ class MeshStage:
             for i in range(len(det)):
                 tid = int(det.track_ids[i])
                 if tid < 0:
-                    tid = self._next_anon * 1_000_000  # untracked: no temporal link
-                    self._next_anon -= 1
+                    tid = self._made_up_id()  # untracked: no temporal link
                 box = np.asarray(det.boxes[i], dtype=np.float32)
                 person = {"track_id": tid, "box": [round(float(v), 1) for v in box], "status": "failed",
                           "reason": None, "reproj_error_px": None, "reproj_error_rel": None}
@@ -316,7 +314,8 @@ class MeshStage:
                 if best[0] >= BODY_TAKEOVER_IOU:
                     body = best[1]
             if body in taken:
-                body = track if track not in taken and self._holder.get(track, track) == track else self._new_body()
+                own = track not in taken and self._holder.get(track, track) == track
+                body = track if own else self._made_up_id()
             taken.add(body)
             self._body_of[track] = body
             r["body"] = r["person"]["body"] = body
@@ -327,9 +326,11 @@ class MeshStage:
         for b in [b for b, (at, _) in self._drawn_at.items() if at <= frame - BODY_TAKEOVER]:
             del self._drawn_at[b]   # too long ago to be taken over
 
-    def _new_body(self) -> int:
-        self._spare_body -= 1
-        return self._spare_body + 1
+    def _made_up_id(self) -> int:
+        """A negative id no detector track and no other made-up id has: for an untracked detection, or a
+        body a track cannot name after itself."""
+        self._next_anon -= 1
+        return (self._next_anon + 1) * 1_000_000
 
     def _priority(self, track: int, box: np.ndarray, image: np.ndarray) -> tuple[int, float]:
         """Which of two detections of one person gets the body: the one whose body has been drawn longer
