@@ -28,6 +28,12 @@ MAX_REL_ERROR = 0.15      # a fit whose mean reprojection error exceeds this sha
 MIN_LANDMARKS = 6         # confident, usable landmarks needed to fit a person in a frame
 DUPLICATE_DISTANCE = 0.08  # two detections whose landmarks lie this close (share of the skeleton's height,
                           # mean over the landmarks both see) are one person: one body is drawn
+SAME_BOX_IOU = 0.9        # ... and so are two whose boxes overlap this much (two pose runs on one crop can
+                          # disagree)
+YOUNG_BODY = 10           # a body drawn in fewer frames than this is young: a young body whose head lies on
+                          # another body's head (DUPLICATE_DISTANCE x the skeleton's height) is that body
+PART_INSIDE = 0.85        # ... and so is a young body's box lying this much inside the box of an older or
+PART_HEIGHT = 0.4         # higher-scored body, when it is at least this share of that box's height
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
                           # that only overlaps may hold someone else: its pose is looked at again)
 BODY_TAKEOVER = 2         # a new track, or one whose body has been drawn in this many frames at most, whose
@@ -187,14 +193,15 @@ class MeshStage:
                     person["reason"] = "pose: too few confident landmarks"
                     continue
                 new = {"track": tid, "frame": f_idx, "t": t, "image": res.image, "world": res.world, "box": box,
-                       "box_h": float(box[3] - box[1]), "person": person}
-                twin = next((k for k in kept if same_skeleton(k["image"], res.image)), None)
+                       "box_h": float(box[3] - box[1]), "person": person, "score": float(det.scores[i]),
+                       **self._carried(tid, box, kept, was_duplicate, f_idx)}
+                twin = self._twin(kept, new)
                 if twin is None:
                     kept.append(new)
                     continue
                 # the same person twice: one body (see _priority for which)
                 winner, loser = twin, new
-                if self._priority(tid, box, res.image) > self._priority(twin["track"], twin["box"], twin["image"]):
+                if _priority(new) > _priority(twin):
                     kept[next(j for j, k in enumerate(kept) if k is twin)] = new
                     winner, loser = new, twin
                 self._dup_of[loser["track"]] = winner["track"]
@@ -286,6 +293,54 @@ class MeshStage:
     def _body(self, track: int) -> int:
         return self._body_of.get(track, track)
 
+    def _age(self, track: int) -> int:
+        """Frames the track's body has been drawn in."""
+        return self._bodies.get(self._body(track), 0)
+
+    @staticmethod
+    def _twin(kept: list[dict], new: dict) -> dict | None:
+        """The person kept in this frame that a new detection is, if any: one whose landmarks lie on its
+        landmarks (``same_skeleton``) or whose box lies on its box (IoU >= ``SAME_BOX_IOU``: two pose
+        runs on one crop can disagree). When either body is young (``YOUNG_BODY``) or both tracks drew the
+        same body last (one person followed on two tracks that take turns), also one whose head
+        lies on its head (the nearest), or one whose box holds its box or lies in it (``_part_of``): on a box
+        around a part of a person, or around two, the pose model guesses the limbs but finds the head of the
+        person it holds."""
+        box, image = new["box"], new["image"]
+        twin = next((k for k in kept if same_skeleton(k["image"], image)
+                     or box_iou(k["box"], box)[0, 0] >= SAME_BOX_IOU), None)
+        if twin is not None:
+            return twin
+        young = [k for k in kept if min(new["age"], k["age"]) < YOUNG_BODY or k["had"] == new["had"]]
+        heads = [(d, k) for k in young if (d := head_distance(k["image"], image)) < DUPLICATE_DISTANCE]
+        if heads:
+            return min(heads, key=lambda h: h[0])[1]
+        return next((k for k in young if _part_of(new, k) or _part_of(k, new)), None)
+
+    def _carried(self, track: int, box: np.ndarray, kept: list[dict], was_duplicate: dict[int, int],
+                 frame: int) -> dict[str, int]:
+        """The body this track draws, or will carry on when that body's track is not kept in this frame
+        (see ``_assign_bodies``; last frame's duplicates and new tracks are looked at after the others), and
+        the frames it has been drawn in: ``{"had": body, "age": frames}``. A new track that carries on an
+        old body is not young."""
+        body = self._body(track)
+        tracks = {k["track"] for k in kept}
+        twin = was_duplicate.get(track)
+        if twin is not None and twin not in tracks:
+            body = self._body(twin)
+        if self._bodies.get(body, 0) <= BODY_TAKEOVER:
+            older = self._older_body_under(box, frame, {self._body(t) for t in tracks}, self._bodies.get(body, 0))
+            body = body if older is None else older
+        return {"had": body, "age": self._bodies.get(body, 0)}
+
+    def _older_body_under(self, box: np.ndarray, frame: int, exclude: set[int], age: int) -> int | None:
+        """The body drawn in the last ``BODY_TAKEOVER`` frames (not in this one, not in ``exclude``), in more
+        than ``age`` frames, whose last box the box lies on best, when by IoU >= ``BODY_TAKEOVER_IOU``."""
+        near = [(float(box_iou(last, box)[0, 0]), b) for b, (at, last) in self._drawn_at.items()
+                if at < frame and b not in exclude and self._bodies.get(b, 0) > age]
+        best = max(near, default=(0.0, None))
+        return best[1] if best[0] >= BODY_TAKEOVER_IOU else None
+
     def _assign_bodies(self, kept: list[dict], was_duplicate: dict[int, int], frame: int) -> None:
         """Give each of a frame's kept people a body (``row["body"]``), one body per person.
 
@@ -307,12 +362,8 @@ class MeshStage:
             if twin is not None and twin not in kept_tracks and self._body(twin) not in taken:
                 body = self._body(twin)
             elif self._bodies.get(body, 0) <= BODY_TAKEOVER:   # a track new to the stage, or a young body
-                near = [(float(box_iou(last, r["box"])[0, 0]), b) for b, (at, last) in self._drawn_at.items()
-                        if at < frame and b not in kept_bodies and b not in taken
-                        and self._bodies.get(b, 0) > self._bodies.get(body, 0)]
-                best = max(near, default=(0.0, None))
-                if best[0] >= BODY_TAKEOVER_IOU:
-                    body = best[1]
+                older = self._older_body_under(r["box"], frame, kept_bodies | taken, self._bodies.get(body, 0))
+                body = body if older is None else older
             if body in taken:
                 own = track not in taken and self._holder.get(track, track) == track
                 body = track if own else self._made_up_id()
@@ -331,11 +382,6 @@ class MeshStage:
         body a track cannot name after itself."""
         self._next_anon -= 1
         return (self._next_anon + 1) * 1_000_000
-
-    def _priority(self, track: int, box: np.ndarray, image: np.ndarray) -> tuple[int, float]:
-        """Which of two detections of one person gets the body: the one whose body has been drawn longer
-        (the body keeps its history), then the box that fits the skeleton better."""
-        return self._bodies.get(self._body(track), 0), _box_fit(box, image)
 
     @staticmethod
     def _isolate(frame: np.ndarray, det: Any, i: int) -> np.ndarray:
@@ -485,6 +531,35 @@ def same_skeleton(a: np.ndarray, b: np.ndarray, min_conf: float = 0.5) -> bool:
     pa, pb = a[both, :2], b[both, :2]
     height = max(float(np.ptp(pa[:, 1])), float(np.ptp(pb[:, 1])), 1.0)
     return float(np.linalg.norm(pa - pb, axis=1).mean()) < DUPLICATE_DISTANCE * height
+
+
+def head_distance(a: np.ndarray, b: np.ndarray, min_conf: float = 0.5) -> float:
+    """Distance between the heads of two (33, 3) landmark sets (the mean of the face landmarks both see
+    confidently, at least 3), as a share of the taller skeleton's height; inf when not seen."""
+    both = (a[:11, 2] >= min_conf) & (b[:11, 2] >= min_conf)
+    if int(both.sum()) < 3:
+        return math.inf
+    height = max(float(np.ptp(x[x[:, 2] >= min_conf, 1])) for x in (a, b))
+    return float(np.linalg.norm(a[:11][both, :2].mean(0) - b[:11][both, :2].mean(0))) / max(height, 1.0)
+
+
+def _priority(row: dict) -> tuple[int, float]:
+    """Which of two detections of one person gets the body: the one whose body has been drawn longer
+    (the body keeps its history), then the box that fits the skeleton better."""
+    return row["age"], _box_fit(row["box"], row["image"])
+
+
+def _part_of(a: dict, b: dict) -> bool:
+    """Could detection ``a`` be a part of the person detected as ``b``: its box lies inside ``b``'s
+    (``PART_INSIDE`` of its area) and is at least ``PART_HEIGHT`` of its height (a spectator far behind a
+    performer lies inside the performer's box too, but small), and its body is younger or its score
+    lower."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["box"], b["box"]
+    w = min(ax1, bx1) - max(ax0, bx0)
+    h = min(ay1, by1) - max(ay0, by0)
+    inside = max(w, 0.0) * max(h, 0.0) / max(float((ax1 - ax0) * (ay1 - ay0)), 1e-6)
+    return bool(inside >= PART_INSIDE and ay1 - ay0 >= PART_HEIGHT * (by1 - by0)
+                and (a["age"] < b["age"] or a["score"] < b["score"]))
 
 
 def _box_fit(box: np.ndarray, image: np.ndarray) -> float:

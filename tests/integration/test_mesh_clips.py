@@ -273,8 +273,9 @@ def test_rendered_silhouette_matches_the_person(followed, clip):
     those limbs. The two men (>= 0.4 and >= 0.55): their masks are the selfie model's on crops that
     hold both of them, so they also cover the space between the men. Measured at commit fa1792e
     (one body per person): juggler mean 0.718, worst 0.626; two men mean 0.570, worst 0.446 (frames
-    54-57 of the hug). Before, the same man was drawn up to three times over (duplicate boxes),
-    which widened the drawn silhouette: mean 0.616, worst 0.501. The removal mask itself is dilated
+    54-57 of the hug); 0.561 and 0.450 since young bodies give way to the heads and boxes they lie
+    on. Before, the same man was drawn up to three times over (duplicate boxes), which widened the
+    drawn silhouette: mean 0.616, worst 0.501. The removal mask itself is dilated
     and unioned over +-2 frames, so its IoU mostly measures that margin; what matters there is that
     the body is drawn only inside it (>= 97% of the rendered pixels)."""
     from privvid.mesh.metrics import iou
@@ -349,13 +350,11 @@ def test_two_people_standing_close_each_get_a_body(followed, detector):
                 fitted_per_track[p["track_id"]] = fitted_per_track.get(p["track_id"], 0) + 1
     assert sorted(fitted_per_track.values())[-2:][0] >= 0.9 * frames, fitted_per_track  # two full tracks
     # one body per man: the SSD also boxes the pair and parts of a man, and each of those crops' pose is one
-    # of the men. Measured: two bodies in 53 of 60 frames, three in 7; with the detector's upside-down pass
-    # (4fe1b87) two in 53, three in 6 and four in 1 (frame 41: the masks there are the same with and without
-    # the pass, but the pose trackers' history differs, and both duplicate tracks were posed apart from their
-    # twins); before duplicates were told apart, four bodies in 35 frames and two in only 2
+    # of the men. Measured: two bodies in 60 of 60 frames since a young body gives way to a head or a box it
+    # lies on (before: two in 53, three in 6 and four in 1, from boxes on the pair and on a man's half whose
+    # guessed limbs lay apart from his; before duplicates were told apart, four bodies in 35 frames)
     bodies = [sum(p["status"] == "ok" for p in info["people"]) for info in r["infos"]]
-    assert sum(b == 2 for b in bodies) >= 0.85 * frames and sum(b > 3 for b in bodies) <= 1, bodies
-    assert max(bodies) <= 4, bodies
+    assert sum(b == 2 for b in bodies) >= 0.95 * frames and max(bodies) <= 3, bodies
     detector.reset()
     for t in range(0, frames, 6):
         ref = detector(r["video"][t])

@@ -557,12 +557,15 @@ def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
     part = [np.array([b[0], b[1] + 0.1 * (b[3] - b[1]), b[2], b[3]], np.float32) for b in whole]
     gap = BODY_TAKEOVER + 1
     tracks = [[3, 7], [7], [3, 7], [3]] + [[]] * gap + [[9]] * (4 - gap)
-    people = _people([[(tid, whole[t] if tid != 7 else part[t]) for tid in ids] for t, ids in enumerate(tracks)])
+    x0, y0, x1, y1 = whole[2]
+    beside = np.array([x0 + 4, y0 + 0.3 * (y1 - y0), x1 + 4, y1 + 0.3 * (y1 - y0)], np.float32)
+    people = _people([[(tid, part[t] if tid == 7 else beside if t == 2 else whole[t]) for tid in ids]
+                      for t, ids in enumerate(tracks)])
 
     class Beside(_PoseByFrame):
         def __call__(self, frame, box, track_id=-1, frame_index=None):
             res = super().__call__(frame, box, track_id, frame_index)
-            if track_id == 3 and frame_index == 2:   # now someone else: a skeleton 4 px to the side and lower
+            if track_id == 3 and frame_index == 2:   # now someone else: a skeleton (and box) 4 px aside, lower
                 image = res.image.copy()
                 image[:, :2] += [4.0, 0.3 * float(np.ptp(image[image[:, 2] > 0, 1]))]
                 return PoseResult(image=image, world=res.world)
@@ -576,6 +579,110 @@ def test_a_track_far_away_or_long_after_starts_a_body_of_its_own(body, rng):
     assert bodies[3] == {3: 3}
     assert all(b == {9: 9} for b in bodies[4 + gap:]) and len(bodies[4 + gap:]) == 4 - gap
     stage.close()
+
+
+def _moved(image, dx, first=11, conf=None):
+    """Landmarks ``first``.. moved ``dx`` px sideways (a pose model guessing limbs), the others kept, with
+    the face landmarks' confidence set to ``conf`` when given."""
+    out = image.copy()
+    out[first:, 0] += dx
+    if conf is not None:
+        out[:11, 2] = conf
+    return out
+
+
+@pytest.mark.parametrize("case", ["beside", "part", "spectator"])
+def test_a_new_box_on_part_of_a_person_gives_no_second_body(body, rng, case):
+    """A new, lower-scored box on a part of someone already drawn gets limbs the pose model guesses, so
+    its skeleton is not the person's (``same_skeleton`` says two people), yet no second body is drawn:
+    a box beside the person's centre whose pose has the person's head, or a box inside the person's box
+    (here with no head seen). A spectator behind the person, whose small box lies inside the person's
+    box too, gets a body of their own."""
+    from privvid.mesh.stage import MeshStage, same_skeleton
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=3)
+    frames, dets, background, masks = _stage_inputs(rows)
+    whole = [d.boxes[0] for d in dets]
+    second, images = [], {}
+    for t, (r, (x0, y0, x1, y1)) in enumerate(zip(rows, whole)):
+        w, h = x1 - x0, y1 - y0
+        if case == "beside":
+            second.append(np.array([x0 + 0.4 * w, y0, x1 + 0.4 * w, y1], np.float32))
+            images[t] = _moved(r["image"], 0.2 * h)
+        elif case == "part":
+            second.append(np.array([x0, y0 + 0.3 * h, x1, y1], np.float32))
+            images[t] = _moved(r["image"], 0.15 * h, conf=0.1)
+        else:   # a small skeleton at the top of the person's box
+            small = r["image"].copy()
+            small[:, :2] = [x0 + 0.3 * w, y0] + 0.25 * (small[:, :2] - [x0, y0])
+            second.append(np.array([x0 + 0.3 * w, y0, x0 + 0.55 * w, y0 + 0.25 * h], np.float32))
+            images[t] = small
+        assert not same_skeleton(rows[t]["image"], images[t])
+    people = _people([[(3, whole[t]), (7, second[t])] for t in range(3)])
+
+    class Guessing(_PoseByFrame):
+        def __call__(self, frame, box, track_id=-1, frame_index=None):
+            res = super().__call__(frame, box, track_id, frame_index)
+            return PoseResult(image=images[frame_index], world=None) if track_id == 7 else res
+
+    stage = MeshStage(MeshConfig(), pose_source=Guessing(rows))
+    _, infos = stage(frames, people, background, masks)
+    status = [{p["track_id"]: p["status"] for p in i["people"]} for i in infos]
+    if case == "spectator":
+        assert status == [{3: "ok", 7: "ok"}] * 3
+    else:
+        assert status == [{3: "ok", 7: "duplicate"}] * 3
+    stage.close()
+
+
+def test_people_drawn_for_long_keep_their_bodies_when_their_heads_meet(body, rng):
+    """Two people drawn side by side for ``YOUNG_BODY`` frames then hug: their heads meet (the pose
+    model puts both on one spot) while their bodies stay apart. They keep two bodies; only a young body
+    gives way to a head it lies on."""
+    from privvid.mesh.stage import YOUNG_BODY, MeshStage
+
+    n = YOUNG_BODY + 2
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=n)
+    other = []
+    for t, r in enumerate(rows):
+        image = r["image"].copy()
+        image[:, 0] -= 35
+        if t >= YOUNG_BODY:
+            image[:11, :2] = r["image"][:11, :2] + 2.0   # the heads meet
+        other.append(image)
+    frames, dets, background, masks = _stage_inputs(rows)
+
+    def box(image):
+        xy = image[image[:, 2] > 0, :2]
+        return np.r_[xy.min(0) - 4, xy.max(0) + 4].astype(np.float32)
+
+    people = _people([[(3, dets[t].boxes[0]), (5, box(other[t]))] for t in range(n)])
+
+    class Two(_PoseByFrame):
+        def __call__(self, frame, box, track_id=-1, frame_index=None):
+            res = super().__call__(frame, box, track_id, frame_index)
+            return PoseResult(image=other[frame_index], world=None) if track_id == 5 else res
+
+    stage = MeshStage(MeshConfig(), pose_source=Two(rows))
+    _, infos = run_windows(stage, frames, people, background, masks, window=6)
+    drawn = [sorted(p["body"] for p in i["people"] if p["status"] == "ok") for i in infos]
+    assert drawn == [[3, 5]] * n
+    stage.close()
+
+
+def test_head_distance():
+    from privvid.mesh.stage import head_distance
+
+    a = np.zeros((33, 3), np.float32)
+    a[:, 1] = np.linspace(0, 100, 33)
+    a[:, 2] = 0.9
+    b = _moved(a, 30.0)
+    assert head_distance(a, b) == 0.0
+    b[:11, 0] += 5.0
+    assert head_distance(a, b) == pytest.approx(5.0 / 100)
+    assert head_distance(a, _moved(a, 0.0, conf=0.1)) == float("inf")   # no head seen
 
 
 def test_same_skeleton_tells_one_person_from_two(rng):
