@@ -11,8 +11,8 @@ camera) against the visible (visibility >= 0.5) BlazePose landmarks, per group: 
 wrists), torso (shoulders, hips), legs (knees, ankles), as a share of the person box height
 (target <= 5%); "all" is the fitter's own mean over every landmark it uses (face points included).
 Jitter is the mean acceleration of the 22 body joints, in mm/frame^2 (3D, camera frame) and
-px/frame^2 (projected). IoU: rendered silhouette vs the fitted person's own instance mask (frames
-where the detector's BlazePose segmented that person).
+px/frame^2 (projected). IoU: rendered silhouette vs the fitted people's own instance masks (with the
+mediapipe detector, frames where its BlazePose segmented that person).
 """
 
 from __future__ import annotations
@@ -75,13 +75,14 @@ def joints_2d(records, cam):
 
 
 def silhouette_iou(out, background, det, info) -> list[float]:
-    """IoU of the rendered bodies with the fitted people's own instance masks, in frames where the
-    detector's BlazePose segmented them (it carries their keypoints); other frames' instances can be
-    selfie-segmentation blobs holding several people."""
+    """IoU of the rendered bodies with the fitted people's own instance masks. With a detector that gives
+    keypoints (mediapipe), only in frames where its BlazePose segmented them (it carries their
+    keypoints): other frames' instances can be selfie-segmentation blobs holding several people. With one
+    that gives none (the ssd default), every instance is the selfie mask of that person's own box."""
     from privvid.mesh.metrics import iou
 
     ok = [k for k, p in enumerate(info["people"]) if p["status"] == "ok"]
-    if not ok or det.keypoints is None or any((det.keypoints[k][:, 2] >= 0.5).sum() < 6 for k in ok):
+    if not ok or (det.keypoints is not None and any((det.keypoints[k][:, 2] >= 0.5).sum() < 6 for k in ok)):
         return []
     drawn = (out != background).any(-1)
     return [iou(drawn, np.any([det.masks[k] for k in ok], axis=0))]
@@ -174,8 +175,11 @@ def main() -> None:
                           fmt(r["jitter_mm"], "{:.1f}"), fmt(r["jitter_px"], "{:.2f}"),
                           fmt(r["iou_mean"], "{:.3f}"), fmt(r["iou_min"], "{:.3f}"))
     console.print(table)
-    console.print("detector: privvid.detect default (mediapipe); pose: its BlazePose keypoints, else mediapipe "
-                  "BlazePose per person crop; errors are shares of the person box height")
+    from privvid.config import DetectConfig
+
+    console.print(f"detector: privvid.detect default ({DetectConfig().backend}); pose: its BlazePose keypoints "
+                  "where it gives them, else mediapipe BlazePose per person crop; errors are shares of the person "
+                  "box height")
 
 
 if __name__ == "__main__":
