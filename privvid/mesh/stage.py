@@ -204,6 +204,7 @@ class MeshStage:
                 if _priority(new) > _priority(twin):
                     kept[next(j for j, k in enumerate(kept) if k is twin)] = new
                     winner, loser = new, twin
+                    new.update(self._carried(tid, box, kept, was_duplicate, f_idx))   # its twin is not kept now
                 self._dup_of[loser["track"]] = winner["track"]
                 self._dup_of.pop(winner["track"], None)
                 _mark_duplicate(loser["person"], winner["track"])
@@ -293,10 +294,6 @@ class MeshStage:
     def _body(self, track: int) -> int:
         return self._body_of.get(track, track)
 
-    def _age(self, track: int) -> int:
-        """Frames the track's body has been drawn in."""
-        return self._bodies.get(self._body(track), 0)
-
     @staticmethod
     def _twin(kept: list[dict], new: dict) -> dict | None:
         """The person kept in this frame that a new detection is, if any: one whose landmarks lie on its
@@ -328,7 +325,7 @@ class MeshStage:
         twin = was_duplicate.get(track)
         if twin is not None and twin not in tracks:
             body = self._body(twin)
-        if self._bodies.get(body, 0) <= BODY_TAKEOVER:
+        elif self._bodies.get(body, 0) <= BODY_TAKEOVER:
             older = self._older_body_under(box, frame, {self._body(t) for t in tracks}, self._bodies.get(body, 0))
             body = body if older is None else older
         return {"had": body, "age": self._bodies.get(body, 0)}

@@ -640,7 +640,7 @@ def test_people_drawn_for_long_keep_their_bodies_when_their_heads_meet(body, rng
     """Two people drawn side by side for ``YOUNG_BODY`` frames then hug: their heads meet (the pose
     model puts both on one spot) while their bodies stay apart. They keep two bodies; only a young body
     gives way to a head it lies on."""
-    from privvid.mesh.stage import YOUNG_BODY, MeshStage
+    from privvid.mesh.stage import DUPLICATE_DISTANCE, YOUNG_BODY, MeshStage, head_distance
 
     n = YOUNG_BODY + 2
     fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
@@ -652,6 +652,7 @@ def test_people_drawn_for_long_keep_their_bodies_when_their_heads_meet(body, rng
         if t >= YOUNG_BODY:
             image[:11, :2] = r["image"][:11, :2] + 2.0   # the heads meet
         other.append(image)
+    assert head_distance(rows[-1]["image"], other[-1]) < DUPLICATE_DISTANCE   # the heads do meet
     frames, dets, background, masks = _stage_inputs(rows)
 
     def box(image):
@@ -670,6 +671,38 @@ def test_people_drawn_for_long_keep_their_bodies_when_their_heads_meet(body, rng
     drawn = [sorted(p["body"] for p in i["people"] if p["status"] == "ok") for i in infos]
     assert drawn == [[3, 5]] * n
     stage.close()
+
+
+def test_which_kept_person_a_detection_is():
+    """``MeshStage._twin`` rule by rule, on a skeleton whose limbs the second detection has elsewhere."""
+    from privvid.mesh.stage import YOUNG_BODY, MeshStage
+
+    a = np.zeros((33, 3), np.float32)
+    a[:, 0] = np.linspace(40, 60, 33)
+    a[:, 1] = np.linspace(0, 100, 33)
+    a[:, 2] = 0.9
+    limbs = _moved(a, 30.0)                             # the head kept, the limbs 30% of the height aside
+    no_head = _moved(a, 30.0, conf=0.1)
+    far = _moved(a, 30.0, first=0)                      # everything aside: someone else
+
+    def det(image, box, age=0, score=0.5, had=1):
+        return {"image": image, "box": np.asarray(box, np.float32), "age": age, "score": score, "had": had}
+
+    old = YOUNG_BODY
+    kept = [det(a, [30, 0, 70, 100], age=old, score=0.9)]
+    twin = MeshStage._twin
+    assert twin(kept, det(a, [100, 0, 140, 100], had=2)) is kept[0]            # the same skeleton
+    assert twin(kept, det(far, [31, 1, 70, 100], age=old, had=2)) is kept[0]    # the same box (IoU >= 0.9)
+    assert twin(kept, det(limbs, [50, 0, 90, 100], had=2)) is kept[0]          # young, its head on the head
+    assert twin(kept, det(limbs, [50, 0, 90, 100], age=old, had=2)) is None     # both old: two people
+    assert twin(kept, det(limbs, [50, 0, 90, 100], age=old, had=1)) is kept[0]  # old, but the same body
+    assert twin(kept, det(no_head, [30, 30, 70, 100], had=2)) is kept[0]       # young, inside the box
+    assert twin(kept, det(far, [40, 0, 52, 20], had=2)) is None                # inside, but small: a spectator
+    assert twin(kept, det(far, [50, 0, 90, 100], had=2)) is None               # young, beside, another head
+    # the kept one is the part: a younger or lower-scored box inside the new one's
+    part = [det(no_head, [30, 30, 70, 100], age=1, score=0.9, had=3)]
+    assert twin(part, det(a[::-1].copy(), [30, 0, 70, 100], age=5, score=0.5, had=4)) is part[0]
+    assert twin(part, det(a[::-1].copy(), [30, 0, 70, 100], age=1, score=0.5, had=4)) is None
 
 
 def test_head_distance():
