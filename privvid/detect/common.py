@@ -45,6 +45,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
+def box_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise share of each (N, 4) box ``a``'s area that lies inside each (M, 4) box ``b`` -> (N, M)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    return iw * ih / np.maximum(area_a[:, None], 1e-6)
+
+
 def dilate(mask: np.ndarray, kernel: int) -> np.ndarray:
     """Grow a bool mask with an elliptical kernel ``kernel`` px wide (<= 1: unchanged)."""
     if kernel <= 1 or not mask.any():

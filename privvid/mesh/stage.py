@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from privvid.config import MeshConfig
-from privvid.detect.common import box_iou
+from privvid.detect.common import box_inside, box_iou
 from privvid.io.atomic import savez_atomic
 from privvid.mesh.body_model import BodyModel, load_body_model
 from privvid.mesh.fit import MIN_CONF, Fitter, TrackState
@@ -320,23 +320,26 @@ class MeshStage:
         (see ``_assign_bodies``; last frame's duplicates and new tracks are looked at after the others), and
         the frames it has been drawn in: ``{"had": body, "age": frames}``. A new track that carries on an
         old body is not young."""
-        body = self._body(track)
         tracks = {k["track"] for k in kept}
         twin = was_duplicate.get(track)
-        if twin is not None and twin not in tracks:
-            body = self._body(twin)
-        elif self._bodies.get(body, 0) <= BODY_TAKEOVER:
-            older = self._older_body_under(box, frame, {self._body(t) for t in tracks}, self._bodies.get(body, 0))
-            body = body if older is None else older
+        body = self._heir(track, box, frame, twin if twin not in tracks else None, {self._body(t) for t in tracks})
         return {"had": body, "age": self._bodies.get(body, 0)}
 
-    def _older_body_under(self, box: np.ndarray, frame: int, exclude: set[int], age: int) -> int | None:
-        """The body drawn in the last ``BODY_TAKEOVER`` frames (not in this one, not in ``exclude``), in more
-        than ``age`` frames, whose last box the box lies on best, when by IoU >= ``BODY_TAKEOVER_IOU``."""
+    def _heir(self, track: int, box: np.ndarray, frame: int, twin: int | None, exclude: set[int]) -> int:
+        """The body a kept track draws: that of ``twin`` (the track it duplicated last frame, when that one
+        is not kept), else its own, unless its own is a young one (``BODY_TAKEOVER`` frames at most) and its
+        box lies on an older body drawn in the last ``BODY_TAKEOVER`` frames, not in this one and not in
+        ``exclude`` (IoU >= ``BODY_TAKEOVER_IOU``; the best one)."""
+        if twin is not None:
+            return self._body(twin)
+        body = self._body(track)
+        age = self._bodies.get(body, 0)
+        if age > BODY_TAKEOVER:
+            return body
         near = [(float(box_iou(last, box)[0, 0]), b) for b, (at, last) in self._drawn_at.items()
                 if at < frame and b not in exclude and self._bodies.get(b, 0) > age]
         best = max(near, default=(0.0, None))
-        return best[1] if best[0] >= BODY_TAKEOVER_IOU else None
+        return best[1] if best[0] >= BODY_TAKEOVER_IOU else body
 
     def _assign_bodies(self, kept: list[dict], was_duplicate: dict[int, int], frame: int) -> None:
         """Give each of a frame's kept people a body (``row["body"]``), one body per person.
@@ -354,13 +357,9 @@ class MeshStage:
         taken: set[int] = set()
         for r in sorted(kept, key=lambda r: self._holder.get(self._body(r["track"])) != r["track"]):
             track = r["track"]
-            body = self._body(track)
             twin = was_duplicate.get(track)
-            if twin is not None and twin not in kept_tracks and self._body(twin) not in taken:
-                body = self._body(twin)
-            elif self._bodies.get(body, 0) <= BODY_TAKEOVER:   # a track new to the stage, or a young body
-                older = self._older_body_under(r["box"], frame, kept_bodies | taken, self._bodies.get(body, 0))
-                body = body if older is None else older
+            carry = twin is not None and twin not in kept_tracks and self._body(twin) not in taken
+            body = self._heir(track, r["box"], frame, twin if carry else None, kept_bodies | taken)
             if body in taken:
                 own = track not in taken and self._holder.get(track, track) == track
                 body = track if own else self._made_up_id()
@@ -551,11 +550,8 @@ def _part_of(a: dict, b: dict) -> bool:
     (``PART_INSIDE`` of its area) and is at least ``PART_HEIGHT`` of its height (a spectator far behind a
     performer lies inside the performer's box too, but small), and its body is younger or its score
     lower."""
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["box"], b["box"]
-    w = min(ax1, bx1) - max(ax0, bx0)
-    h = min(ay1, by1) - max(ay0, by0)
-    inside = max(w, 0.0) * max(h, 0.0) / max(float((ax1 - ax0) * (ay1 - ay0)), 1e-6)
-    return bool(inside >= PART_INSIDE and ay1 - ay0 >= PART_HEIGHT * (by1 - by0)
+    (_, ay0, _, ay1), (_, by0, _, by1) = a["box"], b["box"]
+    return bool(box_inside(a["box"], b["box"])[0, 0] >= PART_INSIDE and ay1 - ay0 >= PART_HEIGHT * (by1 - by0)
                 and (a["age"] < b["age"] or a["score"] < b["score"]))
 
 

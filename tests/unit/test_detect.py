@@ -9,7 +9,7 @@ import pytest
 
 from privvid.config import DetectConfig
 from privvid.detect import DETECTORS, Detections
-from privvid.detect.common import box_iou, dilate, mask_box, validate
+from privvid.detect.common import box_inside, box_iou, dilate, mask_box, validate
 from privvid.detect.stream import MaskStream, build_mask_stream
 from privvid.detect.track import IouTracker
 from privvid.errors import BackendFailure, ConfigError, MissingWeights
@@ -70,6 +70,16 @@ def test_box_iou_and_mask_box() -> None:
     iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
     assert iou.shape == (1, 3)
     np.testing.assert_allclose(iou[0], [1.0, 50 / 150, 0.0])
+
+
+def test_box_inside_is_the_share_of_each_box_in_the_other() -> None:
+    whole = np.array([0, 0, 10, 20], np.float32)
+    part = np.array([2, 10, 8, 20], np.float32)          # the lower half of the middle
+    beside = np.array([5, 0, 15, 20], np.float32)
+    share = box_inside(np.stack([part, beside, whole]), whole)
+    assert share[:, 0].tolist() == pytest.approx([1.0, 0.5, 1.0])
+    assert box_inside(whole, part)[0, 0] == pytest.approx(60 / 200)
+    assert box_inside(np.array([3, 3, 3, 9]), whole)[0, 0] == 0.0   # an empty box lies nowhere
 
 
 def test_dilate_grows_by_half_kernel() -> None:
