@@ -13,6 +13,7 @@ from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
 from privvid.config import parse_size, preset
+from privvid.errors import ConfigError
 from privvid.runtime import RunProgress
 
 # piped output (a log file, CI) keeps whole clip names instead of wrapping them at 80 columns
@@ -40,7 +41,12 @@ def anonymize(
     check: Optional[bool] = typer.Option(None, "--check/--no-check", help="Look at every written frame again for "
                                          "people and faces and mend them (default: on for remove and mesh)."),
     weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights."),
-    sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint."),
+    sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint (implies --detector "
+                                               "sam)."),
+    sam_model: Optional[str] = typer.Option(None, help="sam: the checkpoint's architecture, vit_b (default), vit_l "
+                                            "or vit_h."),
+    sam_base: Optional[str] = typer.Option(None, help="sam: the detector whose boxes SAM refines (default ssd; "
+                                           "yolo with --weights)."),
     detect_tiles: Optional[str] = typer.Option(None, "--detect-tiles", help="Also search COLSxROWS overlapping tiles "
                                                "for small people (ssd: default 2x2, 'none' = off; mediapipe: off by "
                                                "default)."),
@@ -72,7 +78,13 @@ def anonymize(
 ) -> None:
     """Anonymise IN into OUT. Re-running the same command resumes; failed clips are quarantined."""
     cfg = preset(preset_name)
+    if detector is None and (sam_weights is not None or sam_model is not None or sam_base is not None):
+        detector = "sam"
     backend = detector or ("yolo" if weights is not None else cfg.detect.backend)
+    if backend == "sam" and sam_base is None and weights is not None:
+        sam_base = "yolo"
+    if backend != "sam" and (sam_model is not None or sam_base is not None):
+        raise ConfigError(f"--sam-model and --sam-base are for --detector sam, not {backend}")
     options = dict(cfg.detect.options)
     options.update(parse_options(detect_opt or []))
     # the shortcut flags are options of the backend (ssd, mediapipe; sam hands them to its base detector),
@@ -82,7 +94,8 @@ def anonymize(
     if backend == "mediapipe":
         flat["dilate_rel"] = 0.0  # its measured behaviour: a fixed dilation (docs/mask_quality.md)
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
-                     **_given(weights=weights, sam_weights=sam_weights), **flat)
+                     **_given(weights=weights, sam_weights=sam_weights, sam_model=sam_model, sam_base=sam_base),
+                     **flat)
     inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
     mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
                    trust_model_files=trust_model_files, fallback=mesh_fallback,

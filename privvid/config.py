@@ -27,6 +27,9 @@ def parse_tiles(spec: str | None) -> tuple[int, int] | None:
     return cols, rows
 
 
+SAM_MODELS = ("vit_b", "vit_l", "vit_h")  # segment-anything architectures (a checkpoint is made for one)
+
+
 @dataclass(frozen=True)
 class DetectConfig:
     backend: str = "ssd"                 # registered name, see privvid.detect.DETECTORS
@@ -35,7 +38,7 @@ class DetectConfig:
                                          # mediapipe_backend.MediapipeOptions), e.g. {"tiles": "3x2"}
     weights: Path | None = None          # yolo: ultralytics weights file
     sam_weights: Path | None = None      # sam: segment-anything checkpoint (box-prompted refinement)
-    sam_model: str = "vit_b"
+    sam_model: str = "vit_b"            # sam: the checkpoint's architecture, one of SAM_MODELS
     threshold: float = 0.2               # mask probability threshold
     dilate: int = 11                     # dilation kernel (px at output resolution) when dilate_rel = 0, and
                                          # for person pixels of no instance
@@ -50,7 +53,7 @@ class DetectConfig:
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
     # sam backend
-    sam_base: str = "mediapipe"          # backend whose boxes SAM refines
+    sam_base: str = "ssd"                # backend whose boxes SAM refines (the multi-person default)
     trust_model_files: bool = False      # load pickle-based --weights / --sam-weights (can run code)
     # tracking
     track_iou: float = 0.3               # min box IoU to continue a track
@@ -64,6 +67,18 @@ class DetectConfig:
         if not 0.0 <= self.dilate_min_frame <= 0.25:
             raise ConfigError(f"dilate_min_frame must be in [0, 0.25] (share of the frame height), "
                               f"got {self.dilate_min_frame}")
+        if self.sam_model not in SAM_MODELS:
+            raise ConfigError(f"unknown SAM model {self.sam_model!r}; choose one of: {', '.join(SAM_MODELS)}")
+        # a model file given to a built-in detector that never reads it would be ignored without a word
+        # (plug-in backends, named as package.module:Class, may read either field)
+        reads = {"ssd": (), "mediapipe": (), "yolo": ("weights",),
+                 "sam": ("sam_weights", "weights") if self.sam_base == "yolo" else ("sam_weights",)}
+        for name, flag in (("weights", "--weights"), ("sam_weights", "--sam-weights")):
+            if getattr(self, name) is not None and name not in reads.get(self.backend, (name,)):
+                used = "--detector yolo, or --detector sam --sam-base yolo" if name == "weights" else "--detector sam"
+                raise ConfigError(f"{flag} is not read by --detector {self.backend}"
+                                  f"{' --sam-base ' + self.sam_base if self.backend == 'sam' else ''}: "
+                                  f"it is for {used}")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Box-prompted refinement with segment-anything (``--sam-weights PATH``).
 
-Another registered backend (``DetectConfig.sam_base``, default mediapipe) finds
-the people; it is built from the same DetectConfig, so ``DetectConfig.options`` are
+Another registered backend (``DetectConfig.sam_base``, default ``ssd``, the
+multi-person embedded default) finds the people and, where it tracks them itself,
+keeps their track ids; it is built from the same DetectConfig, so ``DetectConfig.options`` are
 its options. Each of its instance boxes, grown by a small margin, prompts SAM for
 a sharper mask of that person. SAM's mask is clipped to the prompt box. The
 base backend's pixels that SAM's masks drop stay in ``extra`` (still removed):
@@ -39,7 +40,7 @@ class SamRefinedDetector:
         """``model`` / ``base`` inject a ready SAM module / base detector (tests)."""
         self.cfg = cfg or DetectConfig(backend="sam")
         if self.cfg.sam_base == "sam":
-            raise ValueError("sam_base cannot be 'sam' itself; choose e.g. mediapipe or yolo")
+            raise ValueError("sam_base cannot be 'sam' itself; choose e.g. ssd or yolo")
         self.weights: Path | None = None
         if model is None:
             model = self._load()
@@ -51,6 +52,7 @@ class SamRefinedDetector:
 
             base = DETECTORS.create(self.cfg.sam_base, self.cfg)
         self.base = base
+        self.tracks = bool(getattr(base, "tracks", False))  # the base's own track ids pass through
 
     def _load(self) -> Any:
         path = self.cfg.sam_weights

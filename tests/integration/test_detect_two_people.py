@@ -136,3 +136,28 @@ def test_mediapipe_gives_each_man_his_own_instance_and_track(clip_frames, refere
     pose_frames = dets[::MediapipeOptions().pose_every]
     with_landmarks = [sum(int((k[:, 2] >= 0.5).sum() >= 6) for k in d.keypoints) for d in pose_frames]
     assert np.mean([n >= 2 for n in with_landmarks]) >= 0.9, with_landmarks
+
+
+def test_sam_refines_the_ssd_default_and_keeps_its_tracks(clip_frames) -> None:
+    """``--detector sam`` over the default base (ssd, since it became the default) keeps the SSD's own
+    track ids and never reports fewer person pixels than the SSD (what SAM drops stays in ``extra``, removed).
+    A tiny random SAM stands in for a
+    checkpoint (none is shipped): what is tested is the wiring, not SAM's masks."""
+    pytest.importorskip("segment_anything")
+    from sam_helpers import tiny_sam
+
+    from privvid.detect.sam_backend import SamRefinedDetector
+    from privvid.detect.stream import MaskStream
+
+    frames = clip_frames[:8]
+    cfg = DetectConfig(backend="sam")
+    sam = SamRefinedDetector(cfg, model=tiny_sam())
+    assert sam.base.name == "ssd" and sam.tracks
+    refined = MaskStream(sam, cfg)
+    assert refined.own_tracks
+    plain = build_mask_stream(DetectConfig())
+    for (dr, rr), (dp, _) in zip(refined.run(frames), plain.run(frames)):
+        assert len(dp) >= 1
+        np.testing.assert_array_equal(dr.track_ids, dp.track_ids)
+        assert not (dp.union() & ~dr.union()).any() and not (dp.union() & ~rr).any()
+    assert sam.info()["base"]["name"] == "ssd"

@@ -454,12 +454,12 @@ def test_mediapipe_options_are_its_own_and_checked_before_any_model_loads(tmp_pa
             validate_options(DetectConfig(backend="mediapipe", options=bad))
         with pytest.raises(ConfigError, match=said):   # refused before the detector imports mediapipe
             MediapipeDetector(DetectConfig(backend="mediapipe", options=bad))
-        with pytest.raises(ConfigError, match=said):   # sam hands its options to its base detector (mediapipe)
-            validate_options(DetectConfig(backend="sam", options=bad))
+        with pytest.raises(ConfigError, match=said):   # sam hands its options to its base detector
+            validate_options(DetectConfig(backend="sam", sam_base="mediapipe", options=bad))
     validate_options(DetectConfig(backend="mediapipe", options={"tiles": "3x2", "crop_passes": 1, "min_area": 0}))
-    validate_options(DetectConfig(backend="sam", options={"pose_people": 1}))
-    with pytest.raises(ConfigError, match="SsdOptions"):   # a mediapipe option is not an ssd one
-        validate_options(DetectConfig(backend="sam", sam_base="ssd", options={"pose_people": 1}))
+    validate_options(DetectConfig(backend="sam", sam_base="mediapipe", options={"pose_people": 1}))
+    with pytest.raises(ConfigError, match="SsdOptions"):   # a mediapipe option is not one of the default base's (ssd)
+        validate_options(DetectConfig(backend="sam", options={"pose_people": 1}))
     with pytest.raises(ConfigError, match="YoloOptions option.s. tiles"):
         validate_options(DetectConfig(backend="yolo", options={"tiles": "3x2"}))
 

@@ -248,13 +248,21 @@ def test_a_fifo_is_skipped_not_waited_on(tmp_path):
     (["--clip-timeout", "-1"], "clip-timeout"),
     (["--detector", "yolo", "--weights", "CORRUPT"], "corrupt.tflite"),
     (["--resize", "12"], "size"),
+    # a model file the chosen detector would never read is refused, not ignored
+    (["--detector", "ssd", "--weights", "CORRUPT"], "--weights is not read by --detector ssd"),
+    (["--detector", "yolo", "--weights", "CORRUPT", "--sam-weights", "MISSING"], "--sam-weights is not read"),
+    # --sam-weights alone chooses sam (its base: the ssd default); the missing file is named
+    (["--sam-weights", "MISSING"], "sam_vit_h.pth"),
+    (["--sam-weights", "MISSING", "--sam-model", "vit_x"], "vit_x"),
+    (["--detector", "yolo", "--weights", "CORRUPT", "--sam-base", "ssd"], "--sam-base"),
 ])
 def test_a_bad_setting_is_one_message_and_exit_2_before_any_clip(tmp_path, args, words):
     src, out = tmp_path / "in", tmp_path / "out"
     write_video(src / "a.mp4", moving_square_frames(6))
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"\0\0\0\0TFL3" + os.urandom(300))
-    args = [str(corrupt) if a == "CORRUPT" else a for a in args]
+    missing = tmp_path / "sam_vit_h.pth"
+    args = [{"CORRUPT": str(corrupt), "MISSING": str(missing)}.get(a, a) for a in args]
     proc = cli("anonymize", str(src), str(out), "--mode", "remove", "--quiet", *args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr
