@@ -41,7 +41,8 @@ class DetectConfig:
     sam_model: str = "vit_b"            # sam: the checkpoint's architecture, one of SAM_MODELS
     threshold: float = 0.2               # mask probability threshold
     dilate: int = 11                     # dilation kernel (px at output resolution) when dilate_rel = 0, and
-                                         # for person pixels of no instance
+                                         # the least one for person pixels of no instance (each connected
+                                         # piece of them otherwise grows like an instance)
     dilate_rel: float = 0.08             # each instance grows by this share of its box height (its own
                                          # size, so the mask is the same at any resolution); 0 = fixed
     dilate_min: int = 3                  # ... but by at least this many px

@@ -6,9 +6,10 @@ union of the dilated person masks of frames i-delay .. i+delay. Each instance is
 dilated by ``DetectConfig.dilate_rel`` x its own box height (at least
 ``dilate_min_frame`` x the frame height and ``dilate_min`` px; elliptical kernel),
 so a mask grows with the person, not with the frame, and the same clip gives the
-same removal at any resolution; person
-pixels of no instance (``extra``) and ``dilate_rel = 0`` use the fixed
-``DetectConfig.dilate`` px. Only 2*delay+1 per-frame masks are held, never the clip.
+same removal at any resolution; each connected piece of the person pixels of no
+instance (``extra``) grows the same way by its own size, and by at least ``DetectConfig.dilate`` px.
+``dilate_rel = 0`` uses the
+fixed ``DetectConfig.dilate`` px for everything. Only 2*delay+1 per-frame masks are held, never the clip.
 
 A detector with ``tracks = True`` gives its own track ids; otherwise the IoU
 tracker assigns them.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Iterable
 
+import cv2
 import numpy as np
 
 from privvid.config import DetectConfig
@@ -72,13 +74,19 @@ class MaskStream:
         if cfg.dilate_rel <= 0:
             return dilate(dets.union(), cfg.dilate)
         h, w = dets.shape
-        out = dilate(dets.extra, cfg.dilate) if dets.extra is not None else np.zeros((h, w), bool)
+        out = np.zeros((h, w), bool)
         least = max(int(cfg.dilate_min), int(round(cfg.dilate_min_frame * h)))
-        for mask in dets.masks:
+        pieces = [(mask, least) for mask in dets.masks]
+        if dets.extra is not None and dets.extra.any():
+            # person pixels of no instance: each connected piece grows by its own size like an instance, and
+            # by at least the fixed `dilate` px
+            n, labels = cv2.connectedComponents(dets.extra.view(np.uint8), connectivity=8)
+            pieces += [(labels == k, max(least, int(cfg.dilate))) for k in range(1, n)]
+        for mask, floor in pieces:
             if not mask.any():
                 continue
             box = mask_box(mask)  # the mask's own extent (a backend's box may be looser or tighter)
-            k = max(least, int(round(cfg.dilate_rel * float(box[3] - box[1]))))
+            k = max(floor, int(round(cfg.dilate_rel * float(box[3] - box[1]))))
             k += 1 - k % 2  # odd: the kernel is centred
             r = k // 2 + 1
             x0, y0 = max(int(box[0]) - r, 0), max(int(box[1]) - r, 0)

@@ -309,3 +309,45 @@ def test_cast_shadow_is_optional_and_takes_only_the_dark_ground_touching_the_per
     assert SsdOptions().shadow == 0.0                # off by default
     with pytest.raises(ConfigError, match="shadow"):
         SsdOptions(shadow=3.0)
+
+
+class _Extra:
+    """No instance, only ``extra`` person pixels: a rectangle (a low-score person, SAM's spill)."""
+
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        self.box = box
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        h, w = frame.shape[:2]
+        d = Detections.empty(h, w)
+        d.extra = np.zeros((h, w), bool)
+        x0, y0, x1, y1 = self.box
+        d.extra[y0:y1, x0:x1] = True
+        return d
+
+    def info(self) -> dict:
+        return {}
+
+
+def test_person_pixels_of_no_instance_grow_with_their_own_size():
+    """Each connected piece of ``extra`` grows like an instance (8% of its height), by at least the fixed
+    ``dilate`` px, so the removal around it is the same share at twice the resolution."""
+    def grown(box, size):
+        h, w = size
+        (_, m), = MaskStream(_Extra(box), DetectConfig(temporal=0)).run([np.zeros((h, w, 3), np.uint8)])
+        x0, y0, x1, y1 = box
+        return m.sum() / ((x1 - x0) * (y1 - y0)), m
+
+    share, m = grown((100, 40, 140, 200), (240, 432))       # 160 px tall: kernel 13 (8%), not 11
+    xs = np.flatnonzero(m.any(axis=0))
+    assert xs[0] == 94 and xs[-1] == 145
+    share_big, m_big = grown((200, 80, 280, 400), (480, 864))  # the same piece at twice the resolution
+    assert abs(share - share_big) < 0.05 * share
+    xs = np.flatnonzero(m_big.any(axis=0))
+    assert xs[0] == 187 and xs[-1] == 292                      # kernel 27 (8% of 320), not the fixed 11
+    _, speck = grown((100, 100, 102, 102), (240, 432))        # a speck: the fixed 11 px kernel
+    xs = np.flatnonzero(speck.any(axis=0))
+    assert xs[0] == 95 and xs[-1] == 106
