@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights and args.weights.is_file():
         configs.append((f"yolo {args.weights.name}", replace(base, backend="yolo", weights=args.weights)))
     if args.sam_weights:
-        configs.append(("sam on mediapipe", replace(base, backend="sam", sam_weights=args.sam_weights)))
+        sam = replace(base, backend="sam", sam_weights=args.sam_weights)
+        configs.append((f"sam on {sam.sam_base}", sam))
 
     console = Console(width=170)
     if args.speed_clips:
