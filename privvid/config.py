@@ -72,14 +72,13 @@ class DetectConfig:
             raise ConfigError(f"unknown SAM model {self.sam_model!r}; choose one of: {', '.join(SAM_MODELS)}")
         # a model file given to a built-in detector that never reads it would be ignored without a word
         # (plug-in backends, named as package.module:Class, may read either field)
-        reads = {"ssd": (), "mediapipe": (), "yolo": ("weights",),
-                 "sam": ("sam_weights", "weights") if self.sam_base == "yolo" else ("sam_weights",)}
-        for name, flag in (("weights", "--weights"), ("sam_weights", "--sam-weights")):
-            if getattr(self, name) is not None and name not in reads.get(self.backend, (name,)):
-                used = "--detector yolo, or --detector sam --sam-base yolo" if name == "weights" else "--detector sam"
-                raise ConfigError(f"{flag} is not read by --detector {self.backend}"
-                                  f"{' --sam-base ' + self.sam_base if self.backend == 'sam' else ''}: "
-                                  f"it is for {used}")
+        reader = self.sam_base if self.backend == "sam" else self.backend
+        if self.weights is not None and reader in ("ssd", "mediapipe"):
+            named = f"sam --sam-base {reader}" if self.backend == "sam" else reader
+            raise ConfigError(f"--weights is not read by --detector {named}: it is for --detector yolo "
+                              "(or sam --sam-base yolo)")
+        if self.sam_weights is not None and self.backend in ("ssd", "mediapipe", "yolo"):
+            raise ConfigError(f"--sam-weights is not read by --detector {self.backend}: it is for --detector sam")
 
 
 @dataclass(frozen=True)

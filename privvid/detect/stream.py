@@ -6,10 +6,10 @@ union of the dilated person masks of frames i-delay .. i+delay. Each instance is
 dilated by ``DetectConfig.dilate_rel`` x its own box height (at least
 ``dilate_min_frame`` x the frame height and ``dilate_min`` px; elliptical kernel),
 so a mask grows with the person, not with the frame, and the same clip gives the
-same removal at any resolution; each connected piece of the person pixels of no
-instance (``extra``) grows the same way by its own size, and by at least ``DetectConfig.dilate`` px.
-``dilate_rel = 0`` uses the
-fixed ``DetectConfig.dilate`` px for everything. Only 2*delay+1 per-frame masks are held, never the clip.
+same removal at any resolution. Each connected piece of the person pixels of no
+instance (``extra``) grows the same way by its own size, and by at least
+``DetectConfig.dilate`` px; ``dilate_rel = 0`` uses the fixed ``DetectConfig.dilate``
+px for everything. Only 2*delay+1 per-frame masks are held, never the clip.
 
 A detector with ``tracks = True`` gives its own track ids; otherwise the IoU
 tracker assigns them.

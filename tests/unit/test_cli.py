@@ -37,4 +37,3 @@ def test_unknown_mode_is_a_usage_error(tmp_path):
     # one line on stderr, no traceback, nothing created
     assert proc.returncode == 2 and "sparkle" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
-    assert not (tmp_path / "out").exists()

@@ -518,3 +518,18 @@ def test_stream_run_equals_push_and_flush():
     run = [m for _, m in build_mask_stream(cfg).run(frames)]
     assert len(run) == len(pushed) == 9
     assert all(np.array_equal(a, b) for a, b in zip(run, pushed))
+
+
+def test_a_model_file_the_detector_would_not_read_is_refused():
+    """--weights / --sam-weights given to a built-in detector that never reads them is a ConfigError (it
+    would be ignored without a word); sam reads --weights through a yolo base; a plug-in may read either."""
+    for kw, said in ((dict(backend="ssd", weights="y.onnx"), "--detector ssd"),
+                     (dict(backend="mediapipe", sam_weights="s.pth"), "--sam-weights"),
+                     (dict(backend="sam", weights="y.onnx"), "--sam-base ssd"),
+                     (dict(backend="yolo", sam_weights="s.pth"), "--detector sam"),
+                     (dict(backend="sam", sam_model="vit_x"), "vit_x")):
+        with pytest.raises(ConfigError, match=said):
+            DetectConfig(**kw)
+    assert DetectConfig(backend="sam", sam_base="yolo", weights="y.onnx", sam_weights="s.pth").sam_base == "yolo"
+    assert DetectConfig(backend="mypkg.mod:Detector", weights="w.bin").weights == "w.bin"
+    assert DetectConfig(backend="sam").sam_base == "ssd"   # SAM refines the multi-person default
