@@ -40,7 +40,8 @@ def anonymize(
                                                    "crop_passes=1 (mediapipe); see docs/anonymize.md."),
     check: Optional[bool] = typer.Option(None, "--check/--no-check", help="Look at every written frame again for "
                                          "people and faces and mend them (default: on for remove and mesh)."),
-    weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights."),
+    weights: Optional[Path] = typer.Option(None, help="yolo: ultralytics segmentation weights (implies --detector "
+                                           "yolo; with --sam-weights, SAM refines its boxes)."),
     sam_weights: Optional[Path] = typer.Option(None, help="sam: segment-anything checkpoint (implies --detector "
                                                "sam)."),
     sam_model: Optional[str] = typer.Option(None, help="sam: the checkpoint's architecture, vit_b (default), vit_l "
