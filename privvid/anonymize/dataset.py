@@ -102,7 +102,15 @@ def _run_job(job: _Job) -> ClipOutcome:
         previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, float(job.timeout))  # type: ignore[arg-type]
     try:
+        started = time.time()
         result = anonymize_clip(source, job.out_root, job.cfg, input_hash=job.input_hash)
+        # an earlier run's masks / params that this run did not write again must not sit beside the new clip
+        for path in output_paths(job.out_root, source.relpath).values():
+            try:
+                if path.stat().st_mtime < started:
+                    path.unlink()
+            except OSError:
+                continue
         return ClipOutcome(source.relpath, source.input_rel, "done", frames=result.frames,
                            seconds=result.seconds, coverage_mean=result.coverage_mean, notes=result.notes)
     except Exception as exc:  # noqa: BLE001 - any failure quarantines the clip

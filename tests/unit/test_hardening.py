@@ -361,8 +361,14 @@ def test_version_dry_run_summary_and_piped_table(tmp_path):
     assert summary["counts"]["done"] == 1 and summary["clips"][0]["relpath"] == long_name
     dry = fake_run(src, out, "--dry-run")
     assert "1 already done" in dry.stdout
-    again = fake_run(src, out, "--crf", "30")
+    again = fake_run(src, out, "--crf", "30", "--save-masks")
     assert again.returncode == 0 and "other settings" in again.stderr
+    assert (out / f"{long_name}.masks.npz").is_file()
+    # rewritten without --save-masks: the earlier run's masks do not stay beside the new clip
+    third = fake_run(src, out, "--crf", "28")
+    assert third.returncode == 0, third.stderr
+    assert not (out / f"{long_name}.masks.npz").exists()
+    assert (out / f"{long_name}.mp4").is_file() and (out / f"{long_name}.json").is_file()
 
 
 def test_short_side_resize_keeps_the_aspect_ratio(tmp_path):
