@@ -105,12 +105,7 @@ def _run_job(job: _Job) -> ClipOutcome:
         started = time.time()
         result = anonymize_clip(source, job.out_root, job.cfg, input_hash=job.input_hash)
         # an earlier run's masks / params that this run did not write again must not sit beside the new clip
-        for path in output_paths(job.out_root, source.relpath).values():
-            try:
-                if path.stat().st_mtime < started:
-                    path.unlink()
-            except OSError:
-                continue
+        _remove_outputs(job.out_root, source.relpath, older_than=started)
         return ClipOutcome(source.relpath, source.input_rel, "done", frames=result.frames,
                            seconds=result.seconds, coverage_mean=result.coverage_mean, notes=result.notes)
     except Exception as exc:  # noqa: BLE001 - any failure quarantines the clip
@@ -131,11 +126,14 @@ def _run_job(job: _Job) -> ClipOutcome:
             signal.signal(signal.SIGALRM, previous)
 
 
-def _remove_outputs(out_root: Path, relpath: str) -> str:
-    """Delete a clip's outputs; return what could not be deleted (a read-only folder) as one line."""
+def _remove_outputs(out_root: Path, relpath: str, older_than: float | None = None) -> str:
+    """Delete a clip's outputs (only those last written before ``older_than``, a time.time(), when given);
+    return what could not be deleted (a read-only folder) as one line."""
     problems = []
     for path in output_paths(out_root, relpath).values():
         try:
+            if older_than is not None and (not path.exists() or path.stat().st_mtime >= older_than):
+                continue
             path.unlink(missing_ok=True)
         except OSError as exc:
             problems.append(f"{path.name}: {exc.strerror or exc}")

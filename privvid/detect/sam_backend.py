@@ -64,8 +64,7 @@ class SamRefinedDetector:
         self.weights = path
         from segment_anything import sam_model_registry
 
-        if self.cfg.sam_model not in sam_model_registry:
-            raise ValueError(f"unknown SAM model {self.cfg.sam_model!r}; choose one of: {', '.join(sam_model_registry)}")
+        # DetectConfig has checked sam_model against SAM_MODELS, all of which the registry has
         try:
             if self.cfg.trust_model_files:
                 model = sam_model_registry[self.cfg.sam_model](checkpoint=str(path))
