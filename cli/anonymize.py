@@ -22,8 +22,9 @@ warnings = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def anonymize(
-    input_path: Path = typer.Argument(..., help="A video, a frame folder, a folder of videos or a class-per-folder tree."),
-    out: Path = typer.Argument(..., help="Output root; relative paths of the input are mirrored."),
+    input_path: Path = typer.Argument(..., metavar="IN", help="A video, a frame folder, a folder of videos or a "
+                                      "class-per-folder tree."),
+    out: Path = typer.Argument(..., metavar="OUT", help="Output root; relative paths of the input are mirrored."),
     mode: str = typer.Option("remove", help="remove | mesh | blur | pixelate | solid"),
     preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU defaults) or paper (432x240 as in Mask2Mesh)."),
     resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240; -2x240 = height 240 with the "
@@ -165,9 +166,10 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - RunSummary
                       o.reason or "; ".join(o.notes))
     console.print(table)
     _print_skipped(summary)
+    failed = summary.count("failed")
+    where = f" (quarantined, see {summary.out_root}/.privvid/quarantine.jsonl)" if failed else ""
     console.print(
-        f"{summary.count('done')} done, {summary.count('skipped')} already done, "
-        f"{summary.count('failed')} failed (quarantined, see {summary.out_root}/.privvid/quarantine.jsonl); "
+        f"{summary.count('done')} done, {summary.count('skipped')} already done, {failed} failed{where}; "
         f"{len(summary.ignored)} non-video files ignored; {summary.seconds:.1f} s; "
         f"summary for scripts: {summary.out_root}/.privvid/summary.json"
     )

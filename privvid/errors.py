@@ -12,8 +12,10 @@ class BadInput(PrivvidError):
 class MissingWeights(PrivvidError):
     """A backend needs a weights / model file that is not where the user said."""
 
-    def __init__(self, what: str, path: object, hint: str) -> None:
-        super().__init__(f"{what} not found at {path}. {hint}")
+    def __init__(self, what: str, path: object, hint: str, problem: str | None = None) -> None:
+        # ``problem``: the file is there but cannot be used ("is not an .npz file"); None: it is missing
+        text = f"{what} not found at {path}" if problem is None else f"{what} at {path} {problem}"
+        super().__init__(f"{text}. {hint}")
         self.path = path
 
 

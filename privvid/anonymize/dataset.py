@@ -25,6 +25,7 @@ from privvid.config import AnonymizeConfig
 from privvid.errors import ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
+from privvid.io.video import VIDEO_EXTENSIONS
 from privvid.runtime.executors import WorkerDied, make_executor
 from privvid.runtime.ledger import Ledger
 from privvid.runtime.lock import RunLock
@@ -221,6 +222,17 @@ def _check_run(workers: int, executor: str, clip_timeout: float | None) -> None:
         raise ConfigError(f"--clip-timeout must be a number of seconds above 0, got {clip_timeout:g}")
 
 
+def _nothing_to_do(found: Discovery, input_path: Path) -> str:
+    text = (f"no video or frame folder found in {input_path} (videos by extension: "
+            f"{' '.join(sorted(VIDEO_EXTENSIONS))})")
+    if found.ignored:
+        text += f"; {len(found.ignored)} other file(s) ignored, e.g. {found.ignored[0].name}"
+    if found.skipped:
+        path, reason = found.skipped[0]
+        text += f"; {len(found.skipped)} input(s) skipped, e.g. {path.name}: {reason}"
+    return text
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -291,6 +303,8 @@ def anonymize_dataset(
     preflight(cfg)
     input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()
     found = discover(input_path, exclude=out_root)
+    if not found.clips:
+        raise ConfigError(_nothing_to_do(found, input_path))
     _check_paths(found, input_path, out_root)
     warn = on_warning or (lambda text: None)
     phash = params_hash(cfg)
@@ -341,7 +355,8 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
         warn(f"{sum(others.values())} clip(s) in {out_root} were made with other settings; each clip this run "
              "processes is rewritten with the new ones (use another output folder to keep both)")
     for rel, name in found.renamed:
-        warn(f"{rel} is written as {name} (its name collides with another input's or is too long)")
+        written = output_paths(out_root, name)["video"].relative_to(out_root).as_posix()
+        warn(f"{rel} is written as {written} (its name collides with another input's or is too long)")
     current = {c.relpath for c in found.clips}
     stale = [r for r in ledger.relpaths("done") if r not in current]
     if stale:

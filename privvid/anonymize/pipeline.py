@@ -186,7 +186,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
             "composer": composer.info(),
             "versions": _versions(),
         },
-        "config": cfg.to_dict(),
+        "config": _config_record(cfg),
         "coverage": {
             "min": float(cov.min()),
             "mean": float(cov.mean()),
@@ -310,6 +310,13 @@ def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig
     return notes
 
 
+def _config_record(cfg: AnonymizeConfig) -> dict[str, Any]:
+    """The settings as the sidecar records them: defaults that depend on the mode resolved to what ran."""
+    record = cfg.to_dict()
+    record["check"]["enabled"] = cfg.check.active(cfg.mode)
+    return record
+
+
 def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str]:
     notes = []
     if info.rotation:
@@ -318,8 +325,11 @@ def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str
         notes.append("audio track dropped")
     if info.variable_rate:
         notes.append(f"variable frame rate written at a constant {cfg.fps or info.fps:.3f} fps")
-    if cfg.resize is None and (width, height) != info.display_size:
-        notes.append(f"resized from {info.display_size[0]}x{info.display_size[1]} to {width}x{height}")
+    if (width, height) != info.display_size:
+        note = f"resized from {info.display_size[0]}x{info.display_size[1]} to {width}x{height}"
+        if cfg.resize and any(n not in (-2, got) for n, got in zip(cfg.resize, (width, height))):
+            note += f" (asked {cfg.resize[0]}x{cfg.resize[1]}: H.264 needs even sides)"
+        notes.append(note)
     return notes
 
 

@@ -170,10 +170,11 @@ def _unique_names(items: list[tuple[Path, str, str]]) -> tuple[list[ClipSource],
     for _, _, name in first:
         counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
     clips, renamed = [], []
-    for path, rel, name in first:
+    for (path, rel, name), (_, _, stem) in zip(first, items):
         long = len(name.rpartition("/")[2].encode()) > MAX_NAME_BYTES
         if counts[name.casefold()] > 1 or long:
             name = _short(name, rel)
+        if name != stem:  # kept its extension or got a hash: the user is told
             renamed.append((rel, name))
         clips.append(ClipSource(path, name, rel))
     if len({c.relpath.casefold() for c in clips}) != len(clips):  # hash collision: cannot happen in practice

@@ -264,8 +264,8 @@ def _plain_copy(path: Path, trust: bool) -> Path:
     try:
         arrays = npz_arrays(path)
     except Exception as exc:  # noqa: BLE001 - not an npz at all
-        raise MissingWeights("readable SMPL-X body model", path,
-                             f"The file is not a readable .npz ({type(exc).__name__}: {exc}).") from exc
+        raise MissingWeights("SMPL-X body model", path, f"{type(exc).__name__}: {exc}.",
+                             problem="is not a readable .npz file") from exc
     digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()
     copy = cache_dir() / "plain" / f"{digest[:16]}.npz"
     if not copy.is_file():
@@ -295,8 +295,8 @@ def load_body_model(body_model: Path | None = None, gender: str = "neutral", tru
         if not path.is_file():
             raise MissingWeights("SMPL-X body model", path, hint)
         if path.suffix != ".npz":
-            raise MissingWeights("SMPL-X body model (.npz)", path, "Only .npz SMPL-X files are supported "
-                                 "(the .pkl release needs chumpy). " + hint)
+            raise MissingWeights("SMPL-X body model", path, "Only .npz SMPL-X files are supported "
+                                 "(the .pkl release needs chumpy). " + hint, problem="is not an .npz file")
     load_from = path if embedded else _plain_copy(path, trust)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -313,16 +313,16 @@ def load_body_model(body_model: Path | None = None, gender: str = "neutral", tru
     except MissingWeights:
         raise
     except Exception as exc:  # unreadable / not SMPL-X
-        raise MissingWeights("readable SMPL-X body model", path,
-                             f"The file could not be loaded as SMPL-X ({type(exc).__name__}: {exc}).") from exc
+        raise MissingWeights("SMPL-X body model", path, f"{type(exc).__name__}: {exc}.",
+                             problem="could not be loaded as SMPL-X") from exc
     with torch.no_grad():
         jr = model.J_regressor.double()
         j_template = (jr @ model.v_template.double()).numpy()
         j_shapedirs = torch.einsum("jv,vcb->jcb", jr, model.shapedirs.double()).numpy()
     faces = np.asarray(model.faces, dtype=np.int64)
     if max(surface.values()) >= model.v_template.shape[0]:
-        raise MissingWeights("SMPL-X body model with the standard topology", path,
-                             "Its landmark vertices are out of range.")
+        raise MissingWeights("SMPL-X body model", path, "Its landmark vertices are out of range.",
+                             problem="does not have the standard SMPL-X topology")
     return BodyModel(
         smplx_model=model, path=path, embedded=embedded, gender=gender, faces=faces,
         parents=model.parents.numpy().astype(np.int64), j_template=j_template.astype(np.float32),

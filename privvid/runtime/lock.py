@@ -1,5 +1,6 @@
 """One run per output folder: an exclusive ``flock`` on ``OUT/.privvid/lock``, released when the run (or
-its process, however it dies) ends. The lock file says who holds it, for the message of a second run."""
+its process, however it dies) ends. While held, the lock file says who holds it, for the message of a second
+run; it is emptied on release."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ class RunLock:
 
     def release(self) -> None:
         if self._handle is not None:
+            try:  # the holder's command line (absolute paths) is only for a run that meets the lock
+                self._handle.seek(0)
+                self._handle.truncate()
+            except OSError:
+                pass  # a full or read-only disk: the stale text is harmless, the flock is what counts
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None

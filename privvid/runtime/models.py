@@ -90,8 +90,7 @@ def npm_model_path(model: NpmModel, verify: bool = False) -> Path:
     if not path.is_file():
         raise MissingWeights(model.what, path, hint)
     if verify and content_hash(path) != model.sha256:
-        raise MissingWeights(f"an intact copy of the {model.what}", path,
-                             f"The file's sha256 differs from the pinned one. {hint}")
+        raise MissingWeights(model.what, path, hint, problem="differs from the pinned file (sha256)")
     return path
 
 

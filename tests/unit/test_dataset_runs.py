@@ -93,6 +93,18 @@ def test_bad_inputs_get_reasons_and_the_run_goes_on(tmp_path):
     assert sorted(failed) == ["text", "truncated", "zero"]
 
 
+def test_a_resize_is_noted_and_an_odd_side_is_said(tmp_path):
+    write_video(tmp_path / "in" / "a.mp4", moving_square_frames(4))   # 96x64
+    for size, note in (((49, 32), "resized from 96x64 to 48x32 (asked 49x32: H.264 needs even sides)"),
+                       ((-2, 32), "resized from 96x64 to 48x32")):
+        out = tmp_path / f"out{size[0]}"
+        summary = anonymize_dataset(tmp_path / "in", out, AnonymizeConfig(mode="blur", detect=FAKE, resize=size))
+        assert summary.outcomes[0].notes == [note]
+        side = json.loads((out / "a.json").read_text())
+        assert side["notes"] == [note]
+        assert side["config"]["check"]["enabled"] is False  # what ran in blur mode, not "default"
+
+
 def test_cli_exit_code_and_summary(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     write_video(src / "ok.mp4", moving_square_frames(8))

@@ -211,6 +211,19 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
         assert proc.returncode == 2 and "another privvid run" in proc.stderr and f"pid {os.getpid()}" in proc.stderr
         assert not (out / "a.mp4").exists()
     assert fake_run(src, out).returncode == 0 and (out / "a.mp4").exists()
+    # the finished run leaves no command line (absolute paths) behind in the lock file
+    assert (out / ".privvid" / "lock").read_text() == ""
+
+
+def test_an_input_with_no_clip_is_exit_2_with_what_was_seen(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    proc = fake_run(src, out)
+    assert proc.returncode == 2 and "no video or frame folder found" in proc.stderr
+    (src / "notes.txt").write_text("not a video")
+    proc = fake_run(src, out)
+    assert proc.returncode == 2 and "1 other file(s) ignored, e.g. notes.txt" in proc.stderr
+    assert not out.exists()  # refused before OUT is made
 
 
 # 8 ---------------------------------------------------------------------------------------------------
@@ -224,6 +237,8 @@ def test_colliding_names_get_unique_stable_outputs(tmp_path):
     assert len(list(out.glob("*.mp4"))) == 3
     sources = {json.loads(p.read_text())["input"]["path"] for p in out.glob("*.json")}
     assert sources == {"x.avi", "x.mp4", "x.avi.mp4"}
+    reported = json.loads((out / ".privvid" / "summary.json").read_text())["renamed"]
+    assert sorted(r["input"] for r in reported) == ["x.avi", "x.avi.mp4", "x.mp4"]
     again = anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
     assert sorted(o.relpath for o in again.outcomes) == names and {o.status for o in again.outcomes} == {"skipped"}
 

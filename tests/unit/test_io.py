@@ -36,6 +36,8 @@ def test_discover_layouts(tmp_path):
     assert rels == ["dancing/clip1", "jumping/a.avi", "jumping/a.mp4", "running/b c é"]
     assert [c.label for c in found.clips] == ["dancing", "jumping", "jumping", "running"]
     assert [p.name for p in found.ignored] == ["notes.txt"]
+    # and each name that differs from its input's stem is reported
+    assert sorted(found.renamed) == [("jumping/a.avi", "jumping/a.avi"), ("jumping/a.mp4", "jumping/a.mp4")]
     # a frame folder given directly is one clip
     assert [c.relpath for c in discover(frame_dir).clips] == ["clip1"]
 

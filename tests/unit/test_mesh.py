@@ -74,12 +74,18 @@ def test_embedded_model_reproduces_mannequin_skeleton(body):
 def test_missing_body_model_names_the_file(tmp_path, cache):
     with pytest.raises(MissingWeights, match="SMPLX_NEUTRAL.npz"):
         body_model.load_body_model(tmp_path)          # a folder without the file
-    with pytest.raises(MissingWeights, match="nope.npz"):
+    with pytest.raises(MissingWeights, match="not found at .*nope.npz"):
         body_model.load_body_model(tmp_path / "nope.npz")
     bad = tmp_path / "broken.npz"
     bad.write_bytes(b"not a zip archive")
-    with pytest.raises(MissingWeights, match="broken.npz"):
+    with pytest.raises(MissingWeights, match="broken.npz is not a readable .npz file") as caught:
         body_model.load_body_model(bad)
+    assert "not found" not in str(caught.value)
+    other = tmp_path / "model.pt"
+    other.write_bytes(b"\0" * 16)                     # there, but of a kind privvid does not read
+    with pytest.raises(MissingWeights, match="model.pt is not an .npz file") as caught:
+        body_model.load_body_model(other)
+    assert "not found" not in str(caught.value)
 
 
 def test_user_model_path_uses_same_smplx_code(body, tmp_path):
