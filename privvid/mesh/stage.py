@@ -46,6 +46,15 @@ def default_focal(width: int, height: int) -> float:
     return float(max(width, height))
 
 
+def drawn_boxes(cover: np.ndarray, min_pixels: int = 16) -> list[list[int]]:
+    """[x0, y0, x1, y1] (x1, y1 exclusive) of each connected piece of rendered pixels; bodies that touch
+    share one box."""
+    import cv2
+
+    count, _, stats, _ = cv2.connectedComponentsWithStats(cover.astype(np.uint8), connectivity=8)
+    return [[int(x), int(y), int(x + w), int(y + h)] for x, y, w, h, n in stats[1:count] if n >= min_pixels]
+
+
 class MeshStage:
     """Replace every detected person by a rendered body mesh. One instance serves one clip at a time."""
 
@@ -266,6 +275,7 @@ class MeshStage:
 
         # 4. render + composite; rendered pixels only ever go over the inpainted background
         t0 = time.perf_counter()
+        drawn: dict[int, list[list[int]]] = {}
         for t in range(t_count):
             people = verts_by_t.get(t)
             if not people:
@@ -278,6 +288,7 @@ class MeshStage:
                     r["person"]["reason"] = f"render: {type(exc).__name__}"
                 continue
             out[t][cover] = color[cover]
+            drawn[t] = drawn_boxes(cover)
             for _, _, r in people:
                 r["person"]["status"] = "ok"
                 r["record"]["ok"] = True
@@ -285,7 +296,8 @@ class MeshStage:
 
         infos = []
         for t in range(t_count):
-            info = {"frame": self._frame0 + t, "people": per_frame[t]}
+            # where bodies were drawn (pixel boxes): qa audit tells the mannequin from a person by them
+            info = {"frame": self._frame0 + t, "people": per_frame[t], "drawn": drawn.get(t, [])}
             infos.append(info)
             self._frames_info.append(info)
         self._frame0 += t_count

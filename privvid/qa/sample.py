@@ -64,6 +64,11 @@ def frame_positions(count: int, n: int) -> list[int]:
 
 def grab_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list[np.ndarray]:
     """``n`` frames spread over the clip (resized to ``size`` = (w, h) when given)."""
+    return [frame for _, frame in grab_indexed_frames(path, n, size)]
+
+
+def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list[tuple[int, np.ndarray]]:
+    """:func:`grab_frames` with each frame's index in the clip."""
     info = probe(path)
     count = info.frames
     if count <= 0:
@@ -81,7 +86,7 @@ def grab_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list
     if last is None:
         raise BadInput("video has no decodable frame")
     # a container that over-estimated its length: the missing tail repeats the last frame
-    return [found.get(i, last) for i in wanted]
+    return [(i, found.get(i, last)) for i in wanted]
 
 
 def _thumb_size(width: int, height: int, thumb_height: int) -> tuple[int, int]:

@@ -352,3 +352,64 @@ def test_report_with_three_reviewers_merges_lists_ties_and_sets_the_audit_beside
     assert flags == {"1": False, "2": False, "3": True, "4": False} and rep["audit_missed"] == []
     text = report_markdown(rep)
     assert "| ann | 75.0% (3/4)" in text and "ties to adjudicate: 4" in text and "Fleiss' kappa" in text
+
+
+class _PersonAt:
+    """A person checker that finds one person at a fixed box (shares of the frame) on the whole frame."""
+
+    name = "fixed-person"
+
+    def __init__(self, box: tuple[float, float, float, float]) -> None:
+        self.box = box
+
+    def __call__(self, frame: np.ndarray) -> list[tuple]:
+        return [(0.9, 0.1, self.box)] if frame.shape[1] == 48 else []   # whole frame only, not the tiles
+
+    def close(self) -> None:
+        pass
+
+
+def test_audit_of_a_mesh_clip_does_not_count_the_drawn_body_as_a_person(tmp_path: Path) -> None:
+    from privvid.qa import AuditConfig, audit
+    from privvid.qa.audit import on_body
+
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
+    side_path = root / "jump" / "clip0.json"
+    side = json.loads(side_path.read_text())
+    # the body was drawn in the left half of the 48x32 frame on every frame
+    side.update(mode="mesh", output={"width": 48, "height": 32},
+                mesh={"per_frame": [{"frame": i, "people": [], "drawn": [[2, 4, 22, 30]]} for i in range(8)]})
+    side_path.write_text(json.dumps(side))
+    cfg = AuditConfig(frames=4, face=False, tiles=1)
+    on_mannequin = audit(root, cfg, checkers=(_PersonAt((0.1, 0.2, 0.45, 0.9)), None)).rows[0]
+    assert not on_mannequin.flagged and on_mannequin.person_hits == 0 and on_mannequin.person_on_body == 4
+    beside = audit(root, cfg, checkers=(_PersonAt((0.55, 0.2, 0.95, 0.9)), None)).rows[0]
+    assert beside.flagged and beside.person_hits == 4 and beside.person_on_body == 0
+    # the same hit on a remove clip counts: only a mesh clip's drawn bodies explain a person
+    side["mode"] = "remove"
+    side_path.write_text(json.dumps(side))
+    removed = audit(root, cfg, checkers=(_PersonAt((0.1, 0.2, 0.45, 0.9)), None)).rows[0]
+    assert removed.flagged and removed.person_hits == 4
+    # a face on a drawn body is the mannequin's head only where the written-frame check looked first
+    side["mode"] = "mesh"
+    for check, counted in (({"name": "ssd+blazeface", "frames_flagged": 0, "per_frame": []}, 0), (None, 4)):
+        side.pop("check", None)
+        if check:
+            side["check"] = check
+        side_path.write_text(json.dumps(side))
+        row = audit(root, AuditConfig(frames=4, tiles=1),
+                    checkers=(None, _PersonAt((0.2, 0.2, 0.35, 0.4)))).rows[0]
+        assert row.face_hits == counted and row.face_on_body == 4 - counted
+    # a hit that only grazes a body, or has no box, is a person
+    assert not on_body((0.9, 0.1, (0.3, 0.0, 0.9, 1.0)), [(0.0, 0.0, 0.4, 1.0)])
+    assert not on_body((0.9, 0.1), [(0.0, 0.0, 1.0, 1.0)])
+
+
+def test_drawn_boxes_are_the_rendered_pieces() -> None:
+    from privvid.mesh.stage import drawn_boxes
+
+    cover = np.zeros((20, 30), bool)
+    cover[2:10, 3:8] = True
+    cover[12:18, 20:29] = True
+    cover[0, 29] = True                  # a stray pixel is no body
+    assert drawn_boxes(cover) == [[3, 2, 8, 10], [20, 12, 29, 18]]
