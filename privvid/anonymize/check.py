@@ -7,8 +7,11 @@ the BlazeFace face detector) at the frame as it will be written. A person or fac
   ``filled_score`` or more, or
 * anywhere, outside every removal mask too (a person the detector missed), at ``person_score``
 
-is masked (its box, grown by ``grow``) and filled again spatially; if the check still finds it
-there, the box is painted solid. What was found and done is returned per frame for the sidecar
+is masked (its box, grown by ``grow``) and filled again spatially; if the check still finds a person
+there at ``person_score`` (or a face), the box is painted solid. A weak finding after the spatial
+refill is not enough: that fill paints the box from its border and cannot bring a person back, and a
+person who stands on one spot leaves a hole whose smeared fill keeps a person's outline (the tai chi
+clip had a grey box on 49 of its first 200 frames in remove mode before this rule, docs/privacy.md). What was found and done is returned per frame for the sidecar
 (``check`` section), which ``qa audit`` reads. In mesh mode the inpainted frame is checked before
 the body is drawn, so the mannequin is never taken for a person.
 """
@@ -60,11 +63,14 @@ class FrameCheck:
         self.totals = {"frames": 0, "frames_flagged": 0, "refilled": 0, "solid": 0, "persons": 0, "faces": 0}
         self.seconds = 0.0
 
-    def _find(self, frame: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
+    def _find(self, frame: np.ndarray, floor: float | None = None) -> list[tuple[str, float, np.ndarray]]:
+        """Persons at ``floor`` or more (default: the lower of the two person scores) and faces."""
         from privvid.detect.litert_models import nms
 
         found = []
-        boxes, scores = self._persons(frame, min(self.cfg.person_score, self.cfg.filled_score))
+        if floor is None:
+            floor = min(self.cfg.person_score, self.cfg.filled_score)
+        boxes, scores = self._persons(frame, floor)
         for i in nms(boxes, scores, 0.5):
             found.append(("person", float(scores[i]), boxes[i]))
         if self._faces is not None:
@@ -108,7 +114,10 @@ class FrameCheck:
             self.totals["frames_flagged"] += 1
             spatial_fill(frame, region, self.radius, self.method, 1.0)
             mask |= region
-            again = [b for _, _, b in self._find(frame)]
+            # the refill is spatial: it paints the box from its border and cannot bring a person back, so
+            # a weak finding there now is the shape of the fill (a static person's hole, smeared), not a
+            # person; only a confident person or a face after the refill makes the box solid
+            again = [b for _, _, b in self._find(frame, self.cfg.person_score)]
             action = "refilled"
             if again:
                 from privvid.detect.common import box_iou

@@ -200,7 +200,8 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     check_info = composer.info().get("check")
     if check_info is not None:
         flagged = [{"frame": i, **info["check"]} for i, info in enumerate(frame_infos) if info.get("check")]
-        sidecar["check"] = {**check_info, "frames_checked": writer.frames if check_info.get("name") != "off" else 0,
+        ran = check_info.get("name") != "off"
+        sidecar["check"] = {**check_info, "enabled": ran, "frames_checked": writer.frames if ran else 0,
                             "frames_flagged": len(flagged), "per_frame": flagged}
     if cfg.mode == "mesh":
         sidecar["mesh"] = {"clip": clip_summary,

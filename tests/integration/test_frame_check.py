@@ -62,6 +62,7 @@ def test_the_sidecar_records_the_check(shared_data, tmp_path):
     side = json.loads((tmp_path / "dance-twirl.json").read_text())
     check = side["check"]
     assert check["name"] == "ssd+blazeface" and check["frames_checked"] == outcome.frames
+    assert check["enabled"] is True and side["config"]["check"]["enabled"] is True  # the default, resolved
     assert check["frames_flagged"] == len(check["per_frame"]) == check["totals"]["frames_flagged"]
     for rec in check["per_frame"]:
         assert rec["action"] in ("refilled", "solid") and rec["found"]
@@ -70,6 +71,32 @@ def test_the_sidecar_records_the_check(shared_data, tmp_path):
             assert 0 <= x0 < x1 <= 432 and 0 <= y0 < y1 <= 240 and f["where"] in ("filled", "unmasked")
     # a crowd sits right behind the dancer: the check steps in on many frames (measured 68 of 90 with
     # filled_score 0.2, 29 with 0.3), not on all, and the refill almost always clears what it found
-    # (5 solid fallbacks measured)
+    # (5-6 solid fallbacks measured while a weak finding after the refill counted, 0 since)
     assert 0 < check["frames_flagged"] < 0.9 * outcome.frames
-    assert check["totals"]["solid"] <= 0.15 * outcome.frames
+    assert check["totals"]["solid"] <= 0.05 * outcome.frames
+
+
+class _SeesAlways:
+    """Stands in for the SSD: the same person box at a fixed score on every look, whatever the pixels."""
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+
+    def __call__(self, frame: np.ndarray, floor: float):
+        if self.score < floor:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        return np.array([[40, 20, 80, 100]], np.float32), np.array([self.score], np.float32)
+
+
+@pytest.mark.parametrize("score, action", [(0.25, "refilled"), (0.8, "solid")])
+def test_only_a_confident_person_after_the_refill_makes_the_box_solid(score, action):
+    frames = np.full((1, 120, 160, 3), 90, np.uint8)
+    masks = np.zeros((1, 120, 160), bool)
+    masks[0, 25:95, 45:75] = True                     # the person was removed here: a weak finding counts
+    check = FrameCheck(CheckConfig(face_score=0))
+    check._persons = _SeesAlways(score)
+    [record] = check(frames, masks)
+    assert record["action"] == action and record["found"][0]["where"] == "filled"
+    solid = (frames[0] == CheckConfig().solid_color).all(axis=-1)
+    # a weak look-alike after the spatial refill is the fill's own shape: no grey box for it
+    assert solid[30:90, 45:75].all() == (action == "solid")
