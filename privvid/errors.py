@@ -10,7 +10,8 @@ class BadInput(PrivvidError):
 
 
 class MissingWeights(PrivvidError):
-    """A backend needs a weights / model file that is not where the user said."""
+    """A backend needs a weights / model file that is not where the user said, or is there but cannot be
+    used (``problem``: the wrong kind of file, unreadable, altered)."""
 
     def __init__(self, what: str, path: object, hint: str, problem: str | None = None) -> None:
         # ``problem``: the file is there but cannot be used ("is not an .npz file"); None: it is missing

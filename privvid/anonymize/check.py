@@ -11,8 +11,9 @@ is masked (its box, grown by ``grow``) and filled again spatially; if the check 
 there at ``person_score`` (or a face), the box is painted solid. A weak finding after the spatial
 refill is not enough: that fill paints the box from its border and cannot bring a person back, and a
 person who stands on one spot leaves a hole whose smeared fill keeps a person's outline (the tai chi
-clip had a grey box on 49 of its first 200 frames in remove mode before this rule, docs/privacy.md). What was found and done is returned per frame for the sidecar
-(``check`` section), which ``qa audit`` reads. In mesh mode the inpainted frame is checked before
+clip had a grey box on 49 of its first 200 frames in remove mode before this rule, docs/privacy.md).
+What was found and done is returned per frame for the sidecar (``check`` section), which ``qa audit``
+reads. In mesh mode the inpainted frame is checked before
 the body is drawn, so the mannequin is never taken for a person.
 """
 

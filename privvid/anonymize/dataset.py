@@ -25,6 +25,7 @@ from privvid.config import AnonymizeConfig
 from privvid.errors import ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
+from privvid.io.layout import OUTPUT_SUFFIXES
 from privvid.io.video import VIDEO_EXTENSIONS
 from privvid.runtime.executors import WorkerDied, make_executor
 from privvid.runtime.ledger import Ledger
@@ -59,7 +60,7 @@ class RunSummary:
                 "dry_run": self.dry_run, "counts": counts, "frames": self.frames,
                 "clips": [asdict(o) for o in self.outcomes],
                 "inputs_skipped": [{"path": p.name, "reason": r} for p, r in self.skipped_inputs],
-                "renamed": [{"input": a, "output": b} for a, b in self.renamed],
+                "renamed": [{"input": a, "output": b + OUTPUT_SUFFIXES["video"]} for a, b in self.renamed],
                 "ignored_files": len(self.ignored)}
 
     def count(self, status: str) -> int:
@@ -303,9 +304,9 @@ def anonymize_dataset(
     preflight(cfg)
     input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()
     found = discover(input_path, exclude=out_root)
+    _check_paths(found, input_path, out_root)
     if not found.clips:
         raise ConfigError(_nothing_to_do(found, input_path))
-    _check_paths(found, input_path, out_root)
     warn = on_warning or (lambda text: None)
     phash = params_hash(cfg)
     if dry_run:

@@ -326,11 +326,11 @@ def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str
         notes.append("audio track dropped")
     if info.variable_rate:
         notes.append(f"variable frame rate written at a constant {cfg.fps or info.fps:.3f} fps")
-    if (width, height) != info.display_size:
-        note = f"resized from {info.display_size[0]}x{info.display_size[1]} to {width}x{height}"
-        if cfg.resize and any(n not in (-2, got) for n, got in zip(cfg.resize, (width, height))):
-            note += f" (asked {cfg.resize[0]}x{cfg.resize[1]}: H.264 needs even sides)"
-        notes.append(note)
+    resized = f"resized from {info.display_size[0]}x{info.display_size[1]} to {width}x{height}"
+    if cfg.resize is None and (width, height) != info.display_size:
+        notes.append(resized)   # a size the user did not ask for: too large or odd
+    elif cfg.resize and any(n not in (-2, got) for n, got in zip(cfg.resize, (width, height))):
+        notes.append(f"{resized} (asked {cfg.resize[0]}x{cfg.resize[1]}: H.264 needs even sides)")
     return notes
 
 

@@ -24,11 +24,11 @@ more solid fallbacks is flagged too (something person-like kept coming back ther
 remove / mesh clip made with the check off is noted.
 
 A mesh clip shows a plain body where each person was, and the checkers see it: BlazePose found
-the mannequin on 16 of 16 frames (0.94-0.99) and BlazeFace its head on 3 of 16 (0.60-0.71) on the
-tai chi and two-people clips. Its sidecar records where bodies were drawn on each frame (``mesh.
+the mannequin on 16 and 14 of 16 frames and BlazeFace its head on 3 of 16 (0.60-0.71) on the tai chi
+and two-people clips. Its sidecar records where bodies were drawn on each frame (``mesh.
 per_frame[].drawn``); a person hit whose box lies on a drawn body (``ON_BODY``) is the mannequin, and
-so is a face hit there when the written-frame check ran (it looked for faces before the body was
-drawn). Such frames are counted (``person_on_body``, ``face_on_body``), not flagged. A hit beside
+so is a face hit there whose box is mostly grey (``GREY_FACE``; not in a black-and-white frame).
+Such frames are counted (``person_on_body``, ``face_on_body``), not flagged. A hit beside
 the bodies still counts, but BlazePose follows one person per crop, so it can stay on the mannequin
 next to someone left in the frame: audit mesh datasets with a multi-person checker too
 (``--person yolo --person-weights ...``).
@@ -41,6 +41,7 @@ and always flagged, with the reason. Flagged clips rank before unflagged ones.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ class FaceChecker:
         self._det = quiet_graph(mp.solutions.face_detection.FaceDetection,
                                 model_selection=model_selection, min_detection_confidence=min_confidence)
 
-    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+    def __call__(self, frame: np.ndarray) -> list[tuple]:
         result = self._det.process(np.ascontiguousarray(frame))
         out = []
         for det in result.detections or []:
@@ -104,7 +105,7 @@ class PoseChecker:
         self._pose = quiet_graph(mp.solutions.pose.Pose, static_image_mode=True, model_complexity=1,
                                  min_detection_confidence=min_confidence)
 
-    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+    def __call__(self, frame: np.ndarray) -> list[tuple]:
         result = self._pose.process(np.ascontiguousarray(frame))
         if result.pose_landmarks is None:
             return []
@@ -133,7 +134,7 @@ class RegistryChecker:
         self._det = DETECTORS.create(backend, DetectConfig(backend=backend, weights=weights, min_score=min_score,
                                                            trust_model_files=trust, options=options))
 
-    def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+    def __call__(self, frame: np.ndarray) -> list[tuple]:
         dets = self._det(frame)
         h, w = frame.shape[:2]
         out = []
@@ -237,12 +238,14 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
             strong = [h for h in _check(checker, frame, cfg.tiles) if h[0] >= cfg.threshold]
             hits = strong
             # a mesh clip shows a body where each person was: the person checker sees it too, and the face
-            # checker takes its head for a face; a face there counts as the mannequin's only where the
-            # written-frame check looked at the frame for faces before the body was drawn
-            if bodies is not None and (prefix == "person" or row.check == "on"):
-                hits = [h for h in strong if not on_body(h, bodies.get(index, ()))]
+            # checker takes its plain grey head for a face (a face must be grey as well: skin is not)
+            if bodies is not None and strong:
+                drawn = bodies.get(index, ())
+                colour = prefix == "person" or scene_grey_share(frame, drawn) < GREY_FRAME
+                hits = [h for h in strong if not (colour and on_body(h, drawn)
+                                                  and (prefix == "person" or grey_share(frame, h) >= GREY_FACE))]
                 attr = f"{prefix}_on_body"
-                setattr(row, attr, getattr(row, attr) + int(bool(strong) and not hits))
+                setattr(row, attr, getattr(row, attr) + int(not hits))
             if hits:
                 setattr(row, f"{prefix}_hits", getattr(row, f"{prefix}_hits") + 1)
                 setattr(row, f"{prefix}_max_score", max(getattr(row, f"{prefix}_max_score"), max(h[0] for h in hits)))
@@ -304,20 +307,61 @@ def _check(checker: Any, frame: np.ndarray, tiles: int) -> list[tuple]:
 def drawn_bodies(sidecar: dict[str, Any]) -> dict[int, list[tuple[float, float, float, float]]]:
     """A mesh clip's drawn bodies per output frame (sidecar ``mesh.per_frame[].drawn``, pixel boxes of
     the rendered pixels), as shares of the frame's width and height."""
-    out = sidecar.get("output") or {}
-    width, height = float(out.get("width") or 0), float(out.get("height") or 0)
+    out = sidecar.get("output")
+    size = [out.get("width"), out.get("height")] if isinstance(out, dict) else []
+    if not all(isinstance(v, (int, float)) for v in size) or len(size) != 2:
+        return {}
+    width, height = float(size[0]), float(size[1])
     bodies: dict[int, list[tuple[float, float, float, float]]] = {}
     if width <= 0 or height <= 0:
         return bodies
-    for entry in (sidecar.get("mesh") or {}).get("per_frame") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("frame"), int) and entry.get("drawn"):
-            bodies[entry["frame"]] = [(x0 / width, y0 / height, x1 / width, y1 / height)
-                                      for x0, y0, x1, y1 in entry["drawn"]]
+    mesh = sidecar.get("mesh")
+    frames = mesh.get("per_frame") if isinstance(mesh, dict) else None
+    for entry in frames if isinstance(frames, list) else []:
+        if not (isinstance(entry, dict) and isinstance(entry.get("frame"), int)
+                and isinstance(entry.get("drawn"), list)):
+            continue
+        boxes = [b for b in entry["drawn"] if isinstance(b, list) and len(b) == 4
+                 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in b)]
+        bodies[entry["frame"]] = [(x0 / width, y0 / height, x1 / width, y1 / height) for x0, y0, x1, y1 in boxes]
     return bodies
 
 
 ON_BODY = 0.6     # share of a hit's box that must lie on a drawn body's box (grown by BODY_GROW per side)
 BODY_GROW = 0.1
+GREY_FACE = 0.6   # a face hit on a body is its head when this share of its box is grey (HSV saturation < 30):
+                  # 0.70-1.00 on the mannequin's heads, 0.00-0.47 on the real faces of the same two clips
+GREY_FRAME = 0.9  # ... but not where the scene around the bodies is this grey (a black-and-white clip, where
+                  # every face is grey; a dim indoor colour scene, the two-people clip, reads 0.56-0.58)
+
+
+def scene_grey_share(frame: np.ndarray, bodies: Any) -> float:
+    """:func:`grey_share` of the frame outside the drawn bodies' boxes."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    keep = np.ones((h, w), bool)
+    for x0, y0, x1, y1 in bodies:
+        keep[max(0, int(y0 * h)):int(np.ceil(y1 * h)), max(0, int(x0 * w)):int(np.ceil(x1 * w))] = False
+    if not keep.any():
+        return 1.0
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+    return float((hsv[..., 1][keep] < 30).mean())
+
+
+def grey_share(frame: np.ndarray, hit: tuple | None = None) -> float:
+    """Share of the pixels (of the hit's box, when given) whose HSV saturation is under 30."""
+    import cv2
+
+    if hit is not None:
+        h, w = frame.shape[:2]
+        x0, y0, x1, y1 = hit[2]
+        rows = slice(max(0, int(y0 * h)), max(0, int(np.ceil(y1 * h))))
+        frame = frame[rows, max(0, int(x0 * w)):max(0, int(np.ceil(x1 * w)))]
+        if not frame.size:
+            return 0.0
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+    return float((hsv[..., 1] < 30).mean())
 
 
 def on_body(hit: tuple, bodies: Any) -> bool:

@@ -75,18 +75,18 @@ def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None)
         count = sum(1 for _ in read_frames(path, info=info))
     wanted = frame_positions(count, n)
     found: dict[int, np.ndarray] = {}
-    last = None
+    last: tuple[int, np.ndarray] | None = None
     last_needed = max(wanted)
     for index, frame in enumerate(read_frames(path, size=size, info=info)):
-        last = frame
+        last = (index, frame)
         if index in wanted:
             found[index] = frame
         if index >= last_needed:
             break
     if last is None:
         raise BadInput("video has no decodable frame")
-    # a container that over-estimated its length: the missing tail repeats the last frame
-    return [(i, found.get(i, last)) for i in wanted]
+    # a container that over-estimated its length: the missing tail repeats the last frame (and its index)
+    return [(i, found[i]) if i in found else last for i in wanted]
 
 
 def _thumb_size(width: int, height: int, thumb_height: int) -> tuple[int, int]:

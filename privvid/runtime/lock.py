@@ -1,6 +1,6 @@
 """One run per output folder: an exclusive ``flock`` on ``OUT/.privvid/lock``, released when the run (or
 its process, however it dies) ends. While held, the lock file says who holds it, for the message of a second
-run; it is emptied on release."""
+run; a run that ends normally empties it (one that is killed leaves its text, which the next run replaces)."""
 
 from __future__ import annotations
 

@@ -95,13 +95,13 @@ def test_bad_inputs_get_reasons_and_the_run_goes_on(tmp_path):
 
 def test_a_resize_is_noted_and_an_odd_side_is_said(tmp_path):
     write_video(tmp_path / "in" / "a.mp4", moving_square_frames(4))   # 96x64
-    for size, note in (((49, 32), "resized from 96x64 to 48x32 (asked 49x32: H.264 needs even sides)"),
-                       ((-2, 32), "resized from 96x64 to 48x32")):
+    for size, notes in (((49, 32), ["resized from 96x64 to 48x32 (asked 49x32: H.264 needs even sides)"]),
+                        ((-2, 32), [])):   # a size given as asked needs no note: the sidecar has both sizes
         out = tmp_path / f"out{size[0]}"
         summary = anonymize_dataset(tmp_path / "in", out, AnonymizeConfig(mode="blur", detect=FAKE, resize=size))
-        assert summary.outcomes[0].notes == [note]
+        assert summary.outcomes[0].notes == notes
         side = json.loads((out / "a.json").read_text())
-        assert side["notes"] == [note]
+        assert side["notes"] == notes and side["output"]["width"] == 48
         assert side["config"]["check"]["enabled"] is False  # what ran in blur mode, not "default"
 
 

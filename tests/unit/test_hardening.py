@@ -239,6 +239,7 @@ def test_colliding_names_get_unique_stable_outputs(tmp_path):
     assert sources == {"x.avi", "x.mp4", "x.avi.mp4"}
     reported = json.loads((out / ".privvid" / "summary.json").read_text())["renamed"]
     assert sorted(r["input"] for r in reported) == ["x.avi", "x.avi.mp4", "x.mp4"]
+    assert all((out / r["output"]).is_file() for r in reported)   # the names of the files written
     again = anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE))
     assert sorted(o.relpath for o in again.outcomes) == names and {o.status for o in again.outcomes} == {"skipped"}
 

@@ -116,10 +116,22 @@ def test_sample_records_missing_or_unreadable_originals(tmp_path: Path) -> None:
     assert all(len(i["anonymised_frames"]) == 2 for i in res.items)
 
 
-def test_grab_frames_tolerates_overestimated_length(tmp_path: Path) -> None:
+def test_grab_frames_tolerates_overestimated_length(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import importlib
+
+    from privvid.qa.sample import grab_indexed_frames
+
+    sample_module = importlib.import_module("privvid.qa.sample")  # the package's `sample` is the function
+
     clip = _clip(tmp_path / "c.mp4", 0, frames=3)
     frames = grab_frames(clip, 3)
     assert [round(float(f.mean()) / 10) for f in frames] == [0, 1, 2]
+    # a container that says 9 frames but holds 3: the tail repeats the last frame with its own index
+    real = sample_module.probe
+    monkeypatch.setattr(sample_module, "probe", lambda p: dataclasses.replace(real(p), frames=9))
+    got = grab_indexed_frames(clip, 3)
+    assert [i for i, _ in got] == [1, 2, 2] and [round(float(f.mean()) / 10) for _, f in got] == [1, 2, 2]
 
 
 def test_wilson_matches_hand_computed_values() -> None:
@@ -390,16 +402,6 @@ def test_audit_of_a_mesh_clip_does_not_count_the_drawn_body_as_a_person(tmp_path
     side_path.write_text(json.dumps(side))
     removed = audit(root, cfg, checkers=(_PersonAt((0.1, 0.2, 0.45, 0.9)), None)).rows[0]
     assert removed.flagged and removed.person_hits == 4
-    # a face on a drawn body is the mannequin's head only where the written-frame check looked first
-    side["mode"] = "mesh"
-    for check, counted in (({"name": "ssd+blazeface", "frames_flagged": 0, "per_frame": []}, 0), (None, 4)):
-        side.pop("check", None)
-        if check:
-            side["check"] = check
-        side_path.write_text(json.dumps(side))
-        row = audit(root, AuditConfig(frames=4, tiles=1),
-                    checkers=(None, _PersonAt((0.2, 0.2, 0.35, 0.4)))).rows[0]
-        assert row.face_hits == counted and row.face_on_body == 4 - counted
     # a hit that only grazes a body, or has no box, is a person
     assert not on_body((0.9, 0.1, (0.3, 0.0, 0.9, 1.0)), [(0.0, 0.0, 0.4, 1.0)])
     assert not on_body((0.9, 0.1), [(0.0, 0.0, 1.0, 1.0)])
@@ -413,3 +415,48 @@ def test_drawn_boxes_are_the_rendered_pieces() -> None:
     cover[12:18, 20:29] = True
     cover[0, 29] = True                  # a stray pixel is no body
     assert drawn_boxes(cover) == [[3, 2, 8, 10], [20, 12, 29, 18]]
+
+
+def _mesh_clip(root: Path, head: tuple[int, int, int], background: tuple[int, int, int]) -> Path:
+    """A 48x32 mesh-mode clip: a grey body drawn at [2, 4, 22, 30] on ``background``, a ``head`` patch."""
+    path = root / "clip.mp4"
+    with VideoWriter(path, 48, 32, 10) as writer:
+        for _ in range(8):
+            frame = np.full((32, 48, 3), background, np.uint8)
+            frame[4:30, 2:22] = 150
+            frame[6:14, 9:17] = head
+            writer.write(frame)
+    (root / "clip.json").write_text(json.dumps({
+        "privvid_version": "test", "mode": "mesh", "output": {"width": 48, "height": 32},
+        "mesh": {"per_frame": [{"frame": i, "people": [], "drawn": [[2, 4, 22, 30]]} for i in range(8)]}}))
+    return path
+
+
+def test_audit_of_a_mesh_clip_takes_only_a_grey_face_on_a_body_for_its_head(tmp_path: Path) -> None:
+    from privvid.qa import AuditConfig, audit
+
+    face = _PersonAt((0.2, 0.2, 0.35, 0.4))                 # the head patch
+    cases = {"grey head": ((150, 150, 150), (0, 128, 128), 0),
+             "skin": ((200, 150, 120), (0, 128, 128), 4),    # a real face on the body's box counts
+             "black and white": ((150, 150, 150), (90, 90, 90), 4)}
+    for name, (head, background, counted) in cases.items():
+        root = tmp_path / name.replace(" ", "_")
+        root.mkdir()
+        _mesh_clip(root, head, background)
+        row = audit(root, AuditConfig(frames=4, tiles=1), checkers=(None, face)).rows[0]
+        assert (row.face_hits, row.face_on_body) == (counted, 4 - counted), name
+
+
+def test_audit_maps_a_crops_boxes_onto_the_frame() -> None:
+    from privvid.qa.audit import _check
+
+    class InCrops:
+        def __call__(self, frame):
+            return [] if frame.shape[:2] == (32, 48) else [(0.9, 0.5, (0.5, 0.5, 1.0, 1.0))]
+
+    found = _check(InCrops(), np.zeros((32, 48, 3), np.uint8), 2)
+    # 2 x 2 crops of 19 x 29 px at y 0 / 13 and x 0 / 19: each hit holds the crop's lower right quarter
+    boxes = sorted(tuple(round(v, 3) for v in hit[2]) for hit in found)
+    assert boxes == [(0.302, 0.297, 0.604, 0.594), (0.302, 0.703, 0.604, 1.0),
+                     (0.698, 0.297, 1.0, 0.594), (0.698, 0.703, 1.0, 1.0)]
+    assert all(hit[1] == pytest.approx(0.5 * 19 * 29 / (32 * 48)) for hit in found)
