@@ -65,6 +65,8 @@ def export_command(
 
     result = export(folder, fmt, out, root)
     console.print(f"{result['clips']} clips: {', '.join(result['lists'])} in {out}, videos in {result['videos']}")
+    if result["removed"]:
+        console.print(f"removed the earlier export's {', '.join(result['removed'])} (a split this export has not)")
 
 
 def register(main: typer.Typer) -> None:

@@ -407,6 +407,11 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     if problems:
         raise ShardError(f"{folder} does not verify: " + "; ".join(problems[:5]))
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    unlabelled = sum(n for label, n in manifest.get("per_class", {}).items() if label not in manifest["classes"])
+    if unlabelled and fmt != "csv":
+        raise ShardError(f"{unlabelled} clip(s) of {folder} have no class (a flat dataset: IN/clip.mp4 instead of "
+                         f"IN/class/clip.mp4): {fmt} lists need a class index for every clip; anonymize a "
+                         "class-per-folder tree, or export --format csv")
     base = Path(root) if root is not None else out.resolve()
     lists: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
     for shard in manifest["shards"]:
@@ -451,5 +456,11 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
             if wanted not in lists and fallback in lists:
                 written.append(write_text_atomic(out / f"{wanted}.csv", (out / f"{fallback}.csv").read_text()))
     write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in manifest["classes"]))
+    # a list an earlier export left for a split this one does not have would put its clips in two splits
+    suffix = ".txt" if fmt == "mmaction" else ".csv"
+    stale = [out / f"{split}{suffix}" for split in ("train", "val", "test")
+             if out / f"{split}{suffix}" not in written and (out / f"{split}{suffix}").is_file()]
+    for path in stale:
+        path.unlink()
     return {"format": fmt, "lists": [p.name for p in written], "clips": sum(len(v) for v in lists.values()),
-            "videos": str(out / "videos")}
+            "videos": str(out / "videos"), "removed": [p.name for p in stale]}

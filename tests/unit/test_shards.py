@@ -135,6 +135,27 @@ def test_exports_load_the_way_their_consumers_read_them(tmp_path, monkeypatch):
     assert all((tmp_path / "c" / p).is_file() for p in table["path"])
 
 
+def test_a_second_export_leaves_no_list_of_the_first_and_a_flat_dataset_is_refused(tmp_path):
+    from privvid.shards.build import ShardError
+
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "jump/b.mp4": 4, "run/c.mp4": 4, "run/d.mp4": 4})
+    lists = tmp_path / "lists"
+    build(out, tmp_path / "split", val_fraction=0.5, seed=0)
+    export(tmp_path / "split", "mmaction", lists)
+    assert (lists / "val.txt").is_file()
+    build(out, tmp_path / "all", val_fraction=0.0, seed=0)        # rebuilt without a val split
+    result = export(tmp_path / "all", "mmaction", lists)
+    assert result["removed"] == ["val.txt"] and not (lists / "val.txt").exists()
+    assert len((lists / "train.txt").read_text().splitlines()) == 4   # every clip once, in one split
+    flat = _dataset(tmp_path / "flat", {"a.mp4": 4, "b.mp4": 4})
+    build(flat, tmp_path / "flat_shards", val_fraction=0.0, seed=0)
+    for fmt in ("mmaction", "videomae"):
+        with pytest.raises(ShardError, match="2 clip.*no class"):
+            export(tmp_path / "flat_shards", fmt, tmp_path / f"flat_{fmt}")
+        assert not (tmp_path / f"flat_{fmt}").exists()           # refused before anything is written
+    assert export(tmp_path / "flat_shards", "csv", tmp_path / "flat_csv")["clips"] == 2
+
+
 def test_the_engine_trains_from_shards(tmp_path):
     from privvid.engine.api import run_train
     from privvid.engine.data import ClipDataset, load_source
