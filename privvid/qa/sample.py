@@ -288,6 +288,7 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
     audit_rows = read_audit(audit_csv) if audit_csv is not None else None
     clips = scan(root)
     chosen = order_clips(choose(clips, per_class, seed), order, seed, audit_rows)
+    _keep_verdicts_with_their_clips(out, {f"{n:04d}": clip.rel for n, clip in enumerate(chosen)})
     counts: dict[str, int] = {}
     for clip in clips:
         counts[clip.label] = counts.get(clip.label, 0) + 1
@@ -356,6 +357,24 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / SAMPLE_FILE)
     return SampleSummary(out, items, counts, short)
+
+
+def _keep_verdicts_with_their_clips(out: Path, ids: dict[str, str]) -> None:
+    """Refuse to write a sample whose ids name other clips over one that reviewers' verdicts refer to: the
+    review page and the report match verdicts by id, so they would land on the wrong clips."""
+    verdicts = sorted(p.name for p in out.glob("verdicts-*.json")) if out.is_dir() else []
+    if not verdicts or not (out / SAMPLE_FILE).is_file():
+        return
+    try:
+        old = {str(i.get("id")): i.get("rel") for i in load_sample(out).get("items", [])}
+    except (ValueError, AttributeError):
+        old = {}
+    moved = [(i, rel, ids.get(i)) for i, rel in sorted(old.items()) if ids.get(i) != rel]
+    if moved:
+        i, was, now = moved[0]
+        raise QAError(f"{out} holds verdicts ({', '.join(verdicts[:3])}) for another sample: id {i} was {was}, "
+                      f"it would now be {now or 'no clip'}; write this sample into another folder (or move the "
+                      "verdicts away first)")
 
 
 def _clip_frames(clip: AnonClip) -> int | None:

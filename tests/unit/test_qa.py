@@ -105,6 +105,18 @@ def test_sample_extracts_matching_original_and_anonymised_frames(tmp_path: Path)
     assert doc["seed"] == 5 and doc["per_class"] == 2 and len(doc["items"]) == 3
 
 
+def test_a_new_sample_over_verdicts_of_another_is_refused(tmp_path: Path) -> None:
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 3, "run": 2})
+    qa = tmp_path / "qa"
+    first = sample(root, qa, per_class=2, seed=5, frames=2, thumb_height=32)
+    (qa / "verdicts-ann.json").write_text(json.dumps({"verdicts": {"0000": {"verdict": "pass"}}}))
+    sample(root, qa, per_class=2, seed=5, frames=2, thumb_height=32)          # the same sample again: fine
+    with pytest.raises(QAError, match="verdicts-ann.json.*id 0000 was"):
+        sample(root, qa, per_class=2, seed=5, frames=2, thumb_height=32, order="random")
+    assert [i["rel"] for i in json.loads((qa / "sample.json").read_text())["items"]] == [
+        i["rel"] for i in first.items]                                        # nothing was overwritten
+
+
 def test_sample_records_missing_or_unreadable_originals(tmp_path: Path) -> None:
     root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 2})
     (tmp_path / "orig" / "jump" / "clip0.mp4").unlink()
