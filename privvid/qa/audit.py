@@ -173,7 +173,7 @@ class ClipAudit:
     check_flagged: int = 0    # frames it found a person or face in and mended
     check_solid: int = 0      # ... of which it had to paint a box solid
     person_on_body: int = 0   # mesh: frames whose person hits all lay on a drawn body (not counted as hits)
-    face_on_body: int = 0     # ... face hits (only where the written-frame check ran)
+    face_on_body: int = 0     # ... face hits (grey ones, in a colour scene)
     error: str = ""
     sidecar: bool = True      # False: no <rel>.json beside it; privvid anonymize did not write it
     reason: str = ""          # why the clip is flagged ("; "-separated), empty when it is not
@@ -241,9 +241,10 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
             # checker takes its plain grey head for a face (a face must be grey as well: skin is not)
             if bodies is not None and strong:
                 drawn = bodies.get(index, ())
-                colour = prefix == "person" or scene_grey_share(frame, drawn) < GREY_FRAME
+                grey = low_saturation(frame) if prefix == "face" else None
+                colour = grey is None or scene_grey_share(grey, drawn) < GREY_FRAME
                 hits = [h for h in strong if not (colour and on_body(h, drawn)
-                                                  and (prefix == "person" or grey_share(frame, h) >= GREY_FACE))]
+                                                  and (grey is None or grey_share(grey, h) >= GREY_FACE))]
                 attr = f"{prefix}_on_body"
                 setattr(row, attr, getattr(row, attr) + int(not hits))
             if hits:
@@ -335,51 +336,45 @@ GREY_FRAME = 0.9  # ... but not where the scene around the bodies is this grey (
                   # every face is grey; a dim indoor colour scene, the two-people clip, reads 0.56-0.58)
 
 
-def scene_grey_share(frame: np.ndarray, bodies: Any) -> float:
-    """:func:`grey_share` of the frame outside the drawn bodies' boxes."""
+def low_saturation(frame: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the frame's grey pixels (HSV saturation under 30), what the mannequin is drawn in."""
     import cv2
 
-    h, w = frame.shape[:2]
-    keep = np.ones((h, w), bool)
-    for x0, y0, x1, y1 in bodies:
-        keep[max(0, int(y0 * h)):int(np.ceil(y1 * h)), max(0, int(x0 * w)):int(np.ceil(x1 * w))] = False
-    if not keep.any():
-        return 1.0
-    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
-    return float((hsv[..., 1][keep] < 30).mean())
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)[..., 1] < 30
 
 
-def grey_share(frame: np.ndarray, hit: tuple | None = None) -> float:
-    """Share of the pixels (of the hit's box, when given) whose HSV saturation is under 30."""
-    import cv2
+def _box_pixels(shape: tuple[int, ...], box: Any) -> tuple[slice, slice]:
+    h, w = shape[:2]
+    x0, y0, x1, y1 = box
+    return (slice(max(0, int(y0 * h)), max(0, int(np.ceil(y1 * h)))),
+            slice(max(0, int(x0 * w)), max(0, int(np.ceil(x1 * w)))))
 
-    if hit is not None:
-        h, w = frame.shape[:2]
-        x0, y0, x1, y1 = hit[2]
-        rows = slice(max(0, int(y0 * h)), max(0, int(np.ceil(y1 * h))))
-        frame = frame[rows, max(0, int(x0 * w)):max(0, int(np.ceil(x1 * w)))]
-        if not frame.size:
-            return 0.0
-    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
-    return float((hsv[..., 1] < 30).mean())
+
+def scene_grey_share(grey: np.ndarray, bodies: Any) -> float:
+    """Share of the grey pixels (:func:`low_saturation`) outside the drawn bodies' boxes."""
+    keep = np.ones(grey.shape, bool)
+    for box in bodies:
+        keep[_box_pixels(grey.shape, box)] = False
+    return float(grey[keep].mean()) if keep.any() else 1.0
+
+
+def grey_share(grey: np.ndarray, hit: tuple) -> float:
+    """Share of the grey pixels (:func:`low_saturation`) in the hit's box."""
+    inside = grey[_box_pixels(grey.shape, hit[2])]
+    return float(inside.mean()) if inside.size else 0.0
 
 
 def on_body(hit: tuple, bodies: Any) -> bool:
     """Whether a hit (with a box) lies on one of ``bodies``: the mannequin, not a person left in the frame.
     A hit without a box never does."""
+    from privvid.detect.common import box_inside
+
     if len(hit) < 3 or not bodies:
         return False
-    x0, y0, x1, y1 = hit[2]
-    area = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
-    if area <= 0:
-        return False
-    for b0, c0, b1, c1 in bodies:
-        gx, gy = BODY_GROW * (b1 - b0), BODY_GROW * (c1 - c0)
-        ix = max(0.0, min(x1, b1 + gx) - max(x0, b0 - gx))
-        iy = max(0.0, min(y1, c1 + gy) - max(y0, c0 - gy))
-        if ix * iy >= ON_BODY * area:
-            return True
-    return False
+    b = np.asarray(bodies, np.float64).reshape(-1, 4)
+    grow = BODY_GROW * (b[:, 2:] - b[:, :2])
+    grown = np.concatenate([b[:, :2] - grow, b[:, 2:] + grow], axis=1)
+    return bool((box_inside(np.asarray(hit[2], np.float64), grown) >= ON_BODY).any())
 
 
 def _fit(frame: np.ndarray, max_side: int) -> np.ndarray:

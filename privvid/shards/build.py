@@ -458,8 +458,8 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in manifest["classes"]))
     # a list an earlier export left for a split this one does not have would put its clips in two splits
     suffix = ".txt" if fmt == "mmaction" else ".csv"
-    stale = [out / f"{split}{suffix}" for split in ("train", "val", "test")
-             if out / f"{split}{suffix}" not in written and (out / f"{split}{suffix}").is_file()]
+    lists_here = [out / f"{split}{suffix}" for split in ("train", "val", "test")]
+    stale = [path for path in lists_here if path not in written and path.is_file()]
     for path in stale:
         path.unlink()
     return {"format": fmt, "lists": [p.name for p in written], "clips": sum(len(v) for v in lists.values()),
