@@ -164,7 +164,8 @@ def report_command(
 @app.command("audit")
 def audit_command(
     dataset: Path = typer.Argument(..., help="Output folder of privvid anonymize."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Per-clip CSV (default DATASET/.privvid/audit.csv)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Per-clip CSV (default DATASET/.privvid/audit.csv; "
+                                       "required for a folder privvid did not write, such as an input folder)."),
     frames: int = typer.Option(16, help="Frames checked per clip."),
     person: str = typer.Option("pose", help="Person checker: pose (MediaPipe BlazePose), a privvid detector "
                                             "backend name (e.g. yolo), or none."),
@@ -179,16 +180,18 @@ def audit_command(
 ) -> None:
     """Re-detect people and faces on every video of the dataset; rank clips so reviewers see suspicious
     ones first. A video without a sidecar is flagged too. Exits 1 when any clip is flagged."""
-    from privvid.qa import AuditConfig, audit, summary, write_audit
+    from privvid.io.atomic import write_text_atomic
+    from privvid.qa import AuditConfig, audit, audit_output, summary, write_audit
 
+    target = audit_output(dataset, out)
     cfg = AuditConfig(frames=frames, person=person, person_weights=person_weights, face=face,
                       trust_model_files=trust_model_files,
                       threshold=threshold, min_hits=min_hits, tiles=tiles)
     with console.status("auditing ..."):
         result = audit(dataset, cfg)
-    csv_path = write_audit(result, out or dataset / ".privvid" / "audit.csv")
+    csv_path = write_audit(result, target)
     summ = summary(result)
-    (csv_path.with_suffix(".json")).write_text(json.dumps(summ, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(csv_path.with_suffix(".json"), json.dumps(summ, indent=2) + "\n")
     table = Table(title=f"audit: {summ['flagged']} of {summ['clips']} clips flagged "
                         f"(person: {summ['checkers']['person']}, face: {summ['checkers']['face']})")
     for col in ("rank", "clip", "flagged", "suspicion", "person hits (max score)", "face hits (max score)",

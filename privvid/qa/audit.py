@@ -49,7 +49,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from privvid.errors import BadInput
+from privvid.errors import BadInput, ConfigError
+from privvid.io import layout
 from privvid.qa.dataset import AnonClip, QAError, scan
 from privvid.qa.sample import grab_indexed_frames
 from privvid.runtime.native_log import quiet_graph
@@ -422,6 +423,19 @@ def audit(root: str | os.PathLike[str], cfg: AuditConfig = AuditConfig(),
     names = {"person": getattr(person, "name", "none") if person else "none",
              "face": getattr(face, "name", "none") if face else "none"}
     return AuditResult(rows, names, cfg)
+
+
+def audit_output(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
+    """Where the per-clip CSV goes: ``out``, or ``root/.privvid/audit.csv`` when ``root`` holds privvid's
+    outputs. A folder with no sidecar in it (an input folder, say) is not written into: ``out`` is then
+    required (:class:`ConfigError`, raised before any clip is checked)."""
+    if out is not None:
+        return Path(out)
+    root = Path(root)
+    if root.is_dir() and not layout.scan(root, strict=False):
+        raise ConfigError(f"{root} holds no clip written by privvid anonymize (no sidecars), and the audit does "
+                          "not write into a folder privvid did not make: say where its CSV goes with --out FILE.csv")
+    return root / ".privvid" / "audit.csv"
 
 
 def write_audit(result: AuditResult, out: str | os.PathLike[str]) -> Path:

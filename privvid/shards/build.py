@@ -206,7 +206,7 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in classes))
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
-    write_text_atomic(out / "datasheet.md", datasheet(manifest, root))
+    write_text_atomic(out / "datasheet.md", datasheet(manifest, root, used))
     return manifest
 
 
@@ -283,7 +283,7 @@ def _write_shards(root: Path, folder: Path, name: str, split: str, entries: list
     return written
 
 
-def datasheet(manifest: dict[str, Any], root: Path) -> str:
+def datasheet(manifest: dict[str, Any], root: Path, used: list[Entry]) -> str:
     """A Markdown datasheet generated from the manifest (and the dataset's QA results, when present)."""
     p = manifest["parameters"]
     lines = [f"# Datasheet: {manifest['name']}", "",
@@ -306,19 +306,33 @@ def datasheet(manifest: dict[str, Any], root: Path) -> str:
         lines.append(f"- body model: {_counts(p['body_model'])}")
     lines += ["- audio, container metadata and encoder tags removed; inputs are named by their path relative to "
               "the input folder and their sha256", ""]
-    audit = root / ".privvid" / "audit.json"
-    lines += ["## Quality assurance", ""]
-    if audit.is_file():
-        try:
-            doc = json.loads(audit.read_text(encoding="utf-8"))
-            lines.append(f"- automatic audit (`privvid qa audit`): {doc.get('flagged')} of {doc.get('clips')} clips "
-                         f"flagged (person checker {doc.get('checkers', {}).get('person')})")
-        except (ValueError, OSError):
-            lines.append("- automatic audit: unreadable audit.json")
-    else:
-        lines.append("- no automatic audit found (run `privvid qa audit` on the dataset, then rebuild)")
-    lines.append("")
+    lines += ["## Quality assurance", "", audit_line(root, [e.relpath for e in used]), ""]
     return "\n".join(lines)
+
+
+def audit_line(root: Path, packaged: list[str]) -> str:
+    """What ``privvid qa audit`` (its per-clip CSV in ``root/.privvid``) said about the packaged clips
+    (their paths relative to ``root``). Only those count: the audit also checks every other video under
+    the folder (an export's copies, say) and flags those that have no sidecar."""
+    path = root / ".privvid" / "audit.csv"
+    if not path.is_file():
+        return "- no automatic audit found (run `privvid qa audit` on the dataset, then rebuild)"
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = {row["rel"]: row for row in csv.DictReader(handle)}
+        checkers = json.loads(path.with_suffix(".json").read_text(encoding="utf-8")).get("checkers", {})
+    except (ValueError, KeyError, OSError):
+        return f"- automatic audit: {path.name} or {path.with_suffix('.json').name} cannot be read"
+    # the audit names a privvid clip by its path without ".mp4"
+    seen = [rows[rel[: -len(".mp4")]] for rel in packaged if rel[: -len(".mp4")] in rows]
+    flagged = [row["rel"] for row in seen if row.get("flagged") == "True"]
+    text = (f"- automatic audit (`privvid qa audit`, person checker {checkers.get('person')}, face checker "
+            f"{checkers.get('face')}): {len(flagged)} of the {len(seen)} packaged clips it checked flagged")
+    if flagged:
+        text += " (" + ", ".join(f"`{rel}`" for rel in flagged[:5]) + (", ..." if len(flagged) > 5 else "") + ")"
+    if len(seen) < len(packaged):
+        text += f"; {len(packaged) - len(seen)} packaged clip(s) not in the audit (audit again, then rebuild)"
+    return text
 
 
 def _counts(values: dict[str, int]) -> str:
@@ -332,6 +346,10 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
     manifest, clip counts, readable (not truncated) tars, member names (no absolute paths, no ``..``, no
     links), every sample a complete mp4 + json pair."""
     folder = Path(folder)
+    if not (folder / "manifest.json").is_file():
+        made = (folder / ".privvid" / "summary.json").is_file()   # anonymize's own record of a run
+        hint = f" (it is an output folder of privvid anonymize: privvid shards build {folder} first)" if made else ""
+        return [f"no manifest.json: not a shard folder written by privvid shards build{hint}"]
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -229,3 +229,54 @@ def test_a_rebuild_leaves_no_old_shards_and_verify_names_unlisted_tars(tmp_path)
     assert len(list((tmp_path / "s").glob("*.tar"))) == 1 and verify(tmp_path / "s") == []
     (tmp_path / "s" / "other-train-000000.tar").write_bytes(b"")
     assert any("does not list" in p for p in verify(tmp_path / "s"))
+
+
+class _NoHits:
+    name = "no-hits"
+
+    def __call__(self, frame):
+        return []
+
+    def close(self):
+        pass
+
+
+def test_the_datasheet_counts_the_audit_of_the_packaged_clips_only(tmp_path):
+    """An export inside the dataset (the default `shards build --out` is there) leaves copies without
+    sidecars that the audit checks and flags; the datasheet speaks of the clips it packages."""
+    from privvid.qa import AuditConfig, audit, audit_output, summary, write_audit
+
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "run/b.mp4": 4})
+    build(out, out / "shards", val_fraction=0.0)
+    export(out / "shards", "mmaction", out / "lists")          # out/lists/videos/...: two more videos
+    result = audit(out, AuditConfig(frames=2), checkers=(_NoHits(), None))
+    assert len(result.rows) == 4 and len(result.flagged) == 2   # the copies: no sidecar
+    path = write_audit(result, audit_output(out))
+    path.with_suffix(".json").write_text(json.dumps(summary(result)))
+    build(out, out / "shards", val_fraction=0.0)
+    sheet = (out / "shards" / "datasheet.md").read_text()
+    assert "0 of the 2 packaged clips it checked flagged" in sheet and "no-hits" in sheet
+    (out / "run" / "b.mp4").rename(out / "run" / "c.mp4")     # a packaged clip the audit never saw
+    (out / "run" / "b.json").rename(out / "run" / "c.json")
+    build(out, out / "shards", val_fraction=0.0)
+    sheet = (out / "shards" / "datasheet.md").read_text()
+    assert "0 of the 1 packaged clips it checked flagged; 1 packaged clip(s) not in the audit" in sheet
+
+
+def test_the_audit_writes_into_a_folder_privvid_made_only(tmp_path):
+    from privvid.errors import ConfigError
+    from privvid.qa import audit_output
+
+    out = _dataset(tmp_path, {"jump/a.mp4": 4})
+    assert audit_output(out) == out / ".privvid" / "audit.csv"
+    with pytest.raises(ConfigError, match="--out"):
+        audit_output(tmp_path / "in")                          # the input folder: no sidecars
+    assert audit_output(tmp_path / "in", tmp_path / "a.csv") == tmp_path / "a.csv"
+    assert not (tmp_path / "in" / ".privvid").exists()
+
+
+def test_verify_of_a_folder_that_is_not_shards_says_what_it_is(tmp_path):
+    out = _dataset(tmp_path, {"jump/a.mp4": 4})
+    assert verify(out) == [f"no manifest.json: not a shard folder written by privvid shards build (it is an output "
+                           f"folder of privvid anonymize: privvid shards build {out} first)"]
+    assert verify(tmp_path / "in") == ["no manifest.json: not a shard folder written by privvid shards build"]
