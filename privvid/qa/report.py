@@ -197,8 +197,8 @@ def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | Non
                            "audit_flagged": None if row is None else row.get("flagged") in ("True", "true", "1"),
                            "audit_reason": None if row is None else row.get("reason", "")})
         out["audit"] = beside
-        missed = [b for b in beside if b["audit_flagged"] is False and b["merged"] not in (None, "pass")]
-        out["audit_missed"] = [b["clip"] for b in missed]   # reviewers failed a clip the audit passed
+        # reviewers failed a clip the audit passed: by majority, or on a tie (a tie holds a fail)
+        out["audit_missed"] = [b["clip"] for b in beside if b["audit_flagged"] is False and b["merged"] != "pass"]
     return out
 
 
@@ -230,10 +230,17 @@ def report_markdown(rep: dict[str, Any]) -> str:
                       f"{kappa(ag['fleiss']['kappa'])}",
                   f"- merged (majority) verdicts: {fmt(ag['merged_rate'])} pass; ties to adjudicate: "
                   + (", ".join(ag["ties"]) if ag["ties"] else "none"),
-                  f"- clips the reviewers disagree on: {len(ag['disagreements'])}"]
+                  f"- clips the reviewers disagree on: {len(ag['disagreements'])}"
+                  + (" (" + ", ".join(d["clip"] for d in ag["disagreements"]) + ")" if ag["disagreements"] else "")]
     if "audit" in rep:
         flagged = sum(bool(b["audit_flagged"]) for b in rep["audit"])
         lines += [f"- automatic audit: {flagged} of {len(rep['audit'])} reviewed clips flagged; reviewers failed "
                   f"{len(rep['audit_missed'])} clip(s) the audit passed"
-                  + (f" ({', '.join(rep['audit_missed'][:10])})" if rep["audit_missed"] else "")]
+                  + (f" ({', '.join(rep['audit_missed'])})" if rep["audit_missed"] else ""),
+                  "", "| clip | file | verdicts | merged | audit |", "|---|---|---|---|---|"]
+        for b in rep["audit"]:
+            flag = "not audited" if b["audit_flagged"] is None else ("flagged: " + (b["audit_reason"] or "yes")
+                                                                      if b["audit_flagged"] else "passed")
+            lines.append(f"| {b['clip']} | `{b['rel']}` | {', '.join(b['verdicts'])} | {b['merged'] or 'tie'} | "
+                         f"{flag} |")
     return "\n".join(lines) + "\n"

@@ -301,7 +301,7 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
         item: dict[str, Any] = {
             "id": item_id, "class": clip.label, "rel": clip.rel, "mode": clip.mode,
             "anonymised": str(clip.video.resolve()),
-            "original": str(original) if original else None,
+            "original": str(original.resolve()) if original else None,   # like "anonymised": not cwd-relative
             "anonymised_frames": [], "original_frames": [], "problems": [],
             "preview": None, "clip_frames": _clip_frames(clip), "marks": check_marks(clip.sidecar),
             "audit": audit_rows.get(clip.rel) if audit_rows is not None else None,

@@ -318,7 +318,7 @@ def test_audit_flags_a_video_without_a_sidecar_and_the_cli_exits_1(tmp_path: Pat
     assert clean.exit_code == 0, clean.output
 
 
-def test_sample_finds_originals_from_the_input_folder(tmp_path: Path) -> None:
+def test_sample_finds_originals_from_the_input_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sidecars name each input relative to anonymize's IN (never its absolute path): `--originals IN`
     tells the sample where the originals are; without it each clip says what is missing."""
     from fakes import moving_square_frames, write_video
@@ -329,8 +329,11 @@ def test_sample_finds_originals_from_the_input_folder(tmp_path: Path) -> None:
     for label in ("jump", "run"):
         write_video(src / label / "a.mp4", moving_square_frames(6))
     anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=DetectConfig(backend="fakes:ColorKeyDetector")))
-    found = sample(out, tmp_path / "qa", per_class=1, seed=0, frames=2, originals=src)
+    monkeypatch.chdir(tmp_path)
+    found = sample(out, tmp_path / "qa", per_class=1, seed=0, frames=2, originals=Path("in"))   # relative IN
     assert all(len(i["original_frames"]) == 2 and not i["problems"] for i in found.items)
+    # sample.json names the original so that it is found from anywhere (the page is served from elsewhere)
+    assert all(Path(i["original"]) == (src / i["class"] / "a.mp4").resolve() for i in found.items)
     unknown = sample(out, tmp_path / "qa2", per_class=1, seed=0, frames=2)
     assert all("--originals" in i["problems"][0] for i in unknown.items)
 
@@ -373,9 +376,13 @@ def test_report_with_three_reviewers_merges_lists_ties_and_sets_the_audit_beside
     assert ag["fleiss"]["clips"] == 3 and ag["cohen"]["ann / bob"]["clips"] == 4
     assert rep["clips"]["passed"] == 1 and rep["reviews"]["n"] == 11 and rep["reviews"]["passed"] == 7
     flags = {b["clip"]: b["audit_flagged"] for b in rep["audit"]}
-    assert flags == {"1": False, "2": False, "3": True, "4": False} and rep["audit_missed"] == []
+    # clip 4 is a tie between a pass and a fail: the audit passed it, so it is listed beside clip 3's kind
+    assert flags == {"1": False, "2": False, "3": True, "4": False} and rep["audit_missed"] == ["4"]
     text = report_markdown(rep)
     assert "| ann | 75.0% (3/4)" in text and "ties to adjudicate: 4" in text and "Fleiss' kappa" in text
+    assert "disagree on: 3 (2, 3, 4)" in text and "the audit passed (4)" in text
+    assert "| 4 | `c/4` | pass, occlusion | tie | passed |" in text
+    assert "| 3 | `c/3` | person_visible, person_visible, pass | person_visible | flagged: person hits |" in text
 
 
 class _PersonAt:
