@@ -8,6 +8,7 @@ Adding a backend is one new file plus one ``register`` line.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Any, Callable
 
@@ -22,14 +23,15 @@ class UnknownBackend(ConfigError, KeyError):
 
 
 class Registry:
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, label: str | None = None) -> None:
         self.kind = kind
+        self.label = label or f"{kind} backend"   # what an entry is called in messages
         self._entries: dict[str, str | Callable[..., Any]] = {}
 
     def register(self, name: str, target: str | Callable[..., Any]) -> None:
         """Register ``target`` (a factory or a lazy ``"pkg.mod:attr"`` path) as ``name``."""
         if name in self._entries:
-            raise ValueError(f"{self.kind} backend {name!r} is already registered")
+            raise ValueError(f"{self.label} {name!r} is already registered")
         self._entries[name] = target
 
     def names(self) -> list[str]:
@@ -41,15 +43,15 @@ class Registry:
         try:
             target = self._entries[name] if ":" not in name else self._entries.get(name, name)
         except KeyError:
-            raise UnknownBackend(
-                f"unknown {self.kind} backend {name!r}; choose one of: {', '.join(self.names())}"
-            ) from None
+            close = difflib.get_close_matches(name, self.names(), n=1)
+            raise UnknownBackend(f"unknown {self.label} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; choose one of: {', '.join(self.names())}") from None
         if isinstance(target, str):
             module_name, _, attr = target.partition(":")
             try:
                 target = getattr(importlib.import_module(module_name), attr)
             except (ImportError, AttributeError) as exc:
-                raise UnknownBackend(f"{self.kind} backend {name!r} cannot be loaded: {exc}") from exc
+                raise UnknownBackend(f"{self.label} {name!r} cannot be loaded: {exc}") from exc
             self._entries[name] = target
         return target
 

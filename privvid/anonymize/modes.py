@@ -216,7 +216,7 @@ class MeshComposer(RemoveComposer):
                 "check": self.check.info() if self.check is not None else {"name": "off"}}
 
 
-MODES = Registry("mode")
+MODES = Registry("mode", label="mode")
 MODES.register("remove", RemoveComposer)
 MODES.register("mesh", MeshComposer)
 MODES.register("blur", BlurComposer)

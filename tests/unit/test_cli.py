@@ -37,3 +37,5 @@ def test_unknown_mode_is_a_usage_error(tmp_path):
     # one line on stderr, no traceback, nothing created
     assert proc.returncode == 2 and "sparkle" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+    typo = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--mode", "mesj")
+    assert typo.returncode == 2 and "unknown mode 'mesj' (did you mean 'mesh'?)" in typo.stderr, typo.stderr

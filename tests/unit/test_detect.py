@@ -235,6 +235,8 @@ def test_registry_lists_backends_and_rejects_unknown() -> None:
     assert {"mediapipe", "yolo", "sam"} <= set(DETECTORS.names())
     with pytest.raises(UnknownBackend, match="nope"):
         build_mask_stream(DetectConfig(backend="nope"))
+    with pytest.raises(UnknownBackend, match=r"unknown detector backend 'yolp' \(did you mean 'yolo'\?\)"):
+        build_mask_stream(DetectConfig(backend="yolp"))
 
 
 def test_yolo_missing_weights_names_file(tmp_path: Path) -> None:
