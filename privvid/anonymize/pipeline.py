@@ -200,7 +200,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     check_info = composer.info().get("check")
     if check_info is not None:
         flagged = [{"frame": i, **info["check"]} for i, info in enumerate(frame_infos) if info.get("check")]
-        ran = check_info.get("name") != "off"
+        ran = cfg.check.active(cfg.mode)   # what _config_record records as check.enabled
         sidecar["check"] = {**check_info, "enabled": ran, "frames_checked": writer.frames if ran else 0,
                             "frames_flagged": len(flagged), "per_frame": flagged}
     if cfg.mode == "mesh":

@@ -21,7 +21,7 @@ backend result of the wrong type or shape raises :class:`BackendFailure`.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -76,16 +76,17 @@ class MaskStream:
         h, w = dets.shape
         out = np.zeros((h, w), bool)
         least = max(int(cfg.dilate_min), int(round(cfg.dilate_min_frame * h)))
-        pieces = [(mask, least) for mask in dets.masks]
+        # (box, least kernel, the piece's pixels inside a window): a piece is only ever read in its window
+        pieces: list[tuple[Any, int, Callable[[slice, slice], np.ndarray]]] = [
+            (mask_box(mask), least, lambda ys, xs, m=mask: m[ys, xs]) for mask in dets.masks if mask.any()]
         if dets.extra is not None and dets.extra.any():
             # person pixels of no instance: each connected piece grows by its own size like an instance, and
             # by at least the fixed `dilate` px
-            n, labels = cv2.connectedComponents(dets.extra.view(np.uint8), connectivity=8)
-            pieces += [(labels == k, max(least, int(cfg.dilate))) for k in range(1, n)]
-        for mask, floor in pieces:
-            if not mask.any():
-                continue
-            box = mask_box(mask)  # the mask's own extent (a backend's box may be looser or tighter)
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(dets.extra.view(np.uint8), connectivity=8)
+            floor = max(least, int(cfg.dilate))
+            pieces += [((x, y, x + bw, y + bh), floor, lambda ys, xs, k=k: labels[ys, xs] == k)
+                       for k, (x, y, bw, bh) in enumerate(stats[1:, :4].tolist(), 1)]
+        for box, floor, piece in pieces:
             k = max(floor, int(round(cfg.dilate_rel * float(box[3] - box[1]))))
             k += 1 - k % 2  # odd: the kernel is centred
             r = k // 2 + 1
@@ -93,7 +94,8 @@ class MaskStream:
             x1, y1 = min(int(np.ceil(box[2])) + r, w), min(int(np.ceil(box[3])) + r, h)
             if x1 <= x0 or y1 <= y0:
                 continue
-            out[y0:y1, x0:x1] |= dilate(mask[y0:y1, x0:x1], k)
+            window = (slice(y0, y1), slice(x0, x1))
+            out[window] |= dilate(piece(*window), k)
         return out
 
     def push(self, frame: np.ndarray) -> list[Output]:
