@@ -34,6 +34,11 @@ YOUNG_BODY = 10           # a body drawn in fewer frames than this is young: a y
                           # another body's head (DUPLICATE_DISTANCE x the skeleton's height) is that body
 PART_INSIDE = 0.85        # ... and so is a young body's box lying this much inside the box of an older or
 PART_HEIGHT = 0.4         # higher-scored body, when it is at least this share of that box's height
+NEAR_HEAD = 0.3           # ... and so is a young body whose head lies within this share of the skeleton's height
+NEAR_SKELETON = 0.5       # of the other's, whose landmarks lie this close on average, and whose box lies at least
+NEAR_INSIDE = 0.6         # this much inside the other's box (or the other's in its), when the shorter box is at least
+                          # PART_HEIGHT of the other's height: a pose run on a box around a part of the person,
+                          # or around a group, puts the limbs a little elsewhere
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
                           # that only overlaps may hold someone else: its pose is looked at again)
 BODY_TAKEOVER = 2         # a new track, or one whose body has been drawn in this many frames at most, whose
@@ -312,7 +317,8 @@ class MeshStage:
         landmarks (``same_skeleton``) or whose box lies on its box (IoU >= ``SAME_BOX_IOU``: two pose
         runs on one crop can disagree). When either body is young (``YOUNG_BODY``) or both tracks drew the
         same body last (one person followed on two tracks that take turns), also one whose head
-        lies on its head (the nearest), or one whose box holds its box or lies in it (``_part_of``): on a box
+        lies on its head (the nearest), or near it with the skeleton near too and one box mostly inside the
+        other (``NEAR_*``), or one whose box holds its box or lies in it (``_part_of``): on a box
         around a part of a person, or around two, the pose model guesses the limbs but finds the head of the
         person it holds."""
         box, image = new["box"], new["image"]
@@ -321,7 +327,8 @@ class MeshStage:
         if twin is not None:
             return twin
         young = [k for k in kept if min(new["age"], k["age"]) < YOUNG_BODY or k["had"] == new["had"]]
-        heads = [(d, k) for k in young if (d := head_distance(k["image"], image)) < DUPLICATE_DISTANCE]
+        heads = [(d, k) for k in young if (d := head_distance(k["image"], image)) < DUPLICATE_DISTANCE
+                 or (d < NEAR_HEAD and _near(k, new))]
         if heads:
             return min(heads, key=lambda h: h[0])[1]
         return next((k for k in young if _part_of(new, k) or _part_of(k, new)), None)
@@ -530,15 +537,20 @@ class MeshStage:
             self._renderer = None
 
 
-def same_skeleton(a: np.ndarray, b: np.ndarray, min_conf: float = 0.5) -> bool:
-    """Are two (33, 3) landmark sets one person's? The landmarks both see confidently (at least
-    ``MIN_LANDMARKS``) lie within ``DUPLICATE_DISTANCE`` x the skeleton's height of each other on average."""
+def skeleton_distance(a: np.ndarray, b: np.ndarray, min_conf: float = 0.5) -> float:
+    """Mean distance between the landmarks two (33, 3) sets both see confidently (at least
+    ``MIN_LANDMARKS``), as a share of the taller skeleton's height; inf when they share fewer."""
     both = (a[:, 2] >= min_conf) & (b[:, 2] >= min_conf)
     if int(both.sum()) < MIN_LANDMARKS:
-        return False
+        return math.inf
     pa, pb = a[both, :2], b[both, :2]
     height = max(float(np.ptp(pa[:, 1])), float(np.ptp(pb[:, 1])), 1.0)
-    return float(np.linalg.norm(pa - pb, axis=1).mean()) < DUPLICATE_DISTANCE * height
+    return float(np.linalg.norm(pa - pb, axis=1).mean()) / height
+
+
+def same_skeleton(a: np.ndarray, b: np.ndarray, min_conf: float = 0.5) -> bool:
+    """Are two (33, 3) landmark sets one person's: within ``DUPLICATE_DISTANCE`` (see skeleton_distance)."""
+    return skeleton_distance(a, b, min_conf) < DUPLICATE_DISTANCE
 
 
 def head_distance(a: np.ndarray, b: np.ndarray, min_conf: float = 0.5) -> float:
@@ -565,6 +577,16 @@ def _part_of(a: dict, b: dict) -> bool:
     (_, ay0, _, ay1), (_, by0, _, by1) = a["box"], b["box"]
     return bool(box_inside(a["box"], b["box"])[0, 0] >= PART_INSIDE and ay1 - ay0 >= PART_HEIGHT * (by1 - by0)
                 and (a["age"] < b["age"] or a["score"] < b["score"]))
+
+
+def _near(a: dict, b: dict) -> bool:
+    """Could two detections whose heads are near (``NEAR_HEAD``) be one person: their landmarks lie near
+    (``NEAR_SKELETON``), one box lies mostly in the other (``NEAR_INSIDE``) and the shorter box is at least
+    ``PART_HEIGHT`` of the other's height (a spectator far behind, small, is someone else)."""
+    heights = sorted(float(d["box"][3] - d["box"][1]) for d in (a, b))
+    inside = max(box_inside(a["box"], b["box"])[0, 0], box_inside(b["box"], a["box"])[0, 0])
+    return bool(heights[0] >= PART_HEIGHT * heights[1] and inside >= NEAR_INSIDE
+                and skeleton_distance(a["image"], b["image"]) < NEAR_SKELETON)
 
 
 def _box_fit(box: np.ndarray, image: np.ndarray) -> float:

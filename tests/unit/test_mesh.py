@@ -705,6 +705,10 @@ def test_which_kept_person_a_detection_is():
     assert twin(kept, det(no_head, [30, 30, 70, 100], had=2)) is kept[0]       # young, inside the box
     assert twin(kept, det(far, [40, 0, 52, 20], had=2)) is None                # inside, but small: a spectator
     assert twin(kept, det(far, [50, 0, 90, 100], had=2)) is None               # young, beside, another head
+    near = _moved(a, 20.0, first=0)                     # head and limbs 20% of the height aside
+    assert twin(kept, det(near, [40, 0, 80, 100], had=2)) is kept[0]           # young, its box 75% in the box
+    assert twin(kept, det(near, [55, 0, 95, 100], had=2)) is None              # young, beside (38% in): someone else
+    assert twin(kept, det(near, [40, 0, 80, 100], age=old, had=2)) is None     # both old: two people close
     # the kept one is the part: a younger or lower-scored box inside the new one's
     part = [det(no_head, [30, 30, 70, 100], age=1, score=0.9, had=3)]
     assert twin(part, det(a[::-1].copy(), [30, 0, 70, 100], age=5, score=0.5, had=4)) is part[0]
