@@ -194,8 +194,8 @@ def audit_command(
     write_text_atomic(csv_path.with_suffix(".json"), json.dumps(summ, indent=2) + "\n")
     table = Table(title=f"audit: {summ['flagged']} of {summ['clips']} clips flagged "
                         f"(person: {summ['checkers']['person']}, face: {summ['checkers']['face']})")
-    for col in ("rank", "clip", "flagged", "suspicion", "person hits (max score)", "face hits (max score)",
-                "written-frame check: mended / solid"):
+    # short headers (explained below the table): the clip's name keeps its width in an 80-column terminal
+    for col in ("rank", "clip", "flagged", "suspicion", "person", "face", "check"):
         table.add_column(col, justify="left" if col == "clip" else "right", overflow="fold")
     for row in result.rows[:top]:
         marks = ([] if row.sidecar else ["no sidecar"]) + ([row.error] if row.error else [])
@@ -213,6 +213,8 @@ def audit_command(
         console.print(f"[red]{len(raw)} video file(s) without a sidecar[/red] (not written by privvid anonymize; "
                       "raw files?), audited and flagged: " + ", ".join(escape(r) for r in raw[:10])
                       + (" ..." if len(raw) > 10 else ""))
+    console.print("person / face: checked frames with a hit (highest score); check: frames the written-frame check "
+                  "mended while the clip was made / boxes it painted solid")
     console.print(f"wrote {csv_path} and {csv_path.with_suffix('.json')} (column reason: why a clip is flagged)")
     if summ["flagged"]:
         raise typer.Exit(1)

@@ -316,6 +316,11 @@ def test_audit_flags_a_video_without_a_sidecar_and_the_cli_exits_1(tmp_path: Pat
     (root / "jump" / "raw_copy.mp4").unlink()
     clean = runner.invoke(app, ["qa", "audit", str(root), "--frames", "2", "--out", str(out)])
     assert clean.exit_code == 0, clean.output
+    # the input folder holds no sidecar: the audit does not write into it unless told where
+    raw = runner.invoke(app, ["qa", "audit", str(tmp_path / "orig"), "--frames", "2"])
+    assert raw.exit_code == 2 and "--out" in raw.output and not (tmp_path / "orig" / ".privvid").exists(), raw.output
+    told = runner.invoke(app, ["qa", "audit", str(tmp_path / "orig"), "--frames", "2", "--out", str(tmp_path / "r.csv")])
+    assert told.exit_code == 1 and (tmp_path / "r.csv").is_file(), told.output   # raw clips: all flagged
 
 
 def test_sample_finds_originals_from_the_input_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
