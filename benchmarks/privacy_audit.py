@@ -59,8 +59,9 @@ def settings(names: list[str], weights: Path) -> list[tuple[str, DetectConfig]]:
         "ssd-notiles": ("ssd tiles=none", DetectConfig(options={"tiles": "none"})),
         "ssd-upright": ("ssd turn=false (upright pass only, the default until 2026-12-02)",
                         DetectConfig(options={"turn": False})),
-        "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", dilate_rel=0.0)),
-        "mediapipe-tiles": ("mediapipe tiles=3x2/4", DetectConfig(backend="mediapipe", dilate_rel=0.0,
+        "ssd-union": ("ssd temporal_align=none (the default until 2026-12-05)", DetectConfig(temporal_align="none")),
+        "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", dilate_rel=0.0, temporal_align="none")),
+        "mediapipe-tiles": ("mediapipe tiles=3x2/4", DetectConfig(backend="mediapipe", dilate_rel=0.0, temporal_align="none",
                                                                    options={"tiles": "3x2", "tile_every": 4})),
         "yolo": (f"yolo {weights.name}", DetectConfig(backend="yolo", weights=weights, min_score=REF_CONF)),
     }

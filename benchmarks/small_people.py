@@ -49,10 +49,13 @@ def sample(video: Path, size: tuple[int, int], step: int) -> list[np.ndarray]:
 
 def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
     """'ssd' -> the default; 'ssd:none' / 'ssd:3x2/2' -> its tiles off / 3x2 on every 2nd frame;
-    'mediapipe' -> the previous default (fixed 11 px dilation); 'mediapipe:3x2/4' -> with its tiles."""
+    'ssd-union' -> the default with the plain union over frames (until 2026-12-05); 'mediapipe' -> the
+    previous default (fixed 11 px dilation); 'mediapipe:3x2/4' -> with its tiles."""
     backend, _, tiles_spec = spec.strip().partition(":")
     tiles, _, every = tiles_spec.partition("/")
     extra = {} if temporal is None else {"temporal": temporal}
+    if backend == "ssd-union":  # the neighbours' masks where they lie, fully grown (the default until 2026-12-05)
+        return "ssd temporal_align=none", DetectConfig(temporal_align="none", **extra)
     if backend == "ssd":
         opts = {}
         if tiles:
@@ -62,12 +65,12 @@ def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
         name = "ssd (default)" if not opts else "ssd " + ",".join(f"{k}={v}" for k, v in opts.items())
         return name, DetectConfig(options=opts, **extra)
     if backend == "mediapipe":
-        cfg = DetectConfig(backend="mediapipe", dilate_rel=0.0,
+        cfg = DetectConfig(backend="mediapipe", dilate_rel=0.0, temporal_align="none",
                            options={"tiles": tiles or None, "tile_every": int(every or 1)}, **extra)
         name = "mediapipe (previous default)" if not tiles else f"mediapipe tiles={tiles}" + (
             f" every {every}" if every else "")
         return name, cfg
-    raise SystemExit(f"unknown setting {spec!r}: ssd[:TILES[/K]] or mediapipe[:TILES[/K]]")
+    raise SystemExit(f"unknown setting {spec!r}: ssd[:TILES[/K]], ssd-union or mediapipe[:TILES[/K]]")
 
 
 def distinct(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:

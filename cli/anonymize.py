@@ -54,6 +54,9 @@ def anonymize(
                                                "default)."),
     tile_every: Optional[int] = typer.Option(None, "--tile-every", min=1, help="Run the tiles on every K-th frame "
                                              "(ssd default 2, mediapipe default 4)."),
+    temporal_align: Optional[str] = typer.Option(None, "--temporal-align", help="How the +-2 frame union places "
+                                                 "the neighbours' masks: flow (default: moved onto the person by "
+                                                 "optical flow) or none (where they lie; mediapipe's default)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person); "
                                               "same as --detect-opt pose_people=N."),
@@ -94,7 +97,10 @@ def anonymize(
     options.update(_given(tiles=detect_tiles, tile_every=tile_every, pose_people=pose_people))
     flat: dict[str, Any] = {}
     if backend == "mediapipe":
-        flat["dilate_rel"] = 0.0  # its measured behaviour: a fixed dilation (docs/mask_quality.md)
+        # its measured behaviour: a fixed dilation, the neighbours' masks where they lie (docs/mask_quality.md)
+        flat.update(dilate_rel=0.0, temporal_align="none")
+    if temporal_align is not None:
+        flat["temporal_align"] = temporal_align
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
                      **_given(weights=weights, sam_weights=sam_weights, sam_model=sam_model, sam_base=sam_base),
                      **flat)

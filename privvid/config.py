@@ -50,6 +50,9 @@ class DetectConfig:
                                          # lines): a person a few dozen px tall is segmented only to within a
                                          # pixel or two, and the share keeps it the same at any resolution
     temporal: int = 2                    # union of masks over +-temporal frames
+    temporal_align: str = "flow"         # the neighbours' masks moved onto the frame by optical flow first
+                                         # ("none": where they lie, the rule until 2026-12-05)
+    temporal_grow: float = 0.5           # ... and grown by this share of their own dilation (flow only)
     min_score: float = 0.3
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
@@ -68,6 +71,10 @@ class DetectConfig:
         if not 0.0 <= self.dilate_min_frame <= 0.25:
             raise ConfigError(f"dilate_min_frame must be in [0, 0.25] (share of the frame height), "
                               f"got {self.dilate_min_frame}")
+        if self.temporal_align not in ("flow", "none"):
+            raise ConfigError(f"temporal_align must be flow or none, got {self.temporal_align!r}")
+        if not 0.0 <= self.temporal_grow <= 1.0:
+            raise ConfigError(f"temporal_grow must be in [0, 1] (share of the dilation), got {self.temporal_grow}")
         if self.sam_model not in SAM_MODELS:
             raise ConfigError(f"unknown SAM model {self.sam_model!r}; choose one of: {', '.join(SAM_MODELS)}")
         # a model file given to a built-in detector that never reads it would be ignored without a word

@@ -11,6 +11,15 @@ instance (``extra``) grows the same way by its own size, and by at least
 ``DetectConfig.dilate`` px; ``dilate_rel = 0`` uses the fixed ``DetectConfig.dilate``
 px for everything. Only 2*delay+1 per-frame masks are held, never the clip.
 
+With ``DetectConfig.temporal_align = "flow"`` (the default) a neighbour frame's
+person pixels are first moved onto this frame by dense optical flow (OpenCV's DIS,
+ultrafast preset, on a grey copy at most ``FLOW_WIDTH`` px wide, chained frame to
+frame) and grow by ``DetectConfig.temporal_grow`` x the dilation of their own frame:
+the neighbours are there to cover what this frame's detection dropped, where the
+person is now, not to stamp five silhouettes of a moving person and the camera's
+pan over the scene. ``"none"`` unions the neighbours' masks where they lie, grown
+as much as their own frame's (the rule until 2026-12-05).
+
 A detector with ``tracks = True`` gives its own track ids; otherwise the IoU
 tracker assigns them.
 
@@ -32,6 +41,8 @@ from privvid.detect.common import check_frame, dilate, mask_box, validate
 from privvid.detect.track import IouTracker
 
 Output = tuple[Detections, np.ndarray]
+FLOW_WIDTH = 432  # px: optical flow runs on a grey copy at most this wide (its cost does not grow with the input)
+ALIGNS = ("flow", "none")
 
 
 class MaskStream:
@@ -45,11 +56,16 @@ class MaskStream:
         self.detector = detector
         self.tracker = tracker or IouTracker(self.cfg.track_iou, self.cfg.track_max_age)
         self.own_tracks = bool(getattr(detector, "tracks", False)) and tracker is None
+        if self.cfg.temporal_align not in ALIGNS:
+            raise ValueError(f"temporal_align must be one of {ALIGNS}, got {self.cfg.temporal_align!r}")
         self.delay = int(self.cfg.temporal)
+        self.align = self.delay > 0 and self.cfg.temporal_align == "flow"
         self._shape: tuple[int, int] | None = None
-        self._unions: deque[tuple[int, np.ndarray]] = deque(maxlen=2 * self.delay + 1)
+        # (index, this frame's removal pixels, the same as a neighbour's: grown by temporal_grow)
+        self._unions: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=2 * self.delay + 1)
         self._pending: deque[tuple[int, Detections]] = deque()
         self._count = 0
+        self._flow = _FlowMaps() if self.align else None
 
     def reset(self) -> None:
         self.detector.reset()
@@ -58,23 +74,63 @@ class MaskStream:
         self._unions.clear()
         self._pending.clear()
         self._count = 0
+        if self._flow is not None:
+            self._flow = _FlowMaps()
 
     def _removal(self, i: int, last: int) -> np.ndarray:
         lo, hi = i - self.delay, min(i + self.delay, last)
-        out: np.ndarray | None = None
-        for j, u in self._unions:
-            if lo <= j <= hi:
-                out = u.copy() if out is None else (out | u)
-        assert out is not None
+        held = {j: (own, near) for j, own, near in self._unions if lo <= j <= hi}
+        out = held[i][0].copy()
+        if self._flow is None:
+            for j, (own, _) in held.items():
+                if j != i:
+                    out |= own
+            return out
+        # each side's neighbours, carried one frame at a time onto frame i: a union moved by a map is
+        # the union of the moved masks, so the far neighbour rides along with the near one's step. Both
+        # the neighbours' full growth and their lesser one are carried
+        full = np.zeros_like(out)
+        for step in (1, -1):
+            carried: list[np.ndarray] | None = None
+            j = i + step * self.delay
+            while j != i:
+                if j in held:
+                    carried = list(held[j]) if carried is None else [c | h for c, h in zip(carried, held[j])]
+                if carried is not None:
+                    carried = [self._flow.warp(c, j - step, j) for c in carried]
+                j -= step
+            if carried is not None:
+                full |= carried[0]
+                out |= carried[1]
+        # the lesser growth is for people this frame found too (their own mask has the full margin); a
+        # person it missed, a piece of the neighbours' masks that touches none of this frame's, keeps
+        # the full margin
+        if full.any():
+            _, labels = cv2.connectedComponents(full.view(np.uint8), connectivity=8)
+            seen = np.unique(labels[held[i][0] & full])
+            out |= (labels > 0) & ~np.isin(labels, seen)
         return out
 
-    def _dilated(self, dets: Detections) -> np.ndarray:
-        """This frame's person pixels, each instance grown by its own size (see the module doc)."""
+    def _dilated(self, dets: Detections) -> tuple[np.ndarray, np.ndarray]:
+        """This frame's person pixels, each instance grown by its own size (see the module doc), and the
+        same grown by ``temporal_grow`` of that, for the neighbours' removal (the first again when not
+        aligning)."""
         cfg = self.cfg
+        grow = cfg.temporal_grow if self.align else 1.0
+
+        def less(k: int) -> int:  # a neighbour's kernel: never wider than the frame's own
+            if grow >= 1.0 or k <= 1:
+                return k
+            k = min(k, max(int(cfg.dilate_min), int(round(grow * k))))
+            return k + 1 - k % 2
+
         if cfg.dilate_rel <= 0:
-            return dilate(dets.union(), cfg.dilate)
+            union = dets.union()
+            own = dilate(union, cfg.dilate)
+            return own, (own if grow >= 1.0 else dilate(union, less(cfg.dilate)))
         h, w = dets.shape
         out = np.zeros((h, w), bool)
+        near = out if grow >= 1.0 else np.zeros((h, w), bool)
         least = max(int(cfg.dilate_min), int(round(cfg.dilate_min_frame * h)))
         # (box, least kernel, the piece's pixels inside a window): a piece is only ever read in its window
         pieces: list[tuple[Any, int, Callable[[slice, slice], np.ndarray]]] = [
@@ -95,8 +151,11 @@ class MaskStream:
             if x1 <= x0 or y1 <= y0:
                 continue
             window = (slice(y0, y1), slice(x0, x1))
-            out[window] |= dilate(piece(*window), k)
-        return out
+            pixels = piece(*window)
+            out[window] |= dilate(pixels, k)
+            if near is not out:
+                near[window] |= dilate(pixels, less(k))
+        return out, near
 
     def push(self, frame: np.ndarray) -> list[Output]:
         frame = check_frame(frame)
@@ -110,7 +169,9 @@ class MaskStream:
             dets = self.tracker.update(dets)
         idx = self._count
         self._count += 1
-        self._unions.append((idx, self._dilated(dets)))
+        if self._flow is not None:
+            self._flow.add(idx, frame, keep=self.delay)
+        self._unions.append((idx, *self._dilated(dets)))
         self._pending.append((idx, dets))
         out: list[Output] = []
         while self._pending and self._pending[0][0] + self.delay <= idx:
@@ -138,12 +199,67 @@ class MaskStream:
             "detector": self.detector.info(),
             "tracker": {"name": "detector's own"} if self.own_tracks else self.tracker.info(),
             "temporal": self.delay,
+            "temporal_align": self.cfg.temporal_align if self.delay else "none",
+            "temporal_grow": self.cfg.temporal_grow if self.align else 1.0,
+            **({"flow": f"opencv DIS ultrafast, at most {FLOW_WIDTH} px wide"} if self.align else {}),
             "dilate": self.cfg.dilate,
             "dilate_rel": self.cfg.dilate_rel,
             "dilate_min": self.cfg.dilate_min,
             "dilate_min_frame": self.cfg.dilate_min_frame,
             "dilate_kernel": "ellipse",
         }
+
+
+class _FlowMaps:
+    """Dense optical flow between consecutive frames, both ways, as remap tables at the frame's size.
+
+    ``warp(mask, a, b)`` moves a mask of frame ``b`` (a neighbour of ``a``) onto frame ``a``: each pixel
+    of ``a`` takes the mask's value where the flow from ``a`` to ``b`` says that pixel went. Only the
+    tables the held window needs are kept.
+    """
+
+    def __init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._grey: tuple[int, np.ndarray] | None = None
+        # (a, b) -> the flow from frame a to its neighbour b at the flow's size, made a remap table at the
+        # frame's size when first used (windows with no person pixels never need one)
+        self._maps: dict[tuple[int, int], np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+        self._scale = 1.0
+
+    def add(self, idx: int, frame: np.ndarray, keep: int) -> None:
+        h, w = frame.shape[:2]
+        if self._grid is None:
+            self._scale = min(1.0, FLOW_WIDTH / w)
+            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            self._grid = (gx, gy)
+        small = frame if self._scale >= 1.0 else cv2.resize(
+            frame, (max(8, round(w * self._scale)), max(8, round(h * self._scale))), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        if self._grey is not None:
+            prev_idx, prev = self._grey
+            self._maps[prev_idx, idx] = self._dis.calc(prev, grey, None)
+            self._maps[idx, prev_idx] = self._dis.calc(grey, prev, None)
+        self._grey = (idx, grey)
+        for key in [k for k in self._maps if min(k) < idx - 2 * keep]:
+            del self._maps[key]
+
+    def _table(self, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self._grid is not None
+        gx, gy = self._grid
+        if self._scale < 1.0:
+            flow = cv2.resize(flow, (gx.shape[1], gx.shape[0]), interpolation=cv2.INTER_LINEAR) / self._scale
+        return cv2.convertMaps(gx + flow[..., 0], gy + flow[..., 1], cv2.CV_16SC2, nninterpolation=True)
+
+    def warp(self, mask: np.ndarray, a: int, b: int) -> np.ndarray:
+        if not mask.any():
+            return mask
+        table = self._maps[a, b]
+        if isinstance(table, np.ndarray):
+            table = self._maps[a, b] = self._table(table)
+        m1, m2 = table
+        return cv2.remap(mask.view(np.uint8), m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=0).astype(bool)
 
 
 def build_mask_stream(cfg: DetectConfig | None = None) -> MaskStream:

@@ -39,3 +39,6 @@ def test_unknown_mode_is_a_usage_error(tmp_path):
     assert not (tmp_path / "out").exists()
     typo = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--mode", "mesj")
     assert typo.returncode == 2 and "unknown mode 'mesj' (did you mean 'mesh'?)" in typo.stderr, typo.stderr
+    align = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--temporal-align", "sideways")
+    assert align.returncode == 2 and "temporal_align must be flow or none" in align.stderr, align.stderr
+    assert not (tmp_path / "out").exists()

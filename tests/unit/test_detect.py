@@ -224,10 +224,87 @@ def test_validate_accepts_good_detections_and_stream_rejects_bad_frames() -> Non
         stream.push(np.zeros((H + 2, W, 3), np.uint8))
 
 
+def _moving_block_clip(n: int, step: int, h: int = 120, w: int = 160, size: int = 32):
+    """A smooth random background and a block of 4 px random cells moving ``step`` px to the right per frame."""
+    rng = np.random.default_rng(3)
+    import cv2
+
+    back = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2)
+    block = cv2.resize(rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8), (size, size),
+                       interpolation=cv2.INTER_NEAREST)
+    frames, masks = [], []
+    for i in range(n):
+        f = back.copy()
+        x = 20 + step * i
+        f[40:40 + size, x:x + size] = block
+        frames.append(f)
+        masks.append(rect_mask(x, 40, x + size, 40 + size, h, w))
+    return frames, masks
+
+
+def test_stream_flow_moves_neighbour_masks_onto_the_person() -> None:
+    # the detector misses the moving block on frame 3: with flow alignment its removal mask is the block
+    # where it is on frame 3 (moved there from the neighbours), not the block's trail over frames 1..5
+    frames, masks = _moving_block_clip(7, step=4)
+    script = [dets_from([m], 120, 160) for m in masks]
+    script[3] = Detections.empty(120, 160)
+    got = {}
+    for align in ("flow", "none"):
+        cfg = DetectConfig(temporal=2, dilate=0, dilate_rel=0.0, temporal_align=align)
+        got[align] = MaskStream(ScriptedDetector(list(script)), cfg).run(frames)[3][1]
+    person, trail = masks[3], np.logical_or.reduce([masks[j] for j in (1, 2, 4, 5)]) & ~masks[3]
+    assert got["none"][person].mean() == 1.0 and got["none"][trail].mean() == 1.0
+    assert got["flow"][person].mean() >= 0.95
+    assert got["flow"][trail].mean() <= 0.2          # the trail is not removed: it is scene
+    assert got["flow"].sum() <= 1.1 * person.sum() < got["none"].sum()
+
+
+def test_stream_neighbours_grow_by_temporal_grow_of_their_dilation() -> None:
+    # a still scene (zero flow): a person whose legs only frame 2 finds. Frame 1's removal holds its own
+    # upper body grown by the full kernel (9 px: 4 px a side) and the legs from frame 2 grown by half of it
+    # (5 px: 2 px a side): the person is found here too, and their own mask carries the full margin
+    person, upper = rect_mask(30, 20, 34, 28), rect_mask(30, 20, 34, 24)
+    script = [dets_from([upper]) for _ in range(5)]
+    script[2] = dets_from([person])
+    cfg = DetectConfig(temporal=2, dilate=9, dilate_rel=0.0, temporal_grow=0.5)
+    outs = MaskStream(ScriptedDetector(script), cfg).run([frame()] * 5)
+    own, near = outs[2][1], outs[1][1]
+    assert own[31, 31] and not own[32, 31] and own[24, 26] and not own[24, 25]
+    assert near[29, 31] and not near[30, 31]            # the legs: 2 px below
+    assert near[27, 28] and not near[27, 27]            # ... and 2 px to the side
+    assert near[16, 31] and near[20, 26]                # the upper body: its own 4 px
+    # grow 1: the legs come with the full margin, as without flow
+    full = MaskStream(ScriptedDetector(list(script)), DetectConfig(temporal=2, dilate=9, dilate_rel=0.0,
+                                                                   temporal_grow=1.0)).run([frame()] * 5)
+    assert full[1][1][31, 31] and not full[1][1][32, 31]
+
+
+def test_stream_a_person_the_frame_missed_keeps_the_full_margin() -> None:
+    # found on frame 2 only: the frames around it miss them entirely, so nothing of theirs carries the
+    # margin, and the neighbour's mask brings the full one
+    person = rect_mask(30, 20, 34, 28)
+    script = [dets_from([]) for _ in range(5)]
+    script[2] = dets_from([person])
+    cfg = DetectConfig(temporal=2, dilate=9, dilate_rel=0.0, temporal_grow=0.5)
+    outs = MaskStream(ScriptedDetector(script), cfg).run([frame()] * 5)
+    assert outs[2][1][24, 26] and not outs[2][1][24, 25]
+    assert all(np.array_equal(r, outs[2][1]) for _, r in outs)
+
+
+@pytest.mark.parametrize("field, value", [("temporal_align", "optical"), ("temporal_grow", 1.5),
+                                          ("temporal_grow", -0.1)])
+def test_temporal_settings_are_checked(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        DetectConfig(**{field: value})
+
+
 def test_stream_info_describes_chain() -> None:
     info = MaskStream(ScriptedDetector([]), DetectConfig(temporal=3, dilate=7)).info()
     assert info["backend"] == "scripted" and info["temporal"] == 3 and info["dilate"] == 7
     assert info["tracker"]["name"] == "iou"
+    assert info["temporal_align"] == "flow" and info["temporal_grow"] == 0.5 and "DIS" in info["flow"]
+    info = MaskStream(ScriptedDetector([]), DetectConfig(temporal=3, temporal_align="none")).info()
+    assert info["temporal_align"] == "none" and info["temporal_grow"] == 1.0 and "flow" not in info
 
 
 # ---------------------------------------------------------------- registry and weights errors
