@@ -42,6 +42,7 @@ from privvid.detect.track import IouTracker
 
 Output = tuple[Detections, np.ndarray]
 FLOW_WIDTH = 432  # px: optical flow runs on a grey copy at most this wide (its cost does not grow with the input)
+MIN_FLOW_SIDE = 16  # px: a frame whose flow copy is smaller on a side gets no flow (DIS needs patches)
 ALIGNS = ("flow", "none")
 
 
@@ -233,8 +234,10 @@ class _FlowMaps:
             self._scale = min(1.0, FLOW_WIDTH / w)
             gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
             self._grid = (gx, gy)
-        small = frame if self._scale >= 1.0 else cv2.resize(
-            frame, (max(8, round(w * self._scale)), max(8, round(h * self._scale))), interpolation=cv2.INTER_AREA)
+        size = (max(1, round(w * self._scale)), max(1, round(h * self._scale)))
+        if min(size) < MIN_FLOW_SIDE:  # too small for DIS's patches: the masks stay where they lie
+            return
+        small = frame if self._scale >= 1.0 else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         if self._grey is not None:
             prev_idx, prev = self._grey
@@ -252,7 +255,7 @@ class _FlowMaps:
         return cv2.convertMaps(gx + flow[..., 0], gy + flow[..., 1], cv2.CV_16SC2, nninterpolation=True)
 
     def warp(self, mask: np.ndarray, a: int, b: int) -> np.ndarray:
-        if not mask.any():
+        if not mask.any() or (a, b) not in self._maps:  # (no flow between frames this small)
             return mask
         table = self._maps[a, b]
         if isinstance(table, np.ndarray):

@@ -291,6 +291,16 @@ def test_stream_a_person_the_frame_missed_keeps_the_full_margin() -> None:
     assert all(np.array_equal(r, outs[2][1]) for _, r in outs)
 
 
+@pytest.mark.parametrize("h, w", [(4, 6), (8, 8), (3, 500)])
+def test_stream_frames_too_small_for_flow_union_where_they_lie(h: int, w: int) -> None:
+    person = rect_mask(0, 0, 2, 2, h, w)
+    script = [dets_from([person], h, w) for _ in range(3)]
+    script[1] = Detections.empty(h, w)
+    frames = [np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8) for i in range(3)]
+    outs = MaskStream(ScriptedDetector(script), DetectConfig(temporal=1, dilate=0, dilate_rel=0.0)).run(frames)
+    assert np.array_equal(outs[1][1], person)
+
+
 @pytest.mark.parametrize("field, value", [("temporal_align", "optical"), ("temporal_grow", 1.5),
                                           ("temporal_grow", -0.1)])
 def test_temporal_settings_are_checked(field: str, value: object) -> None:
