@@ -43,7 +43,6 @@ from privvid.detect.track import IouTracker
 Output = tuple[Detections, np.ndarray]
 FLOW_WIDTH = 432  # px: optical flow runs on a grey copy at most this wide (its cost does not grow with the input)
 MIN_FLOW_SIDE = 16  # px: a frame whose flow copy is smaller on a side gets no flow (DIS needs patches)
-ALIGNS = ("flow", "none")
 
 
 class MaskStream:
@@ -57,8 +56,6 @@ class MaskStream:
         self.detector = detector
         self.tracker = tracker or IouTracker(self.cfg.track_iou, self.cfg.track_max_age)
         self.own_tracks = bool(getattr(detector, "tracks", False)) and tracker is None
-        if self.cfg.temporal_align not in ALIGNS:
-            raise ValueError(f"temporal_align must be one of {ALIGNS}, got {self.cfg.temporal_align!r}")
         self.delay = int(self.cfg.temporal)
         self.align = self.delay > 0 and self.cfg.temporal_align == "flow"
         self._shape: tuple[int, int] | None = None
