@@ -104,9 +104,11 @@ class MaskStream:
         # person it missed, a piece of the neighbours' masks that touches none of this frame's, keeps
         # the full margin
         if full.any():
-            _, labels = cv2.connectedComponents(full.view(np.uint8), connectivity=8)
-            seen = np.unique(labels[held[i][0] & full])
-            out |= (labels > 0) & ~np.isin(labels, seen)
+            n, labels = cv2.connectedComponents(full.view(np.uint8), connectivity=8)
+            missed = np.ones(n, bool)
+            missed[0] = False
+            missed[labels[held[i][0] & full]] = False
+            out |= missed[labels]
         return out
 
     def _dilated(self, dets: Detections) -> tuple[np.ndarray, np.ndarray]:
@@ -258,8 +260,9 @@ class _FlowMaps:
         if isinstance(table, np.ndarray):
             table = self._maps[a, b] = self._table(table)
         m1, m2 = table
+        # nearest-neighbour sampling of a 0/1 image gives 0/1: a bool view, no copy
         return cv2.remap(mask.view(np.uint8), m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=0).astype(bool)
+                         borderValue=0).view(bool)
 
 
 def build_mask_stream(cfg: DetectConfig | None = None) -> MaskStream:
