@@ -52,7 +52,8 @@ class DetectConfig:
     temporal: int = 2                    # union of masks over +-temporal frames
     temporal_align: str = "flow"         # the neighbours' masks moved onto the frame by optical flow first
                                          # ("none": where they lie, the rule until 2026-12-05)
-    temporal_grow: float = 0.5           # ... and grown by this share of their own dilation (flow only)
+    temporal_grow: float = 0.5           # ... and grown by this share of their own dilation, at least by the
+                                         # least one (dilate_min_frame); a person this frame missed: all of it
     min_score: float = 0.3
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)

@@ -14,11 +14,14 @@ px for everything. Only 2*delay+1 per-frame masks are held, never the clip.
 With ``DetectConfig.temporal_align = "flow"`` (the default) a neighbour frame's
 person pixels are first moved onto this frame by dense optical flow (OpenCV's DIS,
 ultrafast preset, on a grey copy at most ``FLOW_WIDTH`` px wide, chained frame to
-frame) and grow by ``DetectConfig.temporal_grow`` x the dilation of their own frame:
+frame) and grow by ``DetectConfig.temporal_grow`` x the dilation of their own frame
+(never less than the least growth, so small people keep their whole margin):
 the neighbours are there to cover what this frame's detection dropped, where the
 person is now, not to stamp five silhouettes of a moving person and the camera's
-pan over the scene. ``"none"`` unions the neighbours' masks where they lie, grown
-as much as their own frame's (the rule until 2026-12-05).
+pan over the scene. A piece of the moved neighbours' masks that touches none of this
+frame's own is a person this frame missed, and keeps its full growth. ``"none"``
+unions the neighbours' masks where they lie, grown as much as their own frame's
+(the rule until 2026-12-05).
 
 A detector with ``tracks = True`` gives its own track ids; otherwise the IoU
 tracker assigns them.
@@ -118,10 +121,12 @@ class MaskStream:
         cfg = self.cfg
         grow = cfg.temporal_grow if self.align else 1.0
 
-        def less(k: int) -> int:  # a neighbour's kernel: never wider than the frame's own
+        def less(k: int, floor: int = int(cfg.dilate_min)) -> int:
+            """A neighbour's kernel: ``temporal_grow`` of the frame's own ``k``, never under the least one
+            (``floor``: small people keep their whole margin) nor over ``k``."""
             if grow >= 1.0 or k <= 1:
                 return k
-            k = min(k, max(int(cfg.dilate_min), int(round(grow * k))))
+            k = min(k, max(floor, int(round(grow * k))))
             return k + 1 - k % 2
 
         if cfg.dilate_rel <= 0:
@@ -154,7 +159,7 @@ class MaskStream:
             pixels = piece(*window)
             out[window] |= dilate(pixels, k)
             if near is not out:
-                near[window] |= dilate(pixels, less(k))
+                near[window] |= dilate(pixels, less(k, floor))
         return out, near
 
     def push(self, frame: np.ndarray) -> list[Output]:

@@ -279,6 +279,18 @@ def test_stream_neighbours_grow_by_temporal_grow_of_their_dilation() -> None:
     assert full[1][1][31, 31] and not full[1][1][32, 31]
 
 
+def test_stream_small_people_keep_the_least_margin_in_the_neighbours() -> None:
+    # the least growth (here 25% of the 48 px frame height: a 13 px kernel, 6 px a side) is what a small
+    # person gets; half of it would leave their outline, so the neighbours' masks keep all of it
+    person, upper = rect_mask(30, 20, 34, 28), rect_mask(30, 20, 34, 24)
+    script = [dets_from([upper]) for _ in range(5)]
+    script[2] = dets_from([person])
+    cfg = DetectConfig(temporal=2, dilate_rel=0.08, dilate_min_frame=0.25, temporal_grow=0.5)
+    outs = MaskStream(ScriptedDetector(script), cfg).run([frame()] * 5)
+    assert outs[2][1][33, 31] and not outs[2][1][34, 31]
+    assert outs[1][1][33, 31] and not outs[1][1][34, 31]     # the legs from frame 2: the same 6 px
+
+
 def test_stream_a_person_the_frame_missed_keeps_the_full_margin() -> None:
     # found on frame 2 only: the frames around it miss them entirely, so nothing of theirs carries the
     # margin, and the neighbour's mask brings the full one
