@@ -53,6 +53,18 @@ def test_pieces_of_one_person_merge_but_people_inside_a_group_box_do_not():
     assert len(b) == 2
 
 
+def test_a_crop_past_the_frame_edge_holds_the_frame_mirrored():
+    from privvid.detect.litert_models import _cut
+
+    frame = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    crop = _cut(frame, -10, 30, 20, 20)               # 10 px past the left edge, 10 past the bottom
+    assert np.array_equal(crop[:10, 10:], frame[30:40, 0:10])       # inside: the frame itself
+    assert np.array_equal(crop[:10, :10], frame[30:40, 10:0:-1])    # left of it: mirrored at the edge
+    assert np.array_equal(crop[10:, 10:], frame[38:28:-1, 0:10])    # below it: mirrored too
+    assert not np.array_equal(_cut(frame, 100, 100, 8, 8), frame[:8, :8])  # wholly outside: blank
+    assert not _cut(frame, 100, 100, 8, 8).any()
+
+
 def test_square_crop_is_centred_and_scaled():
     x0, y0, side = square_crop(np.array([10, 20, 30, 60]), 1.5, 100, 100)
     assert side == 60 and (x0 + side / 2, y0 + side / 2) == (20, 40)
