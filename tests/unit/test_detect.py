@@ -259,13 +259,18 @@ def test_stream_flow_moves_neighbour_masks_onto_the_person() -> None:
     assert got["flow"].sum() <= 1.1 * person.sum() < got["none"].sum()
 
 
+def _legs_found_on_frame_2() -> list[Detections]:
+    """Five still frames of a person (x 30-33, y 20-27) whose legs (y 24-27) only frame 2 finds."""
+    script = [dets_from([rect_mask(30, 20, 34, 24)]) for _ in range(5)]
+    script[2] = dets_from([rect_mask(30, 20, 34, 28)])
+    return script
+
+
 def test_stream_neighbours_grow_by_temporal_grow_of_their_dilation() -> None:
     # a still scene (zero flow): a person whose legs only frame 2 finds. Frame 1's removal holds its own
     # upper body grown by the full kernel (9 px: 4 px a side) and the legs from frame 2 grown by half of it
     # (5 px: 2 px a side): the person is found here too, and their own mask carries the full margin
-    person, upper = rect_mask(30, 20, 34, 28), rect_mask(30, 20, 34, 24)
-    script = [dets_from([upper]) for _ in range(5)]
-    script[2] = dets_from([person])
+    script = _legs_found_on_frame_2()
     cfg = DetectConfig(temporal=2, dilate=9, dilate_rel=0.0, temporal_grow=0.5)
     outs = MaskStream(ScriptedDetector(script), cfg).run([frame()] * 5)
     own, near = outs[2][1], outs[1][1]
@@ -282,11 +287,8 @@ def test_stream_neighbours_grow_by_temporal_grow_of_their_dilation() -> None:
 def test_stream_small_people_keep_the_least_margin_in_the_neighbours() -> None:
     # the least growth (here 25% of the 48 px frame height: a 13 px kernel, 6 px a side) is what a small
     # person gets; half of it would leave their outline, so the neighbours' masks keep all of it
-    person, upper = rect_mask(30, 20, 34, 28), rect_mask(30, 20, 34, 24)
-    script = [dets_from([upper]) for _ in range(5)]
-    script[2] = dets_from([person])
     cfg = DetectConfig(temporal=2, dilate_rel=0.08, dilate_min_frame=0.25, temporal_grow=0.5)
-    outs = MaskStream(ScriptedDetector(script), cfg).run([frame()] * 5)
+    outs = MaskStream(ScriptedDetector(_legs_found_on_frame_2()), cfg).run([frame()] * 5)
     assert outs[2][1][33, 31] and not outs[2][1][34, 31]
     assert outs[1][1][33, 31] and not outs[1][1][34, 31]     # the legs from frame 2: the same 6 px
 
