@@ -53,14 +53,16 @@ def test_pieces_of_one_person_merge_but_people_inside_a_group_box_do_not():
     assert len(b) == 2
 
 
-def test_a_crop_past_the_frame_edge_holds_the_frame_mirrored():
+def test_a_crop_past_a_side_edge_holds_the_frame_mirrored():
     from privvid.detect.litert_models import _cut
 
     frame = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
     crop = _cut(frame, -10, 30, 20, 20)               # 10 px past the left edge, 10 past the bottom
     assert np.array_equal(crop[:10, 10:], frame[30:40, 0:10])       # inside: the frame itself
     assert np.array_equal(crop[:10, :10], frame[30:40, 10:0:-1])    # left of it: mirrored at the edge
-    assert np.array_equal(crop[10:, 10:], frame[38:28:-1, 0:10])    # below it: mirrored too
+    assert not crop[10:].any()                                      # below it: black
+    right = _cut(frame, 50, 0, 20, 20)                # 10 px past the right edge
+    assert np.array_equal(right[:, :10], frame[:20, 50:60]) and np.array_equal(right[:, 10:], frame[:20, 58:48:-1])
     assert not np.array_equal(_cut(frame, 100, 100, 8, 8), frame[:8, :8])  # wholly outside: blank
     assert not _cut(frame, 100, 100, 8, 8).any()
 
