@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--copies", type=int, default=3, help="copies of each clip in the dataset run")
     parser.add_argument("--detectors", default="ssd,mediapipe",
-                        help="comma list of detector backends to compare (ssd-upright: ssd with turn=false)")
+                        help="comma list of detector backends to compare (ssd-upright: ssd with turn=false; "
+                             "ssd-union: ssd with the plain union over frames)")
     args = parser.parse_args()
     clips = args.clips or [c for c in DEFAULT_CLIPS if c.exists()]
     if not clips:
@@ -66,8 +67,12 @@ def main() -> None:
     for backend in args.detectors.split(","):
         if backend == "ssd-upright":  # the default without its upside-down pass (the default until 2026-12-02)
             det = DetectConfig(options={"turn": False})
+        elif backend == "ssd-union":  # the plain union over frames, no optical flow (the default until 2026-12-05)
+            det = DetectConfig(temporal_align="none")
+        elif backend == "mediapipe":  # as the CLI runs it: fixed dilation, the plain union
+            det = DetectConfig(backend=backend, dilate_rel=0.0, temporal_align="none")
         else:
-            det = DetectConfig(backend=backend, **({"dilate_rel": 0.0} if backend == "mediapipe" else {}))
+            det = DetectConfig(backend=backend)
         cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det)
         lines.append(run(console, clips, size, cfg, args, backend))
     for line in lines:
