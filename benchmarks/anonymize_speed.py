@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import AnonymizeConfig, DetectConfig, parse_size
+from privvid.config import MEDIAPIPE_AS_MEASURED, AnonymizeConfig, DetectConfig, parse_size
 from privvid.io import VideoWriter, output_size, probe, read_frames
 
 from _shared import DATA, DEMO
@@ -70,7 +70,7 @@ def main() -> None:
         elif backend == "ssd-union":  # the plain union over frames, no optical flow (the default until 2026-12-05)
             det = DetectConfig(temporal_align="none")
         elif backend == "mediapipe":  # as the CLI runs it: fixed dilation, the plain union
-            det = DetectConfig(backend=backend, dilate_rel=0.0, temporal_align="none")
+            det = DetectConfig(backend=backend, **MEDIAPIPE_AS_MEASURED)
         else:
             det = DetectConfig(backend=backend)
         cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det)

@@ -45,7 +45,7 @@ from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from privvid.config import DetectConfig, parse_size  # noqa: E402
+from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig, parse_size  # noqa: E402
 from privvid.detect import build_mask_stream  # noqa: E402
 from _shared import DATA, YOLO_SEG  # noqa: E402
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                          "on these videos (no GT needed), e.g. the demo clips benchmarks/anonymize_speed.py uses")
     ap.add_argument("--variants", default="default,mediapipe",
                     help="default (the ssd backend); ssd variants: ssd-notiles (no tiles), ssd-tiles1 (tiles every "
-                         "frame), ssd-fixed (fixed 11 px dilation), ssd-t0 (no temporal union), ssd-before (a 3 px minimum dilation instead of 3% of the frame height: the default until 2026-12-01), ssd-shadow (shadow=0.5), ssd-upright (no turned pass: the default until 2026-12-02), ssd-union (neighbour masks not moved by optical flow and fully grown: the default until 2026-12-05), ssd-grow1 / ssd-grow0 (temporal_grow 1 / 0); mediapipe (the previous default, fixed 11 px "
+                         "frame), ssd-fixed (fixed 11 px dilation), ssd-t0 (no temporal union), ssd-before (a 3 px minimum dilation instead of 3% of the frame height: the default until 2026-12-01), ssd-shadow (shadow=0.5), ssd-upright (no turned pass: the default until 2026-12-02), ssd-union (neighbour masks not moved by optical flow and fully grown: the default until 2026-12-05); mediapipe (the previous default, fixed 11 px "
                          "dilation) and its variants: old (the default before the crop pass: pose every frame, "
                          "crops=0, i.e. the first measurements in docs/mask_quality.md); pose1 (default with pose on "
                          "every frame); single (one pose person per frame, the default before the pose cascade); "
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = parse_size(args.size)
     ssd = DetectConfig()
-    base = DetectConfig(backend="mediapipe", dilate_rel=0.0, temporal_align="none")
+    base = DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)
 
     def mp(**options: object) -> DetectConfig:  # the mediapipe baseline with some of its options changed
         return replace(base, options=options)
@@ -188,9 +188,6 @@ def main(argv: list[str] | None = None) -> int:
                                 replace(ssd, options={"turn": False})),
                 "ssd-union": ("ssd temporal_align=none (neighbour masks where they lie, fully grown: the default "
                               "until 2026-12-05)", replace(ssd, temporal_align="none")),
-                "ssd-grow1": ("ssd temporal_grow=1 (flow, neighbours fully grown)", replace(ssd, temporal_grow=1.0)),
-                "ssd-grow0": ("ssd temporal_grow=0 (flow, neighbours grown by dilate_min px)",
-                              replace(ssd, temporal_grow=0.0)),
                 "mediapipe": ("mediapipe (previous default)", base),
                 "old": ("mediapipe old default (pose_every=1, crops=0)", mp(pose_every=1, crops=0)),
                 "pose1": ("mediapipe pose_every=1", mp(pose_every=1)),

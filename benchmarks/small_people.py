@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from privvid.config import DetectConfig, parse_size  # noqa: E402
+from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig, parse_size  # noqa: E402
 from privvid.detect import build_mask_stream  # noqa: E402
 from privvid.io.video import read_frames  # noqa: E402
 from _shared import YOLO_SEG  # noqa: E402
@@ -65,7 +65,7 @@ def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
         name = "ssd (default)" if not opts else "ssd " + ",".join(f"{k}={v}" for k, v in opts.items())
         return name, DetectConfig(options=opts, **extra)
     if backend == "mediapipe":
-        cfg = DetectConfig(backend="mediapipe", dilate_rel=0.0, temporal_align="none",
+        cfg = DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED,
                            options={"tiles": tiles or None, "tile_every": int(every or 1)}, **extra)
         name = "mediapipe (previous default)" if not tiles else f"mediapipe tiles={tiles}" + (
             f" every {every}" if every else "")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import parse_size, preset
+from privvid.config import MEDIAPIPE_AS_MEASURED, parse_size, preset
 from privvid.errors import ConfigError
 from privvid.runtime import RunProgress
 
@@ -97,8 +97,7 @@ def anonymize(
     options.update(_given(tiles=detect_tiles, tile_every=tile_every, pose_people=pose_people))
     flat: dict[str, Any] = {}
     if backend == "mediapipe":
-        # its measured behaviour: a fixed dilation, the neighbours' masks where they lie (docs/mask_quality.md)
-        flat.update(dilate_rel=0.0, temporal_align="none")
+        flat.update(MEDIAPIPE_AS_MEASURED)
     if temporal_align is not None:
         flat["temporal_align"] = temporal_align
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,

@@ -89,6 +89,11 @@ class DetectConfig:
             raise ConfigError(f"--sam-weights is not read by --detector {self.backend}: it is for --detector sam")
 
 
+# the settings the previous default (--detector mediapipe) was measured with and runs with from the CLI:
+# a fixed dilation and the neighbours' masks where they lie (docs/mask_quality.md)
+MEDIAPIPE_AS_MEASURED: dict[str, Any] = {"dilate_rel": 0.0, "temporal_align": "none"}
+
+
 @dataclass(frozen=True)
 class InpaintConfig:
     backend: str = "propagate"           # registered name, see privvid.inpaint.INPAINTERS

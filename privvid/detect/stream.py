@@ -60,13 +60,17 @@ class MaskStream:
         self.tracker = tracker or IouTracker(self.cfg.track_iou, self.cfg.track_max_age)
         self.own_tracks = bool(getattr(detector, "tracks", False)) and tracker is None
         self.delay = int(self.cfg.temporal)
-        self.align = self.delay > 0 and self.cfg.temporal_align == "flow"
         self._shape: tuple[int, int] | None = None
         # (index, this frame's removal pixels, the same as a neighbour's: grown by temporal_grow)
         self._unions: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=2 * self.delay + 1)
         self._pending: deque[tuple[int, Detections]] = deque()
         self._count = 0
-        self._flow = _FlowMaps() if self.align else None
+        self._flow = _FlowMaps() if self.delay > 0 and self.cfg.temporal_align == "flow" else None
+
+    @property
+    def align(self) -> bool:
+        """Whether the neighbours' masks are moved by optical flow (``temporal_align`` flow, ``temporal`` > 0)."""
+        return self._flow is not None
 
     def reset(self) -> None:
         self.detector.reset()

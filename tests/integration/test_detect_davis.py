@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from privvid.config import DetectConfig
+from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig
 from privvid.detect import build_mask_stream
 from privvid.detect.mediapipe_backend import MediapipeOptions
 from privvid.errors import MissingWeights
@@ -42,7 +42,7 @@ def davis(shared_data: Path, seq: str, n: int = N_FRAMES):
     return frames, gts
 
 
-MEDIAPIPE = DetectConfig(backend="mediapipe", dilate_rel=0.0, temporal_align="none")  # as measured: a fixed 11 px dilation
+MEDIAPIPE = DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)  # as measured: a fixed 11 px dilation
 
 
 @pytest.fixture(scope="module")

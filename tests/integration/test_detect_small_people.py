@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from privvid.config import DetectConfig
+from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig
 from privvid.detect import build_mask_stream
 from privvid.detect.mediapipe_backend import MediapipeOptions
 from privvid.io.video import read_frames
@@ -30,7 +30,7 @@ SIZE = (432, 240)
 FRAMES = (0, 100, 200, 300, 400, 500, 600, 700)
 MIN_COVER = 0.95
 REF_SCORE = 0.5
-MEDIAPIPE = dict(backend="mediapipe", dilate_rel=0.0, temporal_align="none")  # the previous default, as measured
+MEDIAPIPE = dict(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)  # the previous default, as measured
 
 pytestmark = pytest.mark.skipif(
     not VTEST.is_file(), reason=f"{VTEST} not found: it comes from Debian's opencv-doc (scripts/setup.sh installs it)"

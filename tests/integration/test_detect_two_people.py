@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from privvid.config import DetectConfig
+from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig
 from privvid.detect import build_mask_stream
 from privvid.detect.mediapipe_backend import MediapipeOptions
 from privvid.io.video import read_frames
@@ -50,7 +50,7 @@ def reference(clip_frames, shared_weights: Path):
     return out
 
 
-MEDIAPIPE = DetectConfig(backend="mediapipe", dilate_rel=0.0, temporal_align="none")  # the previous default, as measured
+MEDIAPIPE = DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)  # the previous default, as measured
 
 
 @pytest.mark.parametrize("cfg", [DetectConfig(), MEDIAPIPE], ids=["ssd", "mediapipe"])
