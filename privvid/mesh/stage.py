@@ -40,7 +40,10 @@ NEAR_INSIDE = 0.6         # this much inside the other's box (or the other's in 
                           # PART_HEIGHT of the other's height: a pose run on a box around a part of the person,
                           # or around a group, puts the limbs a little elsewhere
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
-                          # that only overlaps may hold someone else: its pose is looked at again)
+                          # that only overlaps may hold someone else: its pose is looked at again) ...
+DUPLICATE_RECHECK = 3     # ... and one whose box lies at least NEAR_INSIDE in its twin's, or its twin's in it, is
+                          # posed again only every this many frames (a crowd's part and group boxes: a third
+                          # of the pose runs on DAVIS schoolgirls were on duplicates)
 BODY_TAKEOVER = 2         # a new track, or one whose body has been drawn in this many frames at most, whose
 BODY_TAKEOVER_IOU = 0.5   # box lies on an older body drawn in the last this many frames (and not in this one)
                           # by at least this IoU carries on that body
@@ -89,6 +92,7 @@ class MeshStage:
         self._frames_info: list[dict] = []
         self._next_anon = -1                  # ids privvid makes up (untracked detections, spare bodies)
         self._dup_of: dict[int, int] = {}     # track -> the track it was found to duplicate (last frame)
+        self._unposed: dict[int, int] = {}   # duplicate track -> frames in a row it was not posed again
         self._bodies: dict[int, int] = {}     # body -> frames it has been drawn in
         self._body_of: dict[int, int] = {}    # track -> the body it draws (its own id until it takes one over)
         self._holder: dict[int, int] = {}     # body -> the track that drew it last
@@ -175,10 +179,12 @@ class MeshStage:
                     continue
                 twin = self._dup_of.get(tid)
                 if twin is not None:
-                    if any(k["track"] == twin and box_iou(k["box"], box)[0, 0] >= DUPLICATE_BOX_IOU for k in kept):
+                    still = self._still_twin(tid, box, next((k for k in kept if k["track"] == twin), None))
+                    if still:
                         _mark_duplicate(person, twin)   # still on its twin, as last frame: no second pose run
                         continue
                     del self._dup_of[tid]
+                self._unposed.pop(tid, None)
                 res: PoseResult | None = None
                 try:
                     if (kp is not None and len(kp) > i and kp.shape[1] == 33 and world_kp is not None
@@ -307,6 +313,21 @@ class MeshStage:
             self._frames_info.append(info)
         self._frame0 += t_count
         return out, infos
+
+    def _still_twin(self, track: int, box: np.ndarray, twin: dict | None) -> bool:
+        """Is a track that duplicated ``twin`` last frame still that person, without a pose run: the twin is
+        kept in this frame and their boxes coincide (``DUPLICATE_BOX_IOU``), or one lies in the other
+        (``NEAR_INSIDE``) and it has not been posed for ``DUPLICATE_RECHECK`` - 1 frames in a row."""
+        if twin is None:
+            return False
+        if box_iou(twin["box"], box)[0, 0] >= DUPLICATE_BOX_IOU:
+            return True
+        skipped = self._unposed.get(track, 0)
+        inside = box_inside(box, twin["box"])[0, 0]
+        if skipped + 1 >= DUPLICATE_RECHECK or inside < NEAR_INSIDE:
+            return False
+        self._unposed[track] = skipped + 1
+        return True
 
     def _body(self, track: int) -> int:
         return self._body_of.get(track, track)
@@ -522,6 +543,7 @@ class MeshStage:
             **self.body.info(),
             "fit": {"smooth": self.cfg.smooth, "max_rel_error": MAX_REL_ERROR, "min_landmarks": MIN_LANDMARKS,
                     "duplicate_distance": DUPLICATE_DISTANCE, "duplicate_box_iou": DUPLICATE_BOX_IOU,
+                    "duplicate_recheck": DUPLICATE_RECHECK,
                     "iters_cold": self._fitter.iters_cold if self._fitter else None,
                     "iters_warm": self._fitter.iters_warm if self._fitter else None},
             "renderer": {"backend": "pyrender", "platform": os.environ.get("PYOPENGL_PLATFORM", "egl"),

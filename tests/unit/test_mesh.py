@@ -473,22 +473,28 @@ class _PoseByFrame:
         return {"name": self.name}
 
 
-@pytest.mark.parametrize("trim", [0.1, 0.25])
-def test_one_body_for_a_person_detected_twice(body, rng, trim):
-    """A second box on most of the same person (another track, lower score) gives no second body. While its
-    box stays within IoU 0.8 of the first one its pose is not looked at again; a box that only overlaps
+@pytest.mark.parametrize("second", ["same box", "part", "overlap"])
+def test_one_body_for_a_person_detected_twice(body, rng, second):
+    """A second box on the same person (another track, lower score) gives no second body. While its box
+    stays within IoU 0.8 of the first one its pose is not looked at again; a box on a part of the person
+    (lying in the first one) is posed again only every DUPLICATE_RECHECK frames; a box that only overlaps
     (it could hold someone else) is posed on every frame."""
-    from privvid.mesh.stage import MeshStage
+    from privvid.mesh.stage import DUPLICATE_RECHECK, MeshStage
 
+    frames_n = 2 * DUPLICATE_RECHECK + 1
     fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
-    rows, _ = _synthetic_rows(body, fitter, rng, frames=5)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=frames_n)
     frames, dets, background, masks = _stage_inputs(rows)
     twice = []
     for d in dets:
         x0, y0, x1, y1 = d.boxes[0]
-        part = np.array([x0, y0 + trim * (y1 - y0), x1, y1], np.float32)   # the person but their top
+        w, h = x1 - x0, y1 - y0
+        box = {"same box": [x0, y0 + 0.1 * h, x1, y1],          # the person but their top
+               "part": [x0, y0 + 0.25 * h, x1, y1],             # their lower part
+               "overlap": [x0 + 0.45 * w, y0, x1 + 0.45 * w, y1]}[second]   # half on them, half beside
+        part = np.array(box, np.float32)
         m = np.zeros((1, H, W), bool)
-        m[0, int(part[1]):int(part[3]), int(part[0]):int(part[2])] = True
+        m[0, int(part[1]):int(part[3]), int(max(part[0], 0)):int(min(part[2], W))] = True
         twice.append(Detections(masks=np.concatenate([d.masks, m]), boxes=np.stack([d.boxes[0], part]),
                                 scores=np.array([0.9, 0.4], np.float32), track_ids=np.array([3, 7], np.int64)))
     source = _PoseByFrame(rows)
@@ -498,13 +504,15 @@ def test_one_body_for_a_person_detected_twice(body, rng, trim):
         status = {p["track_id"]: p["status"] for p in info["people"]}
         assert status == {3: "ok", 7: "duplicate"}
         assert "track 3" in next(p["reason"] for p in info["people"] if p["track_id"] == 7)
-    posed = [c for c in source.calls if c[1] == 7]
-    if trim == 0.1:   # posed once, when it was found to be track 3 again, then skipped
-        assert posed == [(0, 7)]
+    posed = [t for t, track in source.calls if track == 7]
+    if second == "same box":   # posed once, when it was found to be track 3 again, then skipped
+        assert posed == [0]
+    elif second == "part":
+        assert posed == list(range(0, frames_n, DUPLICATE_RECHECK)) == [0, 3, 6]
     else:
-        assert posed == [(t, 7) for t in range(5)]
+        assert posed == list(range(frames_n))
     summary = stage.finish()
-    assert summary["fitted"] == 5 and summary["duplicates"] == 5 and summary["failed"] == 0
+    assert summary["fitted"] == frames_n and summary["duplicates"] == frames_n and summary["failed"] == 0
     stage.close()
 
 
