@@ -41,8 +41,8 @@ NEAR_INSIDE = 0.6         # this much inside the other's box (or the other's in 
                           # or around a group, puts the limbs a little elsewhere
 DUPLICATE_BOX_IOU = 0.8   # a duplicate whose box stays this close to its twin's is not posed again (a box
                           # that only overlaps may hold someone else: its pose is looked at again) ...
-DUPLICATE_RECHECK = 3     # ... and one whose box lies at least NEAR_INSIDE in its twin's, or its twin's in it, is
-                          # posed again only every this many frames (a crowd's part and group boxes: a third
+DUPLICATE_RECHECK = 3     # ... and one whose box lies at least NEAR_INSIDE on its twin's skeleton is posed again
+                          # only every this many frames (a crowd's part and group boxes: a third
                           # of the pose runs on DAVIS schoolgirls were on duplicates)
 BODY_TAKEOVER = 2         # a new track, or one whose body has been drawn in this many frames at most, whose
 BODY_TAKEOVER_IOU = 0.5   # box lies on an older body drawn in the last this many frames (and not in this one)
@@ -171,6 +171,11 @@ class MeshStage:
             people.sort(key=lambda p: (p[1] in self._dup_of, self._body(p[1]) not in self._states,
                                        -float(det.scores[p[0]])))
             was_duplicate = dict(self._dup_of)
+            # boxes of the bodies drawn last frame whose track this frame lacks: a box on them may be that
+            # person now, so it is posed whatever it duplicated last frame
+            present = {p[1] for p in people}
+            lost = [b for body, (at, b) in self._drawn_at.items()
+                    if at == f_idx - 1 and self._holder.get(body) not in present]
             kept: list[dict] = []   # this frame's rows: the people who get a body
             for i, tid, box, person in people:
                 if float(box[3] - box[1]) < getattr(self.cfg, "min_height", 0.0) * height:
@@ -179,7 +184,7 @@ class MeshStage:
                     continue
                 twin = self._dup_of.get(tid)
                 if twin is not None:
-                    still = self._still_twin(tid, box, next((k for k in kept if k["track"] == twin), None))
+                    still = self._still_twin(tid, box, next((k for k in kept if k["track"] == twin), None), lost)
                     if still:
                         _mark_duplicate(person, twin)   # still on its twin, as last frame: no second pose run
                         continue
@@ -314,16 +319,19 @@ class MeshStage:
         self._frame0 += t_count
         return out, infos
 
-    def _still_twin(self, track: int, box: np.ndarray, twin: dict | None) -> bool:
+    def _still_twin(self, track: int, box: np.ndarray, twin: dict | None, lost: list[np.ndarray]) -> bool:
         """Is a track that duplicated ``twin`` last frame still that person, without a pose run: the twin is
-        kept in this frame and their boxes coincide (``DUPLICATE_BOX_IOU``), or one lies in the other
-        (``NEAR_INSIDE``) and it has not been posed for ``DUPLICATE_RECHECK`` - 1 frames in a row."""
-        if twin is None:
+        kept in this frame, no ``lost`` box (of a body drawn last frame whose track is missing now) lies in
+        its box or holds it (``NEAR_INSIDE``), and their boxes coincide (``DUPLICATE_BOX_IOU``), or its box
+        lies on the twin's skeleton (``NEAR_INSIDE`` of it in the box of the twin's landmarks; a box around
+        two people holding another one's box is not enough) and it has not been posed for
+        ``DUPLICATE_RECHECK`` - 1 frames in a row."""
+        if twin is None or any(max(box_inside(box, b)[0, 0], box_inside(b, box)[0, 0]) >= NEAR_INSIDE for b in lost):
             return False
         if box_iou(twin["box"], box)[0, 0] >= DUPLICATE_BOX_IOU:
             return True
         skipped = self._unposed.get(track, 0)
-        inside = box_inside(box, twin["box"])[0, 0]
+        inside = box_inside(box, _skeleton_box(twin["image"]))[0, 0]
         if skipped + 1 >= DUPLICATE_RECHECK or inside < NEAR_INSIDE:
             return False
         self._unposed[track] = skipped + 1
@@ -609,6 +617,16 @@ def _near(a: dict, b: dict) -> bool:
     inside = max(box_inside(a["box"], b["box"])[0, 0], box_inside(b["box"], a["box"])[0, 0])
     return bool(heights[0] >= PART_HEIGHT * heights[1] and inside >= NEAR_INSIDE
                 and skeleton_distance(a["image"], b["image"]) < NEAR_SKELETON)
+
+
+def _skeleton_box(image: np.ndarray, pad: float = 0.1) -> np.ndarray:
+    """The box of a (33, 3) landmark set's confident points, grown by ``pad`` of its height on each side."""
+    xy = image[image[:, 2] >= 0.5, :2]
+    if not len(xy):
+        return np.zeros(4, np.float32)
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    p = pad * float(y1 - y0)
+    return np.array([x0 - p, y0 - p, x1 + p, y1 + p], np.float32)
 
 
 def _box_fit(box: np.ndarray, image: np.ndarray) -> float:
