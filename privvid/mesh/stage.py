@@ -620,13 +620,14 @@ def _near(a: dict, b: dict) -> bool:
 
 
 def _skeleton_box(image: np.ndarray, pad: float = 0.1) -> np.ndarray:
-    """The box of a (33, 3) landmark set's confident points, grown by ``pad`` of its height on each side."""
+    """The box of a (33, 3) landmark set's confident points, grown by ``pad`` of its width and height on each
+    side."""
     xy = image[image[:, 2] >= 0.5, :2]
     if not len(xy):
         return np.zeros(4, np.float32)
     (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
-    p = pad * float(y1 - y0)
-    return np.array([x0 - p, y0 - p, x1 + p, y1 + p], np.float32)
+    px, py = pad * float(x1 - x0), pad * float(y1 - y0)
+    return np.array([x0 - px, y0 - py, x1 + px, y1 + py], np.float32)
 
 
 def _box_fit(box: np.ndarray, image: np.ndarray) -> float:
