@@ -621,7 +621,7 @@ def _near(a: dict, b: dict) -> bool:
 
 def _skeleton_box(image: np.ndarray, pad: float = 0.1) -> np.ndarray:
     """The box of a (33, 3) landmark set's confident points, grown by ``pad`` of its width and height on each
-    side."""
+    side; an empty box at the origin when none is confident."""
     xy = image[image[:, 2] >= 0.5, :2]
     if not len(xy):
         return np.zeros(4, np.float32)
@@ -631,11 +631,8 @@ def _skeleton_box(image: np.ndarray, pad: float = 0.1) -> np.ndarray:
 
 
 def _box_fit(box: np.ndarray, image: np.ndarray) -> float:
-    """IoU of a person box with the box of its confident landmarks."""
-    xy = image[image[:, 2] >= 0.5, :2]
-    if not len(xy):
-        return 0.0
-    return float(box_iou(box, np.r_[xy.min(0), xy.max(0)])[0, 0])
+    """IoU of a person box with the box of its confident landmarks (0 when none is confident)."""
+    return float(box_iou(box, _skeleton_box(image, pad=0.0))[0, 0])
 
 
 def _mark_duplicate(person: dict, twin: int) -> None:
