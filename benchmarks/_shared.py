@@ -13,3 +13,17 @@ DATA = SHARED / "data"
 WEIGHTS = SHARED / "weights"
 DEMO = DATA / "demo-clips"
 YOLO_SEG = WEIGHTS / "yolov8n-seg_full_integer_quant.tflite"
+
+
+def compared_settings() -> dict:
+    """The detect settings several benchmarks run beside the default, by name: ``{name: (label, DetectConfig)}``
+    (earlier defaults, so that a table shows what a change did)."""
+    from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig
+
+    return {
+        "ssd-upright": ("ssd turn=false (upright pass only: the default until 2026-12-02)",
+                        DetectConfig(options={"turn": False})),
+        "ssd-union": ("ssd temporal_align=none (neighbour masks where they lie, fully grown: the default "
+                      "until 2026-12-05)", DetectConfig(temporal_align="none")),
+        "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),
+    }

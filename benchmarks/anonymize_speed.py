@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import MEDIAPIPE_AS_MEASURED, AnonymizeConfig, DetectConfig, parse_size
+from privvid.config import AnonymizeConfig, DetectConfig, parse_size
 from privvid.io import VideoWriter, output_size, probe, read_frames
 
-from _shared import DATA, DEMO
+from _shared import DATA, DEMO, compared_settings
 
 DEFAULT_CLIPS = [
     DEMO / "sam2_juggle.mp4",
@@ -64,15 +64,9 @@ def main() -> None:
     size = parse_size(args.size)
     console = Console(width=150)  # the table stays whole when printed to a file
     lines = []
+    compared = compared_settings()
     for backend in args.detectors.split(","):
-        if backend == "ssd-upright":  # the default without its upside-down pass (the default until 2026-12-02)
-            det = DetectConfig(options={"turn": False})
-        elif backend == "ssd-union":  # the plain union over frames, no optical flow (the default until 2026-12-05)
-            det = DetectConfig(temporal_align="none")
-        elif backend == "mediapipe":  # as the CLI runs it: fixed dilation, the plain union
-            det = DetectConfig(backend=backend, **MEDIAPIPE_AS_MEASURED)
-        else:
-            det = DetectConfig(backend=backend)
+        det = compared[backend][1] if backend in compared else DetectConfig(backend=backend)
         cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det)
         lines.append(run(console, clips, size, cfg, args, backend))
     for line in lines:

@@ -47,7 +47,7 @@ from rich.table import Table  # noqa: E402
 
 from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig, parse_size  # noqa: E402
 from privvid.detect import build_mask_stream  # noqa: E402
-from _shared import DATA, YOLO_SEG  # noqa: E402
+from _shared import DATA, YOLO_SEG, compared_settings  # noqa: E402
 
 DAVIS16 = ["parkour", "dance-twirl", "breakdance", "kite-surf", "paragliding-launch", "horsejump-high"]
 INSTANCE_SEQS = {"schoolgirls": [1, 3, 5, 7], "dogs-jump": [3]}  # person ids (others: bags, dogs)
@@ -184,11 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ssd-t0": ("ssd temporal=0 (no union over frames)", replace(ssd, temporal=0)),
                 "ssd-before": ("ssd 3 px minimum dilation (before 2026-12-01)", replace(ssd, dilate_min_frame=0.0)),
                 "ssd-shadow": ("ssd shadow=0.5 (cast shadows removed too)", replace(ssd, options={"shadow": 0.5})),
-                "ssd-upright": ("ssd turn=false (upright pass only: the default until 2026-12-02)",
-                                replace(ssd, options={"turn": False})),
-                "ssd-union": ("ssd temporal_align=none (neighbour masks where they lie, fully grown: the default "
-                              "until 2026-12-05)", replace(ssd, temporal_align="none")),
-                "mediapipe": ("mediapipe (previous default)", base),
+                **compared_settings(),
                 "old": ("mediapipe old default (pose_every=1, crops=0)", mp(pose_every=1, crops=0)),
                 "pose1": ("mediapipe pose_every=1", mp(pose_every=1)),
                 "single": ("mediapipe pose_people=1 (no cascade)", mp(pose_people=1)),

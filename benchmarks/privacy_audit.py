@@ -36,7 +36,7 @@ from rich.table import Table  # noqa: E402
 from privvid.config import MEDIAPIPE_AS_MEASURED, AnonymizeConfig, DetectConfig, parse_size  # noqa: E402
 from privvid.io.discover import ClipSource  # noqa: E402
 from privvid.io.video import read_frames  # noqa: E402
-from _shared import DATA, DEMO, YOLO_SEG  # noqa: E402
+from _shared import DATA, DEMO, YOLO_SEG, compared_settings  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CLIPS = {
@@ -57,10 +57,7 @@ def settings(names: list[str], weights: Path) -> list[tuple[str, DetectConfig]]:
     table = {
         "ssd": ("ssd (default)", DetectConfig()),
         "ssd-notiles": ("ssd tiles=none", DetectConfig(options={"tiles": "none"})),
-        "ssd-upright": ("ssd turn=false (upright pass only, the default until 2026-12-02)",
-                        DetectConfig(options={"turn": False})),
-        "ssd-union": ("ssd temporal_align=none (the default until 2026-12-05)", DetectConfig(temporal_align="none")),
-        "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),
+        **compared_settings(),
         "mediapipe-tiles": ("mediapipe tiles=3x2/4", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED,
                                                                    options={"tiles": "3x2", "tile_every": 4})),
         "yolo": (f"yolo {weights.name}", DetectConfig(backend="yolo", weights=weights, min_score=REF_CONF)),

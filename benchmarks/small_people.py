@@ -22,6 +22,7 @@ the ``tile_every`` option) can be judged, since the union covers the frames betw
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import os
 import sys
 import time
@@ -36,7 +37,7 @@ from rich.table import Table  # noqa: E402
 from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig, parse_size  # noqa: E402
 from privvid.detect import build_mask_stream  # noqa: E402
 from privvid.io.video import read_frames  # noqa: E402
-from _shared import YOLO_SEG  # noqa: E402
+from _shared import YOLO_SEG, compared_settings  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 MIN_COVER = 0.95
@@ -55,7 +56,7 @@ def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
     tiles, _, every = tiles_spec.partition("/")
     extra = {} if temporal is None else {"temporal": temporal}
     if backend == "ssd-union":  # the neighbours' masks where they lie, fully grown (the default until 2026-12-05)
-        return "ssd temporal_align=none", DetectConfig(temporal_align="none", **extra)
+        return "ssd temporal_align=none", replace(compared_settings()[backend][1], **extra)
     if backend == "ssd":
         opts = {}
         if tiles:
