@@ -223,16 +223,16 @@ class _FlowMaps:
     """Dense optical flow between consecutive frames, both ways, as remap tables at the frame's size.
 
     ``warp(mask, a, b)`` moves a mask of frame ``b`` (a neighbour of ``a``) onto frame ``a``: each pixel
-    of ``a`` takes the mask's value where the flow from ``a`` to ``b`` says that pixel went. Only the
-    tables the held window needs are kept.
+    of ``a`` takes the mask's value where the flow from ``a`` to ``b`` says that pixel went. ``add`` keeps
+    only a small grey copy of each frame; a flow and its table are computed the first time a non-empty
+    mask is moved along them (stretches with nobody in them cost no flow), and only those the held window
+    needs are kept.
     """
 
     def __init__(self) -> None:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        self._grey: tuple[int, np.ndarray] | None = None
-        # (a, b) -> the flow from frame a to its neighbour b at the flow's size, made a remap table at the
-        # frame's size when first used (windows with no person pixels never need one)
-        self._maps: dict[tuple[int, int], np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
+        self._greys: dict[int, np.ndarray] = {}  # frame -> its grey copy at the flow's size
+        self._maps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}   # (a, b) -> remap table
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
         self._scale = 1.0
 
@@ -242,32 +242,35 @@ class _FlowMaps:
             self._scale = min(1.0, FLOW_WIDTH / w)
             gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
             self._grid = (gx, gy)
+        for old in [k for k in self._greys if k < idx - 2 * keep]:
+            del self._greys[old]
+        for key in [k for k in self._maps if min(k) < idx - 2 * keep]:
+            del self._maps[key]
         size = (max(1, round(w * self._scale)), max(1, round(h * self._scale)))
         if min(size) < MIN_FLOW_SIDE:  # too small for DIS's patches: the masks stay where they lie
             return
         small = frame if self._scale >= 1.0 else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        if self._grey is not None:
-            prev_idx, prev = self._grey
-            self._maps[prev_idx, idx] = self._dis.calc(prev, grey, None)
-            self._maps[idx, prev_idx] = self._dis.calc(grey, prev, None)
-        self._grey = (idx, grey)
-        for key in [k for k in self._maps if min(k) < idx - 2 * keep]:
-            del self._maps[key]
+        self._greys[idx] = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
 
-    def _table(self, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _table(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The remap table moving frame ``b``'s pixels onto frame ``a`` (None: no flow between them)."""
+        if (a, b) in self._maps:
+            return self._maps[a, b]
+        if a not in self._greys or b not in self._greys:
+            return None
         assert self._grid is not None
+        flow = self._dis.calc(self._greys[a], self._greys[b], None)
         gx, gy = self._grid
         if self._scale < 1.0:
             flow = cv2.resize(flow, (gx.shape[1], gx.shape[0]), interpolation=cv2.INTER_LINEAR) / self._scale
-        return cv2.convertMaps(gx + flow[..., 0], gy + flow[..., 1], cv2.CV_16SC2, nninterpolation=True)
+        table = self._maps[a, b] = cv2.convertMaps(gx + flow[..., 0], gy + flow[..., 1], cv2.CV_16SC2,
+                                                   nninterpolation=True)
+        return table
 
     def warp(self, mask: np.ndarray, a: int, b: int) -> np.ndarray:
-        if not mask.any() or (a, b) not in self._maps:  # (no flow between frames this small)
+        table = self._table(a, b) if mask.any() else None
+        if table is None:  # nothing to move, or no flow between frames this small
             return mask
-        table = self._maps[a, b]
-        if isinstance(table, np.ndarray):
-            table = self._maps[a, b] = self._table(table)
         m1, m2 = table
         # nearest-neighbour sampling of a 0/1 image gives 0/1: a bool view, no copy
         return cv2.remap(mask.view(np.uint8), m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
