@@ -183,15 +183,6 @@ def square_crop(box: np.ndarray, scale: float, width: int, height: int) -> tuple
     return int(round(cx - side / 2)), int(round(cy - side / 2)), side
 
 
-def _mirrored(idx: np.ndarray, n: int) -> np.ndarray:
-    """Indices into a length ``n`` axis, those outside it mirrored at its ends (-1 -> 1, n -> n - 2)."""
-    if n == 1:
-        return np.zeros_like(idx)
-    period = 2 * (n - 1)
-    idx = np.mod(idx, period)
-    return np.where(idx >= n, period - idx, idx)
-
-
 def _cut(frame: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
     """The square ``side`` crop at (x0, y0), resized to ``size``. Where it reaches past the left or right
     edge it holds the frame mirrored at that edge: a person cut by the side border, next to black, is
@@ -205,10 +196,12 @@ def _cut(frame: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarra
     elif x0 >= 0 and y0 >= 0 and x0 + side <= w and y0 + side <= h:
         crop = frame[y0:y0 + side, x0:x0 + side]
     else:
-        xs = _mirrored(np.arange(x0, x0 + side), w)
-        crop = np.zeros((side, side, 3), np.uint8)
         fy0, fy1 = max(y0, 0), min(y0 + side, h)
-        crop[fy0 - y0:fy1 - y0] = frame[fy0:fy1][:, xs]
+        left, right = max(0, -x0), max(0, x0 + side - w)
+        # mirrored at the side edges without repeating the edge column (-1 -> 1), as often as needed
+        rows = cv2.copyMakeBorder(frame[fy0:fy1], 0, 0, left, right, cv2.BORDER_REFLECT_101)
+        crop = np.zeros((side, side, 3), np.uint8)
+        crop[fy0 - y0:fy1 - y0] = rows[:, x0 + left:x0 + left + side]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interp)
 
