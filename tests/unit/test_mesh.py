@@ -723,6 +723,36 @@ def test_which_kept_person_a_detection_is():
     assert twin(part, det(a[::-1].copy(), [30, 0, 70, 100], age=1, score=0.5, had=4)) is None
 
 
+def test_when_a_duplicate_is_not_posed_again():
+    """``MeshStage._still_twin`` rule by rule: a box within IoU 0.8 of its twin's is skipped; a box lying on
+    the twin's skeleton is skipped for DUPLICATE_RECHECK - 1 frames in a row, then posed; a box half beside
+    the skeleton, or on a body drawn last frame whose track is missing now, is always posed."""
+    from types import SimpleNamespace
+
+    from privvid.mesh.stage import DUPLICATE_RECHECK, MeshStage
+
+    a = np.zeros((33, 3), np.float32)
+    a[:, 0] = np.linspace(40, 60, 33)
+    a[:, 1] = np.linspace(0, 100, 33)
+    a[:, 2] = 0.9
+    twin = {"image": a, "box": np.array([30, 0, 70, 100], np.float32)}
+    same, part, beside = [31, 1, 70, 100], [40, 40, 60, 100], [50, 40, 90, 100]
+
+    def still(state, box, lost=()):
+        return MeshStage._still_twin(state, 7, np.asarray(box, np.float32), twin,
+                                     [np.asarray(b, np.float32) for b in lost])
+
+    state = SimpleNamespace(_unposed={})
+    assert still(state, same) and still(state, same) and still(state, same)   # IoU >= 0.8: never re-posed
+    assert [still(state, part) for _ in range(DUPLICATE_RECHECK)] == [True] * (DUPLICATE_RECHECK - 1) + [False]
+    assert not still(SimpleNamespace(_unposed={}), beside)
+    assert not MeshStage._still_twin(state, 7, np.asarray(same, np.float32), None, [])   # twin not kept
+    lost = [[35, 30, 75, 100]]   # someone drawn last frame, their track missing now, on this box
+    assert not still(SimpleNamespace(_unposed={}), same, lost)
+    assert not still(SimpleNamespace(_unposed={}), part, lost)
+    assert still(SimpleNamespace(_unposed={}), part, [[200, 0, 240, 100]])   # a lost body elsewhere
+
+
 def test_head_distance():
     from privvid.mesh.stage import head_distance
 
