@@ -63,6 +63,23 @@ def dilate(mask: np.ndarray, kernel: int) -> np.ndarray:
     return cv2.dilate(mask.view(np.uint8), k).astype(bool)
 
 
+def instance_kernel(cfg: Any, person_height: float, frame_height: int, floor: int | None = None) -> int:
+    """The removal mask's dilation kernel (odd px) for a person ``person_height`` px tall in a frame
+    ``frame_height`` px tall (:class:`~privvid.config.DetectConfig`'s ``dilate_rel``, at least ``floor``,
+    by default the least margin ``dilate_min`` / ``dilate_min_frame``); ``dilate_rel = 0``: ``dilate``."""
+    if cfg.dilate_rel <= 0:
+        return int(cfg.dilate)
+    if floor is None:
+        floor = least_kernel(cfg, frame_height)
+    k = max(floor, int(round(cfg.dilate_rel * float(person_height))))
+    return k + 1 - k % 2  # odd: the kernel is centred
+
+
+def least_kernel(cfg: Any, frame_height: int) -> int:
+    """The least dilation (px) of any person: ``dilate_min`` px and ``dilate_min_frame`` of the frame height."""
+    return max(int(cfg.dilate_min), int(round(cfg.dilate_min_frame * frame_height)))
+
+
 def validate(dets: Any, shape: tuple[int, int], backend: str) -> Detections:
     """Raise :class:`BackendFailure` unless ``dets`` is a well-formed Detections for a frame of ``shape``."""
     def fail(why: str) -> BackendFailure:

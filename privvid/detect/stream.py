@@ -40,7 +40,7 @@ import numpy as np
 
 from privvid.config import DetectConfig
 from privvid.detect.base import Detections, Detector
-from privvid.detect.common import check_frame, dilate, mask_box, validate
+from privvid.detect.common import check_frame, dilate, instance_kernel, least_kernel, mask_box, validate
 from privvid.detect.track import IouTracker
 
 Output = tuple[Detections, np.ndarray]
@@ -140,7 +140,7 @@ class MaskStream:
         h, w = dets.shape
         out = np.zeros((h, w), bool)
         near = out if grow >= 1.0 else np.zeros((h, w), bool)
-        least = max(int(cfg.dilate_min), int(round(cfg.dilate_min_frame * h)))
+        least = least_kernel(cfg, h)
         # (box, least kernel, the piece's pixels inside a window): a piece is only ever read in its window
         pieces: list[tuple[Any, int, Callable[[slice, slice], np.ndarray]]] = [
             (mask_box(mask), least, lambda ys, xs, m=mask: m[ys, xs]) for mask in dets.masks if mask.any()]
@@ -152,8 +152,7 @@ class MaskStream:
             pieces += [((x, y, x + bw, y + bh), floor, lambda ys, xs, k=k: labels[ys, xs] == k)
                        for k, (x, y, bw, bh) in enumerate(stats[1:, :4].tolist(), 1)]
         for box, floor, piece in pieces:
-            k = max(floor, int(round(cfg.dilate_rel * float(box[3] - box[1]))))
-            k += 1 - k % 2  # odd: the kernel is centred
+            k = instance_kernel(cfg, float(box[3] - box[1]), h, floor)
             r = k // 2 + 1
             x0, y0 = max(int(box[0]) - r, 0), max(int(box[1]) - r, 0)
             x1, y1 = min(int(np.ceil(box[2])) + r, w), min(int(np.ceil(box[3])) + r, h)
