@@ -72,9 +72,12 @@ SELFIE = WheelModel("selfie_segmentation.tflite", "mediapipe",
 FACE = WheelModel("face_detection_short_range.tflite", "mediapipe",
                   "modules/face_detection/face_detection_short_range.tflite", "Apache-2.0",
                   "BlazeFace short-range face detector (128x128)")
+POSE_LANDMARK = WheelModel("pose_landmark_full.tflite", "mediapipe",
+                           "modules/pose_landmark/pose_landmark_full.tflite", "Apache-2.0",
+                           "BlazePose GHUM full landmark model, 256x256 (one person's landmarks and segmentation)")
 
 NPM_MODELS = (SSD_PERSON,)
-WHEEL_MODELS = (SELFIE, FACE)
+WHEEL_MODELS = (SELFIE, FACE, POSE_LANDMARK)
 
 
 def models_dir() -> Path:

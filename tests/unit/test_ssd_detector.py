@@ -91,6 +91,59 @@ def test_turn_options_validate_themselves():
         SsdOptions(turn_score=1.0)
 
 
+def test_refine_options_validate_themselves():
+    assert SsdOptions().refine == "none"  # off by default: removal does not need it, and it costs ~10 ms a person
+    assert options_from(SsdOptions, {"refine": "pose"}).refine == "pose"
+    with pytest.raises(ConfigError, match="refine must be one of none, pose"):
+        SsdOptions(refine="sam")
+    with pytest.raises(ConfigError, match="refine_max"):
+        SsdOptions(refine_max=-1)
+
+
+def test_the_people_refined_are_those_merged_with_others_and_the_largest():
+    """Refined: found this frame, a box whose longer side is >= refine_min of the frame height (a dancer
+    lying on the floor is wide, not tall); of refine_max, half go to the instances reaching furthest out of
+    their box (a person merged with those around them), the rest to the largest. A carried box never."""
+    from privvid.detect.ssd_backend import SsdDetector
+
+    h, w = 240, 432
+    boxes = [np.array(b, np.float32) for b in
+             ([0, 0, 20, 100], [100, 150, 220, 200], [250, 0, 290, 150], [300, 0, 340, 230], [10, 10, 30, 40],
+              [360, 20, 400, 140])]
+    found = [True, True, True, False, True, True]
+    masks = []
+    for b in boxes:
+        m = np.zeros((h, w), bool)
+        m[int(b[1]):int(b[3]), int(b[0]):int(b[2])] = True
+        masks.append(m)
+    masks[5][20:140, 400:430] = True   # a person whose mask holds the one beside them: 3,600 px outside
+    masks[0][0:100, 20:25] = True      # a little outside (500 px)
+    people = list(zip(found, boxes))
+    two = SsdDetector(replace(DetectConfig(), options={"refine": "pose", "refine_max": 2}))
+    assert two._to_refine(masks, people, h) == [5, 2]   # the merged one, then the largest (150 px tall)
+    four = SsdDetector(replace(DetectConfig(), options={"refine": "pose", "refine_max": 4}))
+    assert four._to_refine(masks, people, h) == [5, 0, 2, 1]  # the 230 px box is carried, the 30 px one small
+    assert SsdDetector(DetectConfig())._pose is None  # refine=none: no pose model, nothing refined
+
+
+def test_a_turned_pose_crop_is_the_crop_of_the_turned_picture_turned_back(rng):
+    from privvid.detect.litert_models import PoseCrops
+    from privvid.runtime.models import POSE_LANDMARK, wheel_model_path
+
+    frame = np.zeros((200, 300, 3), np.uint8)
+    picture = rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
+    picture[20:100, 45:75] = (200, 150, 120)
+    frame[40:160, 90:210] = picture
+    other = frame.copy()
+    other[40:160, 90:210] = picture[::-1, ::-1]
+    pose = PoseCrops(wheel_model_path(POSE_LANDMARK))
+    turned, p1 = pose(frame, (90, 40, 120), turned=True)
+    upright, p2 = pose(other, (90, 40, 120))
+    assert turned.shape == (120, 120) and 0.0 <= p1 <= 1.0 and p1 == pytest.approx(p2, abs=1e-5)
+    np.testing.assert_allclose(turned, upright[::-1, ::-1], atol=1e-5)
+    assert pose.inputs_run == 2
+
+
 def _selfie():
     from privvid.detect.litert_models import SelfieCrops
     from privvid.runtime.models import SELFIE, wheel_model_path
@@ -183,6 +236,7 @@ def test_a_missing_model_names_the_command_that_installs_it(tmp_path, monkeypatc
         DETECTORS.create("ssd", DetectConfig())
     rows = {name: ok for name, _, ok, _ in models.status()}
     assert rows[models.SSD_PERSON.name] is False
+    assert rows[models.POSE_LANDMARK.name] is True  # in the mediapipe wheel: listed, nothing to fetch
 
 
 def test_the_installed_model_is_intact():
