@@ -64,9 +64,10 @@ def dilate(mask: np.ndarray, kernel: int) -> np.ndarray:
 
 
 def instance_kernel(cfg: Any, person_height: float, frame_height: int, floor: int | None = None) -> int:
-    """The removal mask's dilation kernel (odd px) for a person ``person_height`` px tall in a frame
-    ``frame_height`` px tall (:class:`~privvid.config.DetectConfig`'s ``dilate_rel``, at least ``floor``,
-    by default the least margin ``dilate_min`` / ``dilate_min_frame``); ``dilate_rel = 0``: ``dilate``."""
+    """The removal mask's dilation kernel (px) for a person ``person_height`` px tall in a frame
+    ``frame_height`` px tall: :class:`~privvid.config.DetectConfig`'s ``dilate_rel`` x the height, at
+    least ``floor`` (by default the least margin, ``dilate_min`` / ``dilate_min_frame``), made odd so it
+    is centred; with ``dilate_rel = 0`` the fixed ``dilate`` as given."""
     if cfg.dilate_rel <= 0:
         return int(cfg.dilate)
     if floor is None:

@@ -316,9 +316,14 @@ class PoseCrops(_Model):
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         super().__init__(path, threads)
-        outs = self._it.get_output_details()
-        self._seg = next(d["index"] for d in outs if tuple(d["shape"][1:]) == (self.SIZE, self.SIZE, 1))
-        self._presence = next(d["index"] for d in outs if tuple(d["shape"]) == (1, 1))
+        outs = {tuple(d["shape"]): d["index"] for d in self._it.get_output_details()}
+        seg, presence = (1, self.SIZE, self.SIZE, 1), (1, 1)
+        if seg not in outs or presence not in outs:
+            from privvid.errors import BackendFailure
+
+            raise BackendFailure(f"{self.path} is not BlazePose GHUM's landmark model: it has no {seg} "
+                                 f"segmentation and {presence} presence outputs (outputs: {sorted(outs)})")
+        self._seg, self._presence = outs[seg], outs[presence]
         self.inputs_run = 0
 
     def __call__(self, frame: np.ndarray, crop: tuple[int, int, int], turned: bool = False

@@ -126,6 +126,71 @@ def test_the_people_refined_are_those_merged_with_others_and_the_largest():
     assert SsdDetector(DetectConfig())._pose is None  # refine=none: no pose model, nothing refined
 
 
+def test_a_refined_instance_is_the_pose_mask_and_the_rest_stays_removed():
+    """_refine with a stand-in pose model that finds a 20 x 80 person at x 100-120: the instance becomes
+    that mask and its box; the selfie pixels near the person (within their own margin) go with it; those
+    further away (the spectator merged into the crop) become `extra`; another instance's pixels are not
+    repeated in `extra`; where the pose model finds nothing the selfie instance stays."""
+    from privvid.detect.common import dilate, instance_kernel
+    from privvid.detect.ssd_backend import SsdDetector
+
+    h, w = 240, 432
+    det = SsdDetector(replace(DetectConfig(), options={"refine": "pose"}))
+    frame = np.zeros((h, w, 3), np.uint8)
+    person = np.zeros((h, w), bool)
+    person[100:180, 100:120] = True
+
+    def pose(frame, crop, turned=False):
+        x0, y0, side = crop
+        prob = np.zeros((side, side), np.float32)
+        ys, xs = np.mgrid[y0:y0 + side, x0:x0 + side]
+        prob[(ys >= 100) & (ys < 180) & (xs >= 100) & (xs < 120)] = 0.9
+        return prob, 0.9
+
+    det._pose = pose
+    selfie = person.copy()
+    selfie[100:180, 121:124] = True    # a sliver beside the person, inside their margin
+    selfie[100:180, 140:150] = True    # a spectator behind them, outside it
+    other = np.zeros((h, w), bool)
+    other[100:180, 145:160] = True     # a second person's instance overlapping the spectator
+    masks = [selfie.copy(), other.copy()]
+    boxes = [[100, 100, 150, 180], [145, 100, 160, 180]]
+    people = [(True, np.array([98, 98, 122, 182], np.float32)), (True, np.array([145, 100, 160, 180], np.float32))]
+    extra = det._refine(frame, masks, boxes, people)
+    assert np.array_equal(masks[0], person) and boxes[0] == [100, 100, 120, 180]
+    assert np.array_equal(masks[1], other)          # its grown box holds none of what the model found: kept
+    margin = dilate(person, instance_kernel(det.cfg, 80, h))
+    assert extra is not None
+    assert not (extra & margin).any() and not (extra & other).any()
+    assert extra[100:180, 140:145].all()           # the spectator's pixels that no instance holds
+    assert not (selfie & ~(masks[0] | masks[1] | extra | margin)).any()  # nothing the selfie found is lost
+
+    det._pose = lambda frame, crop, turned=False: (np.zeros((crop[2], crop[2]), np.float32), 0.9)
+    masks = [selfie.copy()]
+    assert det._refine(frame, masks, [[100, 100, 150, 180]], people[:1]) is None
+    assert np.array_equal(masks[0], selfie)        # nothing found: the selfie instance stays
+
+
+def test_the_removal_margin_follows_the_person_and_the_frame():
+    from privvid.detect.common import instance_kernel, least_kernel
+
+    cfg = DetectConfig()                               # dilate_rel 0.08, at least 3% of the frame height
+    assert least_kernel(cfg, 240) == 7 and least_kernel(cfg, 480) == 14
+    assert instance_kernel(cfg, 150, 240) == 13        # 12 px, made odd
+    assert instance_kernel(cfg, 300, 480) == 25        # the same person at twice the resolution
+    assert instance_kernel(cfg, 50, 240) == 7          # a small person: the least margin
+    assert instance_kernel(cfg, 50, 240, floor=11) == 11
+    assert instance_kernel(replace(cfg, dilate_rel=0.0, dilate=10), 150, 240) == 10  # fixed px, as given
+
+
+def test_sam_on_refined_ssd_instances_is_refused_before_any_clip():
+    from privvid.detect import validate_options
+
+    with pytest.raises(ConfigError, match="refine=pose is for the ssd detector alone"):
+        validate_options(replace(DetectConfig(), backend="sam", options={"refine": "pose"}))
+    validate_options(replace(DetectConfig(), backend="sam", options={"refine": "none"}))
+
+
 def test_a_turned_pose_crop_is_the_crop_of_the_turned_picture_turned_back(rng):
     from privvid.detect.litert_models import PoseCrops
     from privvid.runtime.models import POSE_LANDMARK, wheel_model_path
