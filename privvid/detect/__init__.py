@@ -31,11 +31,6 @@ def validate_options(cfg) -> None:  # noqa: ANN001 - DetectConfig
         if base == name:
             raise ConfigError(f"detector {name!r} cannot take its options from itself")
         name, factory = base, DETECTORS.resolve(base)
-        if name == "ssd" and str(cfg.options.get("refine", "none")).lower() != "none":
-            # the base's refined instances leave selfie pixels near each person to the person's own margin,
-            # which a mask made afterwards (SAM's) would not keep
-            raise ConfigError(f"detector {cfg.backend!r} makes each person's mask itself: the ssd option "
-                              "refine=pose is for the ssd detector alone")
     options_cls = getattr(factory, "Options", None)
     if options_cls is not None:
         from privvid.detect.common import options_from

@@ -19,7 +19,7 @@ import numpy as np
 from privvid.config import DetectConfig
 from privvid.detect.base import Detections
 from privvid.detect.common import check_frame, mask_box
-from privvid.errors import BackendFailure, MissingWeights
+from privvid.errors import BackendFailure, ConfigError, MissingWeights
 
 HINT = (
     "Download a segment-anything checkpoint (e.g. sam_vit_b_01ec64.pth) yourself and pass it with "
@@ -33,7 +33,12 @@ class SamRefinedDetector:
 
     @staticmethod
     def options_backend(cfg: DetectConfig) -> str:
-        """The backend whose options ``cfg.options`` are: the base detector's (sam has none of its own)."""
+        """The backend whose options ``cfg.options`` are: the base detector's (sam has none of its own).
+        Not the ssd base's ``refine=pose``: its instances leave the selfie pixels near each person to that
+        person's own margin, which SAM's masks, made afterwards, would not keep."""
+        if cfg.sam_base == "ssd" and str(cfg.options.get("refine", "none")).lower() != "none":
+            raise ConfigError("detector 'sam' makes each person's mask itself: the ssd option refine=pose is for "
+                              "the ssd detector alone")
         return cfg.sam_base
 
     def __init__(self, cfg: DetectConfig | None = None, model: Any = None, base: Any = None) -> None:
@@ -41,6 +46,7 @@ class SamRefinedDetector:
         self.cfg = cfg or DetectConfig(backend="sam")
         if self.cfg.sam_base == "sam":
             raise ValueError("sam_base cannot be 'sam' itself; choose e.g. ssd or yolo")
+        self.options_backend(self.cfg)   # the base options sam cannot take
         self.weights: Path | None = None
         if model is None:
             model = self._load()

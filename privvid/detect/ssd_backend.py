@@ -367,7 +367,7 @@ class SsdDetector:
         h, w = frame.shape[:2]
         extra = np.zeros((h, w), bool)
         for i in self._to_refine(masks, people, h):
-            mb = np.asarray(mask_box(masks[i]), np.float32)
+            mb = mask_box(masks[i])
             box = np.concatenate([np.minimum(mb[:2], people[i][1][:2]), np.maximum(mb[2:], people[i][1][2:])])
             own = self._refined(frame, square_crop(box, self.opts.crop_scale, w, h), box)
             if own is None:
@@ -395,24 +395,21 @@ class SsdDetector:
             if sure > presence:
                 prob, presence = turned, sure
         self.stats["refined"] += 1
-        found = crop_person_pixels(prob, crop, box, o.box_grow, 0.5, w, h)
-        if found is None:
-            return None
-        x0, y0, region = found
+        own = self._instance(prob, *crop, box, (h, w), threshold=0.5)
         area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1.0)
-        if not region.any() or region.sum() < o.min_fill * area:
+        if not own.any() or own.sum() < o.min_fill * area:
             return None
         self.stats["refine_kept"] += 1
-        out = np.zeros((h, w), bool)
-        out[y0:y0 + region.shape[0], x0:x0 + region.shape[1]] = region
-        return out
+        return own
 
     def _instance(self, prob: np.ndarray, cx: int, cy: int, side: int, box: np.ndarray,
-                  shape: tuple[int, int]) -> np.ndarray:
-        """Person pixels of the crop inside the grown box, as a full-frame bool mask."""
+                  shape: tuple[int, int], threshold: float | None = None) -> np.ndarray:
+        """Person pixels (probability >= ``threshold``, by default ``mask_threshold``) of the crop inside the
+        grown box, as a full-frame bool mask."""
         h, w = shape
         out = np.zeros((h, w), bool)
-        found = crop_person_pixels(prob, (cx, cy, side), box, self.opts.box_grow, self.opts.mask_threshold, w, h)
+        level = self.opts.mask_threshold if threshold is None else threshold
+        found = crop_person_pixels(prob, (cx, cy, side), box, self.opts.box_grow, level, w, h)
         if found is not None:
             x0, y0, region = found
             out[y0:y0 + region.shape[0], x0:x0 + region.shape[1]] = region
