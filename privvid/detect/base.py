@@ -17,6 +17,9 @@ class Detections:
     scores:    (N,) float32 in [0, 1]
     track_ids: (N,) int64, -1 until a tracker assigned ids
     keypoints: optional (N, K, 3) float32 (x, y, confidence) when the backend has them
+    world_keypoints: optional (N, K, 3) float32 metric 3D landmarks of the same people (BlazePose's world
+               landmarks), where the backend has them; a person's row counts only where ``keypoints``
+               has confident points for them
     extra:     optional (H, W) bool pixels that belong to people but to no instance
                (e.g. a semantic person mask); they are removed too
     """
@@ -27,6 +30,7 @@ class Detections:
     track_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     keypoints: np.ndarray | None = None
     extra: np.ndarray | None = None
+    world_keypoints: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.masks)

@@ -109,6 +109,11 @@ def validate(dets: Any, shape: tuple[int, int], backend: str) -> Detections:
         kp = dets.keypoints
         if not isinstance(kp, np.ndarray) or kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 3:
             raise fail(f"keypoints have shape {getattr(kp, 'shape', None)}, expected ({n}, K, 3)")
+    if dets.world_keypoints is not None:
+        wk = dets.world_keypoints
+        if dets.keypoints is None or not isinstance(wk, np.ndarray) or wk.shape != dets.keypoints.shape:
+            raise fail(f"world_keypoints have shape {getattr(wk, 'shape', None)}, expected the keypoints' "
+                       f"{getattr(dets.keypoints, 'shape', None)}")
     return dets
 
 

@@ -15,7 +15,7 @@ All of them take RGB uint8 frames and return pixel coordinates of the frame they
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -303,33 +303,53 @@ def face_anchors() -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
+class PoseCrop(NamedTuple):
+    """What the landmark model says of the one person a crop is centred on.
+
+    prob:     (side, side) float32 person probability over the crop
+    presence: in [0, 1], how sure the model is that a whole person is in the crop
+    image:    (33, 3) float32 landmarks at frame pixel coordinates (x, y, visibility in [0, 1]), BlazePose order
+    world:    (33, 3) float32 metric 3D landmarks (x right, y down, z away from the camera, origin between the
+              hips), as mediapipe's pose solution reports them for an unrotated region of interest
+    """
+
+    prob: np.ndarray
+    presence: float
+    image: np.ndarray
+    world: np.ndarray
+
+
 class PoseCrops(_Model):
-    """BlazePose GHUM full's segmentation of the one person a square crop is centred on.
+    """BlazePose GHUM full on one person's square crop: their segmentation and their landmarks.
 
     The landmark model is trained on crops around one person and segments that person only, where
-    the selfie model marks everyone in the crop: a spectator behind a dancer is not in it. Returns the
-    person probability pasted back to the crop's side, and the model's presence score (how sure it is
-    that a whole person is in the crop). One 256 x 256 input per call (about 10 ms on one core).
+    the selfie model marks everyone in the crop: a spectator behind a dancer is not in it. The same run
+    gives the person's 33 landmarks, in the image and in metric 3D (the outputs mediapipe's pose
+    solution reads, less its landmark smoothing and heatmap refinement). One 256 x 256 input per call
+    (about 10 ms on one core).
     """
 
     SIZE = 256
+    LANDMARKS = 33
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         super().__init__(path, threads)
         outs = {tuple(d["shape"]): d["index"] for d in self._it.get_output_details()}
-        seg, presence = (1, self.SIZE, self.SIZE, 1), (1, 1)
-        if seg not in outs or presence not in outs:
+        seg, presence, image, world = (1, self.SIZE, self.SIZE, 1), (1, 1), (1, 39 * 5), (1, 39 * 3)
+        missing = [s for s in (seg, presence, image, world) if s not in outs]
+        if missing:
             from privvid.errors import BackendFailure
 
-            raise BackendFailure(f"{self.path} is not BlazePose GHUM's landmark model: it has no {seg} "
-                                 f"segmentation and {presence} presence outputs (outputs: {sorted(outs)})")
-        self._seg, self._presence = outs[seg], outs[presence]
+            raise BackendFailure(f"{self.path} is not BlazePose GHUM's landmark model: it has no {missing} "
+                                 f"outputs (segmentation, presence, landmarks, world landmarks; outputs: "
+                                 f"{sorted(outs)})")
+        self._seg, self._presence, self._image, self._world = (outs[seg], outs[presence], outs[image],
+                                                               outs[world])
         self.inputs_run = 0
 
-    def __call__(self, frame: np.ndarray, crop: tuple[int, int, int], turned: bool = False
-                 ) -> tuple[np.ndarray, float]:
-        """(person probability (side, side) float32, presence in [0, 1]) of the (x0, y0, side) crop;
-        ``turned``: shown to the model upside down and the map turned back."""
+    def __call__(self, frame: np.ndarray, crop: tuple[int, int, int], turned: bool = False) -> PoseCrop:
+        """The (x0, y0, side) crop's person; ``turned``: shown to the model upside down, and the map and
+        the landmarks turned back."""
         img = _cut(frame, *crop, self.SIZE)
         if turned:
             img = img[::-1, ::-1]
@@ -337,11 +357,19 @@ class PoseCrops(_Model):
         self.inputs_run += 1
         logits = self._it.get_tensor(self._seg)[0, :, :, 0]
         prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
+        raw = self._it.get_tensor(self._image)[0].reshape(39, 5)[: self.LANDMARKS]
+        world = self._it.get_tensor(self._world)[0].reshape(39, 3)[: self.LANDMARKS].astype(np.float32)
+        xy = raw[:, :2].astype(np.float64)
         if turned:
             prob = prob[::-1, ::-1]
-        side = crop[2]
+            xy = self.SIZE - xy        # a half turn about the crop's centre ...
+            world = world * np.array([-1.0, -1.0, 1.0], np.float32)   # ... and about the camera's axis
+        x0, y0, side = crop
+        image = np.empty((self.LANDMARKS, 3), np.float32)
+        image[:, :2] = xy * (side / self.SIZE) + (x0, y0)
+        image[:, 2] = 1.0 / (1.0 + np.exp(-np.clip(raw[:, 3], -30.0, 30.0)))   # visibility
         prob = cv2.resize(np.ascontiguousarray(prob, np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-        return prob, float(self._it.get_tensor(self._presence)[0, 0])
+        return PoseCrop(prob, float(self._it.get_tensor(self._presence)[0, 0]), image, world)
 
 
 class Faces(_Model):

@@ -129,6 +129,7 @@ class SamRefinedDetector:
             scores=dets.scores.copy(),
             track_ids=dets.track_ids.copy(),
             keypoints=None if dets.keypoints is None else dets.keypoints.copy(),
+            world_keypoints=None if dets.world_keypoints is None else dets.world_keypoints.copy(),
             extra=extra,
         )
 

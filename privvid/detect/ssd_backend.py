@@ -21,11 +21,15 @@ With ``refine="pose"`` (off by default) a found person's instance is instead the
 BlazePose GHUM's landmark model gives for the one person their crop is centred on: the selfie model
 marks everyone in a crop, so a dancer's instance held the spectators behind them. The selfie pixels
 it leaves out stay removed (``extra``); it costs about 10 ms per refined person on one core, and
-removal does not need it, so it is for runs whose instance masks are used.
+removal does not need it, so it is for runs whose instance masks are used. The same model run gives
+the refined person's 33 landmarks, in the image and in metric 3D (``keypoints``, ``world_keypoints``;
+confidence 0 for the people not refined): mesh mode fits those people from them instead of running
+its own pose model on their crops.
 
 Compared with the ``mediapipe`` backend (selfie segmentation of the whole frame + BlazePose,
 which follows one person at a time), this finds crowds and bystanders and gives one instance
-and track per person. It gives no keypoints: mesh mode runs its pose model on each person's crop.
+and track per person. Without ``refine`` it gives no keypoints: mesh mode runs its pose model on
+each person's crop.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
 from privvid.detect.common import (  # noqa: F401
     box_iou, check_frame, crop_person_pixels, dilate, instance_kernel, mask_box, options_from, tile_boxes)
+from privvid.detect.litert_models import PoseCrop, PoseCrops
 from privvid.errors import ConfigError
 
 
@@ -151,7 +156,6 @@ class SsdDetector:
         self._seg = SelfieCrops(wheel_model_path(SELFIE), small=self.opts.small, threads=self.opts.threads)
         self._pose = None
         if self.opts.refine == "pose":
-            from privvid.detect.litert_models import PoseCrops
             from privvid.runtime.models import POSE_LANDMARK
 
             self._pose = PoseCrops(wheel_model_path(POSE_LANDMARK), self.opts.threads)
@@ -319,14 +323,23 @@ class SsdDetector:
             people.append((found, box))
         if dead:
             self._tracks = [t for t in self._tracks if t.tid not in dead]
-        extra = self._refine(frame, masks, out_boxes, people) if self._pose is not None and masks else None
+        extra, marks = self._refine(frame, masks, out_boxes, people) if self._pose is not None and masks \
+            else (None, {})
         n = len(masks)
+        keypoints = world = None
+        if marks:
+            # the refined people's landmarks (mesh mode poses them from these); the others' stay at confidence 0
+            keypoints, world = np.zeros((2, n, PoseCrops.LANDMARKS, 3), np.float32)
+            for i, pc in marks.items():
+                keypoints[i], world[i] = pc.image, pc.world
         return Detections(
             masks=np.stack(masks) if n else np.zeros((0, h, w), bool),
             boxes=np.asarray(out_boxes, np.float32).reshape(n, 4),
             scores=np.asarray(out_scores, np.float32),
             track_ids=np.asarray(ids, np.int64),
+            keypoints=keypoints,
             extra=extra,
+            world_keypoints=world,
         )
 
     def _to_refine(self, masks: list[np.ndarray], people: list[tuple[bool, np.ndarray]], height: int) -> list[int]:
@@ -350,10 +363,11 @@ class SsdDetector:
         return first + rest[: o.refine_max - len(first)]
 
     def _refine(self, frame: np.ndarray, masks: list[np.ndarray], boxes: list[list[Any]],
-                people: list[tuple[bool, np.ndarray]]) -> np.ndarray | None:
+                people: list[tuple[bool, np.ndarray]]) -> tuple[np.ndarray | None, dict[int, PoseCrop]]:
         """Replace the chosen instances (:meth:`_to_refine`) by the pose model's mask of their person, in
         place (their boxes too). Returns the selfie pixels they leave out (``extra``: the people behind
-        them, still removed), or None when there are none.
+        them, still removed; None when there are none) and what the pose model said of each instance it
+        replaced (its landmarks).
 
         The crop is centred on the SSD box joined with the selfie instance's box: the SSD box of someone
         upside down or kicking often holds only part of them (breakdance at 432x240, frame 9: IoU 0.40
@@ -366,20 +380,23 @@ class SsdDetector:
 
         h, w = frame.shape[:2]
         extra = np.zeros((h, w), bool)
+        marks: dict[int, PoseCrop] = {}
         for i in self._to_refine(masks, people, h):
             mb = mask_box(masks[i])
             box = np.concatenate([np.minimum(mb[:2], people[i][1][:2]), np.maximum(mb[2:], people[i][1][2:])])
-            own = self._refined(frame, square_crop(box, self.opts.crop_scale, w, h), box)
-            if own is None:
+            found = self._refined(frame, square_crop(box, self.opts.crop_scale, w, h), box)
+            if found is None:
                 continue
+            own, marks[i] = found
             tight = mask_box(own)
             extra |= masks[i] & ~dilate(own, instance_kernel(self.cfg, float(tight[3] - tight[1]), h))
             masks[i] = own
             boxes[i] = tight.tolist()
         extra &= ~np.logical_or.reduce(masks)
-        return extra if extra.any() else None
+        return (extra if extra.any() else None), marks
 
-    def _refined(self, frame: np.ndarray, crop: tuple[int, int, int], box: np.ndarray) -> np.ndarray | None:
+    def _refined(self, frame: np.ndarray, crop: tuple[int, int, int], box: np.ndarray
+                 ) -> tuple[np.ndarray, PoseCrop] | None:
         """The person's own pixels (pose model probability >= 0.5) on their crop, inside the box grown by
         ``box_grow``; with ``turn``, a crop of ``small`` px or more whose box is ``turn_aspect`` as wide as
         it is tall is also shown turned (about 10 ms a pass), and the pass the model is surer of is kept.
@@ -389,18 +406,18 @@ class SsdDetector:
         assert self._pose is not None
         o = self.opts
         h, w = frame.shape[:2]
-        prob, presence = self._pose(frame, crop)
+        seen = self._pose(frame, crop)
         if o.turn and crop[2] >= o.small and box[2] - box[0] >= o.turn_aspect * (box[3] - box[1]):
-            turned, sure = self._pose(frame, crop, turned=True)
-            if sure > presence:
-                prob, presence = turned, sure
+            turned = self._pose(frame, crop, turned=True)
+            if turned.presence > seen.presence:
+                seen = turned
         self.stats["refined"] += 1
-        own = self._instance(prob, *crop, box, (h, w), threshold=0.5)
+        own = self._instance(seen.prob, *crop, box, (h, w), threshold=0.5)
         area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1.0)
         if not own.any() or own.sum() < o.min_fill * area:
             return None
         self.stats["refine_kept"] += 1
-        return own
+        return own, seen
 
     def _instance(self, prob: np.ndarray, cx: int, cy: int, side: int, box: np.ndarray,
                   shape: tuple[int, int], threshold: float | None = None) -> np.ndarray:

@@ -182,3 +182,55 @@ class YoloPose:
         import ultralytics
 
         return {"name": self.name, "weights": str(self.path), "ultralytics": ultralytics.__version__}
+
+
+class LandmarkFilter:
+    """One-euro smoothing of each track's landmarks from frame to frame (the filter mediapipe's pose
+    tracker applies to its own output), for landmarks that come without it (the detector's, one model
+    run per crop). Image landmarks are filtered in units of the person's landmark box (its mean side),
+    world landmarks in metres; a track not seen on the frame before starts afresh."""
+
+    IMAGE = (0.05, 80.0)   # (min_cutoff, beta), as mediapipe's pose landmark filter
+    WORLD = (0.1, 40.0)
+
+    def __init__(self, fps: float = 30.0, d_cutoff: float = 1.0) -> None:
+        self.fps = float(fps)
+        self.d_cutoff = d_cutoff
+        self._state: dict[int, tuple[int, dict[str, tuple[np.ndarray, np.ndarray]]]] = {}
+
+    def reset(self) -> None:
+        self._state.clear()
+
+    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray:
+        tau = 1.0 / (2.0 * np.pi * np.asarray(cutoff, np.float64))
+        return 1.0 / (1.0 + tau * self.fps)
+
+    def _step(self, key: str, x: np.ndarray, old: dict, new: dict, params: tuple[float, float],
+              scale: float = 1.0) -> np.ndarray:
+        """One filter step of ``x``; the speed that opens the filter is measured in units of ``scale``."""
+        if key not in old:
+            new[key] = (x, np.zeros_like(x))
+            return x
+        prev, dprev = old[key]
+        dx = (x - prev) * (self.fps / scale)
+        edx = dprev + self._alpha(self.d_cutoff) * (dx - dprev)
+        out = prev + self._alpha(params[0] + params[1] * np.abs(edx)) * (x - prev)
+        new[key] = (out, edx)
+        return out
+
+    def __call__(self, track_id: int, frame_index: int, res: PoseResult) -> PoseResult:
+        last, old = self._state.get(track_id, (None, {}))
+        if last != frame_index - 1:
+            old = {}
+        new: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        img = res.image.astype(np.float64)
+        conf = img[:, 2] >= 0.3
+        xy = img[conf, :2] if conf.sum() >= 2 else img[:, :2]
+        scale = max(float(np.mean(xy.max(axis=0) - xy.min(axis=0))), 1.0)
+        image = res.image.copy()
+        image[:, :2] = self._step("image", img[:, :2], old, new, self.IMAGE, scale)
+        world = None
+        if res.world is not None:
+            world = self._step("world", res.world.astype(np.float64), old, new, self.WORLD).astype(np.float32)
+        self._state[track_id] = (frame_index, new)
+        return PoseResult(image=image, world=world)

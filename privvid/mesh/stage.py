@@ -22,7 +22,7 @@ from privvid.detect.common import box_inside, box_iou
 from privvid.io.atomic import savez_atomic
 from privvid.mesh.body_model import BodyModel, load_body_model
 from privvid.mesh.fit import MIN_CONF, Fitter, TrackState
-from privvid.mesh.pose import PoseResult
+from privvid.mesh.pose import LandmarkFilter, PoseResult
 
 MAX_REL_ERROR = 0.15      # a fit whose mean reprojection error exceeds this share of the box height fails
 MIN_LANDMARKS = 6         # confident, usable landmarks needed to fit a person in a frame
@@ -84,6 +84,8 @@ class MeshStage:
     # ------------------------------------------------------------------ lifecycle
     def reset(self) -> None:
         self.pose.reset()
+        self._smooth_marks = LandmarkFilter()   # the detector's landmarks come unsmoothed
+        self.detector_landmarks = 0             # person-frames posed from the detector's landmarks
         self._states: dict[int, TrackState] = {}
         self._frame0 = 0
         self._fitter: Fitter | None = None
@@ -196,8 +198,9 @@ class MeshStage:
                             and getattr(self.cfg, "reuse_detector_keypoints", True)
                             and int((kp[i][:, 2] >= MIN_CONF).sum()) >= MIN_LANDMARKS
                             and _landmarks_match_box(kp[i], box)):
-                        res = PoseResult(image=np.asarray(kp[i], np.float32),
-                                         world=None if world_kp is None else np.asarray(world_kp[i], np.float32))
+                        res = self._smooth_marks(tid, f_idx, PoseResult(
+                            image=np.asarray(kp[i], np.float32), world=np.asarray(world_kp[i], np.float32)))
+                        self.detector_landmarks += 1
                     else:
                         # the detector has no usable 2D + 3D landmarks for this person (a second
                         # person, a frame where its pose model did not run, or 2D keypoints only):
@@ -480,6 +483,7 @@ class MeshStage:
             "person_frames": persons,
             "fitted": len(ok),
             "fallback_frames": self.fallback_frames,
+            "landmarks_from_detector": self.detector_landmarks,
             "failed": persons - len(ok) - small - duplicates,
             "small": small,
             "duplicates": duplicates,

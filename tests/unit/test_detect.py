@@ -206,6 +206,10 @@ def test_stream_backend_exception_propagates() -> None:
                    extra=np.zeros((H, 3), bool)),
         Detections(masks=np.zeros((1, H, W), bool), boxes=np.zeros((1, 4), np.float32), scores=np.ones(1, np.float32),
                    keypoints=np.zeros((2, 33, 3), np.float32)),
+        Detections(masks=np.zeros((1, H, W), bool), boxes=np.zeros((1, 4), np.float32), scores=np.ones(1, np.float32),
+                   keypoints=np.zeros((1, 33, 3), np.float32), world_keypoints=np.zeros((1, 17, 3), np.float32)),
+        Detections(masks=np.zeros((1, H, W), bool), boxes=np.zeros((1, 4), np.float32), scores=np.ones(1, np.float32),
+                   world_keypoints=np.zeros((1, 33, 3), np.float32)),
     ],
 )
 def test_stream_wrong_shapes_raise_backend_failure(bad) -> None:

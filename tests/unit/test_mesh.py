@@ -781,3 +781,61 @@ def test_same_skeleton_tells_one_person_from_two(rng):
     unsure = near.copy()
     unsure[6:, 2] = 0.1                                 # too few landmarks seen by both: not decided
     assert not same_skeleton(a, unsure)
+
+
+def test_the_landmark_filter_smooths_a_track_and_starts_afresh_after_a_gap(rng):
+    from privvid.mesh.pose import LandmarkFilter
+
+    flt = LandmarkFilter(fps=30.0)
+    base = np.zeros((33, 3), np.float32)
+    base[:, 0] = np.linspace(100, 140, 33)
+    base[:, 1] = np.linspace(50, 250, 33)
+    base[:, 2] = 0.9
+    world = rng.normal(0.0, 0.3, (33, 3)).astype(np.float32)
+    first = flt(1, 0, PoseResult(image=base.copy(), world=world.copy()))
+    np.testing.assert_array_equal(first.image, base)              # a new track passes as it is
+    noisy, out = [], []
+    for f in range(1, 40):
+        img = base.copy()
+        img[:, :2] += rng.normal(0.0, 0.5, (33, 2))                # a quarter of 1% of a 200 px person: jitter
+        noisy.append(img)
+        out.append(flt(1, f, PoseResult(image=img, world=world + rng.normal(0.0, 0.01, (33, 3)))))
+    err_in = np.abs(np.stack(noisy)[:, :, :2] - base[:, :2]).mean()
+    err_out = np.abs(np.stack([r.image for r in out])[:, :, :2] - base[:, :2]).mean()
+    assert err_out < 0.7 * err_in                                  # measured 0.55
+    assert np.array_equal(out[-1].image[:, 2], noisy[-1][:, 2])    # confidences as given
+    assert np.abs(out[-1].world - world).mean() < 0.01
+    step = base.copy()
+    step[:, 0] += 30.0                                             # a real move: followed within a few frames
+    followed = [flt(1, f, PoseResult(image=step.copy(), world=None)).image for f in range(40, 45)]
+    assert np.abs(followed[-1][:, 0] - step[:, 0]).max() < 1.0
+    moved = base.copy()
+    moved[:, 0] += 60.0
+    late = flt(1, 50, PoseResult(image=moved, world=None))           # not seen on frame 49: no history
+    np.testing.assert_array_equal(late.image, moved)
+    assert late.world is None
+    other = flt(2, 51, PoseResult(image=base.copy(), world=None))    # tracks are filtered apart
+    np.testing.assert_array_equal(other.image, base)
+
+
+def test_the_stage_poses_people_from_the_detectors_landmarks(body, rng):
+    """Detections that carry 2D and metric 3D landmarks (``refine=pose``) are fitted from them: the pose
+    source is not called for those people."""
+    from privvid.mesh.stage import MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=8)
+    frames, dets, background, masks = _stage_inputs(rows)
+    for d, r in zip(dets, rows):
+        d.keypoints, d.world_keypoints = r["image"][None].copy(), r["world"][None].copy()
+    source = _ScriptedPose(rows, fail_frames=set(range(8)))          # would fail every person it is asked for
+    stage = MeshStage(MeshConfig(), pose_source=source)
+    _, infos = stage(frames, dets, background, masks)
+    assert source.calls == 0
+    assert [i["people"][0]["status"] for i in infos] == ["ok"] * 8
+    assert stage.finish()["landmarks_from_detector"] == 8
+    dets[3].world_keypoints = None                                    # 2D only: the pose source is asked
+    stage.reset()
+    _, infos = stage(frames, dets, background, masks)
+    assert source.calls == 1 and infos[3]["people"][0]["status"] == "failed"
+    assert stage.finish()["landmarks_from_detector"] == 7

@@ -130,8 +130,10 @@ def test_a_refined_instance_is_the_pose_mask_and_the_rest_stays_removed():
     """_refine with a stand-in pose model that finds a 20 x 80 person at x 100-120: the instance becomes
     that mask and its box; the selfie pixels near the person (within their own margin) go with it; those
     further away (the spectator merged into the crop) become `extra`; another instance's pixels are not
-    repeated in `extra`; where the pose model finds nothing the selfie instance stays."""
+    repeated in `extra`; the model's landmarks come back for the refined instance only; where the pose
+    model finds nothing the selfie instance stays."""
     from privvid.detect.common import dilate, instance_kernel
+    from privvid.detect.litert_models import PoseCrop
     from privvid.detect.ssd_backend import SsdDetector
 
     h, w = 240, 432
@@ -145,7 +147,9 @@ def test_a_refined_instance_is_the_pose_mask_and_the_rest_stays_removed():
         prob = np.zeros((side, side), np.float32)
         ys, xs = np.mgrid[y0:y0 + side, x0:x0 + side]
         prob[(ys >= 100) & (ys < 180) & (xs >= 100) & (xs < 120)] = 0.9
-        return prob, 0.9
+        return PoseCrop(prob, 0.9, marks, marks * 0.01)
+
+    marks = np.tile(np.array([[110.0, 140.0, 0.9]], np.float32), (33, 1))
 
     det._pose = pose
     selfie = person.copy()
@@ -156,7 +160,8 @@ def test_a_refined_instance_is_the_pose_mask_and_the_rest_stays_removed():
     masks = [selfie.copy(), other.copy()]
     boxes = [[100, 100, 150, 180], [145, 100, 160, 180]]
     people = [(True, np.array([98, 98, 122, 182], np.float32)), (True, np.array([145, 100, 160, 180], np.float32))]
-    extra = det._refine(frame, masks, boxes, people)
+    extra, found = det._refine(frame, masks, boxes, people)
+    assert list(found) == [0] and np.array_equal(found[0].image, marks)   # the second is not refined
     assert np.array_equal(masks[0], person) and boxes[0] == [100, 100, 120, 180]
     assert np.array_equal(masks[1], other)          # its grown box holds none of what the model found: kept
     margin = dilate(person, instance_kernel(det.cfg, 80, h))
@@ -165,9 +170,10 @@ def test_a_refined_instance_is_the_pose_mask_and_the_rest_stays_removed():
     assert extra[100:180, 140:145].all()           # the spectator's pixels that no instance holds
     assert not (selfie & ~(masks[0] | masks[1] | extra | margin)).any()  # nothing the selfie found is lost
 
-    det._pose = lambda frame, crop, turned=False: (np.zeros((crop[2], crop[2]), np.float32), 0.9)
+    det._pose = lambda frame, crop, turned=False: PoseCrop(np.zeros((crop[2], crop[2]), np.float32), 0.9, marks,
+                                                           marks)
     masks = [selfie.copy()]
-    assert det._refine(frame, masks, [[100, 100, 150, 180]], people[:1]) is None
+    assert det._refine(frame, masks, [[100, 100, 150, 180]], people[:1]) == (None, {})
     assert np.array_equal(masks[0], selfie)        # nothing found: the selfie instance stays
 
 
@@ -202,10 +208,17 @@ def test_a_turned_pose_crop_is_the_crop_of_the_turned_picture_turned_back(rng):
     other = frame.copy()
     other[40:160, 90:210] = picture[::-1, ::-1]
     pose = PoseCrops(wheel_model_path(POSE_LANDMARK))
-    turned, p1 = pose(frame, (90, 40, 120), turned=True)
-    upright, p2 = pose(other, (90, 40, 120))
-    assert turned.shape == (120, 120) and 0.0 <= p1 <= 1.0 and p1 == pytest.approx(p2, abs=1e-5)
-    np.testing.assert_allclose(turned, upright[::-1, ::-1], atol=1e-5)
+    turned = pose(frame, (90, 40, 120), turned=True)
+    upright = pose(other, (90, 40, 120))
+    assert turned.prob.shape == (120, 120) and 0.0 <= turned.presence <= 1.0
+    assert turned.presence == pytest.approx(upright.presence, abs=1e-5)
+    np.testing.assert_allclose(turned.prob, upright.prob[::-1, ::-1], atol=1e-5)
+    # the landmarks too: a point (x, y) of the turned picture is (2 * 90 + 120 - x, 2 * 40 + 120 - y) of this one
+    assert turned.image.shape == (33, 3) and turned.world.shape == (33, 3)
+    np.testing.assert_allclose(turned.image[:, :2], [300.0, 200.0] - upright.image[:, :2], atol=1e-3)
+    np.testing.assert_allclose(turned.image[:, 2], upright.image[:, 2], atol=1e-5)
+    assert ((turned.image[:, 2] >= 0.0) & (turned.image[:, 2] <= 1.0)).all()
+    np.testing.assert_allclose(turned.world, upright.world * [-1.0, -1.0, 1.0], atol=1e-5)
     assert pose.inputs_run == 2
 
 
