@@ -188,7 +188,8 @@ class LandmarkFilter:
     """One-euro smoothing of each track's landmarks from frame to frame (the filter mediapipe's pose
     tracker applies to its own output), for landmarks that come without it (the detector's, one model
     run per crop). Image landmarks are filtered in units of the person's landmark box (its mean side),
-    world landmarks in metres; a track not seen on the frame before starts afresh."""
+    world landmarks in metres; a track not seen on the frame before starts afresh. Frames count as
+    ``fps`` a second (the stage does not know the clip's rate; 30, as for most action clips)."""
 
     IMAGE = (0.05, 80.0)   # (min_cutoff, beta), as mediapipe's pose landmark filter
     WORLD = (0.1, 40.0)
