@@ -25,6 +25,11 @@ from privvid.runtime.native_log import quiet_native_logs
 PERSON_CLASS = 4  # index of "Person" in the objectron SSD's Open Images label map
 
 
+def _sigmoid(logits: np.ndarray, limit: float) -> np.ndarray:
+    """The logistic function of ``logits`` clipped to +-``limit`` (no overflow in exp)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -limit, limit)))
+
+
 def _interpreter(path: Path, threads: int = 1) -> Any:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -356,7 +361,7 @@ class PoseCrops(_Model):
         self._invoke((img.astype(np.float32) * (1.0 / 255.0))[None])
         self.inputs_run += 1
         logits = self._it.get_tensor(self._seg)[0, :, :, 0]
-        prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
+        prob = _sigmoid(logits, 30.0)
         raw = self._it.get_tensor(self._image)[0].reshape(39, 5)[: self.LANDMARKS]
         world = self._it.get_tensor(self._world)[0].reshape(39, 3)[: self.LANDMARKS].astype(np.float32)
         xy = raw[:, :2].astype(np.float64)
@@ -367,7 +372,7 @@ class PoseCrops(_Model):
         x0, y0, side = crop
         image = np.empty((self.LANDMARKS, 3), np.float32)
         image[:, :2] = xy * (side / self.SIZE) + (x0, y0)
-        image[:, 2] = 1.0 / (1.0 + np.exp(-np.clip(raw[:, 3], -30.0, 30.0)))   # visibility
+        image[:, 2] = _sigmoid(raw[:, 3], 30.0)   # visibility
         prob = cv2.resize(np.ascontiguousarray(prob, np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
         return PoseCrop(prob, float(self._it.get_tensor(self._presence)[0, 0]), image, world)
 
@@ -392,8 +397,7 @@ class Faces(_Model):
         x *= 2.0 / 255.0
         x -= 1.0
         self._invoke(x[None])
-        logits = np.clip(self._it.get_tensor(self._cls)[0, :, 0], -80, 80)
-        scores = 1.0 / (1.0 + np.exp(-logits))
+        scores = _sigmoid(self._it.get_tensor(self._cls)[0, :, 0], 80.0)
         keep = np.flatnonzero(scores >= min_score)
         if len(keep) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)

@@ -44,7 +44,8 @@ from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
 from privvid.detect.common import (  # noqa: F401
     box_iou, check_frame, crop_person_pixels, dilate, instance_kernel, mask_box, options_from, tile_boxes)
-from privvid.detect.litert_models import PoseCrop, PoseCrops
+from privvid.detect.litert_models import (
+    PoseCrop, PoseCrops, SelfieCrops, SsdPersons, merge_parts, nms, square_crop)
 from privvid.errors import ConfigError
 
 
@@ -146,7 +147,6 @@ class SsdDetector:
     tracks = True  # gives its own track ids (the stream's IoU tracker is not needed)
 
     def __init__(self, cfg: DetectConfig | None = None) -> None:
-        from privvid.detect.litert_models import SelfieCrops, SsdPersons
         from privvid.runtime.models import SELFIE, SSD_PERSON, npm_model_path, wheel_model_path
 
         self.cfg = cfg or DetectConfig()
@@ -169,13 +169,10 @@ class SsdDetector:
         self._next_id = 0
         self._frame = 0
         self.stats = {"frames": 0, "boxes": 0, "carried": 0, "dropped": 0, "ellipses": 0, "tile_frames": 0,
-                      "turned": 0, "shadow_px": 0,
-                      "refined": 0, "refine_kept": 0}
+                      "turned": 0, "shadow_px": 0, "refined": 0, "refine_kept": 0}
 
     # ------------------------------------------------------------------ boxes
     def _boxes(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from privvid.detect.litert_models import merge_parts, nms
-
         o = self.opts
         h, w = frame.shape[:2]
         boxes, scores, cut = [], [], []
@@ -266,8 +263,6 @@ class SsdDetector:
 
     # ------------------------------------------------------------------ main
     def __call__(self, frame: np.ndarray) -> Detections:
-        from privvid.detect.litert_models import square_crop
-
         frame = check_frame(frame)
         o = self.opts
         h, w = frame.shape[:2]
@@ -376,8 +371,6 @@ class SsdDetector:
         this very mask removes them in this frame, and a margin of their own would remove more scene
         (parkour outside the person 7.0% instead of 6.3% at 432x240). In the union over frames the
         neighbours carry them only as far as the person's own mask carries."""
-        from privvid.detect.litert_models import square_crop
-
         h, w = frame.shape[:2]
         extra = np.zeros((h, w), bool)
         marks: dict[int, PoseCrop] = {}

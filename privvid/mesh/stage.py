@@ -195,7 +195,6 @@ class MeshStage:
                 res: PoseResult | None = None
                 try:
                     if (kp is not None and len(kp) > i and kp.shape[1] == 33 and world_kp is not None
-                            and getattr(self.cfg, "reuse_detector_keypoints", True)
                             and int((kp[i][:, 2] >= MIN_CONF).sum()) >= MIN_LANDMARKS
                             and _landmarks_match_box(kp[i], box)):
                         res = self._smooth_marks(tid, f_idx, PoseResult(

@@ -802,7 +802,7 @@ def test_the_landmark_filter_smooths_a_track_and_starts_afresh_after_a_gap(rng):
         out.append(flt(1, f, PoseResult(image=img, world=world + rng.normal(0.0, 0.01, (33, 3)))))
     err_in = np.abs(np.stack(noisy)[:, :, :2] - base[:, :2]).mean()
     err_out = np.abs(np.stack([r.image for r in out])[:, :, :2] - base[:, :2]).mean()
-    assert err_out < 0.7 * err_in                                  # measured 0.55
+    assert err_out < 0.7 * err_in                                  # 0.58 with this seed
     assert np.array_equal(out[-1].image[:, 2], noisy[-1][:, 2])    # confidences as given
     assert np.abs(out[-1].world - world).mean() < 0.01
     step = base.copy()
