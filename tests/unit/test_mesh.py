@@ -794,17 +794,20 @@ def test_the_landmark_filter_smooths_a_track_and_starts_afresh_after_a_gap(rng):
     world = rng.normal(0.0, 0.3, (33, 3)).astype(np.float32)
     first = flt(1, 0, PoseResult(image=base.copy(), world=world.copy()))
     np.testing.assert_array_equal(first.image, base)              # a new track passes as it is
-    noisy, out = [], []
+    noisy, noisy_world, out = [], [], []
     for f in range(1, 40):
         img = base.copy()
         img[:, :2] += rng.normal(0.0, 0.5, (33, 2))                # a quarter of 1% of a 200 px person: jitter
         noisy.append(img)
-        out.append(flt(1, f, PoseResult(image=img, world=world + rng.normal(0.0, 0.01, (33, 3)))))
+        noisy_world.append(world + rng.normal(0.0, 0.01, (33, 3)))  # 1 cm
+        out.append(flt(1, f, PoseResult(image=img, world=noisy_world[-1])))
     err_in = np.abs(np.stack(noisy)[:, :, :2] - base[:, :2]).mean()
     err_out = np.abs(np.stack([r.image for r in out])[:, :, :2] - base[:, :2]).mean()
     assert err_out < 0.7 * err_in                                  # 0.58 with this seed
     assert np.array_equal(out[-1].image[:, 2], noisy[-1][:, 2])    # confidences as given
-    assert np.abs(out[-1].world - world).mean() < 0.01
+    world_in = np.abs(np.stack(noisy_world) - world).mean()
+    world_out = np.abs(np.stack([r.world for r in out]) - world).mean()
+    assert world_out < 0.75 * world_in                             # 0.60 with this seed
     step = base.copy()
     step[:, 0] += 30.0                                             # a real move: followed within a few frames
     followed = [flt(1, f, PoseResult(image=step.copy(), world=None)).image for f in range(40, 45)]
