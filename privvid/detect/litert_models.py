@@ -315,13 +315,29 @@ class PoseCrop(NamedTuple):
     presence: in [0, 1], how sure the model is that a whole person is in the crop
     image:    (33, 3) float32 landmarks at frame pixel coordinates (x, y, visibility in [0, 1]), BlazePose order
     world:    (33, 3) float32 metric 3D landmarks (x right, y down, z away from the camera, origin between the
-              hips), as mediapipe's pose solution reports them for an unrotated region of interest
+              hips), turned back to the frame's axes where the crop was turned (as mediapipe's pose solution
+              reports them)
+    aux:      (2, 2) float32 the model's two alignment points at frame pixels: the body's centre and a point
+              whose offset from it gives the body's size and tilt (:func:`pose_region`); None if not given
     """
 
     prob: np.ndarray
     presence: float
     image: np.ndarray
     world: np.ndarray
+    aux: np.ndarray | None = None
+
+
+def pose_region(aux: np.ndarray, scale: float = 1.25) -> tuple[float, float, float, float]:
+    """The region the landmark model should see next for a person whose alignment points are ``aux``
+    (mediapipe's rule for following a person from frame to frame): centred on the body's centre, a side of
+    ``scale`` x twice the distance between the two points, turned so that the second point is straight
+    above the first (the person upright in the crop). Returns (cx, cy, side, angle): the crop is the frame
+    turned by ``angle`` radians about the centre."""
+    centre, top = np.asarray(aux[0], np.float64), np.asarray(aux[1], np.float64)
+    dx, dy = top - centre
+    side = 2.0 * scale * float(np.hypot(dx, dy))
+    return float(centre[0]), float(centre[1]), side, float(-np.pi / 2 - np.arctan2(dy, dx))
 
 
 class PoseCrops(_Model):
@@ -331,7 +347,8 @@ class PoseCrops(_Model):
     the selfie model marks everyone in the crop: a spectator behind a dancer is not in it. The same run
     gives the person's 33 landmarks, in the image and in metric 3D (the outputs mediapipe's pose
     solution reads, less its landmark smoothing and heatmap refinement). One 256 x 256 input per call
-    (about 10 ms on one core).
+    (about 10 ms on one core), on an upright square crop (:meth:`__call__`) or on a turned one that holds
+    the person upright (:meth:`rotated`, the region :func:`pose_region` makes of a previous result).
     """
 
     SIZE = 256
@@ -358,23 +375,57 @@ class PoseCrops(_Model):
         img = _cut(frame, *crop, self.SIZE)
         if turned:
             img = img[::-1, ::-1]
-        self._invoke((img.astype(np.float32) * (1.0 / 255.0))[None])
-        self.inputs_run += 1
-        logits = self._it.get_tensor(self._seg)[0, :, :, 0]
-        prob = _sigmoid(logits, 30.0)
-        raw = self._it.get_tensor(self._image)[0].reshape(39, 5)[: self.LANDMARKS]
-        world = self._it.get_tensor(self._world)[0].reshape(39, 3)[: self.LANDMARKS].astype(np.float32)
+        prob, presence, raw, world = self._run(img)
         xy = raw[:, :2].astype(np.float64)
         if turned:
             prob = prob[::-1, ::-1]
             xy = self.SIZE - xy        # a half turn about the crop's centre ...
             world = world * np.array([-1.0, -1.0, 1.0], np.float32)   # ... and about the camera's axis
         x0, y0, side = crop
-        image = np.empty((self.LANDMARKS, 3), np.float32)
-        image[:, :2] = xy * (side / self.SIZE) + (x0, y0)
-        image[:, 2] = _sigmoid(raw[:, 3], 30.0)   # visibility
+        xy = xy * (side / self.SIZE) + (x0, y0)
         prob = cv2.resize(np.ascontiguousarray(prob, np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-        return PoseCrop(prob, float(self._it.get_tensor(self._presence)[0, 0]), image, world)
+        return self._result(prob, presence, xy, raw, world)
+
+    def rotated(self, frame: np.ndarray, region: tuple[float, float, float, float]
+                ) -> tuple[PoseCrop, tuple[int, int, int]]:
+        """The person in a turned square ``region`` (cx, cy, side, angle; :func:`pose_region`), shown to the
+        model upright; outside the frame the crop is black. Returns the result with its map over the
+        axis-aligned square crop (x0, y0, side) that holds the region, and that crop."""
+        cx, cy, side, angle = region
+        cos, sin = np.cos(angle), np.sin(angle)
+        a = (self.SIZE / max(side, 1.0)) * np.array([[cos, -sin], [sin, cos]])
+        b = self.SIZE / 2.0 - a @ np.array([cx, cy])
+        img = cv2.warpAffine(frame, np.hstack([a, b[:, None]]), (self.SIZE, self.SIZE), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT)
+        prob, presence, raw, world = self._run(img)
+        xy = (raw[:, :2].astype(np.float64) - b) @ np.linalg.inv(a).T
+        # the metric landmarks turned back to the frame's axes (about the camera's axis, as mediapipe does)
+        back = np.array([[cos, sin], [-sin, cos]], np.float32)
+        world = np.concatenate([world[:, :2] @ back.T, world[:, 2:]], axis=1).astype(np.float32)
+        # the map over the axis-aligned square that holds the turned one: crop pixel q is frame pixel q + (x0, y0)
+        span = int(np.ceil(side * (abs(cos) + abs(sin)) - 1e-6))
+        x0, y0 = int(np.floor(cx - span / 2)), int(np.floor(cy - span / 2))
+        back_map = np.hstack([a, (a @ np.array([x0, y0]) + b)[:, None]])
+        prob = cv2.warpAffine(np.ascontiguousarray(prob, np.float32), back_map, (span, span),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+        return self._result(prob, presence, xy, raw, world), (x0, y0, span)
+
+    def _run(self, img: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """One model run on a 256 x 256 RGB input: (probability map, presence, raw 39 x 5 landmarks in input
+        pixels, 33 world landmarks)."""
+        self._invoke((img.astype(np.float32) * (1.0 / 255.0))[None])
+        self.inputs_run += 1
+        prob = _sigmoid(self._it.get_tensor(self._seg)[0, :, :, 0], 30.0)
+        raw = self._it.get_tensor(self._image)[0].reshape(39, 5)
+        world = self._it.get_tensor(self._world)[0].reshape(39, 3)[: self.LANDMARKS].astype(np.float32)
+        return prob, float(self._it.get_tensor(self._presence)[0, 0]), raw, world
+
+    def _result(self, prob: np.ndarray, presence: float, xy: np.ndarray, raw: np.ndarray,
+                world: np.ndarray) -> PoseCrop:
+        image = np.empty((self.LANDMARKS, 3), np.float32)
+        image[:, :2] = xy[: self.LANDMARKS]
+        image[:, 2] = _sigmoid(raw[: self.LANDMARKS, 3], 30.0)   # visibility
+        return PoseCrop(prob, presence, image, world, xy[self.LANDMARKS:self.LANDMARKS + 2].astype(np.float32))
 
 
 class Faces(_Model):

@@ -100,6 +100,12 @@ def test_refine_options_validate_themselves():
         SsdOptions(refine_max=-1)
 
 
+def _track(tid: int):
+    from privvid.detect.ssd_backend import _Track
+
+    return _Track(tid, np.zeros(4, np.float32), np.zeros(4, np.float32), 0.9)
+
+
 def test_the_people_refined_are_those_merged_with_others_and_the_largest():
     """Refined: found this frame, a box whose longer side is >= refine_min of the frame height (a dancer
     lying on the floor is wide, not tall); of refine_max, half go to the instances reaching furthest out of
@@ -118,7 +124,7 @@ def test_the_people_refined_are_those_merged_with_others_and_the_largest():
         masks.append(m)
     masks[5][20:140, 400:430] = True   # a person whose mask holds the one beside them: 3,600 px outside
     masks[0][0:100, 20:25] = True      # a little outside (500 px)
-    people = list(zip(found, boxes))
+    people = [(f, b, _track(k)) for k, (f, b) in enumerate(zip(found, boxes))]
     two = SsdDetector(replace(DetectConfig(), options={"refine": "pose", "refine_max": 2}))
     assert two._to_refine(masks, people, h) == [5, 2]   # the merged one, then the largest (150 px tall)
     four = SsdDetector(replace(DetectConfig(), options={"refine": "pose", "refine_max": 4}))
@@ -159,7 +165,8 @@ def test_a_refined_instance_is_the_pose_mask_and_the_rest_stays_removed():
     other[100:180, 145:160] = True     # a second person's instance overlapping the spectator
     masks = [selfie.copy(), other.copy()]
     boxes = [[100, 100, 150, 180], [145, 100, 160, 180]]
-    people = [(True, np.array([98, 98, 122, 182], np.float32)), (True, np.array([145, 100, 160, 180], np.float32))]
+    people = [(True, np.array([98, 98, 122, 182], np.float32), _track(0)),
+              (True, np.array([145, 100, 160, 180], np.float32), _track(1))]
     extra, found = det._refine(frame, masks, boxes, people)
     assert list(found) == [0] and np.array_equal(found[0].image, marks)   # the second is not refined
     assert np.array_equal(masks[0], person) and boxes[0] == [100, 100, 120, 180]
@@ -497,3 +504,126 @@ def test_person_pixels_of_no_instance_grow_with_their_own_size():
     _, speck = grown((100, 100, 102, 102), (240, 432))        # a speck: the fixed 11 px kernel
     xs = np.flatnonzero(speck.any(axis=0))
     assert xs[0] == 95 and xs[-1] == 106
+
+
+def test_pose_region_holds_the_person_upright():
+    """mediapipe's rule: centred on the body's centre, 1.25 x twice the distance to the second alignment
+    point, turned so that point is straight above the centre."""
+    from privvid.detect.litert_models import pose_region
+
+    cx, cy, side, angle = pose_region(np.array([[100.0, 100.0], [100.0, 60.0]]))
+    assert (cx, cy) == (100.0, 100.0) and side == pytest.approx(100.0) and angle == pytest.approx(0.0)
+    # lying with the head to the right: the crop is the frame turned by a quarter, the head then points up
+    *_, angle = pose_region(np.array([[100.0, 100.0], [140.0, 100.0]]))
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    np.testing.assert_allclose(rot @ [40.0, 0.0], [0.0, -40.0], atol=1e-9)
+    *_, angle = pose_region(np.array([[100.0, 100.0], [100.0, 130.0]]))   # upside down: half a turn
+    assert abs(angle) == pytest.approx(np.pi)
+
+
+def test_a_turned_pose_region_gives_the_landmarks_of_the_upright_crop_in_the_turned_frame(rng):
+    """A frame turned by a quarter and a region turned back by a quarter show the model the very crop an
+    upright pass sees: the map, the image landmarks and the metric landmarks come back turned with the frame."""
+    from privvid.detect.litert_models import PoseCrops
+    from privvid.runtime.models import POSE_LANDMARK, wheel_model_path
+
+    frame = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    frame[60:240, 160:220] = (200, 150, 120)
+    pose = PoseCrops(wheel_model_path(POSE_LANDMARK))
+    upright = pose(frame, (62, 22, 256))
+    # no turn: the same pixels as the square crop
+    same, crop = pose.rotated(frame, (62 + 128.0, 22 + 128.0, 256.0, 0.0))
+    assert crop == (62, 22, 256)
+    np.testing.assert_allclose(same.prob, upright.prob, atol=1e-5)
+    np.testing.assert_allclose(same.image, upright.image, atol=1e-3)
+    np.testing.assert_allclose(same.world, upright.world, atol=1e-5)
+    assert same.aux is not None and same.aux.shape == (2, 2)
+    # np.rot90 puts frame pixel (x, y) at (y, W - 1 - x): the person lies with the head to the left
+    w = frame.shape[1]
+    lying = np.ascontiguousarray(np.rot90(frame))
+    seen, crop = pose.rotated(lying, (22 + 128.0, w - 1 - (62 + 128.0), 256.0, np.pi / 2))
+    assert crop[2] == 256
+    x0, y0 = crop[:2]
+    moved = np.stack([upright.image[:, 1], w - 1 - upright.image[:, 0]], axis=1)
+    np.testing.assert_allclose(seen.image[:, :2], moved, atol=0.05)
+    np.testing.assert_allclose(seen.image[:, 2], upright.image[:, 2], atol=1e-4)
+    np.testing.assert_allclose(seen.world[:, :2], np.stack([upright.world[:, 1], -upright.world[:, 0]], 1), atol=1e-4)
+    np.testing.assert_allclose(seen.world[:, 2], upright.world[:, 2], atol=1e-4)
+    assert seen.presence == pytest.approx(upright.presence, abs=1e-4)
+    # the map over the axis-aligned crop: frame pixel (x, y) of the upright map is (y, W - 1 - x) here
+    full = np.zeros(frame.shape[:2], np.float32)
+    full[22:278, 62:318] = upright.prob
+    turned_full = np.zeros(lying.shape[:2], np.float32)
+    ys, xs = slice(max(y0, 0), y0 + 256), slice(max(x0, 0), x0 + 256)
+    turned_full[ys, xs] = seen.prob[ys.start - y0:, xs.start - x0:][: ys.stop - ys.start, : xs.stop - xs.start]
+    np.testing.assert_allclose(turned_full, np.rot90(full), atol=1e-3)
+    assert np.ptp(upright.prob) > 1e-3   # and the map is not flat
+
+
+def test_a_refined_person_is_looked_for_where_their_landmarks_were_and_found_again_on_the_box():
+    """refine_track: after a frame whose pose result was sure of the person, the next frame's pass looks at
+    the region their alignment points give (one pass, turned upright), and keeps it while its mask is this
+    frame's instance; where that region shows someone else (mask box IoU < 0.5 with the selfie instance) or
+    nobody, the box's square crop is used, as on a track's first frame. refine_track=false: always the box."""
+    from privvid.detect.litert_models import PoseCrop
+    from privvid.detect.ssd_backend import SsdDetector
+
+    h, w = 240, 432
+    frame = np.zeros((h, w, 3), np.uint8)
+    person = np.zeros((h, w), bool)
+    person[100:180, 100:120] = True
+    marks = np.tile(np.array([[110.0, 140.0, 0.9]], np.float32), (33, 1))
+    aux = np.array([[110.0, 140.0], [110.0, 100.0]], np.float32)   # upright: region side 100, no turn
+    calls = []
+
+    def at(x0, y0, side, where):
+        ys, xs = np.mgrid[y0:y0 + side, x0:x0 + side]
+        return ((ys >= where[1]) & (ys < where[3]) & (xs >= where[0]) & (xs < where[2])).astype(np.float32)
+
+    class Pose:
+        target = (100, 100, 120, 180)     # what the turned region shows (x0, y0, x1, y1)
+        presence = 0.9
+
+        def __call__(self, frame, crop, turned=False):
+            calls.append("box")
+            return PoseCrop(at(*crop, (100, 100, 120, 180)), 0.9, marks, marks * 0.01, aux)
+
+        def rotated(self, frame, region):
+            calls.append(("region", tuple(round(v, 3) for v in region)))
+            cx, cy, side, _ = region
+            crop = (int(cx - side / 2), int(cy - side / 2), int(side))
+            return PoseCrop(at(*crop, self.target), self.presence, marks + 1, marks * 0.01, aux), crop
+
+    def step(det, track):
+        det._frame += 1      # as __call__ does before it segments
+        masks = [person.copy()]
+        extra, found = det._refine(frame, masks, [[100, 100, 120, 180]],
+                                   [(True, np.array([100, 100, 120, 180], np.float32), track)])
+        return masks[0], found
+
+    det = SsdDetector(replace(DetectConfig(), options={"refine": "pose"}))
+    det._pose = Pose()
+    track = _track(0)
+    mask, found = step(det, track)
+    assert calls == ["box"] and np.array_equal(mask, person)
+    assert track.region == pytest.approx((110.0, 140.0, 100.0, 0.0))
+    mask, found = step(det, track)                      # found where the landmarks were
+    assert calls[1] == ("region", (110.0, 140.0, 100.0, 0.0)) and len(calls) == 2
+    assert np.array_equal(mask, person) and np.array_equal(found[0].image, marks + 1)
+    assert det.stats["refine_tracked"] == 1 and det.stats["refined"] == 2
+    det._pose.target = (150, 100, 170, 180)             # the region now shows someone beside the person
+    mask, found = step(det, track)
+    assert calls[2][0] == "region" and calls[3] == "box" and np.array_equal(found[0].image, marks)
+    det._pose.target, det._pose.presence = (100, 100, 120, 180), 0.3   # ... or nobody the model is sure of
+    mask, found = step(det, track)
+    assert calls[4][0] == "region" and calls[5] == "box" and det.stats["refine_tracked"] == 1
+    det._frame += 1                                     # a frame without this person refined: start afresh
+    step(det, track)
+    assert calls[6] == "box" and len(calls) == 7
+    off = SsdDetector(replace(DetectConfig(), options={"refine": "pose", "refine_track": False}))
+    off._pose = Pose()
+    calls.clear()
+    track = _track(0)
+    step(off, track)
+    step(off, track)
+    assert calls == ["box", "box"]
