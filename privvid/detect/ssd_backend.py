@@ -24,7 +24,8 @@ it leaves out stay removed (``extra``); it costs about 10 ms per refined person 
 removal does not need it, so it is for runs whose instance masks are used. The same model run gives
 the refined person's 33 landmarks, in the image and in metric 3D (``keypoints``, ``world_keypoints``;
 confidence 0 for the people not refined): mesh mode fits those people from them instead of running
-its own pose model on their crops.
+its own pose model on their crops. A person refined on the frame before is looked for where those
+landmarks put them, turned upright (``refine_track``), as mediapipe's pose tracker does.
 
 Compared with the ``mediapipe`` backend (selfie segmentation of the whole frame + BlazePose,
 which follows one person at a time), this finds crowds and bystanders and gives one instance
