@@ -409,8 +409,8 @@ class SsdDetector:
         track's first frame) the crop is the box's square; with ``turn``, a crop of ``small`` px or more
         whose box is ``turn_aspect`` as wide as it is tall is also shown turned (about 10 ms a pass), and
         the pass the model is surer of is kept. None where it finds too little of the person (under
-        ``min_fill`` of the box, or nothing): the selfie instance stays. The model's presence score only
-        picks the pass: the breakdancer's masks are good where it is low (gating on presence >= 0.5
+        ``min_fill`` of the box, or nothing): the selfie instance stays. On the box's crop the model's presence
+        score only picks the pass: the breakdancer's masks are good where it is low (gating on presence >= 0.5
         lowered breakdance's IoU from 0.58 to 0.54)."""
         assert self._pose is not None
         o = self.opts
