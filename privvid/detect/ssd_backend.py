@@ -382,9 +382,9 @@ class SsdDetector:
         extra = np.zeros((h, w), bool)
         marks: dict[int, PoseCrop] = {}
         for i in self._to_refine(masks, people, h):
-            mb = mask_box(masks[i])
+            mb = np.asarray(boxes[i], np.float32)   # the selfie instance's own box (``mask_box`` of masks[i])
             box = np.concatenate([np.minimum(mb[:2], people[i][1][:2]), np.maximum(mb[2:], people[i][1][2:])])
-            found = self._refined(frame, square_crop(box, self.opts.crop_scale, w, h), box, masks[i], people[i][2])
+            found = self._refined(frame, square_crop(box, self.opts.crop_scale, w, h), box, mb, people[i][2])
             if found is None:
                 continue
             own, marks[i] = found
@@ -395,7 +395,7 @@ class SsdDetector:
         extra &= ~np.logical_or.reduce(masks)
         return (extra if extra.any() else None), marks
 
-    def _refined(self, frame: np.ndarray, crop: tuple[int, int, int], box: np.ndarray, selfie: np.ndarray,
+    def _refined(self, frame: np.ndarray, crop: tuple[int, int, int], box: np.ndarray, selfie_box: np.ndarray,
                  track: _Track) -> tuple[np.ndarray, PoseCrop] | None:
         """The person's own pixels (pose model probability >= 0.5) inside the box grown by ``box_grow``.
 
@@ -404,8 +404,8 @@ class SsdDetector:
         mediapipe's pose tracker does): one pass, and steadier landmarks than a crop around the box (on
         DAVIS parkour at 432x240 the frame-to-frame jitter of 12 body landmarks fell from 0.109 to 0.074
         of the runner's height, a one-off script, 2026-12-06). It is kept when the model is sure a person
-        is there (presence >= 0.5) and its mask's box matches the selfie instance's (IoU >= 0.5): the
-        person may have moved off the region, or another one stepped into it. Otherwise (and on a
+        is there (presence >= 0.5) and its mask's box matches the selfie instance's (``selfie_box``, IoU
+        >= 0.5): the person may have moved off the region, or another one stepped into it. Otherwise (and on a
         track's first frame) the crop is the box's square; with ``turn``, a crop of ``small`` px or more
         whose box is ``turn_aspect`` as wide as it is tall is also shown turned (about 10 ms a pass), and
         the pass the model is surer of is kept. None where it finds too little of the person (under
@@ -423,7 +423,7 @@ class SsdDetector:
             seen, region_crop = self._pose.rotated(frame, track.region)
             if seen.presence >= 0.5:
                 own = self._instance(seen.prob, *region_crop, box, (h, w), threshold=0.5)
-                if own.sum() < o.min_fill * area or box_iou(mask_box(own)[None], mask_box(selfie)[None])[0, 0] < 0.5:
+                if own.sum() < o.min_fill * area or box_iou(mask_box(own)[None], selfie_box[None])[0, 0] < 0.5:
                     own = None
                 else:
                     self.stats["refine_tracked"] += 1
