@@ -19,7 +19,10 @@ frame) and grow by ``DetectConfig.temporal_grow`` x the dilation of their own fr
 the neighbours are there to cover what this frame's detection dropped, where the
 person is now, not to stamp five silhouettes of a moving person and the camera's
 pan over the scene. A piece of the moved neighbours' masks that touches none of this
-frame's own is a person this frame missed, and keeps its full growth. ``"none"``
+frame's own is a person this frame missed, and keeps its full growth. Next to a person this frame
+found, a neighbour's pixel is kept where ``DetectConfig.temporal_vote`` (2) neighbours hold it, or
+inside a piece thicker than ``temporal_sliver`` of the frame height (a limb this frame dropped), not
+in the thin slivers that the flow's error leaves along the person's outline. ``"none"``
 unions the neighbours' masks where they lie, grown as much as their own frame's
 (the rule until 2026-12-05).
 
@@ -95,6 +98,8 @@ class MaskStream:
         # the union of the moved masks, so the far neighbour rides along with the near one's step. Both
         # the neighbours' full growth and their lesser one are carried
         full = np.zeros_like(out)
+        if self.cfg.temporal_vote > 1:
+            return self._voted(i, held, out, full)
         for step in (1, -1):
             carried: list[np.ndarray] | None = None
             j = i + step * self.delay
@@ -107,16 +112,51 @@ class MaskStream:
             if carried is not None:
                 full |= carried[0]
                 out |= carried[1]
-        # the lesser growth is for people this frame found too (their own mask has the full margin); a
-        # person it missed, a piece of the neighbours' masks that touches none of this frame's, keeps
-        # the full margin
+        return self._missed(held[i][0], out, full)
+
+    @staticmethod
+    def _missed(own: np.ndarray, out: np.ndarray, full: np.ndarray) -> np.ndarray:
+        """``out`` plus each piece of ``full`` (the neighbours' moved masks, fully grown) that touches none
+        of this frame's ``own``: the lesser growth is for people this frame found too (their own mask has
+        the full margin); a person it missed keeps the full margin."""
         if full.any():
             n, labels = cv2.connectedComponents(full.view(np.uint8), connectivity=8)
             missed = np.ones(n, bool)
             missed[0] = False
-            missed[labels[held[i][0] & full]] = False
+            missed[labels[own & full]] = False
             out |= missed[labels]
         return out
+
+    def _voted(self, i: int, held: dict[int, tuple[np.ndarray, np.ndarray]], out: np.ndarray,
+               full: np.ndarray) -> np.ndarray:
+        """``_removal`` with ``temporal_vote`` > 1: each neighbour's masks are carried onto frame i on their
+        own. Of their lesser growth, a pixel is added where ``temporal_vote`` of them hold it, and where
+        fewer do only inside a piece thicker than ``temporal_sliver`` of the frame height (a morphological
+        opening of what they add to this frame's own mask): a limb this frame's detection dropped is
+        thick, a neighbour's outline that the flow put a few pixels off is a thin sliver along this
+        frame's mask. A person this frame missed keeps every neighbour's pixels (``_missed``)."""
+        assert self._flow is not None
+        votes = np.zeros(out.shape, np.uint8)
+        for j, (own, near) in held.items():
+            if j == i:
+                continue
+            step = 1 if j > i else -1
+            moved = [own, near]
+            k = j
+            while k != i:
+                moved = [self._flow.warp(m, k - step, k) for m in moved]
+                k -= step
+            full |= moved[0]
+            votes += moved[1].view(np.uint8)
+        added = (votes > 0) & ~out
+        if added.any():
+            size = int(round(self.cfg.temporal_sliver * out.shape[0]))
+            if size > 1:
+                size += 1 - size % 2
+                out |= cv2.morphologyEx(added.view(np.uint8), cv2.MORPH_OPEN,
+                                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).view(bool)
+            out |= votes >= self.cfg.temporal_vote
+        return self._missed(held[i][0], out, full)
 
     def _dilated(self, dets: Detections) -> tuple[np.ndarray, np.ndarray]:
         """This frame's person pixels, each instance grown by its own size (see the module doc), and the
@@ -209,6 +249,8 @@ class MaskStream:
             "temporal": self.delay,
             "temporal_align": self.cfg.temporal_align if self.delay else "none",
             "temporal_grow": self.cfg.temporal_grow if self.align else 1.0,
+            "temporal_vote": self.cfg.temporal_vote if self.align else 1,
+            "temporal_sliver": self.cfg.temporal_sliver if self.align and self.cfg.temporal_vote > 1 else 0.0,
             **({"flow": f"opencv DIS ultrafast, at most {FLOW_WIDTH} px wide"} if self.align else {}),
             "dilate": self.cfg.dilate,
             "dilate_rel": self.cfg.dilate_rel,

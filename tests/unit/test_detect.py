@@ -274,8 +274,10 @@ def test_stream_neighbours_grow_by_temporal_grow_of_their_dilation() -> None:
     # a still scene (zero flow): a person whose legs only frame 2 finds. Frame 1's removal holds its own
     # upper body grown by the full kernel (9 px: 4 px a side) and the legs from frame 2 grown by half of it
     # (5 px: 2 px a side): the person is found here too, and their own mask carries the full margin
+    # (temporal_vote=1: every neighbour pixel counts; the legs' 2 px beyond the upper body's margin are the
+    # thin sliver that the default's vote leaves out, see the test below)
     script = _legs_found_on_frame_2()
-    cfg = DetectConfig(temporal=2, dilate=9, dilate_rel=0.0, temporal_grow=0.5)
+    cfg = DetectConfig(temporal=2, dilate=9, dilate_rel=0.0, temporal_grow=0.5, temporal_vote=1)
     outs = MaskStream(ScriptedDetector(script), cfg).run([frame()] * 5)
     own, near = outs[2][1], outs[1][1]
     assert own[31, 31] and not own[32, 31] and own[24, 26] and not own[24, 25]
@@ -284,7 +286,8 @@ def test_stream_neighbours_grow_by_temporal_grow_of_their_dilation() -> None:
     assert near[16, 31] and near[20, 26]                # the upper body: its own 4 px
     # grow 1: the legs come with the full margin, as without flow
     full = MaskStream(ScriptedDetector(list(script)), DetectConfig(temporal=2, dilate=9, dilate_rel=0.0,
-                                                                   temporal_grow=1.0)).run([frame()] * 5)
+                                                                   temporal_grow=1.0, temporal_vote=1)
+                      ).run([frame()] * 5)
     assert full[1][1][31, 31] and not full[1][1][32, 31]
 
 
@@ -640,3 +643,34 @@ def test_a_model_file_the_detector_would_not_read_is_refused():
     assert DetectConfig(backend="sam", sam_base="yolo", weights="y.onnx", sam_weights="s.pth").sam_base == "yolo"
     assert DetectConfig(backend="mypkg.mod:Detector", weights="w.bin").weights == "w.bin"
     assert DetectConfig(backend="sam").sam_base == "ssd"   # SAM refines the multi-person default
+
+
+def test_stream_vote_drops_a_sliver_one_neighbour_holds_and_keeps_a_missed_limb() -> None:
+    # a still scene (zero flow), a person (x 20-30, y 10-40) found on every frame. Frame 0 alone also marks
+    # a 1 px sliver along their side (its outline off by a pixel) and frame 4 alone a thick limb (10 x 8);
+    # frames 1 and 3 both mark a 1 px sliver on the other side
+    body = rect_mask(20, 10, 30, 40)
+    sliver, limb, both = rect_mask(30, 10, 31, 40), rect_mask(30, 30, 40, 38), rect_mask(19, 10, 20, 40)
+    script = [dets_from([body | sliver]), dets_from([body | both]), dets_from([body]), dets_from([body | both]),
+              dets_from([body | limb])]
+
+    def removal(**kw: object) -> np.ndarray:
+        cfg = DetectConfig(temporal=2, dilate=0, dilate_rel=0.0, **kw)
+        return MaskStream(ScriptedDetector(list(script)), cfg).run([frame()] * 5)[2][1]
+
+    voted = removal(temporal_vote=2, temporal_sliver=0.1)
+    assert voted[body].all()
+    assert not voted[sliver & ~limb].any()              # one neighbour, thin: the flow's error, scene
+    assert voted[both].all()                           # two neighbours agree
+    assert voted[limb & ~sliver].mean() >= 0.9 and voted[34, 35]   # one neighbour, thick: a limb this frame
+                                                                   # missed (the opening rounds its corners)
+    anyone = removal(temporal_vote=1)
+    assert anyone[sliver].all() and anyone[both].all()  # the rule before: whatever any neighbour holds
+    assert not removal(temporal_vote=3, temporal_sliver=0.1)[both].any()
+
+
+@pytest.mark.parametrize("kw", [{"temporal_vote": 0}, {"temporal_vote": -1},
+                                {"temporal_sliver": -0.1}, {"temporal_sliver": 0.5}])
+def test_vote_settings_are_checked(kw: dict) -> None:
+    with pytest.raises(ConfigError, match="temporal_(vote|sliver)"):
+        DetectConfig(**kw)
