@@ -57,6 +57,9 @@ def anonymize(
     temporal_align: Optional[str] = typer.Option(None, "--temporal-align", help="How the +-2 frame union places "
                                                  "the neighbours' masks: flow (default: moved onto the person by "
                                                  "optical flow) or none (where they lie; mediapipe's default)."),
+    temporal_vote: Optional[int] = typer.Option(None, "--temporal-vote", help="With flow: a neighbour's pixel next to "
+                                                "a person the frame found is removed where this many neighbours "
+                                                "hold it, or in a thick piece (default 2; 1 = any neighbour)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person); "
                                               "same as --detect-opt pose_people=N."),
@@ -100,6 +103,8 @@ def anonymize(
         flat.update(MEDIAPIPE_AS_MEASURED)
     if temporal_align is not None:
         flat["temporal_align"] = temporal_align
+    if temporal_vote is not None:
+        flat["temporal_vote"] = temporal_vote
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
                      **_given(weights=weights, sam_weights=sam_weights, sam_model=sam_model, sam_base=sam_base),
                      **flat)

@@ -387,6 +387,19 @@ def test_version_dry_run_summary_and_piped_table(tmp_path):
     assert (out / f"{long_name}.mp4").is_file() and (out / f"{long_name}.json").is_file()
 
 
+def test_temporal_vote_reaches_the_sidecar_and_a_bad_one_is_refused(tmp_path):
+    src = tmp_path / "in"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    for extra, vote in (((), 2), (("--temporal-vote", "1"), 1)):
+        out = tmp_path / f"out{vote}"
+        proc = fake_run(src, out, *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((out / "a.json").read_text())["backends"]["detector"]["temporal_vote"] == vote
+    bad = fake_run(src, tmp_path / "bad", "--temporal-vote", "0")
+    assert bad.returncode == 2 and "temporal_vote must be >= 1" in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_short_side_resize_keeps_the_aspect_ratio(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     write_video(src / "a.mp4", moving_square_frames(4, width=160, height=90))
