@@ -181,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
                 "ssd-notiles": ("ssd tiles=none", replace(ssd, options={"tiles": "none"})),
                 "ssd-tiles1": ("ssd tiles every frame", replace(ssd, options={"tile_every": 1})),
                 "ssd-tiles3": ("ssd tiles every 3rd frame", replace(ssd, options={"tile_every": 3})),
-                "ssd-vote1": ("ssd temporal_vote=1 (whatever any moved neighbour holds: the default until 2026-12-06)",
-                              replace(ssd, temporal_vote=1)),
                 "ssd-fixed": ("ssd fixed 11 px dilation", replace(ssd, dilate_rel=0.0)),
                 "ssd-t0": ("ssd temporal=0 (no union over frames)", replace(ssd, temporal=0)),
                 "ssd-before": ("ssd 3 px minimum dilation (before 2026-12-01)", replace(ssd, dilate_min_frame=0.0)),
