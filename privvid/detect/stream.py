@@ -153,8 +153,14 @@ class MaskStream:
             size = int(round(self.cfg.temporal_sliver * out.shape[0]))
             if size > 1:
                 size += 1 - size % 2
-                out |= cv2.morphologyEx(added.view(np.uint8), cv2.MORPH_OPEN,
-                                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).view(bool)
+                # opened within the added pixels' box grown by the kernel: the same as over the whole frame
+                x0, y0, x1, y1 = mask_box(added)
+                h, w = out.shape
+                window = (slice(max(int(y0) - size, 0), min(int(y1) + size, h)),
+                          slice(max(int(x0) - size, 0), min(int(x1) + size, w)))
+                out[window] |= cv2.morphologyEx(
+                    np.ascontiguousarray(added[window]).view(np.uint8), cv2.MORPH_OPEN,
+                    cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).view(bool)
             out |= votes >= self.cfg.temporal_vote
         return self._missed(held[i][0], out, full)
 
