@@ -57,9 +57,11 @@ class DetectConfig:
     temporal_vote: int = 2               # ... next to a person this frame found, a pixel of the neighbours' moved
                                          # masks is kept where this many of them hold it (1 = any of them, the
                                          # rule until 2026-12-06), or where the piece fewer hold is ...
-    temporal_sliver: float = 0.06        # ... thicker than this share of the frame height (a limb this frame
-                                         # missed; a thinner sliver along its mask is a neighbour's outline off
-                                         # by the flow's error). Both only with temporal_align = flow
+    temporal_sliver: float = 0.1         # ... thicker than this share of the height of the person it lies by (a
+                                         # limb this frame missed; a thinner sliver along the person is a
+                                         # neighbour's outline off by the flow's error; by a person whose sliver
+                                         # is under the least margin, every pixel). Both only with temporal_align
+                                         # = flow
     min_score: float = 0.3
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
@@ -82,8 +84,8 @@ class DetectConfig:
             raise ConfigError(f"temporal_align must be flow or none, got {self.temporal_align!r}")
         if self.temporal_vote < 1:
             raise ConfigError(f"temporal_vote must be >= 1, got {self.temporal_vote}")
-        if not 0.0 <= self.temporal_sliver <= 0.25:
-            raise ConfigError(f"temporal_sliver must be in [0, 0.25] (share of the frame height), "
+        if not 0.0 <= self.temporal_sliver <= 0.5:
+            raise ConfigError(f"temporal_sliver must be in [0, 0.5] (share of the person's height), "
                               f"got {self.temporal_sliver}")
         if not 0.0 <= self.temporal_grow <= 1.0:
             raise ConfigError(f"temporal_grow must be in [0, 1] (share of the dilation), got {self.temporal_grow}")

@@ -21,8 +21,8 @@ person is now, not to stamp five silhouettes of a moving person and the camera's
 pan over the scene. A piece of the moved neighbours' masks that touches none of this
 frame's own is a person this frame missed, and keeps its full growth. Next to a person this frame
 found, a neighbour's pixel is kept where ``DetectConfig.temporal_vote`` (2) neighbours hold it, or
-inside a piece thicker than ``temporal_sliver`` of the frame height (a limb this frame dropped), not
-in the thin slivers that the flow's error leaves along the person's outline. ``"none"``
+inside a piece thicker than ``temporal_sliver`` of that person's height (a limb this frame dropped),
+not in the thin slivers that the flow's error leaves along the person's outline. ``"none"``
 unions the neighbours' masks where they lie, grown as much as their own frame's
 (the rule until 2026-12-05).
 
@@ -85,7 +85,7 @@ class MaskStream:
         if self._flow is not None:
             self._flow = _FlowMaps()
 
-    def _removal(self, i: int, last: int) -> np.ndarray:
+    def _removal(self, i: int, last: int, dets: Detections) -> np.ndarray:
         lo, hi = i - self.delay, min(i + self.delay, last)
         held = {j: (own, near) for j, own, near in self._unions if lo <= j <= hi}
         out = held[i][0].copy()
@@ -99,7 +99,7 @@ class MaskStream:
         # the neighbours' full growth and their lesser one are carried
         full = np.zeros_like(out)
         if self.cfg.temporal_vote > 1:
-            return self._voted(i, held, out, full)
+            return self._voted(i, held, out, full, dets)
         for step in (1, -1):
             carried: list[np.ndarray] | None = None
             j = i + step * self.delay
@@ -128,13 +128,15 @@ class MaskStream:
         return out
 
     def _voted(self, i: int, held: dict[int, tuple[np.ndarray, np.ndarray]], out: np.ndarray,
-               full: np.ndarray) -> np.ndarray:
+               full: np.ndarray, dets: Detections) -> np.ndarray:
         """``_removal`` with ``temporal_vote`` > 1: each neighbour's masks are carried onto frame i on their
-        own. Of their lesser growth, a pixel is added where ``temporal_vote`` of them hold it, and where
-        fewer do only inside a piece thicker than ``temporal_sliver`` of the frame height (a morphological
-        opening of what they add to this frame's own mask): a limb this frame's detection dropped is
-        thick, a neighbour's outline that the flow put a few pixels off is a thin sliver along this
-        frame's mask. A person this frame missed keeps every neighbour's pixels (``_missed``)."""
+        own. Of their lesser growth, a pixel is added where ``temporal_vote`` of them hold it; where fewer
+        do, only inside a piece thicker than ``temporal_sliver`` of the height of the person of frame i it
+        lies by (a morphological opening, person by person, of what they add to this frame's own mask): a
+        limb this frame's detection dropped is thick, a neighbour's outline that the flow put a few pixels
+        off is a thin sliver along the person. By a person whose sliver would be thinner than the least
+        margin (a small person) every neighbour pixel is kept, and a person this frame missed keeps every
+        neighbour's pixels too (``_missed``)."""
         assert self._flow is not None
         votes = np.zeros(out.shape, np.uint8)
         for j, (own, near) in held.items():
@@ -150,17 +152,25 @@ class MaskStream:
             votes += moved[1].view(np.uint8)
         added = (votes > 0) & ~out
         if added.any():
-            size = int(round(self.cfg.temporal_sliver * out.shape[0]))
-            if size > 1:
-                size += 1 - size % 2
-                # opened within the added pixels' box grown by the kernel: the same as over the whole frame
-                x0, y0, x1, y1 = mask_box(added)
-                h, w = out.shape
-                window = (slice(max(int(y0) - size, 0), min(int(y1) + size, h)),
-                          slice(max(int(x0) - size, 0), min(int(x1) + size, w)))
-                out[window] |= cv2.morphologyEx(
-                    np.ascontiguousarray(added[window]).view(np.uint8), cv2.MORPH_OPEN,
-                    cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).view(bool)
+            h, w = out.shape
+            least = least_kernel(self.cfg, h)
+            keep = np.zeros_like(out)
+            for box in dets.boxes:
+                height = float(box[3] - box[1])
+                size = int(round(self.cfg.temporal_sliver * height))
+                # (as far as half their height out of their box: a limb this frame missed lies outside it)
+                reach = instance_kernel(self.cfg, height, h) + size + int(height) // 2
+                window = (slice(max(int(box[1]) - reach, 0), min(int(np.ceil(box[3])) + reach, h)),
+                          slice(max(int(box[0]) - reach, 0), min(int(np.ceil(box[2])) + reach, w)))
+                piece = added[window]
+                if size < least:   # a small person: the neighbours' pixels by them are kept whole
+                    keep[window] |= piece
+                elif piece.any():
+                    size += 1 - size % 2
+                    keep[window] |= cv2.morphologyEx(
+                        np.ascontiguousarray(piece).view(np.uint8), cv2.MORPH_OPEN,
+                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).view(bool)
+            out |= keep & added
             out |= votes >= self.cfg.temporal_vote
         return self._missed(held[i][0], out, full)
 
@@ -230,12 +240,12 @@ class MaskStream:
         out: list[Output] = []
         while self._pending and self._pending[0][0] + self.delay <= idx:
             i, d = self._pending.popleft()
-            out.append((d, self._removal(i, idx)))
+            out.append((d, self._removal(i, idx, d)))
         return out
 
     def flush(self) -> list[Output]:
         last = self._count - 1
-        out = [(d, self._removal(i, last)) for i, d in self._pending]
+        out = [(d, self._removal(i, last, d)) for i, d in self._pending]
         self._pending.clear()
         return out
 
