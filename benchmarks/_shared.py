@@ -25,7 +25,7 @@ def compared_settings() -> dict:
                         DetectConfig(options={"turn": False})),
         "ssd-union": ("ssd temporal_align=none (neighbour masks where they lie, fully grown: the default "
                       "until 2026-12-05)", DetectConfig(temporal_align="none")),
-        "ssd-vote1": ("ssd temporal_vote=1 (whatever any moved neighbour holds: the default until 2026-12-06)",
-                      DetectConfig(temporal_vote=1)),
+        "ssd-vote2": ("ssd temporal_vote=2 (a neighbour pixel by a found person where two neighbours hold it, or in "
+                      "a thick piece: opt-in)", DetectConfig(temporal_vote=2)),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),
     }

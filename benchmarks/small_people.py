@@ -50,13 +50,13 @@ def sample(video: Path, size: tuple[int, int], step: int) -> list[np.ndarray]:
 
 def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
     """'ssd' -> the default; 'ssd:none' / 'ssd:3x2/2' -> its tiles off / 3x2 on every 2nd frame;
-    'ssd-union' -> the default with the plain union over frames (until 2026-12-05); 'ssd-vote1' -> with
-    every moved neighbour pixel kept (until 2026-12-06); 'mediapipe' -> the
+    'ssd-union' -> the default with the plain union over frames (until 2026-12-05); 'ssd-vote2' -> with
+    the neighbours' vote (temporal_vote=2); 'mediapipe' -> the
     previous default (fixed 11 px dilation); 'mediapipe:3x2/4' -> with its tiles."""
     backend, _, tiles_spec = spec.strip().partition(":")
     tiles, _, every = tiles_spec.partition("/")
     extra = {} if temporal is None else {"temporal": temporal}
-    if backend in ("ssd-union", "ssd-vote1"):  # earlier defaults of the union over frames (compared_settings)
+    if backend in ("ssd-union", "ssd-vote2"):  # other rules of the union over frames (compared_settings)
         label, cfg = compared_settings()[backend]
         return label.split(" (")[0], replace(cfg, **extra)
     if backend == "ssd":

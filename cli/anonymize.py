@@ -59,7 +59,8 @@ def anonymize(
                                                  "optical flow) or none (where they lie; mediapipe's default)."),
     temporal_vote: Optional[int] = typer.Option(None, "--temporal-vote", help="With flow: a neighbour's pixel next to "
                                                 "a person the frame found is removed where this many neighbours "
-                                                "hold it, or in a thick piece (default 2; 1 = any neighbour)."),
+                                                "hold it, or in a thick piece (default 1: any neighbour; 2 keeps "
+                                                "more scene)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person); "
                                               "same as --detect-opt pose_people=N."),

@@ -54,9 +54,10 @@ class DetectConfig:
                                          # ("none": where they lie, the rule until 2026-12-05)
     temporal_grow: float = 0.5           # ... and grown by this share of their own dilation, at least by the
                                          # least one (dilate_min_frame); a person this frame missed: all of it
-    temporal_vote: int = 2               # ... next to a person this frame found, a pixel of the neighbours' moved
+    temporal_vote: int = 1               # ... next to a person this frame found, a pixel of the neighbours' moved
                                          # masks is kept where this many of them hold it (1 = any of them, the
-                                         # rule until 2026-12-06), or where the piece fewer hold is ...
+                                         # default; 2 keeps more scene, docs/privacy.md), or where the piece
+                                         # fewer hold is ...
     temporal_sliver: float = 0.1         # ... thicker than this share of the height of the person it lies by (a
                                          # limb this frame missed; a thinner sliver along the person is a
                                          # neighbour's outline off by the flow's error; by a person whose sliver

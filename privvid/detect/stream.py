@@ -19,8 +19,9 @@ frame) and grow by ``DetectConfig.temporal_grow`` x the dilation of their own fr
 the neighbours are there to cover what this frame's detection dropped, where the
 person is now, not to stamp five silhouettes of a moving person and the camera's
 pan over the scene. A piece of the moved neighbours' masks that touches none of this
-frame's own is a person this frame missed, and keeps its full growth. Next to a person this frame
-found, a neighbour's pixel is kept where ``DetectConfig.temporal_vote`` (2) neighbours hold it, or
+frame's own is a person this frame missed, and keeps its full growth. With
+``DetectConfig.temporal_vote`` > 1 (opt-in), next to a person this frame found, a neighbour's pixel
+is kept only where that many neighbours hold it, or
 inside a piece thicker than ``temporal_sliver`` of that person's height (a limb this frame dropped),
 not in the thin slivers that the flow's error leaves along the person's outline. ``"none"``
 unions the neighbours' masks where they lie, grown as much as their own frame's

@@ -334,6 +334,8 @@ def test_stream_info_describes_chain() -> None:
     assert info["backend"] == "scripted" and info["temporal"] == 3 and info["dilate"] == 7
     assert info["tracker"]["name"] == "iou"
     assert info["temporal_align"] == "flow" and info["temporal_grow"] == 0.5 and "DIS" in info["flow"]
+    assert info["temporal_vote"] == 1 and info["temporal_sliver"] == 0.0
+    info = MaskStream(ScriptedDetector([]), DetectConfig(temporal_vote=2)).info()
     assert info["temporal_vote"] == 2 and info["temporal_sliver"] == 0.1
     info = MaskStream(ScriptedDetector([]), DetectConfig(temporal=3, temporal_align="none")).info()
     assert info["temporal_align"] == "none" and info["temporal_grow"] == 1.0 and "flow" not in info

@@ -390,7 +390,7 @@ def test_version_dry_run_summary_and_piped_table(tmp_path):
 def test_temporal_vote_reaches_the_sidecar_and_a_bad_one_is_refused(tmp_path):
     src = tmp_path / "in"
     write_video(src / "a.mp4", moving_square_frames(6))
-    for extra, vote in (((), 2), (("--temporal-vote", "1"), 1)):
+    for extra, vote in (((), 1), (("--temporal-vote", "2"), 2)):
         out = tmp_path / f"out{vote}"
         proc = fake_run(src, out, *extra)
         assert proc.returncode == 0, proc.stderr
