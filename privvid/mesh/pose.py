@@ -233,5 +233,8 @@ class LandmarkFilter:
         world = None
         if res.world is not None:
             world = self._step("world", res.world.astype(np.float64), old, new, self.WORLD).astype(np.float32)
+        # a track not seen on the frame before starts afresh, so only this frame's and the last one's states
+        # can be read again: the others are dropped rather than kept for the whole clip
+        self._state = {t: st for t, st in self._state.items() if st[0] >= frame_index - 1}
         self._state[track_id] = (frame_index, new)
         return PoseResult(image=image, world=world)

@@ -819,6 +819,8 @@ def test_the_landmark_filter_smooths_a_track_and_starts_afresh_after_a_gap(rng):
     assert late.world is None
     other = flt(2, 51, PoseResult(image=base.copy(), world=None))    # tracks are filtered apart
     np.testing.assert_array_equal(other.image, base)
+    flt(2, 60, PoseResult(image=base.copy(), world=None))
+    assert set(flt._state) == {2}                                    # a track gone for good is not kept
 
 
 def test_the_stage_poses_people_from_the_detectors_landmarks(body, rng):
