@@ -78,12 +78,15 @@ class MeshStage:
         self._renderer = None
         self._render_key: tuple | None = None
         self._drawn: tuple[np.ndarray, np.ndarray] | None = None  # (vertex index, faces) of the drawn mesh
+        self._coarser: list[tuple[float, np.ndarray, np.ndarray]] = []  # ... for small bodies (detail_levels)
         self.timings: dict[str, float] = defaultdict(float)
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self) -> None:
         self.pose.reset()
+        if self._renderer is not None:
+            self._renderer.drawn = dict.fromkeys(self._renderer.drawn, 0)
         self._smooth_marks = LandmarkFilter()   # the detector's landmarks come unsmoothed
         self.detector_landmarks = 0             # person-frames posed from the detector's landmarks
         self._states: dict[int, TrackState] = {}
@@ -121,7 +124,7 @@ class MeshStage:
         self._fitter = Fitter(self.body, focal, width / 2.0, height / 2.0, smooth=self.cfg.smooth)
 
     def _get_renderer(self):
-        from privvid.mesh.render import MeshRenderer, simplified
+        from privvid.mesh.render import MeshRenderer, detail_levels
 
         cam = self._camera
         key = (cam["width"], cam["height"], cam["focal"])
@@ -130,10 +133,10 @@ class MeshStage:
                 self._renderer.close()
             if self._drawn is None:
                 rest = self.body.smplx_model.v_template.detach().cpu().numpy()
-                self._drawn = simplified(rest, self.body.faces, self.cfg.render_faces)
+                self._drawn, self._coarser = detail_levels(rest, self.body.faces, self.cfg.render_faces)
             index, faces = self._drawn
             self._renderer = MeshRenderer(cam["width"], cam["height"], cam["focal"], cam["cx"], cam["cy"],
-                                          faces, vertex_index=index)
+                                          faces, vertex_index=index, coarser=self._coarser)
             self._render_key = key
         return self._renderer
 
@@ -559,7 +562,11 @@ class MeshStage:
                     "iters_warm": self._fitter.iters_warm if self._fitter else None},
             "renderer": {"backend": "pyrender", "platform": os.environ.get("PYOPENGL_PLATFORM", "egl"),
                          "material": "flat neutral grey", "max_faces": self.cfg.render_faces,
-                         "faces_drawn": int(len(self._drawn[1])) if self._drawn is not None else None},
+                         "faces_drawn": int(len(self._drawn[1])) if self._drawn is not None else None,
+                         "detail": [{"max_height_px": px, "faces": int(len(f))} for px, _, f in self._coarser],
+                         "multisample": self._renderer.samples if self._renderer is not None else 0,
+                         "bodies_by_faces": ({str(k): v for k, v in self._renderer.drawn.items()}
+                                             if self._renderer is not None else {})},
             "versions": {"smplx": ver("smplx"), "pyrender": ver("pyrender"), "torch": torch.__version__,
                          "mannequin-x": ver("mannequin-x"), "fast-simplification": ver("fast-simplification")},
         }

@@ -78,7 +78,7 @@ class SynthRenderer:
         self.focal = default_focal(self.width, self.height)
         ss = SUPERSAMPLE
         self._renderer = _LitRenderer(self.width * ss, self.height * ss, self.focal * ss, self.width * ss / 2.0,
-                                      self.height * ss / 2.0, self.body.faces)
+                                      self.height * ss / 2.0, self.body.faces, samples=4)
         weights = self.body.smplx_model.lbs_weights.detach().numpy()
         owner = weights.argmax(axis=1)
         self._part = np.full(len(owner), "shirt", dtype=object)

@@ -289,6 +289,56 @@ def test_simplified_body_is_drawn_like_the_full_one(body):
     assert (full & small).sum() / (full | small).sum() > 0.98
 
 
+def test_small_bodies_are_drawn_with_fewer_faces(body):
+    """A body at most 80 px tall on screen is drawn with a quarter of the faces, at most 160 px with half,
+    taller with all of them; each covers the pixels the full mesh covers. 0 faces (every face): one mesh."""
+    from privvid.mesh.render import MeshRenderer, detail_levels
+
+    rest = body.smplx_model.v_template.numpy()
+    (index, faces), coarser = detail_levels(rest, body.faces, 16000)
+    assert len(faces) == 16000 and [(px, len(f)) for px, _, f in coarser] == [(80.0, 4000), (160.0, 8000)]
+    assert detail_levels(rest, body.faces, 0)[1] == []
+    w, h = 320, 240
+    lod = MeshRenderer(w, h, w, w / 2, h / 2, faces, vertex_index=index, coarser=coarser)
+    full = MeshRenderer(w, h, w, w / 2, h / 2, faces, vertex_index=index)
+    try:
+        for z, n in ((2.8, 16000), (5.0, 8000), (9.0, 4000)):
+            out = body.smplx_model(global_orient=torch.tensor([[np.pi, 0.2, 0]], dtype=torch.float32),
+                                   transl=torch.tensor([[0.1, 0.0, z]], dtype=torch.float32))
+            v = out.vertices[0].detach().numpy()
+            before = dict(lod.drawn)
+            small, big = lod.render([v])[1], full.render([v])[1]
+            assert lod.drawn[n] == before[n] + 1 and sum(lod.drawn.values()) == sum(before.values()) + 1
+            ys = np.flatnonzero(big.any(axis=1))
+            assert (n == 16000) == (ys[-1] - ys[0] > 160) and (n == 4000) == (ys[-1] - ys[0] <= 80)
+            assert (small & big).sum() / (small | big).sum() > 0.95
+    finally:
+        lod.close()
+        full.close()
+
+
+def test_body_edges_are_not_blended_with_the_black_clear_colour(body):
+    """Without multisampling (the default) every drawn pixel is the body's own shade, at least the ambient
+    grey; pyrender's 4 samples blend the edge pixels with the black clear colour (a dark outline)."""
+    from privvid.mesh.render import AMBIENT, GREY, MeshRenderer
+
+    out = body.smplx_model(global_orient=torch.tensor([[np.pi, 0, 0]], dtype=torch.float32),
+                           transl=torch.tensor([[0.0, 0.0, 3.0]], dtype=torch.float32))
+    v = out.vertices[0].detach().numpy()
+    floor = int(AMBIENT * GREY[0] * 255)
+    lowest = {}
+    for samples in (0, 4):
+        r = MeshRenderer(W, H, W, W / 2, H / 2, body.faces, samples=samples)
+        try:
+            color, cover = r.render([v])
+            color, cover = r.render([v])   # the framebuffer made on the first render is kept
+        finally:
+            r.close()
+        assert cover.sum() > 500
+        lowest[samples] = int(color[cover].min())
+    assert lowest[0] >= floor > lowest[4]
+
+
 def test_renderer_vertex_normals_point_outwards():
     """Vertex normals (area-weighted sum of the faces around each vertex): on an octahedron centred
     at the origin with outward-wound faces every vertex normal is the vertex direction itself."""
