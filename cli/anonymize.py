@@ -75,8 +75,8 @@ def anonymize(
     trust_model_files: bool = typer.Option(False, "--trust-model-files", help="Load pickle-based model files "
                                            "(.pt/.pth/.pkl: they can run code). Off: only .tflite/.onnx/.npz."),
     mesh_faces: Optional[int] = typer.Option(None, "--mesh-faces", help="mesh: draw each body with at most this "
-                                             "many triangles (default 16000; a body at most 160 / 80 px tall gets a half / a "
-                                             "quarter of them; 0 = the full mesh for every body)."),
+                                             "many triangles (default 16000; a body at most 160 / 80 px on screen gets a half / "
+                                             "a quarter of them, at least 1000; 0 = the full mesh for every body)."),
     mesh_fallback: Optional[str] = typer.Option(None, "--mesh-fallback", help="mesh: 'remove' writes a clip whose "
                                                 "bodies cannot be drawn as remove mode (said in its sidecar) "
                                                 "instead of failing it."),

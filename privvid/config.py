@@ -156,7 +156,9 @@ class MeshConfig:
                                          # written as remove mode, said so in its sidecar and the summary
     trust_model_files: bool = False      # load pickle-based --body-model / --pose-weights (can run code)
     render_faces: int = 16000            # the body is drawn with at most this many triangles (quadric
-                                         # decimation of the rest pose, once per body model); 0 = every face
+                                         # decimation of the rest pose, once per body model); 0 = every face.
+                                         # A body at most 160 / 80 px on screen gets a half / a quarter of
+                                         # them, never under 1000 (privvid.mesh.render.DETAIL)
 
     def __post_init__(self) -> None:
         if self.render_faces != 0 and self.render_faces < 1000:

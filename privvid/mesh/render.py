@@ -51,23 +51,25 @@ def simplified(rest_vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> 
     return index[used], slot[small]
 
 
-# a body at most this many px tall on screen is drawn with 1/4 (1/2) of the faces: below ~1.5 px a triangle
-# adds no detail (at 80 px the mannequin's 4k-face mesh gives ~1 px a front-facing triangle)
+# a body at most this many px on screen (the longer of its width and height) is drawn with 1/4 (1/2) of the
+# faces: below ~1.5 px a triangle adds no detail (at 80 px the mannequin's 4k-face mesh gives ~1 px a
+# front-facing triangle)
 DETAIL = ((80.0, 4), (160.0, 2))
 
 
 def detail_levels(rest_vertices: np.ndarray, faces: np.ndarray, max_faces: int
                   ) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[float, np.ndarray, np.ndarray]]]:
     """The mesh a body is drawn with (:func:`simplified` to ``max_faces``) and the coarser ones for small
-    bodies (``MeshRenderer(coarser=...)``: :data:`DETAIL`, never under 1000 faces). ``max_faces`` 0 (every
-    face): no coarser mesh."""
+    bodies (``MeshRenderer(coarser=...)``: :data:`DETAIL`'s shares of that mesh's faces, never under 1000,
+    each level fewer faces than the next larger one). ``max_faces`` 0 (every face): no coarser mesh."""
     top = simplified(rest_vertices, faces, max_faces)
-    coarser = []
+    coarser: list[tuple[float, np.ndarray, np.ndarray]] = []
     if max_faces > 0:
-        for px, part in DETAIL:
-            n = max(1000, max_faces // part)
-            if n < len(top[1]):
-                coarser.append((px, *simplified(rest_vertices, faces, n)))
+        base = len(top[1])
+        for px, part in sorted(DETAIL, reverse=True):      # largest first: each level under the one above
+            n = max(1000, base // part)
+            if n < (len(coarser[0][2]) if coarser else base):
+                coarser.insert(0, (px, *simplified(rest_vertices, faces, n)))
     return top, coarser
 
 
@@ -95,8 +97,9 @@ class MeshRenderer:
                  faces: np.ndarray, platform: str | None = None, vertex_index: np.ndarray | None = None,
                  coarser: Sequence[tuple[float, np.ndarray, np.ndarray]] = (), samples: int = 0) -> None:
         """``faces`` index the drawn vertices: the body's own, or ``vertices[vertex_index]`` (a simplified
-        mesh, see :func:`simplified`). ``coarser``: (height in px, vertex index, faces) of coarser meshes; a
-        body no taller on screen than that height is drawn with the coarsest such mesh (:func:`detail_levels`).
+        mesh, see :func:`simplified`). ``coarser``: (size in px, vertex index, faces) of coarser meshes; a
+        body no larger on screen than that (its longer side) is drawn with the coarsest such mesh
+        (:func:`detail_levels`).
         ``samples``: multisampling of the framebuffer (pyrender's own is 4). The stage composites the
         drawn pixels by coverage, so a multisampled edge pixel is the body's grey blended with the black
         clear colour, a dark outline, and llvmpipe spends about 40% of a body's drawing on it (7.3 -> 4.4
@@ -109,7 +112,6 @@ class MeshRenderer:
         self.focal = float(focal)
         self.samples = int(samples)
         top = _Level(np.inf, vertex_index, faces)
-        self.vertex_index, self.faces = top.index, top.faces
         self._current = top                   # the mesh _shade / _normals work on
         self._levels = sorted((_Level(float(px), idx, f) for px, idx, f in coarser), key=lambda lv: lv.height)
         self._levels.append(top)
@@ -155,6 +157,7 @@ class MeshRenderer:
         self._nodes = []
         if not vertices_cv:
             return np.zeros((self.height, self.width, 3), np.uint8), np.zeros((self.height, self.width), bool)
+        drawn = []
         for v in vertices_cv:
             v = np.asarray(v, dtype=np.float32)
             level = self._level(v)
@@ -165,7 +168,7 @@ class MeshRenderer:
             prim = pr.Primitive(positions=vg, color_0=self._shade(vg), indices=level.faces, material=self.material,
                                 mode=4)
             self._nodes.append(self.scene.add(pr.Mesh(primitives=[prim])))
-            self.drawn[len(level.faces)] += 1
+            drawn.append(len(level.faces))
         self._current = self._levels[-1]
         # lighting is baked into vertex colours on the CPU, so the GPU (llvmpipe) runs the cheap
         # unlit shader instead of pyrender's PBR pass
@@ -183,18 +186,21 @@ class MeshRenderer:
             finally:
                 pr_renderer.glRenderbufferStorageMultisample = storage
             self._configured = True
+        for n in drawn:                       # counted once drawn
+            self.drawn[n] += 1
         return np.asarray(color[..., :3], dtype=np.uint8), depth > 0
 
     def _level(self, v: np.ndarray) -> _Level:
-        """The coarsest mesh whose height limit the body's height on screen (px) is within."""
+        """The coarsest mesh whose limit the body's size on screen (px, the longer of its width and height)
+        is within; the full one for a body reaching behind the camera (or not finite)."""
         if len(self._levels) == 1:
             return self._levels[0]
         z = v[:, 2]
         if not (z > 0).all():
             return self._levels[-1]
-        y = v[:, 1] / z
-        tall = self.focal * float(y.max() - y.min())
-        return next(lv for lv in self._levels if tall <= lv.height)
+        xy = v[:, :2] / z[:, None]
+        size = self.focal * float((xy.max(axis=0) - xy.min(axis=0)).max())
+        return next((lv for lv in self._levels if size <= lv.height), self._levels[-1])
 
     def close(self) -> None:
         try:

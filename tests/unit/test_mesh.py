@@ -290,27 +290,42 @@ def test_simplified_body_is_drawn_like_the_full_one(body):
 
 
 def test_small_bodies_are_drawn_with_fewer_faces(body):
-    """A body at most 80 px tall on screen is drawn with a quarter of the faces, at most 160 px with half,
-    taller with all of them; each covers the pixels the full mesh covers. 0 faces (every face): one mesh."""
+    """A body at most 80 px on screen (its longer side) is drawn with a quarter of the faces, at most 160 px
+    with half, larger (or reaching behind the camera) with all of them; each covers the pixels the full mesh
+    covers. Levels never go under 1000 faces nor repeat; 0 faces (every face): one mesh."""
     from privvid.mesh.render import MeshRenderer, detail_levels
 
     rest = body.smplx_model.v_template.numpy()
     (index, faces), coarser = detail_levels(rest, body.faces, 16000)
-    assert len(faces) == 16000 and [(px, len(f)) for px, _, f in coarser] == [(80.0, 4000), (160.0, 8000)]
+    assert [px for px, _, _ in coarser] == [80.0, 160.0]
+    quarter, half = (len(f) for _, _, f in coarser)
+    assert 16000 >= len(faces) > 12000 and 1000 <= quarter <= len(faces) // 4 < half <= len(faces) // 2
     assert detail_levels(rest, body.faces, 0)[1] == []
+    assert [(px, len(f)) for px, _, f in detail_levels(rest, body.faces, 1500)[1]] == [(160.0, 1000)]
     w, h = 320, 240
     lod = MeshRenderer(w, h, w, w / 2, h / 2, faces, vertex_index=index, coarser=coarser)
     full = MeshRenderer(w, h, w, w / 2, h / 2, faces, vertex_index=index)
     try:
-        for z, n in ((2.8, 16000), (5.0, 8000), (9.0, 4000)):
-            out = body.smplx_model(global_orient=torch.tensor([[np.pi, 0.2, 0]], dtype=torch.float32),
-                                   transl=torch.tensor([[0.1, 0.0, z]], dtype=torch.float32))
+        # the size is the longer side: 150 px wide and 30 px tall (someone lying down) is not small
+        flat = np.stack(np.meshgrid(np.linspace(-75, 75, 20) * 5 / w, np.linspace(-15, 15, 5) * 5 / w),
+                        -1).reshape(-1, 2)
+        assert len(lod._level(np.c_[flat, np.full(len(flat), 5.0)]).faces) == half
+        # upright near / mid / far, and one vertex behind the camera
+        for z, n in ((2.8, len(faces)), (5.0, half), (9.0, quarter), (-1.0, len(faces))):
+            out = body.smplx_model(global_orient=torch.tensor([[np.pi, 0.2, 0.0]], dtype=torch.float32),
+                                   transl=torch.tensor([[0.1, 0.0, 5.0 if z < 0 else z]], dtype=torch.float32))
             v = out.vertices[0].detach().numpy()
+            if z < 0:
+                v = v.copy()
+                v[0, 2] = -0.5
             before = dict(lod.drawn)
             small, big = lod.render([v])[1], full.render([v])[1]
             assert lod.drawn[n] == before[n] + 1 and sum(lod.drawn.values()) == sum(before.values()) + 1
-            ys = np.flatnonzero(big.any(axis=1))
-            assert (n == 16000) == (ys[-1] - ys[0] > 160) and (n == 4000) == (ys[-1] - ys[0] <= 80)
+            if z < 0:
+                continue
+            ys, xs = np.flatnonzero(big.any(axis=1)), np.flatnonzero(big.any(axis=0))
+            size = max(ys[-1] - ys[0], xs[-1] - xs[0])
+            assert (n == len(faces)) == (size > 160) and (n == quarter) == (size <= 80)
             assert (small & big).sum() / (small | big).sum() > 0.95
     finally:
         lod.close()
