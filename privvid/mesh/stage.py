@@ -563,7 +563,7 @@ class MeshStage:
             "renderer": {"backend": "pyrender", "platform": os.environ.get("PYOPENGL_PLATFORM", "egl"),
                          "material": "flat neutral grey", "max_faces": self.cfg.render_faces,
                          "faces_drawn": int(len(self._drawn[1])) if self._drawn is not None else None,
-                         "detail": [{"max_height_px": px, "faces": int(len(f))} for px, _, f in self._coarser],
+                         "detail": [{"max_size_px": px, "faces": int(len(f))} for px, _, f in self._coarser],
                          "multisample": self._renderer.samples if self._renderer is not None else 0,
                          "bodies_by_faces": ({str(k): v for k, v in self._renderer.drawn.items()}
                                              if self._renderer is not None else {})},
