@@ -175,16 +175,21 @@ class MeshRenderer:
         if self._configured:
             color, depth = self.renderer.render(self.scene, flags=pr.RenderFlags.FLAT)
         else:
-            # pyrender makes its framebuffer on the first render, always with 4 samples: ask for ours
+            # pyrender makes its framebuffer on the first render, always with 4 samples: ask for ours (a
+            # pyrender without that GL name keeps its own 4, and the sidecar says so)
             import pyrender.renderer as pr_renderer
 
-            storage = pr_renderer.glRenderbufferStorageMultisample
-            pr_renderer.glRenderbufferStorageMultisample = \
-                lambda target, _samples, *rest: storage(target, self.samples, *rest)
-            try:
+            storage = getattr(pr_renderer, "glRenderbufferStorageMultisample", None)
+            if storage is None:
+                self.samples = 4
                 color, depth = self.renderer.render(self.scene, flags=pr.RenderFlags.FLAT)
-            finally:
-                pr_renderer.glRenderbufferStorageMultisample = storage
+            else:
+                pr_renderer.glRenderbufferStorageMultisample = \
+                    lambda target, _samples, *rest: storage(target, self.samples, *rest)
+                try:
+                    color, depth = self.renderer.render(self.scene, flags=pr.RenderFlags.FLAT)
+                finally:
+                    pr_renderer.glRenderbufferStorageMultisample = storage
             self._configured = True
         for n in drawn:                       # counted once drawn
             self.drawn[n] += 1
