@@ -95,12 +95,12 @@ class MaskStream:
                 if j != i:
                     out |= own
             return out
+        if self.cfg.temporal_vote > 1:
+            return self._voted(i, held, out, dets)
         # each side's neighbours, carried one frame at a time onto frame i: a union moved by a map is
         # the union of the moved masks, so the far neighbour rides along with the near one's step. Both
         # the neighbours' full growth and their lesser one are carried
         full = np.zeros_like(out)
-        if self.cfg.temporal_vote > 1:
-            return self._voted(i, held, out, full, dets)
         for step in (1, -1):
             carried: list[np.ndarray] | None = None
             j = i + step * self.delay
@@ -129,7 +129,7 @@ class MaskStream:
         return out
 
     def _voted(self, i: int, held: dict[int, tuple[np.ndarray, np.ndarray]], out: np.ndarray,
-               full: np.ndarray, dets: Detections) -> np.ndarray:
+               dets: Detections) -> np.ndarray:
         """``_removal`` with ``temporal_vote`` > 1: each neighbour's masks are carried onto frame i on their
         own. Of their lesser growth, a pixel is added where ``temporal_vote`` of them hold it; where fewer
         do, only inside a piece thicker than ``temporal_sliver`` of the height of the person of frame i it
@@ -139,6 +139,7 @@ class MaskStream:
         margin (a small person) every neighbour pixel is kept, and a person this frame missed keeps every
         neighbour's pixels too (``_missed``)."""
         assert self._flow is not None
+        full = np.zeros_like(out)
         votes = np.zeros(out.shape, np.uint8)
         for j, (own, near) in held.items():
             if j == i:

@@ -195,6 +195,10 @@ class MeshRenderer:
             self.drawn[n] += 1
         return np.asarray(color[..., :3], dtype=np.uint8), depth > 0
 
+    def reset_counts(self) -> None:
+        """Start :attr:`drawn` afresh (a new clip)."""
+        self.drawn = dict.fromkeys(self.drawn, 0)
+
     def _level(self, v: np.ndarray) -> _Level:
         """The coarsest mesh whose limit the body's size on screen (px, the longer of its width and height)
         is within; the full one for a body reaching behind the camera (or not finite)."""

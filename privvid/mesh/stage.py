@@ -86,7 +86,7 @@ class MeshStage:
     def reset(self) -> None:
         self.pose.reset()
         if self._renderer is not None:
-            self._renderer.drawn = dict.fromkeys(self._renderer.drawn, 0)
+            self._renderer.reset_counts()
         self._smooth_marks = LandmarkFilter()   # the detector's landmarks come unsmoothed
         self.detector_landmarks = 0             # person-frames posed from the detector's landmarks
         self._states: dict[int, TrackState] = {}
