@@ -27,5 +27,9 @@ def compared_settings() -> dict:
                       "until 2026-12-05)", DetectConfig(temporal_align="none")),
         "ssd-vote2": ("ssd temporal_vote=2 (a neighbour pixel by a found person where two neighbours hold it, or in "
                       "a thick piece: opt-in)", DetectConfig(temporal_vote=2)),
+        "ssd-tiles2x1": ("ssd tiles=2x1 (two tiles side by side every 2nd frame instead of 2x2)",
+                         DetectConfig(options={"tiles": "2x1"})),
+        "ssd-tiles3x1": ("ssd tiles=3x1 (three tiles side by side every 2nd frame instead of 2x2)",
+                         DetectConfig(options={"tiles": "3x1"})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),
     }
