@@ -416,6 +416,10 @@ class SsdDetector:
         o = self.opts
         h, w = frame.shape[:2]
         area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1.0)
+
+        def enough(m: np.ndarray) -> bool:   # at least min_fill of the box, and something
+            return bool(m.any()) and float(m.sum()) >= o.min_fill * area
+
         own = None
         self.stats["refined"] += 1
         if o.refine_track and track.region is not None and track.region_at == self._frame - 1 \
@@ -423,7 +427,7 @@ class SsdDetector:
             seen, region_crop = self._pose.rotated(frame, track.region)
             if seen.presence >= 0.5:
                 own = self._instance(seen.prob, *region_crop, box, (h, w), threshold=0.5)
-                if own.sum() < o.min_fill * area or box_iou(mask_box(own)[None], selfie_box[None])[0, 0] < 0.5:
+                if not enough(own) or box_iou(mask_box(own)[None], selfie_box[None])[0, 0] < 0.5:
                     own = None
                 else:
                     self.stats["refine_tracked"] += 1
@@ -437,7 +441,7 @@ class SsdDetector:
         track.region, track.region_at = None, self._frame
         if seen.presence >= 0.5 and seen.aux is not None:
             track.region = pose_region(seen.aux)
-        if not own.any() or own.sum() < o.min_fill * area:
+        if not enough(own):
             return None
         self.stats["refine_kept"] += 1
         return own, seen

@@ -172,7 +172,7 @@ class MaskStream:
                     keep[window] |= cv2.morphologyEx(
                         np.ascontiguousarray(piece).view(np.uint8), cv2.MORPH_OPEN,
                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).view(bool)
-            out |= keep & added
+            out |= keep   # (inside ``added``: an opening of a piece of it)
             out |= votes >= self.cfg.temporal_vote
         return self._missed(held[i][0], out, full)
 

@@ -74,12 +74,12 @@ def detail_levels(rest_vertices: np.ndarray, faces: np.ndarray, max_faces: int
 
 
 class _Level:
-    """One mesh a body may be drawn with, for bodies at most ``height`` px tall."""
+    """One mesh a body may be drawn with, for bodies at most ``max_size`` px on screen (the longer side)."""
 
-    def __init__(self, height: float, index: np.ndarray | None, faces: np.ndarray) -> None:
+    def __init__(self, max_size: float, index: np.ndarray | None, faces: np.ndarray) -> None:
         from scipy.sparse import csr_matrix
 
-        self.height = height
+        self.max_size = max_size
         self.index = None if index is None else np.asarray(index, dtype=np.int64)
         self.faces = np.ascontiguousarray(faces, dtype=np.uint32)
         # vertex x face incidence: a vertex normal is the sum of its faces' (area-weighted) normals
@@ -112,8 +112,7 @@ class MeshRenderer:
         self.focal = float(focal)
         self.samples = int(samples)
         top = _Level(np.inf, vertex_index, faces)
-        self._current = top                   # the mesh _shade / _normals work on
-        self._levels = sorted((_Level(float(px), idx, f) for px, idx, f in coarser), key=lambda lv: lv.height)
+        self._levels = sorted((_Level(float(px), idx, f) for px, idx, f in coarser), key=lambda lv: lv.max_size)
         self._levels.append(top)
         self.drawn = {len(lv.faces): 0 for lv in self._levels}   # bodies drawn, by the faces of their mesh
         self.renderer = pyrender.OffscreenRenderer(self.width, self.height)
@@ -126,8 +125,10 @@ class MeshRenderer:
                                                            roughnessFactor=1.0, alphaMode="OPAQUE")
         self._nodes: list[Any] = []
 
-    def _normals(self, v: np.ndarray) -> np.ndarray:
-        f, incidence = self._current.faces, self._current.incidence
+    def _normals(self, v: np.ndarray, level: _Level | None = None) -> np.ndarray:
+        """Vertex normals of ``v`` drawn with ``level``'s faces (default: the full mesh)."""
+        level = self._levels[-1] if level is None else level
+        f, incidence = level.faces, level.incidence
         fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])   # area-weighted face normals
         vn = np.zeros_like(v)
         n = incidence.shape[0]
@@ -135,9 +136,9 @@ class MeshRenderer:
         vn /= np.linalg.norm(vn, axis=1, keepdims=True).clip(1e-12)
         return vn.astype(np.float32)
 
-    def _shade(self, vg: np.ndarray) -> np.ndarray:
+    def _shade(self, vg: np.ndarray, level: _Level | None = None) -> np.ndarray:
         """Per-vertex grey: ambient + Lambert from a light above and behind the camera."""
-        n = self._normals(vg)
+        n = self._normals(vg, level)
         light = LIGHT_DIR
         lambert = np.clip(n @ light, 0.0, None)
         # surfaces facing the viewer get a little extra (soft headlight), so nothing goes black
@@ -164,12 +165,10 @@ class MeshRenderer:
             if level.index is not None:
                 v = v[level.index]
             vg = v * CV_TO_GL
-            self._current = level
-            prim = pr.Primitive(positions=vg, color_0=self._shade(vg), indices=level.faces, material=self.material,
+            prim = pr.Primitive(positions=vg, color_0=self._shade(vg, level), indices=level.faces, material=self.material,
                                 mode=4)
             self._nodes.append(self.scene.add(pr.Mesh(primitives=[prim])))
             drawn.append(len(level.faces))
-        self._current = self._levels[-1]
         # lighting is baked into vertex colours on the CPU, so the GPU (llvmpipe) runs the cheap
         # unlit shader instead of pyrender's PBR pass
         if self._configured:
@@ -209,7 +208,7 @@ class MeshRenderer:
             return self._levels[-1]
         xy = v[:, :2] / z[:, None]
         size = self.focal * float((xy.max(axis=0) - xy.min(axis=0)).max())
-        return next((lv for lv in self._levels if size <= lv.height), self._levels[-1])
+        return next((lv for lv in self._levels if size <= lv.max_size), self._levels[-1])
 
     def close(self) -> None:
         try:

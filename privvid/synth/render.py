@@ -44,8 +44,8 @@ class _LitRenderer(MeshRenderer):
     ambient: float = 0.35
     diffuse: float = 0.55
 
-    def _shade(self, vg: np.ndarray) -> np.ndarray:
-        n = self._normals(vg)
+    def _shade(self, vg: np.ndarray, level: Any = None) -> np.ndarray:
+        n = self._normals(vg, level)
         lambert = np.clip(n @ self.light, 0.0, None)
         head = np.clip(n[:, 2], 0.0, None)
         g = np.clip(self.ambient + self.diffuse * lambert + HEADLIGHT * head, 0.0, 1.2)
