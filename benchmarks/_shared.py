@@ -31,5 +31,7 @@ def compared_settings() -> dict:
                          DetectConfig(options={"tiles": "2x1"})),
         "ssd-tiles3x1": ("ssd tiles=3x1 (three tiles side by side every 2nd frame instead of 2x2)",
                          DetectConfig(options={"tiles": "3x1"})),
+        "ssd-idle0": ("ssd tile_idle=0 (tiles on every 2nd frame whatever they find: the default until 2026-12-06)",
+                      DetectConfig(options={"tile_idle": 0})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),
     }

@@ -50,14 +50,14 @@ def sample(video: Path, size: tuple[int, int], step: int) -> list[np.ndarray]:
 
 def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
     """'ssd' -> the default; 'ssd:none' / 'ssd:3x2/2' -> its tiles off / 3x2 on every 2nd frame;
-    'ssd-union' -> the default with the plain union over frames (until 2026-12-05); 'ssd-vote2' -> with
-    the neighbours' vote (temporal_vote=2); 'mediapipe' -> the
+    a name of ``compared_settings()`` (ssd-union, ssd-vote2, ssd-idle0, ...) -> that setting; 'mediapipe' -> the
     previous default (fixed 11 px dilation); 'mediapipe:3x2/4' -> with its tiles."""
     backend, _, tiles_spec = spec.strip().partition(":")
     tiles, _, every = tiles_spec.partition("/")
     extra = {} if temporal is None else {"temporal": temporal}
-    if backend in ("ssd-union", "ssd-vote2"):  # other rules of the union over frames (compared_settings)
-        label, cfg = compared_settings()[backend]
+    compared = compared_settings()
+    if backend in compared and backend != "mediapipe" and not tiles_spec:  # what other benchmarks compare too
+        label, cfg = compared[backend]
         return label.split(" (")[0], replace(cfg, **extra)
     if backend == "ssd":
         opts = {}
@@ -73,7 +73,8 @@ def setting(spec: str, temporal: int | None) -> tuple[str, DetectConfig]:
         name = "mediapipe (previous default)" if not tiles else f"mediapipe tiles={tiles}" + (
             f" every {every}" if every else "")
         return name, cfg
-    raise SystemExit(f"unknown setting {spec!r}: ssd[:TILES[/K]], ssd-union or mediapipe[:TILES[/K]]")
+    raise SystemExit(f"unknown setting {spec!r}: ssd[:TILES[/K]], {', '.join(compared)} "
+                     "or mediapipe[:TILES[/K]]")
 
 
 def distinct(masks: list[np.ndarray], scores: list[float]) -> list[np.ndarray]:

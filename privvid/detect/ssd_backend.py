@@ -3,7 +3,9 @@
 Every person in the frame is found as a box by the SSD MobileNetV2 person detector that npm
 ``@mediapipe/objectron`` ships (Apache-2.0; ``privvid models fetch`` installs it), on the whole
 frame and, every ``tile_every`` frames, on overlapping tiles so that small people (a street, an
-audience) are seen at a useful scale. Boxes are merged by non-maximum suppression (a box mostly
+audience) are seen at a useful scale. A tile run that finds nobody the frame's own run did not (a
+clip of big people only) lets the tiles rest until ``tile_idle`` frames later; the first run that
+finds someone new brings them back to every ``tile_every`` frames. Boxes are merged by non-maximum suppression (a box mostly
 inside a better one is a part of that person) and matched to tracks by IoU; a track that the SSD
 misses keeps being looked at, at its predicted box, for ``carry`` frames, so one missed frame (or
 the frames between two tile runs) does not lose a person.
@@ -62,6 +64,8 @@ class SsdOptions:
     contain: float = 0.8         # a box this much inside a better one is a part of it
     tiles: str | None = "2x2"    # COLSxROWS overlapping tiles also searched (small people); "none" = off
     tile_every: int = 2          # tiles run on every k-th frame (tracks carry tile-found people between)
+    tile_idle: int = 4           # after a tile run that found nobody the frame's own run missed (big people only),
+                                 # the next one comes this many frames later (never sooner than tile_every); 0 = off
     tile_overlap: float = 0.25   # each tile is this much larger than its share of the frame
     crop_scale: float = 1.4      # square crop side / the box's longer edge
     mask_threshold: float = 0.3  # selfie probability for a person pixel
@@ -107,6 +111,7 @@ class SsdOptions:
         except ValueError as exc:
             raise ConfigError(f"ssd detector option tiles: {exc}") from None
         need(self.tile_every >= 1, f"tile_every must be >= 1, got {self.tile_every}")
+        need(self.tile_idle >= 0, f"tile_idle must be >= 0 (0 = off), got {self.tile_idle}")
         need(0.0 <= self.tile_overlap <= 1.0, f"tile_overlap must be in [0, 1], got {self.tile_overlap}")
         need(self.crop_scale >= 1.0, f"crop_scale must be >= 1, got {self.crop_scale}")
         need(0.0 < self.mask_threshold < 1.0, f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
@@ -136,6 +141,18 @@ class _Track:
     missed: int = 0           # frames since the SSD last found it
     region: tuple[float, float, float, float] | None = None   # refine: where the pose model looks next ...
     region_at: int = -1       # ... set on this frame (used on the next one only)
+
+
+def _beyond(found: list[np.ndarray], whole: np.ndarray, iou: float = 0.3) -> bool:
+    """Whether a box in ``found`` (the tiles' boxes, none cut by a tile's edge) matches no box in
+    ``whole`` (the frame's own run) with an IoU of ``iou``: someone only the tiles see. A box inside
+    a bigger one (a group, a person behind another) does not match it."""
+    for b in found:
+        if not len(b):
+            continue
+        if not len(whole) or (box_iou(b, whole).max(axis=1) < iou).any():
+            return True
+    return False
 
 
 def ellipse_mask(box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -174,6 +191,7 @@ class SsdDetector:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._frame = 0
+        self._next_tiles = 0
         self.stats = {"frames": 0, "boxes": 0, "carried": 0, "dropped": 0, "ellipses": 0, "tile_frames": 0,
                       "turned": 0, "shadow_px": 0, "refined": 0, "refine_kept": 0, "refine_tracked": 0}
 
@@ -186,8 +204,9 @@ class SsdDetector:
         boxes.append(b)
         scores.append(s)
         cut.append(np.zeros(len(b), bool))
-        if self._tiles is not None and self._frame % o.tile_every == 0:
+        if self._tiles is not None and self._frame >= self._next_tiles:
             self.stats["tile_frames"] += 1
+            whole = b
             cols, rows = self._tiles
             for x0, y0, x1, y1 in tile_boxes(w, h, cols, rows, o.tile_overlap):
                 b, s = self._ssd(frame[y0:y1, x0:x1], o.score)
@@ -202,6 +221,11 @@ class SsdDetector:
                     boxes.append(b + np.array([x0, y0, x0, y0], np.float32))
                     scores.append(s)
                     cut.append(edge)
+            if o.tile_idle:
+                seen = [b[~c] for b, c in zip(boxes[1:], cut[1:])]
+                self._next_tiles = self._frame + (o.tile_every if _beyond(seen, whole) else max(o.tile_idle, o.tile_every))
+            else:
+                self._next_tiles = self._frame + o.tile_every - self._frame % o.tile_every
         b, s, c = np.concatenate(boxes), np.concatenate(scores), np.concatenate(cut)
         ok = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 4)
         b, s, c = b[ok], s[ok], c[ok]

@@ -83,6 +83,47 @@ def test_options_validate_themselves():
     assert options_from(SsdOptions, {"tile_every": 3}).tile_every == 3
 
 
+def _tile_frames(options: dict, small_person_from: int, frames: int = 14) -> list[int]:
+    """The frames on which the ssd detector ran its tiles, with an SSD that sees one big person on the
+    whole frame and, on a tile, a part of that person, and from frame ``small_person_from`` on a small
+    person beside them that only the tiles see."""
+    from privvid.detect.ssd_backend import SsdDetector
+
+    det = SsdDetector(DetectConfig(options=options))
+    h, w = 240, 432
+    ran: list[int] = []
+
+    def ssd(image, min_score):
+        if image.shape[:2] == (h, w):
+            return np.array([[100, 20, 200, 230]], np.float32), np.array([0.9], np.float32)
+        first = not ran or ran[-1] != det._frame     # the top left tile: its pixels are the frame's
+        ran.append(det._frame)
+        boxes = [[104, 24, 196, 150]] if first else []   # most of the big person
+        if first and det._frame >= small_person_from:
+            boxes.append([5, 5, 15, 30])                 # someone small the whole frame's run does not see
+        return np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.6, np.float32)
+
+    det._ssd = ssd
+    frame = np.zeros((h, w, 3), np.uint8)
+    for _ in range(frames):
+        det._boxes(frame)
+        det._frame += 1
+    return sorted(set(ran))
+
+
+def test_tiles_rest_after_a_run_that_found_nobody_new_and_come_back_every_2nd_frame_when_it_did():
+    assert _tile_frames({"tile_idle": 0}, small_person_from=99) == [0, 2, 4, 6, 8, 10, 12]   # every 2nd frame
+    # the default (tile_idle=4): after a run that found only the person the frame's own run has, 4 frames later
+    assert SsdOptions().tile_idle == 4 and SsdOptions().tile_every == 2
+    assert _tile_frames({}, small_person_from=99) == [0, 4, 8, 12]
+    # ... and while the tiles see someone the whole frame does not, every 2nd frame again
+    assert _tile_frames({"tile_idle": 4}, small_person_from=5) == [0, 4, 8, 10, 12]
+    assert _tile_frames({"tile_idle": 4}, small_person_from=0) == [0, 2, 4, 6, 8, 10, 12]
+    assert _tile_frames({"tile_idle": 4, "tile_every": 5}, small_person_from=99) == [0, 5, 10]  # never sooner
+    with pytest.raises(ConfigError, match="tile_idle"):
+        SsdOptions(tile_idle=-1)
+
+
 def test_turn_options_validate_themselves():
     assert SsdOptions().turn and SsdOptions().turn_aspect == 0.6
     with pytest.raises(ConfigError, match="turn_aspect"):
