@@ -314,21 +314,23 @@ def test_rendered_silhouette_matches_the_person(followed, clip):
 
 
 def test_one_body_follows_each_person_across_track_switches(followed):
-    """The SSD follows the juggler on two tracks that take turns (a box on the whole body and one from the
-    chest down; measured 22 and 26 of 48 frames), and the two men on tracks that change in the hug. Each
-    person keeps one body (one fitted shape and smoothing history) all along. Measured: the juggler's body
-    in 48 of 48 frames, each man's in 60 of 60; before bodies were passed on, each track had a body of its
-    own, so the juggler's longest-lived body was drawn in 26 of 48 frames (the men's in 59 of 60)."""
+    """The SSD follows the two men on tracks that change in the hug (measured: 5 track ids in 60 frames
+    for two men). Each person keeps one body (one fitted shape and smoothing history) all along:
+    measured, each man's body in 60 of 60 frames; before bodies were passed on, each track had a body
+    of its own. The juggler stays on one track and one body (48 of 48 frames; until the tiles rested
+    on clips of big people, 2026-12-06, the tiles' chest-down box and the whole body took turns on two
+    tracks, 22 and 26 frames, and the body was handed over between them)."""
     from collections import Counter
 
     r = followed["sam2_juggle.mp4"]
     frames = len(r["video"])
-    tracks = Counter(p["track_id"] for info in r["infos"] for p in info["people"] if p["status"] == "ok")
     bodies = Counter(p["body"] for info in r["infos"] for p in info["people"] if p["status"] == "ok")
-    assert len(tracks) >= 2, tracks            # the situation this test is about
     assert bodies.most_common(1)[0][1] >= 0.95 * frames, bodies
     r = followed["mmaction2_demo_skeleton_two_people.mp4"]
-    bodies = Counter(p["body"] for info in r["infos"] for p in info["people"] if p["status"] == "ok")
+    ok = [p for info in r["infos"] for p in info["people"] if p["status"] == "ok"]
+    tracks = Counter(p["track_id"] for p in ok)
+    assert len(tracks) >= 3, tracks            # more tracks than men: the situation this test is about
+    bodies = Counter(p["body"] for p in ok)
     assert len(bodies) >= 2 and all(n >= 0.95 * len(r["video"]) for _, n in bodies.most_common(2)), bodies
 
 
