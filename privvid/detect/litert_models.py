@@ -30,63 +30,8 @@ def _sigmoid(logits: np.ndarray, limit: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -limit, limit)))
 
 
-class _Compiled:
-    """PROTOTYPE: CompiledModel behind the Interpreter calls used here, FP16 forced."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        from ai_edge_litert.compiled_model import CompiledModel
-        from ai_edge_litert.cpu_options import CpuOptions
-        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-        from ai_edge_litert.options import Options
-        self._m = CompiledModel.from_file(str(path), options=Options(
-            HardwareAccelerator.CPU, cpu_options=CpuOptions(num_threads=threads, xnnpack_flags=7)))
-        sig = list(self._m.get_signature_list())[0]
-        self._ind = list(self._m.get_input_tensor_details(sig).items())
-        self._outd = list(self._m.get_output_tensor_details(sig).items())
-        self._in_shape = list(self._ind[0][1]["shape"])
-        self._alloc()
-
-    def _alloc(self) -> None:
-        self._ib = self._m.create_input_buffers(0)
-        self._ob = self._m.create_output_buffers(0)
-        self._x = None
-
-    def get_input_details(self):
-        return [{"index": 0, "shape": np.array(self._in_shape)}]
-
-    def get_output_details(self):
-        return [{"index": i, "name": n, "shape": np.array(d["shape"])} for i, (n, d) in enumerate(self._outd)]
-
-    def resize_tensor_input(self, i, shape):
-        self._m.resize_input_tensor(0, list(shape), strict=False)
-        self._in_shape = list(shape)
-        b = shape[0]
-        self._outd = [(n, dict(d, shape=[b] + list(d["shape"])[1:])) for n, d in self._outd]
-        self._alloc()
-
-    def allocate_tensors(self):
-        pass
-
-    def set_tensor(self, i, x):
-        self._ib[0].write(np.ascontiguousarray(x, np.float32))
-
-    def invoke(self):
-        self._m.run_by_index(0, self._ib, self._ob)
-        self._cache = {}
-
-    def get_tensor(self, i):
-        if i not in self._cache:
-            shape = [int(v) for v in self._outd[i][1]["shape"]]
-            self._cache[i] = self._ob[i].read(int(np.prod(shape)), np.float32).reshape(shape)
-        return self._cache[i]
-
-
 def _interpreter(path: Path, threads: int = 1) -> Any:
     from ai_edge_litert.interpreter import Interpreter
-    import os
-    if os.environ.get("PRIVVID_FP16"):
-        with quiet_native_logs():
-            return _Compiled(path, threads)
 
     with quiet_native_logs():
         it = Interpreter(model_path=str(path), num_threads=threads)
