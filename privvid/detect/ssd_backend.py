@@ -5,10 +5,10 @@ Every person in the frame is found as a box by the SSD MobileNetV2 person detect
 frame and, every ``tile_every`` frames, on overlapping tiles so that small people (a street, an
 audience) are seen at a useful scale. A tile run that finds nobody the frame's own run did not (a
 clip of big people only) lets the tiles rest until ``tile_idle`` frames later; the first run that
-finds someone new brings them back to every ``tile_every`` frames. Boxes are merged by non-maximum suppression (a box mostly
-inside a better one is a part of that person) and matched to tracks by IoU; a track that the SSD
-misses keeps being looked at, at its predicted box, for ``carry`` frames, so one missed frame (or
-the frames between two tile runs) does not lose a person.
+finds someone new brings them back to every ``tile_every`` frames. Boxes are merged by non-maximum
+suppression (a box mostly inside a better one is a part of that person) and matched to tracks by
+IoU; a track that the SSD misses keeps being looked at, at its predicted box, for ``carry`` frames,
+so one missed frame (or the frames between two tile runs) does not lose a person.
 
 Each box's square crop (``crop_scale`` x its longer edge) goes through mediapipe's selfie
 segmentation model; the person pixels inside the box grown by ``box_grow`` are that person's
@@ -206,7 +206,7 @@ class SsdDetector:
         cut.append(np.zeros(len(b), bool))
         if self._tiles is not None and self._frame >= self._next_tiles:
             self.stats["tile_frames"] += 1
-            whole = b
+            own = b   # the whole frame's boxes
             cols, rows = self._tiles
             for x0, y0, x1, y1 in tile_boxes(w, h, cols, rows, o.tile_overlap):
                 b, s = self._ssd(frame[y0:y1, x0:x1], o.score)
@@ -221,11 +221,8 @@ class SsdDetector:
                     boxes.append(b + np.array([x0, y0, x0, y0], np.float32))
                     scores.append(s)
                     cut.append(edge)
-            if o.tile_idle:
-                seen = [b[~c] for b, c in zip(boxes[1:], cut[1:])]
-                self._next_tiles = self._frame + (o.tile_every if _beyond(seen, whole) else max(o.tile_idle, o.tile_every))
-            else:
-                self._next_tiles = self._frame + o.tile_every - self._frame % o.tile_every
+            rest = o.tile_idle and not _beyond([t[~e] for t, e in zip(boxes[1:], cut[1:])], own)
+            self._next_tiles = self._frame + (max(o.tile_idle, o.tile_every) if rest else o.tile_every)
         b, s, c = np.concatenate(boxes), np.concatenate(scores), np.concatenate(cut)
         ok = ((b[:, 2] - b[:, 0]) >= 2) & ((b[:, 3] - b[:, 1]) >= 4)
         b, s, c = b[ok], s[ok], c[ok]
