@@ -55,8 +55,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--copies", type=int, default=3, help="copies of each clip in the dataset run")
     parser.add_argument("--detectors", default="ssd,mediapipe",
-                        help="comma list of detector backends to compare (ssd-upright: ssd with turn=false; "
-                             "ssd-union: ssd with the plain union over frames)")
+                        help="comma list of detector backends to compare, or names of the compared settings "
+                             f"({', '.join(compared_settings())})")
     args = parser.parse_args()
     clips = args.clips or [c for c in DEFAULT_CLIPS if c.exists()]
     if not clips:
