@@ -2,6 +2,7 @@
 
     python benchmarks/privacy_audit.py [--size 432x240] [--clips vtest,schoolgirls,dance-twirl,breakdance,two-people]
         [--settings ssd,mediapipe] [--yolo-masks] [--max-frames 300] [--stride 1]
+    python benchmarks/privacy_audit.py --clips path/to/clip.mp4,path/to/frames/ --settings ssd
 
 Each clip goes through ``privvid anonymize --mode remove`` (the library call the CLI makes, with
 masks saved) once per detector setting, side by side in one run: ``ssd`` is the default,
@@ -97,7 +98,8 @@ def frames_of(path: Path, size: tuple[int, int], limit: int, stride: int) -> lis
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="432x240")
-    ap.add_argument("--clips", default="vtest,schoolgirls,dance-twirl,breakdance,two-people")
+    ap.add_argument("--clips", default="vtest,schoolgirls,dance-twirl,breakdance,two-people",
+                    help=f"comma-separated names ({', '.join(CLIPS)}) or paths of videos / frame folders")
     ap.add_argument("--settings", default="ssd,mediapipe")
     ap.add_argument("--yolo-masks", action="store_true", help="also anonymise with the yolo detector (masks that "
                     "cover what the reference finds) and score people pasted back inside them")
@@ -106,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=YOLO_SEG)
     ap.add_argument("--no-check", action="store_true", help="turn the written-frame check off (to see its effect)")
     ap.add_argument("--filled-score", type=float, default=None, help="the check's filled_score (default: its own)")
+    ap.add_argument("--filled-whole", type=float, default=None,
+                    help="the check's filled_whole (default: its own; 1 = a finding in the filled region always "
+                         "refills its whole box, the rule until 2026-12-06)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--ssd-options", default="{}", help="JSON options for the ssd setting, e.g. '{\"score\": 0.2}'")
     args = ap.parse_args(argv)
@@ -124,17 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     from privvid.anonymize.check import CheckConfig
     from privvid.anonymize.pipeline import anonymize_clip
 
-    check_cfg = CheckConfig() if args.filled_score is None else CheckConfig(filled_score=args.filled_score)
+    check_cfg = CheckConfig(**{k: v for k, v in (("filled_score", args.filled_score),
+                                                 ("filled_whole", args.filled_whole)) if v is not None})
     table = Table(title=f"independent audit ({args.weights.name}, conf {REF_CONF}) of --mode remove at "
-                        f"{size[0]}x{size[1]}, first {args.max_frames} frames" + (" (check off)" if args.no_check else ""))
+                        f"{size[0]}x{size[1]}, first {args.max_frames} frames" + (" (check off)" if args.no_check else
+                                                                    f" (check filled_whole {check_cfg.filled_whole})"))
     for col in ("clip", "detector", "frames", "people in input", "found in output", "share", "centre in mask",
                 "share ", "check flagged / solid", "removed %", "fps"):
         table.add_column(col, justify="left" if col in ("clip", "detector") else "right")
     results = []
     totals: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory(prefix="privvid-audit-") as tmp:
-        for clip in [c for c in args.clips.split(",") if c]:
-            path = CLIPS[clip]
+        for name in [c for c in args.clips.split(",") if c]:
+            path = CLIPS.get(name, Path(name))   # a name above, or a video file / frame folder of your own
+            clip = name if name in CLIPS else path.name
             if not path.exists():
                 console.print(f"[yellow]{clip}: {path} not found, skipped[/yellow]")
                 continue
