@@ -7,8 +7,14 @@ the BlazeFace face detector) at the frame as it will be written. A person or fac
   ``filled_score`` or more, or
 * anywhere, outside every removal mask too (a person the detector missed), at ``person_score``
 
-is masked (its box, grown by ``grow``) and filled again spatially; if the check still finds a person
-there at ``person_score`` (or a face), the box is painted solid. A weak finding after the spatial
+is masked (its box, grown by ``grow``) and filled again spatially. A person found in the filled region
+whose box covers more than ``filled_whole`` of the frame (in a close-up, the smeared fill of a large hole
+reads as one person as big as the frame) is refilled only over the removed pixels of that box and the
+kept ones within ``filled_margin`` of its height of them: refilling the whole box painted the whole frame
+from its border (the coffee clip lost the table and the wall around the pourer). A person-sized box is refilled whole:
+the parts of a person beyond the mask (the tai chi man's shoes) would otherwise feed the refill their
+colours. If the check still finds a person there at ``person_score`` (or a face), the box is painted
+solid. A weak finding after the spatial
 refill is not enough: that fill paints the box from its border and cannot bring a person back, and a
 person who stands on one spot leaves a hole whose smeared fill keeps a person's outline (the tai chi
 clip had a grey box on 49 of its first 200 frames in remove mode before this rule, docs/privacy.md).
@@ -34,6 +40,9 @@ class CheckConfig:
     filled_score: float = 0.2     # ... and inside the filled region (where a pasted-back person would be)
     face_score: float = 0.75      # BlazeFace score that counts as a face (0 = no face check)
     grow: float = 0.1             # a finding's box grows by this share per side before it is filled
+    filled_whole: float = 0.4     # a finding in the filled region whose box covers more than this share of the
+                                  # frame refills only the removed pixels in its box ... (1 = always the whole box)
+    filled_margin: float = 0.1    # ... and the kept ones within this share of the box's height of them
     solid_color: tuple[int, int, int] = (128, 128, 128)
 
     def __post_init__(self) -> None:
@@ -44,6 +53,11 @@ class CheckConfig:
             raise ConfigError(f"check face_score must be in [0, 1), got {self.face_score}")
         if not 0.0 <= self.grow <= 1.0:
             raise ConfigError(f"check grow must be in [0, 1], got {self.grow}")
+        if not 0.0 <= self.filled_whole <= 1.0:
+            raise ConfigError(f"check filled_whole must be in [0, 1] (share of the frame), got {self.filled_whole}")
+        if not 0.0 <= self.filled_margin <= 1.0:
+            raise ConfigError(f"check filled_margin must be in [0, 1] (share of the box's height), "
+                              f"got {self.filled_margin}")
 
     def active(self, mode: str) -> bool:
         return self.enabled if self.enabled is not None else mode in ("remove", "mesh")
@@ -105,9 +119,13 @@ class FrameCheck:
                 inside = float(mask[y0:y1, x0:x1].mean())
                 if kind == "person" and score < self.cfg.person_score and inside < 0.3:
                     continue  # a weak finding counts only where a person was removed
+                hole = kind == "person" and inside >= 0.3 and (x1 - x0) * (y1 - y0) > self.cfg.filled_whole * mask.size
                 items.append({"kind": kind, "score": round(score, 3), "box": [x0, y0, x1, y1],
-                              "where": "filled" if inside >= 0.3 else "unmasked"})
-                region[y0:y1, x0:x1] = True
+                              "where": "filled" if inside >= 0.3 else "unmasked", "refill": "hole" if hole else "box"})
+                if hole:   # a frame-sized box: the removed pixels and the margin around them
+                    region[y0:y1, x0:x1] |= self._near(mask, (x0, y0, x1, y1))
+                else:
+                    region[y0:y1, x0:x1] = True
                 self.totals["persons" if kind == "person" else "faces"] += 1
             if not items:
                 records.append({})
@@ -134,6 +152,18 @@ class FrameCheck:
             records.append({"found": items, "action": action})
         self.seconds += time.perf_counter() - started
         return records
+
+    def _near(self, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The box's part of ``mask`` grown by ``filled_margin`` of the box's height (the pixels a fill
+        could have put a person in, and a person's parts right by the hole that the mask missed)."""
+        from privvid.detect.common import dilate
+
+        x0, y0, x1, y1 = box
+        r = int(round(self.cfg.filled_margin * (y1 - y0)))
+        h, w = mask.shape
+        ys, xs = slice(max(y0 - r, 0), min(y1 + r, h)), slice(max(x0 - r, 0), min(x1 + r, w))
+        grown = dilate(mask[ys, xs], 2 * r + 1)   # (a margin around the box, so the hole just outside counts)
+        return grown[y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start]
 
     def info(self) -> dict[str, Any]:
         return {"name": "ssd+blazeface", **asdict(self.cfg), "totals": dict(self.totals)}

@@ -69,6 +69,7 @@ def test_the_sidecar_records_the_check(shared_data, tmp_path):
         for f in rec["found"]:
             x0, y0, x1, y1 = f["box"]
             assert 0 <= x0 < x1 <= 432 and 0 <= y0 < y1 <= 240 and f["where"] in ("filled", "unmasked")
+            assert f["refill"] in ("box", "hole")
     # a crowd sits right behind the dancer: the check steps in on many frames (measured 68 of 90 with
     # filled_score 0.2, 29 with 0.3), not on all, and the refill almost always clears what it found
     # (5-6 solid fallbacks measured while a weak finding after the refill counted, 0 since)
@@ -100,3 +101,51 @@ def test_only_a_confident_person_after_the_refill_makes_the_box_solid(score, act
     solid = (frames[0] == CheckConfig().solid_color).all(axis=-1)
     # a weak look-alike after the spatial refill is the fill's own shape: no grey box for it
     assert solid[30:90, 45:75].all() == (action == "solid")
+
+
+class _SeesWholeFrame(_SeesAlways):
+    """A weak person box over the whole 160 x 120 frame (a close-up's smeared fill reads as one)."""
+
+    def __call__(self, frame: np.ndarray, floor: float):
+        boxes, scores = super().__call__(frame, floor)
+        return np.array([[0, 0, 160, 120]], np.float32)[: len(boxes)], scores
+
+
+@pytest.mark.parametrize("whole", [0.4, 1.0])
+def test_a_frame_sized_finding_in_the_filled_region_refills_the_hole_not_the_scene_around_it(rng, whole):
+    frame = (rng.random((1, 120, 160, 3)) * 255).astype(np.uint8)
+    masks = np.zeros((1, 120, 160), bool)
+    masks[0, 30:90, 30:130] = True                    # 31% of the frame removed: the finding is "filled"
+    check = FrameCheck(CheckConfig(face_score=0, filled_whole=whole))
+    check._persons = _SeesWholeFrame(0.3)
+    out = frame.copy()
+    [record] = check(out, masks)
+    assert record["action"] == "refilled" and record["found"][0]["where"] == "filled"
+    assert record["found"][0]["refill"] == ("hole" if whole < 1.0 else "box")   # the sidecar says which
+    assert np.array_equal(out[~masks], frame[~masks])   # only what is now in the mask was painted
+    if whole < 1.0:
+        # the hole and 12 px around it (filled_margin 0.1 x the box's 120 px height); the scene further out is kept
+        assert masks[0, 30:90, 30:130].all() and masks[0, 19:101, 80].all() and masks[0, 60, 19:141].all()
+        assert not masks[0, :16].any() and not masks[0, 104:].any() and not masks[0, :, :16].any()
+        assert np.array_equal(out[0, :16], frame[0, :16])
+    else:
+        assert masks.all()                            # the whole box: the rule until 2026-12-06
+
+
+def test_a_person_sized_finding_in_the_filled_region_refills_its_whole_box(rng):
+    frame = (rng.random((1, 120, 160, 3)) * 255).astype(np.uint8)
+    masks = np.zeros((1, 120, 160), bool)
+    masks[0, 25:95, 45:75] = True
+    check = FrameCheck(CheckConfig(face_score=0))
+    check._persons = _SeesAlways(0.3)                 # box 40..80 x 20..100: 17% of the frame
+    [record] = check(frame, masks)
+    x0, y0, x1, y1 = record["found"][0]["box"]
+    assert record["found"][0]["where"] == "filled" and record["found"][0]["refill"] == "box"
+    assert masks[0, y0:y1, x0:x1].all()
+
+
+def test_check_filled_options_are_validated():
+    with pytest.raises(ConfigError):
+        CheckConfig(filled_margin=1.5)
+    with pytest.raises(ConfigError):
+        CheckConfig(filled_whole=-0.1)
