@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
 
     check_cfg = CheckConfig(**{k: v for k, v in (("filled_score", args.filled_score),
                                                  ("filled_whole", args.filled_whole)) if v is not None})
+    rule = "check off" if args.no_check else f"check filled_whole {check_cfg.filled_whole}"
     table = Table(title=f"independent audit ({args.weights.name}, conf {REF_CONF}) of --mode remove at "
-                        f"{size[0]}x{size[1]}, first {args.max_frames} frames" + (" (check off)" if args.no_check else
-                                                                    f" (check filled_whole {check_cfg.filled_whole})"))
+                        f"{size[0]}x{size[1]}, first {args.max_frames} frames ({rule})")
     for col in ("clip", "detector", "frames", "people in input", "found in output", "share", "centre in mask",
                 "share ", "check flagged / solid", "removed %", "fps"):
         table.add_column(col, justify="left" if col in ("clip", "detector") else "right")
