@@ -64,12 +64,12 @@ class CheckConfig:
 
 
 class FrameCheck:
-    def __init__(self, cfg: CheckConfig, radius: int = 5, method: str = "telea") -> None:
+    def __init__(self, cfg: CheckConfig, radius: int = 5, method: str = "telea", scale: float = 1.0) -> None:
         from privvid.detect.litert_models import Faces, SsdPersons
         from privvid.runtime.models import FACE, SSD_PERSON, npm_model_path, wheel_model_path
 
         self.cfg = cfg
-        self.radius, self.method = radius, method
+        self.radius, self.method, self.scale = radius, method, scale   # scale: of the spatial refill (< 1: cheaper)
         self._persons = SsdPersons(npm_model_path(SSD_PERSON))
         self._faces = Faces(wheel_model_path(FACE)) if cfg.face_score > 0 else None
         self.reset()
@@ -131,7 +131,7 @@ class FrameCheck:
                 records.append({})
                 continue
             self.totals["frames_flagged"] += 1
-            spatial_fill(frame, region, self.radius, self.method, 1.0)
+            spatial_fill(frame, region, self.radius, self.method, self.scale)
             mask |= region
             # the refill is spatial: it paints the box from its border and cannot bring a person back, so
             # a weak finding there now is the shape of the fill (a static person's hole, smeared), not a

@@ -137,7 +137,7 @@ class RemoveComposer:
         if cfg.check.active(cfg.mode):
             from privvid.anonymize.check import FrameCheck
 
-            self.check = FrameCheck(cfg.check, cfg.inpaint.radius, cfg.inpaint.method)
+            self.check = FrameCheck(cfg.check, cfg.inpaint.radius, cfg.inpaint.method, cfg.inpaint.spatial_scale)
 
     def reset(self) -> None:
         self.inpainter.reset()

@@ -17,10 +17,11 @@ def _frames(shared_data, name: str, n: int, size=(432, 240)) -> np.ndarray:
     return np.stack([np.array(Image.open(p).convert("RGB").resize(size)) for p in sorted(root.glob("*.jpg"))[:n]])
 
 
-def test_a_person_outside_every_mask_is_found_and_filled(shared_data):
+@pytest.mark.parametrize("scale", [1.0, 0.5])   # the refill at full size, and at half (the pipeline's default)
+def test_a_person_outside_every_mask_is_found_and_filled(shared_data, scale):
     frames = _frames(shared_data, "parkour", 3)
     masks = np.zeros(frames.shape[:3], bool)
-    check = FrameCheck(CheckConfig())
+    check = FrameCheck(CheckConfig(), scale=scale)
     out = frames.copy()
     records = check(out, masks)
     assert all(r and r["found"] for r in records)
