@@ -11,16 +11,15 @@ is masked (its box, grown by ``grow``) and filled again spatially. A person foun
 whose box covers more than ``filled_whole`` of the frame (in a close-up, the smeared fill of a large hole
 reads as one person as big as the frame) is refilled only over the removed pixels of that box and the
 kept ones within ``filled_margin`` of its height of them: refilling the whole box painted the whole frame
-from its border (the coffee clip lost the table and the wall around the pourer). A person-sized box is refilled whole:
-the parts of a person beyond the mask (the tai chi man's shoes) would otherwise feed the refill their
-colours. If the check still finds a person there at ``person_score`` (or a face), the box is painted
-solid. A weak finding after the spatial
-refill is not enough: that fill paints the box from its border and cannot bring a person back, and a
-person who stands on one spot leaves a hole whose smeared fill keeps a person's outline (the tai chi
-clip had a grey box on 49 of its first 200 frames in remove mode before this rule, docs/privacy.md).
-What was found and done is returned per frame for the sidecar (``check`` section), which ``qa audit``
-reads. In mesh mode the inpainted frame is checked before
-the body is drawn, so the mannequin is never taken for a person.
+from its border (the coffee clip lost the table and the wall around the pourer). A person-sized box is
+refilled whole: the parts of a person beyond the mask (the tai chi man's shoes) would otherwise feed the
+refill their colours. If the check still finds a person there at ``person_score`` (or a face), the box
+is painted solid. A weak finding after the spatial refill is not enough: that fill paints the box from
+its border and cannot bring a person back, and a person who stands on one spot leaves a hole whose
+smeared fill keeps a person's outline (the tai chi clip had a grey box on 49 of its first 200 frames in
+remove mode before this rule, docs/privacy.md). What was found and done is returned per frame for the
+sidecar (``check`` section), which ``qa audit`` reads. In mesh mode the inpainted frame is checked
+before the body is drawn, so the mannequin is never taken for a person.
 """
 
 from __future__ import annotations
@@ -116,12 +115,12 @@ class FrameCheck:
                 x0, y0, x1, y1 = grow_box(box, self.cfg.grow, shape[1], shape[0])
                 if x1 <= x0 or y1 <= y0:
                     continue
-                inside = float(mask[y0:y1, x0:x1].mean())
-                if kind == "person" and score < self.cfg.person_score and inside < 0.3:
+                filled = float(mask[y0:y1, x0:x1].mean()) >= 0.3
+                if kind == "person" and score < self.cfg.person_score and not filled:
                     continue  # a weak finding counts only where a person was removed
-                hole = kind == "person" and inside >= 0.3 and (x1 - x0) * (y1 - y0) > self.cfg.filled_whole * mask.size
+                hole = kind == "person" and filled and (x1 - x0) * (y1 - y0) > self.cfg.filled_whole * mask.size
                 items.append({"kind": kind, "score": round(score, 3), "box": [x0, y0, x1, y1],
-                              "where": "filled" if inside >= 0.3 else "unmasked", "refill": "hole" if hole else "box"})
+                              "where": "filled" if filled else "unmasked", "refill": "hole" if hole else "box"})
                 if hole:   # a frame-sized box: the removed pixels and the margin around them
                     region[y0:y1, x0:x1] |= self._near(mask, (x0, y0, x1, y1))
                 else:
