@@ -2,8 +2,8 @@
 
     python benchmarks/mesh_quality.py [--frames 72] [--size 432x240] [--window 24] [CLIPS...]
 
-People are found exactly as `privvid anonymize` finds them (privvid.detect.build_mask_stream with
-the default DetectConfig: detections, tracks, removal masks); the detector's BlazePose keypoints are
+People are found exactly as `privvid anonymize --mode mesh` finds them (privvid.detect.build_mask_stream
+with mesh mode's detector settings: detections, tracks, removal masks); the detector's BlazePose keypoints are
 used where it has them and the stage's own pose source runs on the other person crops. Those
 answers are recorded on the first run and replayed, so the smoothing settings differ only in the
 fit. Reprojection error is measured on the rendered body (smplx joints projected with the stage
@@ -90,7 +90,7 @@ def silhouette_iou(out, background, det, info) -> list[float]:
 
 def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float], console: Console,
              carry_grow: float | None = None):
-    from privvid.config import DetectConfig, MeshConfig
+    from privvid.config import AnonymizeConfig, DetectConfig, MeshConfig
     from privvid.detect import build_mask_stream
     from privvid.mesh.metrics import group_errors
     from privvid.mesh.people import decode
@@ -99,7 +99,7 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
 
     frames = decode(path, size, frames_n)
     # carry_grow is an option of the mediapipe detector: giving it runs that backend
-    detect = DetectConfig() if carry_grow is None else DetectConfig(backend="mediapipe",
+    detect = AnonymizeConfig(mode="mesh").detect if carry_grow is None else DetectConfig(backend="mediapipe",
                                                                     options={"carry_grow": carry_grow})
     pairs = build_mask_stream(detect).run(frames)
     dets = [d for d, _ in pairs]
@@ -175,9 +175,10 @@ def main() -> None:
                           fmt(r["jitter_mm"], "{:.1f}"), fmt(r["jitter_px"], "{:.2f}"),
                           fmt(r["iou_mean"], "{:.3f}"), fmt(r["iou_min"], "{:.3f}"))
     console.print(table)
-    from privvid.config import DetectConfig
+    from privvid.config import AnonymizeConfig
 
-    console.print(f"detector: privvid.detect default ({DetectConfig().backend}); pose: its BlazePose keypoints "
+    detect = AnonymizeConfig(mode="mesh").detect
+    console.print(f"detector: mesh mode's ({detect.backend}, options {detect.options}); pose: its BlazePose keypoints "
                   "where it gives them, else mediapipe BlazePose per person crop; errors are shares of the person "
                   "box height")
 

@@ -3,7 +3,7 @@
     python benchmarks/mesh_speed.py [--frames 72] [--size 432x240] [--window 24] [CLIPS...]
 
 Stages, timed one after the other on the same frames: decode (PyAV + resize), detect (the pipeline's
-detection chain, privvid.detect.build_mask_stream with the default DetectConfig), inpaint (the
+detection chain, privvid.detect.build_mask_stream with mesh mode's detector settings), inpaint (the
 registered 'propagate' inpainter on the union masks, window by window), mesh (pose per crop, fit,
 smplx body vertices, pyrender EGL render + composite, reported separately) and H.264 encode. The
 reference rows in the same table: the decode + encode floor and the issue's 12 frames/s target.
@@ -61,12 +61,14 @@ def bench_clip(path: Path, size, frames_n: int, window: int) -> dict:
     start = time.perf_counter()
     video = decode(path, size, frames_n)
     t["decode"] = time.perf_counter() - start
-    from privvid.config import DetectConfig
+    from privvid.config import AnonymizeConfig
     from privvid.detect import build_mask_stream
 
-    # the pipeline's own detection chain: detector + tracker + removal masks (temporal union, dilation)
-    stream = build_mask_stream(DetectConfig())
-    det_name = f"privvid.detect {DetectConfig().backend} (+ tracker, removal masks)"
+    # the pipeline's own detection chain in mesh mode: detector + tracker + removal masks (temporal union,
+    # dilation)
+    detect = AnonymizeConfig(mode="mesh").detect
+    stream = build_mask_stream(detect)
+    det_name = f"privvid.detect {detect.backend} {detect.options} (+ tracker, removal masks)"
     stream.reset()
     stream.push(video[0])  # load/warm-up outside the timing
     stream.reset()

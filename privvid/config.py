@@ -174,6 +174,13 @@ class MeshConfig:
             raise ConfigError(f"min_height must be 0..1 and smooth >= 0, got {self.min_height}, {self.smooth}")
 
 
+# options a mode gives a detector backend where --detect-opt does not set them: {mode: {backend: options}}.
+# Mesh mode draws one body per person, so there the ssd detector's large people get their instance from
+# the pose model's one-person mask, whose run also gives their landmarks for the body (docs/mesh.md,
+# "The detector's landmarks by default"); remove mode keeps the cheaper selfie instances
+MODE_DETECT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {"mesh": {"ssd": {"refine": "pose"}}}
+
+
 def _check_config() -> Any:
     from privvid.anonymize.check import CheckConfig
 
@@ -211,6 +218,10 @@ class AnonymizeConfig:
                 raise ConfigError(f"resize must be WxH with sides >= 2 (one side may be -2), got {self.resize}")
         if self.blur_kernel < 1 or self.pixel_block < 1:
             raise ConfigError(f"blur_kernel and pixel_block must be >= 1, got {self.blur_kernel}, {self.pixel_block}")
+        given = MODE_DETECT_OPTIONS.get(self.mode, {}).get(self.detect.backend, {})
+        if any(name not in self.detect.options for name in given):
+            # (frozen: the mode's options join the detector's own once, so the sidecar records them)
+            object.__setattr__(self, "detect", replace(self.detect, options={**given, **self.detect.options}))
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -52,6 +52,10 @@ def test_mesh_mode_through_the_pipeline(shared_data, tmp_path):
     assert len(frames) == probe(clip).frames
     side = json.loads((tmp_path / "propainter_test-sample1.json").read_text())
     assert side["mode"] == "mesh" and "mesh" in side and len(side["mesh"]["per_frame"]) == len(frames)
+    # mesh mode's detector: the pose model's instances, and their landmarks feed the bodies
+    assert side["backends"]["detector"]["detector"]["options"]["refine"] == "pose"
+    assert side["config"]["detect"]["options"] == {"refine": "pose"}
+    assert side["mesh"]["clip"]["landmarks_from_detector"] > 0
     params = np.load(tmp_path / "propainter_test-sample1.params.npz", allow_pickle=False)
     assert len(params.files) > 0
     # grey body pixels appear inside the removal masks of frames where a person was fitted

@@ -213,16 +213,16 @@ def test_yolo_pose_source(shared_data, shared_weights, detector):
 
 
 # ---------------------------------------------------------------------------------------------
-# The body follows the person: the pipeline's own detector (privvid.detect, mediapipe backend:
-# BlazePose keypoints for the person it tracks) feeds the stage exactly as `privvid anonymize
-# --mode mesh` does (detections, tracks and removal masks from build_mask_stream).
+# The body follows the person: the pipeline's own detector (privvid.detect with the settings mesh mode
+# gives it: the ssd detector's pose-model instances and their landmarks) feeds the stage exactly as
+# `privvid anonymize --mode mesh` does (detections, tracks and removal masks from build_mask_stream).
 
 FOLLOW_CLIPS = {"sam2_juggle.mp4": 48, "mmaction2_demo_skeleton_two_people.mp4": 60}  # 60: past the hug (~50)
 
 
 @pytest.fixture(scope="module")
 def followed(shared_data):
-    from privvid.config import DetectConfig
+    from privvid.config import AnonymizeConfig
     from privvid.detect import build_mask_stream
     from privvid.mesh import MeshStage
     from privvid.mesh.people import decode
@@ -231,7 +231,7 @@ def followed(shared_data):
     results = {}
     for name, n in FOLLOW_CLIPS.items():
         video = decode(shared_data / "demo-clips" / name, SIZE, n)
-        pairs = build_mask_stream(DetectConfig()).run(video)
+        pairs = build_mask_stream(AnonymizeConfig(mode="mesh").detect).run(video)
         dets = [d for d, _ in pairs]
         removal = np.stack([r for _, r in pairs])
         background = np.zeros_like(video)

@@ -35,6 +35,20 @@ def clip(tmp_path):
     return write_video(tmp_path / "in" / "walk.mp4", moving_square_frames(30), fps=24)
 
 
+def test_mesh_mode_gives_the_ssd_detector_pose_instances_unless_told_otherwise():
+    # mesh mode draws one body per person: the ssd detector's instances come from the pose model there
+    assert AnonymizeConfig(mode="mesh").detect.options == {"refine": "pose"}
+    assert replace(AnonymizeConfig(), mode="mesh").detect.options == {"refine": "pose"}
+    assert AnonymizeConfig().detect.options == {}                      # remove mode: the selfie instances
+    assert AnonymizeConfig(mode="blur").detect.options == {}
+    mesh = AnonymizeConfig(mode="mesh", detect=DetectConfig(options={"refine": "none", "tiles": "3x2"}))
+    assert mesh.detect.options == {"refine": "none", "tiles": "3x2"}   # the user's setting wins
+    assert AnonymizeConfig(mode="mesh", detect=DetectConfig(options={"tiles": "3x2"})).detect.options == {
+        "refine": "pose", "tiles": "3x2"}
+    for backend in ("mediapipe", "yolo", "sam"):                       # other backends: their own defaults
+        assert AnonymizeConfig(mode="mesh", detect=DetectConfig(backend=backend)).detect.options == {}
+
+
 @pytest.mark.parametrize("mode", ["remove", "blur", "pixelate", "solid"])
 def test_modes_remove_every_person_pixel(tmp_path, clip, mode):
     out = tmp_path / "out"
