@@ -189,8 +189,10 @@ def preflight(cfg: AnonymizeConfig) -> None:
         from privvid.runtime.models import SSD_PERSON, npm_model_path
 
         npm_model_path(SSD_PERSON)
-    if cfg.detect.weights is not None or cfg.detect.sam_weights is not None:
-        # user weights: load them once here, so a corrupt file is one message, not N quarantined clips
+    user_files = getattr(DETECTORS.resolve(cfg.detect.backend), "user_files", False)
+    if user_files or cfg.detect.weights is not None or cfg.detect.sam_weights is not None:
+        # user weights: load them once here, so a missing or corrupt file is one message, not N quarantined
+        # clips
         try:
             DETECTORS.create(cfg.detect.backend, cfg.detect)
         except PrivvidError:

@@ -30,6 +30,7 @@ BOX_MARGIN = 0.08  # share of the box size added on each side of the prompt box
 
 class SamRefinedDetector:
     name = "sam"
+    user_files = True   # its checkpoint comes from a path the user gives (--sam-weights)
 
     @staticmethod
     def options_backend(cfg: DetectConfig) -> str:

@@ -60,6 +60,7 @@ class YoloOptions:
 class YoloDetector:
     name = "yolo"
     Options = YoloOptions
+    user_files = True   # its model comes from a path the user gives (--weights)
 
     def __init__(self, cfg: DetectConfig | None = None) -> None:
         self.cfg = cfg or DetectConfig()

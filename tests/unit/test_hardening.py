@@ -55,6 +55,18 @@ def test_an_output_never_replaces_its_input(tmp_path):
     assert proc.returncode == 2 and clip.read_bytes() == before
 
 
+def test_a_detector_without_its_user_file_stops_before_any_clip(tmp_path):
+    # yolo and sam take their model from a path the user gives: none given is a bad setting (exit 2),
+    # not one quarantined clip per input
+    src = write_video(tmp_path / "in" / "a.mp4", moving_square_frames(6))
+    for args, names in ((["--detector", "yolo"], "--weights"), (["--detector", "sam"], "--sam-weights")):
+        out = tmp_path / f"out-{args[1]}"
+        proc = cli("anonymize", str(src.parent), str(out), "--quiet", *args)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"no {names} given" in proc.stderr and "Traceback" not in proc.stderr
+        assert not out.exists(), "nothing is written for a bad setting"
+
+
 # 2 ---------------------------------------------------------------------------------------------------
 class _Payload:
     def __init__(self, marker: Path) -> None:
