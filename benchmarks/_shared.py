@@ -33,9 +33,9 @@ def compared_settings() -> dict:
                          DetectConfig(options={"tiles": "3x1"})),
         "ssd-idle0": ("ssd tile_idle=0 (tiles on every 2nd frame whatever they find: the default until 2026-12-06)",
                       DetectConfig(options={"tile_idle": 0})),
-        "ssd-refine": ("ssd refine=pose (each large person's instance from the pose model's mask: mesh mode's "
-                       "default)", DetectConfig(options={"refine": "pose"})),
-        "ssd-selfie": ("ssd refine=none (the selfie model's instances: remove mode's default, mesh mode's until "
-                       "2026-12-06)", DetectConfig(options={"refine": "none"})),
+        # (the pose model's one-person instances for the large people / the selfie model's instances)
+        "ssd-refine": ("ssd refine=pose (mesh mode's default)", DetectConfig(options={"refine": "pose"})),
+        "ssd-selfie": ("ssd refine=none (remove mode's default; mesh mode's until 2026-12-06)",
+                       DetectConfig(options={"refine": "none"})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),
     }
