@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                          "on these videos (no GT needed), e.g. the demo clips benchmarks/anonymize_speed.py uses")
     ap.add_argument("--variants", default="default,mediapipe",
                     help="default (the ssd backend); ssd variants: ssd-notiles (no tiles), ssd-tiles1 (tiles every "
-                         "frame), ssd-tiles3 (tiles every 3rd frame), ssd-vote2 (temporal_vote=2: the neighbours' vote), ssd-fixed (fixed 11 px dilation), ssd-t0 (no temporal union), ssd-before (a 3 px minimum dilation instead of 3%% of the frame height: the default until 2026-12-01), ssd-shadow (shadow=0.5), ssd-refine (refine=pose: each tall person's instance by BlazePose's mask; mesh mode's default), ssd-refine-box (refine=pose without following the landmarks: the pose model on the box's crop each frame), ssd-upright (no turned pass: the default until 2026-12-02), ssd-union (neighbour masks not moved by optical flow and fully grown: the default until 2026-12-05), ssd-tiles2x1, ssd-tiles3x1, ssd-idle0 (tiles on every 2nd frame: the default until 2026-12-06); mediapipe (the previous default, fixed 11 px "
+                         "frame), ssd-tiles3 (tiles every 3rd frame), ssd-vote2 (temporal_vote=2: the neighbours' vote), ssd-fixed (fixed 11 px dilation), ssd-t0 (no temporal union), ssd-before (a 3 px minimum dilation instead of 3%% of the frame height: the default until 2026-12-01), ssd-shadow (shadow=0.5), ssd-refine (refine=pose: each tall person's instance by BlazePose's mask; mesh mode's default), ssd-selfie (refine=none, remove mode's default, said explicitly), ssd-refine-box (refine=pose without following the landmarks: the pose model on the box's crop each frame), ssd-upright (no turned pass: the default until 2026-12-02), ssd-union (neighbour masks not moved by optical flow and fully grown: the default until 2026-12-05), ssd-tiles2x1, ssd-tiles3x1, ssd-idle0 (tiles on every 2nd frame: the default until 2026-12-06); mediapipe (the previous default, fixed 11 px "
                          "dilation) and its variants: old (the default before the crop pass: pose every frame, "
                          "crops=0, i.e. the first measurements in docs/mask_quality.md); pose1 (default with pose on "
                          "every frame); single (one pose person per frame, the default before the pose cascade); "
@@ -185,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
                 "ssd-t0": ("ssd temporal=0 (no union over frames)", replace(ssd, temporal=0)),
                 "ssd-before": ("ssd 3 px minimum dilation (before 2026-12-01)", replace(ssd, dilate_min_frame=0.0)),
                 "ssd-shadow": ("ssd shadow=0.5 (cast shadows removed too)", replace(ssd, options={"shadow": 0.5})),
-                "ssd-refine": ("ssd refine=pose (instances by the pose model: mesh mode's default)", replace(ssd, options={"refine": "pose"})),
                 "ssd-refine-box": ("ssd refine=pose refine_track=false (the pose model on the box's crop each frame: "
                                    "refine until 2026-12-06)",
                                    replace(ssd, options={"refine": "pose", "refine_track": False})),

@@ -99,7 +99,7 @@ def run_clip(path: Path, size, frames_n: int, window: int, smooths: list[float],
 
     frames = decode(path, size, frames_n)
     # carry_grow is an option of the mediapipe detector: giving it runs that backend
-    detect = AnonymizeConfig(mode="mesh").detect if carry_grow is None else DetectConfig(backend="mediapipe",
+    detect = AnonymizeConfig(mode="mesh").resolved().detect if carry_grow is None else DetectConfig(backend="mediapipe",
                                                                     options={"carry_grow": carry_grow})
     pairs = build_mask_stream(detect).run(frames)
     dets = [d for d, _ in pairs]
@@ -177,7 +177,7 @@ def main() -> None:
     console.print(table)
     from privvid.config import AnonymizeConfig
 
-    detect = AnonymizeConfig(mode="mesh").detect
+    detect = AnonymizeConfig(mode="mesh").resolved().detect
     console.print(f"detector: mesh mode's ({detect.backend}, options {detect.options}); pose: its BlazePose keypoints "
                   "where it gives them, else mediapipe BlazePose per person crop; errors are shares of the person "
                   "box height")

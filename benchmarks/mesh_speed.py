@@ -66,7 +66,7 @@ def bench_clip(path: Path, size, frames_n: int, window: int) -> dict:
 
     # the pipeline's own detection chain in mesh mode: detector + tracker + removal masks (temporal union,
     # dilation)
-    detect = AnonymizeConfig(mode="mesh").detect
+    detect = AnonymizeConfig(mode="mesh").resolved().detect
     stream = build_mask_stream(detect)
     det_name = f"privvid.detect {detect.backend} {detect.options} (+ tracker, removal masks)"
     stream.reset()

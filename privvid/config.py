@@ -177,7 +177,8 @@ class MeshConfig:
 # options a mode gives a detector backend where --detect-opt does not set them: {mode: {backend: options}}.
 # Mesh mode draws one body per person, so there the ssd detector's large people get their instance from
 # the pose model's one-person mask, whose run also gives their landmarks for the body (docs/mesh.md,
-# "The detector's landmarks by default"); remove mode keeps the cheaper selfie instances
+# "The detector's landmarks by default"); remove mode keeps the cheaper selfie instances. Applied by
+# AnonymizeConfig.resolved(), which the pipeline runs, records and fingerprints
 MODE_DETECT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {"mesh": {"ssd": {"refine": "pose"}}}
 
 
@@ -218,16 +219,22 @@ class AnonymizeConfig:
                 raise ConfigError(f"resize must be WxH with sides >= 2 (one side may be -2), got {self.resize}")
         if self.blur_kernel < 1 or self.pixel_block < 1:
             raise ConfigError(f"blur_kernel and pixel_block must be >= 1, got {self.blur_kernel}, {self.pixel_block}")
-        given = MODE_DETECT_OPTIONS.get(self.mode, {}).get(self.detect.backend, {})
-        if any(name not in self.detect.options for name in given):
-            # (frozen: the mode's options join the detector's own once, so the sidecar records them)
-            object.__setattr__(self, "detect", replace(self.detect, options={**given, **self.detect.options}))
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
 
     def with_(self, **changes: Any) -> "AnonymizeConfig":
         return replace(self, **changes)
+
+    def resolved(self) -> "AnonymizeConfig":
+        """The settings as they run: the detector's options with this mode's own for its backend
+        (:data:`MODE_DETECT_OPTIONS`) where ``detect.options`` does not set them. The pipeline runs, records
+        and fingerprints this; ``self`` keeps only what was asked, so changing its mode or backend later
+        carries no option of the old mode along."""
+        given = MODE_DETECT_OPTIONS.get(self.mode, {}).get(self.detect.backend, {})
+        if all(name in self.detect.options for name in given):
+            return self
+        return replace(self, detect=replace(self.detect, options={**given, **self.detect.options}))
 
 
 PRESETS: dict[str, AnonymizeConfig] = {

@@ -89,7 +89,7 @@ class ClipTimeout(PrivvidError):
 
 
 def params_hash(cfg: AnonymizeConfig) -> str:
-    blob = json.dumps({"version": privvid.__version__, "config": cfg.to_dict()}, sort_keys=True)
+    blob = json.dumps({"version": privvid.__version__, "config": cfg.resolved().to_dict()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -175,6 +175,7 @@ def preflight(cfg: AnonymizeConfig) -> None:
     """Fail before any clip (and before OUT is touched) on what every clip would fail on: an unknown
     mode, detector, inpainter or pose source, a bad option, a model file that is missing, corrupt or
     pickle-based (without ``trust_model_files``), an embedded model file that is not installed."""
+    cfg = cfg.resolved()
     from privvid.anonymize.modes import MODES
     from privvid.detect import DETECTORS, validate_options
     from privvid.inpaint import INPAINTERS
@@ -302,6 +303,7 @@ def anonymize_dataset(
     raises ConfigError before OUT is touched; ``dry_run`` lists what would run and writes nothing.
     """
     started = time.perf_counter()
+    cfg = cfg.resolved()
     _check_run(workers, executor, clip_timeout)
     preflight(cfg)
     input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()

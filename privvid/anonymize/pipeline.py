@@ -90,6 +90,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     removing every partial file; nothing is written for a failed clip.
     """
     started = time.perf_counter()
+    cfg = cfg.resolved()
     out_root = Path(out_root)
     paths = output_paths(out_root, source.relpath)
     timer = _Timer()

@@ -37,16 +37,30 @@ def clip(tmp_path):
 
 def test_mesh_mode_gives_the_ssd_detector_pose_instances_unless_told_otherwise():
     # mesh mode draws one body per person: the ssd detector's instances come from the pose model there
-    assert AnonymizeConfig(mode="mesh").detect.options == {"refine": "pose"}
-    assert replace(AnonymizeConfig(), mode="mesh").detect.options == {"refine": "pose"}
-    assert AnonymizeConfig().detect.options == {}                      # remove mode: the selfie instances
-    assert AnonymizeConfig(mode="blur").detect.options == {}
+    def runs(c: AnonymizeConfig) -> dict:
+        return c.resolved().detect.options
+
+    assert runs(AnonymizeConfig(mode="mesh")) == {"refine": "pose"}
+    assert runs(replace(AnonymizeConfig(), mode="mesh")) == {"refine": "pose"}
+    assert runs(AnonymizeConfig()) == {}                                # remove mode: the selfie instances
+    assert runs(AnonymizeConfig(mode="blur")) == {}
     mesh = AnonymizeConfig(mode="mesh", detect=DetectConfig(options={"refine": "none", "tiles": "3x2"}))
-    assert mesh.detect.options == {"refine": "none", "tiles": "3x2"}   # the user's setting wins
-    assert AnonymizeConfig(mode="mesh", detect=DetectConfig(options={"tiles": "3x2"})).detect.options == {
+    assert runs(mesh) == {"refine": "none", "tiles": "3x2"}             # the user's setting wins
+    assert runs(AnonymizeConfig(mode="mesh", detect=DetectConfig(options={"tiles": "3x2"}))) == {
         "refine": "pose", "tiles": "3x2"}
-    for backend in ("mediapipe", "yolo", "sam"):                       # other backends: their own defaults
-        assert AnonymizeConfig(mode="mesh", detect=DetectConfig(backend=backend)).detect.options == {}
+    for backend in ("mediapipe", "yolo", "sam"):                        # other backends: their own defaults
+        assert runs(AnonymizeConfig(mode="mesh", detect=DetectConfig(backend=backend))) == {}
+    # what was asked is kept apart from what the mode adds: a mesh config turned into another mode or
+    # backend carries no refine along (sam would refuse it)
+    asked = AnonymizeConfig(mode="mesh")
+    assert asked.detect.options == {} and runs(replace(asked, mode="remove")) == {}
+    assert runs(replace(asked, detect=replace(asked.detect, backend="sam"))) == {}
+    assert asked.resolved().resolved() == asked.resolved()
+    # the run's fingerprint follows what runs: mesh mode with refine=pose said or not is the same run
+    from privvid.anonymize.dataset import params_hash
+
+    said = AnonymizeConfig(mode="mesh", detect=DetectConfig(options={"refine": "pose"}))
+    assert params_hash(asked) == params_hash(said) != params_hash(replace(asked, mode="remove"))
 
 
 @pytest.mark.parametrize("mode", ["remove", "blur", "pixelate", "solid"])
