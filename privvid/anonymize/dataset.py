@@ -174,8 +174,8 @@ MIN_FREE_BYTES = 64 << 20  # a run does not start on a disk with less room than 
 def preflight(cfg: AnonymizeConfig) -> None:
     """Fail before any clip (and before OUT is touched) on what every clip would fail on: an unknown
     mode, detector, inpainter or pose source, a bad option, a model file that is missing, corrupt or
-    pickle-based (without ``trust_model_files``), an embedded model file that is not installed."""
-    cfg = cfg.resolved()
+    pickle-based (without ``trust_model_files``), an embedded model file that is not installed. ``cfg`` as
+    it runs (:meth:`AnonymizeConfig.resolved`, which ``anonymize_dataset`` applies first)."""
     from privvid.anonymize.modes import MODES
     from privvid.detect import DETECTORS, validate_options
     from privvid.inpaint import INPAINTERS
