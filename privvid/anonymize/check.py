@@ -3,8 +3,8 @@
 A second, independent look with cheap models (the SSD person detector on the whole frame and
 the BlazeFace face detector) at the frame as it will be written. A person or face it finds
 
-* inside the filled region (a person pasted back, or a smear that still reads as a person), at
-  ``filled_score`` or more, or
+* inside the filled region (at least ``filled_share`` of its grown box removed: a person pasted back,
+  or a smear that still reads as a person), at ``filled_score`` or more, or
 * anywhere, outside every removal mask too (a person the detector missed), at ``person_score``
 
 is masked (its box, grown by ``grow``) and filled again spatially. A person found in the filled region
@@ -31,12 +31,15 @@ import numpy as np
 
 from privvid.errors import ConfigError
 
+SAME_PLACE = 0.3   # box IoU at which a finding after the refill is the one refilled there
+
 
 @dataclass(frozen=True)
 class CheckConfig:
     enabled: bool | None = None   # None: on for remove and mesh, off for blur / pixelate / solid
     person_score: float = 0.5     # SSD person score that counts as a person anywhere in a written frame
     filled_score: float = 0.2     # ... and inside the filled region (where a pasted-back person would be)
+    filled_share: float = 0.3     # a finding is in the filled region when this share of its grown box was removed
     face_score: float = 0.75      # BlazeFace score that counts as a face (0 = no face check)
     grow: float = 0.1             # a finding's box grows by this share per side before it is filled
     filled_whole: float = 0.4     # a finding in the filled region whose box covers more than this share of the
@@ -48,6 +51,9 @@ class CheckConfig:
         if not 0.0 < self.person_score < 1.0 or not 0.0 < self.filled_score < 1.0:
             raise ConfigError(f"check person_score and filled_score must be in (0, 1), got {self.person_score}, "
                               f"{self.filled_score}")
+        if not 0.0 < self.filled_share <= 1.0:
+            raise ConfigError(f"check filled_share must be in (0, 1] (share of the finding's box), "
+                              f"got {self.filled_share}")
         if not 0.0 <= self.face_score < 1.0:
             raise ConfigError(f"check face_score must be in [0, 1), got {self.face_score}")
         if not 0.0 <= self.grow <= 1.0:
@@ -115,7 +121,7 @@ class FrameCheck:
                 x0, y0, x1, y1 = grow_box(box, self.cfg.grow, shape[1], shape[0])
                 if x1 <= x0 or y1 <= y0:
                     continue
-                filled = float(mask[y0:y1, x0:x1].mean()) >= 0.3
+                filled = float(mask[y0:y1, x0:x1].mean()) >= self.cfg.filled_share
                 if kind == "person" and score < self.cfg.person_score and not filled:
                     continue  # a weak finding counts only where a person was removed
                 hole = kind == "person" and filled and (x1 - x0) * (y1 - y0) > self.cfg.filled_whole * mask.size
@@ -141,7 +147,7 @@ class FrameCheck:
                 from privvid.detect.common import box_iou
 
                 hit = box_iou(np.asarray([it["box"] for it in items], np.float64), np.asarray(again, np.float64))
-                still = [it for it, row in zip(items, hit) if (row > 0.3).any()]
+                still = [it for it, row in zip(items, hit) if (row > SAME_PLACE).any()]
                 for it in still:
                     x0, y0, x1, y1 = it["box"]
                     frame[y0:y1, x0:x1] = self.cfg.solid_color

@@ -50,6 +50,8 @@ def test_check_config_is_validated_and_on_by_default_for_remove_and_mesh():
     assert not CheckConfig().active("blur") and CheckConfig(enabled=True).active("blur")
     with pytest.raises(ConfigError):
         CheckConfig(person_score=0)
+    with pytest.raises(ConfigError, match="filled_share"):
+        CheckConfig(filled_share=0)
 
 
 def test_the_sidecar_records_the_check(shared_data, tmp_path):
