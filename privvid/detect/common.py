@@ -258,3 +258,21 @@ def _fits(value: Any, kind: type) -> bool:
     if kind in (int, float):  # a whole number is a fine float; a bool is not a number here
         return isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def one_euro(x: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None, cutoff: float, beta: float,
+             fps: float, d_cutoff: float = 1.0, scale: float = 1.0) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """One step of the one-euro filter (Casiez et al., 2012) on ``x`` given the last ``state`` (the filtered
+    value and its speed; None starts afresh): a low-pass whose cutoff, ``cutoff`` Hz at rest, opens by
+    ``beta`` x the speed, counted in units of ``scale`` a second at ``fps`` frames a second. Returns the
+    filtered value and the new state."""
+    if state is None:
+        return x, (x, np.zeros_like(x))
+
+    def alpha(hz: np.ndarray | float) -> np.ndarray:
+        return 1.0 / (1.0 + fps / (2.0 * np.pi * np.asarray(hz, np.float64)))
+
+    prev, dprev = state
+    speed = dprev + alpha(d_cutoff) * ((x - prev) * (fps / scale) - dprev)
+    out = prev + alpha(cutoff + beta * np.abs(speed)) * (x - prev)
+    return out, (out, speed)

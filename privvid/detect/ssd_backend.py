@@ -46,7 +46,7 @@ import numpy as np
 from privvid.config import DetectConfig, parse_tiles
 from privvid.detect.base import Detections
 from privvid.detect.common import (  # noqa: F401
-    box_iou, check_frame, crop_person_pixels, dilate, instance_kernel, mask_box, options_from, tile_boxes)
+    box_iou, check_frame, crop_person_pixels, dilate, instance_kernel, mask_box, one_euro, options_from, tile_boxes)
 from privvid.detect.litert_models import (
     PoseCrop, PoseCrops, SelfieCrops, SsdPersons, merge_parts, nms, pose_region, square_crop)
 from privvid.errors import ConfigError
@@ -97,6 +97,8 @@ class SsdOptions:
     refine_track: bool = True    # ... the pose model looks where the person's landmarks of the frame before say
                                  # they are, turned upright (one pass), when that finds this frame's instance;
                                  # false = always the box's square crop
+    refine_steady: bool = True   # ... the region follows the landmarks' two alignment points through a one-euro
+                                 # filter (mediapipe's for them: cutoff 0.01 Hz, beta 1), not their raw position
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -141,6 +143,11 @@ class _Track:
     missed: int = 0           # frames since the SSD last found it
     region: tuple[float, float, float, float] | None = None   # refine: where the pose model looks next ...
     region_at: int = -1       # ... set on this frame (used on the next one only)
+    aux: tuple[np.ndarray, np.ndarray] | None = None   # refine_steady: the filtered alignment points, their speed
+    aux_at: int = -1                                   # ... as of this frame
+
+
+STEADY = (0.01, 1.0)   # one-euro cutoff (Hz) and beta of the alignment points (mediapipe's for its own)
 
 
 def _beyond(found: list[np.ndarray], whole: np.ndarray, iou: float = 0.3) -> bool:
@@ -461,7 +468,13 @@ class SsdDetector:
             own = self._instance(seen.prob, *crop, box, (h, w), threshold=0.5)
         track.region, track.region_at = None, self._frame
         if seen.presence >= 0.5 and seen.aux is not None:
-            track.region = pose_region(seen.aux)
+            aux = np.asarray(seen.aux, np.float64)
+            if o.refine_steady:   # (the speed in units of the points' box's mean side, as mediapipe counts it)
+                last = track.aux if track.aux_at == self._frame - 1 else None
+                scale = max(float(np.abs(last[0][1] - last[0][0]).mean()), 1.0) if last is not None else 1.0
+                aux, track.aux = one_euro(aux, last, *STEADY, fps=30.0, scale=scale)
+                track.aux_at = self._frame
+            track.region = pose_region(aux)
         if not enough(own):
             return None
         self.stats["refine_kept"] += 1

@@ -202,21 +202,12 @@ class LandmarkFilter:
     def reset(self) -> None:
         self._state.clear()
 
-    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray:
-        tau = 1.0 / (2.0 * np.pi * np.asarray(cutoff, np.float64))
-        return 1.0 / (1.0 + tau * self.fps)
-
     def _step(self, key: str, x: np.ndarray, old: dict, new: dict, params: tuple[float, float],
               scale: float = 1.0) -> np.ndarray:
         """One filter step of ``x``; the speed that opens the filter is measured in units of ``scale``."""
-        if key not in old:
-            new[key] = (x, np.zeros_like(x))
-            return x
-        prev, dprev = old[key]
-        dx = (x - prev) * (self.fps / scale)
-        edx = dprev + self._alpha(self.d_cutoff) * (dx - dprev)
-        out = prev + self._alpha(params[0] + params[1] * np.abs(edx)) * (x - prev)
-        new[key] = (out, edx)
+        from privvid.detect.common import one_euro
+
+        out, new[key] = one_euro(x, old.get(key), *params, fps=self.fps, d_cutoff=self.d_cutoff, scale=scale)
         return out
 
     def __call__(self, track_id: int, frame_index: int, res: PoseResult) -> PoseResult:

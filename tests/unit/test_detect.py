@@ -9,7 +9,7 @@ import pytest
 
 from privvid.config import DetectConfig
 from privvid.detect import DETECTORS, Detections
-from privvid.detect.common import box_inside, box_iou, dilate, mask_box, validate
+from privvid.detect.common import box_inside, box_iou, dilate, mask_box, one_euro, validate
 from privvid.detect.stream import MaskStream, build_mask_stream
 from privvid.detect.track import IouTracker
 from privvid.errors import BackendFailure, ConfigError, MissingWeights
@@ -89,6 +89,23 @@ def test_dilate_grows_by_half_kernel() -> None:
     assert d[20, 15] and d[20, 25] and d[15, 20] and d[25, 20]
     assert not d[20, 14] and not d[20, 26]
     assert dilate(m, 0).sum() == 1 and dilate(m, 1).sum() == 1
+
+
+def test_one_euro_steadies_a_point_at_rest_and_follows_a_move() -> None:
+    rng = np.random.default_rng(3)
+    x, state = one_euro(np.array([100.0, 50.0]), None, 0.01, 1.0, fps=30.0, scale=50.0)
+    assert x.tolist() == [100.0, 50.0] and state[1].tolist() == [0.0, 0.0]   # a first value passes as it is
+    noisy, out = [], []
+    for _ in range(60):
+        noisy.append(np.array([100.0, 50.0]) + rng.normal(0.0, 1.0, 2))
+        x, state = one_euro(noisy[-1], state, 0.01, 1.0, fps=30.0, scale=50.0)
+        out.append(x)
+    assert np.abs(np.array(out) - [100.0, 50.0]).mean() < 0.25 * np.abs(np.array(noisy) - [100.0, 50.0]).mean()  # 0.13
+    at = np.array([100.0, 50.0])
+    for _ in range(30):   # a steady walk of 5 px a frame (a tenth of the scale): followed, a few px behind
+        at = at + [5.0, 0.0]
+        x, state = one_euro(at, state, 0.01, 1.0, fps=30.0, scale=50.0)
+    assert 0.0 < at[0] - x[0] < 10.0 and abs(x[1] - 50.0) < 1.0   # 4.3 px behind
 
 
 # ---------------------------------------------------------------- tracker
