@@ -35,6 +35,8 @@ def compared_settings() -> dict:
                       DetectConfig(options={"tile_idle": 0})),
         # (the pose model's one-person instances for the large people / the selfie model's instances)
         "ssd-refine": ("ssd refine=pose (mesh mode's default)", DetectConfig(options={"refine": "pose"})),
+        "ssd-raw-region": ("ssd refine=pose refine_steady=false (the followed region from the raw alignment points: "
+                           "mesh mode's until 2026-12-06)", DetectConfig(options={"refine": "pose", "refine_steady": False})),
         "ssd-selfie": ("ssd refine=none (remove mode's default; mesh mode's until 2026-12-06)",
                        DetectConfig(options={"refine": "none"})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),
