@@ -260,19 +260,22 @@ def _fits(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def one_euro(x: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None, cutoff: float, beta: float,
-             fps: float, d_cutoff: float = 1.0, scale: float = 1.0) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """One step of the one-euro filter (Casiez et al., 2012) on ``x`` given the last ``state`` (the filtered
-    value and its speed; None starts afresh): a low-pass whose cutoff, ``cutoff`` Hz at rest, opens by
-    ``beta`` x the speed, counted in units of ``scale`` a second at ``fps`` frames a second. Returns the
-    filtered value and the new state."""
+def one_euro(x: np.ndarray, state: tuple[np.ndarray, ...] | None, cutoff: float, beta: float, fps: float,
+             d_cutoff: float = 1.0, scale: float = 1.0, from_raw: bool = False) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """One step of the one-euro filter (Casiez et al., 2012) on ``x`` given the last ``state`` (None starts
+    afresh): a low-pass whose cutoff, ``cutoff`` Hz at rest, opens by ``beta`` x the speed, counted in units
+    of ``scale`` a second at ``fps`` frames a second. The speed is the change from the last filtered value
+    (the lag opens the filter too), or with ``from_raw`` from the last raw one (the paper's and mediapipe's
+    form: only the input's own speed opens it, so it is steadier and trails a steady move further).
+    Returns the filtered value and the new state (the filtered value, the speed, the raw value)."""
     if state is None:
-        return x, (x, np.zeros_like(x))
+        return x, (x, np.zeros_like(x), x)
 
     def alpha(hz: np.ndarray | float) -> np.ndarray:
-        return 1.0 / (1.0 + fps / (2.0 * np.pi * np.asarray(hz, np.float64)))
+        tau = 1.0 / (2.0 * np.pi * np.asarray(hz, np.float64))
+        return 1.0 / (1.0 + tau * fps)
 
-    prev, dprev = state
-    speed = dprev + alpha(d_cutoff) * ((x - prev) * (fps / scale) - dprev)
+    prev, dprev, raw = state
+    speed = dprev + alpha(d_cutoff) * ((x - (raw if from_raw else prev)) * (fps / scale) - dprev)
     out = prev + alpha(cutoff + beta * np.abs(speed)) * (x - prev)
-    return out, (out, speed)
+    return out, (out, speed, x)

@@ -19,7 +19,7 @@ pass is sure of (``turn_score``) are added. A box whose crop holds almost no per
 false alarm (a tripod, a rock) unless the SSD is sure of it (``keep_score``): then an ellipse in
 the box is removed, so a person the segmenter cannot see is still never left in the frame.
 
-With ``refine="pose"`` (off by default) a found person's instance is instead the mask that
+With ``refine="pose"`` (mesh mode's default; off otherwise) a found person's instance is instead the mask that
 BlazePose GHUM's landmark model gives for the one person their crop is centred on: the selfie model
 marks everyone in a crop, so a dancer's instance held the spectators behind them. The selfie pixels
 it leaves out stay removed (``extra``); it costs about 10 ms per refined person on one core, and
@@ -27,7 +27,8 @@ removal does not need it, so it is for runs whose instance masks are used. The s
 the refined person's 33 landmarks, in the image and in metric 3D (``keypoints``, ``world_keypoints``;
 confidence 0 for the people not refined): mesh mode fits those people from them instead of running
 its own pose model on their crops. A person refined on the frame before is looked for where those
-landmarks put them, turned upright (``refine_track``), as mediapipe's pose tracker does.
+landmarks put them, turned upright (``refine_track``), as mediapipe's pose tracker does, with the two
+points that place the region steadied by the one-euro filter that tracker gives them (``refine_steady``).
 
 Compared with the ``mediapipe`` backend (selfie segmentation of the whole frame + BlazePose,
 which follows one person at a time), this finds crowds and bystanders and gives one instance
@@ -97,8 +98,8 @@ class SsdOptions:
     refine_track: bool = True    # ... the pose model looks where the person's landmarks of the frame before say
                                  # they are, turned upright (one pass), when that finds this frame's instance;
                                  # false = always the box's square crop
-    refine_steady: bool = True   # ... the region follows the landmarks' two alignment points through a one-euro
-                                 # filter (mediapipe's for them: cutoff 0.01 Hz, beta 1), not their raw position
+    refine_steady: bool = True   # ... and is placed by the landmarks' two alignment points after a one-euro filter
+                                 # (mediapipe's for them: cutoff 0.01 Hz, beta 1), not by where they lie raw
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -143,11 +144,12 @@ class _Track:
     missed: int = 0           # frames since the SSD last found it
     region: tuple[float, float, float, float] | None = None   # refine: where the pose model looks next ...
     region_at: int = -1       # ... set on this frame (used on the next one only)
-    aux: tuple[np.ndarray, np.ndarray] | None = None   # refine_steady: the filtered alignment points, their speed
-    aux_at: int = -1                                   # ... as of this frame
+    aux: tuple[np.ndarray, ...] | None = None   # refine_steady: the alignment points' filter state ...
+    aux_at: int = -1                            # ... as of this frame
 
 
-STEADY = (0.01, 1.0)   # one-euro cutoff (Hz) and beta of the alignment points (mediapipe's for its own)
+STEADY = (0.01, 1.0)   # one-euro cutoff (Hz) and beta of the alignment points (mediapipe's for its own) ...
+STEADY_FPS = 30.0      # ... at this frame rate (the detector does not know the clip's; most action clips)
 
 
 def _beyond(found: list[np.ndarray], whole: np.ndarray, iou: float = 0.3) -> bool:
@@ -469,10 +471,13 @@ class SsdDetector:
         track.region, track.region_at = None, self._frame
         if seen.presence >= 0.5 and seen.aux is not None:
             aux = np.asarray(seen.aux, np.float64)
-            if o.refine_steady:   # (the speed in units of the points' box's mean side, as mediapipe counts it)
+            if o.refine_track and o.refine_steady:
+                # the speed in units of the mean side of the points' box, from their last raw place, as
+                # mediapipe's filter counts it; the state carries on through a frame whose followed region
+                # was not kept (the box's crop then gave the points): the person was seen on both frames
                 last = track.aux if track.aux_at == self._frame - 1 else None
-                scale = max(float(np.abs(last[0][1] - last[0][0]).mean()), 1.0) if last is not None else 1.0
-                aux, track.aux = one_euro(aux, last, *STEADY, fps=30.0, scale=scale)
+                scale = max(float(np.abs(aux[1] - aux[0]).mean()), 1.0)
+                aux, track.aux = one_euro(aux, last, *STEADY, fps=STEADY_FPS, scale=scale, from_raw=True)
                 track.aux_at = self._frame
             track.region = pose_region(aux)
         if not enough(own):

@@ -106,7 +106,7 @@ def test_the_region_the_pose_model_follows_is_steady(clip_frames) -> None:
     ``refine_steady`` (the default) those alignment points pass a one-euro filter first, as in mediapipe's
     tracker, so the region does not shake with the model's noise while the men stand still. The region's
     centre, frame to frame (second difference as a share of its side), first 40 frames, measured
-    2026-12-06: mean 0.0004 steady against 0.0059 raw (schoolgirls 0.015 against 0.042)."""
+    2026-12-06 with this test's logic: mean 0.0002 steady against 0.0059 raw."""
     from privvid.detect import DETECTORS
 
     shake = {}
@@ -122,7 +122,7 @@ def test_the_region_the_pose_model_follows_is_steady(clip_frames) -> None:
                for rows in seen.values() for a, b, c in zip(rows, rows[1:], rows[2:]) if c[0] - a[0] == 2]
         assert len(acc) >= 50, (steady, len(acc))   # both men followed through most frames (93 triples)
         shake[steady] = float(np.mean(acc))
-    assert shake[True] < 0.25 * shake[False], shake
+    assert shake[True] < 0.2 * shake[False], shake
 
 
 def test_mediapipe_gives_each_man_his_own_instance_and_track(clip_frames, reference) -> None:
