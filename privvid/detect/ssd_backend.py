@@ -431,7 +431,8 @@ class SsdDetector:
 
         Where the pose model found this track's person on the frame before (``refine_track``), it looks
         where those landmarks say the person is now, turned so that they stand upright in its crop (as
-        mediapipe's pose tracker does): one pass, and steadier landmarks than a crop around the box (on
+        mediapipe's pose tracker does, placed by the alignment points after that tracker's filter with
+        ``refine_steady``): one pass, and steadier landmarks than a crop around the box (on
         DAVIS parkour at 432x240 the frame-to-frame jitter of 12 body landmarks fell from 0.109 to 0.074
         of the runner's height, a one-off script, 2026-12-06). It is kept when the model is sure a person
         is there (presence >= 0.5) and its mask's box matches the selfie instance's (``selfie_box``, IoU
