@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from privvid.detect.common import one_euro
 from privvid.runtime.native_log import quiet_graph
 
 NUM_LANDMARKS = 33
@@ -205,8 +206,6 @@ class LandmarkFilter:
     def _step(self, key: str, x: np.ndarray, old: dict, new: dict, params: tuple[float, float],
               scale: float = 1.0) -> np.ndarray:
         """One filter step of ``x``; the speed that opens the filter is measured in units of ``scale``."""
-        from privvid.detect.common import one_euro
-
         out, new[key] = one_euro(x, old.get(key), *params, fps=self.fps, d_cutoff=self.d_cutoff, scale=scale)
         return out
 
