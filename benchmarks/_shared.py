@@ -18,7 +18,7 @@ YOLO_SEG = WEIGHTS / "yolov8n-seg_full_integer_quant.tflite"
 def compared_settings() -> dict:
     """The detect settings several benchmarks run beside the default, by name: ``{name: (label, DetectConfig)}``
     (earlier defaults, so that a table shows what a change did)."""
-    from privvid.config import MEDIAPIPE_AS_MEASURED, DetectConfig
+    from privvid.config import MEDIAPIPE_AS_MEASURED, SCENE_DETECT, DetectConfig
 
     return {
         "ssd-upright": ("ssd turn=false (upright pass only: the default until 2026-12-02)",
@@ -37,6 +37,8 @@ def compared_settings() -> dict:
         "ssd-refine": ("ssd refine=pose (mesh mode's default)", DetectConfig(options={"refine": "pose"})),
         "ssd-raw-region": ("ssd refine=pose refine_steady=false (the followed region from the raw alignment points: "
                            "mesh mode's until 2026-12-06)", DetectConfig(options={"refine": "pose", "refine_steady": False})),
+        "ssd-scene": ("ssd, the scene preset (refine=pose, temporal_vote=2, temporal_sliver=0.2, dilate_rel=0.06, "
+                      "dilate_min_frame=0.025)", SCENE_DETECT),
         "ssd-selfie": ("ssd refine=none (remove mode's default; mesh mode's until 2026-12-06)",
                        DetectConfig(options={"refine": "none"})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),

@@ -26,7 +26,8 @@ def anonymize(
                                       "class-per-folder tree."),
     out: Path = typer.Argument(..., metavar="OUT", help="Output root; relative paths of the input are mirrored."),
     mode: str = typer.Option("remove", help="remove | mesh | blur | pixelate | solid"),
-    preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU defaults) or paper (432x240 as in Mask2Mesh)."),
+    preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU defaults), paper (432x240 as in Mask2Mesh) or "
+                                     "scene (more of the scene kept around people, about half the speed)."),
     resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240; -2x240 = height 240 with the "
                                          "aspect ratio kept (default: keep the size)."),
     fps: Optional[float] = typer.Option(None, help="Output frame rate (default: keep)."),
@@ -95,7 +96,8 @@ def anonymize(
         sam_base = "yolo"
     if backend != "sam" and (sam_model is not None or sam_base is not None):
         raise ConfigError(f"--sam-model and --sam-base are for --detector sam, not {backend}")
-    options = dict(cfg.detect.options)
+    # a preset's detector options are its backend's: another backend starts from its own defaults
+    options = dict(cfg.detect.options) if backend == cfg.detect.backend else {}
     options.update(parse_options(detect_opt or []))
     # the shortcut flags are options of the backend (ssd, mediapipe; sam hands them to its base detector),
     # which refuses a name it does not have before any clip runs

@@ -412,6 +412,24 @@ def test_temporal_vote_reaches_the_sidecar_and_a_bad_one_is_refused(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_the_scene_preset_reaches_the_sidecar_and_keeps_its_ssd_options_to_ssd(tmp_path):
+    from privvid.config import preset
+
+    scene = preset("scene")
+    assert scene.detect.backend == "ssd" and scene.detect.options == {"refine": "pose"}
+    assert scene.resolved().detect.options == {"refine": "pose"}          # remove mode runs it too
+    assert scene.with_(mode="mesh").resolved().detect.options == {"refine": "pose"}
+    src = tmp_path / "in"
+    write_video(src / "a.mp4", moving_square_frames(6))
+    # another backend: the preset's union settings apply, its ssd option (refine) does not go along
+    proc = fake_run(src, tmp_path / "out", "--preset", "scene")
+    assert proc.returncode == 0, proc.stderr
+    detector = json.loads((tmp_path / "out" / "a.json").read_text())["backends"]["detector"]
+    assert detector["temporal_vote"] == 2 and detector["temporal_sliver"] == 0.2, detector
+    bad = fake_run(src, tmp_path / "bad", "--preset", "scenery")
+    assert bad.returncode == 2 and "unknown preset 'scenery'" in bad.stderr, bad.stderr
+
+
 def test_short_side_resize_keeps_the_aspect_ratio(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     write_video(src / "a.mp4", moving_square_frames(4, width=160, height=90))
