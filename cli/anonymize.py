@@ -27,7 +27,7 @@ def anonymize(
     out: Path = typer.Argument(..., metavar="OUT", help="Output root; relative paths of the input are mirrored."),
     mode: str = typer.Option("remove", help="remove | mesh | blur | pixelate | solid"),
     preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU defaults), paper (432x240 as in Mask2Mesh) or "
-                                     "scene (more of the scene kept around people, about half the speed)."),
+                                     "scene (more of the scene kept around people, about two thirds of the speed)."),
     resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240; -2x240 = height 240 with the "
                                          "aspect ratio kept (default: keep the size)."),
     fps: Optional[float] = typer.Option(None, help="Output frame rate (default: keep)."),
