@@ -240,8 +240,9 @@ class AnonymizeConfig:
 # The scene preset's detector: one-person instances from the pose model for the large people (refine=pose);
 # of the union's neighbour pixels next to a person this frame found, only those two neighbours hold or that
 # lie in a piece thicker than a fifth of that person's height; margins of 0.06 of a person's height and at
-# least 2.5% of the frame's. It keeps more of the scene around the people, at about twice remove mode's
-# detection time (docs/privacy.md, "A preset for the scene")
+# least 2.5% of the frame's. It keeps more of the scene around the people (on DAVIS; close-ups can lose more
+# to the check's refills), at 1.4-2.4 times remove mode's detection time (docs/privacy.md, "A preset for the
+# scene")
 SCENE_DETECT = DetectConfig(temporal_vote=2, temporal_sliver=0.2, dilate_rel=0.06, dilate_min_frame=0.025,
                             options={"refine": "pose"})
 

@@ -426,6 +426,7 @@ def test_the_scene_preset_reaches_the_sidecar_and_keeps_its_ssd_options_to_ssd(t
     assert proc.returncode == 0, proc.stderr
     detector = json.loads((tmp_path / "out" / "a.json").read_text())["backends"]["detector"]
     assert detector["temporal_vote"] == 2 and detector["temporal_sliver"] == 0.2, detector
+    assert detector["dilate_rel"] == 0.06 and detector["dilate_min_frame"] == 0.025, detector
     bad = fake_run(src, tmp_path / "bad", "--preset", "scenery")
     assert bad.returncode == 2 and "unknown preset 'scenery'" in bad.stderr, bad.stderr
 
