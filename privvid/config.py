@@ -130,6 +130,9 @@ class InpaintConfig:
                                          # a source in that frame
     guard: bool = True                   # with a detector other than ssd, the embedded SSD's person boxes
     guard_score: float = 0.3             # (at least this score) guard the sources as well
+    copy_share: float = 0.8              # a person whose pixels the fill gives back within copy_tol levels (any
+    copy_tol: int = 24                   # channel) on this share of them was pasted back from frames that show
+                                         # them: their hole is filled spatially (0 = off)
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.context < 0 or self.max_probes < 1 or self.radius < 1:
@@ -140,6 +143,9 @@ class InpaintConfig:
                               f"method {self.method!r}, align {self.align!r}")
         if not 0 <= self.agree_tol <= 255 or self.avoid_grow < 0:
             raise ConfigError(f"agree_tol must be 0..255 and avoid_grow >= 0, got {self.agree_tol}, {self.avoid_grow}")
+        if not 0.0 <= self.copy_share <= 1.0 or not 0 <= self.copy_tol <= 255:
+            raise ConfigError(f"copy_share must be in [0, 1] (0 = off) and copy_tol 0..255, got {self.copy_share}, "
+                              f"{self.copy_tol}")
 
 
 @dataclass(frozen=True)

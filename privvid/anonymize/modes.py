@@ -169,10 +169,22 @@ class RemoveComposer:
                 f"expected uint8 {frames.shape}"
             )
         out = filled[core].copy()
+        infos: list[dict[str, Any]] = [{} for _ in range(len(out))]
+        if getattr(self.inpainter, "uses_sources", False) and self.cfg.inpaint.copy_share > 0:
+            # a person the fill gives back (pasted from frames where the detector missed them) is filled
+            # spatially before the check looks
+            from privvid.inpaint.classical import refill_copies
+
+            ip = self.cfg.inpaint
+            for k, t in enumerate(range(*core.indices(len(frames)))):
+                copies = refill_copies(frames[t], out[k], detections[t].masks, masks[t], ip.copy_tol, ip.copy_share,
+                                       ip.radius, ip.method, ip.spatial_scale)
+                if copies:
+                    infos[k]["copies"] = copies
         if self.check is None:
-            return out, [{} for _ in range(len(out))]
+            return out, infos
         records = self.check(out, masks[core])
-        return out, [{"check": r} if r else {} for r in records]
+        return out, [dict(info, check=r) if r else info for info, r in zip(infos, records)]
 
     def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:

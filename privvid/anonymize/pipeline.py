@@ -204,9 +204,13 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
         ran = cfg.check.active(cfg.mode)   # what _config_record records as check.enabled
         sidecar["check"] = {**check_info, "enabled": ran, "frames_checked": writer.frames if ran else 0,
                             "frames_flagged": len(flagged), "per_frame": flagged}
+    if cfg.mode in ("remove", "mesh"):
+        # people the fill gave back (pasted from frames that show them) and whose holes were filled spatially
+        copied = [{"frame": i, "boxes": info["copies"]} for i, info in enumerate(frame_infos) if info.get("copies")]
+        sidecar["copies"] = {"frames": len(copied), "per_frame": copied}
     if cfg.mode == "mesh":
-        sidecar["mesh"] = {"clip": clip_summary,
-                           "per_frame": [{k: v for k, v in info.items() if k != "check"} for info in frame_infos]}
+        sidecar["mesh"] = {"clip": clip_summary, "per_frame": [{k: v for k, v in info.items() if k not in ("check", "copies")}
+                                                               for info in frame_infos]}
     write_text_atomic(paths["sidecar"], json.dumps(sidecar, indent=1))
     return ClipResult(source.relpath, paths["video"], writer.frames, seconds, float(cov.mean()),
                       dict(timer.totals), notes)

@@ -18,6 +18,39 @@ from privvid.inpaint.base import check_window
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 
+def refill_copies(original: np.ndarray, filled: np.ndarray, people: np.ndarray, holes: np.ndarray, tol: int,
+                  share: float, radius: int, method: str, scale: float = 1.0) -> list[list[int]]:
+    """Fill spatially, in ``filled`` (H, W, 3, in place), the holes of the people whose removed pixels it
+    gives back: a person (one of ``people``, (N, H, W) bool, the detector's instances of this frame) on
+    ``share`` or more of whose pixels ``filled`` is within ``tol`` levels (every channel) of ``original``
+    was pasted back from frames that show them where the detector missed them, since background differs
+    from a person (or the instance held no person, and nothing is lost but the other frames' copy of that
+    spot). The refilled region is every connected piece of ``holes`` (the removal mask) the person lies
+    in. Returns the boxes (x0, y0, x1, y1) of the people whose holes were refilled."""
+    if share <= 0 or not len(people):
+        return []
+    found = []
+    for person in people:
+        ys, xs = np.nonzero(person.any(axis=1))[0], np.nonzero(person.any(axis=0))[0]
+        if not len(ys):
+            continue
+        y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+        inside = person[y0:y1, x0:x1] & holes[y0:y1, x0:x1]
+        n = int(inside.sum())
+        if not n:
+            continue
+        diff = np.abs(original[y0:y1, x0:x1].astype(np.int16) - filled[y0:y1, x0:x1].astype(np.int16)).max(axis=-1)
+        if int((inside & (diff <= tol)).sum()) >= share * n:
+            found.append((y0, x0, inside, [x0, y0, x1, y1]))
+    if not found:
+        return []
+    _, labels = cv2.connectedComponents(holes.view(np.uint8), connectivity=8)
+    pieces = np.unique(np.concatenate([labels[y0:y0 + inside.shape[0], x0:x0 + inside.shape[1]][inside]
+                                       for y0, x0, inside, _ in found]))
+    spatial_fill(filled, np.isin(labels, pieces[pieces > 0]), radius, method, scale)
+    return [box for *_, box in found]
+
+
 def spatial_fill(frame: np.ndarray, hole: np.ndarray, radius: int, method: str, scale: float = 1.0) -> None:
     """Fill ``frame[hole]`` in place with OpenCV inpainting, working on the hole's bounding box.
 
