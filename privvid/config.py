@@ -130,7 +130,7 @@ class InpaintConfig:
                                          # a source in that frame
     guard: bool = True                   # with a detector other than ssd, the embedded SSD's person boxes
     guard_score: float = 0.3             # (at least this score) guard the sources as well
-    copy_share: float = 0.8              # a person whose pixels the fill gives back within copy_tol levels (any
+    copy_share: float = 0.6              # a person whose pixels the fill gives back within copy_tol levels (any
     copy_tol: int = 24                   # channel) on this share of them was pasted back from frames that show
                                          # them: their hole is filled spatially (0 = off)
 
