@@ -13,6 +13,7 @@ import numpy as np
 
 import privvid
 from privvid.config import InpaintConfig
+from privvid.detect.common import mask_box
 from privvid.inpaint.base import check_window
 
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
@@ -31,10 +32,7 @@ def refill_copies(original: np.ndarray, filled: np.ndarray, people: np.ndarray, 
         return []
     found = []
     for person in people:
-        ys, xs = np.nonzero(person.any(axis=1))[0], np.nonzero(person.any(axis=0))[0]
-        if not len(ys):
-            continue
-        y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+        x0, y0, x1, y1 = (int(v) for v in mask_box(person))
         inside = person[y0:y1, x0:x1] & holes[y0:y1, x0:x1]
         n = int(inside.sum())
         if not n:
