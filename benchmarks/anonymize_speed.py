@@ -1,6 +1,6 @@
 """End-to-end speed of `privvid anonymize` with the per-stage split and the decode+encode floor.
 
-    python benchmarks/anonymize_speed.py [--mode remove] [--size 432x240] [--workers 2]
+    python benchmarks/anonymize_speed.py [--mode remove] [--size 432x240|native] [--workers 2]
         [--detectors ssd,ssd-upright,mediapipe] [CLIPS...]
 
 For each clip it times, in the same run: the floor (decode + resize + H.264 encode, no
@@ -36,7 +36,7 @@ DEFAULT_CLIPS = [
 ]
 
 
-def floor(path: Path, size: tuple[int, int], out: Path) -> tuple[int, float]:
+def floor(path: Path, size: tuple[int, int] | None, out: Path) -> tuple[int, float]:
     info = probe(path)
     width, height = output_size(info, size)
     start = time.perf_counter()
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", type=Path)
     parser.add_argument("--mode", default="remove")
-    parser.add_argument("--size", default="432x240")
+    parser.add_argument("--size", default="432x240", help="WxH, or 'native' (each clip at its own size)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--copies", type=int, default=3, help="copies of each clip in the dataset run")
     parser.add_argument("--detectors", default="ssd,mediapipe",
@@ -61,7 +61,7 @@ def main() -> None:
     clips = args.clips or [c for c in DEFAULT_CLIPS if c.exists()]
     if not clips:
         sys.exit("no clips: pass paths, or keep ../shared/data beside the checkout")
-    size = parse_size(args.size)
+    size = None if args.size == "native" else parse_size(args.size)
     console = Console(width=150)  # the table stays whole when printed to a file
     lines = []
     compared = compared_settings()
@@ -73,7 +73,7 @@ def main() -> None:
         console.print(line)
 
 
-def run(console: Console, clips: list[Path], size: tuple[int, int], cfg: AnonymizeConfig, args: argparse.Namespace,
+def run(console: Console, clips: list[Path], size: tuple[int, int] | None, cfg: AnonymizeConfig, args: argparse.Namespace,
         backend: str) -> str:
     table = Table(title=f"privvid anonymize --mode {args.mode} at {args.size}, detector {backend}, one clip at a time")
     for col in ("clip", "frames", "floor fps", "privvid fps", "decode", "detect", "compose", "check", "encode",

@@ -1,6 +1,6 @@
 """Privacy the way an adversary measures it: an independent detector on the written output.
 
-    python benchmarks/privacy_audit.py [--size 432x240] [--clips vtest,schoolgirls,dance-twirl,breakdance,two-people]
+    python benchmarks/privacy_audit.py [--size 432x240|native] [--clips vtest,schoolgirls,dance-twirl,breakdance,two-people]
         [--settings ssd,mediapipe] [--yolo-masks] [--max-frames 300] [--stride 1]
     python benchmarks/privacy_audit.py --clips path/to/clip.mp4,path/to/frames/ --settings ssd
 
@@ -86,7 +86,7 @@ class Reference:
         return b[nms(b, s, 0.5, 0.8)]
 
 
-def frames_of(path: Path, size: tuple[int, int], limit: int, stride: int) -> list[np.ndarray]:
+def frames_of(path: Path, size: tuple[int, int] | None, limit: int, stride: int) -> list[np.ndarray]:
     out = []
     for i, f in enumerate(read_frames(path, size=size)):
         if i >= limit:
@@ -97,7 +97,8 @@ def frames_of(path: Path, size: tuple[int, int], limit: int, stride: int) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="432x240")
+    ap.add_argument("--size", default="432x240",
+                    help="WxH both inputs and outputs are scored at, or 'native' (each clip at its own size, not resized)")
     ap.add_argument("--clips", default="vtest,schoolgirls,dance-twirl,breakdance,two-people",
                     help=f"comma-separated names ({', '.join(CLIPS)}) or paths of videos / frame folders")
     ap.add_argument("--settings", default="ssd,mediapipe")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.weights.is_file():
         console.print(f"[red]reference weights {args.weights} not found[/red]")
         return 2
-    size = parse_size(args.size)
+    size = None if args.size == "native" else parse_size(args.size)
     names = [n for n in args.settings.split(",") if n] + (["yolo"] if args.yolo_masks else [])
     configs = settings(names, args.weights)
     ssd_opts = json.loads(args.ssd_options)
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  ("filled_whole", args.filled_whole)) if v is not None})
     rule = "check off" if args.no_check else f"check filled_whole {check_cfg.filled_whole}"
     table = Table(title=f"independent audit ({args.weights.name}, conf {REF_CONF}) of --mode remove at "
-                        f"{size[0]}x{size[1]}, first {args.max_frames} frames ({rule})")
+                        f"{'native size' if size is None else f'{size[0]}x{size[1]}'}, first {args.max_frames} frames ({rule})")
     for col in ("clip", "detector", "frames", "people in input", "found in output", "share", "centre in mask",
                 "share ", "check flagged / solid", "removed %", "fps"):
         table.add_column(col, justify="left" if col in ("clip", "detector") else "right")

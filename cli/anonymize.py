@@ -62,6 +62,9 @@ def anonymize(
                                                 "a person the frame found is removed where this many neighbours "
                                                 "hold it, or in a thick piece (default 1: any neighbour; 2 keeps "
                                                 "more scene)."),
+    work_lines: Optional[int] = typer.Option(None, "--work-lines", min=0, help="Detect on frames scaled down to at "
+                                             "most this many lines, masks scaled back up (default 480; 0 = at the "
+                                             "frame's own size, slower on large frames)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person); "
                                               "same as --detect-opt pose_people=N."),
@@ -109,6 +112,8 @@ def anonymize(
         flat["temporal_align"] = temporal_align
     if temporal_vote is not None:
         flat["temporal_vote"] = temporal_vote
+    if work_lines is not None:
+        flat["work_lines"] = work_lines
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
                      **_given(weights=weights, sam_weights=sam_weights, sam_model=sam_model, sam_base=sam_base),
                      **flat)

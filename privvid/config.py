@@ -63,6 +63,11 @@ class DetectConfig:
                                          # neighbour's outline off by the flow's error; by a person whose sliver
                                          # is under the least margin, every pixel). Both only with temporal_align
                                          # = flow
+    work_lines: int = 480                # detection, tracking, the union over frames and the margins run on the
+                                         # frame scaled down to at most this many lines (the size the masks are
+                                         # measured at on DAVIS); masks, boxes and landmarks are scaled back up,
+                                         # the removal mask over every pixel a working pixel touches. Larger
+                                         # frames cost little more to detect in. 0 = at the frame's own size
     min_score: float = 0.3
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
@@ -81,6 +86,8 @@ class DetectConfig:
         if not 0.0 <= self.dilate_min_frame <= 0.25:
             raise ConfigError(f"dilate_min_frame must be in [0, 0.25] (share of the frame height), "
                               f"got {self.dilate_min_frame}")
+        if self.work_lines != 0 and self.work_lines < 64:
+            raise ConfigError(f"work_lines must be 0 (the frame's own size) or >= 64, got {self.work_lines}")
         if self.temporal_align not in ("flow", "none"):
             raise ConfigError(f"temporal_align must be flow or none, got {self.temporal_align!r}")
         if self.temporal_vote < 1:

@@ -27,6 +27,13 @@ not in the thin slivers that the flow's error leaves along the person's outline.
 unions the neighbours' masks where they lie, grown as much as their own frame's
 (the rule until 2026-12-05).
 
+A frame of more than ``DetectConfig.work_lines`` lines (480 by default) is scaled down to that many
+before any of this (``INTER_AREA``), and what comes out is scaled back up: the instance masks at the
+middle of the interpolation, boxes and landmarks by the scale, the removal mask (and ``extra``) over
+every frame pixel that a working pixel touches, so it never covers less than the working mask does.
+``dilate`` and ``dilate_min`` keep counting frame pixels; a backend's own pixel options (the ssd
+detector's ``small_fill``, ``small``) count working pixels.
+
 A detector with ``tracks = True`` gives its own track ids; otherwise the IoU
 tracker assigns them.
 
@@ -37,6 +44,7 @@ backend result of the wrong type or shape raises :class:`BackendFailure`.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 import cv2
@@ -55,7 +63,7 @@ MIN_FLOW_SIDE = 16  # px: a frame whose flow copy is smaller on a side gets no f
 class MaskStream:
     def __init__(self, detector: Detector, cfg: DetectConfig | None = None,
                  tracker: IouTracker | None = None) -> None:
-        self.cfg = cfg or DetectConfig()
+        self.cfg = self.given = cfg or DetectConfig()   # cfg: in working pixels once a frame has come
         if self.cfg.temporal < 0:
             raise ValueError(f"temporal must be >= 0, got {self.cfg.temporal}")
         if self.cfg.dilate < 0:
@@ -65,6 +73,7 @@ class MaskStream:
         self.own_tracks = bool(getattr(detector, "tracks", False)) and tracker is None
         self.delay = int(self.cfg.temporal)
         self._shape: tuple[int, int] | None = None
+        self._full: tuple[int, int] | None = None   # the frames' own (height, width), when they are scaled down
         # (index, this frame's removal pixels, the same as a neighbour's: grown by temporal_grow)
         self._unions: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=2 * self.delay + 1)
         self._pending: deque[tuple[int, Detections]] = deque()
@@ -79,7 +88,8 @@ class MaskStream:
     def reset(self) -> None:
         self.detector.reset()
         self.tracker.reset()
-        self._shape = None
+        self._shape = self._full = None
+        self.cfg = self.given
         self._unions.clear()
         self._pending.clear()
         self._count = 0
@@ -227,9 +237,13 @@ class MaskStream:
         frame = check_frame(frame)
         shape = frame.shape[:2]
         if self._shape is None:
-            self._shape = shape
-        elif shape != self._shape:
-            raise ValueError(f"frame size changed within a clip: {self._shape} -> {shape}")
+            self._start(shape)
+        elif shape != (self._full or self._shape):
+            raise ValueError(f"frame size changed within a clip: {self._full or self._shape} -> {shape}")
+        if self._full is not None:
+            h, w = self._shape   # type: ignore[misc]
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            shape = (h, w)
         dets = validate(self.detector(frame), shape, getattr(self.detector, "name", "?"))
         if not self.own_tracks:
             dets = self.tracker.update(dets)
@@ -242,14 +256,54 @@ class MaskStream:
         out: list[Output] = []
         while self._pending and self._pending[0][0] + self.delay <= idx:
             i, d = self._pending.popleft()
-            out.append((d, self._removal(i, idx, d)))
+            out.append(self._up(d, self._removal(i, idx, d)))
         return out
 
     def flush(self) -> list[Output]:
         last = self._count - 1
-        out = [(d, self._removal(i, last, d)) for i, d in self._pending]
+        out = [self._up(d, self._removal(i, last, d)) for i, d in self._pending]
         self._pending.clear()
         return out
+
+    def _start(self, shape: tuple[int, int]) -> None:
+        """The working size for frames of ``shape`` (the first frame's): at most ``work_lines`` lines, the
+        pixel settings of ``cfg`` turned into working pixels."""
+        h, w = shape
+        lines = int(self.given.work_lines)
+        if lines <= 0 or h <= lines:
+            self._shape = shape
+            return
+        scale = lines / h
+        self._full, self._shape = shape, (lines, max(1, int(round(w * scale))))
+
+        def px(v: int) -> int:
+            return max(1, int(round(v * scale))) if v > 0 else 0
+
+        self.cfg = replace(self.given, dilate=px(self.given.dilate), dilate_min=px(self.given.dilate_min))
+
+    def _up(self, dets: Detections, removal: np.ndarray) -> Output:
+        """A working-size result at the frames' own size (as it is when they are not scaled down)."""
+        if self._full is None:
+            return dets, removal
+        h, w = self._full
+        sy, sx = h / removal.shape[0], w / removal.shape[1]
+
+        def grown(m: np.ndarray, cover: bool) -> np.ndarray:
+            up = cv2.resize(m.view(np.uint8) * np.uint8(255), (w, h), interpolation=cv2.INTER_LINEAR)
+            return up > 0 if cover else up >= 128
+
+        masks = np.stack([grown(m, False) for m in dets.masks]) if len(dets.masks) else np.zeros((0, h, w), bool)
+        scale = np.array([sx, sy, sx, sy], np.float32)
+        keypoints = None
+        if dets.keypoints is not None:
+            keypoints = dets.keypoints.astype(np.float32, copy=True)
+            keypoints[..., 0] *= sx
+            keypoints[..., 1] *= sy
+        up = Detections(masks=masks, boxes=(dets.boxes * scale).astype(np.float32).reshape(-1, 4),
+                        scores=dets.scores, track_ids=dets.track_ids, keypoints=keypoints,
+                        extra=None if dets.extra is None else grown(dets.extra, True),
+                        world_keypoints=dets.world_keypoints)
+        return up, grown(removal, True)
 
     def run(self, frames: Iterable[np.ndarray]) -> list[Output]:
         """A whole in-memory clip at once (tests and benchmarks): reset, push every frame, flush."""
@@ -270,9 +324,11 @@ class MaskStream:
             "temporal_vote": self.cfg.temporal_vote if self.align else 1,
             "temporal_sliver": self.cfg.temporal_sliver if self.align and self.cfg.temporal_vote > 1 else 0.0,
             **({"flow": f"opencv DIS ultrafast, at most {FLOW_WIDTH} px wide"} if self.align else {}),
-            "dilate": self.cfg.dilate,
+            "dilate": self.given.dilate,
             "dilate_rel": self.cfg.dilate_rel,
-            "dilate_min": self.cfg.dilate_min,
+            "dilate_min": self.given.dilate_min,
+            "work_lines": self.given.work_lines,
+            "work_size": None if self._shape is None else [self._shape[1], self._shape[0]],
             "dilate_min_frame": self.cfg.dilate_min_frame,
             "dilate_kernel": "ellipse",
         }

@@ -412,6 +412,24 @@ def test_temporal_vote_reaches_the_sidecar_and_a_bad_one_is_refused(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_work_lines_reach_the_sidecar_and_a_bad_one_is_refused(tmp_path):
+    """Frames of 128 lines detected at 64: the fake detector worked on the smaller frame, the clip is
+    written at its own size and the magenta square is still blurred away."""
+    src = tmp_path / "in"
+    write_video(src / "a.mp4", moving_square_frames(6, width=192, height=128, size=32))
+    for extra, work in (((), [192, 128]), (("--work-lines", "64"), [96, 64])):
+        out = tmp_path / f"out{work[1]}"
+        proc = fake_run(src, out, "--save-masks", *extra)
+        assert proc.returncode == 0, proc.stderr
+        detector = json.loads((out / "a.json").read_text())["backends"]["detector"]
+        assert detector["work_size"] == work, detector
+        masks = np.load(out / "a.masks.npz")["masks"]
+        assert masks.shape[1:] == (128, 192) and masks.mean() > 0.04   # the 32 px square and its margin
+    bad = fake_run(src, tmp_path / "bad", "--work-lines", "10")
+    assert bad.returncode == 2 and "work_lines must be 0" in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_the_scene_preset_reaches_the_sidecar_and_keeps_its_ssd_options_to_ssd(tmp_path):
     from privvid.config import preset
 

@@ -14,6 +14,7 @@ import pytest
 
 from privvid.config import DetectConfig
 from privvid.detect.base import Detections
+from privvid.detect.common import dilate
 from privvid.detect.litert_models import face_anchors, nms, square_crop, ssd_anchors
 from privvid.detect.ssd_backend import SsdOptions, ellipse_mask, options_from
 from privvid.detect.stream import MaskStream
@@ -668,3 +669,76 @@ def test_a_refined_person_is_looked_for_where_their_landmarks_were_and_found_aga
     step(off, track)
     step(off, track)
     assert calls == ["box", "box"]
+
+
+class _Share:
+    """A detector that reports one rectangle at fixed shares of the frame, with two landmarks at its
+    corners, and records the frame sizes it was given."""
+
+    name = "share"
+    tracks = True
+
+    def __init__(self, rect) -> None:  # noqa: ANN001 - (x0, y0, x1, y1) as shares of the frame
+        self.rect, self.seen = rect, []
+
+    def reset(self) -> None:
+        self.seen = []
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        h, w = frame.shape[:2]
+        self.seen.append((h, w))
+        x0, y0, x1, y1 = (int(round(v * s)) for v, s in zip(self.rect, (w, h, w, h)))
+        m = np.zeros((1, h, w), bool)
+        m[0, y0:y1, x0:x1] = True
+        marks = np.array([[[x0, y0, 1.0], [x1, y1, 1.0]]], np.float32)
+        return Detections(m, np.array([[x0, y0, x1, y1]], np.float32), np.ones(1, np.float32),
+                          track_ids=np.array([3]), keypoints=marks)
+
+    def info(self) -> dict:
+        return {}
+
+
+def test_frames_over_the_working_size_are_detected_small_and_their_masks_scaled_back_up():
+    frames = [np.zeros((960, 1280, 3), np.uint8)] * 3
+    rect = (0.3, 0.25, 0.45, 0.75)
+    det = _Share(rect)
+    stream = MaskStream(det, DetectConfig(temporal=1))
+    outs = stream.run(frames)
+    assert det.seen == [(480, 640)] * 3   # the detector worked at 480 lines
+    assert stream.info()["work_size"] == [640, 480]
+    d, removal = outs[1]
+    assert removal.shape == (960, 1280) and d.masks.shape == (1, 960, 1280)
+    np.testing.assert_allclose(d.boxes[0], [384, 240, 576, 720], atol=1)
+    np.testing.assert_allclose(d.keypoints[0, :, :2], [[384, 240], [576, 720]], atol=1)
+    assert d.masks[0, 240:720, 384:576].all() and d.masks[0].sum() <= 1.02 * 192 * 480
+
+    # the same clip at its own size: the removal mask scaled up is the same to within a pixel (the margin's
+    # kernel is rounded to odd pixels at either size), and not larger
+    own_det = _Share(rect)
+    own = MaskStream(own_det, DetectConfig(temporal=1, work_lines=0)).run(frames)[1][1]
+    assert own_det.seen == [(960, 1280)] * 3
+    assert not (own & ~dilate(removal, 3)).any()
+    assert abs(int(removal.sum()) - int(own.sum())) <= 0.02 * own.sum()
+
+    # frames at or under the working size are left as they are
+    det_small = _Share(rect)
+    MaskStream(det_small, DetectConfig(temporal=0)).run([np.zeros((480, 864, 3), np.uint8)])
+    assert det_small.seen == [(480, 864)]
+
+
+def test_pixel_settings_keep_counting_frame_pixels_when_frames_are_scaled_down():
+    """A fixed 21 px dilation at 960 lines is 11 working px at 480: the person grows by about 10 px a side
+    in the frame either way."""
+    frame = np.zeros((960, 1280, 3), np.uint8)
+    cfg = DetectConfig(temporal=0, dilate_rel=0.0, dilate=21)
+    scaled = MaskStream(_Share((0.3, 0.25, 0.45, 0.75)), cfg).run([frame])[0][1]
+    own = MaskStream(_Share((0.3, 0.25, 0.45, 0.75)), replace(cfg, work_lines=0)).run([frame])[0][1]
+    cols = np.flatnonzero(scaled.any(axis=0))
+    own_cols = np.flatnonzero(own.any(axis=0))
+    assert abs(int(cols[0]) - int(own_cols[0])) <= 3 and abs(int(cols[-1]) - int(own_cols[-1])) <= 3
+
+
+def test_work_lines_is_checked():
+    with pytest.raises(ConfigError, match="work_lines"):
+        DetectConfig(work_lines=10)
+    assert DetectConfig(work_lines=0).work_lines == 0
