@@ -39,8 +39,10 @@ def compared_settings() -> dict:
                            "mesh mode's until 2026-12-06)", DetectConfig(options={"refine": "pose", "refine_steady": False})),
         "ssd-scene": ("ssd, the scene preset (refine=pose, temporal_vote=2, temporal_sliver=0.2, dilate_rel=0.06, "
                       "dilate_min_frame=0.025)", SCENE_DETECT),
-        "ssd-full": ("ssd work_lines=0 (detection at the frame's own size above 480 lines: the rule until "
+        "ssd-full": ("ssd work_lines=0 (detection at the frame's own size above 720 lines: the rule until "
                      "2026-12-06)", DetectConfig(work_lines=0)),
+        "ssd-work480": ("ssd work_lines=480 (detection at 480 lines, the size DAVIS is measured at)",
+                        DetectConfig(work_lines=480)),
         "ssd-selfie": ("ssd refine=none (remove mode's default; mesh mode's until 2026-12-06)",
                        DetectConfig(options={"refine": "none"})),
         "mediapipe": ("mediapipe (previous default)", DetectConfig(backend="mediapipe", **MEDIAPIPE_AS_MEASURED)),

@@ -63,11 +63,11 @@ class DetectConfig:
                                          # neighbour's outline off by the flow's error; by a person whose sliver
                                          # is under the least margin, every pixel). Both only with temporal_align
                                          # = flow
-    work_lines: int = 480                # detection, tracking, the union over frames and the margins run on the
-                                         # frame scaled down to at most this many lines (the size the masks are
-                                         # measured at on DAVIS); masks, boxes and landmarks are scaled back up,
-                                         # the removal mask over every pixel a working pixel touches. Larger
-                                         # frames cost little more to detect in. 0 = at the frame's own size
+    work_lines: int = 720                # detection, tracking, the union over frames and the margins run on the
+                                         # frame scaled down to at most this many lines (clips up to 720p are
+                                         # detected at their own size); masks, boxes and landmarks are scaled
+                                         # back up, the removal mask over every pixel a working pixel touches.
+                                         # 0 = always at the frame's own size
     min_score: float = 0.3
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)

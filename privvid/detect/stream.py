@@ -27,7 +27,7 @@ not in the thin slivers that the flow's error leaves along the person's outline.
 unions the neighbours' masks where they lie, grown as much as their own frame's
 (the rule until 2026-12-05).
 
-A frame of more than ``DetectConfig.work_lines`` lines (480 by default) is scaled down to that many
+A frame of more than ``DetectConfig.work_lines`` lines (720 by default) is scaled down to that many
 before any of this (``INTER_AREA``), and what comes out is scaled back up: the instance masks at the
 middle of the interpolation, boxes and landmarks by the scale, the removal mask (and ``extra``) over
 every frame pixel that a working pixel touches, so it never covers less than the working mask does.

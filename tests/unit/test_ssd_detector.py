@@ -704,8 +704,8 @@ def test_frames_over_the_working_size_are_detected_small_and_their_masks_scaled_
     det = _Share(rect)
     stream = MaskStream(det, DetectConfig(temporal=1))
     outs = stream.run(frames)
-    assert det.seen == [(480, 640)] * 3   # the detector worked at 480 lines
-    assert stream.info()["work_size"] == [640, 480]
+    assert det.seen == [(720, 960)] * 3   # the detector worked at 720 lines
+    assert stream.info()["work_size"] == [960, 720]
     d, removal = outs[1]
     assert removal.shape == (960, 1280) and d.masks.shape == (1, 960, 1280)
     np.testing.assert_allclose(d.boxes[0], [384, 240, 576, 720], atol=1)
@@ -720,17 +720,20 @@ def test_frames_over_the_working_size_are_detected_small_and_their_masks_scaled_
     assert not (own & ~dilate(removal, 3)).any()
     assert abs(int(removal.sum()) - int(own.sum())) <= 0.02 * own.sum()
 
-    # frames at or under the working size are left as they are
+    # frames at or under the working size are left as they are; a smaller working size is a setting
     det_small = _Share(rect)
-    MaskStream(det_small, DetectConfig(temporal=0)).run([np.zeros((480, 864, 3), np.uint8)])
-    assert det_small.seen == [(480, 864)]
+    MaskStream(det_small, DetectConfig(temporal=0)).run([np.zeros((720, 1280, 3), np.uint8)])
+    assert det_small.seen == [(720, 1280)]
+    det_480 = _Share(rect)
+    MaskStream(det_480, DetectConfig(temporal=0, work_lines=480)).run([np.zeros((720, 1280, 3), np.uint8)])
+    assert det_480.seen == [(480, 853)]
 
 
 def test_pixel_settings_keep_counting_frame_pixels_when_frames_are_scaled_down():
     """A fixed 21 px dilation at 960 lines is 11 working px at 480: the person grows by about 10 px a side
     in the frame either way."""
     frame = np.zeros((960, 1280, 3), np.uint8)
-    cfg = DetectConfig(temporal=0, dilate_rel=0.0, dilate=21)
+    cfg = DetectConfig(temporal=0, dilate_rel=0.0, dilate=21, work_lines=480)
     scaled = MaskStream(_Share((0.3, 0.25, 0.45, 0.75)), cfg).run([frame])[0][1]
     own = MaskStream(_Share((0.3, 0.25, 0.45, 0.75)), replace(cfg, work_lines=0)).run([frame])[0][1]
     cols = np.flatnonzero(scaled.any(axis=0))
