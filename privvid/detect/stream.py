@@ -27,8 +27,8 @@ not in the thin slivers that the flow's error leaves along the person's outline.
 unions the neighbours' masks where they lie, grown as much as their own frame's
 (the rule until 2026-12-05).
 
-A frame of more than ``DetectConfig.work_lines`` lines (720 by default) is scaled down to that many
-before any of this (``INTER_AREA``), and what comes out is scaled back up: the instance masks at the
+A frame whose shorter side is longer than ``DetectConfig.work_lines`` (720 by default) is scaled
+down to that before any of this (``INTER_AREA``), and what comes out is scaled back up: the instance masks at the
 middle of the interpolation, boxes and landmarks by the scale, the removal mask (and ``extra``) over
 every frame pixel that a working pixel touches, so it never covers less than the working mask does.
 ``dilate`` and ``dilate_min`` keep counting frame pixels; a backend's own pixel options (the ssd
@@ -88,6 +88,8 @@ class MaskStream:
     def reset(self) -> None:
         self.detector.reset()
         self.tracker.reset()
+        if self._full is not None and getattr(self.detector, "cfg", None) is self.cfg:
+            self.detector.cfg = self.given   # type: ignore[attr-defined]
         self._shape = self._full = None
         self.cfg = self.given
         self._unions.clear()
@@ -266,20 +268,24 @@ class MaskStream:
         return out
 
     def _start(self, shape: tuple[int, int]) -> None:
-        """The working size for frames of ``shape`` (the first frame's): at most ``work_lines`` lines, the
-        pixel settings of ``cfg`` turned into working pixels."""
+        """The working size for frames of ``shape`` (the first frame's): the shorter side at most
+        ``work_lines`` (a portrait clip is scaled as its landscape twin), the pixel settings of ``cfg``
+        turned into working pixels, never narrower than asked (odd kernels, radii rounded up). A detector
+        that reads the same settings (``detector.cfg``) reads the working ones too."""
         h, w = shape
         lines = int(self.given.work_lines)
-        if lines <= 0 or h <= lines:
+        if lines <= 0 or min(h, w) <= lines:
             self._shape = shape
             return
-        scale = lines / h
-        self._full, self._shape = shape, (lines, max(1, int(round(w * scale))))
+        scale = lines / min(h, w)
+        self._full, self._shape = shape, (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
 
         def px(v: int) -> int:
-            return max(1, int(round(v * scale))) if v > 0 else 0
+            return 2 * int(np.ceil((v - 1) / 2 * scale)) + 1 if v > 1 else v
 
         self.cfg = replace(self.given, dilate=px(self.given.dilate), dilate_min=px(self.given.dilate_min))
+        if getattr(self.detector, "cfg", None) == self.given:
+            self.detector.cfg = self.cfg   # type: ignore[attr-defined]
 
     def _up(self, dets: Detections, removal: np.ndarray) -> Output:
         """A working-size result at the frames' own size (as it is when they are not scaled down)."""
