@@ -62,9 +62,9 @@ def anonymize(
                                                 "a person the frame found is removed where this many neighbours "
                                                 "hold it, or in a thick piece (default 1: any neighbour; 2 keeps "
                                                 "more scene)."),
-    work_lines: Optional[int] = typer.Option(None, "--work-lines", min=0, help="Detect on frames scaled down to at "
-                                             "most this many lines, masks scaled back up (default 720; 0 = at the "
-                                             "frame's own size, slower on large frames)."),
+    work_lines: Optional[int] = typer.Option(None, "--work-lines", min=0, help="Detect on frames scaled down until "
+                                             "their shorter side is at most this long, masks scaled back up "
+                                             "(default 720; 0 = at the frame's own size, slower on large frames)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person); "
                                               "same as --detect-opt pose_people=N."),

@@ -64,10 +64,10 @@ class DetectConfig:
                                          # is under the least margin, every pixel). Both only with temporal_align
                                          # = flow
     work_lines: int = 720                # detection, tracking, the union over frames and the margins run on the
-                                         # frame scaled down to at most this many lines (clips up to 720p are
-                                         # detected at their own size); masks, boxes and landmarks are scaled
-                                         # back up, the removal mask over every pixel a working pixel touches.
-                                         # 0 = always at the frame's own size
+                                         # frame scaled down until its shorter side is at most this long (clips
+                                         # up to 720p, upright ones too, are detected at their own size); masks,
+                                         # boxes and landmarks are scaled back up, the removal mask over every
+                                         # pixel a working pixel touches. 0 = always at the frame's own size
     min_score: float = 0.3
     # yolo backend
     imgsz: int = 640                     # inference size (fixed-size exports ignore it)
