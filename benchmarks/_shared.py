@@ -15,6 +15,13 @@ DEMO = DATA / "demo-clips"
 YOLO_SEG = WEIGHTS / "yolov8n-seg_full_integer_quant.tflite"
 
 
+def size_arg(text: str) -> tuple[int, int] | None:
+    """A benchmark's ``--size``: ``WxH``, or ``native`` (None: each clip at its own size)."""
+    from privvid.config import parse_size
+
+    return None if text == "native" else parse_size(text)
+
+
 def compared_settings() -> dict:
     """The detect settings several benchmarks run beside the default, by name: ``{name: (label, DetectConfig)}``
     (earlier defaults, so that a table shows what a change did)."""

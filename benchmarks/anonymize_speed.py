@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import AnonymizeConfig, DetectConfig, parse_size
+from privvid.config import AnonymizeConfig, DetectConfig
 from privvid.io import VideoWriter, output_size, probe, read_frames
 
-from _shared import DATA, DEMO, compared_settings
+from _shared import DATA, DEMO, compared_settings, size_arg
 
 DEFAULT_CLIPS = [
     DEMO / "sam2_juggle.mp4",
@@ -61,7 +61,7 @@ def main() -> None:
     clips = args.clips or [c for c in DEFAULT_CLIPS if c.exists()]
     if not clips:
         sys.exit("no clips: pass paths, or keep ../shared/data beside the checkout")
-    size = None if args.size == "native" else parse_size(args.size)
+    size = size_arg(args.size)
     console = Console(width=150)  # the table stays whole when printed to a file
     lines = []
     compared = compared_settings()

@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from privvid.config import MEDIAPIPE_AS_MEASURED, AnonymizeConfig, DetectConfig, parse_size  # noqa: E402
+from privvid.config import MEDIAPIPE_AS_MEASURED, AnonymizeConfig, DetectConfig  # noqa: E402
 from privvid.io.discover import ClipSource  # noqa: E402
 from privvid.io.video import read_frames  # noqa: E402
-from _shared import DATA, DEMO, YOLO_SEG, compared_settings  # noqa: E402
+from _shared import DATA, DEMO, YOLO_SEG, compared_settings, size_arg  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CLIPS = {
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.weights.is_file():
         console.print(f"[red]reference weights {args.weights} not found[/red]")
         return 2
-    size = None if args.size == "native" else parse_size(args.size)
+    size = size_arg(args.size)
     names = [n for n in args.settings.split(",") if n] + (["yolo"] if args.yolo_masks else [])
     configs = settings(names, args.weights)
     ssd_opts = json.loads(args.ssd_options)
