@@ -22,6 +22,15 @@ def size_arg(text: str) -> tuple[int, int] | None:
     return None if text == "native" else parse_size(text)
 
 
+def fill_settings() -> dict:
+    """Settings of the fill that ``anonymize_speed.py`` and ``privacy_audit.py`` run beside the default, by name:
+    ``{name: (label, InpaintConfig)}`` with the default detector."""
+    from privvid.config import InpaintConfig
+
+    return {"ssd-fill-full": ("ssd, holes filled at the frame's own size (inpaint work_lines=0: the rule until "
+                              "2026-12-07)", InpaintConfig(work_lines=0))}
+
+
 def compared_settings() -> dict:
     """The detect settings several benchmarks run beside the default, by name: ``{name: (label, DetectConfig)}``
     (earlier defaults, so that a table shows what a change did)."""

@@ -17,6 +17,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -26,7 +27,7 @@ from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, DetectConfig
 from privvid.io import VideoWriter, output_size, probe, read_frames
 
-from _shared import DATA, DEMO, compared_settings, size_arg
+from _shared import DATA, DEMO, compared_settings, fill_settings, size_arg
 
 DEFAULT_CLIPS = [
     DEMO / "sam2_juggle.mp4",
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=3, help="copies of each clip in the dataset run")
     parser.add_argument("--detectors", default="ssd,mediapipe",
                         help="comma list of detector backends to compare, or names of the compared settings "
-                             f"({', '.join(compared_settings())})")
+                             f"({', '.join([*compared_settings(), *fill_settings()])})")
     args = parser.parse_args()
     clips = args.clips or [c for c in DEFAULT_CLIPS if c.exists()]
     if not clips:
@@ -64,10 +65,12 @@ def main() -> None:
     size = size_arg(args.size)
     console = Console(width=150)  # the table stays whole when printed to a file
     lines = []
-    compared = compared_settings()
+    compared, fills = compared_settings(), fill_settings()
     for backend in args.detectors.split(","):
-        det = compared[backend][1] if backend in compared else DetectConfig(backend=backend)
+        det = compared[backend][1] if backend in compared else DetectConfig(backend="ssd" if backend in fills else backend)
         cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det)
+        if backend in fills:
+            cfg = replace(cfg, inpaint=fills[backend][1])
         lines.append(run(console, clips, size, cfg, args, backend))
     for line in lines:
         console.print(line)

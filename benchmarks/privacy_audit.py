@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from privvid.config import MEDIAPIPE_AS_MEASURED, AnonymizeConfig, DetectConfig  # noqa: E402
+from privvid.config import MEDIAPIPE_AS_MEASURED, AnonymizeConfig, DetectConfig, InpaintConfig  # noqa: E402
 from privvid.io.discover import ClipSource  # noqa: E402
 from privvid.io.video import read_frames  # noqa: E402
-from _shared import DATA, DEMO, YOLO_SEG, compared_settings, size_arg  # noqa: E402
+from _shared import DATA, DEMO, YOLO_SEG, compared_settings, fill_settings, size_arg  # noqa: E402
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CLIPS = {
@@ -54,7 +54,9 @@ CLIPS = {
 REF_CONF = 0.35
 
 
-def settings(names: list[str], weights: Path) -> list[tuple[str, DetectConfig]]:
+def settings(names: list[str], weights: Path) -> list[tuple[str, DetectConfig, InpaintConfig]]:
+    """(label, detector, fill) of each named setting."""
+    fills = {name: (label, DetectConfig(), fill) for name, (label, fill) in fill_settings().items()}
     table = {
         "ssd": ("ssd (default)", DetectConfig()),
         "ssd-notiles": ("ssd tiles=none", DetectConfig(options={"tiles": "none"})),
@@ -63,7 +65,7 @@ def settings(names: list[str], weights: Path) -> list[tuple[str, DetectConfig]]:
                                                                    options={"tiles": "3x2", "tile_every": 4})),
         "yolo": (f"yolo {weights.name}", DetectConfig(backend="yolo", weights=weights, min_score=REF_CONF)),
     }
-    return [table[n] for n in names]
+    return [fills[n] if n in fills else (*table[n], InpaintConfig()) for n in names]
 
 
 class Reference:
@@ -124,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     configs = settings(names, args.weights)
     ssd_opts = json.loads(args.ssd_options)
     if ssd_opts:
-        configs = [(f"{label} {ssd_opts}", replace(cfg, options={**cfg.options, **ssd_opts}))
-                   if cfg.backend == "ssd" else (label, cfg) for label, cfg in configs]
+        configs = [(f"{label} {ssd_opts}", replace(cfg, options={**cfg.options, **ssd_opts}), fill)
+                   if cfg.backend == "ssd" else (label, cfg, fill) for label, cfg, fill in configs]
     ref = Reference(args.weights)
     from privvid.anonymize.check import CheckConfig
     from privvid.anonymize.pipeline import anonymize_clip
@@ -150,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             inputs = frames_of(path, size, args.max_frames, args.stride)
             in_boxes = [ref.boxes(f) for f in inputs]
             n_in = int(sum(len(b) for b in in_boxes))
-            for label, det in configs:
-                cfg = AnonymizeConfig(mode="remove", resize=size, save_masks=True, detect=det,
+            for label, det, fill in configs:
+                cfg = AnonymizeConfig(mode="remove", resize=size, save_masks=True, detect=det, inpaint=fill,
                                       check=CheckConfig(enabled=False) if args.no_check else check_cfg)
                 out_root = Path(tmp) / f"{clip}-{len(results)}"
                 res = anonymize_clip(_limited(path, args.max_frames, Path(tmp)), out_root, cfg)

@@ -62,9 +62,10 @@ def anonymize(
                                                 "a person the frame found is removed where this many neighbours "
                                                 "hold it, or in a thick piece (default 1: any neighbour; 2 keeps "
                                                 "more scene)."),
-    work_lines: Optional[int] = typer.Option(None, "--work-lines", min=0, help="Detect on frames scaled down until "
-                                             "their shorter side is at most this long, masks scaled back up "
-                                             "(default 720; 0 = at the frame's own size, slower on large frames)."),
+    work_lines: Optional[int] = typer.Option(None, "--work-lines", min=0, help="Detect and fill on frames scaled "
+                                             "down until their shorter side is at most this long; masks and fills "
+                                             "are scaled back up, the output keeps its size (default 720; 0 = at "
+                                             "the frame's own size, slower on large frames)."),
     pose_people: Optional[int] = typer.Option(None, "--pose-people", min=1, help="mediapipe: people its BlazePose "
                                               "cascade follows per frame (default 3; 1 = fastest, one person); "
                                               "same as --detect-opt pose_people=N."),
@@ -117,7 +118,7 @@ def anonymize(
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
                      **_given(weights=weights, sam_weights=sam_weights, sam_model=sam_model, sam_base=sam_base),
                      **flat)
-    inpaint = replace(cfg.inpaint, **_given(backend=inpainter))
+    inpaint = replace(cfg.inpaint, **_given(backend=inpainter, work_lines=work_lines))
     mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
                    trust_model_files=trust_model_files, fallback=mesh_fallback,
                    **_given(pose_weights=pose_weights, render_faces=mesh_faces))

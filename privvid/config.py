@@ -140,6 +140,10 @@ class InpaintConfig:
     copy_share: float = 0.6              # a person whose pixels the fill gives back within copy_tol levels (any
     copy_tol: int = 24                   # channel) on this share of them was pasted back from frames that show
                                          # them: their hole is filled spatially (0 = off)
+    work_lines: int = 720                # frames whose shorter side is longer are filled on a copy scaled down
+                                         # to this many lines, and the fill, scaled back up, is pasted into the
+                                         # holes at the frame's own size (every other pixel stays the frame's
+                                         # own). 0 = always at the frame's own size
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.context < 0 or self.max_probes < 1 or self.radius < 1:
@@ -150,6 +154,8 @@ class InpaintConfig:
                               f"method {self.method!r}, align {self.align!r}")
         if not 0 <= self.agree_tol <= 255 or self.avoid_grow < 0:
             raise ConfigError(f"agree_tol must be 0..255 and avoid_grow >= 0, got {self.agree_tol}, {self.avoid_grow}")
+        if self.work_lines != 0 and self.work_lines < 64:
+            raise ConfigError(f"inpaint work_lines must be 0 (the frame's own size) or >= 64, got {self.work_lines}")
         if not 0.0 <= self.copy_share <= 1.0 or not 0 <= self.copy_tol <= 255:
             raise ConfigError(f"copy_share must be in [0, 1] (0 = off) and copy_tol 0..255, got {self.copy_share}, "
                               f"{self.copy_tol}")

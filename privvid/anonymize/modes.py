@@ -120,10 +120,10 @@ class RemoveComposer:
     name = "remove"
 
     def __init__(self, cfg: AnonymizeConfig) -> None:
-        from privvid.inpaint import INPAINTERS
+        from privvid.inpaint import build_inpainter
 
         self.cfg = cfg
-        self.inpainter = INPAINTERS.create(cfg.inpaint.backend, cfg.inpaint)
+        self.inpainter = build_inpainter(cfg.inpaint)
         self.context = int(self.inpainter.context)
         # a detector other than the embedded ssd may miss people the SSD sees: its boxes guard the
         # sources too (a person found by either in a frame is never pasted from that frame)

@@ -272,13 +272,14 @@ class MaskStream:
         ``work_lines`` (a portrait clip is scaled as its landscape twin), the pixel settings of ``cfg``
         turned into working pixels, never narrower than asked (odd kernels, radii rounded up). A detector
         that reads the same settings (``detector.cfg``) reads the working ones too."""
-        h, w = shape
-        lines = int(self.given.work_lines)
-        if lines <= 0 or min(h, w) <= lines:
+        from privvid.io.video import working_shape
+
+        small = working_shape(shape, int(self.given.work_lines))
+        if small is None:
             self._shape = shape
             return
-        scale = lines / min(h, w)
-        self._full, self._shape = shape, (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+        self._full, self._shape = shape, small
+        scale = int(self.given.work_lines) / min(shape)
 
         def px(v: int) -> int:
             return 2 * int(np.ceil((v - 1) / 2 * scale)) + 1 if v > 1 else v

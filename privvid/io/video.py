@@ -161,6 +161,17 @@ def output_size(info: VideoInfo, resize: tuple[int, int] | None) -> tuple[int, i
     return width, height
 
 
+def working_shape(shape: tuple[int, int], lines: int) -> tuple[int, int] | None:
+    """The (height, width) a frame of ``shape`` is worked on when its shorter side is bounded by ``lines``
+    (a portrait frame is scaled as its landscape twin), or None where it needs no scaling (``lines`` 0:
+    never scaled)."""
+    h, w = shape
+    if lines <= 0 or min(h, w) <= lines:
+        return None
+    scale = lines / min(h, w)
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+
+
 def read_frames(
     path: str | os.PathLike[str],
     size: tuple[int, int] | None = None,

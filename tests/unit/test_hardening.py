@@ -435,6 +435,26 @@ def test_work_lines_reach_the_sidecar_and_a_bad_one_is_refused(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_remove_mode_fills_at_the_working_size_and_writes_the_clip_at_its_own(tmp_path):
+    """Remove mode on 128-line frames with --work-lines 64: detection and fill at 96x64 (sidecar), the clip
+    and its masks at 192x128, the magenta square gone from every written frame."""
+    from privvid.io import read_frames
+
+    src = tmp_path / "in"
+    write_video(src / "a.mp4", moving_square_frames(8, width=192, height=128, size=32))
+    out = tmp_path / "out"
+    proc = fake_run(src, out, "--mode", "remove", "--no-check", "--save-masks", "--work-lines", "64")
+    assert proc.returncode == 0, proc.stderr
+    side = json.loads((out / "a.json").read_text())
+    assert side["backends"]["detector"]["work_size"] == [96, 64]
+    inpainter = side["backends"]["composer"]["inpainter"]
+    assert inpainter["work_lines"] == 64 and inpainter["work_size"] == [96, 64], inpainter
+    frames = list(read_frames(out / "a.mp4"))
+    assert frames[0].shape == (128, 192, 3)
+    magenta = [int(((f[..., 0] > 180) & (f[..., 1] < 90) & (f[..., 2] > 180)).sum()) for f in frames]
+    assert max(magenta) == 0, magenta
+
+
 def test_the_scene_preset_reaches_the_sidecar_and_keeps_its_ssd_options_to_ssd(tmp_path):
     from privvid.config import preset
 

@@ -372,3 +372,95 @@ def test_copy_settings_are_checked():
     for bad in ({"copy_share": 1.5}, {"copy_share": -0.1}, {"copy_tol": 300}):
         with pytest.raises(ConfigError, match="copy_share"):
             InpaintConfig(**bad)
+
+
+# --------------------------------------------------------------- frames over the working size
+def _scaled(lines: int, **cfg):
+    from privvid.inpaint import build_inpainter
+
+    return build_inpainter(InpaintConfig(work_lines=lines, **cfg))
+
+
+def test_large_frames_are_filled_at_the_working_size_and_the_rest_kept_at_their_own(rng):
+    """Frames of 96 lines filled at 64: the inner inpainter sees 64-line frames, the pixels outside the
+    holes are the frames' own, bit for bit, and the fill is the background (the person never shows)."""
+    from privvid.inpaint.scaled import WorkingSize
+
+    bg = texture(rng, 96, 144)
+    video, masks = square_clip(bg, 24, size=30, speed=4, y=30)
+    inp = _scaled(64)
+    assert isinstance(inp, WorkingSize)
+    seen = []
+    inner_call = inp.inner.__call__
+    inp.inner = type("Spy", (), {"__call__": lambda s, f, m, **k: seen.append(f.shape) or inner_call(f, m, **k),
+                                  "reset": lambda s: None, "name": "propagate", "context": inp.context,
+                                  "info": lambda s: {"name": "propagate"}})()
+    out = inpaint_clip(inp, video, masks, window=12)
+    assert seen and all(shape[1:3] == (64, 96) for shape in seen), seen
+    assert np.array_equal(out[~masks], video[~masks])
+    assert _person_px_all(out) == 0
+    assert mae(out, np.broadcast_to(bg, video.shape), masks) < 12
+    assert inp.info()["work_size"] == [96, 64] and inp.info()["work_lines"] == 64
+
+
+def _person_px_all(frames: np.ndarray) -> int:
+    """Pixels close to the person's colour (a blend with it counts too)."""
+    d = np.abs(frames.astype(np.int16) - PERSON.astype(np.int16)).max(axis=-1)
+    return int((d < 60).sum())
+
+
+def test_a_hole_a_pixel_wide_is_still_filled_from_background_only(rng):
+    """A hole of one frame pixel column: the working hole must still hold it, so no working pixel that the
+    fill reads mixes the person's pixels in (a scale of 1.5 puts that column half into two working pixels)."""
+    bg = texture(rng, 96, 144)
+    video = np.repeat(bg[None], 6, 0).copy()
+    masks = np.zeros((6, 96, 144), bool)
+    for t in range(6):
+        masks[t, 10:80, 31 + 3 * t] = True   # a thin person that moves: every pixel is seen as background
+        video[t][masks[t]] = PERSON
+    out = inpaint_clip(_scaled(64), video, masks, window=6)
+    towards = ((out.astype(np.int16) - bg.astype(np.int16))[masks] * np.array([1, -1, 1])).sum(axis=-1)
+    assert towards.max() < 80    # no tint of the person's colour (a working hole that misses it: over 200)
+    assert mae(out, np.broadcast_to(bg, video.shape), masks) < 10
+    assert np.array_equal(out[~masks], video[~masks])
+
+
+def test_frames_at_or_under_the_working_size_go_through_unchanged(static_clip):
+    """64 lines with work_lines 64 (and 0 = off) give exactly the inner inpainter's output."""
+    _, video, masks = static_clip
+    plain = inpaint_clip(make("propagate"), video, masks, window=10)
+    for lines in (0, 64, 720):
+        out = inpaint_clip(_scaled(lines), video, masks, window=10)
+        assert np.array_equal(out, plain), lines
+    assert _scaled(64).info()["work_size"] is None
+
+
+def test_a_portrait_clip_is_bounded_by_its_width(rng):
+    from privvid.inpaint.scaled import WorkingSize
+
+    bg = texture(rng, 144, 96)
+    video, masks = square_clip(bg, 8, size=24, speed=5, y=60)
+    inp = _scaled(64)
+    out = inpaint_clip(inp, video, masks, window=8)
+    assert isinstance(inp, WorkingSize) and inp.info()["work_size"] == [64, 96]
+    assert np.array_equal(out[~masks], video[~masks]) and _person_px_all(out) == 0
+
+
+def test_inpaint_work_lines_is_checked():
+    from privvid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="work_lines"):
+        InpaintConfig(work_lines=32)
+    assert InpaintConfig(work_lines=0).work_lines == 0
+
+
+def test_a_part_scaled_up_is_the_whole_image_scaled_up_there(rng):
+    """The fill is scaled up only over the hole's rows and columns: the same pixels as scaling the whole
+    working frame (within one level of cv2's fixed-point rounding)."""
+    from privvid.inpaint.scaled import _scaled_up
+
+    small = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
+    whole = cv2.resize(small, (144, 96), interpolation=cv2.INTER_LINEAR)
+    for y0, y1, x0, x1 in ((0, 96, 0, 144), (10, 40, 7, 99), (90, 96, 140, 144)):
+        part = _scaled_up(small, (y0, y1, x0, x1), (96, 144))
+        assert np.abs(part.astype(np.int16) - whole[y0:y1, x0:x1]).max() <= 1

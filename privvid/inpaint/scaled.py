@@ -1,0 +1,94 @@
+"""Filling large frames on a scaled-down copy (``InpaintConfig.work_lines``).
+
+The fill of a hole is made from background pixels around it and in other frames; at 1080 lines and
+above, making it at full size costs most of a clip's time (and memory grows with every pixel of the
+window), while what it paints is smooth background. :class:`WorkingSize` wraps any inpainter: a window
+whose frames' shorter side is longer than ``lines`` goes to the inner inpainter scaled down to that
+(``INTER_AREA``), with each hole grown to every working pixel that holds any of it, so a working pixel
+outside the hole is an average of frame pixels outside it; the inner fill, scaled back up, is pasted
+into the frame's own holes only. Every other pixel is the frame's own, at its own size. Windows of
+smaller frames go to the inner inpainter unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from privvid.inpaint.base import Inpainter, check_window
+
+
+def cover(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(T, h, w) bool: a working pixel is set where any frame pixel under it is (float area average > 0)."""
+    h, w = shape
+    return np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0 for m in masks])
+
+
+class WorkingSize:
+    """An inpainter that fills frames over ``lines`` lines (shorter side) at that size, see the module."""
+
+    def __init__(self, inner: Inpainter, lines: int) -> None:
+        self.inner = inner
+        self.lines = int(lines)
+        self.name = inner.name
+        self.context = int(inner.context)
+        self.uses_sources = bool(getattr(inner, "uses_sources", False))
+        self.reset()
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.work_size: tuple[int, int] | None = None   # (width, height) of the last scaled window
+
+    def __getattr__(self, name: str) -> Any:   # the inner inpainter's stats, timings, config
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None,
+                 **kwargs: Any) -> np.ndarray:
+        from privvid.io.video import working_shape
+
+        check_window(frames, masks, self.context)
+        T, H, W = masks.shape
+        small = working_shape((H, W), self.lines)
+        if small is None:
+            return self.inner(frames, masks, core=core, **kwargs)
+        h, w = small
+        self.work_size = (w, h)
+        frames_small = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+        scaled = {k: cover(v, small) if k == "avoid" and v is not None else v for k, v in kwargs.items()}
+        filled = self.inner(frames_small, cover(masks, small), core=core, **scaled)
+        out = frames.copy()
+        for t in range(T)[core or slice(None)]:
+            hole = masks[t]
+            if not hole.any():
+                continue
+            # only the rows and columns the hole spans are scaled up (with a working pixel of margin)
+            ys, xs = np.flatnonzero(hole.any(axis=1)), np.flatnonzero(hole.any(axis=0))
+            sy, sx = h / H, w / W
+            a0, a1 = max(int(ys[0] * sy) - 1, 0), min(int(np.ceil((ys[-1] + 1) * sy)) + 1, h)
+            b0, b1 = max(int(xs[0] * sx) - 1, 0), min(int(np.ceil((xs[-1] + 1) * sx)) + 1, w)
+            y0, y1 = int(np.floor(a0 / sy)), min(int(np.ceil(a1 / sy)), H)
+            x0, x1 = int(np.floor(b0 / sx)), min(int(np.ceil(b1 / sx)), W)
+            up = _scaled_up(filled[t], (y0, y1, x0, x1), (H, W))
+            np.copyto(out[t, y0:y1, x0:x1], up, where=hole[y0:y1, x0:x1, None])
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {**self.inner.info(), "work_lines": self.lines,
+                "work_size": None if self.work_size is None else list(self.work_size)}
+
+
+def _scaled_up(small: np.ndarray, box: tuple[int, int, int, int], full: tuple[int, int]) -> np.ndarray:
+    """The (y0:y1, x0:x1) part of ``small`` scaled up to ``full`` (H, W) with bilinear interpolation, as
+    ``cv2.resize`` of the whole image would give it there (pixel centres aligned the same way)."""
+    y0, y1, x0, x1 = box
+    H, W = full
+    h, w = small.shape[:2]
+    sy, sx = h / H, w / W
+    gx = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * sx - 0.5).clip(0, w - 1)
+    gy = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * sy - 0.5).clip(0, h - 1)
+    mx, my = np.meshgrid(gx, gy)
+    return cv2.remap(small, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
