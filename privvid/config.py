@@ -143,7 +143,8 @@ class InpaintConfig:
     work_lines: int = 720                # frames whose shorter side is longer are filled on a copy scaled down
                                          # to this many lines, and the fill, scaled back up, is pasted into the
                                          # holes at the frame's own size (every other pixel stays the frame's
-                                         # own). 0 = always at the frame's own size
+                                         # own; margin, radius and static_px are turned into working px, never
+                                         # narrower). 0 = always at the frame's own size
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.context < 0 or self.max_probes < 1 or self.radius < 1:

@@ -19,12 +19,11 @@ INPAINTERS.register("opencv", "privvid.inpaint.classical:OpenCVInpainter")
 def build_inpainter(cfg: InpaintConfig) -> Inpainter:
     """The configured backend; frames over ``cfg.work_lines`` lines are filled at that size
     (:class:`privvid.inpaint.scaled.WorkingSize`)."""
-    inner = INPAINTERS.create(cfg.backend, cfg)
     if cfg.work_lines <= 0:
-        return inner
+        return INPAINTERS.create(cfg.backend, cfg)
     from privvid.inpaint.scaled import WorkingSize
 
-    return WorkingSize(inner, cfg.work_lines)
+    return WorkingSize(lambda c: INPAINTERS.create(c.backend, c), cfg)
 
 
 __all__ = ["INPAINTERS", "Inpainter", "build_inpainter"]

@@ -12,12 +12,16 @@ smaller frames go to the inner inpainter unchanged.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
 
 from privvid.inpaint.base import Inpainter, check_window
+
+if TYPE_CHECKING:
+    from privvid.config import InpaintConfig
 
 
 def cover(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -27,14 +31,18 @@ def cover(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class WorkingSize:
-    """An inpainter that fills frames over ``lines`` lines (shorter side) at that size, see the module."""
+    """An inpainter that fills frames over ``cfg.work_lines`` lines (shorter side) at that size, see the
+    module. ``make`` builds the backend from an InpaintConfig; on scaled frames it gets one whose pixel
+    settings (``margin``, ``radius``, ``static_px``) are turned into working pixels, never narrower (as the
+    detector's are), so they keep counting frame pixels. Its stats (``masked_px`` ...) count working pixels."""
 
-    def __init__(self, inner: Inpainter, lines: int) -> None:
-        self.inner = inner
-        self.lines = int(lines)
-        self.name = inner.name
-        self.context = int(inner.context)
-        self.uses_sources = bool(getattr(inner, "uses_sources", False))
+    def __init__(self, make: Callable[[InpaintConfig], Inpainter], cfg: InpaintConfig) -> None:
+        self.make, self.cfg, self.lines = make, cfg, int(cfg.work_lines)
+        self.inner = make(cfg)
+        self._inner_cfg = cfg
+        self.name = self.inner.name
+        self.context = int(self.inner.context)
+        self.uses_sources = bool(getattr(self.inner, "uses_sources", False))
         self.reset()
 
     def reset(self) -> None:
@@ -42,9 +50,20 @@ class WorkingSize:
         self.work_size: tuple[int, int] | None = None   # (width, height) of the last scaled window
 
     def __getattr__(self, name: str) -> Any:   # the inner inpainter's stats, timings, config
-        if name == "inner":
+        if "inner" not in self.__dict__:
             raise AttributeError(name)
-        return getattr(self.inner, name)
+        return getattr(self.__dict__["inner"], name)
+
+    def _backend(self, scale: float | None) -> Inpainter:
+        """The backend for frames scaled by ``scale`` (None: not scaled), built anew when its settings
+        change (a clip of another size: state is per clip anyway)."""
+        c = self.cfg
+        want = c if scale is None else replace(
+            c, margin=int(np.ceil(c.margin * scale)), radius=max(1, int(np.ceil(c.radius * scale))),
+            static_px=c.static_px * scale)
+        if want != self._inner_cfg:
+            self.inner, self._inner_cfg = self.make(want), want
+        return self.inner
 
     def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None,
                  **kwargs: Any) -> np.ndarray:
@@ -54,24 +73,21 @@ class WorkingSize:
         T, H, W = masks.shape
         small = working_shape((H, W), self.lines)
         if small is None:
-            return self.inner(frames, masks, core=core, **kwargs)
+            return self._backend(None)(frames, masks, core=core, **kwargs)
         h, w = small
         self.work_size = (w, h)
+        inner = self._backend(min(h, w) / min(H, W))
         frames_small = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
         scaled = {k: cover(v, small) if k == "avoid" and v is not None else v for k, v in kwargs.items()}
-        filled = self.inner(frames_small, cover(masks, small), core=core, **scaled)
+        filled = inner(frames_small, cover(masks, small), core=core, **scaled)
         out = frames.copy()
         for t in range(T)[core or slice(None)]:
             hole = masks[t]
             if not hole.any():
                 continue
-            # only the rows and columns the hole spans are scaled up (with a working pixel of margin)
+            # only the rows and columns the hole spans are scaled up
             ys, xs = np.flatnonzero(hole.any(axis=1)), np.flatnonzero(hole.any(axis=0))
-            sy, sx = h / H, w / W
-            a0, a1 = max(int(ys[0] * sy) - 1, 0), min(int(np.ceil((ys[-1] + 1) * sy)) + 1, h)
-            b0, b1 = max(int(xs[0] * sx) - 1, 0), min(int(np.ceil((xs[-1] + 1) * sx)) + 1, w)
-            y0, y1 = int(np.floor(a0 / sy)), min(int(np.ceil(a1 / sy)), H)
-            x0, x1 = int(np.floor(b0 / sx)), min(int(np.ceil(b1 / sx)), W)
+            y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
             up = _scaled_up(filled[t], (y0, y1, x0, x1), (H, W))
             np.copyto(out[t, y0:y1, x0:x1], up, where=hole[y0:y1, x0:x1, None])
         return out

@@ -382,25 +382,68 @@ def _scaled(lines: int, **cfg):
 
 
 def test_large_frames_are_filled_at_the_working_size_and_the_rest_kept_at_their_own(rng):
-    """Frames of 96 lines filled at 64: the inner inpainter sees 64-line frames, the pixels outside the
-    holes are the frames' own, bit for bit, and the fill is the background (the person never shows)."""
+    """Frames of 96 lines filled at 64: the backend sees 64-line frames (and `avoid` zones) and settings in
+    working pixels, the pixels outside the holes are the frames' own, bit for bit, and the fill is the
+    background (the person never shows)."""
     from privvid.inpaint.scaled import WorkingSize
 
     bg = texture(rng, 96, 144)
     video, masks = square_clip(bg, 24, size=30, speed=4, y=30)
-    inp = _scaled(64)
-    assert isinstance(inp, WorkingSize)
-    seen = []
-    inner_call = inp.inner.__call__
-    inp.inner = type("Spy", (), {"__call__": lambda s, f, m, **k: seen.append(f.shape) or inner_call(f, m, **k),
-                                  "reset": lambda s: None, "name": "propagate", "context": inp.context,
-                                  "info": lambda s: {"name": "propagate"}})()
-    out = inpaint_clip(inp, video, masks, window=12)
-    assert seen and all(shape[1:3] == (64, 96) for shape in seen), seen
+    built, seen = [], []
+
+    def make(cfg):
+        inner = INPAINTERS.create("propagate", cfg)
+        built.append(cfg)
+        call = inner.__call__
+
+        class Spy:
+            name, context, uses_sources = inner.name, inner.context, True
+
+            def __call__(self, f, m, **k):
+                seen.append((f.shape, None if k.get("avoid") is None else k["avoid"].shape))
+                return call(f, m, **k)
+
+            def reset(self):
+                inner.reset()
+
+            def info(self):
+                return inner.info()
+        return Spy()
+
+    inp = WorkingSize(make, InpaintConfig(work_lines=64, margin=2, radius=5))
+    avoid = np.zeros_like(masks)
+    out = np.empty_like(video)
+    for start in range(0, 24, 12):   # inpaint_clip's windows, with the avoid zones a composer passes
+        filled = inp(video[start:start + 12], masks[start:start + 12], avoid=avoid[start:start + 12])
+        out[start:start + 12] = filled
+    assert seen and all(f[1:3] == (64, 96) and a == (12, 64, 96) for f, a in seen), seen
+    assert (built[-1].margin, built[-1].radius) == (2, 4)   # 2 and 5 frame px at two thirds: ceil
     assert np.array_equal(out[~masks], video[~masks])
     assert _person_px_all(out) == 0
     assert mae(out, np.broadcast_to(bg, video.shape), masks) < 12
     assert inp.info()["work_size"] == [96, 64] and inp.info()["work_lines"] == 64
+
+
+def test_the_output_never_depends_on_what_the_holes_held(rng):
+    """Odd sizes (a scale of 64/97), holes on every border, a frame with no hole, a core slice: the core
+    frames come out the same whatever the masked pixels held, and the context frames untouched."""
+    from privvid.inpaint import build_inpainter
+
+    bg = texture(rng, 97, 145)
+    masks = np.zeros((5, 97, 145), bool)
+    masks[0, :, 0] = masks[0, 0, :] = True
+    masks[1, -3:, -1] = masks[1, 40:60, 70] = True
+    masks[3, 10:30, 140:] = masks[3, 96, 20:90] = True
+    masks[4] = rng.random((97, 145)) < 0.02
+    outs = []
+    for fill in (0, 255):
+        video = np.repeat(bg[None], 5, 0).copy()
+        video[masks] = fill
+        inp = build_inpainter(InpaintConfig(backend="opencv", work_lines=64))
+        outs.append(inp(video, masks, core=slice(1, 4)))
+        assert np.array_equal(outs[-1][~masks], video[~masks])
+        assert np.array_equal(outs[-1][[0, 4]], video[[0, 4]])   # context: not filled, not changed
+    assert np.array_equal(outs[0][1:4], outs[1][1:4])
 
 
 def _person_px_all(frames: np.ndarray) -> int:
