@@ -1,6 +1,7 @@
 """Peak memory of `privvid anonymize` as clips get longer (it must stay flat: streaming).
 
     python benchmarks/peak_memory.py [--source CLIP] [--seconds 20 120 600] [--size 1280x720]
+        [--fill-lines 720 0]
 
 Builds long clips by looping a real clip (re-encoded at --size), anonymises each in a fresh
 process, and prints that process's peak RSS (ru_maxrss) next to the clip length.
@@ -26,9 +27,12 @@ from _shared import DEMO
 CHILD = """
 import resource, sys, time
 from privvid.anonymize import anonymize_dataset
-from privvid.config import AnonymizeConfig
+from privvid.config import AnonymizeConfig, InpaintConfig
 start = time.perf_counter()
-s = anonymize_dataset(sys.argv[1], sys.argv[2], AnonymizeConfig(mode=sys.argv[3]))
+cfg = AnonymizeConfig(mode=sys.argv[3])
+if len(sys.argv) > 4:
+    cfg = AnonymizeConfig(mode=sys.argv[3], inpaint=InpaintConfig(work_lines=int(sys.argv[4])))
+s = anonymize_dataset(sys.argv[1], sys.argv[2], cfg)
 o = s.outcomes[0]
 assert o.status == "done", o.reason
 print(o.frames, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -56,19 +60,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, nargs="+", default=[20, 120])
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--mode", default="remove")
+    parser.add_argument("--fill-lines", type=int, nargs="*", default=[],
+                        help="InpaintConfig.work_lines of each run on each clip (0 = the fill at the frame's own "
+                             "size); default: the default config only")
     args = parser.parse_args()
     size = parse_size(args.size)
     table = Table(title=f"peak RSS of one anonymize process, --mode {args.mode}, {args.size}")
-    for col in ("clip length", "frames", "frames/s", "peak RSS"):
+    for col in ("clip length", "fill lines", "frames", "frames/s", "peak RSS"):
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in args.seconds:
             clip = Path(tmp) / f"long_{int(seconds)}s.mp4"
             loop_clip(args.source, clip, seconds, size)
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(clip), str(Path(tmp) / f"out{seconds}"), args.mode],
-                                  capture_output=True, text=True, check=True)
-            frames, elapsed, rss_kb = proc.stdout.split()[-3:]
-            table.add_row(f"{seconds:g} s", frames, f"{int(frames) / float(elapsed):.1f}", f"{int(rss_kb) / 1024:.0f} MiB")
+            for lines in args.fill_lines or [None]:
+                extra = [] if lines is None else [str(lines)]
+                proc = subprocess.run([sys.executable, "-c", CHILD, str(clip), str(Path(tmp) / f"out{seconds}_{lines}"),
+                                       args.mode, *extra], capture_output=True, text=True, check=True)
+                frames, elapsed, rss_kb = proc.stdout.split()[-3:]
+                table.add_row(f"{seconds:g} s", "default" if lines is None else str(lines), frames,
+                              f"{int(frames) / float(elapsed):.1f}", f"{int(rss_kb) / 1024:.0f} MiB")
             clip.unlink()
     Console().print(table)
 

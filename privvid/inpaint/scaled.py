@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 def cover(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(T, h, w) bool: a working pixel is set where any frame pixel under it is (float area average > 0)."""
     h, w = shape
-    return np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0 for m in masks])
+    out = np.zeros((len(masks), h, w), bool)
+    for t, m in enumerate(masks):
+        if m.any():
+            out[t] = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0
+    return out
 
 
 class WorkingSize:
@@ -77,7 +81,9 @@ class WorkingSize:
         h, w = small
         self.work_size = (w, h)
         inner = self._backend(min(h, w) / min(H, W))
-        frames_small = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+        frames_small = np.empty((T, h, w, 3), np.uint8)
+        for t, f in enumerate(frames):
+            cv2.resize(f, (w, h), dst=frames_small[t], interpolation=cv2.INTER_AREA)
         scaled = {k: cover(v, small) if k == "avoid" and v is not None else v for k, v in kwargs.items()}
         filled = inner(frames_small, cover(masks, small), core=core, **scaled)
         out = frames.copy()
