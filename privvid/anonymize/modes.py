@@ -168,7 +168,9 @@ class RemoveComposer:
                 f"inpainter returned {getattr(filled, 'dtype', None)} {getattr(filled, 'shape', None)}, "
                 f"expected uint8 {frames.shape}"
             )
-        out = filled[core].copy()
+        # the inpainter's array is its own (the protocol): the core frames are mended in it, not in a copy
+        # (a copy of a window's core at 4K is 600 MB); one that hands back the input frames gets copied
+        out = filled[core] if not np.may_share_memory(filled, frames) else filled[core].copy()
         infos: list[dict[str, Any]] = [{} for _ in range(len(out))]
         if getattr(self.inpainter, "uses_sources", False) and self.cfg.inpaint.copy_share > 0:
             # a person the fill gives back (pasted from frames where the detector missed them) is filled
