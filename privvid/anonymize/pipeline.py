@@ -228,6 +228,17 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
     pending: deque[np.ndarray] = deque()      # decoded, waiting for their detections
     ready: list[tuple[np.ndarray, Detections, np.ndarray]] = []  # context + core + look-ahead
     done_before = 0  # how many of `ready`'s first items are already written (left context)
+    # each window is stacked into the same two arrays: a fresh window of large frames costs more in page
+    # faults than in copying (32 frames of 1080p: 9.7 against 0.8 ms a frame). What the composer returns
+    # and the masks yielded are used before the next window is stacked.
+    buffers: dict[str, np.ndarray] = {}
+
+    def stacked(name: str, items: list[np.ndarray]) -> np.ndarray:
+        shape = (len(items), *items[0].shape)
+        buf = buffers.get(name)
+        if buf is None or buf.shape[1:] != shape[1:] or buf.dtype != items[0].dtype or len(buf) < len(items):
+            buf = buffers[name] = np.empty((max(len(items), window + 2 * ctx), *shape[1:]), items[0].dtype)
+        return np.stack(items, out=buf[:len(items)])
 
     def process(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
         nonlocal ready, done_before
@@ -238,8 +249,8 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
             core_len = min(window, available_core)
             stop = min(len(ready), done_before + core_len + ctx)
             chunk = ready[:stop]
-            frames_arr = np.stack([item[0] for item in chunk])
-            masks_arr = np.stack([item[2] for item in chunk])
+            frames_arr = stacked("frames", [item[0] for item in chunk])
+            masks_arr = stacked("masks", [item[2] for item in chunk])
             dets = [item[1] for item in chunk]
             core = slice(done_before, done_before + core_len)
             t0 = time.perf_counter()
