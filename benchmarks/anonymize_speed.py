@@ -17,14 +17,13 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import AnonymizeConfig, DetectConfig
+from privvid.config import AnonymizeConfig, DetectConfig, InpaintConfig
 from privvid.io import VideoWriter, output_size, probe, read_frames
 
 from _shared import DATA, DEMO, compared_settings, fill_settings, size_arg
@@ -67,10 +66,11 @@ def main() -> None:
     lines = []
     compared, fills = compared_settings(), fill_settings()
     for backend in args.detectors.split(","):
-        det = compared[backend][1] if backend in compared else DetectConfig(backend="ssd" if backend in fills else backend)
-        cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det)
-        if backend in fills:
-            cfg = replace(cfg, inpaint=fills[backend][1])
+        if backend in fills:   # the default detector with another fill
+            det, fill = DetectConfig(), fills[backend][1]
+        else:
+            det, fill = compared[backend][1] if backend in compared else DetectConfig(backend=backend), InpaintConfig()
+        cfg = AnonymizeConfig(mode=args.mode, resize=size, detect=det, inpaint=fill)
         lines.append(run(console, clips, size, cfg, args, backend))
     for line in lines:
         console.print(line)

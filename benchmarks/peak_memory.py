@@ -29,10 +29,8 @@ import resource, sys, time
 from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, InpaintConfig
 start = time.perf_counter()
-cfg = AnonymizeConfig(mode=sys.argv[3])
-if len(sys.argv) > 4:
-    cfg = AnonymizeConfig(mode=sys.argv[3], inpaint=InpaintConfig(work_lines=int(sys.argv[4])))
-s = anonymize_dataset(sys.argv[1], sys.argv[2], cfg)
+fill = InpaintConfig(work_lines=int(sys.argv[4])) if len(sys.argv) > 4 else InpaintConfig()
+s = anonymize_dataset(sys.argv[1], sys.argv[2], AnonymizeConfig(mode=sys.argv[3], inpaint=fill))
 o = s.outcomes[0]
 assert o.status == "done", o.reason
 print(o.frames, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

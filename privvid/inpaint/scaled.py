@@ -53,11 +53,6 @@ class WorkingSize:
         self.inner.reset()
         self.work_size: tuple[int, int] | None = None   # (width, height) of the last scaled window
 
-    def __getattr__(self, name: str) -> Any:   # the inner inpainter's stats, timings, config
-        if "inner" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["inner"], name)
-
     def _backend(self, scale: float | None) -> Inpainter:
         """The backend for frames scaled by ``scale`` (None: not scaled), built anew when its settings
         change (a clip of another size: state is per clip anyway)."""
