@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -124,6 +123,8 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
             timer.add("encode", time.perf_counter() - t0)
             coverage.append(float(mask.mean()))
             frame_infos.append(extra)
+            # the frame is a view of the composer's window: let it go before the next window is composed
+            del out_frame, mask
         if writer.frames == 0:
             raise BackendFailure("the clip produced no frames")
         t0 = time.perf_counter()
@@ -216,69 +217,126 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
                       dict(timer.totals), notes)
 
 
+class _Store:
+    """The frames of a clip still needed, in decode order, with their removal masks, in one array each:
+    a window is a slice of them, handed to the composer without a copy. Room for one window with its
+    context and the detector's look-ahead (``room`` frames); when it is full the frames still needed move
+    to its front (about once a window: the next window's left context and the look-ahead), so the frames
+    are held once, not once decoded and again as the window (at 3840x2160 a window of 32 is 800 MB)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = max(1, room)
+        self.frames: np.ndarray | None = None
+        self.masks: np.ndarray | None = None
+        self.start = self.end = 0          # the frames held are frames[start:end]
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def add(self, frame: np.ndarray) -> None:
+        if self.frames is None:
+            self.frames = np.empty((self.room, *frame.shape), frame.dtype)
+            self.masks = np.zeros((self.room, *frame.shape[:2]), bool)
+        elif frame.shape != self.frames.shape[1:] or frame.dtype != self.frames.dtype:
+            raise ValueError(f"frame {frame.dtype} {frame.shape} differs from the clip's "
+                             f"{self.frames.dtype} {self.frames.shape[1:]}")
+        if self.end == len(self.frames):
+            self._make_room()
+        self.frames[self.end] = frame
+        self.end += 1
+
+    def _make_room(self) -> None:
+        assert self.frames is not None and self.masks is not None
+        n = len(self)
+        if self.start == 0:   # every frame held is still needed (a longer look-ahead than planned): grow
+            grown = len(self.frames) + max(1, len(self.frames) // 2)
+            for name in ("frames", "masks"):
+                old = getattr(self, name)
+                new = np.empty((grown, *old.shape[1:]), old.dtype)
+                new[:n] = old[:n]
+                setattr(self, name, new)
+            return
+        for i in range(n):   # one frame at a time: source and destination never overlap
+            self.frames[i] = self.frames[self.start + i]
+            self.masks[i] = self.masks[self.start + i]
+        self.start, self.end = 0, n
+
+    def set_mask(self, k: int, mask: np.ndarray) -> None:
+        """The removal mask of the ``k``-th frame held."""
+        assert self.masks is not None and k < len(self)
+        self.masks[self.start + k] = mask
+
+    def window(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Views of the first ``n`` frames held and their masks."""
+        assert self.frames is not None and self.masks is not None and n <= len(self)
+        return self.frames[self.start:self.start + n], self.masks[self.start:self.start + n]
+
+    def drop(self, n: int) -> None:
+        """The first ``n`` frames are no longer needed."""
+        self.start += min(n, len(self))
+
+
 def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: AnonymizeConfig,
                 timer: _Timer) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
     """Yield (anonymised frame, removal mask, per-frame info) in order.
 
-    Frames wait in a queue for the detector's look-ahead, then gather into windows of
-    ``cfg.inpaint.window`` frames with ``composer.context`` frames of context on each side.
+    Frames wait in a :class:`_Store` for the detector's look-ahead, then go to the composer in windows
+    of ``cfg.inpaint.window`` frames with ``composer.context`` frames of context on each side. The
+    composer gets views of the store: it must not change the frames (the protocol); the masks of a
+    window's core frames take what the written-frame check filled, and the next window's left context
+    sees those masks too. What the composer returns and the masks yielded are used before the next
+    window is made.
     """
     window = max(1, cfg.inpaint.window)
     ctx = int(getattr(composer, "context", 0))
-    pending: deque[np.ndarray] = deque()      # decoded, waiting for their detections
-    ready: list[tuple[np.ndarray, Detections, np.ndarray]] = []  # context + core + look-ahead
-    done_before = 0  # how many of `ready`'s first items are already written (left context)
-    # each window is stacked into the same two arrays: a fresh window of large frames costs more in page
-    # faults than in copying (32 frames of 1080p: 9.7 against 0.8 ms a frame). What the composer returns
-    # and the masks yielded are used before the next window is stacked.
-    buffers: dict[str, np.ndarray] = {}
-
-    def stacked(name: str, items: list[np.ndarray]) -> np.ndarray:
-        shape = (len(items), *items[0].shape)
-        buf = buffers.get(name)
-        if buf is None or buf.shape[1:] != shape[1:] or buf.dtype != items[0].dtype or len(buf) < len(items):
-            buf = buffers[name] = np.empty((max(len(items), window + 2 * ctx), *shape[1:]), items[0].dtype)
-        return np.stack(items, out=buf[:len(items)])
+    store = _Store(window + 2 * ctx + int(getattr(stream, "delay", 0)) + 1)
+    dets: list[Detections] = []   # of the frames held, from the first, as the detector gives them
+    done_before = 0  # how many of the frames held are already written (left context)
 
     def process(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
-        nonlocal ready, done_before
+        nonlocal dets, done_before
         while True:
-            available_core = len(ready) - done_before - (0 if final else ctx)
+            available_core = len(dets) - done_before - (0 if final else ctx)
             if available_core <= 0 or (not final and available_core < window):
                 return
             core_len = min(window, available_core)
-            stop = min(len(ready), done_before + core_len + ctx)
-            chunk = ready[:stop]
-            frames_arr = stacked("frames", [item[0] for item in chunk])
-            masks_arr = stacked("masks", [item[2] for item in chunk])
-            dets = [item[1] for item in chunk]
+            stop = min(len(dets), done_before + core_len + ctx)
+            frames_arr, masks_arr = store.window(stop)
             core = slice(done_before, done_before + core_len)
             t0 = time.perf_counter()
-            out, infos = composer(frames_arr, dets, masks_arr, core)
+            out, infos = composer(frames_arr, dets[:stop], masks_arr, core)
             timer.add("compose", time.perf_counter() - t0)
             _check_output(out, frames_arr[core])
             for i in range(core_len):
                 yield out[i], masks_arr[core][i], infos[i] if i < len(infos) else {}
+            del out, infos   # freed before the next window is composed, not after
             keep_from = max(0, core.stop - ctx)
-            ready = ready[keep_from:]
+            store.drop(keep_from)
+            dets = dets[keep_from:]
             done_before = core.stop - keep_from
 
+    def detected(results: list[tuple[Detections, np.ndarray]], shape: tuple[int, ...]) -> None:
+        for det, mask in results:
+            if len(dets) >= len(store):
+                raise BackendFailure("detector returned more results than it was given frames")
+            store.set_mask(len(dets), _check_mask(mask, shape))
+            dets.append(det)
+
     for frame in frames:
-        pending.append(frame)
+        store.add(frame)
         t0 = time.perf_counter()
         results = stream.push(frame)
         timer.add("detect", time.perf_counter() - t0)
-        for det, mask in results:
-            ready.append((pending.popleft(), det, _check_mask(mask, frame.shape)))
+        detected(results, frame.shape)
         yield from process(final=False)
     t0 = time.perf_counter()
     results = stream.flush()
     timer.add("detect", time.perf_counter() - t0)
-    for det, mask in results:
-        frame = pending.popleft()
-        ready.append((frame, det, _check_mask(mask, frame.shape)))
-    if pending:
-        raise BackendFailure(f"detector returned no result for {len(pending)} frame(s)")
+    if results:
+        assert store.frames is not None
+        detected(results, store.frames.shape[1:])
+    if len(store) > len(dets):
+        raise BackendFailure(f"detector returned no result for {len(store) - len(dets)} frame(s)")
     yield from process(final=True)
 
 
