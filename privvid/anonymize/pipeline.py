@@ -15,13 +15,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence, overload
 
 import numpy as np
 
 import privvid
 from privvid.config import AnonymizeConfig
-from privvid.detect.base import Detections
+from privvid.detect.base import Detections, PackedDetections
 from privvid.errors import BackendFailure
 from privvid.io.discover import ClipSource, content_hash
 from privvid.io.layout import SCHEMA_VERSION, output_paths
@@ -276,6 +276,28 @@ class _Store:
         self.start += min(n, len(self))
 
 
+class _Unpacking(Sequence[Detections]):
+    """A window's detections as the composer reads them: each frame's masks made whole when it is read
+    (and let go after), so a window holds its people's crops, not a full mask per person per frame."""
+
+    def __init__(self, packed: list[PackedDetections]) -> None:
+        self.packed = packed
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    @overload
+    def __getitem__(self, i: int) -> Detections: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> "_Unpacking": ...
+
+    def __getitem__(self, i: int | slice) -> "Detections | _Unpacking":
+        if isinstance(i, slice):
+            return _Unpacking(self.packed[i])
+        return self.packed[i].unpack()
+
+
 def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: AnonymizeConfig,
                 timer: _Timer) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
     """Yield (anonymised frame, removal mask, per-frame info) in order.
@@ -290,7 +312,7 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
     window = max(1, cfg.inpaint.window)
     ctx = int(getattr(composer, "context", 0))
     store = _Store(window + 2 * ctx + int(getattr(stream, "delay", 0)) + 1)
-    dets: list[Detections] = []   # of the frames held, from the first, as the detector gives them
+    dets: list[PackedDetections] = []   # of the frames held, from the first, as the detector gives them
     done_before = 0  # how many of the frames held are already written (left context)
 
     def process(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
@@ -304,7 +326,7 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
             frames_arr, masks_arr = store.window(stop)
             core = slice(done_before, done_before + core_len)
             t0 = time.perf_counter()
-            out, infos = composer(frames_arr, dets[:stop], masks_arr, core)
+            out, infos = composer(frames_arr, _Unpacking(dets[:stop]), masks_arr, core)
             timer.add("compose", time.perf_counter() - t0)
             _check_output(out, frames_arr[core])
             for i in range(core_len):
@@ -320,7 +342,7 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
             if len(dets) >= len(store):
                 raise BackendFailure("detector returned more results than it was given frames")
             store.set_mask(len(dets), _check_mask(mask, shape))
-            dets.append(det)
+            dets.append(det.packed())
 
     for frame in frames:
         store.add(frame)

@@ -244,10 +244,11 @@ def test_a_detector_with_too_many_or_too_few_results_fails_the_clip():
 
 
 def test_the_pipeline_holds_a_window_of_frames_once(tmp_path):
-    # a window's frames are views of the one store the decoded frames go to, not a second copy: in blur
-    # mode (whose composer returns a copy of the window's core) the traced peak stays under 92 frames' worth
-    # at --window 24 (store 26 frames, the composer's copy 24, masks and instance masks a third of a frame
-    # each, 26 of each; stacked copies of the decoded frames read 106.9 frames' worth, one store 77.8)
+    # a window's frames are views of the one store the decoded frames go to, not a second copy, and its
+    # people are held as crops: in blur mode (whose composer returns a copy of the window's core) the
+    # traced peak stays under 92 frames' worth at --window 24 (store 26 frames, the composer's copy 24, the
+    # removal masks a third of a frame each; stacked copies of the decoded frames and full instance masks
+    # read 106.9 frames' worth, one store 77.8, one store and crops 70.3)
     import tracemalloc
 
     from fakes import moving_square_frames, write_video

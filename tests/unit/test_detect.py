@@ -715,3 +715,27 @@ def test_stream_vote_keeps_every_neighbour_pixel_by_a_small_person() -> None:
         [dets_from([rect_mask(20, 4, 26, 44)]) for _ in range(4)]
     removal = MaskStream(ScriptedDetector(tall), cfg).run([frame()] * 5)[2][1]
     assert not removal[4:44, 26].any()          # 40 px tall: a 4 px sliver test, and the 1 px one goes
+
+
+def test_packed_detections_hold_crops_and_unpack_to_the_same():
+    rng = np.random.default_rng(3)
+    h, w = 90, 160
+    masks = np.zeros((3, h, w), bool)
+    masks[0, 10:40, 20:35] = rng.random((30, 15)) > 0.3
+    masks[1, 0:h, w - 5:w] = True          # at the frame's edges
+    extra = np.zeros((h, w), bool)
+    extra[50, 60] = True                    # one pixel
+    dets = Detections(masks=masks, boxes=rng.random((3, 4)).astype(np.float32),
+                      scores=np.array([0.9, 0.5, 0.2], np.float32), track_ids=np.array([4, 7, -1]),
+                      keypoints=rng.random((3, 33, 3)).astype(np.float32), extra=extra)
+    packed = dets.packed()
+    # the third person's mask is empty: nothing is held for it, and the others hold their boxes only
+    assert len(packed) == 3 and packed.crops[2][2].size == 0
+    assert sum(c.size for _, _, c in packed.crops) + packed.extra[2].size == 30 * 15 + h * 5 + 1
+    back = packed.unpack()
+    assert np.array_equal(back.masks, masks) and np.array_equal(back.extra, extra)
+    for name in ("boxes", "scores", "track_ids", "keypoints"):
+        assert np.array_equal(getattr(back, name), getattr(dets, name))
+    assert back.world_keypoints is None and back.shape == (h, w)
+    none = Detections.empty(h, w).packed().unpack()
+    assert none.masks.shape == (0, h, w) and none.extra is None
