@@ -34,7 +34,7 @@ s = anonymize_dataset(sys.argv[1], sys.argv[2], AnonymizeConfig(mode=sys.argv[3]
 o = s.outcomes[0]
 assert o.status == "done", o.reason
 # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at the fork and survives exec (the
-# parent holds the source clip's frames), VmHWM is this program's own
+# parent read every frame of the source clip to loop it), VmHWM is this program's own
 peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 print(o.frames, time.perf_counter() - start, peak[0] if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

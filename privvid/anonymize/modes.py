@@ -7,7 +7,7 @@ removal masks and returns the anonymised frames. Modes register by name in
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -22,7 +22,7 @@ class Composer(Protocol):
 
     def reset(self) -> None: ...
 
-    def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
+    def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Return the anonymised ``frames[core]`` and one info dict per core frame."""
         ...
@@ -47,7 +47,7 @@ class _PerFrame:
     def replacement(self, frame: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
+    def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
         out = frames[core].copy()
         for frame, mask in zip(out, masks[core]):
@@ -144,7 +144,7 @@ class RemoveComposer:
         if self.check is not None:
             self.check.reset()
 
-    def background(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
+    def background(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                    core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """The inpainted, checked ``frames[core]`` (the context frames only lend their pixels) and one
         info dict per core frame; the check adds what it filled to ``masks[core]``."""
@@ -185,10 +185,16 @@ class RemoveComposer:
                     infos[k]["copies"] = copies
         if self.check is None:
             return out, infos
+        last = masks[core][-1].copy() if len(out) else None
         records = self.check(out, masks[core])
+        forget = getattr(self.inpainter, "forget", None)
+        if last is not None and forget is not None and records and records[-1]:
+            # what the check filled in the last core frame is no background for the next window either
+            # (the inpainter's running model keeps that frame's fill as background)
+            forget(masks[core][-1] & ~last)
         return out, [dict(info, check=r) if r else info for info, r in zip(infos, records)]
 
-    def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
+    def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
         return self.background(frames, detections, masks, core)
 
@@ -213,7 +219,7 @@ class MeshComposer(RemoveComposer):
         super().reset()
         self.mesh.reset()
 
-    def __call__(self, frames: np.ndarray, detections: list[Detections], masks: np.ndarray,
+    def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
         background, checks = self.background(frames, detections, masks, core)
         rendered, infos = self.mesh(frames[core], detections[core], background, masks[core])

@@ -341,6 +341,8 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
         for det, mask in results:
             if len(dets) >= len(store):
                 raise BackendFailure("detector returned more results than it was given frames")
+            if not isinstance(det, Detections):
+                raise BackendFailure(f"detector returned {type(det).__name__}, not Detections")
             store.set_mask(len(dets), _check_mask(mask, shape))
             dets.append(det.packed())
 
@@ -355,7 +357,8 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
     results = stream.flush()
     timer.add("detect", time.perf_counter() - t0)
     if results:
-        assert store.frames is not None
+        if store.frames is None:
+            raise BackendFailure("detector returned more results than it was given frames")
         detected(results, store.frames.shape[1:])
     if len(store) > len(dets):
         raise BackendFailure(f"detector returned no result for {len(store) - len(dets)} frame(s)")

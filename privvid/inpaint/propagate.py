@@ -180,6 +180,12 @@ class PropagationInpainter:
                      "valid_small": valid_small[k] if valid_small is not None else None}
         return out
 
+    def forget(self, region: np.ndarray) -> None:
+        """The last window's last core frame is no background at ``region`` ((H, W) bool): its pixels
+        there are no source for the next window (the written-frame check found a person in them there)."""
+        if self._ref is not None and region.shape == self._ref["known"].shape:
+            self._ref["known"] &= ~region
+
     # ------------------------------------------------------------------ helpers
     def _kept(self, T: int, core: slice | None = None) -> int:
         """Index of the last core frame of a window (it seeds the next window's model)."""

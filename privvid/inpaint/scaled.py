@@ -93,6 +93,16 @@ class WorkingSize:
             np.copyto(out[t, y0:y1, x0:x1], up, where=hole[y0:y1, x0:x1, None])
         return out
 
+    def forget(self, region: np.ndarray) -> None:
+        """Pass on the inner backend's ``forget`` (see PropagateInpainter), ``region`` at the working size
+        (every working pixel that holds any of it)."""
+        forget = getattr(self.inner, "forget", None)
+        if forget is None:
+            return
+        if self.work_size is not None and region.shape != (self.work_size[1], self.work_size[0]):
+            region = cover(region[None], (self.work_size[1], self.work_size[0]))[0]
+        forget(region)
+
     def info(self) -> dict[str, Any]:
         return {**self.inner.info(), "work_lines": self.lines,
                 "work_size": None if self.work_size is None else list(self.work_size)}

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -141,7 +141,7 @@ class MeshStage:
         return self._renderer
 
     # ------------------------------------------------------------------ main call
-    def __call__(self, frames: np.ndarray, detections: list, background: np.ndarray, masks: np.ndarray
+    def __call__(self, frames: np.ndarray, detections: Sequence[Any], background: np.ndarray, masks: np.ndarray
                  ) -> tuple[np.ndarray, list[dict]]:
         t_count = len(frames)
         if not (len(detections) == len(background) == len(masks) == t_count):
