@@ -172,6 +172,11 @@ class RemoveComposer:
         # (a copy of a window's core at 4K is 600 MB); one that hands back the input frames gets copied
         out = filled[core] if not np.may_share_memory(filled, frames) else filled[core].copy()
         infos: list[dict[str, Any]] = [{} for _ in range(len(out))]
+        # the inpainter's running model keeps the last core frame as its fill left it: whatever is mended
+        # there after the fill (a copy the guard below refills, what the check fills or paints) must be no
+        # background for the next window either
+        forget = getattr(self.inpainter, "forget", None)
+        kept = (out[-1].copy(), masks[core][-1].copy()) if forget is not None and len(out) else None
         if getattr(self.inpainter, "uses_sources", False) and self.cfg.inpaint.copy_share > 0:
             # a person the fill gives back (pasted from frames where the detector missed them) is filled
             # spatially before the check looks
@@ -183,15 +188,13 @@ class RemoveComposer:
                                        ip.radius, ip.method, ip.spatial_scale)
                 if copies:
                     infos[k]["copies"] = copies
+        records = self.check(out, masks[core]) if self.check is not None else []
+        if kept is not None and forget is not None:
+            mended = (out[-1] != kept[0]).any(axis=-1) | (masks[core][-1] & ~kept[1])
+            if mended.any():
+                forget(mended)
         if self.check is None:
             return out, infos
-        last = masks[core][-1].copy() if len(out) else None
-        records = self.check(out, masks[core])
-        forget = getattr(self.inpainter, "forget", None)
-        if last is not None and forget is not None and records and records[-1]:
-            # what the check filled in the last core frame is no background for the next window either
-            # (the inpainter's running model keeps that frame's fill as background)
-            forget(masks[core][-1] & ~last)
         return out, [dict(info, check=r) if r else info for info, r in zip(infos, records)]
 
     def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,

@@ -182,9 +182,14 @@ class PropagationInpainter:
 
     def forget(self, region: np.ndarray) -> None:
         """The last window's last core frame is no background at ``region`` ((H, W) bool): its pixels
-        there are no source for the next window (the written-frame check found a person in them there)."""
-        if self._ref is not None and region.shape == self._ref["known"].shape:
-            self._ref["known"] &= ~region
+        there are no source for the next window (they were mended after the fill: a person was found in
+        them). A region of another size drops the model."""
+        if self._ref is None:
+            return
+        if region.shape != self._ref["known"].shape:
+            self._ref = None   # not this model's frame: no model is safer than a wrong one
+            return
+        self._ref["known"] &= ~region
 
     # ------------------------------------------------------------------ helpers
     def _kept(self, T: int, core: slice | None = None) -> int:

@@ -94,14 +94,15 @@ class WorkingSize:
         return out
 
     def forget(self, region: np.ndarray) -> None:
-        """Pass on the inner backend's ``forget`` (see PropagateInpainter), ``region`` at the working size
-        (every working pixel that holds any of it)."""
+        """Pass on the inner backend's ``forget`` (see PropagateInpainter), ``region`` (at the frames' own
+        size) at the working size of such frames (every working pixel that holds any of it)."""
+        from privvid.io.video import working_shape
+
         forget = getattr(self.inner, "forget", None)
         if forget is None:
             return
-        if self.work_size is not None and region.shape != (self.work_size[1], self.work_size[0]):
-            region = cover(region[None], (self.work_size[1], self.work_size[0]))[0]
-        forget(region)
+        small = working_shape(region.shape, self.lines)
+        forget(region if small is None else cover(region[None], small)[0])
 
     def info(self) -> dict[str, Any]:
         return {**self.inner.info(), "work_lines": self.lines,

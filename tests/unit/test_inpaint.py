@@ -537,32 +537,47 @@ def test_the_working_size_wrapper_forgets_at_its_working_size(rng):
 
     v, m1, m2 = _missed_then_found(rng)
     big = lambda a: np.repeat(np.repeat(a, 2, axis=1), 2, axis=2)   # noqa: E731  (128x192 frames)
-    inp = build_inpainter(InpaintConfig(work_lines=64))
-    inp(big(v), big(m1))
-    inp.forget(big(m2)[0])
-    assert inp.inner._ref["known"].shape == (64, 96)
-    assert _person_px(inp(big(v), big(m2))) == 0
+    for forget in (False, True):
+        inp = build_inpainter(InpaintConfig(work_lines=64))
+        inp(big(v), big(m1))
+        if forget:
+            inp.forget(big(m2)[0])
+            assert inp.inner._ref["known"].shape == (64, 96)
+        assert (_person_px(inp(big(v), big(m2))) > 0) != forget
+    # a region of another size than the model's drops the model (no model rather than a wrong one)
+    inp.forget(np.ones((10, 10), bool))
+    assert inp.inner._ref is None
 
 
-def test_remove_mode_forgets_what_the_check_filled_in_a_windows_last_frame(rng):
-    """The written-frame check finds the missed person in the first window's last frame and fills them: the
-    second window's fill must not take them back from the running model of that frame."""
+@pytest.mark.parametrize("where", ["unmasked", "filled"])
+def test_remove_mode_forgets_what_the_check_filled_in_a_windows_last_frame(rng, where):
+    """The written-frame check finds the missed person in the first window's last frame and mends it: the
+    second window's fill must not take them back from the running model of that frame. "unmasked": the
+    person was outside every mask there (the check widens the mask); "filled": the fill had pasted them
+    into a hole from the frames before, where the detector missed them (the check mends inside the mask)."""
     from privvid.anonymize.check import CheckConfig
     from privvid.anonymize.modes import RemoveComposer
     from privvid.config import AnonymizeConfig
     from privvid.detect.base import Detections
 
     v, m1, m2 = _missed_then_found(rng)
+    if where == "filled":
+        m1 = np.zeros_like(m1)
+        m1[-1] = m2[-1]          # found in the last frame only: the frames before show them to the fill
     dets = [Detections.empty(64, 96) for _ in v]
     for check_finds, person_left in ((False, True), (True, False)):
         composer = RemoveComposer(AnonymizeConfig(check=CheckConfig(enabled=False)))
 
         def check(out, masks, finds=check_finds):   # a check that finds the person in the last frame
             if finds:
-                masks[-1, 18:46, 28:52] = True
+                out[-1, 18:46, 28:52] = 128
+                if where == "unmasked":
+                    masks[-1, 18:46, 28:52] = True
             return [{} for _ in out[:-1]] + [{"persons": 1} if finds else {}]
 
         composer.check = check
-        composer(v, dets, m1.copy(), slice(0, 8))
+        first, _ = composer(v, dets, m1.copy(), slice(0, 8))
+        if where == "filled" and not check_finds:
+            assert _person_px(first[-1]) > 100   # the fill did paste them back there
         out, _ = composer(v.copy(), dets, m2.copy(), slice(0, 8))
         assert (_person_px(out) > 0) == person_left
