@@ -94,7 +94,7 @@ class WorkingSize:
         return out
 
     def forget(self, region: np.ndarray) -> None:
-        """Pass on the inner backend's ``forget`` (see PropagateInpainter), ``region`` (at the frames' own
+        """Pass on the inner backend's ``forget`` (see PropagationInpainter), ``region`` (at the frames' own
         size) at the working size of such frames (every working pixel that holds any of it)."""
         from privvid.io.video import working_shape
 
