@@ -188,14 +188,14 @@ class RemoveComposer:
                                        ip.radius, ip.method, ip.spatial_scale)
                 if copies:
                     infos[k]["copies"] = copies
-        records = self.check(out, masks[core]) if self.check is not None else []
+        if self.check is not None:
+            records = self.check(out, masks[core])
+            infos = [dict(info, check=r) if r else info for info, r in zip(infos, records)]
         if kept is not None and forget is not None:
             mended = (out[-1] != kept[0]).any(axis=-1) | (masks[core][-1] & ~kept[1])
             if mended.any():
                 forget(mended)
-        if self.check is None:
-            return out, infos
-        return out, [dict(info, check=r) if r else info for info, r in zip(infos, records)]
+        return out, infos
 
     def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:

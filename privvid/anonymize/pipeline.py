@@ -337,13 +337,14 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
             dets = dets[keep_from:]
             done_before = core.stop - keep_from
 
-    def detected(results: list[tuple[Detections, np.ndarray]], shape: tuple[int, ...]) -> None:
+    def detected(results: list[tuple[Detections, np.ndarray]]) -> None:
         for det, mask in results:
             if len(dets) >= len(store):
                 raise BackendFailure("detector returned more results than it was given frames")
             if not isinstance(det, Detections):
                 raise BackendFailure(f"detector returned {type(det).__name__}, not Detections")
-            store.set_mask(len(dets), _check_mask(mask, shape))
+            assert store.frames is not None   # it holds a frame
+            store.set_mask(len(dets), _check_mask(mask, store.frames.shape[1:]))
             dets.append(det.packed())
 
     for frame in frames:
@@ -351,15 +352,12 @@ def _anonymised(frames: Iterator[np.ndarray], stream: Any, composer: Any, cfg: A
         t0 = time.perf_counter()
         results = stream.push(frame)
         timer.add("detect", time.perf_counter() - t0)
-        detected(results, frame.shape)
+        detected(results)
         yield from process(final=False)
     t0 = time.perf_counter()
     results = stream.flush()
     timer.add("detect", time.perf_counter() - t0)
-    if results:
-        if store.frames is None:
-            raise BackendFailure("detector returned more results than it was given frames")
-        detected(results, store.frames.shape[1:])
+    detected(results)
     if len(store) > len(dets):
         raise BackendFailure(f"detector returned no result for {len(store) - len(dets)} frame(s)")
     yield from process(final=True)

@@ -73,11 +73,10 @@ class Detections:
 
 def _crop(mask: np.ndarray) -> tuple[int, int, np.ndarray]:
     """(y0, x0, the mask's bounding box's pixels); an empty mask is (0, 0, an empty array)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not len(rows):
-        return 0, 0, np.zeros((0, 0), bool)
-    y0, x0 = int(rows[0]), int(cols[0])
-    return y0, x0, mask[y0:int(rows[-1]) + 1, x0:int(cols[-1]) + 1].copy()
+    from privvid.detect.common import mask_box
+
+    x0, y0, x1, y1 = (int(v) for v in mask_box(mask))
+    return y0, x0, mask[y0:y1, x0:x1].copy()
 
 
 @dataclass(frozen=True)
