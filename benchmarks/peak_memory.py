@@ -25,7 +25,7 @@ from _shared import DEMO
 
 
 CHILD = """
-import resource, sys, time
+import sys, time
 from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, InpaintConfig
 start = time.perf_counter()
@@ -35,8 +35,8 @@ o = s.outcomes[0]
 assert o.status == "done", o.reason
 # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at the fork and survives exec (the
 # parent read every frame of the source clip to loop it), VmHWM is this program's own
-peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
-print(o.frames, time.perf_counter() - start, peak[0] if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(o.frames, time.perf_counter() - start, peak)
 """
 
 
