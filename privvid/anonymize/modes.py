@@ -99,18 +99,15 @@ class SolidComposer(_PerFrame):
         return {"color": list(self.cfg.solid_color)}
 
 
-def avoid_zones(boxes: list[np.ndarray], shape: tuple[int, int], grow: float) -> np.ndarray:
-    """(T, H, W) bool: every person box of each frame grown by ``grow`` x its size per side.
-    Pixels there are never a source for filling another frame (background needs evidence)."""
+def avoid_zones(boxes: Sequence[np.ndarray], shape: tuple[int, int], grow: float) -> list[np.ndarray]:
+    """Per frame, (n, 4) int rectangles x0, y0, x1, y1 (ends exclusive): every person box of the frame grown
+    by ``grow`` x its size per side. Pixels there are never a source for filling another frame (background
+    needs evidence); the inpainter marks them at the size it fills at."""
     from privvid.detect.common import grow_box
 
     h, w = shape
-    out = np.zeros((len(boxes), h, w), bool)
-    for t, frame_boxes in enumerate(boxes):
-        for box in frame_boxes:
-            a0, b0, a1, b1 = grow_box(box, grow, w, h)
-            out[t, b0:b1, a0:a1] = True
-    return out
+    return [np.array([grow_box(box, grow, w, h) for box in frame_boxes], np.int64).reshape(-1, 4)
+            for frame_boxes in boxes]
 
 
 class RemoveComposer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -71,4 +71,33 @@ def inpaint_clip(inpainter: Inpainter, frames: np.ndarray, masks: np.ndarray, wi
         lo, hi = max(0, start - ctx), min(n, stop + ctx)
         filled = inpainter(frames[lo:hi], masks[lo:hi], core=slice(start - lo, stop - lo))
         out[start:stop] = filled[start - lo:stop - lo]
+    return out
+
+
+def zone_masks(zones: Sequence[np.ndarray], masks: np.ndarray) -> np.ndarray:
+    """``masks`` (T, H, W bool) with each frame's rectangles of ``zones`` set as well (a new array). A zone
+    is one frame's (n, 4) integer x0, y0, x1, y1 rows, ends exclusive, clipped to the frame."""
+    if len(zones) != len(masks):
+        raise ValueError(f"avoid must hold one array of rectangles per frame: {len(zones)} for {len(masks)} frames")
+    out = masks.copy()
+    for t, rects in enumerate(zones):
+        rects = np.asarray(rects)
+        if rects.size and (rects.ndim != 2 or rects.shape[1] != 4):
+            raise ValueError(f"avoid rectangles must be (n, 4) x0, y0, x1, y1, got shape {rects.shape}")
+        for x0, y0, x1, y1 in rects.reshape(-1, 4).astype(np.int64).tolist():
+            out[t, max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
+    return out
+
+
+def scale_zones(zones: Sequence[np.ndarray], full: tuple[int, int], small: tuple[int, int]) -> list[np.ndarray]:
+    """``zones`` of (H, W) frames at (h, w): every pixel there whose area holds any pixel of a rectangle (the
+    integer floor of its start and ceiling of its end), as an area-average scale-down of the zones' masks
+    marks any pixel over 0."""
+    (H, W), (h, w) = full, small
+    out = []
+    for rects in zones:
+        r = np.asarray(rects, np.int64).reshape(-1, 4)
+        x0, x1 = (r[:, 0] * w) // W, -((-r[:, 2] * w) // W)
+        y0, y1 = (r[:, 1] * h) // H, -((-r[:, 3] * h) // H)
+        out.append(np.stack([x0, y0, x1, y1], axis=1))
     return out

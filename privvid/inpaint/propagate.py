@@ -34,7 +34,7 @@ source.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -42,7 +42,7 @@ import numpy as np
 import privvid
 from privvid.config import InpaintConfig
 from privvid.inpaint import motion as mo
-from privvid.inpaint.base import check_window
+from privvid.inpaint.base import check_window, zone_masks
 from privvid.inpaint.classical import METHODS, spatial_fill
 
 ALIGN_MODES = ("auto", "static", "homography")
@@ -102,12 +102,13 @@ class PropagationInpainter:
 
     # ------------------------------------------------------------------ main
     def __call__(self, frames: np.ndarray, masks: np.ndarray, core: slice | None = None,
-                 avoid: np.ndarray | None = None) -> np.ndarray:
+                 avoid: Sequence[np.ndarray] | None = None) -> np.ndarray:
         """Fill one window; with ``core`` only those frames are filled (the others are context).
-        ``avoid`` (T, H, W bool): pixels never used as a source, e.g. near any detection."""
+        ``avoid``: per frame, (n, 4) int rectangles x0, y0, x1, y1 (ends exclusive) whose pixels are never
+        used as a source, e.g. around every detection (:func:`privvid.inpaint.base.zone_masks`)."""
         check_window(frames, masks, self.context)
-        if avoid is not None and (not isinstance(avoid, np.ndarray) or avoid.shape != masks.shape):
-            raise ValueError(f"avoid must be a bool array of shape {masks.shape}")
+        if avoid is not None and len(avoid) != len(masks):
+            raise ValueError(f"avoid must hold one array of rectangles per frame: {len(avoid)} for {len(masks)} frames")
         cfg = self.config
         T, H, W = masks.shape
         if self._ref is not None and self._ref["frame"].shape[:2] != (H, W):
@@ -137,7 +138,7 @@ class PropagationInpainter:
 
         if any_mask:
             t0 = time.perf_counter()
-            src_valid = self._source_valid(masks if avoid is None else masks | avoid)
+            src_valid = self._source_valid(masks if avoid is None else zone_masks(avoid, masks))
             ext = self._extend(masks) if cfg.blend else masks
             k = self._kept(T, core)
             prop, got = self._buffers(frames.shape)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import cv2
 import numpy as np
 
-from privvid.inpaint.base import Inpainter, check_window
+from privvid.inpaint.base import Inpainter, check_window, scale_zones
 
 if TYPE_CHECKING:
     from privvid.config import InpaintConfig
@@ -79,7 +79,8 @@ class WorkingSize:
         frames_small = np.empty((T, h, w, 3), np.uint8)
         for t, f in enumerate(frames):
             cv2.resize(f, (w, h), dst=frames_small[t], interpolation=cv2.INTER_AREA)
-        scaled = {k: cover(v, small) if k == "avoid" and v is not None else v for k, v in kwargs.items()}
+        scaled = {k: scale_zones(v, (H, W), small) if k == "avoid" and v is not None else v
+                  for k, v in kwargs.items()}
         filled = inner(frames_small, cover(masks, small), core=core, **scaled)
         out = frames.copy()
         for t in range(T)[core or slice(None)]:

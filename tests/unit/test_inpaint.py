@@ -284,12 +284,14 @@ def test_a_person_missed_in_the_source_frames_is_not_pasted_back(rng):
 def test_pixels_near_a_detection_are_never_sources(rng):
     """The person was detected in the frames before (a box) but their mask there was wrong."""
     _bg, video, masks = _dropout_clip(rng)
-    avoid = np.zeros_like(masks)
-    avoid[:3, 16:48, 26:54] = True  # the detection boxes of the frames before, grown
+    # the detection boxes of the frames before, grown (x0, y0, x1, y1)
+    avoid = [np.array([[26, 16, 54, 48]]) if t < 3 else np.zeros((0, 4), np.int64) for t in range(len(masks))]
     out = make("propagate", agree_tol=0)(video, masks, avoid=avoid)
     assert _person_px(out[3]) == 0
     with pytest.raises(ValueError, match="avoid"):
         make("propagate")(video, masks, avoid=avoid[:2])
+    with pytest.raises(ValueError, match="avoid"):
+        make("propagate")(video, masks, avoid=[np.array([1, 2, 3])] * len(masks))
 
 
 def test_a_misaligned_homography_does_not_paste_the_person_back(rng, monkeypatch):
@@ -401,7 +403,7 @@ def test_large_frames_are_filled_at_the_working_size_and_the_rest_kept_at_their_
             name, context, uses_sources = inner.name, inner.context, True
 
             def __call__(self, f, m, **k):
-                seen.append((f.shape, None if k.get("avoid") is None else k["avoid"].shape))
+                seen.append((f.shape, k.get("avoid")))
                 return call(f, m, **k)
 
             def reset(self):
@@ -412,17 +414,37 @@ def test_large_frames_are_filled_at_the_working_size_and_the_rest_kept_at_their_
         return Spy()
 
     inp = WorkingSize(make, InpaintConfig(work_lines=64, margin=2, radius=5))
-    avoid = np.zeros_like(masks)
+    avoid = [np.array([[3, 0, 9, 5]])] + [np.zeros((0, 4), np.int64)] * 23   # rectangles in frame pixels
     out = np.empty_like(video)
     for start in range(0, 24, 12):   # inpaint_clip's windows, with the avoid zones a composer passes
         filled = inp(video[start:start + 12], masks[start:start + 12], avoid=avoid[start:start + 12])
         out[start:start + 12] = filled
-    assert seen and all(f[1:3] == (64, 96) and a == (12, 64, 96) for f, a in seen), seen
+    assert seen and all(f[1:3] == (64, 96) and len(a) == 12 for f, a in seen), seen
+    assert seen[0][1][0].tolist() == [[2, 0, 6, 4]]   # at two thirds: floor of the start, ceiling of the end
     assert (built[-1].margin, built[-1].radius) == (2, 4)   # 2 and 5 frame px at two thirds: ceil
     assert np.array_equal(out[~masks], video[~masks])
     assert _person_px(out, tol=60) == 0
     assert mae(out, np.broadcast_to(bg, video.shape), masks) < 12
     assert inp.info()["work_size"] == [96, 64] and inp.info()["work_lines"] == 64
+
+
+def test_avoid_zones_at_the_working_size_cover_what_their_pixels_cover(rng):
+    """The rectangles scaled down mark exactly the working pixels that an area-average scale-down of their
+    full-size mask marks (any part of a rectangle under a working pixel), at scales that do not divide."""
+    from privvid.inpaint.base import scale_zones, zone_masks
+    from privvid.inpaint.scaled import cover
+
+    for full, small in (((97, 145), (64, 96)), ((1080, 1920), (720, 1280)), ((2160, 3840), (720, 1280))):
+        H, W = full
+        zones = []
+        for _ in range(6):
+            x0, y0 = rng.integers(0, W - 1), rng.integers(0, H - 1)
+            zones.append(np.array([[x0, y0, rng.integers(x0 + 1, W + 1), rng.integers(y0 + 1, H + 1)],
+                                   [0, 0, 1, 1]]))
+        zones.append(np.zeros((0, 4), np.int64))
+        none = np.zeros((len(zones),) + small, bool)
+        assert np.array_equal(zone_masks(scale_zones(zones, full, small), none),
+                              cover(zone_masks(zones, np.zeros((len(zones),) + full, bool)), small))
 
 
 def test_the_output_never_depends_on_what_the_holes_held(rng):
