@@ -110,11 +110,26 @@ class OutputClip:
 
 
 def _walk(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, following linked folders but never into a folder twice (a link back up the
+    tree would loop, one to a folder already read would count its clips twice): real folders are walked
+    before links, as the input side does (:mod:`privvid.io.discover`)."""
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != STATE_DIR)
+        here = Path(dirpath)
+        try:
+            info = here.stat()
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirnames[:] = sorted((d for d in dirnames if not d.startswith(".") and d != STATE_DIR),
+                             key=lambda name: ((here / name).is_symlink(), name))
         for name in sorted(filenames):
             if not name.startswith("."):
-                yield Path(dirpath) / name
+                yield here / name
 
 
 def scan(root: str | os.PathLike[str], strict: bool = True) -> list[OutputClip]:

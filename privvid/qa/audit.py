@@ -405,6 +405,13 @@ def audit(root: str | os.PathLike[str], cfg: AuditConfig = AuditConfig(),
         raise QAError("--frames and --min-hits must be at least 1")
     if cfg.min_hits > cfg.frames:
         raise QAError(f"--min-hits {cfg.min_hits} is more than the {cfg.frames} frames checked per clip")
+    if not 0.0 < cfg.threshold < 1.0:
+        # 1 or more would count no detection at all (every clip passes); 0 or less every one
+        raise QAError(f"--threshold must be between 0 and 1 (a detection score), got {cfg.threshold}")
+    if cfg.tiles < 1:
+        raise QAError(f"--tiles must be at least 1 (1 = the whole frame only), got {cfg.tiles}")
+    if cfg.max_side < 32:
+        raise QAError(f"max_side must be at least 32 px, got {cfg.max_side}")
     clips = scan(root, everything=True)
     person, face = checkers if checkers is not None else make_checkers(cfg)
     rows = []

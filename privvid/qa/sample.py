@@ -57,13 +57,16 @@ def choose(clips: list[AnonClip], per_class: int, seed: int) -> list[AnonClip]:
 
 
 def frame_positions(count: int, n: int) -> list[int]:
-    """``n`` frame indices at the centres of ``n`` equal slices of a clip of ``count`` frames."""
+    """``n`` frame indices at the centres of ``n`` equal slices of a clip of ``count`` frames; every frame
+    once when the clip has ``n`` frames or fewer (a frame checked twice would count its finding twice)."""
     count = max(1, count)
+    n = min(n, count)
     return [min(count - 1, int((i + 0.5) / n * count)) for i in range(n)]
 
 
 def grab_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list[np.ndarray]:
-    """``n`` frames spread over the clip (resized to ``size`` = (w, h) when given)."""
+    """``n`` frames spread over the clip (resized to ``size`` = (w, h) when given; all of them, once each,
+    when it has no more than ``n``)."""
     return [frame for _, frame in grab_indexed_frames(path, n, size)]
 
 
@@ -87,6 +90,9 @@ def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None)
         raise BadInput("video has no decodable frame")
     # a container that over-estimated its length: the missing tail repeats the last frame (and its index)
     return [(i, found[i]) if i in found else last for i in wanted]
+
+
+MIN_THUMB = 16   # px: the smallest frame height shown
 
 
 def _thumb_size(width: int, height: int, thumb_height: int) -> tuple[int, int]:
@@ -279,6 +285,8 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
     base = Path(originals) if originals is not None else None
     if frames < 1:
         raise QAError(f"--frames must be at least 1, got {frames}")
+    if thumb_height < MIN_THUMB:
+        raise QAError(f"--height must be at least {MIN_THUMB} px, got {thumb_height}")
     if not preview_seconds >= 0:
         raise QAError(f"--preview-seconds must be 0 or more, got {preview_seconds}")
     if order not in ORDERS:
@@ -328,7 +336,8 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
             item["problems"].append(f"original not found: {original}")
         else:
             try:
-                for i, frame in enumerate(grab_frames(original, frames, size)):
+                # as many as the anonymised clip gave (a clip written at another frame rate has another count)
+                for i, frame in enumerate(grab_frames(original, len(anon) or frames, size)):
                     name = f"{MEDIA_DIR}/{item_id}_orig_{i:02d}.jpg"
                     _write_jpeg(out / name, frame)
                     item["original_frames"].append(name)

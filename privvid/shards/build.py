@@ -346,6 +346,8 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
     manifest, clip counts, readable (not truncated) tars, member names (no absolute paths, no ``..``, no
     links), every sample a complete mp4 + json pair."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"shard folder not found: {folder}")
     if not (folder / "manifest.json").is_file():
         made = (folder / ".privvid" / "summary.json").is_file()   # anonymize's own record of a run
         hint = f" (it is an output folder of privvid anonymize: privvid shards build {folder} first)" if made else ""

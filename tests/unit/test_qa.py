@@ -63,8 +63,8 @@ def test_choose_is_balanced_and_deterministic_per_seed() -> None:
 
 def test_frame_positions_cover_the_clip() -> None:
     assert frame_positions(60, 6) == [5, 15, 25, 35, 45, 55]
-    assert frame_positions(3, 6) == [0, 0, 1, 1, 2, 2]
-    assert frame_positions(0, 2) == [0, 0]
+    assert frame_positions(3, 6) == [0, 1, 2]   # each frame once: a finding is not counted twice
+    assert frame_positions(0, 2) == [0]
 
 
 def test_scan_reads_class_tree_and_flat_tree(tmp_path: Path) -> None:
@@ -484,3 +484,41 @@ def test_audit_maps_a_crops_boxes_onto_the_frame() -> None:
     assert boxes == [(0.302, 0.297, 0.604, 0.594), (0.302, 0.703, 0.604, 1.0),
                      (0.698, 0.297, 1.0, 0.594), (0.698, 0.703, 1.0, 1.0)]
     assert all(hit[1] == pytest.approx(0.5 * 19 * 29 / (32 * 48)) for hit in found)
+
+
+def test_audit_and_sample_refuse_settings_that_would_check_nothing(tmp_path: Path) -> None:
+    """A threshold of 1 or more counts no detection (every clip would pass), 0 or less every one; no tiles
+    checks no frame; a thumbnail height of 0 cannot be drawn. Each is exit 2 before any clip."""
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
+    runner = CliRunner()
+    for args in (["--threshold", "5"], ["--threshold", "1"], ["--threshold", "-1"], ["--tiles", "0"]):
+        cli = runner.invoke(app, ["qa", "audit", str(root), "--frames", "2", "--out", str(tmp_path / "a.csv"), *args])
+        assert cli.exit_code == 2, (args, cli.output)
+        assert ("--threshold" if "--threshold" in args else "--tiles") in cli.output
+    assert not (tmp_path / "a.csv").exists()
+    for height in ("0", "-5", "1"):
+        cli = runner.invoke(app, ["qa", "sample", str(root), "--out", str(tmp_path / "qa"), "--height", height])
+        assert cli.exit_code == 2 and "--height" in cli.output, cli.output
+    assert not (tmp_path / "qa").exists()
+
+
+def test_a_short_clip_is_sampled_and_audited_one_frame_once(tmp_path: Path) -> None:
+    """More frames asked for than the clip has: each frame once (a finding on one frame is one hit)."""
+    from privvid.qa import AuditConfig, audit
+
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})   # 8 frames a clip
+    res = sample(root, tmp_path / "qa", per_class=1, seed=0, frames=50, thumb_height=32)
+    assert len(res.items[0]["anonymised_frames"]) == 8 and len(res.items[0]["original_frames"]) == 8
+
+    class _OneFrame:
+        """A person on the first frame only (brightness 20 + 10 i: frame 0 is the darkest)."""
+        name = "one"
+
+        def __call__(self, frame: np.ndarray) -> list[tuple[float, float]]:
+            return [(0.9, 0.1)] if frame.mean() < 25 else []
+
+        def close(self) -> None:
+            pass
+
+    row = audit(root, AuditConfig(frames=16, tiles=1), checkers=(_OneFrame(), None)).rows[0]
+    assert row.frames_checked == 8 and row.person_hits == 1 and not row.flagged

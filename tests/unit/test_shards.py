@@ -280,3 +280,17 @@ def test_verify_of_a_folder_that_is_not_shards_says_what_it_is(tmp_path):
     assert verify(out) == [f"no manifest.json: not a shard folder written by privvid shards build (it is an output "
                            f"folder of privvid anonymize: privvid shards build {out} first)"]
     assert verify(tmp_path / "in") == ["no manifest.json: not a shard folder written by privvid shards build"]
+
+
+def test_a_linked_folder_is_read_once_and_a_missing_shard_folder_is_not_found(tmp_path):
+    """An output tree with a link back up it (a loop) and a second link to a class folder: each clip is
+    packaged once, under its real folder's name; verify of a folder that is not there is a bad input."""
+    from privvid.errors import BadInput
+
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "run/b.mp4": 4})
+    (out / "jump" / "loop").symlink_to(out, target_is_directory=True)
+    (out / "aaa_again").symlink_to(out / "run", target_is_directory=True)   # sorts first, a link: read last
+    manifest = build(out, tmp_path / "shards", val_fraction=0.0)
+    assert manifest["clips"] == 2 and manifest["per_class"] == {"jump": 1, "run": 1}
+    with pytest.raises(BadInput, match="not found"):
+        verify(tmp_path / "nowhere")
