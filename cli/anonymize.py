@@ -30,7 +30,7 @@ def anonymize(
                                      "scene (more of the scene kept around people, about two thirds of the speed)."),
     resize: Optional[str] = typer.Option(None, help="Output size WxH, e.g. 432x240; -2x240 = height 240 with the "
                                          "aspect ratio kept (default: keep the size)."),
-    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: keep)."),
+    fps: Optional[float] = typer.Option(None, help="Output frame rate (default: keep). A video is resampled to it; a frame folder (no rate of its own, 24 fps by default) keeps every frame, shown at it."),
     crf: int = typer.Option(18, help="H.264 quality (lower = better, larger)."),
     gop: int = typer.Option(16, help="Key-frame interval of the output, in frames (short = fast seeking)."),
     save_masks: bool = typer.Option(False, "--save-masks", help="Also write <clip>.masks.npz (bool masks T,H,W)."),

@@ -27,7 +27,7 @@ from privvid.io.discover import ClipSource, content_hash
 from privvid.io.layout import SCHEMA_VERSION, output_paths
 from privvid.io.atomic import write_text_atomic
 from privvid.io.masks import MaskWriter
-from privvid.io.video import VideoWriter, output_size, probe, read_frames
+from privvid.io.video import VideoWriter, decode_frames, output_size, probe, resample
 
 
 @dataclass
@@ -114,7 +114,8 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     coverage: list[float] = []
     frame_infos: list[dict[str, Any]] = []
     try:
-        frames = _Counted(timer.timed("decode", read_frames(source.path, (width, height), cfg.fps, info)))
+        decoded_frames = _Counted(decode_frames(source.path, (width, height), info))
+        frames = timer.timed("decode", resample(decoded_frames, info, cfg.fps))
         for out_frame, mask, extra in _anonymised(frames, stream, composer, cfg, timer):
             t0 = time.perf_counter()
             writer.write(out_frame)
@@ -152,7 +153,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
         timer.totals["compose"] = timer.totals.get("compose", 0.0) - check.seconds
     timer.totals["total"] = seconds
     cov = np.asarray(coverage)
-    decoded = getattr(frames, "count", writer.frames)
+    decoded = decoded_frames.count
     notes = _notes(info, width, height, cfg) + _shortfalls(info, decoded, clip_summary, cfg)
     sidecar = {
         "schema": SCHEMA_VERSION,
@@ -166,7 +167,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
             "sha256": input_hash,
             "width": info.width,
             "height": info.height,
-            "fps": round(info.fps, 6),
+            "fps": round(fps if info.is_frame_folder else info.fps, 6),   # a frame folder is shown at --fps
             "frames": info.frames,
             "frames_decoded": decoded,
             "codec": info.codec,
@@ -400,7 +401,7 @@ def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig
     mesh mode could not draw (with --mesh-fallback remove)."""
     notes = []
     declared = int(info.frames or 0)
-    if declared and not info.is_frame_folder and cfg.fps is None and decoded < 0.95 * declared - 1:
+    if declared and not info.is_frame_folder and decoded < 0.95 * declared - 1:
         notes.append(f"truncated input: decoded {decoded} of the {declared} frames its container declares")
     if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("fallback_frames"):
         notes.append(f"mesh fallback: on {clip_summary['fallback_frames']} frame(s) no body could be drawn; "

@@ -180,16 +180,28 @@ def read_frames(
 ) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames of a video file or frame folder, one at a time.
 
-    ``size`` (width, height) resizes each frame; ``fps`` resamples the frame rate by
-    timestamps (frames are dropped or repeated). Rotation metadata is applied.
+    ``size`` (width, height) resizes each frame; ``fps`` resamples a video file's frame rate by
+    timestamps (frames are dropped or repeated). A frame folder has no rate of its own: every frame is
+    yielded, ``fps`` is the rate it is shown at. Rotation metadata is applied.
     """
+    info = info or probe(path)
+    return resample(decode_frames(path, size, info), info, fps)
+
+
+def decode_frames(path: str | os.PathLike[str], size: tuple[int, int] | None = None,
+                  info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+    """Every frame of the clip as decoded (resized to ``size``), at its own rate."""
     path = Path(path)
     info = info or probe(path)
-    frames = _read_frame_folder(path, size) if info.is_frame_folder else _read_video_file(path, size, info)
-    if fps is None or abs(fps - info.fps) < 1e-6:
-        yield from frames
-    else:
-        yield from _resample(frames, info.fps, fps)
+    return _read_frame_folder(path, size) if info.is_frame_folder else _read_video_file(path, size, info)
+
+
+def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None) -> Iterator[np.ndarray]:
+    """``frames`` of the clip ``info`` describes at ``fps`` (see :func:`read_frames`): as they are for a frame
+    folder, with no ``fps`` or at the clip's own."""
+    if fps is None or info.is_frame_folder or abs(fps - info.fps) < 1e-6:
+        return frames
+    return _resample(frames, info.fps, fps)
 
 
 def _read_frame_folder(folder: Path, size: tuple[int, int] | None) -> Iterator[np.ndarray]:

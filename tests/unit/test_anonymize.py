@@ -96,6 +96,26 @@ def test_solid_mode_paints_the_mask(tmp_path, clip):
     assert np.abs(frame[inner].astype(int) - [0, 255, 0]).mean() < 20
 
 
+def test_fps_is_a_frame_folders_rate_and_a_video_files_resampling(tmp_path, clip):
+    """A frame folder has no rate: --fps shows every frame at it. A video file is resampled, and its sidecar
+    still counts the frames decoded from the file (not those written), with no truncation note."""
+    import cv2
+
+    folder = tmp_path / "frames" / "walk"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(moving_square_frames(16)):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    anonymize_dataset(folder, tmp_path / "out_folder", cfg("solid", fps=12.0))
+    side = json.loads((tmp_path / "out_folder" / "walk.json").read_text())
+    assert len(decode(tmp_path / "out_folder" / "walk.mp4")) == 16
+    assert side["input"]["frames_decoded"] == 16 and side["input"]["fps"] == 12.0 and side["output"]["fps"] == 12.0
+    anonymize_dataset(clip, tmp_path / "out_video", cfg("solid", fps=12.0))
+    side = json.loads((tmp_path / "out_video" / "walk.json").read_text())
+    assert len(decode(tmp_path / "out_video" / "walk.mp4")) == 15   # 30 frames at 24 fps, shown at 12
+    assert side["input"]["frames_decoded"] == 30 and side["output"]["frames"] == 15
+    assert not any("truncated" in note for note in side["notes"])
+
+
 def test_remove_restores_background(tmp_path, clip):
     """The square walks, so the background under it is seen in other frames: propagation
     must bring it back much closer than the person colour."""
