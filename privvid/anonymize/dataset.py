@@ -182,6 +182,13 @@ def preflight(cfg: AnonymizeConfig) -> None:
 
     MODES.resolve(cfg.mode)
     validate_options(cfg.detect)
+    if cfg.mode != "mesh":
+        # a model file no part of this mode reads is a mistake to say, not to skip (as --weights with ssd)
+        unread = [flag for flag, path in (("--body-model", cfg.mesh.body_model), ("--pose-weights", cfg.mesh.pose_weights))
+                  if path is not None]
+        if unread:
+            raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by --mode mesh only, "
+                              f"not by --mode {cfg.mode}")
     if cfg.mode in ("remove", "mesh"):
         INPAINTERS.resolve(cfg.inpaint.backend)
     needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (

@@ -279,6 +279,8 @@ def test_a_fifo_is_skipped_not_waited_on(tmp_path):
     # a model file the chosen detector would never read is refused, not ignored
     (["--detector", "ssd", "--weights", "CORRUPT"], "--weights is not read by --detector ssd"),
     (["--detector", "yolo", "--weights", "CORRUPT", "--sam-weights", "MISSING"], "--sam-weights is not read"),
+    (["--body-model", "MISSING"], "--body-model is read by --mode mesh only"),
+    (["--pose-weights", "MISSING", "--body-model", "MISSING"], "--body-model and --pose-weights are read by"),
     # --sam-weights alone chooses sam (its base: the ssd default); the missing file is named
     (["--sam-weights", "MISSING"], "sam_vit_h.pth"),
     (["--sam-weights", "MISSING", "--sam-model", "vit_x"], "vit_x"),
