@@ -38,6 +38,12 @@ def build_command(
     console.print(table)
     console.print(f"{len(manifest['shards'])} shard(s) in {out or root / 'shards'}; modes {manifest['modes']}"
                   + (f"; {manifest['left_out']} clip(s) not in {split_from}" if manifest["left_out"] else ""))
+    short = manifest["no_val_classes"]
+    if short:
+        what = "no val split was drawn" if "val" not in manifest["splits"] else f"{len(short)} class(es) have no val clip"
+        console.print(f"[yellow]warning:[/yellow] {what}: with --val {val:g} these classes have too few clips to "
+                      f"draw one and stay in train: {', '.join(short[:8])}{' ...' if len(short) > 8 else ''}",
+                      highlight=False)
 
 
 @app.command("verify")

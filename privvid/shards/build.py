@@ -202,6 +202,11 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
         "modes": sorted({e.sidecar["mode"] for e in used}),
         "parameters": _parameters(used),
         "left_out": len(entries) - len(used),
+        # classes of the drawn split with too few clips for --val to draw one (one clip, or a share that
+        # rounds to none): in train only
+        "no_val_classes": sorted({e.label for e in entries if e.split is None}
+                                 - {e.label for e in splits.get("val", [])}) if given is None and val_fraction > 0
+        else [],
     }
     write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in classes))

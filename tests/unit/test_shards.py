@@ -294,3 +294,19 @@ def test_a_linked_folder_is_read_once_and_a_missing_shard_folder_is_not_found(tm
     assert manifest["clips"] == 2 and manifest["per_class"] == {"jump": 1, "run": 1}
     with pytest.raises(BadInput, match="not found"):
         verify(tmp_path / "nowhere")
+
+
+def test_a_val_draw_that_leaves_classes_without_val_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from privvid.cli.main import app
+
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "run/b.mp4": 4, "run/c.mp4": 4})
+    manifest = build(out, tmp_path / "shards", val_fraction=0.5)
+    assert manifest["splits"] == {"train": 2, "val": 1} and manifest["no_val_classes"] == ["jump"]
+    assert build(out, tmp_path / "shards", val_fraction=0.0)["no_val_classes"] == []
+    cli = CliRunner().invoke(app, ["shards", "build", str(out), "--out", str(tmp_path / "s2"), "--val", "0.5"])
+    assert cli.exit_code == 0 and "1 class(es) have no val clip" in cli.output and "jump" in cli.output, cli.output
+    single = _dataset(tmp_path / "single", {"jump/a.mp4": 4, "run/b.mp4": 4})
+    cli = CliRunner().invoke(app, ["shards", "build", str(single), "--out", str(tmp_path / "s3"), "--val", "0.5"])
+    assert cli.exit_code == 0 and "no val split was drawn" in cli.output, cli.output
