@@ -210,6 +210,10 @@ def _print_plan(summary) -> None:  # noqa: ANN001 - RunSummary
         table.add_row(o.relpath, o.source, "run" if o.status == "planned" else "skip (done)", o.reason or "")
     console.print(table)
     _print_skipped(summary)
+    from privvid.anonymize.dataset import renamed_lines
+
+    for line in renamed_lines(summary.out_root, summary.renamed):
+        console.print(f"[yellow]renamed[/yellow] {line}", highlight=False)
     console.print(f"{summary.count('planned')} would run, {summary.count('skipped')} already done, "
                   f"{len(summary.skipped_inputs)} inputs skipped, {len(summary.ignored)} non-video files ignored; "
                   "nothing was written")

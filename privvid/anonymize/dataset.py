@@ -357,6 +357,12 @@ def _terminate_cleanly() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
+def renamed_lines(out_root: Path, renamed: list[tuple[str, str]]) -> list[str]:
+    """One line per input whose output takes another name (said by the run and by ``--dry-run``)."""
+    return [f"{rel} is written as {output_paths(out_root, name)['video'].relative_to(out_root).as_posix()} "
+            "(its name collides with another input's or is too long)" for rel, name in renamed]
+
+
 def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger: Ledger, cfg: AnonymizeConfig,
          phash: str, workers: int, executor: str, ray_address: str | None, clip_timeout: float | None,
          on_clip: Callable[[ClipOutcome], None] | None, on_start: Callable[[int], None] | None,
@@ -366,9 +372,8 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
     if others:
         warn(f"{sum(others.values())} clip(s) in {out_root} were made with other settings; each clip this run "
              "processes is rewritten with the new ones (use another output folder to keep both)")
-    for rel, name in found.renamed:
-        written = output_paths(out_root, name)["video"].relative_to(out_root).as_posix()
-        warn(f"{rel} is written as {written} (its name collides with another input's or is too long)")
+    for line in renamed_lines(out_root, found.renamed):
+        warn(line)
     current = {c.relpath for c in found.clips}
     stale = [r for r in ledger.relpaths("done") if r not in current]
     if stale:

@@ -572,6 +572,17 @@ def test_stale_outputs_are_reported_and_out_through_a_link_inside_in_is_not_read
     assert {o.status for o in second.outcomes} == {"skipped"} and len(second.outcomes) == len(first.outcomes)
 
 
+def test_a_dry_run_names_the_outputs_that_take_another_name(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(4))
+    write_video(src / "a.avi", moving_square_frames(4), codec="mpeg4")
+    dry = fake_run(src, out, "--dry-run")
+    assert dry.returncode == 0 and not out.exists(), dry.stdout + dry.stderr
+    assert "a.avi.mp4" in dry.stdout and "a.mp4.mp4" in dry.stdout, dry.stdout
+    real = fake_run(src, out)
+    assert real.returncode == 0 and (out / "a.avi.mp4").is_file() and (out / "a.mp4.mp4").is_file()
+
+
 def test_a_real_folder_keeps_its_name_beside_a_link_to_it(tmp_path):
     from privvid.io import discover
 
