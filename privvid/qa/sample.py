@@ -88,8 +88,9 @@ def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None)
             break
     if last is None:
         raise BadInput("video has no decodable frame")
-    # a container that over-estimated its length: the missing tail repeats the last frame (and its index)
-    return [(i, found[i]) if i in found else last for i in wanted]
+    # a container that over-estimated its length: the missing tail is the last frame, once
+    out = [(i, found[i]) if i in found else last for i in wanted]
+    return [item for k, item in enumerate(out) if k == 0 or item[0] != out[k - 1][0]]
 
 
 MIN_THUMB = 16   # px: the smallest frame height shown
