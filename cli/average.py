@@ -16,11 +16,12 @@ def average(
     runs: List[Path] = typer.Argument(..., help="Checkpoint folders of one architecture."),
     weights: Optional[str] = typer.Option(None, help="Comma-separated proportions summing to 1 (default: equal)."),
     out: Path = typer.Option(..., help="Folder for the averaged checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in --out."),
 ) -> None:
     """Average the weights the checkpoints share (the encoder at least) in fixed proportions."""
     from privvid.engine.api import run_average
 
-    res = run_average(runs, weights, out)
+    res = run_average(runs, weights, out, overwrite)
     console.print(f"averaged {res['tensors']} tensors with weights {res['weights']} -> {res['out']}")
 
 

@@ -64,6 +64,9 @@ def curate(
     console.print(table)
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} unreadable video(s) skipped[/yellow] (see selection.json)")
+    if src.missing:
+        console.print(f"[yellow]{len(src.missing)} annotation row(s) have no file under the video root[/yellow] "
+                      f"(listed under \"missing\" in selection.json), e.g. {', '.join(src.missing[:3])}", highlight=False)
     used = result.cache
     if used.get("path"):
         console.print(f"embedding cache {used['path']}: {used['hits']} hit(s), {used['misses']} miss(es)")

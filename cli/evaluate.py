@@ -25,12 +25,12 @@ def _log(rec: dict[str, Any]) -> None:
 
 def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path], preset: str, learn_mix: bool,
          layerwise: bool, device: Optional[str], settings: Optional[List[str]] = None, overwrite: bool = False,
-         threads: Optional[int] = None, **overrides: Any) -> None:
+         threads: Optional[int] = None, resume: bool = False, **overrides: Any) -> None:
     from privvid.engine.api import run_eval
 
     items = list(settings or []) + ([f"threads={threads}"] if threads is not None else [])
     res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
-                   device=device, log=_log, overwrite=overwrite, settings=items,
+                   device=device, log=_log, overwrite=overwrite, resume=resume, settings=items,
                    **{k: v for k, v in overrides.items() if v is not None})
     table = Table(title=f"{mode.upper()} on {Path(train).name}")
     table.add_column("metric")
@@ -71,9 +71,11 @@ def _command(mode: str):
         settings: Optional[List[str]] = typer.Option(None, "--set", help="Any setting SECTION.FIELD=VALUE (repeat), "
                                                      "e.g. --set data.clips_per_video=5 --set optim.layer_decay=0.75."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last saved epoch "
+                                    "(not with --learn-mix)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process."),
     ) -> None:
-        _run(mode, init, train, val, out, preset, learn_mix, layerwise, device, settings, overwrite, threads,
+        _run(mode, init, train, val, out, preset, learn_mix, layerwise, device, settings, overwrite, threads, resume,
              epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, seed=seed)
 
     command.__doc__ = ("Fine-tune the whole network (AdamW, warmup + cosine, max lr 2e-3)." if mode == "ft" else

@@ -44,17 +44,26 @@ class _Boundary(TyperGroup):
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             raise typer.Exit(141) from None
         except KeyboardInterrupt as exc:
-            if isinstance(exc, Terminated):
-                errors.print("[yellow]terminated[/yellow]: finished clips are kept; run the same command to resume")
-                raise typer.Exit(143) from None
-            errors.print("[yellow]interrupted[/yellow]: finished clips are kept; run the same command to resume")
-            raise typer.Exit(130) from None
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            errors.print(f"[yellow]{what}[/yellow]: {_AFTER_STOP.get(ctx.invoked_subcommand or '', _STOPPED)}")
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # noqa: BLE001 - the boundary: one line instead of a traceback
             if os.environ.get("PRIVVID_DEBUG") == "1":
                 raise
             errors.print(f"[red]internal error:[/red] {type(exc).__name__}: {_text(exc)} "
                          "(PRIVVID_DEBUG=1 shows the traceback; please report it)")
             raise typer.Exit(1) from None
+
+
+# what a stopped command kept, and how to go on, per command
+_STOPPED = "nothing half-written is kept; run the command again"
+_AFTER_STOP = {
+    "anonymize": "finished clips are kept; run the same command to resume",
+    "synth": "finished clips are kept; run the same command to resume",
+    "train": "the last saved epoch is kept; run the same command with --resume to go on from it",
+    "eval": "the last saved epoch is kept; run the same command with --resume to go on from it",
+    "benchmark": "finished steps are kept; run the same command to go on",
+}
 
 
 def _text(exc: BaseException) -> str:

@@ -111,11 +111,13 @@ def import_command(
     frames: int = typer.Option(16, help=".pth only: clip length the model was trained on."),
     image_size: int = typer.Option(224, help=".pth only: frame size the model was trained on."),
     heads: Optional[int] = typer.Option(None, help=".pth only: attention heads (default: width / 64, as ViT-S/B/L)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in --out."),
 ) -> None:
     """Import a pre-trained VideoMAE encoder."""
     from privvid.engine.convert import import_checkpoint
 
-    console.print(f"[green]imported[/green] into {import_checkpoint(source, out, frames, image_size, heads)}")
+    done = import_checkpoint(source, out, frames, image_size, heads, overwrite)
+    console.print(f"[green]imported[/green] into {done}")
 
 
 @checkpoints.command("export")
@@ -124,11 +126,12 @@ def export_command(
     fmt: str = typer.Option(..., "--format", help="hf (a transformers folder) | videomae (.pth) | mmaction (.pth "
                             "with backbone.* keys, and <name>.backbone.py with the backbone config)"),
     out: Path = typer.Option(..., "--out"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a file or an HF folder already at --out."),
 ) -> None:
     """Export the encoder for HF transformers, the VideoMAE code base or mmaction2."""
     from privvid.engine.convert import export_checkpoint
 
-    console.print(f"[green]exported[/green] to {export_checkpoint(run, out, fmt)}")
+    console.print(f"[green]exported[/green] to {export_checkpoint(run, out, fmt, overwrite)}")
 
 
 def register(main: typer.Typer) -> None:

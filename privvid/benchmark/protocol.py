@@ -278,7 +278,7 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
             key = _key({"average": [checkpoints[x][1] for x in of], "weights": weights})
             step(folder, key, f"{recipe.name}: average of {', '.join(of)}",
                  lambda folder=folder, of=of, weights=weights: run_average([checkpoints[x][0] for x in of],
-                                                                           weights, folder) and None)
+                                                                           weights, folder, True) and None)
             checkpoints[recipe.name] = (folder, key)
 
         row: dict[str, float] = {}

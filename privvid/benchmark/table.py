@@ -119,5 +119,7 @@ def write_report(folder: str | Path) -> dict[str, Path]:
         results = json.loads((folder / "results.json").read_text())
     except (OSError, ValueError) as exc:
         raise EngineError(f"{folder} has no readable results.json ({exc}); run privvid benchmark run first") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), dict):
+        raise EngineError(f"{folder}/results.json is not the results of privvid benchmark run (no rows); run it first")
     return {"table": write_text_atomic(folder / "table.md", markdown_table(results)),
             "plot": plot(results, folder / "results.png")}

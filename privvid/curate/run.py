@@ -75,6 +75,16 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
         raise CurationError(f"unknown method {cfg.method!r}; choose one of: {', '.join(METHODS)}")
     if cfg.max_per_class < 1:
         raise CurationError(f"--max-per-class must be at least 1, got {cfg.max_per_class}")
+    if cfg.random_draws < 1:
+        raise CurationError(f"--random-draws must be at least 1 (the report compares with them), got {cfg.random_draws}")
+    if cfg.restarts < 1:
+        raise CurationError(f"--restarts must be at least 1, got {cfg.restarts}")
+    if cfg.embed_per_class is not None and cfg.embed_per_class < 1:
+        raise CurationError(f"--embed-per-class must be at least 1 (or left out: all), got {cfg.embed_per_class}")
+    for kind, name, known in (("image", cfg.image_encoder, IMAGE_ENCODERS), ("text", cfg.text_encoder, TEXT_ENCODERS)):
+        if name is not None and name != "clip" and name not in known.names():
+            raise CurationError(f"unknown {kind} encoder {name!r}; choose one of: "
+                                f"{', '.join([*known.names(), 'clip', 'none'])}")
     check_k(cfg.k, len(source.labels))  # before any expensive embedding
     out = Path(out)
     has_files = any(v.path is not None for vs in source.classes.values() for v in vs)
@@ -114,6 +124,7 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
         "clusters": selection.clusters,
         "frames": emb.frames,
         "skipped": emb.skipped,
+        "missing": list(source.missing),   # annotation rows with no file under the video root (their keys)
         "subset_videos": len(rows),
     }
     _write_json(out / "selection.json", selection_doc)

@@ -10,7 +10,7 @@ from privvid.engine import checkpoint as ckpt
 from privvid.engine.average import average_checkpoints, learned_mix_probe, parse_weights
 from privvid.engine.config import EngineError, TrainConfig, apply_overrides, preset
 from privvid.engine.data import Source, load_source
-from privvid.engine.trainer import RunResult, train
+from privvid.engine.trainer import RunResult, resolve_device, train
 
 
 def parse_data(spec: str | Path, root: str | Path | None = None, require_labels: bool = True) -> Source:
@@ -60,31 +60,40 @@ def run_train(task: str, data: Sequence[str | Path], out: str | Path, *, preset_
         raise EngineError(f"unknown training task {task!r}; choose mae or align")
     if not data:
         raise EngineError("give at least one --data")
+    cfg = make_config(preset_name, task, size, init=init, **overrides).check()   # settings before any data is read
+    resolve_device(device)
     sources = [parse_data(d, require_labels=task != "mae") for d in data]
-    cfg = make_config(preset_name, task, size, init=init, **overrides)
     return train(cfg, sources, out, init=init, resume=resume, device=device, log=log, overwrite=overwrite)
 
 
 def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val_list: str | Path,
              out: str | Path | None, *, preset_name: str = "tiny", learn_mix: bool = False,
              layerwise: bool = False, device: str | None = None,
-             log: Callable[[dict[str, Any]], None] | None = None, overwrite: bool = False,
+             log: Callable[[dict[str, Any]], None] | None = None, overwrite: bool = False, resume: bool = False,
              **overrides: Any) -> dict[str, Any]:
     """Fine-tune (ft) or linear-probe (lp) ``inits`` on a downstream train list; top-1/top-5 on val."""
     if mode not in ("ft", "lp"):
         raise EngineError(f"unknown evaluation {mode!r}; choose ft or lp")
     if not inits:
         raise EngineError("give --init (a pre-trained checkpoint)")
+    if layerwise and not learn_mix:
+        raise EngineError("--layerwise sets the learned mix's proportions per layer: it needs --learn-mix")
+    cfg = make_config(preset_name, mode, init=inits[0], **overrides).check()   # settings before any data is read
+    resolve_device(device)
     train_src = parse_data(train_list)
     val_src = align_classes(load_source(val_list, name=train_src.name, require_labels=False), train_src)
-    cfg = make_config(preset_name, mode, init=inits[0], **overrides)
     if learn_mix or len(inits) > 1:
         if mode != "lp" or not learn_mix:
             raise EngineError("several --init need --learn-mix with `eval lp` (or combine them with `privvid average`)")
+        if resume:
+            raise EngineError("a learned mix (--learn-mix) does not resume: run it again with --overwrite")
+        if out is not None:
+            ckpt.claim_output(out, tuple(inits), overwrite, "the learned mix")
         return learned_mix_probe(inits, cfg, train_src, val_src, out=out, layerwise=layerwise, device=device, log=log)
     if out is None:
         raise EngineError("give --out for the fine-tuned / probed checkpoint")
-    res = train(cfg, [train_src], out, init=inits[0], val=val_src, device=device, log=log, overwrite=overwrite)
+    res = train(cfg, [train_src], out, init=inits[0], val=val_src, device=device, log=log, overwrite=overwrite,
+                resume=resume)
     return {"eval": res.eval, "history": res.history, "out": str(out)}
 
 
@@ -109,5 +118,6 @@ def align_classes(val: Source, train: Source) -> Source:
     return Source(val.name, samples, train.classes)
 
 
-def run_average(runs: Sequence[str | Path], weights: str | None, out: str | Path) -> dict[str, Any]:
-    return average_checkpoints(runs, parse_weights(weights, len(runs)), out)
+def run_average(runs: Sequence[str | Path], weights: str | None, out: str | Path,
+                overwrite: bool = False) -> dict[str, Any]:
+    return average_checkpoints(runs, parse_weights(weights, len(runs)), out, overwrite)

@@ -24,7 +24,7 @@ from privvid.engine import checkpoint as ckpt
 from privvid.engine.config import EngineError, TrainConfig
 from privvid.engine.data import EpochSampler, Source, to_model_input
 from privvid.engine.model import Classifier
-from privvid.engine.trainer import evaluate, lr_at, make_loader
+from privvid.engine.trainer import evaluate, lr_at, make_loader, resolve_device
 
 
 def parse_weights(text: str | None, n: int) -> list[float]:
@@ -52,8 +52,10 @@ def _common_arch(runs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[str, 
     return metas, arch
 
 
-def average_checkpoints(runs: Sequence[str | Path], weights: Sequence[float], out: str | Path) -> dict[str, Any]:
+def average_checkpoints(runs: Sequence[str | Path], weights: Sequence[float], out: str | Path,
+                        overwrite: bool = False) -> dict[str, Any]:
     runs = [Path(r) for r in runs]
+    out = ckpt.claim_output(out, tuple(runs), overwrite, "the average")
     metas, arch = _common_arch(runs)
     states = [ckpt.load_weights(r) for r in runs]
     shared = [k for k in states[0] if all(k in s and s[k].shape == states[0][k].shape for s in states[1:])]
@@ -68,18 +70,15 @@ def average_checkpoints(runs: Sequence[str | Path], weights: Sequence[float], ou
             avg[k] = acc.to(states[0][k].dtype)
         else:
             avg[k] = states[0][k]
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    save_file(avg, str(out / "model.safetensors"))
+    ckpt._atomic_tensors(out / "model.safetensors", avg)
     train_cfg = metas[0].get("train_config", {})
     # class names travel only for heads every checkpoint shares (same dataset names and sizes)
     heads = {n: c for n, c in metas[0].get("heads", {}).items()
              if all(m.get("heads", {}).get(n) == c for m in metas[1:])}
     meta = {"format": ckpt.FORMAT, "task": "average", "arch": arch, "train_config": train_cfg, "heads": heads,
             "sources": [str(r) for r in runs], "weights": list(weights), "progress": {}}
-    (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    ckpt._atomic_json(out / "config.json", meta)
     return {"out": str(out), "tensors": len(avg), "weights": list(weights)}
 
 
@@ -125,7 +124,7 @@ def learned_mix_probe(runs: Sequence[str | Path], cfg: TrainConfig, train_src: S
     """Linear probe on an encoder whose weights are a learned softmax mix of ``runs``."""
     runs = [Path(r) for r in runs]
     _common_arch(runs)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     states = [ckpt.encoder_state(r, cfg.model) for r in runs]
     torch.manual_seed(cfg.seed)
     model = Classifier(cfg.model, {train_src.name: train_src.num_classes})

@@ -34,7 +34,51 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
 def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.chmod(tmp, 0o666 & ~_umask())   # the writer makes it private (0600); the run's other files are not
     os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# what a run folder holds besides its weights and config.json: a new checkpoint written over it drops them
+RUN_STATE = ("metrics.jsonl", "metrics.csv", "eval.json", "state.json", "state.safetensors", "curves.png",
+             "alpha.jsonl")
+RUN_DIRS = ("best", "tb")
+
+
+def clear_run_state(out: Path) -> None:
+    """Remove what an earlier run left in ``out`` besides its weights and config (they are rewritten)."""
+    import shutil
+
+    for name in RUN_STATE:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def claim_output(out: str | Path, inputs: tuple[str | Path, ...] = (), overwrite: bool = False,
+                 what: str = "a checkpoint") -> Path:
+    """Check that writing ``what`` to ``out`` (a run folder, or a file) destroys nothing by accident, before any
+    work: ``out`` is never one of the ``inputs`` (nor a folder holding one under a name a checkpoint writes);
+    a run folder or a file already there is replaced only with ``overwrite`` (a run's state is cleared then)."""
+    out = Path(out)
+    target = out.resolve()
+    for given in inputs:
+        src = Path(given).resolve()
+        if src == target or (src.parent == target and src.name in ("model.safetensors", "config.json")):
+            raise EngineError(f"--out {out} is the input {given}: writing {what} there would destroy it; "
+                              "choose another --out")
+    if out.is_file() or (out.is_dir() and ((out / "config.json").exists() or (out / "model.safetensors").exists())):
+        if not overwrite:
+            raise EngineError(f"{out} already holds {'a file' if out.is_file() else 'a checkpoint'}; pass "
+                              "--overwrite to replace it or choose another --out")
+        if out.is_dir():
+            clear_run_state(out)
+    return out
 
 
 def save_checkpoint(out: Path, model: torch.nn.Module, meta: dict[str, Any],

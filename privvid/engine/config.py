@@ -149,6 +149,34 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
 
+    def check(self) -> "TrainConfig":
+        """Raise :class:`EngineError` naming the first setting out of its range (before any work: a ratio of
+        masked tokens of 0 would only show as a NaN loss at the first step, one of 2 as nothing)."""
+        m, o, d = self.model, self.optim, self.data
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise EngineError(what)
+
+        need(m.dim >= 1 and m.depth >= 1 and m.heads >= 1, f"model.dim, model.depth and model.heads must be at "
+             f"least 1, got {m.dim}, {m.depth}, {m.heads}")
+        need(m.dim % m.heads == 0, f"model.dim {m.dim} must split into model.heads {m.heads} equal heads")
+        need(m.tubelet >= 1 and m.patch >= 1 and m.frames % m.tubelet == 0 and m.image_size % m.patch == 0,
+             f"model.frames {m.frames} must be a multiple of model.tubelet {m.tubelet} and model.image_size "
+             f"{m.image_size} of model.patch {m.patch}")
+        need(m.mlp_ratio > 0 and 0 <= m.drop_path < 1, f"model.mlp_ratio must be > 0 and model.drop_path in "
+             f"[0, 1), got {m.mlp_ratio}, {m.drop_path}")
+        need(0 < self.mae.ratio < 1, f"mae.ratio (the share of tokens masked) must be in (0, 1), got {self.mae.ratio}")
+        need(self.mae.repeats >= 1, f"mae.repeats must be at least 1, got {self.mae.repeats}")
+        need(o.epochs >= 1, f"epochs must be at least 1, got {o.epochs}")
+        need(o.batch_size >= 1 and o.accum >= 1, f"batch size and accum must be at least 1, got {o.batch_size}, "
+             f"{o.accum}")
+        need(o.lr > 0 and o.start_lr >= 0 and o.min_lr >= 0 and o.warmup_epochs >= 0 and o.weight_decay >= 0,
+             "lr must be > 0; start_lr, min_lr, warmup_epochs and weight_decay >= 0")
+        need(d.frames >= 1 and d.stride >= 1 and d.size >= 1, f"data.frames, data.stride and data.size must be at "
+             f"least 1, got {d.frames}, {d.stride}, {d.size}")
+        return self
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         def build(tp: Any, value: dict[str, Any]) -> Any:

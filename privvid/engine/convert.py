@@ -127,12 +127,14 @@ def load_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise EngineError(f"{folder} is not an HF model folder (config.json: {exc})") from None
+    if isinstance(config, dict) and str(config.get("format", "")).startswith("privvid-engine"):
+        raise EngineError(f"{folder} is a privvid checkpoint already: give it to --init as it is")
     if (folder / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
         state = load_file(str(folder / "model.safetensors"))
     elif (folder / "pytorch_model.bin").is_file():
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        state = load_tensors(folder / "pytorch_model.bin")
     else:
         raise EngineError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
     return from_hf(state, config)
@@ -158,7 +160,7 @@ def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
     """A VideoMAE code base checkpoint (``.pth``: ``{"model": state}``; pre-training keys ``encoder.*`` or
     fine-tuning keys) or an mmaction2 one (``{"state_dict": {"backbone.*"}}``) -> (ModelConfig, privvid
     encoder weights)."""
-    raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    raw = load_tensors(Path(path))
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict) and any(
             k.startswith("backbone.") for k in raw["state_dict"]):
         meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
@@ -179,6 +181,25 @@ def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
         raise EngineError(f"{path}: no final token norm (norm.weight): a mean-pooling fine-tuned model; import a "
                           "pre-trained checkpoint")
     return _from_videomae_state(state, frames, image_size, heads)
+
+
+def load_tensors(path: Path) -> Any:
+    """A ``.pth`` / ``.bin`` file read with torch's ``weights_only`` reader (tensors and plain containers; no code
+    runs). A file holding other objects is refused, one that is not a PyTorch file said to be so."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch's many ways of saying "not a checkpoint"
+        full = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in full.lower():
+            raise EngineError(f"{path} holds objects other than tensors (a pickle that can run code when loaded): "
+                              "refused; privvid reads only tensors from .pth / .bin files") from None
+        lines = [line.strip() for line in full.splitlines() if line.strip()]
+        # torch's reader names what stopped it on the line after its own "WeightsUnpickler error:"
+        told = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if "WeightsUnpickler error" in line),
+                    lines[0] if lines else type(exc).__name__)
+        raise EngineError(f"cannot read {path} as a PyTorch checkpoint ({told})") from None
 
 
 def _from_videomae_state(state: dict[str, torch.Tensor], frames: int, image_size: int,
@@ -300,7 +321,7 @@ def save_videomae(path: str | Path, encoder: dict[str, torch.Tensor], cfg: Model
 
 
 def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, image_size: int = 224,
-                      heads: int | None = None) -> Path:
+                      heads: int | None = None, overwrite: bool = False) -> Path:
     """An HF folder or a VideoMAE ``.pth`` -> a privvid checkpoint folder (task ``imported``) that ``--init``
     takes."""
     from privvid.engine import checkpoint as ckpt
@@ -308,7 +329,17 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, ima
     from privvid.engine.model import Classifier
 
     source = Path(source)
-    cfg, enc = load_hf(source) if source.is_dir() else from_videomae(source, frames, image_size, heads)
+    if not source.exists():
+        raise EngineError(f"checkpoint to import not found: {source}")
+    if source.is_file() and source.suffix == ".safetensors":
+        raise EngineError(f"{source}: an HF VideoMAE model is imported as its folder (config.json + "
+                          f"model.safetensors): pass {source.parent}")
+    ckpt.claim_output(out, (source,), overwrite, "the imported checkpoint")
+    try:
+        cfg, enc = load_hf(source) if source.is_dir() else from_videomae(source, frames, image_size, heads)
+    except (KeyError, ValueError) as exc:   # a weight the layout needs is not there
+        what = exc.args[0] if exc.args else type(exc).__name__
+        raise EngineError(f"{source} is not a VideoMAE / mmaction2 ViT checkpoint privvid can read ({what})") from None
     model = Classifier(cfg, {})
     ckpt.load_into(model.encoder, enc, f"encoder of {source}")
     ckpt.save_checkpoint(Path(out), model, {"task": "imported", "arch": cfg.arch(),
@@ -317,12 +348,17 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, ima
     return Path(out)
 
 
-def export_checkpoint(run: str | Path, out: str | Path, fmt: str) -> Path:
+def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
     """A privvid checkpoint's encoder -> ``hf`` (a folder), ``videomae`` or ``mmaction`` (a .pth file)."""
     from privvid.engine import checkpoint as ckpt
     from privvid.engine.config import TrainConfig
 
+    if fmt not in ("hf", "videomae", "mmaction"):
+        raise EngineError(f"unknown export format {fmt!r}; choose hf, videomae or mmaction")
     meta = ckpt.read_meta(Path(run))
+    # the run's own files are never written over; a file or an HF folder already at --out only with --overwrite
+    own = tuple(Path(run) / name for name in ("model.safetensors", "config.json", "state.safetensors", "state.json"))
+    ckpt.claim_output(out, (run, *own), overwrite, f"the {fmt} export")
     cfg = TrainConfig.from_dict(meta.get("train_config", {})).model
     enc = ckpt.encoder_state(Path(run), cfg)
     if fmt == "hf":

@@ -268,6 +268,22 @@ def _interleave(counts: list[int], seed: int, epoch: int) -> list[int]:
     return order
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device (None: CUDA where there is one, else the CPU); a name torch does not know,
+    or CUDA where there is none, is a setting error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise EngineError(f"--device {device!r} is not a device torch knows: cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise EngineError(f"--device {device}: privvid trains on cpu or cuda")
+    return dev
+
+
 def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init: str | Path | None = None,
           val: Source | None = None, resume: bool = False, device: str | torch.device | None = None,
           stop_after_epoch: int | None = None, console: Any = None,
@@ -277,20 +293,16 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
     A folder that already holds a run is continued with ``resume``, replaced with ``overwrite``, and refused
     otherwise (a finished checkpoint is never overwritten by accident)."""
     out = Path(out)
+    cfg.check()
     if not resume and not overwrite and (out / "config.json").is_file():
         raise EngineError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
     if overwrite and not resume:
-        import shutil
-
-        for name in ("metrics.jsonl", "metrics.csv", "eval.json", "state.json", "state.safetensors", "curves.png"):
-            (out / name).unlink(missing_ok=True)
-        for name in ("best", "tb"):
-            shutil.rmtree(out / name, ignore_errors=True)
+        ckpt.clear_run_state(out)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     if cfg.optim.accum < 1 or cfg.optim.batch_size % cfg.optim.accum:
         raise EngineError(f"batch {cfg.optim.batch_size} must split into accum={cfg.optim.accum} equal micro-batches")
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     dd = setup_distributed(dev)
     if dev.type == "cuda" and dd.world > 1:
         dev = torch.device("cuda", dd.local_rank)

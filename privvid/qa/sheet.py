@@ -336,6 +336,8 @@ def make_server(folder: str | os.PathLike[str], host: str = "127.0.0.1", port: i
     ``reviewer`` field; ConfigError for a name that is not a safe file-name token."""
     if reviewer is not None:
         check_reviewer(reviewer)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0..65535 (0 = any free port), got {port}")
     folder = Path(folder).resolve()
     sample = load_sample(folder)
     if not (folder / SHEET_FILE).is_file():

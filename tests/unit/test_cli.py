@@ -42,3 +42,30 @@ def test_unknown_mode_is_a_usage_error(tmp_path):
     align = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--temporal-align", "sideways")
     assert align.returncode == 2 and "temporal_align must be flow or none" in align.stderr, align.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_settings_that_could_only_fail_later_are_refused_first(tmp_path):
+    """Each is exit 2 with one line on stderr, no traceback, nothing written."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"class {i}\n" for i in range(6)))
+    cur = ["curate", "--labels-only", str(labels), "--k", "2", "--out", str(tmp_path / "cur"), "--no-cache"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "results.json").write_text("{}")
+    cases = [
+        (cur + ["--random-draws", "0"], "--random-draws must be at least 1"),
+        (cur + ["--restarts", "0"], "--restarts must be at least 1"),
+        (cur + ["--embed-per-class", "0"], "--embed-per-class must be at least 1"),
+        (cur + ["--image-encoder", "foo"], "clip, none"),
+        (["benchmark", "report", str(tmp_path / "results")], "not the results of privvid benchmark run"),
+        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--device", "tpu0", "--out", str(tmp_path / "t")],
+         "not a device torch knows"),
+        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--set", "mae.ratio=1.5",
+          "--out", str(tmp_path / "t")], "mae.ratio"),
+        (["eval", "lp", "--init", str(tmp_path), "--train", str(tmp_path), "--val", str(tmp_path), "--layerwise",
+          "--out", str(tmp_path / "t")], "needs --learn-mix"),
+    ]
+    for args, words in cases:
+        proc = run(*args)
+        assert proc.returncode == 2 and words in proc.stderr, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "cur").exists() and not (tmp_path / "t").exists()

@@ -259,6 +259,107 @@ def test_fixed_average_equals_hand_computed(tmp_path):
         average_checkpoints([runs[0], tmp_path / "other"], [0.5, 0.5], tmp_path / "bad")
 
 
+def test_no_checkpoint_command_writes_over_its_input_or_an_earlier_run_unasked(tmp_path):
+    """average / checkpoint import / export: --out that is an input is refused always; a checkpoint or a file
+    already there only with --overwrite (which also drops the old run's training state)."""
+    import os
+    import stat
+
+    from typer.testing import CliRunner
+
+    from privvid.cli.main import app
+    from privvid.engine.convert import export_checkpoint, import_checkpoint
+
+    runs = []
+    for i in range(2):
+        torch.manual_seed(i)
+        _save(tmp_path / f"r{i}", Classifier(NANO, {"d": 2}), NANO)
+        runs.append(tmp_path / f"r{i}")
+    before = (runs[0] / "model.safetensors").read_bytes()
+    with pytest.raises(EngineError, match="is the input"):
+        average_checkpoints(runs, [0.5, 0.5], runs[0], overwrite=True)
+    assert (runs[0] / "model.safetensors").read_bytes() == before
+    average_checkpoints(runs, [0.5, 0.5], tmp_path / "avg")
+    (tmp_path / "avg" / "state.json").write_text("{}")   # as if a training run had been there
+    with pytest.raises(EngineError, match="already holds a checkpoint; pass --overwrite"):
+        average_checkpoints(runs, [0.25, 0.75], tmp_path / "avg")
+    average_checkpoints(runs, [0.25, 0.75], tmp_path / "avg", overwrite=True)
+    assert ckpt.read_meta(tmp_path / "avg")["weights"] == [0.25, 0.75]
+    assert not (tmp_path / "avg" / "state.json").exists()
+    mode = stat.S_IMODE(os.stat(tmp_path / "avg" / "model.safetensors").st_mode)
+    assert mode == 0o666 & ~_umask()   # as readable as the run's other files (the writer makes it 0600)
+
+    for fmt, target in (("videomae", runs[0] / "model.safetensors"), ("hf", runs[0])):
+        with pytest.raises(EngineError, match="is the input"):
+            export_checkpoint(runs[0], target, fmt, overwrite=True)
+    assert (runs[0] / "model.safetensors").read_bytes() == before
+    export_checkpoint(runs[0], tmp_path / "hf", "hf")
+    with pytest.raises(EngineError, match="already holds"):
+        export_checkpoint(runs[1], tmp_path / "hf", "hf")
+    export_checkpoint(runs[0], tmp_path / "v.pth", "videomae")
+    with pytest.raises(EngineError, match="already holds a file"):
+        export_checkpoint(runs[0], tmp_path / "v.pth", "videomae")
+    with pytest.raises(EngineError, match="is the input"):
+        import_checkpoint(tmp_path / "hf", tmp_path / "hf", frames=8, image_size=64)
+    with pytest.raises(EngineError, match="already holds a checkpoint"):
+        import_checkpoint(tmp_path / "hf", runs[1], frames=8, image_size=64)
+    with pytest.raises(EngineError, match="pass .*hf"):
+        import_checkpoint(tmp_path / "hf" / "model.safetensors", tmp_path / "x")
+    with pytest.raises(EngineError, match="privvid checkpoint already"):
+        import_checkpoint(runs[0], tmp_path / "y")
+    result = CliRunner().invoke(app, ["average", str(runs[0]), str(runs[1]), "--out", str(runs[1])])
+    assert result.exit_code == 2 and "is the input" in result.output, result.output
+
+
+def test_a_pickle_or_junk_given_as_a_checkpoint_is_refused_in_one_line(tmp_path):
+    import pickle
+
+    from typer.testing import CliRunner
+
+    from privvid.cli.main import app
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("PAYLOAD-RAN",))
+
+    torch.save({"model": Payload()}, tmp_path / "evil.pth")          # what a .pth with a payload looks like
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"model": Payload()}, protocol=2))
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    for name, words in (("evil.pth", "objects other than tensors"), ("evil.pkl", "objects other than tensors"),
+                        ("junk.pth", "cannot read")):
+        result = CliRunner().invoke(app, ["checkpoint", "import", str(tmp_path / name), "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2 and words in result.output and "PAYLOAD-RAN" not in result.output, result.output
+        assert "internal error" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_training_settings_out_of_range_are_refused_before_any_work(tmp_path):
+    cfg = preset("tiny", "mae")
+    for change, words in ((dict(mae=replace(cfg.mae, ratio=0.0)), "mae.ratio"),
+                          (dict(mae=replace(cfg.mae, ratio=1.0)), "mae.ratio"),
+                          (dict(optim=replace(cfg.optim, epochs=0)), "epochs"),
+                          (dict(model=replace(cfg.model, depth=0)), "model.depth"),
+                          (dict(model=replace(cfg.model, heads=5)), "equal heads")):
+        with pytest.raises(EngineError, match=words):
+            replace(cfg, **change).check()
+    assert cfg.check() is cfg
+    from privvid.engine.trainer import resolve_device
+
+    with pytest.raises(EngineError, match="not a device"):
+        resolve_device("tpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineError, match="no CUDA device"):
+            resolve_device("cuda")
+    assert resolve_device("cpu").type == "cpu"
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_ppma_semicolon_lists_with_frame_folders_and_stems(tmp_path):
     """PPMA's downstream lists: ``path;label``, paths to frame folders or to videos named by their stem."""
     import cv2
