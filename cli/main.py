@@ -61,7 +61,8 @@ _AFTER_STOP = {
     "anonymize": "finished clips are kept; run the same command to resume",
     "synth": "finished clips are kept; run the same command to resume",
     "train": "the last saved epoch is kept; run the same command with --resume to go on from it",
-    "eval": "the last saved epoch is kept; run the same command with --resume to go on from it",
+    "eval": "the last saved epoch is kept; run the same command with --resume to go on from it (a learned mix "
+            "saves nothing before it ends: run it again with --overwrite)",
     "benchmark": "finished steps are kept; run the same command to go on",
 }
 

@@ -92,8 +92,12 @@ def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val
         return learned_mix_probe(inits, cfg, train_src, val_src, out=out, layerwise=layerwise, device=device, log=log)
     if out is None:
         raise EngineError("give --out for the fine-tuned / probed checkpoint")
+    ckpt.not_an_input(out, tuple(inits), f"the {mode} run")
     res = train(cfg, [train_src], out, init=inits[0], val=val_src, device=device, log=log, overwrite=overwrite,
                 resume=resume)
+    if res.eval is None:
+        raise EngineError(f"the run in {out} has no epoch left and no eval.json (it stopped before its evaluation "
+                          "was written): run it again with --overwrite")
     return {"eval": res.eval, "history": res.history, "out": str(out)}
 
 

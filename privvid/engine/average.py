@@ -70,6 +70,7 @@ def average_checkpoints(runs: Sequence[str | Path], weights: Sequence[float], ou
             avg[k] = acc.to(states[0][k].dtype)
         else:
             avg[k] = states[0][k]
+    ckpt.clear_run_state(out)   # an earlier run's state (the inputs are read: nothing is lost if they fail)
     out.mkdir(parents=True, exist_ok=True)
     ckpt._atomic_tensors(out / "model.safetensors", avg)
     train_cfg = metas[0].get("train_config", {})
@@ -185,6 +186,7 @@ def learned_mix_probe(runs: Sequence[str | Path], cfg: TrainConfig, train_src: S
         meta = {"task": "lp-mix", "arch": cfg.model.arch(), "train_config": cfg.to_dict(),
                 "heads": {train_src.name: train_src.classes}, "sources": [str(r) for r in runs],
                 "alpha": alpha.tolist(), "layerwise": layerwise, "progress": {"step": step}}
+        ckpt.clear_run_state(out)
         ckpt.save_checkpoint(out, model.cpu(), meta)
         (out / "eval.json").write_text(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
         # the learned proportions after every epoch, for plots of how the mix moved

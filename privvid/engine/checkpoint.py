@@ -39,7 +39,15 @@ def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it where Linux says it (setting it for a moment could give
+    a file another thread creates then the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -51,7 +59,10 @@ RUN_DIRS = ("best", "tb")
 
 
 def clear_run_state(out: Path) -> None:
-    """Remove what an earlier run left in ``out`` besides its weights and config (they are rewritten)."""
+    """Remove what an earlier run left in ``out`` besides its weights and config (they are rewritten); nothing
+    when ``out`` is no folder."""
+    if not out.is_dir():
+        return
     import shutil
 
     for name in RUN_STATE:
@@ -60,24 +71,36 @@ def clear_run_state(out: Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-def claim_output(out: str | Path, inputs: tuple[str | Path, ...] = (), overwrite: bool = False,
-                 what: str = "a checkpoint") -> Path:
-    """Check that writing ``what`` to ``out`` (a run folder, or a file) destroys nothing by accident, before any
-    work: ``out`` is never one of the ``inputs`` (nor a folder holding one under a name a checkpoint writes);
-    a run folder or a file already there is replaced only with ``overwrite`` (a run's state is cleared then)."""
-    out = Path(out)
-    target = out.resolve()
+def not_an_input(out: str | Path, inputs: tuple[str | Path, ...], what: str = "a checkpoint") -> None:
+    """Refuse an ``out`` that is one of ``inputs`` or holds one where a checkpoint writes or an old run's state
+    is cleared."""
+    target = Path(out).resolve()
+    written = {"model.safetensors", "config.json", *RUN_STATE}
     for given in inputs:
         src = Path(given).resolve()
-        if src == target or (src.parent == target and src.name in ("model.safetensors", "config.json")):
-            raise EngineError(f"--out {out} is the input {given}: writing {what} there would destroy it; "
+        inside = src.relative_to(target).parts if target in src.parents else ()
+        if src == target or (len(inside) == 1 and inside[0] in written) or (inside and inside[0] in RUN_DIRS):
+            raise EngineError(f"--out {out} is, or holds, the input {given}: writing {what} there would destroy it; "
                               "choose another --out")
+
+
+def claim_output(out: str | Path, inputs: tuple[str | Path, ...] = (), overwrite: bool = False,
+                 what: str = "a checkpoint", folder: bool = True) -> Path:
+    """Check, before any work, that writing ``what`` to ``out`` (a run folder, or with ``folder=False`` a file)
+    destroys nothing by accident: ``out`` is never one of the ``inputs``, nor a folder that holds one where a
+    checkpoint writes or its old state is cleared (``best/``, ``tb/``, the state files); a checkpoint or a file
+    already there is replaced only with ``overwrite``. Nothing is removed here: the caller clears the old
+    state (:func:`clear_run_state`) once its inputs have been read."""
+    out = Path(out)
+    not_an_input(out, inputs, what)
+    if folder and out.is_file():
+        raise EngineError(f"--out {out} is a file; {what} is a folder")
+    if not folder and out.is_dir():
+        raise EngineError(f"--out {out} is a folder; {what} is a file (e.g. {out / 'encoder.pth'})")
     if out.is_file() or (out.is_dir() and ((out / "config.json").exists() or (out / "model.safetensors").exists())):
         if not overwrite:
             raise EngineError(f"{out} already holds {'a file' if out.is_file() else 'a checkpoint'}; pass "
                               "--overwrite to replace it or choose another --out")
-        if out.is_dir():
-            clear_run_state(out)
     return out
 
 

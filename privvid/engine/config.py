@@ -175,6 +175,14 @@ class TrainConfig:
              "lr must be > 0; start_lr, min_lr, warmup_epochs and weight_decay >= 0")
         need(d.frames >= 1 and d.stride >= 1 and d.size >= 1, f"data.frames, data.stride and data.size must be at "
              f"least 1, got {d.frames}, {d.stride}, {d.size}")
+        need(d.clips_per_video >= 1 and d.crops >= 1, f"data.clips_per_video and data.crops must be at least 1, got "
+             f"{d.clips_per_video}, {d.crops}")
+        need(m.decoder_dim >= 1 and m.decoder_heads >= 1 and m.decoder_depth >= 1
+             and m.decoder_dim % m.decoder_heads == 0, f"model.decoder_dim {m.decoder_dim} must split into "
+             f"model.decoder_heads {m.decoder_heads} equal heads (and decoder_depth {m.decoder_depth} >= 1)")
+        need(self.log_every >= 1 and self.save_every_epochs >= 1 and self.val_every >= 0,
+             f"log_every and save_every_epochs must be at least 1 and val_every at least 0, got {self.log_every}, "
+             f"{self.save_every_epochs}, {self.val_every}")
         return self
 
     @classmethod

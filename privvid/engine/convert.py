@@ -342,6 +342,7 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, ima
         raise EngineError(f"{source} is not a VideoMAE / mmaction2 ViT checkpoint privvid can read ({what})") from None
     model = Classifier(cfg, {})
     ckpt.load_into(model.encoder, enc, f"encoder of {source}")
+    ckpt.clear_run_state(Path(out))
     ckpt.save_checkpoint(Path(out), model, {"task": "imported", "arch": cfg.arch(),
                                             "train_config": TrainConfig(model=cfg).to_dict(), "heads": {},
                                             "progress": {}, "imported_from": source.name})
@@ -358,10 +359,11 @@ def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: boo
     meta = ckpt.read_meta(Path(run))
     # the run's own files are never written over; a file or an HF folder already at --out only with --overwrite
     own = tuple(Path(run) / name for name in ("model.safetensors", "config.json", "state.safetensors", "state.json"))
-    ckpt.claim_output(out, (run, *own), overwrite, f"the {fmt} export")
+    ckpt.claim_output(out, (run, *own), overwrite, f"the {fmt} export", folder=fmt == "hf")
     cfg = TrainConfig.from_dict(meta.get("train_config", {})).model
     enc = ckpt.encoder_state(Path(run), cfg)
     if fmt == "hf":
+        ckpt.clear_run_state(Path(out))
         return save_hf(out, enc, cfg)
     if fmt == "videomae":
         return save_videomae(out, enc, cfg)

@@ -468,6 +468,12 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
             result.eval["best"] = best
         if dd.main:
             (out / "eval.json").write_text(json.dumps(result.eval, indent=2))
+    elif val is not None and cfg.task != "mae" and not result.history and (out / "eval.json").is_file():
+        # resumed after its last epoch: nothing ran, the evaluation is the one that run wrote
+        try:
+            result.eval = json.loads((out / "eval.json").read_text())
+        except ValueError:
+            result.eval = None
     return result
 
 

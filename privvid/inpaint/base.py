@@ -90,9 +90,9 @@ def zone_masks(zones: Sequence[np.ndarray], masks: np.ndarray) -> np.ndarray:
 
 
 def scale_zones(zones: Sequence[np.ndarray], full: tuple[int, int], small: tuple[int, int]) -> list[np.ndarray]:
-    """``zones`` of (H, W) frames at (h, w): every pixel there whose area holds any pixel of a rectangle (the
-    integer floor of its start and ceiling of its end), as an area-average scale-down of the zones' masks
-    marks any pixel over 0."""
+    """``zones`` of (H, W) frames at (h, w): every pixel there whose area holds any part of a rectangle (the
+    integer floor of its start and ceiling of its end). An area-average scale-down of the zones' masks marks
+    the same pixels, but for overlaps under a thousandth of a pixel, which OpenCV drops: never fewer."""
     (H, W), (h, w) = full, small
     out = []
     for rects in zones:

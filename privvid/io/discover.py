@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privvid.errors import BadInput
-from privvid.io.layout import STATE_DIR
+from privvid.io.layout import STATE_DIR, linked_inside, tree_folders
 from privvid.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files
 
 # the longest output name privvid writes is "<stem>.params.npz"; file systems allow 255 bytes a name
@@ -90,9 +90,10 @@ def _is_frame_folder(folder: Path, ignored: list[Path] | None = None) -> bool:
 def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tuple[Path, str]],
           exclude: Path | None = None) -> None:
     """Every video file and frame folder under ``root``, following symlinked folders (Kinetics trees are
-    often symlink farms) but never into a folder twice (a link back up the tree): real folders are walked
-    before links, so a link to a folder inside the tree never takes its name. ``exclude`` (the output
-    folder, resolved) is never walked, even through a link."""
+    often symlink farms) but never into a folder twice (a link back up the tree): a link to a folder of the
+    tree is not followed (that folder is read under its own name, wherever the link lies), one to a folder
+    outside it is, once. ``exclude`` (the output folder, resolved) is never walked, even through a link."""
+    in_tree = tree_folders(root)
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
@@ -119,6 +120,9 @@ def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tupl
                 continue
             if (reason := _bad_name(d)) is not None:
                 skipped.append((here / d, reason))
+                continue
+            if linked_inside(here / d, in_tree):
+                skipped.append((here / d, "a link to a folder already searched (read under its own name)"))
                 continue
             if _is_frame_folder(here / d, ignored):
                 found.append(here / d)

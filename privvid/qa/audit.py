@@ -262,9 +262,11 @@ def _flag(row: ClipAudit, cfg: AuditConfig) -> ClipAudit:
     reasons = [NO_SIDECAR] if not row.sidecar else []
     if row.error:
         reasons.append(row.error)
+    # a clip with fewer frames than --min-hits is flagged when every frame of it has a hit
+    need = max(1, min(cfg.min_hits, row.frames_checked))
     for prefix in ("person", "face"):
         hits = getattr(row, f"{prefix}_hits")
-        if hits >= cfg.min_hits:
+        if hits >= need:
             reasons.append(f"{prefix} on {hits}/{row.frames_checked} frames")
     if row.check_solid >= cfg.min_hits:
         reasons.append(f"written-frame check painted {row.check_solid} frame(s) solid")

@@ -276,7 +276,7 @@ def test_no_checkpoint_command_writes_over_its_input_or_an_earlier_run_unasked(t
         _save(tmp_path / f"r{i}", Classifier(NANO, {"d": 2}), NANO)
         runs.append(tmp_path / f"r{i}")
     before = (runs[0] / "model.safetensors").read_bytes()
-    with pytest.raises(EngineError, match="is the input"):
+    with pytest.raises(EngineError, match="the input"):
         average_checkpoints(runs, [0.5, 0.5], runs[0], overwrite=True)
     assert (runs[0] / "model.safetensors").read_bytes() == before
     average_checkpoints(runs, [0.5, 0.5], tmp_path / "avg")
@@ -290,7 +290,7 @@ def test_no_checkpoint_command_writes_over_its_input_or_an_earlier_run_unasked(t
     assert mode == 0o666 & ~_umask()   # as readable as the run's other files (the writer makes it 0600)
 
     for fmt, target in (("videomae", runs[0] / "model.safetensors"), ("hf", runs[0])):
-        with pytest.raises(EngineError, match="is the input"):
+        with pytest.raises(EngineError, match="the input"):
             export_checkpoint(runs[0], target, fmt, overwrite=True)
     assert (runs[0] / "model.safetensors").read_bytes() == before
     export_checkpoint(runs[0], tmp_path / "hf", "hf")
@@ -299,7 +299,7 @@ def test_no_checkpoint_command_writes_over_its_input_or_an_earlier_run_unasked(t
     export_checkpoint(runs[0], tmp_path / "v.pth", "videomae")
     with pytest.raises(EngineError, match="already holds a file"):
         export_checkpoint(runs[0], tmp_path / "v.pth", "videomae")
-    with pytest.raises(EngineError, match="is the input"):
+    with pytest.raises(EngineError, match="the input"):
         import_checkpoint(tmp_path / "hf", tmp_path / "hf", frames=8, image_size=64)
     with pytest.raises(EngineError, match="already holds a checkpoint"):
         import_checkpoint(tmp_path / "hf", runs[1], frames=8, image_size=64)
@@ -308,7 +308,22 @@ def test_no_checkpoint_command_writes_over_its_input_or_an_earlier_run_unasked(t
     with pytest.raises(EngineError, match="privvid checkpoint already"):
         import_checkpoint(runs[0], tmp_path / "y")
     result = CliRunner().invoke(app, ["average", str(runs[0]), str(runs[1]), "--out", str(runs[1])])
-    assert result.exit_code == 2 and "is the input" in result.output, result.output
+    assert result.exit_code == 2 and "the input" in result.output, result.output
+    # --overwrite clears an old run's state only once the inputs are read: a failing command leaves it whole
+    (tmp_path / "avg" / "state.json").write_text("{}")
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    with pytest.raises(EngineError, match="cannot read"):
+        import_checkpoint(tmp_path / "junk.pth", tmp_path / "avg", overwrite=True)
+    assert (tmp_path / "avg" / "state.json").is_file()
+    # an input inside what --overwrite clears (best/), or an --out of the other kind, is refused
+    _save(runs[0] / "best", Classifier(NANO, {"d": 2}), NANO)
+    with pytest.raises(EngineError, match="holds, the input"):
+        average_checkpoints([runs[0] / "best", runs[1]], [0.5, 0.5], runs[0], overwrite=True)
+    assert (runs[0] / "best" / "model.safetensors").is_file()
+    with pytest.raises(EngineError, match="is a file"):
+        average_checkpoints(runs, [0.5, 0.5], tmp_path / "v.pth", overwrite=True)
+    with pytest.raises(EngineError, match="is a folder"):
+        export_checkpoint(runs[0], tmp_path / "avg", "videomae", overwrite=True)
 
 
 def test_a_pickle_or_junk_given_as_a_checkpoint_is_refused_in_one_line(tmp_path):
@@ -338,7 +353,10 @@ def test_training_settings_out_of_range_are_refused_before_any_work(tmp_path):
                           (dict(mae=replace(cfg.mae, ratio=1.0)), "mae.ratio"),
                           (dict(optim=replace(cfg.optim, epochs=0)), "epochs"),
                           (dict(model=replace(cfg.model, depth=0)), "model.depth"),
-                          (dict(model=replace(cfg.model, heads=5)), "equal heads")):
+                          (dict(model=replace(cfg.model, heads=5)), "equal heads"),
+                          (dict(model=replace(cfg.model, decoder_heads=5)), "decoder_heads"),
+                          (dict(log_every=0), "log_every"), (dict(save_every_epochs=0), "save_every_epochs"),
+                          (dict(data=replace(cfg.data, clips_per_video=0)), "clips_per_video")):
         with pytest.raises(EngineError, match=words):
             replace(cfg, **change).check()
     assert cfg.check() is cfg

@@ -207,7 +207,12 @@ def test_a_finished_run_is_not_overwritten_and_validation_keeps_the_best(clips, 
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     with pytest.raises(EngineError, match="--resume.*--overwrite"):
         train(cfg, [src], tmp_path / "run", val=val, device="cpu")
-    assert train(cfg, [src], tmp_path / "run", val=val, device="cpu", overwrite=True).steps == 6
+    again = train(cfg, [src], tmp_path / "run", val=val, device="cpu", overwrite=True)
+    assert again.steps == 6
+    # resumed after its last epoch (an interrupt after the last save): no epoch runs, its evaluation is kept
+    done = train(cfg, [src], tmp_path / "run", val=val, device="cpu", resume=True)
+    assert not done.history and done.eval == json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert done.eval["top1"] == again.eval["top1"]
     bad = Source("v", val.samples, ["0", "1", "2", "3", "4"])
     with pytest.raises(EngineError, match="up to 4"):
         align_classes(bad, src)

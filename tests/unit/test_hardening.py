@@ -589,6 +589,10 @@ def test_a_real_folder_keeps_its_name_beside_a_link_to_it(tmp_path):
     write_video(tmp_path / "t" / "jumping" / "a.mp4", moving_square_frames(4))
     (tmp_path / "t" / "aaa_link").symlink_to(tmp_path / "t" / "jumping", target_is_directory=True)
     assert [c.relpath for c in discover(tmp_path / "t").clips] == ["jumping/a"]
+    # a link deeper in the tree, which a depth-first walk meets before the folder it points to
+    write_video(tmp_path / "t" / "running" / "b.mp4", moving_square_frames(4))
+    (tmp_path / "t" / "jumping" / "zz_link").symlink_to(tmp_path / "t" / "running", target_is_directory=True)
+    assert [c.relpath for c in discover(tmp_path / "t").clips] == ["jumping/a", "running/b"]
 
 
 def _threads_in_worker(_: int) -> tuple[int, str, int]:

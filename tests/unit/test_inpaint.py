@@ -429,12 +429,14 @@ def test_large_frames_are_filled_at_the_working_size_and_the_rest_kept_at_their_
 
 
 def test_avoid_zones_at_the_working_size_cover_what_their_pixels_cover(rng):
-    """The rectangles scaled down mark exactly the working pixels that an area-average scale-down of their
-    full-size mask marks (any part of a rectangle under a working pixel), at scales that do not divide."""
+    """The rectangles scaled down mark the working pixels that an area-average scale-down of their full-size
+    mask marks (any part of a rectangle under a working pixel): the same at scales that do not divide, and
+    never fewer where OpenCV drops overlaps under a thousandth of a pixel (1088 lines at 720: 1271 wide)."""
     from privvid.inpaint.base import scale_zones, zone_masks
     from privvid.inpaint.scaled import cover
 
-    for full, small in (((97, 145), (64, 96)), ((1080, 1920), (720, 1280)), ((2160, 3840), (720, 1280))):
+    for full, small in (((97, 145), (64, 96)), ((1080, 1920), (720, 1280)), ((2160, 3840), (720, 1280)),
+                        ((1088, 1920), (720, 1271))):
         H, W = full
         zones = []
         for _ in range(6):
@@ -443,8 +445,11 @@ def test_avoid_zones_at_the_working_size_cover_what_their_pixels_cover(rng):
                                    [0, 0, 1, 1]]))
         zones.append(np.zeros((0, 4), np.int64))
         none = np.zeros((len(zones),) + small, bool)
-        assert np.array_equal(zone_masks(scale_zones(zones, full, small), none),
-                              cover(zone_masks(zones, np.zeros((len(zones),) + full, bool)), small))
+        ours = zone_masks(scale_zones(zones, full, small), none)
+        theirs = cover(zone_masks(zones, np.zeros((len(zones),) + full, bool)), small)
+        assert not (theirs & ~ours).any()
+        if full[0] != 1088:
+            assert np.array_equal(ours, theirs)
 
 
 def test_the_output_never_depends_on_what_the_holes_held(rng):

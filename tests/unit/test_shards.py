@@ -289,7 +289,8 @@ def test_a_linked_folder_is_read_once_and_a_missing_shard_folder_is_not_found(tm
 
     out = _dataset(tmp_path, {"jump/a.mp4": 4, "run/b.mp4": 4})
     (out / "jump" / "loop").symlink_to(out, target_is_directory=True)
-    (out / "aaa_again").symlink_to(out / "run", target_is_directory=True)   # sorts first, a link: read last
+    (out / "aaa_again").symlink_to(out / "run", target_is_directory=True)   # sorts first
+    (out / "jump" / "zz_link").symlink_to(out / "run", target_is_directory=True)   # walked before run/ itself
     manifest = build(out, tmp_path / "shards", val_fraction=0.0)
     assert manifest["clips"] == 2 and manifest["per_class"] == {"jump": 1, "run": 1}
     with pytest.raises(BadInput, match="not found"):
