@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privvid.errors import BadInput
-from privvid.io.layout import STATE_DIR, linked_inside, tree_folders
+from privvid.io.layout import STATE_DIR, linked_inside
 from privvid.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files
 
 # the longest output name privvid writes is "<stem>.params.npz"; file systems allow 255 bytes a name
@@ -93,7 +93,7 @@ def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tupl
     often symlink farms) but never into a folder twice (a link back up the tree): a link to a folder of the
     tree is not followed (that folder is read under its own name, wherever the link lies), one to a folder
     outside it is, once. ``exclude`` (the output folder, resolved) is never walked, even through a link."""
-    in_tree = tree_folders(root)
+    in_tree = root.resolve()
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)

@@ -109,35 +109,23 @@ class OutputClip:
         return self.rel + VIDEO_SUFFIX
 
 
-def tree_folders(root: Path) -> set[tuple[int, int]]:
-    """(device, inode) of every real folder under ``root`` (links not followed): a link to one of them is not
-    walked, wherever in the tree it lies, so each folder is read once, under its own name."""
-    found = set()
-    for dirpath, _dirnames, _filenames in os.walk(root):
-        try:
-            info = os.stat(dirpath)
-        except OSError:
-            continue
-        found.add((info.st_dev, info.st_ino))
-    return found
-
-
-def linked_inside(path: Path, real: set[tuple[int, int]]) -> bool:
-    """``path`` is a link to a folder of the tree (``real``, from :func:`tree_folders`)."""
+def linked_inside(path: Path, root: Path) -> bool:
+    """``path`` is a link to a folder of the tree at ``root`` (resolved): that folder is read under its own
+    name, so the link is not followed."""
     if not path.is_symlink():
         return False
     try:
-        info = path.stat()
-    except OSError:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):   # a dangling link or a loop of links
         return False
-    return (info.st_dev, info.st_ino) in real
+    return target == root or root in target.parents
 
 
 def _walk(root: Path) -> Iterator[Path]:
     """Every file under ``root``, following linked folders but never into a folder twice (a link back up the
     tree would loop, one to a folder already read would count its clips twice): a link to a folder of the
     tree is not followed (that folder is read under its own name), one to a folder outside it is, once."""
-    real = tree_folders(root)
+    inside = Path(root).resolve()
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
@@ -151,7 +139,7 @@ def _walk(root: Path) -> Iterator[Path]:
             continue
         seen.add((info.st_dev, info.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != STATE_DIR
-                             and not linked_inside(here / d, real))
+                             and not linked_inside(here / d, inside))
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield here / name
