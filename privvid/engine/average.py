@@ -72,14 +72,14 @@ def average_checkpoints(runs: Sequence[str | Path], weights: Sequence[float], ou
             avg[k] = states[0][k]
     ckpt.clear_run_state(out)   # an earlier run's state (the inputs are read: nothing is lost if they fail)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt._atomic_tensors(out / "model.safetensors", avg)
+    ckpt.write_tensors(out / "model.safetensors", avg)
     train_cfg = metas[0].get("train_config", {})
     # class names travel only for heads every checkpoint shares (same dataset names and sizes)
     heads = {n: c for n, c in metas[0].get("heads", {}).items()
              if all(m.get("heads", {}).get(n) == c for m in metas[1:])}
     meta = {"format": ckpt.FORMAT, "task": "average", "arch": arch, "train_config": train_cfg, "heads": heads,
             "sources": [str(r) for r in runs], "weights": list(weights), "progress": {}}
-    ckpt._atomic_json(out / "config.json", meta)
+    ckpt.write_json(out / "config.json", meta)
     return {"out": str(out), "tensors": len(avg), "weights": list(weights)}
 
 

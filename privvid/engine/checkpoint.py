@@ -25,13 +25,13 @@ from privvid.errors import MissingWeights
 FORMAT = "privvid-engine/1"
 
 
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     os.replace(tmp, path)
 
 
-def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     os.chmod(tmp, 0o666 & ~_umask())   # the writer makes it private (0600); the run's other files are not
@@ -72,14 +72,15 @@ def clear_run_state(out: Path) -> None:
 
 
 def not_an_input(out: str | Path, inputs: tuple[str | Path, ...], what: str = "a checkpoint") -> None:
-    """Refuse an ``out`` that is one of ``inputs`` or holds one where a checkpoint writes or an old run's state
-    is cleared."""
+    """Refuse an ``out`` that is one of ``inputs``, holds one where a checkpoint writes or an old run's state
+    is cleared, or is one of those files of an input run."""
     target = Path(out).resolve()
     written = {"model.safetensors", "config.json", *RUN_STATE}
     for given in inputs:
         src = Path(given).resolve()
         inside = src.relative_to(target).parts if target in src.parents else ()
-        if src == target or (len(inside) == 1 and inside[0] in written) or (inside and inside[0] in RUN_DIRS):
+        if src == target or (len(inside) == 1 and inside[0] in written) or (inside and inside[0] in RUN_DIRS) \
+                or (target.parent == src and target.name in written):
             raise EngineError(f"--out {out} is, or holds, the input {given}: writing {what} there would destroy it; "
                               "choose another --out")
 
@@ -109,15 +110,15 @@ def save_checkpoint(out: Path, model: torch.nn.Module, meta: dict[str, Any],
                     progress: dict[str, Any] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v for k, v in model.state_dict().items()}
-    _atomic_tensors(out / "model.safetensors", state)
+    write_tensors(out / "model.safetensors", state)
     if optimizer is not None:
         tensors, info = optimizer_to_flat(optimizer)
         tensors["rng.torch"] = torch.get_rng_state()
         info["progress"] = progress or {}
         info["numpy_rng"] = _np_state()
-        _atomic_tensors(out / "state.safetensors", tensors)
-        _atomic_json(out / "state.json", info)
-    _atomic_json(out / "config.json", {"format": FORMAT, **meta})
+        write_tensors(out / "state.safetensors", tensors)
+        write_json(out / "state.json", info)
+    write_json(out / "config.json", {"format": FORMAT, **meta})
 
 
 def _np_state() -> dict[str, Any]:

@@ -358,8 +358,7 @@ def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: boo
         raise EngineError(f"unknown export format {fmt!r}; choose hf, videomae or mmaction")
     meta = ckpt.read_meta(Path(run))
     # the run's own files are never written over; a file or an HF folder already at --out only with --overwrite
-    own = tuple(Path(run) / name for name in ("model.safetensors", "config.json", "state.safetensors", "state.json"))
-    ckpt.claim_output(out, (run, *own), overwrite, f"the {fmt} export", folder=fmt == "hf")
+    ckpt.claim_output(out, (run,), overwrite, f"the {fmt} export", folder=fmt == "hf")
     cfg = TrainConfig.from_dict(meta.get("train_config", {})).model
     enc = ckpt.encoder_state(Path(run), cfg)
     if fmt == "hf":
