@@ -12,7 +12,6 @@ from typing import Any
 
 from privvid.errors import ConfigError
 
-
 def parse_tiles(spec: str | None) -> tuple[int, int] | None:
     """``"3x2"`` -> (3 columns, 2 rows); None, "", "none" or "off" -> None (tiling off). Anything else is a
     ValueError."""
@@ -237,6 +236,10 @@ class AnonymizeConfig:
             width, height = self.resize
             if not ((width >= 2 or width == -2) and (height >= 2 or height == -2)) or width == height == -2:
                 raise ConfigError(f"resize must be WxH with sides >= 2 (one side may be -2), got {self.resize}")
+            from privvid.io.video import MAX_SIDE
+
+            if max(width, height) > MAX_SIDE:
+                raise ConfigError(f"--resize sides must be at most {MAX_SIDE} px, got {width}x{height}")
         if self.blur_kernel < 1 or self.pixel_block < 1:
             raise ConfigError(f"blur_kernel and pixel_block must be >= 1, got {self.blur_kernel}, {self.pixel_block}")
 

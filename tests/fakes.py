@@ -150,3 +150,23 @@ class CrashingDetector(ColorKeyDetector):
 
             os.kill(os.getpid(), signal.SIGSEGV)
         return super().__call__(frame)
+
+
+class SwallowingSlowDetector(ColorKeyDetector):
+    """Slow, and catches every ``Exception`` raised while it works and carries on, as a part that drops
+    what it cannot do (a body it cannot fit) does: a clip timeout must still end the clip."""
+
+    name = "swallowing-slow"
+
+    def __init__(self, cfg=None) -> None:  # noqa: ANN001 - DetectConfig
+        super().__init__(cfg)
+        self.swallowed = 0
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        import time
+
+        try:
+            time.sleep(0.05)
+        except Exception:  # noqa: BLE001 - on purpose
+            self.swallowed += 1
+        return super().__call__(frame)

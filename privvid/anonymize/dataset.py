@@ -84,8 +84,36 @@ class _Job:
     timeout: float | None
 
 
-class ClipTimeout(PrivvidError):
-    pass
+class ClipTimeout(BaseException):
+    """A clip ran past ``--clip-timeout``. Raised by the alarm wherever the clip's code is, so it is not an
+    ``Exception``: a handler inside the clip that catches every failure of its own part (a body that
+    cannot be fitted is dropped, a backend's error is recorded) must not take it for one and let the clip
+    run on without a limit. :func:`_run_job` turns it into the clip's failure; it never leaves a worker."""
+
+
+# how long the alarm waits before trying again when it lands while a module is being imported (a module
+# left half-imported would break every later clip of the same process)
+_ALARM_RETRY_S = 0.05
+
+
+def _importing(frame: Any) -> bool:
+    """Whether ``frame`` or a frame that called it runs importlib's machinery (a module is being
+    imported)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _alarm_handler(timeout: float) -> Callable[[int, Any], None]:
+    def on_alarm(signum: int, frame: Any) -> None:
+        if _importing(frame):
+            signal.setitimer(signal.ITIMER_REAL, _ALARM_RETRY_S)
+            return
+        raise ClipTimeout(f"timed out after {timeout:g} s")
+
+    return on_alarm
 
 
 def params_hash(cfg: AnonymizeConfig) -> str:
@@ -98,10 +126,7 @@ def _run_job(job: _Job) -> ClipOutcome:
     source = job.source
     use_alarm = bool(job.timeout) and hasattr(signal, "SIGALRM")
     if use_alarm:
-        def on_alarm(signum: int, frame: Any) -> None:
-            raise ClipTimeout(f"timed out after {job.timeout:g} s")
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
+        previous = signal.signal(signal.SIGALRM, _alarm_handler(float(job.timeout)))  # type: ignore[arg-type]
         signal.setitimer(signal.ITIMER_REAL, float(job.timeout))  # type: ignore[arg-type]
     try:
         started = time.time()
@@ -110,8 +135,10 @@ def _run_job(job: _Job) -> ClipOutcome:
         _remove_outputs(job.out_root, source.relpath, older_than=started)
         return ClipOutcome(source.relpath, source.input_rel, "done", frames=result.frames,
                            seconds=result.seconds, coverage_mean=result.coverage_mean, notes=result.notes)
-    except Exception as exc:  # noqa: BLE001 - any failure quarantines the clip
-        if isinstance(exc, PrivvidError):
+    except (Exception, ClipTimeout) as exc:  # noqa: BLE001 - any failure quarantines the clip
+        if use_alarm:   # the failure is recorded whatever time is left: no alarm inside this handler
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if isinstance(exc, (PrivvidError, ClipTimeout)):
             reason = _one_line(exc)
         else:
             detail = traceback.extract_tb(exc.__traceback__)[-1]
@@ -126,6 +153,12 @@ def _run_job(job: _Job) -> ClipOutcome:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+
+def _wanted(cfg: AnonymizeConfig) -> tuple[str, ...]:
+    """The outputs a finished clip of this run has (a clip missing one of them is done again)."""
+    extra = (("masks",) if cfg.save_masks else ()) + (("params",) if cfg.mode == "mesh" and cfg.mesh.save_params else ())
+    return ("video", "sidecar") + extra
 
 
 def _remove_outputs(out_root: Path, relpath: str, older_than: float | None = None) -> str:
@@ -393,8 +426,7 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             continue
         paths = output_paths(out_root, source.relpath)
         row = ledger.get(source.relpath)
-        if (ledger.is_done(source.relpath, digest, phash) and paths["video"].exists()
-                and paths["sidecar"].exists()):
+        if ledger.is_done(source.relpath, digest, phash) and all(paths[kind].exists() for kind in _wanted(cfg)):
             outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped",
                                         frames=row.frames or 0 if row else 0))
             continue
@@ -404,7 +436,8 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             if crashes >= CRASH_LIMIT:
                 outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=(
                     f"the process died while processing this clip in {crashes} runs (a crash in native code?); "
-                    "quarantined so the rest can run. Run it alone with --workers 2 to see the error"))
+                    "quarantined so the rest can run. To see where it crashes, run that clip alone with the same settings "
+                    "under `python -X faulthandler -m privvid.cli.main anonymize ...`"))
                 _remove_outputs(out_root, source.relpath)
                 _record(ledger, state, outcome, phash, digest)
                 outcomes.append(outcome)

@@ -58,6 +58,10 @@ from privvid.detect.track import IouTracker
 Output = tuple[Detections, np.ndarray]
 FLOW_WIDTH = 432  # px: optical flow runs on a grey copy at most this wide (its cost does not grow with the input)
 MIN_FLOW_SIDE = 16  # px: a frame whose flow copy is smaller on a side gets no flow (DIS needs patches)
+# px: a flow copy shorter than this is padded (edge rows repeated) before DIS sees it: OpenCV's DIS
+# ULTRAFAST crashes the process on grey images 100 px wide or more and 16-31 px high (a 3840x240 clip's
+# copy is 432x27), and runs on the padded one; the flow is cut back to the copy's size
+DIS_MIN_SIDE = 32
 
 
 class MaskStream:
@@ -357,6 +361,7 @@ class _FlowMaps:
         self._maps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}   # (a, b) -> remap table
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
         self._scale = 1.0
+        self._size = (0, 0)   # (w, h) of the flow copies before padding
 
     def add(self, idx: int, frame: np.ndarray, keep: int) -> None:
         h, w = frame.shape[:2]
@@ -372,7 +377,12 @@ class _FlowMaps:
         if min(size) < MIN_FLOW_SIDE:  # too small for DIS's patches: the masks stay where they lie
             return
         small = frame if self._scale >= 1.0 else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        self._greys[idx] = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        pad_y, pad_x = max(0, DIS_MIN_SIDE - grey.shape[0]), max(0, DIS_MIN_SIDE - grey.shape[1])
+        if pad_y or pad_x:
+            grey = cv2.copyMakeBorder(grey, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+        self._greys[idx] = grey
+        self._size = size
 
     def _table(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The remap table moving frame ``b``'s pixels onto frame ``a`` (None: no flow between them)."""
@@ -381,7 +391,10 @@ class _FlowMaps:
         if a not in self._greys or b not in self._greys:
             return None
         assert self._grid is not None
+        w, h = self._size
         flow = self._dis.calc(self._greys[a], self._greys[b], None)
+        if flow.shape[:2] != (h, w):
+            flow = np.ascontiguousarray(flow[:h, :w])
         gx, gy = self._grid
         if self._scale < 1.0:
             flow = cv2.resize(flow, (gx.shape[1], gx.shape[0]), interpolation=cv2.INTER_LINEAR) / self._scale

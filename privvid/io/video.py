@@ -24,12 +24,13 @@ import numpy as np
 
 from privvid.errors import BadInput
 
+MAX_SIDE = 3840  # larger inputs are scaled down to fit (memory and time stay bounded); --resize at most this
+
 VIDEO_EXTENSIONS = {
     ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".3gp",
 }
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DEFAULT_FRAMES_FPS = 24.0  # DAVIS-style frame folders carry no rate; DAVIS was shot at 24 fps
-MAX_SIDE = 3840  # larger inputs are scaled down to fit (memory and time stay bounded)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,9 @@ def output_size(info: VideoInfo, resize: tuple[int, int] | None) -> tuple[int, i
             width = max(2, round(in_w * height / max(in_h, 1) / 2) * 2)
         elif height == -2:
             height = max(2, round(in_h * width / max(in_w, 1) / 2) * 2)
+        if max(width, height) > MAX_SIDE:
+            raise BadInput(f"--resize {resize[0]}x{resize[1]} gives {width}x{height} for this "
+                           f"{in_w}x{in_h} clip, over the largest side privvid writes ({MAX_SIDE} px)")
     else:
         width, height = info.display_size
         scale = min(1.0, MAX_SIDE / max(width, height))

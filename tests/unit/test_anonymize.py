@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
+import time
 from dataclasses import replace
 
 import av
@@ -157,6 +159,35 @@ def test_clip_timeout_quarantines(tmp_path, clip):
     assert not (out / "walk.mp4").exists()
 
 
+def test_clip_timeout_is_not_taken_for_a_failure_a_part_of_the_clip_handles(tmp_path, clip):
+    # a part that catches every Exception of its own and carries on (mesh mode drops a body it cannot fit)
+    # must not swallow the timeout: the clip fails at its limit instead of finishing with no limit
+    out = tmp_path / "out"
+    slow = cfg(detect=replace(FAKE, backend="fakes:SwallowingSlowDetector"))
+    started = time.perf_counter()
+    [outcome] = anonymize_dataset(clip, out, slow, clip_timeout=0.5).outcomes
+    assert outcome.status == "failed" and "timed out after 0.5 s" in outcome.reason, outcome
+    assert time.perf_counter() - started < 1.4      # 30 frames at 0.05 s would take 1.5 s and more
+    assert not (out / "walk.mp4").exists()
+
+
+def test_clip_timeout_waits_while_a_module_is_imported(tmp_path, monkeypatch):
+    # an alarm that lands inside an import would leave the module half-imported for every later clip of
+    # the process: the handler tries again a moment later instead
+    from privvid.anonymize import dataset
+
+    (tmp_path / "pv_frame_probe.py").write_text("import sys\nFRAME = sys._getframe()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import pv_frame_probe
+
+    armed: list[float] = []
+    monkeypatch.setattr(dataset.signal, "setitimer", lambda which, seconds: armed.append(seconds))
+    handler = dataset._alarm_handler(2.0)
+    assert handler(0, pv_frame_probe.FRAME) is None and armed == [dataset._ALARM_RETRY_S]
+    with pytest.raises(dataset.ClipTimeout, match="timed out after 2 s"):
+        handler(0, sys._getframe())
+
+
 def test_resume_skips_done_and_redoes_on_new_parameters(tmp_path):
     src = tmp_path / "in"
     for name in ("a", "b"):
@@ -176,6 +207,16 @@ def test_resume_skips_done_and_redoes_on_new_parameters(tmp_path):
     assert [o.status for o in fourth.outcomes] == ["skipped", "done"]
     with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
         assert db.execute("select count(*) from clips where status='done'").fetchone()[0] == 2
+
+
+def test_a_deleted_mask_file_is_written_again_on_resume(tmp_path, clip):
+    out = tmp_path / "out"
+    with_masks = replace(cfg(), save_masks=True)
+    assert [o.status for o in anonymize_dataset(clip, out, with_masks).outcomes] == ["done"]
+    (out / "walk.masks.npz").unlink()
+    again = anonymize_dataset(clip, out, with_masks).outcomes
+    assert [o.status for o in again] == ["done"] and (out / "walk.masks.npz").is_file()
+    assert [o.status for o in anonymize_dataset(clip, out, with_masks).outcomes] == ["skipped"]
 
 
 def test_output_inside_input_is_refused(tmp_path, clip):

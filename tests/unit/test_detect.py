@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -343,6 +346,36 @@ def test_stream_frames_too_small_for_flow_union_where_they_lie(h: int, w: int) -
     frames = [np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8) for i in range(3)]
     outs = MaskStream(ScriptedDetector(script), DetectConfig(temporal=1, dilate=0, dilate_rel=0.0)).run(frames)
     assert np.array_equal(outs[1][1], person)
+
+
+def test_stream_flow_on_a_wide_short_frame_does_not_crash_and_moves_the_mask() -> None:
+    # OpenCV's DIS crashes the process on grey images 100 px wide or more and 16-31 px high (a 3840x240
+    # clip's flow copy is 432x27); the stream pads them. Run in a child process: a crash fails the test
+    # instead of killing the test run
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        sys.path.insert(0, "tests/unit")
+        from privvid.config import DetectConfig
+        from privvid.detect.base import Detections
+        from privvid.detect.stream import MaskStream
+        from test_detect import ScriptedDetector, dets_from, rect_mask
+        h, w = 24, 432
+        rng = np.random.default_rng(0)
+        back = rng.integers(0, 256, (h, w // 4, 3), dtype=np.uint8).repeat(4, axis=1)
+        frames = [np.roll(back, 4 * i, axis=1) for i in range(5)]
+        masks = [rect_mask(100 + 4 * i, 4, 140 + 4 * i, 20, h, w) for i in range(5)]
+        script = [dets_from([m], h, w) for m in masks]
+        script[2] = Detections.empty(h, w)
+        cfg = DetectConfig(temporal=2, dilate=0, dilate_rel=0.0, dilate_min_frame=0.0)
+        got = MaskStream(ScriptedDetector(script), cfg).run(frames)[2][1]
+        print(round(float(got[masks[2]].mean()), 3), int(got.sum()), int(masks[2].sum()))
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr[-2000:]
+    covered, got, person = run.stdout.split()
+    assert float(covered) >= 0.9 and int(got) <= 1.3 * int(person)   # moved onto the block, not its trail
 
 
 @pytest.mark.parametrize("field, value", [("temporal_align", "optical"), ("temporal_grow", 1.5),

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from fakes import moving_square_frames, write_video
-from privvid.errors import BadInput
+from privvid.config import AnonymizeConfig
+from privvid.errors import BadInput, ConfigError
 from privvid.io import VideoWriter, discover, output_size, probe, read_frames
 from privvid.io.masks import MaskWriter
 
@@ -88,6 +89,12 @@ def test_output_size_is_even_and_bounded(tmp_path):
     assert (info.width, info.height) == (95, 63)
     assert output_size(info, None) == (94, 62)
     assert output_size(info, (433, 241)) == (432, 240)
+    # a -2 side that would go past the largest side privvid writes is this clip's failure, said in one line
+    with pytest.raises(BadInput, match=r"gives 4524x3000 for this 95x63 clip, over the largest side"):
+        output_size(info, (-2, 3000))
+    # a side given over it is a setting error before any clip
+    with pytest.raises(ConfigError, match="at most 3840 px, got 20000x240"):
+        AnonymizeConfig(resize=(20000, 240))
 
 
 def test_writer_is_atomic_and_strips_audio_and_metadata(tmp_path):
