@@ -170,3 +170,19 @@ class SwallowingSlowDetector(ColorKeyDetector):
         except Exception:  # noqa: BLE001 - on purpose
             self.swallowed += 1
         return super().__call__(frame)
+
+
+class HangOnInterruptDetector(SlowDetector):
+    """Slow, and hangs for good once Ctrl-C reaches it, as a worker stopped inside a lock it holds would:
+    a run stopped with Ctrl-C must still end."""
+
+    name = "hang-on-interrupt"
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        import time
+
+        try:
+            return super().__call__(frame)
+        except KeyboardInterrupt:
+            time.sleep(3600)
+            raise

@@ -67,8 +67,23 @@ def _on_one_core(fn: Callable[[Any], Any], item: Any) -> Any:
 
 
 def _worker_init(parent: int) -> None:
+    # Ctrl-C reaches every process of the terminal's group. A worker stopped by it at any point of a
+    # clip (inside a lock, a renderer, a native call) could hang the run on its way out; the parent
+    # alone handles it and stops the workers (:func:`_stop_workers`); their clips are done again on resume
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
     one_core()
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """End a pool's worker processes now (the run was interrupted): the clips they were working on are
+    left unwritten (outputs are written atomically; temp files are cleared by the next run)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=10)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -116,6 +131,9 @@ class ProcessExecutor:
                         yield item, future.result()
                     except cf.process.BrokenProcessPool:
                         suspects.append(item)
+            except BaseException:   # Ctrl-C, SIGTERM, or the caller stopped reading: do not wait for the clips
+                _stop_workers(pool)
+                raise
             finally:
                 for future in futures:
                     future.cancel()
@@ -127,6 +145,9 @@ class ProcessExecutor:
                     yield item, pool.submit(fn, item).result()
                 except cf.process.BrokenProcessPool:
                     yield item, WorkerDied("the worker process died while processing this clip")
+                except BaseException:
+                    _stop_workers(pool)
+                    raise
 
 
 class RayExecutor:

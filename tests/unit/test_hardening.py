@@ -4,6 +4,7 @@ Each test failed before its fix (numbers are the review's items)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -553,6 +554,43 @@ def test_sigterm_is_not_counted_as_a_crash(tmp_path):
         assert proc.wait(timeout=60) == 143 and "terminated" in proc.stderr.read()
     with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
         assert db.execute("select status, crashes from clips").fetchall() == [("queued", 0)]
+
+
+def test_ctrl_c_with_workers_ends_the_run_at_once_and_it_resumes(tmp_path):
+    # Ctrl-C reaches the whole process group: a worker stopped inside a clip could hang (here: for good),
+    # and the run waited for it after printing that it was interrupted. The parent alone stops now
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("a", "b"):
+        write_video(src / f"{name}.mp4", moving_square_frames(120))
+    args = [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--mode", "blur",
+            "--detector", "fakes:HangOnInterruptDetector", "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and len(list(out.rglob(".*.partial*"))) < 2:
+            time.sleep(0.1)
+        assert len(list(out.rglob(".*.partial*"))) == 2, "both workers should be writing a clip"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130 and "interrupted" in proc.stderr.read()
+        gone = time.time() + 10   # no worker left behind (an orphan's exit is reaped by init)
+        while time.time() < gone:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(proc.pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (out / "a.mp4").exists() and not (out / "b.mp4").exists()
+    with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
+        assert db.execute("select status, crashes from clips").fetchall() == [("queued", 0)] * 2
+    again = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert (out / "a.mp4").is_file() and (out / "b.mp4").is_file() and not list(out.rglob(".*.partial*"))
 
 
 def test_stale_outputs_are_reported_and_out_through_a_link_inside_in_is_not_read(tmp_path):
