@@ -19,9 +19,12 @@ def doctor(
     sam_weights: Optional[Path] = typer.Option(None, help="Check a segment-anything checkpoint."),
     body_model: Optional[Path] = typer.Option(None, help="Check an SMPL-X model file."),
     no_gl: bool = typer.Option(False, "--no-gl", help="Skip the offscreen rendering check."),
+    trust_model_files: bool = typer.Option(False, "--trust-model-files", help="Load pickle-based model files "
+                                           "(they can run code), as anonymize does with the same flag."),
 ) -> None:
-    """Show what this installation can do."""
-    checks = run_checks({"yolo": weights, "sam": sam_weights, "body model": body_model}, gl=not no_gl)
+    """Show what this installation can do. Model files given are loaded as anonymize loads them."""
+    checks = run_checks({"yolo": weights, "sam": sam_weights, "body model": body_model}, gl=not no_gl,
+                        trust=trust_model_files)
     table = Table(title="privvid doctor")
     for column in ("area", "name", "ok", "detail"):
         table.add_column(column)

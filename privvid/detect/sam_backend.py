@@ -83,7 +83,9 @@ class SamRefinedDetector:
                 model = sam_model_registry[self.cfg.sam_model](checkpoint=None)
                 model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as exc:
-            raise BackendFailure(f"cannot load SAM {self.cfg.sam_model} checkpoint {path}: {exc}") from exc
+            detail = " ".join(str(exc).split())[:300]
+            raise BackendFailure(f"cannot load SAM {self.cfg.sam_model} checkpoint {path} (not a {self.cfg.sam_model} "
+                                 f"checkpoint, or truncated?): {type(exc).__name__}: {detail}") from exc
         return model.eval()
 
     def reset(self) -> None:

@@ -6,7 +6,7 @@ import importlib.metadata as md
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -62,12 +62,35 @@ def backend_checks() -> list[Check]:
     return out
 
 
-def weight_checks(paths: dict[str, Path | None]) -> list[Check]:
+def _load_user_file(what: str, path: Path, trust: bool) -> None:
+    """Load a user's model file the way ``privvid anonymize`` does (the same checks, the same loader)."""
+    if what == "body model":
+        from privvid.mesh.body_model import load_body_model
+
+        load_body_model(path, "neutral", trust=trust)
+        return
+    from privvid.config import DetectConfig
+    from privvid.detect import DETECTORS
+
+    cfg = DetectConfig(backend=what, trust_model_files=trust)
+    cfg = replace(cfg, weights=path) if what == "yolo" else replace(cfg, sam_weights=path)
+    DETECTORS.create(what, cfg)
+
+
+def weight_checks(paths: dict[str, Path | None], trust: bool = False) -> list[Check]:
+    """Each model file given, loaded as ``anonymize`` would load it: a file that exists but that anonymize
+    refuses (not a model, truncated, pickle-based without ``trust``) is reported with anonymize's reason."""
     out = []
     for what, path in paths.items():
         if path is None:
             continue
-        out.append(Check("weights", what, Path(path).is_file(), str(path)))
+        try:
+            _load_user_file(what, Path(path).expanduser(), trust)
+        except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            out.append(Check("weights", what, False, reason if str(path) in reason else f"{path}: {reason}"))
+        else:
+            out.append(Check("weights", what, True, str(path)))
     return out
 
 
@@ -105,8 +128,9 @@ def gl_check() -> Check:
     return Check("render", f"pyrender ({platform})", False, last)
 
 
-def run_checks(weights: dict[str, Path | None] | None = None, gl: bool = True) -> list[Check]:
-    checks = package_checks() + backend_checks() + weight_checks(weights or {}) + model_file_checks() + [embedded_model_check()]
+def run_checks(weights: dict[str, Path | None] | None = None, gl: bool = True, trust: bool = False) -> list[Check]:
+    checks = (package_checks() + backend_checks() + weight_checks(weights or {}, trust) + model_file_checks()
+              + [embedded_model_check()])
     if gl:
         checks.append(gl_check())
     return checks

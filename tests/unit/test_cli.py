@@ -32,6 +32,24 @@ def test_doctor_reports_backends_weights_and_gl(tmp_path):
     assert gl and "yes" in gl[0], proc.stdout
 
 
+def test_doctor_loads_the_model_files_it_is_given_as_anonymize_does(tmp_path):
+    # a file that exists is not yet a model: doctor said "yes" for junk that anonymize refuses
+    from privvid.runtime.doctor import weight_checks
+
+    junk, empty, pickle_like = tmp_path / "junk.tflite", tmp_path / "empty.npz", tmp_path / "w.pt"
+    junk.write_text("junk")
+    empty.touch()
+    pickle_like.write_text("junk")
+    got = {c.name: c for c in weight_checks({"yolo": junk, "body model": empty})}
+    assert not got["yolo"].ok and "not a format privvid recognises" in got["yolo"].detail
+    assert not got["body model"].ok and "not a readable .npz" in got["body model"].detail
+    [pickled] = weight_checks({"yolo": pickle_like})
+    assert not pickled.ok and "--trust-model-files" in pickled.detail
+    proc = run("doctor", "--no-gl", "--body-model", str(empty))
+    [row] = [ln for ln in proc.stdout.splitlines() if "│ body model " in ln]
+    assert proc.returncode == 1 and "│ no " in row, proc.stdout
+
+
 def test_unknown_mode_is_a_usage_error(tmp_path):
     proc = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--mode", "sparkle")
     # one line on stderr, no traceback, nothing created
