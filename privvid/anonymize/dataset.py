@@ -257,11 +257,17 @@ def preflight(cfg: AnonymizeConfig) -> None:
             load_body_model(cfg.mesh.body_model, cfg.mesh.gender, trust=cfg.mesh.trust_model_files)
 
 
-def _check_run(workers: int, executor: str, clip_timeout: float | None) -> None:
+def _check_run(workers: int, executor: str, clip_timeout: float | None, ray_address: str | None = None) -> None:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if executor not in ("local", "ray"):
         raise ConfigError(f"unknown executor {executor!r}; choose local or ray")
+    if ray_address is not None:
+        if executor != "ray":
+            raise ConfigError("--ray-address is read by --executor ray only")
+        from privvid.runtime.executors import check_ray_address
+
+        check_ray_address(ray_address)
     if clip_timeout is not None and not clip_timeout > 0:
         raise ConfigError(f"--clip-timeout must be a number of seconds above 0, got {clip_timeout:g}")
 
@@ -344,7 +350,7 @@ def anonymize_dataset(
     """
     started = time.perf_counter()
     cfg = cfg.resolved()
-    _check_run(workers, executor, clip_timeout)
+    _check_run(workers, executor, clip_timeout, ray_address)
     preflight(cfg)
     input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()
     found = discover(input_path, exclude=out_root)

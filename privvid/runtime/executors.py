@@ -12,12 +12,13 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from privvid.errors import PrivvidError
+from privvid.errors import ConfigError, PrivvidError
 
 
 class WorkerDied(PrivvidError):
@@ -148,6 +149,25 @@ class ProcessExecutor:
                 except BaseException:
                     _stop_workers(pool)
                     raise
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in one line, before any work, where the Ray cluster at ``address`` ("host:port" or
+    "ray://host:port"; "auto" and "local" are Ray's to resolve) does not answer: Ray itself keeps trying
+    to reach it for minutes."""
+    target = address.strip()
+    if target.lower() in ("auto", "local", ""):
+        return
+    hostport = target.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"--ray-address must look like HOST:PORT, ray://HOST:PORT or auto, got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                          "`ray start --head` or fix --ray-address") from None
 
 
 class RayExecutor:

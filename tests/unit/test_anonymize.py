@@ -219,6 +219,24 @@ def test_a_deleted_mask_file_is_written_again_on_resume(tmp_path, clip):
     assert [o.status for o in anonymize_dataset(clip, out, with_masks).outcomes] == ["skipped"]
 
 
+def test_a_ray_address_nothing_answers_at_is_refused_before_any_work(tmp_path, clip):
+    import socket
+
+    from privvid.errors import ConfigError
+
+    with socket.socket() as s:     # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        anonymize_dataset(clip, out, cfg(), executor="ray", ray_address=f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        anonymize_dataset(clip, out, cfg(), executor="ray", ray_address="nowhere")
+    with pytest.raises(ConfigError, match="--executor ray only"):
+        anonymize_dataset(clip, out, cfg(), ray_address="auto")
+    assert not out.exists()
+
+
 def test_output_inside_input_is_refused(tmp_path, clip):
     with pytest.raises(Exception, match="must not be inside"):
         anonymize_dataset(clip.parent, clip.parent / "out", cfg())
