@@ -109,8 +109,51 @@ def _audit_flags(audit_csv: Path) -> dict[str, dict[str, Any]]:
 
     if not audit_csv.is_file():
         raise QAError(f"audit CSV not found: {audit_csv} (run privvid qa audit DATASET first)")
-    with open(audit_csv, newline="", encoding="utf-8") as fh:
-        return {row["rel"]: row for row in csv.DictReader(fh) if "rel" in row}
+    try:
+        with open(audit_csv, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not {"rel", "flagged"} <= set(reader.fieldnames or ()):
+                raise QAError(f"{audit_csv} is not a qa audit CSV (it has no 'rel' and 'flagged' columns)")
+            return {row["rel"]: row for row in reader}
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise QAError(f"{audit_csv} is not a qa audit CSV ({exc})") from None
+
+
+SAMPLE_KEYS = ("dataset", "seed", "per_class")   # what names a sample in a verdict file
+
+
+def _same_sample(docs: Sequence[dict[str, Any]], paths: Sequence[str | os.PathLike[str]],
+                 sample: dict[str, Any] | None) -> None:
+    """The verdict files are of one sample (clip ids such as 0000 mean another clip in another sample) and,
+    with ``sample``, of that one; no file is given twice (its reviews would count twice)."""
+    seen: dict[Path, str] = {}
+    for p in paths:
+        real = Path(p).resolve()
+        if real in seen:
+            raise QAError(f"{p} is given twice (as {seen[real]} too): each reviewer's file counts once")
+        seen[real] = str(p)
+
+    def named(doc: dict[str, Any]) -> tuple[str, ...] | None:
+        given = doc.get("sample")
+        return tuple(str(given.get(k)) for k in SAMPLE_KEYS) if isinstance(given, dict) else None
+
+    want = tuple(str(sample.get(k)) for k in SAMPLE_KEYS) if sample is not None else None
+    for doc, p in zip(docs, paths):
+        got = named(doc)
+        if got is None:
+            continue
+        if want is None:
+            want, first = got, str(p)
+        if got != want:
+            what = "--sample's sample.json" if sample is not None else first
+            raise QAError(f"{p} holds verdicts on another sample than {what} (dataset, seed, per class "
+                          f"{', '.join(got)} against {', '.join(want)}): clip ids name other clips there")
+        if sample is not None:
+            rel_of = {item.get("id"): item.get("rel") for item in sample.get("items", [])}
+            for item_id, entry in doc["verdicts"].items():
+                if entry.get("rel") and item_id in rel_of and rel_of[item_id] != entry["rel"]:
+                    raise QAError(f"{p}: clip {item_id} is {entry['rel']} there and {rel_of[item_id]} in "
+                                  "--sample's sample.json: verdicts of another sample")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -143,6 +186,7 @@ def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | Non
     if not paths:
         raise QAError("give at least one verdicts.json")
     docs = [_load(Path(p)) for p in paths]
+    _same_sample(docs, paths, sample)
     reviews: list[tuple[str, str, str]] = []   # (clip id, class, verdict)
     for doc in docs:
         for item_id, entry in doc["verdicts"].items():
@@ -189,6 +233,9 @@ def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | Non
         for doc in docs:
             for clip, entry in doc["verdicts"].items():
                 rel_of[clip] = entry.get("rel", "")
+        if not any(rel in flags for rel in rel_of.values()):
+            raise QAError(f"the audit {audit_csv} covers none of the reviewed clips (an audit of another "
+                          "dataset?); run privvid qa audit on the dataset the sample was drawn from")
         beside = []
         for clip in sorted(clip_verdicts):
             row = flags.get(rel_of.get(clip, ""))

@@ -27,6 +27,7 @@ form and ``fetch`` posts.
 from __future__ import annotations
 
 import hmac
+import errno
 import html
 import ipaddress
 import json
@@ -323,9 +324,30 @@ class _Handler(BaseHTTPRequestHandler):
             doc["reviewer"] = self.reviewer
         with self.lock:
             tmp = self.verdicts_path.with_name(f".{self.verdicts_path.name}.partial")
-            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, self.verdicts_path)
+            try:
+                tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+                os.replace(tmp, self.verdicts_path)
+            except OSError as exc:   # the disk filled, the folder went away: the page must say it was not saved
+                tmp.unlink(missing_ok=True)
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           {"error": f"not saved: {exc.strerror or exc} ({self.verdicts_path})"})
+                return
         self._json(HTTPStatus.OK, {"saved": len(doc["verdicts"]), "path": str(self.verdicts_path)})
+
+
+def _check_writable(path: Path) -> None:
+    """The verdicts file can be written where it is asked for (else every save would fail while the
+    reviewer works on): its folder exists and takes a file, and it is not itself a folder."""
+    if path.is_dir():
+        raise ConfigError(f"--verdicts {path} is a folder; name a file such as {path / VERDICTS_FILE}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"the folder of --verdicts {path} does not exist")
+    probe = path.with_name(f".{path.name}.probe")
+    try:
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"verdicts cannot be saved to {path}: {exc.strerror or exc}") from None
 
 
 def make_server(folder: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765,
@@ -351,7 +373,13 @@ def make_server(folder: str | os.PathLike[str], host: str = "127.0.0.1", port: i
     default = folder / (reviewer_file(reviewer) if reviewer else VERDICTS_FILE)
     QAHandler.verdicts_path = Path(verdicts).resolve() if verdicts else default
     QAHandler.reviewer = reviewer or ""
-    server = QAServer((host, port), QAHandler)
+    _check_writable(QAHandler.verdicts_path)
+    try:
+        server = QAServer((host, port), QAHandler)
+    except OSError as exc:   # the port is taken, the host is no address of this machine
+        raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}"
+                          + (" (choose another --port, or 0 for any free one)" if exc.errno == errno.EADDRINUSE else "")
+                          ) from None
     # known only once bound (port 0); no request is read before serve_forever
     QAHandler.hosts = allowed_hosts(host, server.server_address[1], str(server.server_address[0]))
     server.token, server.allowed_hosts = token, QAHandler.hosts

@@ -203,6 +203,38 @@ def test_report_rejects_bad_files(tmp_path: Path) -> None:
         report([empty])
 
 
+def test_report_refuses_verdicts_of_another_sample_a_file_twice_and_a_csv_that_is_no_audit(tmp_path: Path) -> None:
+    # clip ids (0000, 0001, ...) name other clips in another sample: merging them made a kappa of nothing
+    def save(name: str, sample: dict, rel: str = "jump/a") -> Path:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"reviewer": name, "sample": sample, "verdicts": {
+            "0000": {"class": "jump", "rel": rel, "verdict": "pass"}}}))
+        return path
+
+    ours = {"dataset": "/d", "seed": 0, "per_class": 4}
+    ann, bob = save("ann", ours), save("bob", ours)
+    zed = save("zed", {"dataset": "/other", "seed": 7, "per_class": 9}, rel="run/b")
+    assert report([ann, bob])["agreement"]["cohen"]["ann / bob"]["clips"] == 1
+    with pytest.raises(QAError, match="zed.json holds verdicts on another sample than .*ann.json"):
+        report([ann, zed])
+    sample_doc = {**ours, "items": [{"id": "0000", "class": "jump", "rel": "jump/a"}]}
+    with pytest.raises(QAError, match="another sample than --sample"):
+        report([zed], sample_doc)
+    moved = save("moved", ours, rel="jump/other")
+    with pytest.raises(QAError, match="clip 0000 is jump/other there and jump/a in --sample"):
+        report([moved], sample_doc)
+    with pytest.raises(QAError, match="given twice"):
+        report([ann, tmp_path / "." / "ann.json"])
+    not_audit = tmp_path / "clip.mp4"
+    not_audit.write_bytes(b"\x00\x01 not a csv")
+    with pytest.raises(QAError, match="not a qa audit CSV"):
+        report([ann], audit_csv=not_audit)
+    other = tmp_path / "audit.csv"
+    other.write_text("rank,rel,flagged,reason\n1,run/zz,True,person hits\n")
+    with pytest.raises(QAError, match="covers none of the reviewed clips"):
+        report([ann], audit_csv=other)
+
+
 def test_validate_verdicts_fills_class_from_the_sample() -> None:
     sample_doc = {"dataset": "/d", "seed": 1, "per_class": 4,
                   "items": [{"id": "0000", "class": "jump", "rel": "jump/a"}]}

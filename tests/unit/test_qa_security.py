@@ -204,3 +204,37 @@ def test_serve_warns_when_not_on_loopback(tmp_path: Path, monkeypatch: pytest.Mo
     assert "http://127.0.0.1:8765/index.html" in text
     result = runner.invoke(app, ["qa", "serve", str(tmp_path)])
     assert result.exit_code == 0 and "warning" not in result.output
+
+
+def test_serve_refuses_a_taken_port_and_a_verdicts_file_it_cannot_write(tmp_path: Path) -> None:
+    import socket
+
+    from privvid.errors import ConfigError
+
+    folder = _qa_folder(tmp_path / "qa")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ConfigError, match="cannot serve on 127.0.0.1:.*choose another --port"):
+            make_server(folder, port=taken.getsockname()[1])
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_server(folder, port=0, verdicts=tmp_path / "nowhere" / "v.json")
+    with pytest.raises(ConfigError, match="is a folder"):
+        make_server(folder, port=0, verdicts=folder)
+
+
+def test_a_save_that_fails_is_an_error_the_page_shows(tmp_path: Path) -> None:
+    folder = _qa_folder(tmp_path / "qa")
+    away = tmp_path / "reviews"
+    away.mkdir()
+    server = make_server(folder, port=0, verdicts=away / "v.json")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        away.rmdir()   # the folder went away while the reviewer worked
+        token = _page_token(server)
+        status, _, body = _post(server, SAVED, **{"Content-Type": "application/json", "X-Privvid-Token": token})
+        assert status == 500 and "not saved" in json.loads(body)["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
