@@ -38,6 +38,10 @@ def run(
     given = sum(x is not None for x in (protocol, preset, tiny))
     if given != 1:
         raise ConfigError("give exactly one of: a protocol file, --preset smoke|paper, --tiny CLIPS_DIR")
+    if device is not None:   # before the smoke preset builds its data (minutes)
+        from privvid.engine.trainer import resolve_device
+
+        resolve_device(device)
     if tiny is not None:
         proto = tiny_protocol(tiny, out / "data")
     elif preset is not None:

@@ -94,8 +94,10 @@ class Protocol:
                                 s.get("batch_size"), dict(s.get("settings", {}))) for s in r.get("stages", [])]
                 recipes.append(Recipe(r["name"], stages, r.get("average"), r.get("learned_mix")))
             tasks = [Task(t["name"], path(t["train"]), path(t["val"])) for t in d["tasks"]]
-        except (KeyError, TypeError) as exc:
+        except KeyError as exc:
             raise EngineError(f"protocol is missing a field: {exc}") from None
+        except (TypeError, AttributeError):
+            raise EngineError("protocol: 'recipes' and 'tasks' must be lists of objects (see docs/benchmark.md)") from None
         names = [r.name for r in recipes]
         if len(set(names)) != len(names):
             raise EngineError("protocol recipes need unique names")
@@ -201,6 +203,22 @@ def _finish(folder: Path, key: str, result: dict[str, Any] | None = None) -> Non
     write_text_atomic(folder / "done.json", json.dumps({"key": key, **(result or {})}, indent=1))
 
 
+def check_protocol(proto: Protocol, device: str | None = None) -> None:
+    """What every step would fail on, before the first one runs (a paper protocol trains for days before
+    its downstream tasks are read): the device, something to run, and every data source it names."""
+    from privvid.engine.api import parse_data
+    from privvid.engine.trainer import resolve_device
+
+    if device is not None:
+        resolve_device(device)
+    if not proto.recipes or not proto.tasks:
+        raise EngineError("a protocol needs at least one recipe and one task")
+    specs = [d for r in proto.recipes for st in r.stages for d in st.data]
+    specs += [t.train for t in proto.tasks] + [t.val for t in proto.tasks]
+    for spec in dict.fromkeys(specs):
+        parse_data(spec, require_labels=spec not in {t.val for t in proto.tasks})
+
+
 def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every recipe's stages (a stage starts from the previous one's checkpoint), then FT / LP each on every
@@ -217,6 +235,7 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
 
     import torch
 
+    check_protocol(proto, device)
     out = Path(out)
     say = log or (lambda s: None)
     results: dict[str, Any] = {"protocol": proto.name, "rows": {}, "top5": {}, "bias": {}, "seed": proto.seed,

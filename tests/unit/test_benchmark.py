@@ -94,3 +94,19 @@ def test_protocol_errors_are_named():
     ):
         with pytest.raises(EngineError, match=words):
             Protocol.from_dict({**base, "recipes": recipes})
+
+
+def test_a_protocol_is_checked_before_its_first_step(clips, tmp_path):
+    # a bad device, a missing list or nothing to run used to surface after the first stages had trained
+    out = tmp_path / "run"
+    with pytest.raises(EngineError, match="'quantum' is not a device"):
+        run_protocol(_proto(clips), out, device="quantum")
+    missing = _proto(clips)
+    missing.tasks[0].val = str(clips / "nope.csv")
+    with pytest.raises(EngineError, match="nope.csv does not exist"):
+        run_protocol(missing, out)
+    with pytest.raises(EngineError, match="at least one recipe and one task"):
+        run_protocol(Protocol.from_dict({"recipes": [], "tasks": []}), out)
+    assert not out.exists()
+    with pytest.raises(EngineError, match="must be lists of objects"):
+        Protocol.from_dict({"recipes": 5, "tasks": []})
