@@ -8,14 +8,15 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from privvid.errors import ConfigError
 from privvid.runtime import RunProgress
 
 console = Console()
 
 
 def synth(
-    out: Path = typer.Option(..., "--out", help="Output folder: <class>/<class>_NNNN.mp4, classes.txt, "
-                             "train.csv, val.csv, synth.json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder: <class>/<class>_NNNN.mp4, classes.txt, "
+                                       "train.csv, val.csv, synth.json (needed unless --list)."),
     classes: int = typer.Option(12, help="Number of action classes: the first N motions of the table "
                                 "(privvid synth --list shows it)."),
     per_class: int = typer.Option(50, "--per-class", help="Clips per class."),
@@ -42,6 +43,8 @@ def synth(
         for i, m in enumerate(MOTIONS):
             console.print(f"{i:2d}  {m.name:<13} {m.about}")
         return
+    if out is None:
+        raise ConfigError("give --out FOLDER (where the clips go)")
     width, height = parse_size(size)
     settings = SynthSettings(classes=classes, per_class=per_class, seed=seed, frames=frames, width=width,
                              height=height, fps=fps, val_fraction=val_fraction, crf=crf, backgrounds=backgrounds)

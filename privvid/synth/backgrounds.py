@@ -41,6 +41,10 @@ def find_background_files(folder: Path) -> list[str]:
     if not found:
         raise ConfigError(f"--backgrounds {folder} holds no images or videos "
                           f"({', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
+    empty = sorted(rel for rel in found if (folder / rel).stat().st_size == 0)
+    if empty:
+        raise ConfigError(f"--backgrounds {folder}: {len(empty)} empty file(s) (0 bytes), e.g. {empty[0]}: "
+                          "remove them or point --backgrounds at a folder without them")
     return sorted(found)
 
 

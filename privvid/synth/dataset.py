@@ -223,6 +223,7 @@ def synthesize(out: str | Path, settings: SynthSettings, overwrite: bool = False
         renderer = SynthRenderer(settings.width, settings.height)
     t0 = time.perf_counter()
     rendered = frames = 0
+    fresh = not (out / MANIFEST).exists()   # this run starts the folder: a failure before any clip leaves no run
     try:
         body_info = renderer.body.info()
         body_info.pop("body_model_path", None)     # the cache path differs from machine to machine
@@ -242,6 +243,13 @@ def synthesize(out: str | Path, settings: SynthSettings, overwrite: bool = False
             frames += len(images)
             if on_clip is not None:
                 on_clip(len(images))
+    except BaseException:
+        if fresh and rendered == 0:
+            # nothing of this run is kept: its settings must not bind the corrected command to --overwrite
+            (out / MANIFEST).unlink(missing_ok=True)
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
     finally:
         if own:
             renderer.close()

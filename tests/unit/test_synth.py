@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("smplx")
 pytest.importorskip("pyrender")
 
-from privvid.errors import ConfigError  # noqa: E402
+from privvid.errors import BadInput, ConfigError  # noqa: E402
 from privvid.synth import MOTIONS, MotionParams, SynthSettings, parse_size, pose_clip, synthesize  # noqa: E402
 
 SMALL = SynthSettings(classes=3, per_class=2, seed=0, frames=8, width=64, height=64)
@@ -164,6 +164,26 @@ def test_backgrounds_folder(tmp_path, renderer):
     assert corner[1] > 150 and corner[0] < 60 and corner[2] < 60
 
 
+def test_a_run_that_fails_before_any_clip_leaves_nothing_that_binds_the_next(tmp_path, renderer):
+    import cv2
+
+    folder = tmp_path / "bg"
+    folder.mkdir()
+    (folder / "empty.png").touch()
+    small = replace(SMALL, classes=2, per_class=1, frames=4, backgrounds=folder)
+    with pytest.raises(ConfigError, match="1 empty file"):
+        synthesize(tmp_path / "o", small, renderer=renderer)
+    (folder / "empty.png").unlink()
+    (folder / "junk.png").write_text("not an image")
+    with pytest.raises(BadInput, match="not an image"):
+        synthesize(tmp_path / "o", small, renderer=renderer)
+    assert not (tmp_path / "o").exists()
+    (folder / "junk.png").unlink()
+    cv2.imwrite(str(folder / "grey.png"), np.full((40, 60, 3), 128, np.uint8))
+    # the corrected command runs into the same folder without --overwrite
+    assert synthesize(tmp_path / "o", small, renderer=renderer).rendered == 2
+
+
 @pytest.mark.parametrize("change", [dict(classes=1), dict(classes=len(MOTIONS) + 1), dict(per_class=0),
                                     dict(width=63), dict(height=8), dict(frames=1), dict(fps=0.0), dict(seed=-1)])
 def test_bad_settings_raise_config_error(change, tmp_path):
@@ -178,6 +198,9 @@ def test_cli_bad_settings_exit_2_before_rendering(tmp_path):
     from privvid.cli.main import app
 
     runner = CliRunner()
+    listed = runner.invoke(app, ["synth", "--list"])   # the motion table needs no --out
+    assert listed.exit_code == 0 and "wave" in listed.output, listed.output
+    assert runner.invoke(app, ["synth", "--quiet"]).exit_code == 2
     for args in (["--classes", "1"], ["--per-class", "0"], ["--size", "64x63"], ["--size", "big"]):
         result = runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--quiet", *args])
         assert result.exit_code == 2, (args, result.output)
