@@ -181,7 +181,7 @@ class MeshConfig:
 
     def __post_init__(self) -> None:
         if self.render_faces != 0 and self.render_faces < 1000:
-            raise ConfigError(f"render_faces must be 0 (the full mesh) or at least 1000, got {self.render_faces}")
+            raise ConfigError(f"--mesh-faces (render_faces) must be 0 (the full mesh) or at least 1000, got {self.render_faces}")
         if self.gender not in ("neutral", "male", "female"):
             raise ConfigError(f"--gender must be neutral, male or female, got {self.gender!r}")
         if self.gender != "neutral" and self.body_model is None:

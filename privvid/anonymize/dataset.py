@@ -216,9 +216,12 @@ def preflight(cfg: AnonymizeConfig) -> None:
     MODES.resolve(cfg.mode)
     validate_options(cfg.detect)
     if cfg.mode != "mesh":
-        # a model file no part of this mode reads is a mistake to say, not to skip (as --weights with ssd)
-        unread = [flag for flag, path in (("--body-model", cfg.mesh.body_model), ("--pose-weights", cfg.mesh.pose_weights))
-                  if path is not None]
+        # a model file or mesh setting no part of this mode reads is a mistake to say, not to skip (as --weights
+        # with ssd)
+        unread = [flag for flag, given in (("--body-model", cfg.mesh.body_model is not None),
+                                           ("--pose-weights", cfg.mesh.pose_weights is not None),
+                                           ("--mesh-fallback", cfg.mesh.fallback is not None),
+                                           ("--save-params", cfg.mesh.save_params)) if given]
         if unread:
             raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by --mode mesh only, "
                               f"not by --mode {cfg.mode}")

@@ -203,6 +203,8 @@ class SsdDetector:
         self._next_tiles = 0
         self.stats = {"frames": 0, "boxes": 0, "carried": 0, "dropped": 0, "ellipses": 0, "tile_frames": 0,
                       "turned": 0, "shadow_px": 0, "refined": 0, "refine_kept": 0, "refine_tracked": 0}
+        # the models' own counters run over every clip of the process: this clip's are counted from here
+        self._inputs_at = (self._seg.inputs_run, self._pose.inputs_run if self._pose is not None else 0)
 
     # ------------------------------------------------------------------ boxes
     def _boxes(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -509,8 +511,8 @@ class SsdDetector:
                        **({"instances": f"{POSE_LANDMARK.name} (mediapipe wheel, {POSE_LANDMARK.licence})"}
                           if self._pose is not None else {})},
             "options": asdict(self.opts),
-            "stats": dict(self.stats, model_inputs=self._seg.inputs_run,
-                          pose_inputs=self._pose.inputs_run if self._pose is not None else 0),
+            "stats": dict(self.stats, model_inputs=self._seg.inputs_run - self._inputs_at[0],
+                          pose_inputs=(self._pose.inputs_run if self._pose is not None else 0) - self._inputs_at[1]),
         }
 
 

