@@ -17,6 +17,8 @@ console = Console()
 def doctor(
     weights: Optional[Path] = typer.Option(None, help="Check a yolo weights file."),
     sam_weights: Optional[Path] = typer.Option(None, help="Check a segment-anything checkpoint."),
+    sam_model: str = typer.Option("vit_b", "--sam-model", help="The --sam-weights checkpoint's architecture "
+                                  "(vit_b | vit_l | vit_h), as anonymize's --sam-model."),
     body_model: Optional[Path] = typer.Option(None, help="Check an SMPL-X model file."),
     no_gl: bool = typer.Option(False, "--no-gl", help="Skip the offscreen rendering check."),
     trust_model_files: bool = typer.Option(False, "--trust-model-files", help="Load pickle-based model files "
@@ -24,7 +26,7 @@ def doctor(
 ) -> None:
     """Show what this installation can do. Model files given are loaded as anonymize loads them."""
     checks = run_checks({"yolo": weights, "sam": sam_weights, "body model": body_model}, gl=not no_gl,
-                        trust=trust_model_files)
+                        trust=trust_model_files, sam_model=sam_model)
     table = Table(title="privvid doctor")
     for column in ("area", "name", "ok", "detail"):
         table.add_column(column)

@@ -123,6 +123,16 @@ def params_hash(cfg: AnonymizeConfig) -> str:
 
 def _run_job(job: _Job) -> ClipOutcome:
     """Runs in a worker: anonymise one clip, turning every failure into a recorded outcome."""
+    try:
+        return _run_job_timed(job)
+    except ClipTimeout as exc:
+        # the alarm went off at the very end, in the clean-up (after a wait during an import); the timer is off
+        # by now: the clip fails like any timed-out clip and nothing of it stays
+        _remove_outputs(job.out_root, job.source.relpath)
+        return ClipOutcome(job.source.relpath, job.source.input_rel, "failed", reason=_one_line(exc))
+
+
+def _run_job_timed(job: _Job) -> ClipOutcome:
     source = job.source
     use_alarm = bool(job.timeout) and hasattr(signal, "SIGALRM")
     if use_alarm:
@@ -363,7 +373,7 @@ def anonymize_dataset(
     warn = on_warning or (lambda text: None)
     phash = params_hash(cfg)
     if dry_run:
-        return _plan(found, out_root, phash, started)
+        return _plan(found, out_root, phash, started, _wanted(cfg))
 
     state = _prepare_out(out_root)
     lock = RunLock(state).acquire()
@@ -505,7 +515,7 @@ def _source_text(source: ClipSource, cfg: AnonymizeConfig) -> str:
     return str(source.path) if cfg.record_paths else source.input_rel
 
 
-def _plan(found: Discovery, out_root: Path, phash: str, started: float) -> RunSummary:
+def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: tuple[str, ...]) -> RunSummary:
     """What a run would do, from the ledger if OUT has one; writes nothing."""
     db = out_root / STATE_DIR / "ledger.sqlite"
     ledger = Ledger(db) if db.is_file() else None
@@ -515,7 +525,7 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float) -> RunSu
             paths = output_paths(out_root, source.relpath)
             status = "planned"
             reason: str | None = "new" if ledger is None or ledger.get(source.relpath) is None else "redo"
-            if ledger is not None and paths["video"].exists() and paths["sidecar"].exists():
+            if ledger is not None and all(paths[kind].exists() for kind in wanted):
                 try:
                     if ledger.is_done(source.relpath, content_hash(source.path), phash):
                         status, reason = "skipped", None

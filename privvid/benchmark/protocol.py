@@ -213,10 +213,14 @@ def check_protocol(proto: Protocol, device: str | None = None) -> None:
         resolve_device(device)
     if not proto.recipes or not proto.tasks:
         raise EngineError("a protocol needs at least one recipe and one task")
+    # labels are read where the step reads them: align stages and the tasks' train lists (MAE and the
+    # val lists take unlabelled or one-class data)
+    labelled = {d for r in proto.recipes for st in r.stages if st.task == "align" for d in st.data}
+    labelled |= {t.train for t in proto.tasks}
     specs = [d for r in proto.recipes for st in r.stages for d in st.data]
     specs += [t.train for t in proto.tasks] + [t.val for t in proto.tasks]
     for spec in dict.fromkeys(specs):
-        parse_data(spec, require_labels=spec not in {t.val for t in proto.tasks})
+        parse_data(spec, require_labels=spec in labelled)
 
 
 def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,

@@ -119,9 +119,6 @@ def _audit_flags(audit_csv: Path) -> dict[str, dict[str, Any]]:
         raise QAError(f"{audit_csv} is not a qa audit CSV ({exc})") from None
 
 
-SAMPLE_KEYS = ("dataset", "seed", "per_class")   # what names a sample in a verdict file
-
-
 def _same_sample(docs: Sequence[dict[str, Any]], paths: Sequence[str | os.PathLike[str]],
                  sample: dict[str, Any] | None) -> None:
     """The verdict files are of one sample (clip ids such as 0000 mean another clip in another sample) and,
@@ -134,26 +131,27 @@ def _same_sample(docs: Sequence[dict[str, Any]], paths: Sequence[str | os.PathLi
         seen[real] = str(p)
 
     def named(doc: dict[str, Any]) -> tuple[str, ...] | None:
+        # the dataset by its folder's name: a dataset moved since the sample was drawn is the same one
         given = doc.get("sample")
-        return tuple(str(given.get(k)) for k in SAMPLE_KEYS) if isinstance(given, dict) else None
+        if not isinstance(given, dict):
+            return None
+        return (Path(str(given.get("dataset", ""))).name, str(given.get("seed")), str(given.get("per_class")))
 
-    want = tuple(str(sample.get(k)) for k in SAMPLE_KEYS) if sample is not None else None
+    want = named({"sample": sample}) if sample is not None else None
+    first = "--sample's sample.json"
+    rel_of = {item.get("id"): item.get("rel") for item in (sample or {}).get("items", [])}
     for doc, p in zip(docs, paths):
         got = named(doc)
-        if got is None:
-            continue
-        if want is None:
+        if got is not None and want is None:
             want, first = got, str(p)
-        if got != want:
-            what = "--sample's sample.json" if sample is not None else first
-            raise QAError(f"{p} holds verdicts on another sample than {what} (dataset, seed, per class "
+        elif got is not None and got != want:
+            assert want is not None
+            raise QAError(f"{p} holds verdicts on another sample than {first} (dataset, seed, per class "
                           f"{', '.join(got)} against {', '.join(want)}): clip ids name other clips there")
-        if sample is not None:
-            rel_of = {item.get("id"): item.get("rel") for item in sample.get("items", [])}
-            for item_id, entry in doc["verdicts"].items():
-                if entry.get("rel") and item_id in rel_of and rel_of[item_id] != entry["rel"]:
-                    raise QAError(f"{p}: clip {item_id} is {entry['rel']} there and {rel_of[item_id]} in "
-                                  "--sample's sample.json: verdicts of another sample")
+        for item_id, entry in doc["verdicts"].items():
+            if entry.get("rel") and rel_of.get(item_id) and rel_of[item_id] != entry["rel"]:
+                raise QAError(f"{p}: clip {item_id} is {entry['rel']} there and {rel_of[item_id]} in "
+                              "--sample's sample.json: verdicts of another sample")
 
 
 def _load(path: Path) -> dict[str, Any]:

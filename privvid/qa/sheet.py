@@ -347,7 +347,8 @@ def _check_writable(path: Path) -> None:
         probe.write_text("", encoding="utf-8")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"verdicts cannot be saved to {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"verdicts cannot be saved to {path}: {exc.strerror or exc} (--verdicts FILE saves them "
+                          "elsewhere)") from None
 
 
 def make_server(folder: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765,

@@ -62,7 +62,7 @@ def backend_checks() -> list[Check]:
     return out
 
 
-def _load_user_file(what: str, path: Path, trust: bool) -> None:
+def _load_user_file(what: str, path: Path, trust: bool, sam_model: str = "vit_b") -> None:
     """Load a user's model file the way ``privvid anonymize`` does (the same checks, the same loader)."""
     if what == "body model":
         from privvid.mesh.body_model import load_body_model
@@ -72,12 +72,12 @@ def _load_user_file(what: str, path: Path, trust: bool) -> None:
     from privvid.config import DetectConfig
     from privvid.detect import DETECTORS
 
-    cfg = DetectConfig(backend=what, trust_model_files=trust)
+    cfg = DetectConfig(backend=what, trust_model_files=trust, sam_model=sam_model)
     cfg = replace(cfg, weights=path) if what == "yolo" else replace(cfg, sam_weights=path)
     DETECTORS.create(what, cfg)
 
 
-def weight_checks(paths: dict[str, Path | None], trust: bool = False) -> list[Check]:
+def weight_checks(paths: dict[str, Path | None], trust: bool = False, sam_model: str = "vit_b") -> list[Check]:
     """Each model file given, loaded as ``anonymize`` would load it: a file that exists but that anonymize
     refuses (not a model, truncated, pickle-based without ``trust``) is reported with anonymize's reason."""
     out = []
@@ -85,7 +85,7 @@ def weight_checks(paths: dict[str, Path | None], trust: bool = False) -> list[Ch
         if path is None:
             continue
         try:
-            _load_user_file(what, Path(path).expanduser(), trust)
+            _load_user_file(what, Path(path).expanduser(), trust, sam_model)
         except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
             reason = " ".join(str(exc).split()) or type(exc).__name__
             out.append(Check("weights", what, False, reason if str(path) in reason else f"{path}: {reason}"))
@@ -128,8 +128,9 @@ def gl_check() -> Check:
     return Check("render", f"pyrender ({platform})", False, last)
 
 
-def run_checks(weights: dict[str, Path | None] | None = None, gl: bool = True, trust: bool = False) -> list[Check]:
-    checks = (package_checks() + backend_checks() + weight_checks(weights or {}, trust) + model_file_checks()
+def run_checks(weights: dict[str, Path | None] | None = None, gl: bool = True, trust: bool = False,
+               sam_model: str = "vit_b") -> list[Check]:
+    checks = (package_checks() + backend_checks() + weight_checks(weights or {}, trust, sam_model) + model_file_checks()
               + [embedded_model_check()])
     if gl:
         checks.append(gl_check())

@@ -246,7 +246,13 @@ def synthesize(out: str | Path, settings: SynthSettings, overwrite: bool = False
     except BaseException:
         if fresh and rendered == 0:
             # nothing of this run is kept: its settings must not bind the corrected command to --overwrite
+            # (the writer may have made a class folder, and left a temp file there if it was killed)
             (out / MANIFEST).unlink(missing_ok=True)
+            for folder in sorted((p for p in out.iterdir() if p.is_dir()), reverse=True) if out.is_dir() else []:
+                for temp in folder.glob(".*.partial*"):
+                    temp.unlink(missing_ok=True)
+                if not any(folder.iterdir()):
+                    folder.rmdir()
             if out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
         raise

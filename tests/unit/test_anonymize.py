@@ -188,6 +188,29 @@ def test_clip_timeout_waits_while_a_module_is_imported(tmp_path, monkeypatch):
         handler(0, sys._getframe())
 
 
+def test_a_timeout_in_the_clean_up_is_still_the_clips_failure(tmp_path, clip, monkeypatch):
+    # the alarm can go off after the clip's own code, while its failure is recorded: it must not leave the
+    # worker (there it would reach the parent as an exception and end the run)
+    from privvid.anonymize import dataset
+
+    calls = []
+
+    def remove(*args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise dataset.ClipTimeout("timed out after 5 s")
+        return ""
+
+    def broken(*args, **kwargs):
+        raise ValueError("the clip's own failure")
+
+    monkeypatch.setattr(dataset, "anonymize_clip", broken)
+    monkeypatch.setattr(dataset, "_remove_outputs", remove)
+    job = dataset._Job(dataset.ClipSource(clip, "walk", "walk.mp4"), tmp_path / "out", cfg(), "x", 5.0)
+    outcome = dataset._run_job(job)
+    assert outcome.status == "failed" and outcome.reason == "timed out after 5 s" and len(calls) == 2
+
+
 def test_resume_skips_done_and_redoes_on_new_parameters(tmp_path):
     src = tmp_path / "in"
     for name in ("a", "b"):

@@ -105,6 +105,14 @@ def test_a_protocol_is_checked_before_its_first_step(clips, tmp_path):
     missing.tasks[0].val = str(clips / "nope.csv")
     with pytest.raises(EngineError, match="nope.csv does not exist"):
         run_protocol(missing, out)
+    # data only an MAE stage reads needs no labels (one class here): not refused
+    one_class = clips / "one_class.csv"
+    one_class.write_text("path,label\nsmall/train0.mp4,small\nsmall/train1.mp4,small\n")
+    mae_only = _proto(clips)
+    mae_only.recipes[1].stages[0].data = [f"real={one_class}"]
+    from privvid.benchmark.protocol import check_protocol
+
+    check_protocol(mae_only)
     with pytest.raises(EngineError, match="at least one recipe and one task"):
         run_protocol(Protocol.from_dict({"recipes": [], "tasks": []}), out)
     assert not out.exists()

@@ -165,9 +165,11 @@ def test_wilson_matches_hand_computed_values() -> None:
         wilson(3, 2)
 
 
-def _verdicts(path: Path, reviewer: str, entries: dict[str, tuple[str, str]]) -> Path:
+def _verdicts(path: Path, reviewer: str, entries: dict[str, tuple[str, str]],
+              rels: dict[str, str] | None = None) -> Path:
     path.write_text(json.dumps({"reviewer": reviewer, "verdicts": {
-        k: {"class": c, "rel": f"{c}/{k}", "verdict": v, "note": ""} for k, (c, v) in entries.items()}}))
+        k: {"class": c, "rel": (rels or {}).get(k, f"{c}/{k}"), "verdict": v, "note": ""}
+        for k, (c, v) in entries.items()}}))
     return path
 
 
@@ -220,6 +222,8 @@ def test_report_refuses_verdicts_of_another_sample_a_file_twice_and_a_csv_that_i
     sample_doc = {**ours, "items": [{"id": "0000", "class": "jump", "rel": "jump/a"}]}
     with pytest.raises(QAError, match="another sample than --sample"):
         report([zed], sample_doc)
+    # the same sample after its dataset moved (the folder's name is kept) is the same sample
+    assert report([save("later", {**ours, "dataset": "/mnt/new/d"})], sample_doc)["reviews"]["n"] == 1
     moved = save("moved", ours, rel="jump/other")
     with pytest.raises(QAError, match="clip 0000 is jump/other there and jump/a in --sample"):
         report([moved], sample_doc)
@@ -256,7 +260,8 @@ def test_sheet_embeds_items_and_cli_report(tmp_path: Path) -> None:
     assert item["rel"] in page and item["original_frames"][0] in page
     for verdict in ("pass", "person_visible", "artefact", "occlusion"):
         assert f'"{verdict}"' in page
-    verdicts = _verdicts(tmp_path / "v.json", "ann", {item["id"]: ("jump", "person_visible")})
+    verdicts = _verdicts(tmp_path / "v.json", "ann", {item["id"]: ("jump", "person_visible")},
+                         rels={item["id"]: item["rel"]})
     result = runner.invoke(app, ["qa", "report", str(verdicts), "--sample", str(tmp_path / "qa"),
                                  "--json", str(tmp_path / "rep.json")])
     assert result.exit_code == 0, result.output

@@ -183,6 +183,18 @@ def test_a_run_that_fails_before_any_clip_leaves_nothing_that_binds_the_next(tmp
     # the corrected command runs into the same folder without --overwrite
     assert synthesize(tmp_path / "o", small, renderer=renderer).rendered == 2
 
+    class Broken:   # fails inside the writer, after it made the clip's class folder
+        body = renderer.body
+
+        def render(self, *args):
+            return [np.zeros((8, 8, 3), np.uint8)]
+
+    plain = replace(SMALL, classes=2, per_class=1, frames=4)
+    with pytest.raises(ValueError, match=r"got uint8 \(8, 8, 3\)"):
+        synthesize(tmp_path / "p", plain, renderer=Broken())
+    assert not (tmp_path / "p").exists()
+    assert synthesize(tmp_path / "p", plain, renderer=renderer).rendered == 2
+
 
 @pytest.mark.parametrize("change", [dict(classes=1), dict(classes=len(MOTIONS) + 1), dict(per_class=0),
                                     dict(width=63), dict(height=8), dict(frames=1), dict(fps=0.0), dict(seed=-1)])
