@@ -12,6 +12,7 @@ from typing import Any
 
 from privvid.errors import ConfigError
 
+
 def parse_tiles(spec: str | None) -> tuple[int, int] | None:
     """``"3x2"`` -> (3 columns, 2 rows); None, "", "none" or "off" -> None (tiling off). Anything else is a
     ValueError."""

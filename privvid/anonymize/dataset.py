@@ -126,8 +126,8 @@ def _run_job(job: _Job) -> ClipOutcome:
     try:
         return _run_job_timed(job)
     except ClipTimeout as exc:
-        # the alarm went off at the very end, in the clean-up (after a wait during an import); the timer is off
-        # by now: the clip fails like any timed-out clip and nothing of it stays
+        # wherever the alarm went off (in the clip, or in recording another failure of it), the timer is off
+        # by now: the clip fails and nothing of it stays
         _remove_outputs(job.out_root, job.source.relpath)
         return ClipOutcome(job.source.relpath, job.source.input_rel, "failed", reason=_one_line(exc))
 
@@ -145,10 +145,8 @@ def _run_job_timed(job: _Job) -> ClipOutcome:
         _remove_outputs(job.out_root, source.relpath, older_than=started)
         return ClipOutcome(source.relpath, source.input_rel, "done", frames=result.frames,
                            seconds=result.seconds, coverage_mean=result.coverage_mean, notes=result.notes)
-    except (Exception, ClipTimeout) as exc:  # noqa: BLE001 - any failure quarantines the clip
-        if use_alarm:   # the failure is recorded whatever time is left: no alarm inside this handler
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        if isinstance(exc, (PrivvidError, ClipTimeout)):
+    except Exception as exc:  # noqa: BLE001 - any failure quarantines the clip (a ClipTimeout: _run_job)
+        if isinstance(exc, PrivvidError):
             reason = _one_line(exc)
         else:
             detail = traceback.extract_tb(exc.__traceback__)[-1]

@@ -361,7 +361,7 @@ class _FlowMaps:
         self._maps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}   # (a, b) -> remap table
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
         self._scale = 1.0
-        self._size = (0, 0)   # (w, h) of the flow copies before padding
+        self._size = (0, 0)   # (w, h) of the flow copies before padding (set with the grid)
 
     def add(self, idx: int, frame: np.ndarray, keep: int) -> None:
         h, w = frame.shape[:2]
@@ -369,11 +369,12 @@ class _FlowMaps:
             self._scale = min(1.0, FLOW_WIDTH / w)
             gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
             self._grid = (gx, gy)
+            self._size = (max(1, round(w * self._scale)), max(1, round(h * self._scale)))
         for old in [k for k in self._greys if k < idx - 2 * keep]:
             del self._greys[old]
         for key in [k for k in self._maps if min(k) < idx - 2 * keep]:
             del self._maps[key]
-        size = (max(1, round(w * self._scale)), max(1, round(h * self._scale)))
+        size = self._size
         if min(size) < MIN_FLOW_SIDE:  # too small for DIS's patches: the masks stay where they lie
             return
         small = frame if self._scale >= 1.0 else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
@@ -382,7 +383,6 @@ class _FlowMaps:
         if pad_y or pad_x:
             grey = cv2.copyMakeBorder(grey, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
         self._greys[idx] = grey
-        self._size = size
 
     def _table(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The remap table moving frame ``b``'s pixels onto frame ``a`` (None: no flow between them)."""

@@ -74,11 +74,16 @@ def inpaint_clip(inpainter: Inpainter, frames: np.ndarray, masks: np.ndarray, wi
     return out
 
 
+def check_zones(zones: Sequence[np.ndarray], frames: int) -> None:
+    """``zones`` hold one array of rectangles per frame of a window of ``frames``."""
+    if len(zones) != frames:
+        raise ValueError(f"avoid must hold one array of rectangles per frame: {len(zones)} for {frames} frames")
+
+
 def zone_masks(zones: Sequence[np.ndarray], masks: np.ndarray) -> np.ndarray:
     """``masks`` (T, H, W bool) with each frame's rectangles of ``zones`` set as well (a new array). A zone
     is one frame's (n, 4) integer x0, y0, x1, y1 rows, ends exclusive, clipped to the frame."""
-    if len(zones) != len(masks):
-        raise ValueError(f"avoid must hold one array of rectangles per frame: {len(zones)} for {len(masks)} frames")
+    check_zones(zones, len(masks))
     out = masks.copy()
     for t, rects in enumerate(zones):
         rects = np.asarray(rects)

@@ -42,7 +42,7 @@ import numpy as np
 import privvid
 from privvid.config import InpaintConfig
 from privvid.inpaint import motion as mo
-from privvid.inpaint.base import check_window, zone_masks
+from privvid.inpaint.base import check_window, check_zones, zone_masks
 from privvid.inpaint.classical import METHODS, spatial_fill
 
 ALIGN_MODES = ("auto", "static", "homography")
@@ -107,8 +107,8 @@ class PropagationInpainter:
         ``avoid``: per frame, (n, 4) int rectangles x0, y0, x1, y1 (ends exclusive) whose pixels are never
         used as a source, e.g. around every detection (:func:`privvid.inpaint.base.zone_masks`)."""
         check_window(frames, masks, self.context)
-        if avoid is not None and len(avoid) != len(masks):
-            raise ValueError(f"avoid must hold one array of rectangles per frame: {len(avoid)} for {len(masks)} frames")
+        if avoid is not None:
+            check_zones(avoid, len(masks))
         cfg = self.config
         T, H, W = masks.shape
         if self._ref is not None and self._ref["frame"].shape[:2] != (H, W):

@@ -26,8 +26,8 @@ form and ``fetch`` posts.
 
 from __future__ import annotations
 
-import hmac
 import errno
+import hmac
 import html
 import ipaddress
 import json

@@ -6,7 +6,7 @@ import importlib.metadata as md
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -72,9 +72,9 @@ def _load_user_file(what: str, path: Path, trust: bool, sam_model: str = "vit_b"
     from privvid.config import DetectConfig
     from privvid.detect import DETECTORS
 
-    cfg = DetectConfig(backend=what, trust_model_files=trust, sam_model=sam_model)
-    cfg = replace(cfg, weights=path) if what == "yolo" else replace(cfg, sam_weights=path)
-    DETECTORS.create(what, cfg)
+    DETECTORS.create(what, DetectConfig(backend=what, trust_model_files=trust, sam_model=sam_model,
+                                        weights=path if what == "yolo" else None,
+                                        sam_weights=path if what == "sam" else None))
 
 
 def weight_checks(paths: dict[str, Path | None], trust: bool = False, sam_model: str = "vit_b") -> list[Check]:

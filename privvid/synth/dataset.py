@@ -248,7 +248,8 @@ def synthesize(out: str | Path, settings: SynthSettings, overwrite: bool = False
             # nothing of this run is kept: its settings must not bind the corrected command to --overwrite
             # (the writer may have made a class folder, and left a temp file there if it was killed)
             (out / MANIFEST).unlink(missing_ok=True)
-            for folder in sorted((p for p in out.iterdir() if p.is_dir()), reverse=True) if out.is_dir() else []:
+            folders = [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
+            for folder in folders:
                 for temp in folder.glob(".*.partial*"):
                     temp.unlink(missing_ok=True)
                 if not any(folder.iterdir()):
