@@ -6,7 +6,8 @@ privvid's errors rise, and this prints each as one line on stderr and exits with
 - 2 for a bad setting or an input that cannot be used (``ConfigError``, any ``PrivvidError``,
   a ``ValueError`` from parsing an option, a missing file); privvid checks settings before any work,
   so for them this happens before a clip or a training step runs;
-- 1 for anything unexpected (a bug): one line, with the traceback when ``PRIVVID_DEBUG=1``;
+- 1 for anything unexpected (a bug): one line, with the traceback when ``PRIVVID_DEBUG=1``; and 1
+  with "error:" for what the system refused mid-way (a full disk, a read-only mount: ``OSError``);
 - 130 / 143 after Ctrl-C / SIGTERM (finished work is kept; the same command resumes).
 """
 
@@ -43,6 +44,11 @@ class _Boundary(TyperGroup):
         except BrokenPipeError:  # the reader went away (`privvid ... | head`): nothing left to say
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             raise typer.Exit(141) from None
+        except OSError as exc:  # the system refused (a full disk, a read-only mount): not privvid's bug
+            if os.environ.get("PRIVVID_DEBUG") == "1":
+                raise
+            errors.print(f"[red]error:[/red] {_text(exc)}")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             errors.print(f"[yellow]{what}[/yellow]: {_AFTER_STOP.get(ctx.invoked_subcommand or '', _STOPPED)}")
@@ -68,6 +74,9 @@ _AFTER_STOP = {
 
 
 def _text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # "PATH: reason", not "[Errno 20] reason: 'PATH'"
+        paths = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+        return f"{' -> '.join(paths)}: {exc.strerror}" if paths else exc.strerror
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     return str(text) or type(exc).__name__
 

@@ -109,10 +109,14 @@ def report_command(
 ) -> None:
     """Pass rate with a Wilson 95% interval, overall, per class and per reviewer; agreement (Cohen's and
     Fleiss' kappa), disagreements, merged majority verdicts and ties; the audit's flags beside them."""
+    from privvid.io.atomic import check_out_file, write_text_atomic
     from privvid.qa import report
     from privvid.qa.report import report_markdown
     from privvid.qa.sample import load_sample
 
+    for path, flag in ((json_out, "--json"), (markdown, "--markdown")):
+        if path is not None:
+            check_out_file(path, flag)
     sample = load_sample(sample_folder) if sample_folder else None
     rep = report(verdicts, sample, audit)
     table = Table(title="QA verdicts per class")
@@ -156,9 +160,9 @@ def report_command(
         console.print(f"audit: {flagged} of {len(rep['audit'])} reviewed clips flagged; reviewers failed "
                       f"{len(rep['audit_missed'])} clip(s) the audit passed")
     if json_out:
-        json_out.write_text(json.dumps(rep, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(json_out, json.dumps(rep, indent=2) + "\n")
     if markdown:
-        markdown.write_text(report_markdown(rep), encoding="utf-8")
+        write_text_atomic(markdown, report_markdown(rep))
 
 
 @app.command("audit")

@@ -133,8 +133,11 @@ class Protocol:
                 raise EngineError("a YAML protocol needs PyYAML (pip install pyyaml); or write it as JSON") from None
             try:
                 doc = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise EngineError(f"{file} is not valid YAML: {exc}") from None
+            except yaml.YAMLError as exc:  # one line: where the parser stopped and why
+                mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+                where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+                reason = problem or " ".join(str(exc).split())
+                raise EngineError(f"{file} is not valid YAML: {where}{reason}") from None
         else:
             try:
                 doc = json.loads(text)
@@ -343,8 +346,9 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
             except Exception as exc:  # the bias row is optional; say why it is missing
                 results["bias"][task.name] = {"error": str(exc)}
     from privvid.benchmark.table import write_report
+    from privvid.io.atomic import write_text_atomic
 
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
     write_report(out)
     return results
 

@@ -12,6 +12,7 @@ Outputs in OUT:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ from privvid.curate.embed import EmbeddingCache, embed_classes, frame_fraction
 from privvid.curate.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, make_clip_pair
 from privvid.curate.knexus import METHODS, Selection, check_k, knexus_select, plot_separation, random_select, separation_report
 from privvid.curate.sources import CurationError, CurationSource, load_source
+from privvid.io.atomic import write_text_atomic
 
 
 def default_cache() -> Path:
@@ -105,7 +107,7 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
     report = separation_report(emb.labels, emb.vectors, selection, cfg.random_draws, cfg.seed)
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in sorted(selection.selected)), encoding="utf-8")
+    write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in sorted(selection.selected)))
     rows = _subset_rows(source, selection.selected, cfg, emb.skipped)
     _write_subset(out / "subset.csv", rows, source.kind)
     selection_doc = {
@@ -129,7 +131,7 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
     }
     _write_json(out / "selection.json", selection_doc)
     _write_json(out / "separation.json", report)
-    (out / "separation.md").write_text(separation_markdown(report), encoding="utf-8")
+    write_text_atomic(out / "separation.md", separation_markdown(report))
     plot_separation(report, out / "separation.png")
     return CurationResult(out, selection, report, len(rows), emb.skipped, emb.cache, source.kind,
                           len(source.labels))
@@ -156,17 +158,16 @@ def _write_subset(path: Path, rows: list[dict[str, str]], kind: str) -> None:
     columns = ["label", "key", "path"]
     if kind == "csv":
         columns += ["youtube_id", "time_start", "time_end", "split"]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns})
+    write_text_atomic(path, text.getvalue())
 
 
 def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(doc, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:

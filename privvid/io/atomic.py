@@ -12,7 +12,21 @@ from typing import Any
 
 import numpy as np
 
+from privvid.errors import ConfigError
 from privvid.io.video import temp_path
+
+
+def check_out_file(path: str | os.PathLike[str], flag: str) -> None:
+    """Refuse, before any work, an output file that could not be written where it is asked for: a
+    folder of that name, or a file standing where one of its folders would be made."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; name a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
+            break
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

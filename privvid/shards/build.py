@@ -433,6 +433,8 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     if out.resolve() == folder.resolve():
         raise ConfigError(f"--out {out} is the shard folder itself: its classes.txt would be replaced; export into "
                           "another folder")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the lists and the videos")
     problems = verify(folder)
     if problems:
         raise ShardError(f"{folder} does not verify: " + "; ".join(problems[:5]))

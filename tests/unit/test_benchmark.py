@@ -96,6 +96,15 @@ def test_protocol_errors_are_named():
             Protocol.from_dict({**base, "recipes": recipes})
 
 
+def test_a_broken_protocol_file_is_one_line_saying_where(tmp_path):
+    for name, text, words in (("p.yaml", "recipes:\n  - name: a\n   bad: [1,\n", "p.yaml is not valid YAML: line 3, column 4: "),
+                              ("p.json", '{"recipes": [', "p.json is not valid JSON: ")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(EngineError, match=words) as info:
+            Protocol.load(tmp_path / name)
+        assert "\n" not in str(info.value)
+
+
 def test_a_protocol_is_checked_before_its_first_step(clips, tmp_path):
     # a bad device, a missing list or nothing to run used to surface after the first stages had trained
     out = tmp_path / "run"

@@ -87,3 +87,26 @@ def test_settings_that_could_only_fail_later_are_refused_first(tmp_path):
         assert proc.returncode == 2 and words in proc.stderr, (args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "cur").exists() and not (tmp_path / "t").exists()
+
+
+def test_a_refusal_of_the_system_is_one_line_naming_the_path(tmp_path, monkeypatch):
+    import errno
+
+    from typer.testing import CliRunner
+
+    import privvid.shards
+    from privvid.cli.main import app
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    proc = run("synth", "--out", str(afile / "sub"))           # a path through a file: a bad setting, exit 2
+    assert proc.returncode == 2 and f"error: {afile / 'sub'}" in proc.stderr and ": Not a directory" in proc.stderr, proc.stderr
+    assert "Errno" not in proc.stderr and afile.read_text() == "x"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "lists" / "train.txt"))
+
+    monkeypatch.setattr(privvid.shards, "export", full_disk)    # the system refusing mid-way is not a bug of privvid
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "csv", "--out", str(tmp_path / "lists")])
+    assert result.exit_code == 1 and "internal error" not in result.output, result.output
+    assert f"{tmp_path / 'lists' / 'train.txt'}: No space left on device" in result.output

@@ -262,10 +262,15 @@ def test_sheet_embeds_items_and_cli_report(tmp_path: Path) -> None:
         assert f'"{verdict}"' in page
     verdicts = _verdicts(tmp_path / "v.json", "ann", {item["id"]: ("jump", "person_visible")},
                          rels={item["id"]: item["rel"]})
+    # outputs that cannot be written are refused before the report is printed
+    for flag, where, words in (("--json", tmp_path / "qa", "is a folder"),
+                               ("--markdown", tmp_path / "v.json" / "rep.md", "is a file, not a folder")):
+        result = runner.invoke(app, ["qa", "report", str(verdicts), "--sample", str(tmp_path / "qa"), flag, str(where)])
+        assert result.exit_code == 2 and words in result.output and "QA verdicts" not in result.output, result.output
     result = runner.invoke(app, ["qa", "report", str(verdicts), "--sample", str(tmp_path / "qa"),
-                                 "--json", str(tmp_path / "rep.json")])
+                                 "--json", str(tmp_path / "new" / "rep.json")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "rep.json").read_text())["reviews"]["passed"] == 0
+    assert json.loads((tmp_path / "new" / "rep.json").read_text())["reviews"]["passed"] == 0
     result = runner.invoke(app, ["qa", "sheet", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "qa sample" in result.output
 

@@ -160,6 +160,10 @@ def test_a_second_export_leaves_no_list_of_the_first_and_a_flat_dataset_is_refus
         export(tmp_path / "all", "mmaction", tmp_path / "x", root=tmp_path)
     with pytest.raises(ConfigError, match="the shard folder itself"):
         export(tmp_path / "all", "csv", tmp_path / "all" / ".." / "all")
+    (tmp_path / "a_file").write_text("keep")
+    with pytest.raises(ConfigError, match="a_file is a file"):
+        export(tmp_path / "all", "csv", tmp_path / "a_file")
+    assert (tmp_path / "a_file").read_text() == "keep"
     assert not (tmp_path / "x").exists() and (tmp_path / "all" / "classes.txt").is_file()
 
 
