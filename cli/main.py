@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
@@ -39,7 +40,7 @@ class _Boundary(TyperGroup):
                 PermissionError) as exc:
             if os.environ.get("PRIVVID_DEBUG") == "1":
                 raise
-            errors.print(f"[red]error:[/red] {_text(exc)}")
+            errors.print(f"[red]error:[/red] {escape(_text(exc))}")
             raise typer.Exit(2) from None
         except BrokenPipeError:  # the reader went away (`privvid ... | head`): nothing left to say
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
@@ -47,7 +48,7 @@ class _Boundary(TyperGroup):
         except OSError as exc:  # the system refused (a full disk, a read-only mount): not privvid's bug
             if os.environ.get("PRIVVID_DEBUG") == "1":
                 raise
-            errors.print(f"[red]error:[/red] {_text(exc)}")
+            errors.print(f"[red]error:[/red] {escape(_text(exc))}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
@@ -56,7 +57,7 @@ class _Boundary(TyperGroup):
         except Exception as exc:  # noqa: BLE001 - the boundary: one line instead of a traceback
             if os.environ.get("PRIVVID_DEBUG") == "1":
                 raise
-            errors.print(f"[red]internal error:[/red] {type(exc).__name__}: {_text(exc)} "
+            errors.print(f"[red]internal error:[/red] {type(exc).__name__}: {escape(_text(exc))} "
                          "(PRIVVID_DEBUG=1 shows the traceback; please report it)")
             raise typer.Exit(1) from None
 

@@ -147,7 +147,7 @@ def _subset_rows(source: CurationSource, selected: list[str], cfg: CurateConfig,
             # seeded, order-independent choice of which videos stay
             videos = sorted(videos, key=lambda v: frame_fraction(cfg.seed + 2, v.key))[: cfg.max_per_class]
         for video in sorted(videos, key=lambda v: v.key):
-            row = {"label": label, "key": video.key, "path": str(video.path) if video.path else ""}
+            row = {"label": label, "key": video.key, "path": os.path.abspath(video.path) if video.path else ""}  # any cwd
             if video.row is not None:
                 row.update({c: video.row.get(c, "") for c in ("youtube_id", "time_start", "time_end", "split")})
             rows.append(row)

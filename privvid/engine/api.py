@@ -81,7 +81,7 @@ def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val
     cfg = make_config(preset_name, mode, init=inits[0], **overrides).check()   # settings before any data is read
     resolve_device(device)
     train_src = parse_data(train_list)
-    val_src = align_classes(load_source(val_list, name=train_src.name, require_labels=False), train_src)
+    val_src = align_classes(load_source(val_list, require_labels=False), train_src)   # errors name the val list
     if learn_mix or len(inits) > 1:
         if mode != "lp" or not learn_mix:
             raise EngineError("several --init need --learn-mix with `eval lp` (or combine them with `privvid average`)")
@@ -106,6 +106,10 @@ def align_classes(val: Source, train: Source) -> Source:
     does), but every class it names must be one the model was trained on; a label index must be in range."""
     from privvid.engine.data import Sample
 
+    unlabelled = sum(s.label < 0 for s in val.samples)
+    if unlabelled:
+        raise EngineError(f"val dataset {val.name!r}: {unlabelled} clips have no class (a flat dataset); a val list "
+                          "needs a class per clip")
     numeric = train.classes == [str(i) for i in range(len(train.classes))]
     if val.classes == train.classes:
         return val

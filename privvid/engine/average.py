@@ -36,7 +36,7 @@ def parse_weights(text: str | None, n: int) -> list[float]:
         raise EngineError(f"--weights {text!r} is not a comma-separated list of numbers") from None
     if len(w) != n:
         raise EngineError(f"{len(w)} weights for {n} checkpoints")
-    if any(v < 0 for v in w) or not math.isclose(sum(w), 1.0, abs_tol=1e-6):
+    if not all(math.isfinite(v) and v >= 0 for v in w) or not math.isclose(sum(w), 1.0, abs_tol=1e-6):
         raise EngineError(f"weights must be >= 0 and sum to 1 (got {w}, sum {sum(w):g})")
     return w
 

@@ -31,9 +31,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     os.chmod(tmp, 0o666 & ~_umask())   # the writer makes it private (0600); the run's other files are not
     os.replace(tmp, path)
 
@@ -94,6 +94,9 @@ def claim_output(out: str | Path, inputs: tuple[str | Path, ...] = (), overwrite
     state (:func:`clear_run_state`) once its inputs have been read."""
     out = Path(out)
     not_an_input(out, inputs, what)
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise EngineError(f"--out {out}: {above} is a file, not a folder")
     if folder and out.is_file():
         raise EngineError(f"--out {out} is a file; {what} is a folder")
     if not folder and out.is_dir():

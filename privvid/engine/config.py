@@ -180,6 +180,16 @@ class TrainConfig:
         need(m.decoder_dim >= 1 and m.decoder_heads >= 1 and m.decoder_depth >= 1
              and m.decoder_dim % m.decoder_heads == 0, f"model.decoder_dim {m.decoder_dim} must split into "
              f"model.decoder_heads {m.decoder_heads} equal heads (and decoder_depth {m.decoder_depth} >= 1)")
+        need(0 < d.scale[0] <= d.scale[1] <= 1, f"data.scale (the crop's share of the frame's area, low,high) must "
+             f"satisfy 0 < low <= high <= 1, got {d.scale[0]},{d.scale[1]}")
+        need(0 <= d.erase <= 1, f"data.erase (a probability) must be in [0, 1], got {d.erase}")
+        need(d.randaug_n >= 0 and 0 <= d.randaug_m <= 30, f"data.randaug_n must be >= 0 and data.randaug_m (the "
+             f"magnitude) in 0..30, got {d.randaug_n}, {d.randaug_m}")
+        sup = self.sup
+        need(0 <= sup.label_smoothing < 1 and sup.mixup >= 0 and sup.cutmix >= 0 and 0 <= sup.mix_prob <= 1,
+             f"sup.label_smoothing must be in [0, 1), sup.mixup and sup.cutmix >= 0, sup.mix_prob in [0, 1]; got "
+             f"{sup.label_smoothing}, {sup.mixup}, {sup.cutmix}, {sup.mix_prob}")
+        need(self.task in ("mae", "align", "ft", "lp"), f"task must be mae, align, ft or lp, got {self.task!r}")
         need(self.log_every >= 1 and self.save_every_epochs >= 1 and self.val_every >= 0,
              f"log_every and save_every_epochs must be at least 1 and val_every at least 0, got {self.log_every}, "
              f"{self.save_every_epochs}, {self.val_every}")
@@ -211,6 +221,11 @@ _SUBCONFIGS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "
                "sup": SupervisedConfig}
 _CHOICES = {"mae.mask": ("random", "tube"), "mae.target": ("videomae", "pooled"),
             "precision": ("auto", "bf16", "fp16", "fp32"), "model.pos_embed": ("sincos3d", "sincos1d")}
+
+
+# settings a --set cannot change alone: the label would no longer say what runs
+_SET_ELSEWHERE = {"task": "the command sets it (train mae|align, eval ft|lp)",
+                  "model.size": "--size sets it, with the width, depth and heads it names (a protocol: \"size\")"}
 
 
 def _parse(value: Any, kind: str, where: str) -> Any:
@@ -255,6 +270,8 @@ def override(cfg: "TrainConfig", key: str, value: Any) -> "TrainConfig":
     """``cfg`` with ``section.field`` (or a top-level field) set to ``value`` (text is parsed to the field's
     type); an unknown name is an EngineError listing the valid ones."""
     parts = key.strip().split(".")
+    if key.strip() in _SET_ELSEWHERE:
+        raise EngineError(f"--set {key.strip()}: {_SET_ELSEWHERE[key.strip()]}")
     if len(parts) == 1:
         names = {f.name for f in fields(cfg)} - set(_SUBCONFIGS)
         if parts[0] not in names:

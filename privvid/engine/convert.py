@@ -17,6 +17,7 @@ Nothing is downloaded; VideoMAE ``.pth`` files are read with torch's ``weights_o
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def _model_config(config: dict[str, Any], pos: str) -> ModelConfig:
 
 def save_hf(folder: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> Path:
     """An HF model folder (``config.json`` + ``model.safetensors``) that ``VideoMAEModel.from_pretrained`` loads."""
-    from safetensors.torch import save_file
+    from privvid.engine.checkpoint import write_tensors
+    from privvid.io.atomic import write_text_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,9 +118,28 @@ def save_hf(folder: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConf
     if cfg.pos_embed != "sincos1d":
         config["privvid_note"] = ("trained with privvid's 3-D position table; HF VideoMAE adds its own 1-D table, "
                                   "so features differ until fine-tuned")
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    save_file(to_hf(encoder, cfg), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    write_tensors(folder / "model.safetensors", to_hf(encoder, cfg), metadata={"format": "pt"})
+    write_text_atomic(folder / "config.json", json.dumps(config, indent=2))
     return folder
+
+
+def _save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` through a file privvid opens (a path the system refuses is its own one-line error, not
+    the writer's), renamed into place when complete."""
+    from privvid.io.video import temp_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        try:
+            handle = open(tmp, "wb")
+        except OSError as exc:   # named by the file asked for, not by its temporary sibling
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        with handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
@@ -302,21 +323,21 @@ def save_mmaction(path: str | Path, encoder: dict[str, torch.Tensor], cfg: Model
     plus ``<name>.backbone.py`` with the ``backbone`` config it fits."""
     import privvid
 
+    from privvid.io.atomic import write_text_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     backbone = mmaction_backbone(cfg)
-    torch.save({"state_dict": to_mmaction(encoder, cfg),
-                "meta": {"exported_by": f"privvid {privvid.__version__}", "backbone": json.dumps(backbone)}}, path)
+    _save_torch({"state_dict": to_mmaction(encoder, cfg),
+                 "meta": {"exported_by": f"privvid {privvid.__version__}", "backbone": json.dumps(backbone)}}, path)
     lines = ["# mmaction2 backbone config for " + path.name, "backbone = dict("]
     lines += [f"    {k}={v!r}," for k, v in backbone.items()]
-    (path.with_name(path.stem + ".backbone.py")).write_text("\n".join(lines + [")", ""]))
+    write_text_atomic(path.with_name(path.stem + ".backbone.py"), "\n".join(lines + [")", ""]))
     return path
 
 
 def save_videomae(path: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": to_videomae(encoder, cfg)}, path)
+    _save_torch({"model": to_videomae(encoder, cfg)}, path)
     return path
 
 

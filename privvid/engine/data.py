@@ -175,13 +175,14 @@ def _output_source(root: Path, split: str | None) -> Source:
             raise EngineError(f"{root} has no clips in a {split!r} split folder")
     classes = sorted({c.label for c in clips if c.label})
     index = {c: i for i, c in enumerate(classes)}
-    samples = [Sample(c.video, index[c.label]) for c in clips if c.label]
+    samples = [Sample(c.video, index[c.label] if c.label else -1) for c in clips]   # -1: no class (MAE reads it)
     return Source(f"{root.name}-{split}" if split else root.name, samples, classes)
 
 
 def _folder_source(root: Path) -> Source:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    samples = []
+    # videos beside the class folders have no class (-1): MAE reads a flat folder, supervised training refuses it
+    samples = [Sample(f, -1) for f in sorted(root.iterdir()) if f.suffix.lower() in VIDEO_EXTS and f.is_file()]
     for i, cls in enumerate(classes):
         for f in sorted((root / cls).rglob("*")):
             if f.suffix.lower() in VIDEO_EXTS and f.is_file():
@@ -269,6 +270,11 @@ def validate_source(src: Source, require_labels: bool = True) -> None:
         raise EngineError(f"dataset {src.name!r} names {len(missing)} missing file(s): "
                           f"{', '.join(map(str, missing[:3]))}{more}")
     if require_labels:
+        unlabelled = sum(s.label < 0 for s in src.samples)
+        if unlabelled:
+            raise EngineError(f"dataset {src.name!r}: {unlabelled} of {len(src.samples)} clips have no class (a flat "
+                              "dataset: IN/clip.mp4 instead of IN/class/clip.mp4); supervised training needs a class "
+                              "per clip (MAE pre-training reads it as it is)")
         used = {s.label for s in src.samples}
         if len(used) < 2:
             raise EngineError(f"dataset {src.name!r} has a single class ({src.classes[next(iter(used))]!r}); "

@@ -256,7 +256,16 @@ def _meta(cfg: TrainConfig, sources: Sequence[Source], progress: dict[str, Any],
           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"task": cfg.task, "arch": cfg.model.arch(), "train_config": cfg.to_dict(),
             "heads": {s.name: s.classes for s in sources} if cfg.task != "mae" else {},
-            "progress": progress, **(extra or {})}
+            "data": data_identity(sources), "progress": progress, **(extra or {})}
+
+
+def _task_of(out: Path) -> str:
+    try:
+        task = json.loads((out / "config.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        return "a checkpoint"
+    names = {"average": "an average of checkpoints", "imported": "an imported encoder", "lp-mix": "a learned mix"}
+    return names.get(str(task), f"a {task} checkpoint")
 
 
 def _interleave(counts: list[int], seed: int, epoch: int) -> list[int]:
@@ -291,11 +300,62 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
     """Train ``cfg.task`` on ``sources`` (align: one head per source) and write checkpoints to ``out``.
 
     A folder that already holds a run is continued with ``resume``, replaced with ``overwrite``, and refused
-    otherwise (a finished checkpoint is never overwritten by accident)."""
+    otherwise (a finished checkpoint is never overwritten by accident). One run at a time writes into ``out``
+    (``out/.lock``, held by the main process of a DDP run); a run that fails before writing anything leaves
+    no folder behind."""
+    from privvid.runtime.lock import RunLock
+
     out = Path(out)
     cfg.check()
+    if int(os.environ.get("RANK", "0")) != 0:   # a DDP rank other than the main one writes nothing
+        return _train(cfg, sources, out, init, val, resume, device, stop_after_epoch, log, overwrite)
+    made = not out.exists()
+    lock = RunLock(out, ".lock", folder=out, remove=True).acquire()
+    try:
+        return _train(cfg, sources, out, init, val, resume, device, stop_after_epoch, log, overwrite)
+    finally:
+        lock.release()
+        if made:
+            try:
+                out.rmdir()   # only when the run left nothing in it
+            except OSError:
+                pass
+
+
+def data_identity(sources: Sequence[Source]) -> list[dict[str, Any]]:
+    """What a run was trained on, to tell a resume on other data: per source its name, clip count and a digest
+    of its clips' file names and labels (not their folders: a dataset moved since is the same data)."""
+    import hashlib
+
+    rows = []
+    for s in sources:
+        digest = hashlib.sha256()
+        for sample in s.samples:
+            digest.update(f"{sample.path.name}\t{sample.label}\t{sample.offset}\n".encode())
+        rows.append({"name": s.name, "clips": len(s.samples), "digest": digest.hexdigest()[:16]})
+    return rows
+
+
+def _same_data(saved: list[dict[str, Any]] | None, sources: Sequence[Source], out: Path) -> None:
+    if not saved:
+        return   # a run written before the data was recorded
+    now = data_identity(sources)
+    if [(d["clips"], d["digest"]) for d in saved] != [(d["clips"], d["digest"]) for d in now]:
+        shown = "; ".join(f"{d['name']!r} {d['clips']} clips" for d in saved)
+        given = "; ".join(f"{d['name']!r} {d['clips']} clips" for d in now)
+        raise EngineError(f"{out} was started on other data ({shown}; now {given}); resume with the same --data "
+                          "or start a new run")
+
+
+def _train(cfg: TrainConfig, sources: Sequence[Source], out: Path, init: str | Path | None, val: Source | None,
+           resume: bool, device: str | torch.device | None, stop_after_epoch: int | None,
+           log: Callable[[dict[str, Any]], None] | None, overwrite: bool) -> RunResult:
     if not resume and not overwrite and (out / "config.json").is_file():
         raise EngineError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if resume and not overwrite and (out / "config.json").is_file() and not (out / "state.json").is_file():
+        task = _task_of(out)
+        raise EngineError(f"{out} holds {task}, not a run that can be resumed (it has no state.json); train into "
+                          "another --out, or pass --overwrite to replace it")
     if overwrite and not resume:
         ckpt.clear_run_state(out)
     if cfg.threads > 0:
@@ -338,6 +398,7 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
             raise EngineError(f"{out} holds a {meta.get('task')} run; cannot resume it as {cfg.task}")
         ckpt.check_arch(meta, cfg.model, out)
         _same_recipe(meta.get("train_config", {}), cfg, out)
+        _same_data(meta.get("data"), sources, out)
         ckpt.load_into(model, ckpt.load_weights(out), f"weights in {out}")
         progress = ckpt.restore_optimizer(out, optimizer)
         start_epoch, step = int(progress["epoch"]), int(progress["step"])

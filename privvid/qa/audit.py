@@ -223,7 +223,7 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
         row.check_solid = sum(1 for r in per_frame if isinstance(r, dict) and r.get("action") == "solid")
     bodies = drawn_bodies(clip.sidecar) if clip.mode == "mesh" else None
     try:
-        indexed = grab_indexed_frames(clip.video, cfg.frames)
+        indexed = grab_indexed_frames(clip.video, cfg.frames, strict=True)
     except BadInput as exc:
         row.error = f"unreadable: {exc}"
         row.suspicion = 1.0

@@ -70,8 +70,11 @@ def grab_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list
     return [frame for _, frame in grab_indexed_frames(path, n, size)]
 
 
-def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list[tuple[int, np.ndarray]]:
-    """:func:`grab_frames` with each frame's index in the clip."""
+def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None,
+                        strict: bool = False) -> list[tuple[int, np.ndarray]]:
+    """:func:`grab_frames` with each frame's index in the clip. ``strict``: BadInput when the decoder stops well
+    before the frames the container says it holds (a truncated file), not only a frame or two short (an
+    estimated length)."""
     info = probe(path)
     count = info.frames
     if count <= 0:
@@ -88,6 +91,8 @@ def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None)
             break
     if last is None:
         raise BadInput("video has no decodable frame")
+    if strict and last[0] < last_needed and last[0] + 1 < count - max(2, count // 20):
+        raise BadInput(f"decoding stopped after frame {last[0] + 1} of the {count} it holds (truncated or corrupt)")
     # a container that over-estimated its length: the missing tail is the last frame, once
     out = [(i, found[i]) if i in found else last for i in wanted]
     return [item for k, item in enumerate(out) if k == 0 or item[0] != out[k - 1][0]]

@@ -21,8 +21,14 @@ class OutputLocked(ConfigError):
 
 
 class RunLock:
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / "lock"
+    """``state_dir/name``, locked for ``folder`` (default: the folder holding ``state_dir``). ``remove``: the
+    lock file goes when the run ends (a folder that holds nothing else is left as it was)."""
+
+    def __init__(self, state_dir: Path, name: str = "lock", folder: Path | None = None,
+                 remove: bool = False) -> None:
+        self.path = Path(state_dir) / name
+        self.folder = Path(folder) if folder is not None else self.path.parent.parent
+        self.remove = remove
         self._handle: IO[str] | None = None
 
     def acquire(self) -> "RunLock":
@@ -34,7 +40,7 @@ class RunLock:
             handle.seek(0)
             holder = _holder(handle.read())
             handle.close()
-            raise OutputLocked(f"another privvid run is writing into {self.path.parent.parent} ({holder}); wait for "
+            raise OutputLocked(f"another privvid run is writing into {self.folder} ({holder}); wait for "
                                "it to finish or stop it, then run again") from None
         handle.seek(0)
         handle.truncate()
@@ -51,6 +57,8 @@ class RunLock:
                 self._handle.truncate()
             except OSError:
                 pass  # a full or read-only disk: the stale text is harmless, the flock is what counts
+            if self.remove:  # unlinked while still locked: a run that opened it meanwhile still meets the lock
+                self.path.unlink(missing_ok=True)
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None

@@ -368,6 +368,7 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
     problems += [f"{p.name}: a tar the manifest does not list (left from another build?)"
                  for p in sorted(folder.glob("*.tar")) if p.name not in listed]
     total = 0
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     for shard in manifest.get("shards", []):
         name = str(shard.get("file", ""))
         path = folder / name
@@ -378,17 +379,67 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
             problems.append(f"{name}: {path.stat().st_size} bytes, the manifest says {shard.get('bytes')} (truncated?)")
         if _sha256(path) != shard.get("sha256"):
             problems.append(f"{name}: sha256 differs from the manifest (the file changed or is corrupt)")
-        clips, bad = _check_tar(path)
+        clips, bad = _check_tar(path, seen)
         problems += [f"{name}: {b}" for b in bad]
         if clips != shard.get("clips"):
             problems.append(f"{name}: {clips} clips, the manifest says {shard.get('clips')}")
         total += clips
     if manifest.get("shards") and total != manifest.get("clips"):
         problems.append(f"the shards hold {total} clips, the manifest says {manifest.get('clips')}")
+    return problems + _check_lists(folder, manifest, seen)
+
+
+def _check_lists(folder: Path, manifest: dict[str, Any], seen: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """classes.txt against the manifest; manifest.jsonl's rows against the samples in the shards (each sample
+    once, with the path, class, split and video hash its shard holds)."""
+    problems: list[str] = []
+    try:
+        classes = (folder / "classes.txt").read_text(encoding="utf-8").splitlines()
+        if classes != list(manifest.get("classes", [])):
+            problems.append("classes.txt: differs from the manifest's classes (the class index of every list)")
+    except OSError:
+        problems.append("classes.txt: missing")
+    try:
+        lines = (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return problems + ["manifest.jsonl: missing"]
+    split_of = {str(s.get("file", "")): s.get("split") for s in manifest.get("shards", [])}
+    listed: set[tuple[str, str]] = set()
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            where = (str(row["shard"]), str(row["key"])) if row.get("shard") is not None else None
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"manifest.jsonl line {number}: not a clip row")
+            continue
+        if where is None:
+            continue   # a manifest without shards (--no-webdataset): the clips stay in the dataset
+        if where in listed:
+            problems.append(f"manifest.jsonl line {number}: {where[1]} of {where[0]} listed twice")
+        listed.add(where)
+        sample = seen.get(where)
+        if sample is None:
+            if where[0] in split_of:
+                problems.append(f"manifest.jsonl line {number}: {where[1]} is not in {where[0]}")
+            continue
+        meta = sample.get("meta") or {}
+        for field in ("path", "label", "label_index", "split"):
+            if row.get(field) != meta.get(field):
+                problems.append(f"manifest.jsonl line {number}: {field} {row.get(field)!r}, the shard's sample says "
+                                f"{meta.get(field)!r}")
+        if row.get("split") != split_of.get(where[0]):
+            problems.append(f"manifest.jsonl line {number}: split {row.get('split')!r}, its shard is "
+                            f"{split_of.get(where[0])!r}")
+        if row.get("sha256") != sample.get("sha256"):
+            problems.append(f"manifest.jsonl line {number}: sha256 differs from the video in {where[0]}")
+    problems += [f"{file}: sample {key} is not in manifest.jsonl" for file, key in sorted(set(seen) - listed)]
+    if len(lines) != manifest.get("clips"):
+        problems.append(f"manifest.jsonl: {len(lines)} rows, the manifest says {manifest.get('clips')} clips")
     return problems
 
 
-def _check_tar(path: Path) -> tuple[int, list[str]]:
+def _check_tar(path: Path, seen: dict[tuple[str, str], dict[str, Any]] | None = None) -> tuple[int, list[str]]:
+    """Clips and problems of one shard; ``seen`` gets each sample's json and its video's sha256 by (file, key)."""
     bad: list[str] = []
     samples: dict[str, set[str]] = defaultdict(set)
     try:
@@ -407,6 +458,15 @@ def _check_tar(path: Path) -> tuple[int, list[str]]:
                 data = handle.read() if handle else b""
                 if len(data) != member.size:
                     bad.append(f"member {name!r} is cut short")
+                elif seen is not None:
+                    entry = seen.setdefault((path.name, str(PurePosixPath(name).parent / key)), {})
+                    if suffix == "mp4":
+                        entry["sha256"] = hashlib.sha256(data).hexdigest()
+                    elif suffix == "json":
+                        try:
+                            entry["meta"] = json.loads(data)
+                        except ValueError:
+                            bad.append(f"member {name!r} is not JSON")
     except (tarfile.TarError, OSError, EOFError) as exc:
         bad.append(f"not a readable tar ({type(exc).__name__}: {exc}); truncated?")
     for key, suffixes in sorted(samples.items()):
@@ -416,6 +476,34 @@ def _check_tar(path: Path) -> tuple[int, list[str]]:
 
 
 # ----------------------------------------------------------------------------- export
+
+def _listed_path(rel: str, fmt: str) -> str:
+    """The clip's path under the export's videos/: as in the dataset for csv (quoted as needed); for the
+    space-separated lists (mmaction2 and VideoMAE split each line on spaces), with every space as _."""
+    if fmt == "csv":
+        if "\n" in rel or "\r" in rel:
+            raise ShardError(f"clip path {rel!r} cannot be written to a csv list (a line break)")
+        return rel
+    return "".join("_" if ch.isspace() else ch for ch in rel)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    """One video out of its shard, streamed and renamed into place (kept when a file of its size is there)."""
+    import shutil
+
+    if target.is_file() and target.stat().st_size == member.size:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(target)
+    try:
+        handle = tar.extractfile(member)
+        with open(tmp, "wb") as dst:
+            if handle is not None:
+                shutil.copyfileobj(handle, dst, 1 << 20)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str],
            root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -445,30 +533,34 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
                          f"IN/class/clip.mp4): {fmt} lists need a class index for every clip; anonymize a "
                          "class-per-folder tree, or export --format csv")
     base = Path(root) if root is not None else out.resolve()
+    if fmt == "videomae" and any(ch.isspace() for ch in base.as_posix()):
+        raise ConfigError(f"the videomae lists name clips by absolute path, space separated, and {base} holds a space: "
+                          "export to a folder without one, or give --root")
+    # first the clips' names (every refusal before anything is written), then the videos, one member at a time
+    plan: dict[str, dict[str, str]] = {}           # shard file -> sample key -> path under out/videos
     lists: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    named: dict[str, str] = {}
     for shard in manifest["shards"]:
+        plan[shard["file"]] = {}
         with tarfile.open(folder / shard["file"]) as tar:
-            metas: dict[str, dict[str, Any]] = {}
-            videos: dict[str, bytes] = {}
             for member in tar:
                 key, _, suffix = member.name.partition(".")
-                handle = tar.extractfile(member)
-                data = handle.read() if handle else b""
-                if suffix == "json":
-                    metas[key] = json.loads(data)
-                elif suffix == "mp4":
-                    videos[key] = data
-            for key, meta in metas.items():
-                rel = meta["path"]
-                if "\n" in rel or "\r" in rel or (fmt != "csv" and " " in rel and fmt == "videomae"):
-                    raise ShardError(f"clip path {rel!r} cannot be written to a {fmt} list (newline or space)")
-                target = out / "videos" / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not target.is_file() or target.stat().st_size != len(videos[key]):
-                    from privvid.io.atomic import write_bytes_atomic
-
-                    write_bytes_atomic(target, videos[key])
+                handle = tar.extractfile(member) if suffix == "json" else None
+                if handle is None:
+                    continue
+                meta = json.loads(handle.read())
+                rel = _listed_path(meta["path"], fmt)
+                if named.setdefault(rel, meta["path"]) != meta["path"]:
+                    raise ShardError(f"clips {named[rel]!r} and {meta['path']!r} would both be {rel!r} in a {fmt} list "
+                                     "(spaces become _); rename one of them")
+                plan[shard["file"]][key] = rel
                 lists[shard["split"]].append((f"videos/{rel}", int(meta["label_index"]), meta["label"]))
+    for shard in manifest["shards"]:
+        with tarfile.open(folder / shard["file"]) as tar:
+            for member in tar:
+                key, _, suffix = member.name.partition(".")
+                if suffix == "mp4" and key in plan[shard["file"]]:
+                    _extract(tar, member, out / "videos" / plan[shard["file"]][key])
     written = []
     for split, items in lists.items():
         items.sort()

@@ -81,11 +81,13 @@ def test_knexus_keeps_one_class_per_near_duplicate_pair(pair_tree: Path, tmp_pat
     assert (tmp_path / "again" / "classes.txt").read_text() == (out / "classes.txt").read_text()
 
 
-def test_max_per_class_caps_the_subset(pair_tree: Path, tmp_path: Path) -> None:
-    src = load_source(pair_tree)
+def test_max_per_class_caps_the_subset(pair_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(pair_tree.parent)              # a relative SOURCE: the subset's paths hold from anywhere
+    src = load_source(Path(pair_tree.name))
     res = curate(src, tmp_path / "o", CurateConfig(k=6, max_per_class=2, image_encoder=None, random_draws=5))
     with open(tmp_path / "o" / "subset.csv") as handle:
         rows = list(csv.DictReader(handle))
+    assert all(Path(r["path"]).is_absolute() and Path(r["path"]).is_file() for r in rows)
     per_class = {label: sum(r["label"] == label for r in rows) for label in src.labels}
     assert per_class == {label: 2 for label in src.labels}
     assert res.subset_rows == 12

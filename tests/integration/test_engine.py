@@ -184,6 +184,42 @@ def test_bad_inputs_fail_before_training(clips, tmp_path):
         train(other, [load_source(clips / "train.csv")], tmp_path / "x", init=tmp_path / "nano", device="cpu")
 
 
+def test_a_run_folder_is_resumed_only_as_the_run_it_holds(clips, tmp_path):
+    """--resume never trains over an average, nor goes on with other data; one run at a time writes into a
+    folder; flat data trains MAE and is refused, in one line, by supervised training."""
+    import shutil
+
+    from privvid.engine.average import average_checkpoints
+    from privvid.runtime.lock import OutputLocked, RunLock
+
+    cfg = small_cfg("mae", epochs=2)
+    src = load_source(clips / "train.csv", require_labels=False)
+    train(cfg, [src], tmp_path / "a", device="cpu", stop_after_epoch=1)
+    assert not (tmp_path / "a" / ".lock").exists()                   # released and removed with the run
+    with pytest.raises(EngineError, match="started on other data"):
+        train(cfg, [load_source(clips / "val.csv", require_labels=False)], tmp_path / "a", device="cpu", resume=True)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    average_checkpoints([tmp_path / "a", tmp_path / "b"], [0.5, 0.5], tmp_path / "avg")
+    before = (tmp_path / "avg" / "model.safetensors").read_bytes()
+    with pytest.raises(EngineError, match="holds an average of checkpoints, not a run that can be resumed"):
+        train(cfg, [src], tmp_path / "avg", device="cpu", resume=True)
+    assert (tmp_path / "avg" / "model.safetensors").read_bytes() == before
+    with RunLock(tmp_path / "a", ".lock", folder=tmp_path / "a"):       # as another process holding the folder
+        with pytest.raises(OutputLocked, match="another privvid run is writing into"):
+            train(cfg, [src], tmp_path / "a", device="cpu", resume=True)
+    with pytest.raises(EngineError, match="mae.ratio"):                # refused before a folder is made
+        train(replace(cfg, mae=replace(cfg.mae, ratio=2.0)), [src], tmp_path / "never", device="cpu")
+    assert not (tmp_path / "never").exists()
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, line in enumerate((clips / "train.csv").read_text().splitlines()[1:4]):
+        shutil.copyfile(clips / line.split(",")[0], flat / f"clip{i}.mp4")
+    assert train(replace(cfg, optim=replace(cfg.optim, epochs=1, batch_size=3)),
+                 [load_source(flat, require_labels=False)], tmp_path / "flat_mae", device="cpu").steps == 1
+    with pytest.raises(EngineError, match="3 of 3 clips have no class"):
+        load_source(flat)
+
+
 def test_cli_train_eval_average(clips, tmp_path):
     from typer.testing import CliRunner
 

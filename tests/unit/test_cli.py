@@ -110,3 +110,8 @@ def test_a_refusal_of_the_system_is_one_line_naming_the_path(tmp_path, monkeypat
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "csv", "--out", str(tmp_path / "lists")])
     assert result.exit_code == 1 and "internal error" not in result.output, result.output
     assert f"{tmp_path / 'lists' / 'train.txt'}: No space left on device" in result.output
+
+
+def test_an_error_is_printed_as_written_not_read_as_markup(tmp_path):
+    proc = run("average", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "nan,nan", "--out", str(tmp_path / "c"))
+    assert proc.returncode == 2 and "(got [nan, nan], sum nan)" in proc.stderr, proc.stderr

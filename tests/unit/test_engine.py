@@ -356,10 +356,20 @@ def test_training_settings_out_of_range_are_refused_before_any_work(tmp_path):
                           (dict(model=replace(cfg.model, heads=5)), "equal heads"),
                           (dict(model=replace(cfg.model, decoder_heads=5)), "decoder_heads"),
                           (dict(log_every=0), "log_every"), (dict(save_every_epochs=0), "save_every_epochs"),
-                          (dict(data=replace(cfg.data, clips_per_video=0)), "clips_per_video")):
+                          (dict(data=replace(cfg.data, clips_per_video=0)), "clips_per_video"),
+                          (dict(data=replace(cfg.data, randaug_m=999)), "randaug_m"),
+                          (dict(data=replace(cfg.data, scale=(0.9, 0.1))), "data.scale"),
+                          (dict(data=replace(cfg.data, erase=7.0)), "data.erase"),
+                          (dict(sup=replace(cfg.sup, label_smoothing=2.0)), "label_smoothing"),
+                          (dict(task="dance"), "task must be")):
         with pytest.raises(EngineError, match=words):
             replace(cfg, **change).check()
     assert cfg.check() is cfg
+    from privvid.engine.config import apply_overrides
+
+    for item, words in (("model.size=base", "--size sets it"), ("task=ft", "the command sets it")):
+        with pytest.raises(EngineError, match=words):
+            apply_overrides(cfg, [item])
     from privvid.engine.trainer import resolve_device
 
     with pytest.raises(EngineError, match="not a device"):

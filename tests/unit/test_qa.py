@@ -571,3 +571,20 @@ def test_a_short_clip_is_sampled_and_audited_one_frame_once(tmp_path: Path) -> N
     _clip(short / "jump" / "clip0.mp4", 20, frames=1)
     row = audit(short, AuditConfig(frames=16, tiles=1, min_hits=2), checkers=(_OneFrame(), None)).rows[0]
     assert row.frames_checked == 1 and row.person_hits == 1 and row.flagged
+
+
+def test_audit_flags_a_clip_that_decodes_only_in_part(tmp_path: Path) -> None:
+    from privvid.qa import AuditConfig, audit
+
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
+    rng = np.random.default_rng(0)
+    whole = root / "jump" / "cut.mp4"
+    with VideoWriter(whole, 64, 48, 10) as writer:        # noise: every frame costs bytes, so a cut loses frames
+        for _ in range(40):
+            writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    data = whole.read_bytes()
+    whole.write_bytes(data[: len(data) // 4])              # the header says 40 frames; a quarter of them remain
+    (root / "jump" / "cut.json").write_text((root / "jump" / "clip0.json").read_text())
+    rows = {r.rel: r for r in audit(root, AuditConfig(frames=8), checkers=(_NoHits(), None)).rows}
+    assert rows["jump/cut"].flagged and "decoding stopped after frame" in rows["jump/cut"].reason, rows["jump/cut"]
+    assert not rows["jump/clip0"].flagged

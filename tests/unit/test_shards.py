@@ -321,3 +321,49 @@ def test_a_val_draw_that_leaves_classes_without_val_says_so(tmp_path):
     single = _dataset(tmp_path / "single", {"jump/a.mp4": 4, "run/b.mp4": 4})
     cli = CliRunner().invoke(app, ["shards", "build", str(single), "--out", str(tmp_path / "s3"), "--val", "0.5"])
     assert cli.exit_code == 0 and "no val split was drawn" in cli.output, cli.output
+
+
+def test_spaces_in_clip_names_become_underscores_in_the_space_separated_lists(tmp_path):
+    out = _dataset(tmp_path, {"tai chi/clip one.mp4": 4, "tai chi/clip_two.mp4": 4, "run/c.mp4": 4})
+    build(out, tmp_path / "shards", val_fraction=0.0, seed=0)
+    export(tmp_path / "shards", "mmaction", tmp_path / "mm")
+    items = _mmaction_parse(tmp_path / "mm" / "train.txt", tmp_path / "mm")   # one path and one label per line
+    assert sorted(p.relative_to(tmp_path / "mm").as_posix() for p, _ in items) == [
+        "videos/run/c.mp4", "videos/tai_chi/clip_one.mp4", "videos/tai_chi/clip_two.mp4"]
+    assert all(p.is_file() for p, _ in items)
+    export(tmp_path / "shards", "csv", tmp_path / "c")          # csv quotes what it must: names kept
+    assert (tmp_path / "c" / "videos" / "tai chi" / "clip one.mp4").is_file()
+    with pytest.raises(ConfigError, match="holds a space"):    # VideoMAE's absolute paths: refused before writing
+        export(tmp_path / "shards", "videomae", tmp_path / "v m")
+    assert not (tmp_path / "v m").exists()
+    # two clips that would share a listed name are refused before a video is written
+    clash = _dataset(tmp_path / "clash", {"a/x y.mp4": 4, "a/x_y.mp4": 4})
+    build(clash, tmp_path / "clash_shards", val_fraction=0.0, seed=0)
+    from privvid.shards.build import ShardError
+
+    with pytest.raises(ShardError, match="would both be 'a/x_y.mp4'"):
+        export(tmp_path / "clash_shards", "mmaction", tmp_path / "clash_mm")
+    assert not (tmp_path / "clash_mm" / "videos").exists()
+
+
+def test_verify_reads_the_clip_list_and_the_class_list_against_the_shards(tmp_path):
+    out = _dataset(tmp_path, {"jump/a.mp4": 4, "run/b.mp4": 4, "run/c.mp4": 4})
+    folder = tmp_path / "shards"
+    build(out, folder, val_fraction=0.0, seed=0)
+    assert verify(folder) == []
+    rows = (folder / "manifest.jsonl").read_text().splitlines()
+    edited = [json.loads(r) for r in rows]
+    edited[0]["label"], edited[0]["label_index"] = "run", 1            # a clip moved to another class
+    edited[1]["sha256"] = "0" * 64
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited[:2]) + "not json\n")
+    (folder / "classes.txt").write_text("run\njump\n")
+    problems = verify(folder)
+    assert "classes.txt: differs from the manifest's classes (the class index of every list)" in problems
+    assert any("line 1: label 'run', the shard's sample says 'jump'" in p for p in problems)
+    assert any("line 1: label_index 1, the shard's sample says 0" in p for p in problems)
+    assert any("line 2: sha256 differs" in p for p in problems)
+    assert any("line 3: not a clip row" in p for p in problems)
+    key = edited[2]["key"]
+    assert any(p.endswith(f"sample {key} is not in manifest.jsonl") for p in problems)
+    (folder / "manifest.jsonl").unlink()
+    assert "manifest.jsonl: missing" in verify(folder)
