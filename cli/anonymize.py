@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
@@ -137,7 +138,7 @@ def anonymize(
             clip_timeout=clip_timeout,
             on_start=progress.set_total,
             on_clip=lambda o: progress.advance(o.frames),
-            on_warning=lambda text: warnings.print(f"[yellow]warning:[/yellow] {text}"),
+            on_warning=lambda text: warnings.print(f"[yellow]warning:[/yellow] {escape(text)}"),
         )
     _print_summary(summary)
     if summary.failed:
@@ -171,7 +172,7 @@ def _given(**values: Any) -> dict[str, Any]:
 
 
 def _print_summary(summary) -> None:  # noqa: ANN001 - RunSummary
-    table = Table(title=f"privvid anonymize -> {summary.out_root}")
+    table = Table(title=f"privvid anonymize -> {escape(str(summary.out_root))}")
     table.add_column("clip")
     table.add_column("status")
     table.add_column("frames", justify="right")
@@ -182,38 +183,39 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - RunSummary
     for o in summary.outcomes:
         rate = f"{o.frames / o.seconds:.1f}" if o.status == "done" and o.seconds else ""
         cov = f"{100 * o.coverage_mean:.1f}%" if o.coverage_mean is not None else ""
-        table.add_row(o.relpath, f"[{style[o.status]}]{o.status}[/]", str(o.frames or ""), rate, cov,
-                      o.reason or "; ".join(o.notes))
+        table.add_row(escape(o.relpath), f"[{style[o.status]}]{o.status}[/]", str(o.frames or ""), rate, cov,
+                      escape(o.reason or "; ".join(o.notes)))
     console.print(table)
     _print_skipped(summary)
     failed = summary.count("failed")
-    where = f" (quarantined, see {summary.out_root}/.privvid/quarantine.jsonl)" if failed else ""
+    where = f" (quarantined, see {escape(str(summary.out_root))}/.privvid/quarantine.jsonl)" if failed else ""
     console.print(
         f"{summary.count('done')} done, {summary.count('skipped')} already done, {failed} failed{where}; "
         f"{len(summary.ignored)} non-video files ignored; {summary.seconds:.1f} s; "
-        f"summary for scripts: {summary.out_root}/.privvid/summary.json"
+        f"summary for scripts: {escape(str(summary.out_root))}/.privvid/summary.json"
     )
 
 
 def _print_skipped(summary) -> None:  # noqa: ANN001 - RunSummary
     for path, reason in summary.skipped_inputs:
-        console.print(f"[yellow]skipped input[/yellow] {path}: {reason}", highlight=False)
+        console.print(f"[yellow]skipped input[/yellow] {escape(str(path))}: {escape(str(reason))}", highlight=False)
 
 
 def _print_plan(summary) -> None:  # noqa: ANN001 - RunSummary
-    table = Table(title=f"privvid anonymize --dry-run -> {summary.out_root}")
+    table = Table(title=f"privvid anonymize --dry-run -> {escape(str(summary.out_root))}")
     table.add_column("clip")
     table.add_column("input")
     table.add_column("would")
     table.add_column("why")
     for o in summary.outcomes:
-        table.add_row(o.relpath, o.source, "run" if o.status == "planned" else "skip (done)", o.reason or "")
+        table.add_row(escape(o.relpath), escape(str(o.source)), "run" if o.status == "planned" else "skip (done)",
+                      escape(o.reason or ""))
     console.print(table)
     _print_skipped(summary)
     from privvid.anonymize.dataset import renamed_lines
 
     for line in renamed_lines(summary.out_root, summary.renamed):
-        console.print(f"[yellow]renamed[/yellow] {line}", highlight=False)
+        console.print(f"[yellow]renamed[/yellow] {escape(line)}", highlight=False)
     console.print(f"{summary.count('planned')} would run, {summary.count('skipped')} already done, "
                   f"{len(summary.skipped_inputs)} inputs skipped, {len(summary.ignored)} non-video files ignored; "
                   "nothing was written")

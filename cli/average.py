@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 console = Console()
@@ -22,7 +23,7 @@ def average(
     from privvid.engine.api import run_average
 
     res = run_average(runs, weights, out, overwrite)
-    console.print(f"averaged {res['tensors']} tensors with weights {res['weights']} -> {res['out']}")
+    console.print(f"averaged {res['tensors']} tensors with weights {res['weights']} -> {escape(str(res['out']))}")
 
 
 def register(main: typer.Typer) -> None:

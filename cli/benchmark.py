@@ -62,8 +62,8 @@ def run(
     res = run_protocol(proto, out, device=device, log=say)
     console.print(results_table(res))
     _bias(res)
-    console.print(f"{res['steps']['run']} step(s) run, {res['steps']['cached']} cached; results: {out / 'results.json'}, "
-                  f"{out / 'table.md'}, {out / 'results.png'}")
+    console.print(f"{res['steps']['run']} step(s) run, {res['steps']['cached']} cached; results: "
+                  f"{escape(str(out / 'results.json'))}, {escape(str(out / 'table.md'))}, {escape(str(out / 'results.png'))}")
 
 
 def _bias(res: dict) -> None:
@@ -86,7 +86,7 @@ def report(folder: Path = typer.Argument(..., help="A finished benchmark folder 
     res = json.loads((folder / "results.json").read_text())
     console.print(results_table(res))
     _bias(res)
-    console.print(f"wrote {paths['table']} and {paths['plot']}")
+    console.print(f"wrote {escape(str(paths['table']))} and {escape(str(paths['plot']))}")
 
 
 def register(main: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -66,20 +67,20 @@ def curate(
         console.print(f"[yellow]{len(result.skipped)} unreadable video(s) skipped[/yellow] (see selection.json)")
     if src.missing:
         console.print(f"[yellow]{len(src.missing)} annotation row(s) have no file under the video root[/yellow] "
-                      f"(listed under \"missing\" in selection.json), e.g. {', '.join(src.missing[:3])}", highlight=False)
+                      f"(listed under \"missing\" in selection.json), e.g. {escape(', '.join(src.missing[:3]))}", highlight=False)
     used = result.cache
     if used.get("path"):
-        console.print(f"embedding cache {used['path']}: {used['hits']} hit(s), {used['misses']} miss(es)")
+        console.print(f"embedding cache {escape(str(used['path']))}: {used['hits']} hit(s), {used['misses']} miss(es)")
     for ref in reference:
         try:
             names = [line.strip() for line in ref.read_text(encoding="utf-8").splitlines() if line.strip()]
         except OSError as exc:
-            console.print(f"[red]error:[/red] cannot read reference list {ref}: {exc}")
+            console.print(f"[red]error:[/red] cannot read reference list {escape(str(ref))}: {escape(str(exc))}")
             raise typer.Exit(2) from None
         shared = overlap(result.selection.selected, names)
-        console.print(f"overlap with {ref.name}: {shared['shared']} of {shared['selected']} selected classes "
+        console.print(f"overlap with {escape(ref.name)}: {shared['shared']} of {shared['selected']} selected classes "
                       f"are in its {shared['reference']} (Jaccard {shared['jaccard']:.3f})")
-    console.print(f"wrote {out}/classes.txt, selection.json, subset.csv ({result.subset_rows} videos), "
+    console.print(f"wrote {escape(str(out))}/classes.txt, selection.json, subset.csv ({result.subset_rows} videos), "
                   "separation.md/.json/.png")
 
 

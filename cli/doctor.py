@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from privvid.runtime.doctor import run_checks
@@ -31,7 +32,7 @@ def doctor(
     for column in ("area", "name", "ok", "detail"):
         table.add_column(column)
     for c in checks:
-        table.add_row(c.area, c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail)
+        table.add_row(c.area, c.name, "[green]yes[/]" if c.ok else "[red]no[/]", escape(c.detail))
     console.print(table)
     required = [c for c in checks if not c.ok and c.area in ("weights", "render")]
     if required:

@@ -7,6 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -48,7 +49,7 @@ def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path],
         for i, row in enumerate(rows):
             name = "all" if len(rows) == 1 else ("patch_embed" if i == 0 else
                                                  "norm" if i == len(rows) - 1 else f"block {i - 1}")
-            at.add_row(name, *[f"{a:.3f}" for a in row])
+            at.add_row(escape(str(name)), *[f"{a:.3f}" for a in row])
         console.print(at)
 
 

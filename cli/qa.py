@@ -40,14 +40,14 @@ def sample_command(
                     originals=originals, order=order, audit_csv=audit, preview_seconds=preview_seconds)
     problems = sum(bool(i["problems"]) for i in result.items)
     masks = sum(bool((i.get("preview") or {}).get("mask")) for i in result.items)
-    console.print(f"sampled {len(result.items)} clips from {len(result.classes)} class(es) into {out} "
+    console.print(f"sampled {len(result.items)} clips from {len(result.classes)} class(es) into {escape(str(out))} "
                   f"(order: {order}; {masks} with a mask overlay)")
     if result.short_classes:
         console.print(f"[yellow]{len(result.short_classes)} class(es) have fewer than {per_class} clips[/yellow]: "
-                      + ", ".join(f"{k} ({v})" for k, v in sorted(result.short_classes.items())[:10]))
+                      + ", ".join(f"{escape(k)} ({v})" for k, v in sorted(result.short_classes.items())[:10]))
     if problems:
         console.print(f"[yellow]{problems} clip(s) with problems[/yellow] (missing or unreadable original); see sample.json")
-    console.print(f"next: privvid qa sheet {out}   then   privvid qa serve {out} [--reviewer NAME]")
+    console.print(f"next: privvid qa sheet {escape(str(out))}   then   privvid qa serve {escape(str(out))} [--reviewer NAME]")
 
 
 @app.command("sheet")
@@ -56,8 +56,8 @@ def sheet_command(folder: Path = typer.Argument(..., help="QA folder written by 
     from privvid.qa import write_sheet
 
     path = write_sheet(folder)
-    console.print(f"wrote {path}")
-    console.print(f"review with saving to {folder}/verdicts.json: privvid qa serve {folder}   "
+    console.print(f"wrote {escape(str(path))}")
+    console.print(f"review with saving to {escape(str(folder))}/verdicts.json: privvid qa serve {escape(str(folder))}   "
                   f"(one file per reviewer: --reviewer NAME saves {folder}/verdicts-NAME.json; "
                   "or open the file and use its download button)")
 
@@ -124,7 +124,7 @@ def report_command(
         table.add_column(col, justify="left" if col == "class" else "right")
     for label, row in rep["per_class"].items():
         c = row["counts"]
-        table.add_row(label, f"{row['rate']:.1%} ({row['passed']}/{row['n']})",
+        table.add_row(escape(label), f"{row['rate']:.1%} ({row['passed']}/{row['n']})",
                       f"{row['ci95'][0]:.1%}-{row['ci95'][1]:.1%}", str(c["pass"]), str(c["person_visible"]),
                       str(c["artefact"]), str(c["occlusion"]))
     r = rep["reviews"]
@@ -219,7 +219,8 @@ def audit_command(
                       + (" ..." if len(raw) > 10 else ""))
     console.print("person / face: checked frames with a hit (highest score); check: frames the written-frame check "
                   "mended while the clip was made / boxes it painted solid")
-    console.print(f"wrote {csv_path} and {csv_path.with_suffix('.json')} (column reason: why a clip is flagged)")
+    console.print(f"wrote {escape(str(csv_path))} and {escape(str(csv_path.with_suffix('.json')))} (column reason: why a "
+                  "clip is flagged)")
     if summ["flagged"]:
         raise typer.Exit(1)
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -34,15 +35,16 @@ def build_command(
     for split in manifest["splits"]:
         table.add_column(split, justify="right")
     for label in manifest["per_class"]:
-        table.add_row(label or "(none)", *(str(manifest["per_split_class"][s].get(label, 0)) for s in manifest["splits"]))
+        table.add_row(escape(label) if label else "(none)", *(str(manifest["per_split_class"][s].get(label, 0)) for s in manifest["splits"]))
     console.print(table)
-    console.print(f"{len(manifest['shards'])} shard(s) in {out or root / 'shards'}; modes {manifest['modes']}"
-                  + (f"; {manifest['left_out']} clip(s) not in {split_from}" if manifest["left_out"] else ""))
+    console.print(f"{len(manifest['shards'])} shard(s) in {escape(str(out or root / 'shards'))}; modes "
+                  f"{escape(str(manifest['modes']))}"
+                  + (f"; {manifest['left_out']} clip(s) not in {escape(str(split_from))}" if manifest["left_out"] else ""))
     short = manifest["no_val_classes"]
     if short:
         what = "no val split was drawn" if "val" not in manifest["splits"] else f"{len(short)} class(es) have no val clip"
         console.print(f"[yellow]warning:[/yellow] {what}: with --val {val:g} these classes have too few clips to "
-                      f"draw one and stay in train: {', '.join(short[:8])}{' ...' if len(short) > 8 else ''}",
+                      f"draw one and stay in train: {escape(', '.join(short[:8]))}{' ...' if len(short) > 8 else ''}",
                       highlight=False)
 
 
@@ -53,10 +55,10 @@ def verify_command(folder: Path = typer.Argument(..., help="A shard folder (with
 
     problems = verify(folder)
     for line in problems:
-        console.print(f"[red]problem:[/red] {line}", highlight=False)
+        console.print(f"[red]problem:[/red] {escape(line)}", highlight=False)
     if problems:
         raise typer.Exit(1)
-    console.print(f"[green]{folder} verifies[/green]")
+    console.print(f"[green]{escape(str(folder))} verifies[/green]")
 
 
 def export_command(
@@ -70,7 +72,8 @@ def export_command(
     from privvid.shards import export
 
     result = export(folder, fmt, out, root)
-    console.print(f"{result['clips']} clips: {', '.join(result['lists'])} in {out}, videos in {result['videos']}")
+    console.print(f"{result['clips']} clips: {', '.join(result['lists'])} in {escape(str(out))}, videos in "
+                  f"{escape(str(result['videos']))}")
     if result["removed"]:
         console.print(f"removed the earlier export's {', '.join(result['removed'])} (a split this export has not)")
 

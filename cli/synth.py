@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from privvid.errors import ConfigError
 from privvid.runtime import RunProgress
@@ -53,7 +54,7 @@ def synth(
         summary = synthesize(out, settings, overwrite=overwrite, on_start=progress.set_total,
                              on_clip=progress.advance)
     rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
-    console.print(f"{summary.clips} clips of {len(summary.classes)} classes in {summary.out}: "
+    console.print(f"{summary.clips} clips of {len(summary.classes)} classes in {escape(str(summary.out))}: "
                   f"{summary.rendered} rendered, {summary.skipped} already there "
                   f"({summary.seconds:.1f} s, {rate:.1f} frames/s)")
 

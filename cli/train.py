@@ -41,7 +41,7 @@ def _run(task: str, data: List[str], out: Path, preset: str, size: Optional[str]
     res = run_train(task, data, out, preset_name=preset, size=size, init=init, resume=resume,
                     device=device, log=_log, overwrite=overwrite, settings=items,
                     **{k: v for k, v in overrides.items() if v is not None})
-    console.print(f"[green]done[/green]: {res.steps} steps, checkpoint in {out}")
+    console.print(f"[green]done[/green]: {res.steps} steps, checkpoint in {escape(str(out))}")
 
 
 _DATA = typer.Option(..., "--data", help="List (.txt 'path label' / .csv 'path,label'), class-per-folder "
@@ -117,7 +117,7 @@ def import_command(
     from privvid.engine.convert import import_checkpoint
 
     done = import_checkpoint(source, out, frames, image_size, heads, overwrite)
-    console.print(f"[green]imported[/green] into {done}")
+    console.print(f"[green]imported[/green] into {escape(str(done))}")
 
 
 @checkpoints.command("export")
@@ -131,7 +131,7 @@ def export_command(
     """Export the encoder for HF transformers, the VideoMAE code base or mmaction2."""
     from privvid.engine.convert import export_checkpoint
 
-    console.print(f"[green]exported[/green] to {export_checkpoint(run, out, fmt, overwrite)}")
+    console.print(f"[green]exported[/green] to {escape(str(export_checkpoint(run, out, fmt, overwrite)))}")
 
 
 def register(main: typer.Typer) -> None:

@@ -71,6 +71,8 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> "Protocol":
+        if not isinstance(d, dict):
+            raise EngineError(f"a protocol is a mapping (recipes, tasks, preset ...), got {type(d).__name__}")
         def path(p: str) -> str:
             if p.startswith("ppma:"):
                 return p
@@ -209,21 +211,37 @@ def _finish(folder: Path, key: str, result: dict[str, Any] | None = None) -> Non
 def check_protocol(proto: Protocol, device: str | None = None) -> None:
     """What every step would fail on, before the first one runs (a paper protocol trains for days before
     its downstream tasks are read): the device, something to run, and every data source it names."""
-    from privvid.engine.api import parse_data
+    from privvid.engine.api import align_classes, make_config, parse_data
     from privvid.engine.trainer import resolve_device
 
     if device is not None:
         resolve_device(device)
     if not proto.recipes or not proto.tasks:
         raise EngineError("a protocol needs at least one recipe and one task")
+    # every step's settings, as the step will build them
+    for recipe in proto.recipes:
+        for i, st in enumerate(recipe.stages):
+            if st.task != "scratch":
+                try:
+                    make_config(proto.preset, st.task, proto.size, epochs=st.epochs, batch_size=st.batch_size,
+                                settings=st.settings).check()
+                except EngineError as exc:
+                    raise EngineError(f"recipe {recipe.name!r}, stage {i + 1} ({st.task}): {exc}") from None
+    for mode in proto.modes:
+        try:
+            make_config(proto.preset, mode, proto.size, epochs=proto.eval_epochs, batch_size=proto.eval_batch_size,
+                        settings=proto.eval_settings).check()
+        except EngineError as exc:
+            raise EngineError(f"the {mode} evaluations (eval_settings): {exc}") from None
     # labels are read where the step reads them: align stages and the tasks' train lists (MAE and the
     # val lists take unlabelled or one-class data)
     labelled = {d for r in proto.recipes for st in r.stages if st.task == "align" for d in st.data}
     labelled |= {t.train for t in proto.tasks}
     specs = [d for r in proto.recipes for st in r.stages for d in st.data]
     specs += [t.train for t in proto.tasks] + [t.val for t in proto.tasks]
-    for spec in dict.fromkeys(specs):
-        parse_data(spec, require_labels=spec in labelled)
+    sources = {spec: parse_data(spec, require_labels=spec in labelled) for spec in dict.fromkeys(specs)}
+    for task in proto.tasks:   # each val list against its train list, as the evaluation reads it
+        align_classes(sources[task.val], sources[task.train])
 
 
 def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,

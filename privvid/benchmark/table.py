@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -38,15 +39,15 @@ def _pct(v: float | None) -> str:
 def results_table(results: dict[str, Any]) -> Table:
     rows: dict[str, dict[str, float]] = results["rows"]
     cols = _columns(results)
-    table = Table(title=f"{results.get('protocol', 'benchmark')}: top-1 (%)")
+    table = Table(title=f"{escape(str(results.get('protocol', 'benchmark')))}: top-1 (%)")
     table.add_column("pre-training")
     for c in cols:
         task, mode = c.split("/")
-        table.add_column(f"{task}\n{mode.upper()}", justify="right")
+        table.add_column(f"{escape(task)}\n{mode.upper()}", justify="right")
     table.add_column("mean", justify="right")
     for name, row in rows.items():
         vals = [row.get(c) for c in cols]
-        table.add_row(name, *[_pct(v) for v in vals], _pct(_mean(vals)))
+        table.add_row(escape(name), *[_pct(v) for v in vals], _pct(_mean(vals)))
     bias = results.get("bias") or {}
     if bias:
         cells = []

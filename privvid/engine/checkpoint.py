@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from privvid.engine.config import ARCH_DEFAULTS, EngineError, ModelConfig
 from privvid.errors import MissingWeights
@@ -33,9 +33,17 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o666 & ~_umask())   # the writer makes it private (0600); the run's other files are not
-    os.replace(tmp, path)
+    try:
+        data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:   # named by the file asked for, not by its temporary sibling
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        os.chmod(tmp, 0o666 & ~_umask())   # the writer makes it private (0600); the run's other files are not
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _umask() -> int:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,19 +308,36 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
 
     out = Path(out)
     cfg.check()
-    if int(os.environ.get("RANK", "0")) != 0:   # a DDP rank other than the main one writes nothing
+    if out.exists() and not out.is_dir():
+        raise EngineError(f"--out {out} is a file; a run is written into a folder")
+    if not _main_process():   # a DDP rank other than the main one writes nothing
         return _train(cfg, sources, out, init, val, resume, device, stop_after_epoch, log, overwrite)
-    made = not out.exists()
-    lock = RunLock(out, ".lock", folder=out, remove=True).acquire()
+    missing = [p for p in (out, *out.parents) if not p.exists()]   # made for this run: gone again if it fails early
+    lock = RunLock(out, ".lock", folder=out, remove=True, required=False)
     try:
+        lock.acquire()
+        if lock.unlocked:
+            warnings.warn(f"{out} cannot be locked ({lock.unlocked}): nothing stops a second run from writing "
+                          "into it at the same time", stacklevel=2)
         return _train(cfg, sources, out, init, val, resume, device, stop_after_epoch, log, overwrite)
     finally:
         lock.release()
-        if made:
+        for folder in missing:
             try:
-                out.rmdir()   # only when the run left nothing in it
+                folder.rmdir()   # only while the run left nothing in it
             except OSError:
-                pass
+                break
+
+
+def _main_process() -> bool:
+    """Whether this process writes the run: rank 0 of a DDP group (one already set up, or torchrun's
+    environment), or a process on its own."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+    except ValueError:
+        return True
 
 
 def data_identity(sources: Sequence[Source]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ run; a run that ends normally empties it (one that is killed leaves its text, wh
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -22,26 +23,51 @@ class OutputLocked(ConfigError):
 
 class RunLock:
     """``state_dir/name``, locked for ``folder`` (default: the folder holding ``state_dir``). ``remove``: the
-    lock file goes when the run ends (a folder that holds nothing else is left as it was)."""
+    lock file goes when the run ends (a folder that holds nothing else is left as it was). ``required``
+    False: where the file system has no locks (NFS without lockd, Lustre without ``flock``) the run goes
+    on unlocked and ``unlocked`` says why; True: that is an error naming the file."""
 
     def __init__(self, state_dir: Path, name: str = "lock", folder: Path | None = None,
-                 remove: bool = False) -> None:
+                 remove: bool = False, required: bool = True) -> None:
         self.path = Path(state_dir) / name
         self.folder = Path(folder) if folder is not None else self.path.parent.parent
         self.remove = remove
+        self.required = required
+        self.unlocked: str | None = None
         self._handle: IO[str] | None = None
 
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = _holder(handle.read())
+        for _ in range(20):
+            handle = open(self.path, "a+", encoding="utf-8")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = _holder(handle.read())
+                handle.close()
+                raise OutputLocked(f"another privvid run is writing into {self.folder} ({holder}); wait for "
+                                   "it to finish or stop it, then run again") from None
+            except OSError as exc:
+                handle.close()
+                if exc.errno not in _NO_LOCKS:
+                    raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+                if self.required:
+                    raise OutputLocked(f"{self.path} cannot be locked here ({exc.strerror}: the file system "
+                                       "has no locks); write the output to a local disk") from None
+                self.unlocked = exc.strerror
+                if self.remove:
+                    self.path.unlink(missing_ok=True)
+                return self
+            try:   # the file a run that ended just now unlinked is no lock: open the one at the path again
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             handle.close()
-            raise OutputLocked(f"another privvid run is writing into {self.folder} ({holder}); wait for "
-                               "it to finish or stop it, then run again") from None
+        else:
+            raise OutputLocked(f"{self.path} keeps changing; is another run starting and stopping there?")
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
@@ -68,6 +94,9 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
 def _holder(text: str) -> str:

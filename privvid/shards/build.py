@@ -404,6 +404,7 @@ def _check_lists(folder: Path, manifest: dict[str, Any], seen: dict[tuple[str, s
     except OSError:
         return problems + ["manifest.jsonl: missing"]
     split_of = {str(s.get("file", "")): s.get("split") for s in manifest.get("shards", [])}
+    unreadable = {name for name in split_of if not (folder / name).is_file() or "/" in name or name.startswith(".")}
     listed: set[tuple[str, str]] = set()
     for number, line in enumerate(lines, 1):
         try:
@@ -412,8 +413,8 @@ def _check_lists(folder: Path, manifest: dict[str, Any], seen: dict[tuple[str, s
         except (ValueError, KeyError, TypeError):
             problems.append(f"manifest.jsonl line {number}: not a clip row")
             continue
-        if where is None:
-            continue   # a manifest without shards (--no-webdataset): the clips stay in the dataset
+        if where is None or where[0] in unreadable:
+            continue   # no shards (--no-webdataset: the clips stay in the dataset), or a shard named missing above
         if where in listed:
             problems.append(f"manifest.jsonl line {number}: {where[1]} of {where[0]} listed twice")
         listed.add(where)
@@ -463,9 +464,10 @@ def _check_tar(path: Path, seen: dict[tuple[str, str], dict[str, Any]] | None = 
                     if suffix == "mp4":
                         entry["sha256"] = hashlib.sha256(data).hexdigest()
                     elif suffix == "json":
-                        try:
-                            entry["meta"] = json.loads(data)
-                        except ValueError:
+                        try:   # only what the clip list is checked against: a sidecar is kilobytes a clip
+                            meta = json.loads(data)
+                            entry["meta"] = {k: meta.get(k) for k in ("path", "label", "label_index", "split")}
+                        except (ValueError, AttributeError):
                             bad.append(f"member {name!r} is not JSON")
     except (tarfile.TarError, OSError, EOFError) as exc:
         bad.append(f"not a readable tar ({type(exc).__name__}: {exc}); truncated?")

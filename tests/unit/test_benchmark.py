@@ -127,3 +127,22 @@ def test_a_protocol_is_checked_before_its_first_step(clips, tmp_path):
     assert not out.exists()
     with pytest.raises(EngineError, match="must be lists of objects"):
         Protocol.from_dict({"recipes": 5, "tasks": []})
+    with pytest.raises(EngineError, match="a protocol is a mapping"):
+        Protocol.from_dict([1, 2])
+    # a setting a step would refuse, and a val folder without classes, are refused before the first step
+    bad = _proto(clips)
+    bad.recipes[1].stages[0].settings = {"data.randaug_m": 99}
+    with pytest.raises(EngineError, match="recipe 'MAE', stage 1 .mae.: data.randaug_n must be"):
+        check_protocol(bad)
+    bad = _proto(clips)
+    bad.eval_settings = {"model.size": "base"}
+    with pytest.raises(EngineError, match="the ft evaluations .eval_settings.: --set model.size"):
+        check_protocol(bad)
+    flat = clips / "flat_val"
+    flat.mkdir(exist_ok=True)
+    (flat / "a.mp4").write_bytes((clips / "small" / "val0.mp4").read_bytes())
+    bad = _proto(clips)
+    bad.tasks[0].val = str(flat)
+    with pytest.raises(EngineError, match="val dataset 'flat_val': 1 clips have no class"):
+        run_protocol(bad, out)
+    assert not out.exists()

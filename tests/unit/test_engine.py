@@ -440,3 +440,20 @@ def test_curated_subset_csv_trains_as_is(tmp_path):
     src = load_source(tmp_path / "subset.csv")
     assert src.classes == ["run", "walk"] and [s.label for s in src.samples] == [1, 0, 1]
     assert [s.path.name for s in src.samples] == ["a.mp4", "b.mp4", "c.mp4"]
+
+
+def test_a_tensor_file_the_system_refuses_leaves_no_temporary_file_and_names_the_target(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        ckpt.write_tensors(tmp_path / "model.safetensors", {"a": torch.zeros(2)})
+    assert info.value.filename == str(tmp_path / "model.safetensors") and list(tmp_path.iterdir()) == []

@@ -228,6 +228,32 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path):
     assert (out / ".privvid" / "lock").read_text() == ""
 
 
+def test_a_lock_where_the_file_system_has_none(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from privvid.runtime.lock import OutputLocked, RunLock
+
+    def no_locks(fd, op):
+        if op & fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)            # NFS without lockd, Lustre without -o flock
+    with pytest.raises(OutputLocked, match=r"\.lock cannot be locked here \(No locks available"):
+        RunLock(tmp_path / "a", ".lock", folder=tmp_path / "a").acquire()
+    lock = RunLock(tmp_path / "b", ".lock", folder=tmp_path / "b", remove=True, required=False).acquire()
+    assert lock.unlocked == "No locks available" and not (tmp_path / "b" / ".lock").exists()
+    lock.release()
+
+
+def test_names_that_look_like_markup_are_printed_as_they_are(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "[/x]" / "clip [hd].mp4", moving_square_frames(6))
+    proc = fake_run(src, out)
+    assert proc.returncode == 0 and "internal error" not in proc.stderr, proc.stderr
+    assert "[/x]/clip [hd]" in proc.stdout, proc.stdout
+
+
 def test_an_input_with_no_clip_is_exit_2_with_what_was_seen(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
