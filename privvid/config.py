@@ -227,8 +227,8 @@ class AnonymizeConfig:
                                          # by default only its path relative to the input root and its hash
 
     def __post_init__(self) -> None:
-        if self.fps is not None and not (0 < self.fps <= 1000):
-            raise ConfigError(f"--fps must be a frame rate above 0 (at most 1000), got {self.fps:g}")
+        if self.fps is not None and not (0.01 <= self.fps <= 1000):   # H.264 in mp4 keeps rates down to 1/100
+            raise ConfigError(f"--fps must be a frame rate from 0.01 to 1000, got {self.fps:g}")
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"--crf must be 0..51 (H.264 quality), got {self.crf}")
         if self.gop < 1:

@@ -363,7 +363,7 @@ def anonymize_dataset(
     cfg = cfg.resolved()
     _check_run(workers, executor, clip_timeout, ray_address)
     preflight(cfg)
-    input_path, out_root = Path(input_path).resolve(), Path(out_root).resolve()
+    input_path, out_root = _resolved(input_path, "IN"), _resolved(out_root, "OUT")
     found = discover(input_path, exclude=out_root)
     _check_paths(found, input_path, out_root)
     if not found.clips:
@@ -387,6 +387,15 @@ def anonymize_dataset(
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
         lock.release()
+
+
+def _resolved(path: str | os.PathLike[str], what: str) -> Path:
+    try:
+        return Path(path).resolve()
+    except RuntimeError:   # a link that leads back to itself (Python's resolve says "Symlink loop")
+        raise ConfigError(f"{what} {path} is a symbolic link loop (it leads back to itself)") from None
+    except OSError as exc:   # newer Pythons: ELOOP as an OSError
+        raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
 class Terminated(KeyboardInterrupt):

@@ -462,7 +462,10 @@ def _decode_frame_folder(folder: Path, frames: int, stride: int, short_side: int
     sampled frames, resized so the short side is ``short_side``."""
     import cv2
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    from privvid.io.video import natural_order
+
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")),
+                   key=natural_order)   # img_2.jpg before img_10.jpg
     if not files:
         raise EngineError(f"frame folder {folder} holds no images")
     idx = clip_indices(len(files), frames, stride, rng, view)

@@ -206,6 +206,9 @@ def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | Non
     if not stat.S_ISDIR(mode):
         if not stat.S_ISREG(mode):
             raise BadInput(f"input {root} is {_kind(mode)}: privvid reads regular files and folders only")
+        why = _bad_name(root.name)
+        if why:   # as inside a folder: one clip given alone gets the same reason
+            return Discovery([], [], [(root, why)])
         clips, renamed = _unique_names([(root, root.name, root.stem)])
         return Discovery(clips, [], [], renamed)
     ignored: list[Path] = []

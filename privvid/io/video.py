@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
@@ -55,9 +56,16 @@ class VideoInfo:
 
 
 def list_frame_files(folder: Path) -> list[Path]:
-    """The image files of a frame folder in name order: regular files only (a FIFO named .jpg would block)."""
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+    """The image files of a frame folder in name order, numbers by their value (``2.png`` before ``10.png``):
+    regular files only (a FIFO named .jpg would block)."""
+    return sorted((p for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()),
+                  key=natural_order)
+
+
+def natural_order(path: Path) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.split(r"(\d+)", path.name) if part)
 
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
@@ -95,17 +103,49 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         base = float(stream.base_rate) if stream.base_rate else fps
         variable = bool(stream.average_rate and base and abs(base - fps) / max(fps, 1e-6) > 0.01)
         rotation = _stream_rotation(container)
-        return VideoInfo(
-            path=path,
-            width=width,
-            height=height,
-            fps=fps,
-            frames=frames,
-            codec=ctx.name,
-            rotation=rotation,
-            has_audio=bool(container.streams.audio),
-            variable_rate=variable,
-        )
+        has_audio, codec, counted_in_header = bool(container.streams.audio), ctx.name, bool(stream.frames)
+    if not counted_in_header:   # no frame count in the header (Matroska, WebM, ...): count the packets' times
+        counted = _count_packets(path)
+        if counted is not None:
+            frames, measured, uneven = counted
+            if uneven or abs(measured - fps) / max(fps, 1e-6) > 0.01:
+                fps, variable = measured, variable or uneven or abs(measured - base) / max(base, 1e-6) > 0.01
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        frames=frames,
+        codec=codec,
+        rotation=rotation,
+        has_audio=has_audio,
+        variable_rate=variable,
+    )
+
+
+def _count_packets(path: Path) -> tuple[int, float, bool] | None:
+    """Frames, mean rate and whether the frame times are uneven (a variable rate), from the video packets'
+    presentation times (demuxed, not decoded); None where the times say nothing."""
+    times: list[float] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        base = stream.time_base
+        try:
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None and base is not None:
+                    times.append(float(packet.pts * base))
+        except av.FFmpegError:
+            pass   # a damaged tail: the times read so far
+    if len(times) < 2:
+        return None
+    times.sort()
+    steps = np.diff(times)
+    span = times[-1] - times[0]
+    if span <= 0:
+        return None
+    mean = span / (len(times) - 1)
+    uneven = bool(np.abs(steps - mean).max() > 0.01 * mean + 1e-3)
+    return len(times), 1.0 / mean, uneven
 
 
 def _stream_rotation(container: av.container.InputContainer) -> int:
@@ -159,9 +199,11 @@ def output_size(info: VideoInfo, resize: tuple[int, int] | None) -> tuple[int, i
         width, height = info.display_size
         scale = min(1.0, MAX_SIDE / max(width, height))
         width, height = int(width * scale), int(height * scale)
+    asked = f"{width}x{height}"
     width, height = width - width % 2, height - height % 2
     if width < 2 or height < 2:
-        raise BadInput(f"frame size {width}x{height} is too small to encode")
+        raise BadInput(f"frame size {asked} is too small to encode (H.264 needs even sides of at least 2 px; "
+                       "--resize sets a larger size)")
     return width, height
 
 

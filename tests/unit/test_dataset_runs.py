@@ -49,20 +49,21 @@ def make_bad_inputs(root: Path) -> None:
     # variable frame rate: irregular timestamps
     from fractions import Fraction
 
-    container = av.open(str(root / "vfr.mp4"), "w")
-    stream = container.add_stream("libx264", rate=30)
-    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-    stream.codec_context.time_base = Fraction(1, 1000)
-    t = 0
-    for i, f in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-        vf.pts, vf.time_base = t, Fraction(1, 1000)
-        t += 20 if i % 2 else 50
-        for p in stream.encode(vf):
+    for name in ("vfr.mp4", "vfr_mkv.mkv"):   # Matroska has no frame count: its rate comes from the packets' times
+        container = av.open(str(root / name), "w")
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = t, Fraction(1, 1000)
+            t += 20 if i % 2 else 50
+            for p in stream.encode(vf):
+                container.mux(p)
+        for p in stream.encode():
             container.mux(p)
-    for p in stream.encode():
-        container.mux(p)
-    container.close()
+        container.close()
     big = np.zeros((4320, 7680, 3), np.uint8)
     big[2000:2400, 3000:3400] = [255, 0, 255]
     write_video(root / "huge 8k.mp4", [big, big], codec="mpeg4")
@@ -77,7 +78,7 @@ def test_bad_inputs_get_reasons_and_the_run_goes_on(tmp_path):
         assert status[bad][0] == "failed", bad
         assert words in status[bad][1] and "\n" not in status[bad][1]
         assert not (out / f"{bad}.mp4").exists()
-    for good in ("good", "one frame", "odd size", "ünïcödé 名前", "with audio", "gray", "vfr", "huge 8k"):
+    for good in ("good", "one frame", "odd size", "ünïcödé 名前", "with audio", "gray", "vfr", "vfr_mkv", "huge 8k"):
         assert status[good][0] == "done", (good, status[good])
         assert (out / f"{good}.mp4").exists() and (out / f"{good}.json").exists()
     with av.open(str(out / "odd size.mp4")) as c:
@@ -88,6 +89,10 @@ def test_bad_inputs_get_reasons_and_the_run_goes_on(tmp_path):
     assert max(side["output"]["width"], side["output"]["height"]) <= 3840
     assert any("resized" in n for n in side["notes"])
     assert any("variable frame rate" in n for n in json.loads((out / "vfr.json").read_text())["notes"])
+    mkv = json.loads((out / "vfr_mkv.json").read_text())
+    assert any("variable frame rate" in n for n in mkv["notes"]), mkv["notes"]
+    # written at the mean rate of its 20 / 50 ms steps, so the clip lasts as long as the input
+    assert mkv["input"]["frames"] == 12 and 26 < mkv["output"]["fps"] < 31, mkv["output"]
     assert json.loads((out / "one frame.json").read_text())["output"]["frames"] == 1
     failed = [json.loads(line)["relpath"] for line in (out / ".privvid" / "quarantine.jsonl").read_text().splitlines()]
     assert sorted(failed) == ["text", "truncated", "zero"]

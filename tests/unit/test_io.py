@@ -248,3 +248,16 @@ def test_codec_threads_follow_the_process_setting(tmp_path, monkeypatch):
     finally:
         video.set_codec_threads(0)
     assert digests[0] == digests[1]
+
+
+def test_frames_numbered_without_zero_padding_are_read_in_number_order(tmp_path):
+    from privvid.engine.data import _decode_frame_folder
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(1, 13):                                   # 1.png ... 12.png: "10" sorts before "2" as text
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((16, 16, 3), i * 20, np.uint8))
+    values = [int(f[0, 0, 0]) for f in read_frames(folder)]
+    assert values == [i * 20 for i in range(1, 13)]
+    clip = _decode_frame_folder(folder, 12, 1, 16, None)      # the engine's rawframe reader: the same order
+    assert [int(v) for v in clip[:, 0, 0, 0]] == [i * 20 for i in range(1, 13)]
