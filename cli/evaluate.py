@@ -33,7 +33,7 @@ def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path],
     res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
                    device=device, log=_log, overwrite=overwrite, resume=resume, settings=items,
                    **{k: v for k, v in overrides.items() if v is not None})
-    table = Table(title=f"{mode.upper()} on {Path(train).name}")
+    table = Table(title=f"{mode.upper()} on {escape(Path(train).name)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in ("top1", "top5"):
@@ -44,12 +44,12 @@ def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path],
         at = Table(title="learned mixing proportions (softmax)")
         at.add_column("layer")
         for r in res["runs"]:
-            at.add_column(Path(r).name, justify="right")
+            at.add_column(escape(Path(r).name), justify="right")
         rows = res["alpha"]
         for i, row in enumerate(rows):
             name = "all" if len(rows) == 1 else ("patch_embed" if i == 0 else
                                                  "norm" if i == len(rows) - 1 else f"block {i - 1}")
-            at.add_row(escape(str(name)), *[f"{a:.3f}" for a in row])
+            at.add_row(name, *[f"{a:.3f}" for a in row])
         console.print(at)
 
 

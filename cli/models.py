@@ -24,7 +24,7 @@ def list_models() -> None:
         table.add_column(column, overflow="fold")
     rows = status()
     for name, source, ok, detail in rows:
-        table.add_row(name, source, "[green]yes[/]" if ok else "[red]no[/]", detail)
+        table.add_row(name, source, "[green]yes[/]" if ok else "[red]no[/]", escape(detail))
     console.print(table)
     if not all(r[2] for r in rows):
         raise typer.Exit(1)

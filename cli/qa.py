@@ -58,7 +58,7 @@ def sheet_command(folder: Path = typer.Argument(..., help="QA folder written by 
     path = write_sheet(folder)
     console.print(f"wrote {escape(str(path))}")
     console.print(f"review with saving to {escape(str(folder))}/verdicts.json: privvid qa serve {escape(str(folder))}   "
-                  f"(one file per reviewer: --reviewer NAME saves {folder}/verdicts-NAME.json; "
+                  f"(one file per reviewer: --reviewer NAME saves {escape(str(folder))}/verdicts-NAME.json; "
                   "or open the file and use its download button)")
 
 

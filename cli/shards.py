@@ -30,7 +30,7 @@ def build_command(
     from privvid.shards import build
 
     manifest = build(root, out, name=name, val_fraction=val, seed=seed, shard_size=shard_size, split_from=split_from)
-    table = Table(title=f"{manifest['name']}: {manifest['clips']} clips, {manifest['frames']} frames")
+    table = Table(title=f"{escape(manifest['name'])}: {manifest['clips']} clips, {manifest['frames']} frames")
     table.add_column("class")
     for split in manifest["splits"]:
         table.add_column(split, justify="right")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,8 +317,8 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
     try:
         lock.acquire()
         if lock.unlocked:
-            warnings.warn(f"{out} cannot be locked ({lock.unlocked}): nothing stops a second run from writing "
-                          "into it at the same time", stacklevel=2)
+            sys.stderr.write(f"warning: {out} cannot be locked ({lock.unlocked}): nothing stops a second run from "
+                             "writing into it at the same time\n")
         return _train(cfg, sources, out, init, val, resume, device, stop_after_epoch, log, overwrite)
     finally:
         lock.release()

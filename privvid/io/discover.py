@@ -53,6 +53,13 @@ def _bad_name(name: str) -> str | None:
     return None
 
 
+def _refuse_bad_name(path: Path) -> None:
+    """A clip given alone as IN whose name a folder walk would skip: the same reason, as the error."""
+    why = _bad_name(path.name)
+    if why:
+        raise BadInput(f"input {path.name!r}: {why}")
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
@@ -206,13 +213,12 @@ def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | Non
     if not stat.S_ISDIR(mode):
         if not stat.S_ISREG(mode):
             raise BadInput(f"input {root} is {_kind(mode)}: privvid reads regular files and folders only")
-        why = _bad_name(root.name)
-        if why:   # as inside a folder: one clip given alone gets the same reason
-            return Discovery([], [], [(root, why)])
+        _refuse_bad_name(root)
         clips, renamed = _unique_names([(root, root.name, root.stem)])
         return Discovery(clips, [], [], renamed)
     ignored: list[Path] = []
     if _is_frame_folder(root, ignored):
+        _refuse_bad_name(root)
         return Discovery([ClipSource(root, root.name, root.name)], ignored)
 
     found: list[Path] = []

@@ -63,9 +63,12 @@ def list_frame_files(folder: Path) -> list[Path]:
                   key=natural_order)
 
 
-def natural_order(path: Path) -> tuple[tuple[int, int | str], ...]:
-    return tuple((0, int(part)) if part.isdigit() else (1, part)
-                 for part in re.split(r"(\d+)", path.name) if part)
+def natural_order(path: Path) -> tuple[tuple[tuple[int, int | str], ...], str]:
+    """Sort key: the name's ASCII digit runs by value, the rest as text; the name itself breaks ties
+    (``1.png`` / ``01.png``), so the order never depends on the folder's listing order."""
+    parts = tuple((0, int(part)) if part.isascii() and part.isdigit() else (1, part)
+                  for part in re.split(r"([0-9]+)", path.name) if part)
+    return parts, path.name
 
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
@@ -125,25 +128,34 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
 
 def _count_packets(path: Path) -> tuple[int, float, bool] | None:
     """Frames, mean rate and whether the frame times are uneven (a variable rate), from the video packets'
-    presentation times (demuxed, not decoded); None where the times say nothing."""
+    presentation times (demuxed, not decoded). None, and the header's rate stays, where the times cannot
+    be trusted: a packet without one, two at the same time or a jump of ten steps and more (timestamps that
+    restart or skip, as in joined transport streams), or a mean rate outside 0.01-1000."""
     times: list[float] = []
+    missing = 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         base = stream.time_base
         try:
             for packet in container.demux(stream):
-                if packet.size and packet.pts is not None and base is not None:
+                if not packet.size:
+                    continue
+                if packet.pts is None or base is None:
+                    missing += 1
+                else:
                     times.append(float(packet.pts * base))
         except av.FFmpegError:
             pass   # a damaged tail: the times read so far
-    if len(times) < 2:
+    if missing or len(times) < 2:
         return None
     times.sort()
     steps = np.diff(times)
-    span = times[-1] - times[0]
-    if span <= 0:
+    median = float(np.median(steps))
+    if median <= 0 or steps.min() <= 0.01 * median or steps.max() >= 10 * median:
         return None
-    mean = span / (len(times) - 1)
+    mean = (times[-1] - times[0]) / (len(times) - 1)
+    if not 0.01 <= 1.0 / mean <= 1000:
+        return None
     uneven = bool(np.abs(steps - mean).max() > 0.01 * mean + 1e-3)
     return len(times), 1.0 / mean, uneven
 

@@ -261,3 +261,40 @@ def test_frames_numbered_without_zero_padding_are_read_in_number_order(tmp_path)
     assert values == [i * 20 for i in range(1, 13)]
     clip = _decode_frame_folder(folder, 12, 1, 16, None)      # the engine's rawframe reader: the same order
     assert [int(v) for v in clip[:, 0, 0, 0]] == [i * 20 for i in range(1, 13)]
+
+
+def test_frame_names_sort_the_same_whatever_the_listing_order_and_odd_digits_are_text(tmp_path):
+    from privvid.io.video import list_frame_files
+
+    for order in (("01.png", "1.png", "²1.png", "2.png"), ("2.png", "²1.png", "1.png", "01.png")):
+        folder = tmp_path / "-".join(order).replace(".png", "")
+        folder.mkdir()
+        for name in order:                                   # created in another order each time
+            cv2.imwrite(str(folder / name), np.zeros((4, 4, 3), np.uint8))
+        assert [p.name for p in list_frame_files(folder)] == ["01.png", "1.png", "2.png", "²1.png"]
+
+
+def test_a_container_whose_times_restart_keeps_its_header_rate(tmp_path):
+    """Matroska / WebM / MPEG-TS record no frame count, so the packets' times give it; two transport streams
+    joined end to end restart their times halfway, and those times say nothing about the rate."""
+    one = tmp_path / "one.ts"
+    with av.open(str(one), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in moving_square_frames(25, width=64, height=48):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert probe(one).frames == 25 and abs(probe(one).fps - 25) < 0.01 and not probe(one).variable_rate
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(one.read_bytes() * 2)
+    info = probe(joined)
+    assert abs(info.fps - 25) < 0.01 and not info.variable_rate, info
+
+
+def test_a_clip_given_alone_with_a_newline_in_its_name_is_refused_as_a_folder_walk_skips_it(tmp_path):
+    clip = write_video(tmp_path / "a\nb.mp4", moving_square_frames(3))
+    assert discover(tmp_path).clips == [] and "newline" in discover(tmp_path).skipped[0][1]
+    with pytest.raises(BadInput, match=r"input 'a\\nb.mp4': its name holds a newline"):
+        discover(clip)
