@@ -40,6 +40,11 @@ def build_command(
     console.print(f"{len(manifest['shards'])} shard(s) in {escape(str(out or root / 'shards'))}; modes "
                   f"{escape(str(manifest['modes']))}"
                   + (f"; {manifest['left_out']} clip(s) not in {escape(str(split_from))}" if manifest["left_out"] else ""))
+    unmatched = manifest.get("split_from_unmatched") or []
+    if unmatched:
+        console.print(f"[yellow]warning:[/yellow] {len(unmatched)} row(s) of {escape(str(split_from))} name no clip of "
+                      f"{escape(str(root))} (not anonymised, or failed?), e.g. {escape(', '.join(unmatched[:3]))}; "
+                      "manifest.json lists them (split_from_unmatched)", highlight=False)
     short = manifest["no_val_classes"]
     if short:
         what = "no val split was drawn" if "val" not in manifest["splits"] else f"{len(short)} class(es) have no val clip"

@@ -309,6 +309,9 @@ def _check_paths(found: Discovery, input_path: Path, out_root: Path) -> None:
     inputs: set[Path] = set()
     for clip in found.clips:
         inputs.add(clip.path.resolve())
+        if _inside(clip.path.resolve(), out_root):   # a list's videos can lie anywhere: not in OUT either
+            raise ConfigError(f"the input {clip.path} lies inside the output folder {out_root}; choose an output "
+                              "folder outside the inputs")
     for clip in found.clips:
         for path in output_paths(out_root, clip.relpath).values():
             real = path.resolve()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from privvid.errors import BadInput
@@ -210,6 +210,8 @@ def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | Non
     if not root.exists():
         raise FileNotFoundError(f"input not found: {root}")
     mode = root.stat().st_mode
+    if not stat.S_ISDIR(mode) and root.suffix.lower() == ".csv":
+        return _list_discovery(root)
     if not stat.S_ISDIR(mode):
         if not stat.S_ISREG(mode):
             raise BadInput(f"input {root} is {_kind(mode)}: privvid reads regular files and folders only")
@@ -230,6 +232,50 @@ def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | Non
         items.append((path, rel, rel if path.is_dir() else rel[: -len(path.suffix)]))
     clips, renamed = _unique_names(items)
     return Discovery(clips, ignored, skipped, renamed)
+
+
+def _list_discovery(listing: Path) -> Discovery:
+    """A CSV list with ``label`` and ``path`` columns (``privvid curate``'s subset.csv): each row's video,
+    written as ``<label>/<key>`` (the key column, else the file's stem), so OUT is a class-per-folder tree.
+    Relative paths resolve against the list's folder; rows without a file, or whose file is missing, are
+    skipped with the reason."""
+    import csv
+
+    try:
+        with open(listing, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = set(reader.fieldnames or ())
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BadInput(f"list {listing} cannot be read: {exc}") from None
+    if not {"label", "path"} <= columns:
+        raise BadInput(f"a CSV given as IN is a list of clips with label and path columns (privvid curate's "
+                       f"subset.csv); {listing.name} has {', '.join(sorted(columns)) or 'no header'}")
+    items: list[tuple[Path, str, str]] = []
+    skipped: list[tuple[Path, str]] = []
+    given: dict[Path, str] = {}
+    for number, row in enumerate(rows, 2):
+        label, text = (row.get("label") or "").strip(), (row.get("path") or "").strip()
+        video = Path(text) if text else None
+        if video is not None and not video.is_absolute():
+            video = listing.parent / video
+        key = (row.get("key") or "").strip() or (video.stem if video is not None else "")
+        where = Path(f"{listing.name}:{number}")
+        if video is None:
+            skipped.append((where, f"{label}/{key}: no video file (an annotation row only)"))
+        elif not label or not key or any(part in ("", ".", "..") or "/" in part or "\\" in part
+                                         for part in (label, key)):
+            skipped.append((where, f"label {label!r} / key {key!r} cannot name a class folder and a file"))
+        elif _bad_name(label) or _bad_name(key):
+            skipped.append((where, _bad_name(label) or _bad_name(key) or ""))
+        elif not video.is_file():
+            skipped.append((video, "no such file (listed in " f"{listing.name} line {number})"))
+        else:
+            items.append((video, f"{label}/{key}", f"{label}/{key}"))
+            given[video] = text
+    clips, renamed = _unique_names(items)
+    # provenance: each clip's input as the list names it
+    return Discovery([replace(c, input_rel=given[c.path]) for c in clips], [], skipped, renamed)
 
 
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:

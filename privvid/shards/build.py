@@ -96,8 +96,9 @@ def parse_shard_size(text: str | int) -> tuple[int, int]:
         raise ConfigError(f"--shard-size wants megabytes (256, 256MB) or a clip count (100clips), got {text!r}") from None
 
 
-def _splits_from_csv(path: Path, entries: list[Entry]) -> dict[str, str]:
-    """relpath -> split from a CSV with ``split`` and ``key`` or ``path`` columns (curate's subset.csv)."""
+def _splits_from_csv(path: Path, entries: list[Entry]) -> tuple[dict[str, str], list[str]]:
+    """relpath -> split from a CSV with ``split`` and ``key`` or ``path`` columns (curate's subset.csv), and
+    the rows (key or path) that match no clip of the dataset."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -107,7 +108,9 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> dict[str, str]:
         raise ConfigError(f"--split-from {path} needs a 'split' column (and 'key' or 'path')")
     by_path: dict[str, str] = {}   # relative path without suffix -> split
     by_stem: dict[str, set[str]] = {}
-    for row in rows:
+    rows_of: dict[str, set[int]] = defaultdict(set)   # a path or a stem -> the rows naming it
+    names: dict[int, str] = {}
+    for number, row in enumerate(rows):
         split = SPLIT_NAMES.get((row.get("split") or "").strip().lower())
         if split is None:
             continue
@@ -117,19 +120,29 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> dict[str, str]:
                 p = PurePosixPath(value)
                 by_path[str(p.with_suffix(""))] = split
                 by_stem.setdefault(p.stem, set()).add(split)
+                rows_of[str(p.with_suffix(""))].add(number)
+                rows_of[p.stem].add(number)
+                names.setdefault(number, value)
+    matched: set[int] = set()
     out = {}
     stem_count = Counter(PurePosixPath(e.relpath).stem for e in entries)
     for e in entries:
         source = str((e.sidecar.get("input") or {}).get("path") or "")
         candidates = [str(PurePosixPath(e.relpath).with_suffix("")), str(PurePosixPath(source).with_suffix(""))]
-        split = next((by_path[c] for c in candidates if c and c in by_path), None)
-        if split is None:
+        hit = next((c for c in candidates if c and c in by_path), None)
+        split = by_path[hit] if hit is not None else None
+        if split is not None:
+            matched |= rows_of[hit]
+        else:
             # a bare name (curate's key column) only when it names one split unambiguously
-            stems = by_stem.get(PurePosixPath(e.relpath).stem, set())
-            split = next(iter(stems)) if len(stems) == 1 and stem_count[PurePosixPath(e.relpath).stem] == 1 else None
+            stem = PurePosixPath(e.relpath).stem
+            stems = by_stem.get(stem, set())
+            split = next(iter(stems)) if len(stems) == 1 and stem_count[stem] == 1 else None
+            if split is not None:
+                matched |= rows_of[stem]
         if split is not None:
             out[e.relpath] = split
-    return out
+    return out, [names[n] for n in sorted(names) if n not in matched]
 
 
 def split_entries(entries: list[Entry], val_fraction: float, seed: int,
@@ -167,7 +180,7 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     out = Path(out) if out is not None else root / "shards"
     max_bytes, max_clips = parse_shard_size(shard_size) if isinstance(shard_size, str) else (int(shard_size), 0)
     entries = collect(root)
-    given = _splits_from_csv(Path(split_from), entries) if split_from is not None else None
+    given, unmatched = _splits_from_csv(Path(split_from), entries) if split_from is not None else (None, [])
     splits = split_entries(entries, val_fraction, seed, given)
     if not splits:
         raise ConfigError(f"no clip of {root} is listed in {split_from}")
@@ -202,6 +215,8 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
         "modes": sorted({e.sidecar["mode"] for e in used}),
         "parameters": _parameters(used),
         "left_out": len(entries) - len(used),
+        # rows of --split-from that name no clip of the dataset (a stale or other subset)
+        "split_from_unmatched": unmatched,
         # classes of the drawn split with too few clips for --val to draw one (one clip, or a share that
         # rounds to none): in train only
         "no_val_classes": sorted({e.label for e in entries if e.split is None}

@@ -281,3 +281,35 @@ def test_mediapipe_graphs_start_without_native_noise(capfd, shared_data) -> None
     graph.close()
     err = capfd.readouterr().err
     assert "W0000" not in err and "XNNPACK" not in err, err
+
+
+def test_a_curated_subset_csv_is_anonymised_into_class_folders(tmp_path):
+    from privvid.errors import ConfigError
+
+    videos = tmp_path / "videos"
+    write_video(videos / "train" / "abc_000001_000003.mp4", moving_square_frames(4))
+    write_video(videos / "val" / "xyz_000000_000002.mp4", moving_square_frames(4))
+    subset = tmp_path / "cur" / "subset.csv"
+    subset.parent.mkdir()
+    subset.write_text("label,key,path,split\n"
+                      f"tai chi,abc_000001_000003,{videos / 'train' / 'abc_000001_000003.mp4'},train\n"
+                      "jumping,xyz_000000_000002,../videos/val/xyz_000000_000002.mp4,val\n"   # relative to the list
+                      "jumping,nofile_000000_000002,,val\n"                                      # annotation only
+                      f"jumping,gone_000000_000002,{videos / 'gone.mp4'},val\n")
+    out = tmp_path / "out"
+    summary = anonymize_dataset(subset, out, AnonymizeConfig(detect=FAKE))
+    assert sorted(o.relpath for o in summary.outcomes if o.status == "done") == [
+        "jumping/xyz_000000_000002", "tai chi/abc_000001_000003"]
+    assert (out / "tai chi" / "abc_000001_000003.mp4").is_file()
+    reasons = " ".join(why for _, why in summary.skipped_inputs)
+    assert "no video file (an annotation row only)" in reasons and "no such file (listed in subset.csv line 5)" in reasons
+    side = json.loads((out / "jumping" / "xyz_000000_000002.json").read_text())
+    assert side["input"]["path"] == "../videos/val/xyz_000000_000002.mp4"   # the input as the list names it
+    with pytest.raises(ConfigError, match="lies inside the output folder"):   # OUT holding a listed video
+        anonymize_dataset(subset, videos, AnonymizeConfig(detect=FAKE), dry_run=True)
+    bad = tmp_path / "notalist.csv"
+    bad.write_text("a,b\n1,2\n")
+    from privvid.errors import BadInput
+
+    with pytest.raises(BadInput, match="label and path columns"):
+        anonymize_dataset(bad, tmp_path / "o2", AnonymizeConfig(detect=FAKE))

@@ -225,9 +225,10 @@ def test_split_from_matches_whole_paths_and_a_draw_never_empties_train():
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "subset.csv"
         csv_path.write_text("label,key,path,split\njump,clip001,jump/clip001.mp4,train\nrun,clip001,run/clip001.mp4,val\n"
-                            "walk,solo,x/solo.mp4,val\n")
-        splits = _splits_from_csv(csv_path, entries)
+                            "walk,solo,x/solo.mp4,val\nswim,gone,swim/gone.mp4,train\n")
+        splits, unmatched = _splits_from_csv(csv_path, entries)
     assert splits == {"jump/clip001.mp4": "train", "run/clip001.mp4": "val", "walk/solo.mp4": "val"}
+    assert unmatched == ["swim/gone.mp4"]          # a listed clip the dataset does not hold is named
     drawn = split_entries([e("a/0.mp4"), e("a/1.mp4")] + [e(f"b/{i}.mp4") for i in range(4)], 0.75, 0)
     assert {x.label for x in drawn["train"]} == {"a", "b"}
 
