@@ -308,8 +308,9 @@ def _check_paths(found: Discovery, input_path: Path, out_root: Path) -> None:
                           "replace input files; choose an output folder outside the input")
     inputs: set[Path] = set()
     for clip in found.clips:
-        inputs.add(clip.path.resolve())
-        if _inside(clip.path.resolve(), out_root):   # a list's videos can lie anywhere: not in OUT either
+        real = clip.path.resolve()
+        inputs.add(real)
+        if _inside(real, out_root):   # a list's videos can lie anywhere: not in OUT either
             raise ConfigError(f"the input {clip.path} lies inside the output folder {out_root}; choose an output "
                               "folder outside the inputs")
     for clip in found.clips:

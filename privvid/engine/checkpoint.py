@@ -11,7 +11,6 @@ A run folder holds
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,43 +20,19 @@ from safetensors.torch import load_file, save
 
 from privvid.engine.config import ARCH_DEFAULTS, EngineError, ModelConfig
 from privvid.errors import MissingWeights
+from privvid.io.atomic import file_in_the_way, write_bytes_atomic, write_text_atomic
 
 FORMAT = "privvid-engine/1"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-        except OSError as exc:   # named by the file asked for, not by its temporary sibling
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-        os.chmod(tmp, 0o666 & ~_umask())   # the writer makes it private (0600); the run's other files are not
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux says it (setting it for a moment could give
-    a file another thread creates then the wrong mode)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    """A safetensors file, serialised here and written atomically with the run's other files' mode (the
+    library's own file writer makes it private, 0600)."""
+    write_bytes_atomic(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata))
 
 
 # what a run folder holds besides its weights and config.json: a new checkpoint written over it drops them
@@ -102,9 +77,9 @@ def claim_output(out: str | Path, inputs: tuple[str | Path, ...] = (), overwrite
     state (:func:`clear_run_state`) once its inputs have been read."""
     out = Path(out)
     not_an_input(out, inputs, what)
-    above = next((p for p in out.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise EngineError(f"--out {out}: {above} is a file, not a folder")
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise EngineError(f"--out {out}: {blocking} is a file, not a folder")
     if folder and out.is_file():
         raise EngineError(f"--out {out} is a file; {what} is a folder")
     if not folder and out.is_dir():

@@ -17,7 +17,6 @@ Nothing is downloaded; VideoMAE ``.pth`` files are read with torch's ``weights_o
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -124,22 +123,15 @@ def save_hf(folder: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConf
 
 
 def _save_torch(obj: Any, path: Path) -> None:
-    """``torch.save`` through a file privvid opens (a path the system refuses is its own one-line error, not
-    the writer's), renamed into place when complete."""
-    from privvid.io.video import temp_path
+    """``torch.save`` into memory, then written atomically (a path the system refuses is its own one-line
+    error, not the writer's)."""
+    import io
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        try:
-            handle = open(tmp, "wb")
-        except OSError as exc:   # named by the file asked for, not by its temporary sibling
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-        with handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from privvid.io.atomic import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:

@@ -253,11 +253,11 @@ def build_model(cfg: TrainConfig, sources: Sequence[Source]) -> nn.Module:
     return Classifier(cfg.model, split_sources(sources))
 
 
-def _meta(cfg: TrainConfig, sources: Sequence[Source], progress: dict[str, Any],
+def _meta(cfg: TrainConfig, sources: Sequence[Source], data: list[dict[str, Any]], progress: dict[str, Any],
           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"task": cfg.task, "arch": cfg.model.arch(), "train_config": cfg.to_dict(),
             "heads": {s.name: s.classes for s in sources} if cfg.task != "mae" else {},
-            "data": data_identity(sources), "progress": progress, **(extra or {})}
+            "data": data, "progress": progress, **(extra or {})}
 
 
 def _task_of(out: Path) -> str:
@@ -354,10 +354,9 @@ def data_identity(sources: Sequence[Source]) -> list[dict[str, Any]]:
     return rows
 
 
-def _same_data(saved: list[dict[str, Any]] | None, sources: Sequence[Source], out: Path) -> None:
+def _same_data(saved: list[dict[str, Any]] | None, now: list[dict[str, Any]], out: Path) -> None:
     if not saved:
         return   # a run written before the data was recorded
-    now = data_identity(sources)
     if [(d["clips"], d["digest"]) for d in saved] != [(d["clips"], d["digest"]) for d in now]:
         shown = "; ".join(f"{d['name']!r} {d['clips']} clips" for d in saved)
         given = "; ".join(f"{d['name']!r} {d['clips']} clips" for d in now)
@@ -410,13 +409,14 @@ def _train(cfg: TrainConfig, sources: Sequence[Source], out: Path, init: str | P
     optimizer = make_optimizer(groups, cfg)
 
     start_epoch, step = 0, 0
+    data = data_identity(sources)   # once a run: every checkpoint records it
     if resume and (out / "state.json").is_file():
         meta = ckpt.read_meta(out)
         if meta.get("task") != cfg.task:
             raise EngineError(f"{out} holds a {meta.get('task')} run; cannot resume it as {cfg.task}")
         ckpt.check_arch(meta, cfg.model, out)
         _same_recipe(meta.get("train_config", {}), cfg, out)
-        _same_data(meta.get("data"), sources, out)
+        _same_data(meta.get("data"), data, out)
         ckpt.load_into(model, ckpt.load_weights(out), f"weights in {out}")
         progress = ckpt.restore_optimizer(out, optimizer)
         start_epoch, step = int(progress["epoch"]), int(progress["step"])
@@ -530,12 +530,12 @@ def _train(cfg: TrainConfig, sources: Sequence[Source], out: Path, init: str | P
             if log:
                 log({"event": "epoch", **epoch_rec})
             if (epoch + 1) % cfg.save_every_epochs == 0 or epoch + 1 == last_epoch:
-                ckpt.save_checkpoint(out, model, _meta(cfg, sources, {"epoch": epoch + 1, "step": step}),
+                ckpt.save_checkpoint(out, model, _meta(cfg, sources, data, {"epoch": epoch + 1, "step": step}),
                                      optimizer, {"epoch": epoch + 1, "step": step})
             if "val_top1" in epoch_rec and (best is None or epoch_rec["val_top1"] > best["top1"]):
                 best = {"epoch": epoch + 1, "top1": epoch_rec["val_top1"], "top5": epoch_rec["val_top5"]}
-                ckpt.save_checkpoint(out / "best", model, _meta(cfg, sources, {"epoch": epoch + 1, "step": step},
-                                                                {"best": best}))
+                ckpt.save_checkpoint(out / "best", model, _meta(cfg, sources, data,
+                                                                {"epoch": epoch + 1, "step": step}, {"best": best}))
             logs.plot()
         if dd.world > 1:
             dist.barrier()

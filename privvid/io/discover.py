@@ -266,10 +266,10 @@ def _list_discovery(listing: Path) -> Discovery:
         elif not label or not key or any(part in ("", ".", "..") or "/" in part or "\\" in part
                                          for part in (label, key)):
             skipped.append((where, f"label {label!r} / key {key!r} cannot name a class folder and a file"))
-        elif _bad_name(label) or _bad_name(key):
-            skipped.append((where, _bad_name(label) or _bad_name(key) or ""))
+        elif why := _bad_name(label) or _bad_name(key):
+            skipped.append((where, why))
         elif not video.is_file():
-            skipped.append((video, "no such file (listed in " f"{listing.name} line {number})"))
+            skipped.append((video, f"no such file (listed in {listing.name} line {number})"))
         else:
             items.append((video, f"{label}/{key}", f"{label}/{key}"))
             given[video] = text

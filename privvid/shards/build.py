@@ -364,26 +364,33 @@ def _counts(values: dict[str, int]) -> str:
 def verify(folder: str | os.PathLike[str]) -> list[str]:
     """Every problem of a shard folder, one line each (empty: it verifies): hashes and sizes against the
     manifest, clip counts, readable (not truncated) tars, member names (no absolute paths, no ``..``, no
-    links), every sample a complete mp4 + json pair."""
-    folder = Path(folder)
+    links), every sample a complete mp4 + json pair, classes.txt and manifest.jsonl against them."""
+    return _verify(Path(folder))[0]
+
+
+Seen = dict[tuple[str, str], dict[str, Any]]   # (shard file, sample key) -> its json's fields, its video's sha256
+
+
+def _verify(folder: Path) -> tuple[list[str], Seen]:
+    """:func:`verify`, with what it read of each sample (export lists the clips from it)."""
     if not folder.is_dir():
         raise BadInput(f"shard folder not found: {folder}")
     if not (folder / "manifest.json").is_file():
         made = (folder / ".privvid" / "summary.json").is_file()   # anonymize's own record of a run
         hint = f" (it is an output folder of privvid anonymize: privvid shards build {folder} first)" if made else ""
-        return [f"no manifest.json: not a shard folder written by privvid shards build{hint}"]
+        return [f"no manifest.json: not a shard folder written by privvid shards build{hint}"], {}
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return [f"manifest.json: cannot be read ({exc})"]
+        return [f"manifest.json: cannot be read ({exc})"], {}
     if manifest.get("format") != FORMAT:
-        return ["manifest.json: not a privvid shard manifest"]
+        return ["manifest.json: not a privvid shard manifest"], {}
     problems: list[str] = []
     listed = {str(s.get("file", "")) for s in manifest.get("shards", [])}
     problems += [f"{p.name}: a tar the manifest does not list (left from another build?)"
                  for p in sorted(folder.glob("*.tar")) if p.name not in listed]
     total = 0
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: Seen = {}
     for shard in manifest.get("shards", []):
         name = str(shard.get("file", ""))
         path = folder / name
@@ -401,10 +408,10 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
         total += clips
     if manifest.get("shards") and total != manifest.get("clips"):
         problems.append(f"the shards hold {total} clips, the manifest says {manifest.get('clips')}")
-    return problems + _check_lists(folder, manifest, seen)
+    return problems + _check_lists(folder, manifest, seen), seen
 
 
-def _check_lists(folder: Path, manifest: dict[str, Any], seen: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+def _check_lists(folder: Path, manifest: dict[str, Any], seen: Seen) -> list[str]:
     """classes.txt against the manifest; manifest.jsonl's rows against the samples in the shards (each sample
     once, with the path, class, split and video hash its shard holds)."""
     problems: list[str] = []
@@ -454,7 +461,13 @@ def _check_lists(folder: Path, manifest: dict[str, Any], seen: dict[tuple[str, s
     return problems
 
 
-def _check_tar(path: Path, seen: dict[tuple[str, str], dict[str, Any]] | None = None) -> tuple[int, list[str]]:
+def _sample_key(member: str) -> str:
+    """A tar member's sample: its name without the suffix (``key.mp4`` / ``key.json`` -> ``key``)."""
+    name = PurePosixPath(member)
+    return str(name.parent / name.name.partition(".")[0])
+
+
+def _check_tar(path: Path, seen: Seen | None = None) -> tuple[int, list[str]]:
     """Clips and problems of one shard; ``seen`` gets each sample's json and its video's sha256 by (file, key)."""
     bad: list[str] = []
     samples: dict[str, set[str]] = defaultdict(set)
@@ -475,7 +488,7 @@ def _check_tar(path: Path, seen: dict[tuple[str, str], dict[str, Any]] | None = 
                 if len(data) != member.size:
                     bad.append(f"member {name!r} is cut short")
                 elif seen is not None:
-                    entry = seen.setdefault((path.name, str(PurePosixPath(name).parent / key)), {})
+                    entry = seen.setdefault((path.name, _sample_key(name)), {})
                     if suffix == "mp4":
                         entry["sha256"] = hashlib.sha256(data).hexdigest()
                     elif suffix == "json":
@@ -540,7 +553,7 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
                           "another folder")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the lists and the videos")
-    problems = verify(folder)
+    problems, seen = _verify(folder)
     if problems:
         raise ShardError(f"{folder} does not verify: " + "; ".join(problems[:5]))
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -553,31 +566,26 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     if fmt == "videomae" and any(ch.isspace() for ch in base.as_posix()):
         raise ConfigError(f"the videomae lists name clips by absolute path, space separated, and {base} holds a space: "
                           "export to a folder without one, or give --root")
-    # first the clips' names (every refusal before anything is written), then the videos, one member at a time
-    plan: dict[str, dict[str, str]] = {}           # shard file -> sample key -> path under out/videos
+    # first the clips' names, from what verify read (every refusal before anything is written), then the
+    # videos, one member at a time
+    split_of = {shard["file"]: shard["split"] for shard in manifest["shards"]}
+    plan: dict[tuple[str, str], str] = {}           # (shard file, sample key) -> path under out/videos
     lists: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
     named: dict[str, str] = {}
-    for shard in manifest["shards"]:
-        plan[shard["file"]] = {}
-        with tarfile.open(folder / shard["file"]) as tar:
+    for where, sample in seen.items():
+        meta = sample["meta"]
+        rel = _listed_path(meta["path"], fmt)
+        if named.setdefault(rel, meta["path"]) != meta["path"]:
+            raise ShardError(f"clips {named[rel]!r} and {meta['path']!r} would both be {rel!r} in a {fmt} list "
+                             "(spaces become _); rename one of them")
+        plan[where] = rel
+        lists[split_of[where[0]]].append((f"videos/{rel}", int(meta["label_index"]), meta["label"]))
+    for file in split_of:
+        with tarfile.open(folder / file) as tar:
             for member in tar:
-                key, _, suffix = member.name.partition(".")
-                handle = tar.extractfile(member) if suffix == "json" else None
-                if handle is None:
-                    continue
-                meta = json.loads(handle.read())
-                rel = _listed_path(meta["path"], fmt)
-                if named.setdefault(rel, meta["path"]) != meta["path"]:
-                    raise ShardError(f"clips {named[rel]!r} and {meta['path']!r} would both be {rel!r} in a {fmt} list "
-                                     "(spaces become _); rename one of them")
-                plan[shard["file"]][key] = rel
-                lists[shard["split"]].append((f"videos/{rel}", int(meta["label_index"]), meta["label"]))
-    for shard in manifest["shards"]:
-        with tarfile.open(folder / shard["file"]) as tar:
-            for member in tar:
-                key, _, suffix = member.name.partition(".")
-                if suffix == "mp4" and key in plan[shard["file"]]:
-                    _extract(tar, member, out / "videos" / plan[shard["file"]][key])
+                where = (file, _sample_key(member.name))
+                if member.name.endswith(".mp4") and where in plan:
+                    _extract(tar, member, out / "videos" / plan[where])
     written = []
     for split, items in lists.items():
         items.sort()

@@ -449,7 +449,7 @@ def test_a_tensor_file_the_system_refuses_leaves_no_temporary_file_and_names_the
     real_open = builtins.open
 
     def full_disk(file, mode="r", *args, **kwargs):
-        if "w" in mode and str(file).endswith(".tmp"):
+        if "w" in mode and ".partial" in str(file):
             raise OSError(errno.ENOSPC, "No space left on device", str(file))
         return real_open(file, mode, *args, **kwargs)
 
