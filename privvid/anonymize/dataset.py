@@ -53,6 +53,8 @@ class RunSummary:
     skipped_inputs: list[tuple[Path, str]] = field(default_factory=list)  # not read, and why (a FIFO ...)
     renamed: list[tuple[str, str]] = field(default_factory=list)
     dry_run: bool = False
+    stopped: str | None = None   # why the run ended before its last clip (Ctrl-C, SIGTERM, an error) ...
+    unfinished: list[str] = field(default_factory=list)   # ... and the clips it left for the next run
 
     def to_dict(self) -> dict[str, Any]:
         counts = {s: self.count(s) for s in ("done", "skipped", "failed", "planned")}
@@ -61,7 +63,7 @@ class RunSummary:
                 "clips": [asdict(o) for o in self.outcomes],
                 "inputs_skipped": [{"path": p.name, "reason": r} for p, r in self.skipped_inputs],
                 "renamed": [{"input": a, "output": b + OUTPUT_SUFFIXES["video"]} for a, b in self.renamed],
-                "ignored_files": len(self.ignored)}
+                "ignored_files": len(self.ignored), "stopped": self.stopped, "unfinished": self.unfinished}
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -484,6 +486,7 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
     runner = make_executor(executor, min(workers, max(1, len(jobs))), ray_address)
     hashes = {job.source.relpath: job.input_hash for job in jobs}
     finished: set[str] = set()
+    stopped: str | None = None
     try:
         for job, result in runner.map_unordered(_run_job, jobs, started=lambda j: _mark_running(ledger, j)):
             if isinstance(result, WorkerDied):
@@ -496,19 +499,24 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             outcomes.append(result)
             if on_clip:
                 on_clip(result)
+    except BaseException as exc:
+        stopped = ("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+                   if isinstance(exc, KeyboardInterrupt) else f"error: {_one_line(exc)}")
+        raise
     finally:
         # an interrupted run (Ctrl-C, an error in this process) leaves its unfinished clips queued, not
         # 'running': only a run that died without this clean-up counts as a crash of its clip
-        for job in jobs:
-            if job.source.relpath not in finished:
-                try:
-                    ledger.set_status(job.source.relpath, "queued")
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    break
-    outcomes.sort(key=lambda o: o.relpath)
-    summary = RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
-                         skipped_inputs=found.skipped, renamed=found.renamed)
-    _write_summary(state, summary, cfg, phash, input_path)
+        unfinished = sorted(job.source.relpath for job in jobs if job.source.relpath not in finished)
+        for relpath in unfinished:
+            try:
+                ledger.set_status(relpath, "queued")
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                break
+        outcomes.sort(key=lambda o: o.relpath)
+        summary = RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
+                             skipped_inputs=found.skipped, renamed=found.renamed, stopped=stopped,
+                             unfinished=unfinished if stopped else [])
+        _write_summary(state, summary, cfg, phash, input_path)
     return summary
 
 
@@ -535,10 +543,11 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
         for source in found.clips:
             paths = output_paths(out_root, source.relpath)
             status = "planned"
-            reason: str | None = "new" if ledger is None or ledger.get(source.relpath) is None else "redo"
-            if ledger is not None and all(paths[kind].exists() for kind in wanted):
+            row = ledger.get(source.relpath) if ledger is not None else None
+            reason: str | None = _plan_reason(row)
+            if row is not None and row.status == "done" and all(paths[kind].exists() for kind in wanted):
                 try:
-                    if ledger.is_done(source.relpath, content_hash(source.path), phash):
+                    if ledger is not None and ledger.is_done(source.relpath, content_hash(source.path), phash):
                         status, reason = "skipped", None
                     else:
                         reason = "input or settings changed"
@@ -550,6 +559,19 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
             ledger.close()
     return RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
                       skipped_inputs=found.skipped, renamed=found.renamed, dry_run=True)
+
+
+def _plan_reason(row: Any) -> str:
+    """Why a dry run would run a clip, from its ledger row (None: OUT has never seen it)."""
+    if row is None:
+        return "new"
+    if row.status == "queued":
+        return "unfinished (the last run stopped before it was done)"
+    if row.status == "running":
+        return "unfinished (the last run died while processing it)"
+    if row.status == "failed":
+        return f"failed before: {row.reason}" if row.reason else "failed before"
+    return "outputs missing"   # 'done' whose files are gone (the caller checks the files and hashes)
 
 
 def _write_summary(state: Path, summary: RunSummary, cfg: AnonymizeConfig, phash: str, input_path: Path) -> None:

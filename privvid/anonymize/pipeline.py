@@ -27,7 +27,7 @@ from privvid.io.discover import ClipSource, content_hash
 from privvid.io.layout import SCHEMA_VERSION, output_paths
 from privvid.io.atomic import write_text_atomic
 from privvid.io.masks import MaskWriter
-from privvid.io.video import VideoWriter, decode_frames, output_size, probe, resample
+from privvid.io.video import DecodeReport, VideoWriter, decode_frames, output_size, probe, resample
 
 
 @dataclass
@@ -114,7 +114,8 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     coverage: list[float] = []
     frame_infos: list[dict[str, Any]] = []
     try:
-        decoded_frames = _Counted(decode_frames(source.path, (width, height), info))
+        report = DecodeReport()
+        decoded_frames = _Counted(decode_frames(source.path, (width, height), info, report))
         frames = timer.timed("decode", resample(decoded_frames, info, cfg.fps))
         for out_frame, mask, extra in _anonymised(frames, stream, composer, cfg, timer):
             t0 = time.perf_counter()
@@ -154,7 +155,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     timer.totals["total"] = seconds
     cov = np.asarray(coverage)
     decoded = decoded_frames.count
-    notes = _notes(info, width, height, cfg) + _shortfalls(info, decoded, clip_summary, cfg)
+    notes = _notes(info, width, height, cfg) + report.notes() + _shortfalls(info, decoded, clip_summary, cfg)
     sidecar = {
         "schema": SCHEMA_VERSION,
         "privvid_version": privvid.__version__,

@@ -80,9 +80,8 @@ def _is_frame_folder(folder: Path, ignored: list[Path] | None = None) -> bool:
     for p in entries:
         try:
             mode = p.stat().st_mode
-        except OSError:  # a dangling symlink: not a frame; the folder is still a clip
-            if ignored is not None:
-                ignored.append(p)
+        except OSError:  # a dangling symlink or a link loop: not a frame; the folder is still a clip
+            others.append(p)
             continue
         if stat.S_ISDIR(mode) or p.suffix.lower() in VIDEO_EXTENSIONS:
             return False

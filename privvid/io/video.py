@@ -246,12 +246,48 @@ def read_frames(
     return resample(decode_frames(path, size, info), info, fps)
 
 
+@dataclass
+class DecodeReport:
+    """What a decode saw that the frames themselves do not say, filled in as the frames are read."""
+
+    damaged: int = 0                 # video file: frames the decoder flagged corrupt (it conceals the damage)
+    other_size: int = 0              # frame folder: frames not of the first frame's size (resized to it)
+    gaps: list[tuple[str, str]] | None = None   # frame folder: numbering jumps (name before, name after)
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.damaged:
+            notes.append(f"damaged input: the decoder flagged {self.damaged} frame(s) as corrupt and concealed the "
+                         "damage (they may show smeared or frozen blocks)")
+        if self.other_size:
+            notes.append(f"{self.other_size} frame file(s) of another size than the folder's first, resized to it")
+        if self.gaps:
+            first = ", ".join(f"{a} -> {b}" for a, b in self.gaps[:3])
+            more = f" and {len(self.gaps) - 3} more" if len(self.gaps) > 3 else ""
+            notes.append(f"frame numbering has {len(self.gaps)} gap(s): {first}{more} (frames missing from the folder?)")
+        return notes
+
+
 def decode_frames(path: str | os.PathLike[str], size: tuple[int, int] | None = None,
-                  info: VideoInfo | None = None) -> Iterator[np.ndarray]:
-    """Every frame of the clip as decoded (resized to ``size``), at its own rate."""
+                  info: VideoInfo | None = None, report: DecodeReport | None = None) -> Iterator[np.ndarray]:
+    """Every frame of the clip as decoded (resized to ``size``), at its own rate; ``report`` hears what the
+    decode saw (damaged frames, a frame folder's odd sizes and numbering gaps)."""
     path = Path(path)
     info = info or probe(path)
-    return _read_frame_folder(path, size) if info.is_frame_folder else _read_video_file(path, size, info)
+    report = report if report is not None else DecodeReport()
+    if info.is_frame_folder:
+        return _read_frame_folder(path, size, report)
+    return _read_video_file(path, size, info, report)
+
+
+def numbering_gaps(files: list[Path]) -> list[tuple[str, str]]:
+    """Where a frame folder's numbering jumps (the last digit run of each name, names otherwise alike)."""
+    gaps = []
+    for a, b in zip(files, files[1:]):
+        ma, mb = re.search(r"([0-9]+)(\D*)$", a.name), re.search(r"([0-9]+)(\D*)$", b.name)
+        if ma and mb and a.name[:ma.start()] == b.name[:mb.start()] and int(mb.group(1)) - int(ma.group(1)) > 1:
+            gaps.append((a.name, b.name))
+    return gaps
 
 
 def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None) -> Iterator[np.ndarray]:
@@ -262,17 +298,26 @@ def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None) -
     return _resample(frames, info.fps, fps)
 
 
-def _read_frame_folder(folder: Path, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
+def _read_frame_folder(folder: Path, size: tuple[int, int] | None, report: DecodeReport) -> Iterator[np.ndarray]:
     import cv2
 
-    for file in list_frame_files(folder):
+    files = list_frame_files(folder)
+    report.gaps = numbering_gaps(files)
+    first: tuple[int, ...] | None = None
+    for file in files:
         image = _read_image(file)
+        first = first or image.shape[:2]
+        if image.shape[:2] != first:
+            report.other_size += 1
+            if size is None:
+                size = (first[1], first[0])   # one clip has one size: the first frame's
         if size is not None and (image.shape[1], image.shape[0]) != size:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         yield image
 
 
-def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo) -> Iterator[np.ndarray]:
+def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo,
+                     report: DecodeReport) -> Iterator[np.ndarray]:
     rotation = info.rotation
     # decode at the size before rotation, then rotate: a 90-degree turn swaps the axes
     if size is not None and rotation % 180:
@@ -291,6 +336,7 @@ def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo) 
             stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
+                report.damaged += frame.is_corrupt
                 array: np.ndarray
                 if decode_size is not None:
                     array = frame.to_ndarray(format="rgb24", width=decode_size[0], height=decode_size[1])

@@ -581,6 +581,11 @@ def test_sigterm_is_not_counted_as_a_crash(tmp_path):
         assert proc.wait(timeout=60) == 143 and "terminated" in proc.stderr.read()
     with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
         assert db.execute("select status, crashes from clips").fetchall() == [("queued", 0)]
+    # the stopped run says so for scripts, and a dry run says why the clip would run again
+    summary = json.loads((out / ".privvid" / "summary.json").read_text())
+    assert summary["stopped"] == "terminated (SIGTERM)" and summary["unfinished"] == ["long"]
+    dry = subprocess.run(args + ["--dry-run"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0 and "unfinished (the last run stopped before it was done)" in dry.stdout, dry.stdout
 
 
 def test_ctrl_c_with_workers_ends_the_run_at_once_and_it_resumes(tmp_path):

@@ -298,3 +298,59 @@ def test_a_clip_given_alone_with_a_newline_in_its_name_is_refused_as_a_folder_wa
     assert discover(tmp_path).clips == [] and "newline" in discover(tmp_path).skipped[0][1]
     with pytest.raises(BadInput, match=r"input 'a\\nb.mp4': its name holds a newline"):
         discover(clip)
+
+
+def _damaged_copy(src, dst, packet: int = 10) -> None:
+    """``src`` remuxed with one byte flipped in the middle of one packet (a bit error the decoder conceals)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for i, pkt in enumerate(p for p in inp.demux(stream) if p.dts is not None):
+            data = bytearray(bytes(pkt))
+            if i == packet:
+                data[len(data) // 2] ^= 0xFF
+            new = av.Packet(bytes(data))
+            new.pts, new.dts, new.time_base, new.is_keyframe = pkt.pts, pkt.dts, pkt.time_base, pkt.is_keyframe
+            new.stream = copy
+            out.mux(new)
+
+
+def test_a_damaged_video_and_a_frame_folder_with_gaps_are_written_with_a_note(tmp_path):
+    from privvid.anonymize import anonymize_dataset
+    from privvid.config import DetectConfig
+    from privvid.io.video import DecodeReport, decode_frames
+
+    good, src = tmp_path / "good.mp4", tmp_path / "in"
+    src.mkdir()
+    writer = VideoWriter(good, 192, 128, 24)
+    for frame in moving_square_frames(24, 192, 128):
+        writer.write(frame)
+    writer.commit()
+    _damaged_copy(good, src / "bad.mp4")
+    clean = DecodeReport()
+    assert len(list(decode_frames(good, None, None, clean))) == 24 and clean.notes() == []
+    folder = src / "frames"
+    folder.mkdir()
+    for i, frame in zip((1, 2, 3, 7, 8, 9), moving_square_frames(6)):
+        cv2.imwrite(str(folder / f"img_{i:05d}.png"), frame if i != 8 else cv2.resize(frame, (48, 32)))
+    report = DecodeReport()
+    frames = list(decode_frames(folder, None, None, report))
+    assert {f.shape for f in frames} == {(64, 96, 3)}, "a clip has one size: the first frame's"
+    assert report.other_size == 1 and report.gaps == [("img_00003.png", "img_00007.png")]
+
+    cfg = AnonymizeConfig(mode="blur", detect=DetectConfig(backend="fakes:ColorKeyDetector", dilate=3, temporal=1))
+    summary = anonymize_dataset(src, tmp_path / "out", cfg)
+    assert summary.count("done") == 2
+    notes = {o.relpath: " ".join(o.notes) for o in summary.outcomes}
+    assert "damaged input: the decoder flagged" in notes["bad"]
+    assert "1 frame file(s) of another size" in notes["frames"] and "img_00003.png -> img_00007.png" in notes["frames"]
+
+
+def test_links_that_lead_nowhere_beside_a_video_are_counted_once_among_the_ignored(tmp_path):
+    folder = tmp_path / "in" / "cls"
+    write_video(folder / "a.mp4", moving_square_frames(4))
+    (folder / "loop").symlink_to("loop")
+    (folder / "dangling").symlink_to(tmp_path / "nowhere")
+    found = discover(tmp_path / "in")
+    assert [c.relpath for c in found.clips] == ["cls/a"]
+    assert sorted(p.name for p in found.ignored) == ["dangling", "loop"]
