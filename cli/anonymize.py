@@ -130,7 +130,7 @@ def anonymize(
                   check=checks, record_paths=record_paths, **_given(resize=parse_size(resize) if resize else None, fps=fps))
     if dry_run:
         _print_plan(anonymize_dataset(input_path, out, cfg, workers=workers, executor=executor,
-                                      clip_timeout=clip_timeout, dry_run=True))
+                                      ray_address=ray_address, clip_timeout=clip_timeout, dry_run=True))
         return
     with RunProgress(0, f"anonymize --mode {mode}", enabled=not quiet) as progress:
         summary = anonymize_dataset(
@@ -214,6 +214,9 @@ def _print_plan(summary) -> None:  # noqa: ANN001 - RunSummary
     _print_skipped(summary)
     from privvid.anonymize.dataset import renamed_lines
 
+    if summary.live:
+        console.print(f"[yellow]another run is writing into {escape(str(summary.out_root))} now[/yellow] "
+                      f"({escape(summary.live)}): this plan is of its progress so far", highlight=False)
     for line in renamed_lines(summary.out_root, summary.renamed):
         console.print(f"[yellow]renamed[/yellow] {escape(line)}", highlight=False)
     console.print(f"{summary.count('planned')} would run, {summary.count('skipped')} already done, "

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer._click.exceptions import ClickException
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
 import privvid
@@ -53,7 +53,7 @@ class _Boundary(TyperGroup):
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             errors.print(f"[yellow]{what}[/yellow]: {_AFTER_STOP.get(ctx.invoked_subcommand or '', _STOPPED)}")
-            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+            raise typer.Exit(exc.exit_code if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # noqa: BLE001 - the boundary: one line instead of a traceback
             if os.environ.get("PRIVVID_DEBUG") == "1":
                 raise
@@ -111,7 +111,23 @@ for _module in (anonymize, doctor, models, shards, train, evaluate, average, cur
 
 
 def run() -> None:
-    app()
+    """``privvid``: the app, with a usage error (an unknown option, a missing argument) as one line on
+    stderr like every other error, not click's framed box."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:   # a group or command given without what it needs: its help
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        sys.exit(2)
+    except ClickException as exc:
+        where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+        errors.print(f"[red]error:[/red] {escape(exc.format_message())}{escape(where)}")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        errors.print("[yellow]aborted[/yellow]")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
-from privvid.config import AnonymizeConfig
+from privvid.config import AnonymizeConfig, InpaintConfig
 from privvid.errors import ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
@@ -55,6 +55,7 @@ class RunSummary:
     dry_run: bool = False
     stopped: str | None = None   # why the run ended before its last clip (Ctrl-C, SIGTERM, an error) ...
     unfinished: list[str] = field(default_factory=list)   # ... and the clips it left for the next run
+    live: str | None = None      # dry run: the run writing into OUT now (who), if one is
 
     def to_dict(self) -> dict[str, Any]:
         counts = {s: self.count(s) for s in ("done", "skipped", "failed", "planned")}
@@ -63,7 +64,8 @@ class RunSummary:
                 "clips": [asdict(o) for o in self.outcomes],
                 "inputs_skipped": [{"path": p.name, "reason": r} for p, r in self.skipped_inputs],
                 "renamed": [{"input": a, "output": b + OUTPUT_SUFFIXES["video"]} for a, b in self.renamed],
-                "ignored_files": len(self.ignored), "stopped": self.stopped, "unfinished": self.unfinished}
+                "ignored_files": len(self.ignored), "stopped": self.stopped, "unfinished": self.unfinished,
+                **({"live_run": self.live} if self.dry_run else {})}
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -171,6 +173,15 @@ def _wanted(cfg: AnonymizeConfig) -> tuple[str, ...]:
     return ("video", "sidecar") + extra
 
 
+def _present(paths: dict[str, Path], wanted: tuple[str, ...]) -> bool:
+    """Whether a clip's outputs are all there: files with something in them (an output emptied or cut to
+    nothing after the run, by a full disk or a careless copy, is done again)."""
+    try:
+        return all(paths[kind].stat().st_size > 0 for kind in wanted)
+    except OSError:
+        return False
+
+
 def _remove_outputs(out_root: Path, relpath: str, older_than: float | None = None) -> str:
     """Delete a clip's outputs (only those last written before ``older_than``, a time.time(), when given);
     return what could not be deleted (a read-only folder) as one line."""
@@ -231,12 +242,14 @@ def preflight(cfg: AnonymizeConfig) -> None:
         unread = [flag for flag, given in (("--body-model", cfg.mesh.body_model is not None),
                                            ("--pose-weights", cfg.mesh.pose_weights is not None),
                                            ("--mesh-fallback", cfg.mesh.fallback is not None),
-                                           ("--save-params", cfg.mesh.save_params)) if given]
+                                           ("--save-params", cfg.mesh.save_params),
+                                           ("--inpainter", cfg.mode not in ("remove", "mesh")
+                                            and cfg.inpaint.backend != InpaintConfig.backend)) if given]
         if unread:
-            raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by --mode mesh only, "
+            modes = "--mode remove and mesh" if unread == ["--inpainter"] else "--mode mesh"
+            raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by {modes} only, "
                               f"not by --mode {cfg.mode}")
-    if cfg.mode in ("remove", "mesh"):
-        INPAINTERS.resolve(cfg.inpaint.backend)
+    INPAINTERS.resolve(cfg.inpaint.backend)
     needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (
         cfg.mode in ("remove", "mesh") and cfg.inpaint.guard)
     if needs_ssd:
@@ -381,7 +394,7 @@ def anonymize_dataset(
 
     state = _prepare_out(out_root)
     lock = RunLock(state).acquire()
-    on_term = _terminate_cleanly()
+    previous = _terminate_cleanly()
     try:
         ledger = Ledger(state / "ledger.sqlite")
         try:
@@ -390,8 +403,8 @@ def anonymize_dataset(
         finally:
             ledger.close()
     finally:
-        if on_term is not None:
-            signal.signal(signal.SIGTERM, on_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         lock.release()
 
 
@@ -405,21 +418,36 @@ def _resolved(path: str | os.PathLike[str], what: str) -> Path:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (kill, timeout, a batch scheduler's preemption) during a run: the run stops like on Ctrl-C,
-    its unfinished clips go back to 'queued' and are not counted as crashes."""
+    """SIGTERM (kill, timeout, a batch scheduler's preemption) or SIGHUP (the terminal closed, an SSH session
+    dropped) during a run: the run stops like on Ctrl-C, its unfinished clips go back to 'queued' and are not
+    counted as crashes. ``exit_code`` is the shell's for that signal (143, 129)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"terminated ({signal.Signals(signum).name})")
 
 
-def _terminate_cleanly() -> Any:
-    """Turn SIGTERM into :class:`Terminated` for the run (main thread only); return the previous handler."""
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _terminate_cleanly() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` for the run (main thread only); return the previous
+    handlers, to be put back."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def handler(signum: int, frame: Any) -> None:
-        raise Terminated("terminated (SIGTERM)")
+        raise Terminated(signum)
 
-    return signal.signal(signal.SIGTERM, handler)
+    previous = {}
+    for signum in _STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_IGN:   # nohup: the user asked for the run to outlive the terminal
+            continue
+        previous[signum] = signal.signal(signum, handler)
+    return previous
 
 
 def renamed_lines(out_root: Path, renamed: list[tuple[str, str]]) -> list[str]:
@@ -458,7 +486,7 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             continue
         paths = output_paths(out_root, source.relpath)
         row = ledger.get(source.relpath)
-        if ledger.is_done(source.relpath, digest, phash) and all(paths[kind].exists() for kind in _wanted(cfg)):
+        if ledger.is_done(source.relpath, digest, phash) and _present(paths, _wanted(cfg)):
             outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped",
                                         frames=row.frames or 0 if row else 0))
             continue
@@ -467,7 +495,7 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             crashes = ledger.crashed(source.relpath)
             if crashes >= CRASH_LIMIT:
                 outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=(
-                    f"the process died while processing this clip in {crashes} runs (a crash in native code?); "
+                    f"the process died while processing this clip in {crashes} runs (killed from outside, out of memory, or a crash in native code); "
                     "quarantined so the rest can run. To see where it crashes, run that clip alone with the same settings "
                     "under `python -X faulthandler -m privvid.cli.main anonymize ...`"))
                 _remove_outputs(out_root, source.relpath)
@@ -500,7 +528,7 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             if on_clip:
                 on_clip(result)
     except BaseException as exc:
-        stopped = ("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        stopped = (str(exc) if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
                    if isinstance(exc, KeyboardInterrupt) else f"error: {_one_line(exc)}")
         raise
     finally:
@@ -538,14 +566,15 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
     """What a run would do, from the ledger if OUT has one; writes nothing."""
     db = out_root / STATE_DIR / "ledger.sqlite"
     ledger = Ledger(db) if db.is_file() else None
+    live = RunLock(out_root / STATE_DIR).holder()
     outcomes = []
     try:
         for source in found.clips:
             paths = output_paths(out_root, source.relpath)
             status = "planned"
             row = ledger.get(source.relpath) if ledger is not None else None
-            reason: str | None = _plan_reason(row)
-            if row is not None and row.status == "done" and all(paths[kind].exists() for kind in wanted):
+            reason: str | None = _plan_reason(row, live is not None)
+            if row is not None and row.status == "done" and _present(paths, wanted):
                 try:
                     if ledger is not None and ledger.is_done(source.relpath, content_hash(source.path), phash):
                         status, reason = "skipped", None
@@ -558,13 +587,17 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
         if ledger is not None:
             ledger.close()
     return RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
-                      skipped_inputs=found.skipped, renamed=found.renamed, dry_run=True)
+                      skipped_inputs=found.skipped, renamed=found.renamed, dry_run=True, live=live)
 
 
-def _plan_reason(row: Any) -> str:
-    """Why a dry run would run a clip, from its ledger row (None: OUT has never seen it)."""
+def _plan_reason(row: Any, live: bool) -> str:
+    """Why a dry run would run a clip, from its ledger row (None: OUT has never seen it); ``live``: a run is
+    writing into OUT now, so its queued and running rows are its work, not what a stopped run left."""
     if row is None:
         return "new"
+    if live and row.status in ("queued", "running"):
+        return "being processed by the run writing into OUT now" if row.status == "running" else \
+            "queued by the run writing into OUT now"
     if row.status == "queued":
         return "unfinished (the last run stopped before it was done)"
     if row.status == "running":

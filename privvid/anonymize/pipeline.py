@@ -430,6 +430,10 @@ def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str
         notes.append(resized)   # a size the user did not ask for: too large or odd
     elif cfg.resize and any(n not in (-2, got) for n, got in zip(cfg.resize, (width, height))):
         notes.append(f"{resized} (asked {cfg.resize[0]}x{cfg.resize[1]}: H.264 needs even sides)")
+    src_w, src_h = info.display_size
+    if src_w and src_h and abs((width / height) / (src_w / src_h) - 1) > 0.02:
+        notes.append(f"aspect ratio changed from {src_w / src_h:.2f} to {width / height:.2f} ({resized}; "
+                     f"-2x{height} keeps the input's)")
     return notes
 
 

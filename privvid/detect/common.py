@@ -226,8 +226,10 @@ def options_from(cls: Any, given: Any) -> Any:
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(given) - known)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} option(s) {', '.join(unknown)}; "
-                          f"choose from: {', '.join(sorted(known))}")
+        backend = cls.__name__.removesuffix("Options").lower()
+        raise ConfigError(f"the {backend} detector has no option {', '.join(unknown)} (from --detect-opt, or a flag "
+                          f"such as --{unknown[0].replace('_', '-')} that another detector reads); its options: "
+                          f"{', '.join(sorted(known))}")
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - an annotation that cannot be resolved: leave it to the dataclass

@@ -71,6 +71,12 @@ class YoloDetector:
                                    trust=self.cfg.trust_model_files, allowed=("tflite", "onnx"),
                                    option="--weights")
         self.weights = weights
+        if weights.suffix.lower() == ".onnx":
+            import importlib.util
+
+            if importlib.util.find_spec("onnxruntime") is None:   # ultralytics would try to pip-install it
+                raise ConfigError(f"{weights} is an ONNX export, which runs in onnxruntime, and onnxruntime is not "
+                                  "installed: `pip install onnxruntime`, or pass the .tflite export")
         # ultralytics writes settings under ~/.config unless told otherwise
         os.environ.setdefault("YOLO_CONFIG_DIR", _config_dir())
         os.environ.setdefault("YOLO_OFFLINE", "1")

@@ -89,7 +89,9 @@ def render_sheet(sample: dict[str, Any], token: str = "", reviewer: str = "", ve
     }
     values = {
         "TITLE": f"privvid QA: {len(sample['items'])} clips of {html.escape(Path(sample.get('dataset', '')).name)}",
-        "DATA": json.dumps(data).replace("</", "<\\/"),
+        # no "<" in the inline JSON at all: "<!--" or "<script" in a clip's name would change how the HTML
+        # parser reads the script block (the page's own script swallowed), not only "</"
+        "DATA": json.dumps(data).replace("<", "\\u003c"),
         "TOKEN": html.escape(token),
     }
     # one pass, so a placeholder-like text in a clip name or title is never substituted again

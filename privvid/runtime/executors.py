@@ -68,10 +68,12 @@ def _on_one_core(fn: Callable[[Any], Any], item: Any) -> Any:
 
 
 def _worker_init(parent: int) -> None:
-    # Ctrl-C reaches every process of the terminal's group. A worker stopped by it at any point of a
-    # clip (inside a lock, a renderer, a native call) could hang the run on its way out; the parent
-    # alone handles it and stops the workers (:func:`_stop_workers`); their clips are done again on resume
+    # Ctrl-C (and the hang-up of a closed terminal) reaches every process of the terminal's group. A worker
+    # stopped by it at any point of a clip (inside a lock, a renderer, a native call) could hang the run on
+    # its way out, or count as a crash of its clip; the parent alone handles it and stops the workers
+    # (:func:`_stop_workers`); their clips are done again on resume
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _die_with_parent(parent)
     one_core()
 

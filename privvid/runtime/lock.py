@@ -76,6 +76,23 @@ class RunLock:
         self._handle = handle
         return self
 
+    def holder(self) -> str | None:
+        """Who holds the lock now (their pid, host, start and command), or None when no run does; takes
+        nothing (for a dry run, which must not stop a run from starting)."""
+        try:
+            handle = open(self.path, encoding="utf-8")
+        except OSError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _holder(handle.read())
+            except OSError:
+                return None   # no locks on this file system: nothing to tell
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
+
     def release(self) -> None:
         if self._handle is not None:
             try:  # the holder's command line (absolute paths) is only for a run that meets the lock

@@ -5,6 +5,7 @@ Each test failed before its fix (numbers are the review's items)."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import pickle
@@ -567,23 +568,23 @@ def test_frame_folders_with_a_fifo_or_a_dangling_link_are_still_clips(tmp_path):
     assert len(content_hash(folder)) == 64   # returns: the FIFO is not opened
 
 
-def test_sigterm_is_not_counted_as_a_crash(tmp_path):
+def test_sigterm_and_sighup_are_not_counted_as_a_crash(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     write_video(src / "long.mp4", moving_square_frames(200))
     args = [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--mode", "blur",
             "--detector", "fakes:SlowDetector", "--quiet"]
-    for _ in range(2):
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGHUP):   # SIGHUP: a closed terminal
         proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
         while time.time() < deadline and not list(out.rglob(".*.partial*")):
             time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 143 and "terminated" in proc.stderr.read()
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == 128 + signum and "terminated" in proc.stderr.read()
     with sqlite3.connect(out / ".privvid" / "ledger.sqlite") as db:
         assert db.execute("select status, crashes from clips").fetchall() == [("queued", 0)]
     # the stopped run says so for scripts, and a dry run says why the clip would run again
     summary = json.loads((out / ".privvid" / "summary.json").read_text())
-    assert summary["stopped"] == "terminated (SIGTERM)" and summary["unfinished"] == ["long"]
+    assert summary["stopped"] == "terminated (SIGHUP)" and summary["unfinished"] == ["long"]
     dry = subprocess.run(args + ["--dry-run"], env=ENV, capture_output=True, text=True, timeout=120)
     assert dry.returncode == 0 and "unfinished (the last run stopped before it was done)" in dry.stdout, dry.stdout
 
@@ -680,3 +681,59 @@ def test_pool_workers_keep_to_one_core_each():
 
     results = [r for _, r in ProcessExecutor(2).map_unordered(_threads_in_worker, [0, 1])]
     assert results == [(1, "1", 1), (1, "1", 1)]
+
+
+def test_a_dry_run_beside_a_live_run_says_so_and_an_emptied_output_is_done_again(tmp_path):
+    from privvid.runtime.ledger import Ledger
+    from privvid.runtime.lock import RunLock
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("a", "b"):
+        write_video(src / f"{name}.mp4", moving_square_frames(4))
+    cfg = AnonymizeConfig(mode="blur", detect=FAKE)
+    anonymize_dataset(src, out, cfg)
+    ledger = Ledger(out / ".privvid" / "ledger.sqlite")
+    ledger.set_status("b", "running")
+    ledger.close()
+    lock = RunLock(out / ".privvid").acquire()    # a run writing into OUT now
+    try:
+        plan = anonymize_dataset(src, out, cfg, dry_run=True)
+    finally:
+        lock.release()
+    assert plan.live is not None and f"pid {os.getpid()}" in plan.live
+    assert {o.relpath: o.reason for o in plan.outcomes} == {
+        "a": None, "b": "being processed by the run writing into OUT now"}
+    # without the live run, the row it left 'running' is what a run that died left
+    plan = anonymize_dataset(src, out, cfg, dry_run=True)
+    assert plan.live is None and plan.outcomes[1].reason == "unfinished (the last run died while processing it)"
+    (out / "a.mp4").write_bytes(b"")                # an output cut to nothing after the run
+    assert anonymize_dataset(src, out, cfg, dry_run=True).outcomes[0].reason == "outputs missing"
+    again = anonymize_dataset(src, out, cfg)
+    assert again.count("done") == 2 and (out / "a.mp4").stat().st_size > 0
+
+
+def test_settings_the_mode_does_not_read_or_cannot_use_are_refused_and_usage_errors_are_one_line(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "a.mp4", moving_square_frames(4))
+    for extra, said in ((["--inpainter", "bogus"], "--inpainter is read by --mode remove and mesh only"),
+                        (["--inpainter", "opencv"], "--inpainter is read by --mode remove and mesh only"),
+                        (["--temporal-vote", "9"], "temporal_vote must be between 1 and the 4 neighbour frames"),
+                        (["--ray-address", "auto", "--dry-run"], "--ray-address is read by --executor ray only"),
+                        (["--bogus"], "error: No such option: --bogus (see ")):
+        proc = fake_run(src, out, *extra)
+        assert proc.returncode == 2 and said in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            (extra, proc.stderr)
+    assert not out.exists()
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    proc = cli("anonymize", str(src), str(out), "--detector", "yolo", "--weights", str(tmp_path / "m.onnx"))
+    if importlib.util.find_spec("onnxruntime") is None:
+        assert proc.returncode == 2 and "onnxruntime is not installed" in proc.stderr, proc.stderr
+
+
+def test_a_resize_that_changes_the_aspect_ratio_is_noted(tmp_path):
+    src = tmp_path / "in"
+    write_video(src / "a.mp4", moving_square_frames(4, 96, 64))
+    summary = anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(mode="blur", detect=FAKE, resize=(64, 64)))
+    assert "aspect ratio changed from 1.50 to 1.00" in " ".join(summary.outcomes[0].notes)
+    kept = anonymize_dataset(src, tmp_path / "out2", AnonymizeConfig(mode="blur", detect=FAKE, resize=(-2, 32)))
+    assert not any("aspect" in n for n in kept.outcomes[0].notes)

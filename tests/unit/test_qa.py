@@ -105,13 +105,14 @@ def test_sample_extracts_matching_original_and_anonymised_frames(tmp_path: Path)
     assert doc["seed"] == 5 and doc["per_class"] == 2 and len(doc["items"]) == 3
 
 
-def test_a_new_sample_over_verdicts_of_another_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["verdicts-ann.json", "verdicts.json"])   # the second: `qa serve` without --reviewer
+def test_a_new_sample_over_verdicts_of_another_is_refused(tmp_path: Path, name: str) -> None:
     root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 3, "run": 2})
     qa = tmp_path / "qa"
     first = sample(root, qa, per_class=2, seed=5, frames=2, thumb_height=32)
-    (qa / "verdicts-ann.json").write_text(json.dumps({"verdicts": {"0000": {"verdict": "pass"}}}))
+    (qa / name).write_text(json.dumps({"verdicts": {"0000": {"verdict": "pass"}}}))
     sample(root, qa, per_class=2, seed=5, frames=2, thumb_height=32)          # the same sample again: fine
-    with pytest.raises(QAError, match="verdicts-ann.json.*id 0000 was"):
+    with pytest.raises(QAError, match=f"{name}.*id 0000 was"):
         sample(root, qa, per_class=2, seed=5, frames=2, thumb_height=32, order="random")
     assert [i["rel"] for i in json.loads((qa / "sample.json").read_text())["items"]] == [
         i["rel"] for i in first.items]                                        # nothing was overwritten
@@ -258,6 +259,15 @@ def test_sheet_embeds_items_and_cli_report(tmp_path: Path) -> None:
     page = write_sheet(tmp_path / "qa").read_text()
     item = json.loads((tmp_path / "qa" / "sample.json").read_text())["items"][0]
     assert item["rel"] in page and item["original_frames"][0] in page
+    # a clip named like markup stays data: "<!--<script>" in the inline JSON swallowed the page's own script
+    doc = json.loads((tmp_path / "qa" / "sample.json").read_text())
+    doc["items"][0]["rel"] = "jump/<!--<script>x"
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "sample.json").write_text(json.dumps(doc))
+    odd = write_sheet(tmp_path / "odd").read_text()
+    block = odd.split('<script id="qa-data" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and json.loads(block)["items"][0]["rel"] == "jump/<!--<script>x"
+    assert odd.count("<script") == page.count("<script")
     for verdict in ("pass", "person_visible", "artefact", "occlusion"):
         assert f'"{verdict}"' in page
     verdicts = _verdicts(tmp_path / "v.json", "ann", {item["id"]: ("jump", "person_visible")},

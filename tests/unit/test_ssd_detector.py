@@ -79,7 +79,7 @@ def test_options_validate_themselves():
         SsdOptions(score=1.5)
     with pytest.raises(ConfigError, match="tiles"):
         SsdOptions(tiles="big")
-    with pytest.raises(ConfigError, match="unknown SsdOptions option"):
+    with pytest.raises(ConfigError, match="the ssd detector has no option scroe"):
         options_from(SsdOptions, {"scroe": 0.3})
     assert options_from(SsdOptions, {"tile_every": 3}).tile_every == 3
 
