@@ -121,7 +121,8 @@ def run() -> None:
         typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
         sys.exit(2)
     except ClickException as exc:
-        where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+        ctx = getattr(exc, "ctx", None)   # a usage error knows its command
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         errors.print(f"[red]error:[/red] {escape(exc.format_message())}{escape(where)}")
         sys.exit(exc.exit_code)
     except typer.Abort:

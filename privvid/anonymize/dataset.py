@@ -442,7 +442,7 @@ def _terminate_cleanly() -> dict[int, Any]:
     def handler(signum: int, frame: Any) -> None:
         raise Terminated(signum)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in _STOP_SIGNALS:
         if signal.getsignal(signum) is signal.SIG_IGN:   # nohup: the user asked for the run to outlive the terminal
             continue
