@@ -24,6 +24,8 @@ from privvid.mesh.body_model import BodyModel, load_body_model
 from privvid.mesh.fit import MIN_CONF, Fitter, TrackState
 from privvid.mesh.pose import LandmarkFilter, PoseResult
 
+OFF_BOX = 2.0             # a body more than this many times as wide or as tall as its person's box on screen ...
+OFF_BOX_SLACK = 0.1       # ... plus this share of the box's height is not drawn (a fit to wrong landmarks)
 MAX_REL_ERROR = 0.15      # a fit whose mean reprojection error exceeds this share of the box height fails
 MIN_LANDMARKS = 6         # confident, usable landmarks needed to fit a person in a frame
 DUPLICATE_DISTANCE = 0.08  # two detections whose landmarks lie this close (share of the skeleton's height,
@@ -282,11 +284,13 @@ class MeshStage:
                     np.stack([f["go"] for _, f in ok_rows]), np.stack([f["bp"] for _, f in ok_rows]),
                     np.stack([f["tr"] for _, f in ok_rows]), np.stack([f["betas"] for _, f in ok_rows]))
                 for k, (r, f) in enumerate(ok_rows):
-                    if np.isfinite(verts[k]).all():
+                    if not np.isfinite(verts[k]).all():
+                        r["person"]["reason"] = "body model: not finite"
+                    elif (why := self._off_box(verts[k], r["box"])) is not None:
+                        r["person"]["reason"] = why
+                    else:
                         verts_by_t[r["t"]].append((float(f["tr"][2]), verts[k], r))
                         r["record"]["joints"] = joints[k]
-                    else:
-                        r["person"]["reason"] = "body model: not finite"
             except Exception as exc:
                 self._broken("body model", exc)
                 for r, _ in ok_rows:
@@ -323,6 +327,26 @@ class MeshStage:
             self._frames_info.append(info)
         self._frame0 += t_count
         return out, infos
+
+    def _off_box(self, verts: np.ndarray, box: Any) -> str | None:
+        """Why a fitted body does not fit its person, or None: on screen (the part inside the frame) it is
+        more than twice as wide or as tall as the person's box (plus a tenth of the box's height). The fit
+        matches the pose model's landmarks; on a person a few dozen pixels tall they can be wrong enough to
+        give a body lying across the frame with a small reprojection error."""
+        cam = self._camera
+        assert cam is not None
+        z = verts[:, 2]
+        if not (z > 0).all():
+            return None   # a body reaching behind the camera: the fit's own checks decide
+        u = np.clip(cam["focal"] * verts[:, 0] / z + cam["cx"], 0, cam["width"])
+        v = np.clip(cam["focal"] * verts[:, 1] / z + cam["cy"], 0, cam["height"])
+        bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
+        w, h = float(u.max() - u.min()), float(v.max() - v.min())
+        slack = OFF_BOX_SLACK * bh
+        if w > OFF_BOX * bw + slack or h > OFF_BOX * bh + slack:
+            return (f"fit: the body ({w:.0f}x{h:.0f} px on screen) does not fit the person's box "
+                    f"({bw:.0f}x{bh:.0f} px)")
+        return None
 
     def _still_twin(self, track: int, box: np.ndarray, twin: dict | None, lost: list[np.ndarray]) -> bool:
         """Is a track that duplicated ``twin`` last frame still that person, without a pose run: the twin is

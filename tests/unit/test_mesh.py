@@ -909,3 +909,22 @@ def test_the_stage_poses_people_from_the_detectors_landmarks(body, rng):
     _, infos = stage(frames, dets, background, masks)
     assert source.calls == 1 and infos[3]["people"][0]["status"] == "failed"
     assert stage.finish()["landmarks_from_detector"] == 7
+
+
+def test_a_body_lying_across_an_upright_person_is_not_drawn() -> None:
+    # vtest at 432x240: the pose model's landmarks on a walker 41 px tall gave a body 61x37 px lying across
+    # the frame with a reprojection error of 0.07 of the box height, drawn and flickering
+    from types import SimpleNamespace
+
+    from privvid.mesh.stage import MeshStage
+
+    stage = SimpleNamespace(_camera={"focal": 432.0, "cx": 216.0, "cy": 120.0, "width": 432, "height": 240})
+    rng = np.random.default_rng(0)
+    upright = rng.uniform([-0.25, -0.85, 4.9], [0.25, 0.85, 5.1], (500, 3))   # 0.5 m wide, 1.7 m tall, 5 m away
+    lying = upright[:, [1, 0, 2]]                                             # the same body turned on its side
+    box = [194.0, 47.0, 238.0, 193.0]                                         # the person: 44 x 146 px
+    assert MeshStage._off_box(stage, upright, box) is None
+    assert "does not fit the person's box" in MeshStage._off_box(stage, lying, box)
+    # a person cut by the frame's edge: only the part on screen counts
+    low = upright + [0.0, 1.2, 0.0]
+    assert MeshStage._off_box(stage, low, [194.0, 150.0, 238.0, 240.0]) is None
