@@ -119,6 +119,8 @@ def anonymize(
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
                      **_given(weights=weights, sam_weights=sam_weights, sam_model=sam_model, sam_base=sam_base),
                      **flat)
+    if inpainter is not None and mode not in ("remove", "mesh"):
+        raise ConfigError(f"--inpainter is read by --mode remove and mesh only, not by --mode {mode}")
     inpaint = replace(cfg.inpaint, **_given(backend=inpainter, work_lines=work_lines))
     mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
                    trust_model_files=trust_model_files, fallback=mesh_fallback,

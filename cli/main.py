@@ -8,7 +8,8 @@ privvid's errors rise, and this prints each as one line on stderr and exits with
   so for them this happens before a clip or a training step runs;
 - 1 for anything unexpected (a bug): one line, with the traceback when ``PRIVVID_DEBUG=1``; and 1
   with "error:" for what the system refused mid-way (a full disk, a read-only mount: ``OSError``);
-- 130 / 143 after Ctrl-C / SIGTERM (finished work is kept; the same command resumes).
+- 130 / 143 / 129 after Ctrl-C / SIGTERM / SIGHUP (``anonymize``: finished work is kept; the same command
+  resumes).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class _Boundary(TyperGroup):
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            errors.print(f"[yellow]{what}[/yellow]: {_AFTER_STOP.get(ctx.invoked_subcommand or '', _STOPPED)}")
+            try:   # after a hang-up the terminal may be gone: the exit code still tells
+                errors.print(f"[yellow]{what}[/yellow]: {_AFTER_STOP.get(ctx.invoked_subcommand or '', _STOPPED)}")
+            except OSError:
+                pass
             raise typer.Exit(exc.exit_code if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # noqa: BLE001 - the boundary: one line instead of a traceback
             if os.environ.get("PRIVVID_DEBUG") == "1":

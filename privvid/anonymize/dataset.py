@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
-from privvid.config import AnonymizeConfig, InpaintConfig
+from privvid.config import AnonymizeConfig
 from privvid.errors import ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
@@ -242,12 +242,9 @@ def preflight(cfg: AnonymizeConfig) -> None:
         unread = [flag for flag, given in (("--body-model", cfg.mesh.body_model is not None),
                                            ("--pose-weights", cfg.mesh.pose_weights is not None),
                                            ("--mesh-fallback", cfg.mesh.fallback is not None),
-                                           ("--save-params", cfg.mesh.save_params),
-                                           ("--inpainter", cfg.mode not in ("remove", "mesh")
-                                            and cfg.inpaint.backend != InpaintConfig.backend)) if given]
+                                           ("--save-params", cfg.mesh.save_params)) if given]
         if unread:
-            modes = "--mode remove and mesh" if unread == ["--inpainter"] else "--mode mesh"
-            raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by {modes} only, "
+            raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by --mode mesh only, "
                               f"not by --mode {cfg.mode}")
     INPAINTERS.resolve(cfg.inpaint.backend)
     needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (
@@ -404,7 +401,8 @@ def anonymize_dataset(
             ledger.close()
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:   # None: a handler set outside Python, which cannot be put back
+                signal.signal(signum, handler)
         lock.release()
 
 
@@ -476,46 +474,46 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
 
     outcomes: list[ClipOutcome] = []
     jobs: list[_Job] = []
-    for source in found.clips:
-        try:
-            digest = content_hash(source.path)
-        except OSError as exc:
-            outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=f"unreadable: {exc}")
-            _record(ledger, state, outcome, phash, None)
-            outcomes.append(outcome)
-            continue
-        paths = output_paths(out_root, source.relpath)
-        row = ledger.get(source.relpath)
-        if ledger.is_done(source.relpath, digest, phash) and _present(paths, _wanted(cfg)):
-            outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped",
-                                        frames=row.frames or 0 if row else 0))
-            continue
-        if row is not None and row.status == "running":
-            # this run holds OUT's lock, so the run that left the row 'running' died inside this clip
-            crashes = ledger.crashed(source.relpath)
-            if crashes >= CRASH_LIMIT:
-                outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=(
-                    f"the process died while processing this clip in {crashes} runs (killed from outside, out of memory, or a crash in native code); "
-                    "quarantined so the rest can run. To see where it crashes, run that clip alone with the same settings "
-                    "under `python -X faulthandler -m privvid.cli.main anonymize ...`"))
-                _remove_outputs(out_root, source.relpath)
-                _record(ledger, state, outcome, phash, digest)
-                outcomes.append(outcome)
-                continue
-        ledger.mark(source.relpath, _source_text(source, cfg), phash, "queued", input_hash=digest)
-        jobs.append(_Job(source, out_root, cfg, digest, clip_timeout))
-
-    if workers > 1:
-        # biggest inputs first: with several workers a long clip started last would leave the
-        # other workers idle at the end of the run (longest-processing-time-first scheduling)
-        jobs.sort(key=lambda job: -_input_bytes(job.source.path))
-    if on_start:
-        on_start(len(jobs))
-    runner = make_executor(executor, min(workers, max(1, len(jobs))), ray_address)
-    hashes = {job.source.relpath: job.input_hash for job in jobs}
     finished: set[str] = set()
     stopped: str | None = None
-    try:
+    try:   # a stop while the inputs are hashed and queued is a stop of the run too
+        for source in found.clips:
+            try:
+                digest = content_hash(source.path)
+            except OSError as exc:
+                outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=f"unreadable: {exc}")
+                _record(ledger, state, outcome, phash, None)
+                outcomes.append(outcome)
+                continue
+            paths = output_paths(out_root, source.relpath)
+            row = ledger.get(source.relpath)
+            if ledger.is_done(source.relpath, digest, phash) and _present(paths, _wanted(cfg)):
+                outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped",
+                                            frames=row.frames or 0 if row else 0))
+                continue
+            if row is not None and row.status == "running":
+                # this run holds OUT's lock, so the run that left the row 'running' died inside this clip
+                crashes = ledger.crashed(source.relpath)
+                if crashes >= CRASH_LIMIT:
+                    outcome = ClipOutcome(source.relpath, source.input_rel, "failed", reason=(
+                        f"the process died while processing this clip in {crashes} runs (killed from outside, out of memory, or a crash in native code); "
+                        "quarantined so the rest can run. To see where it crashes, run that clip alone with the same settings "
+                        "under `python -X faulthandler -m privvid.cli.main anonymize ...`"))
+                    _remove_outputs(out_root, source.relpath)
+                    _record(ledger, state, outcome, phash, digest)
+                    outcomes.append(outcome)
+                    continue
+            ledger.mark(source.relpath, _source_text(source, cfg), phash, "queued", input_hash=digest)
+            jobs.append(_Job(source, out_root, cfg, digest, clip_timeout))
+
+        if workers > 1:
+            # biggest inputs first: with several workers a long clip started last would leave the
+            # other workers idle at the end of the run (longest-processing-time-first scheduling)
+            jobs.sort(key=lambda job: -_input_bytes(job.source.path))
+        if on_start:
+            on_start(len(jobs))
+        runner = make_executor(executor, min(workers, max(1, len(jobs))), ray_address)
+        hashes = {job.source.relpath: job.input_hash for job in jobs}
         for job, result in runner.map_unordered(_run_job, jobs, started=lambda j: _mark_running(ledger, j)):
             if isinstance(result, WorkerDied):
                 result = ClipOutcome(job.source.relpath, job.source.input_rel, "failed", reason=str(result))
@@ -534,12 +532,14 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
     finally:
         # an interrupted run (Ctrl-C, an error in this process) leaves its unfinished clips queued, not
         # 'running': only a run that died without this clean-up counts as a crash of its clip
-        unfinished = sorted(job.source.relpath for job in jobs if job.source.relpath not in finished)
-        for relpath in unfinished:
-            try:
-                ledger.set_status(relpath, "queued")
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                break
+        for job in jobs:
+            if job.source.relpath not in finished:
+                try:
+                    ledger.set_status(job.source.relpath, "queued")
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    break
+        settled = {o.relpath for o in outcomes}
+        unfinished = sorted(c.relpath for c in found.clips if c.relpath not in settled)
         outcomes.sort(key=lambda o: o.relpath)
         summary = RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
                              skipped_inputs=found.skipped, renamed=found.renamed, stopped=stopped,

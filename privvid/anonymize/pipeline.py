@@ -432,8 +432,8 @@ def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str
         notes.append(f"{resized} (asked {cfg.resize[0]}x{cfg.resize[1]}: H.264 needs even sides)")
     src_w, src_h = info.display_size
     if src_w and src_h and abs((width / height) / (src_w / src_h) - 1) > 0.02:
-        notes.append(f"aspect ratio changed from {src_w / src_h:.2f} to {width / height:.2f} ({resized}; "
-                     f"-2x{height} keeps the input's)")
+        notes.append(f"aspect ratio changed from {src_w / src_h:.2f} to {width / height:.2f} (-2x{height} keeps "
+                     "the input's)")
     return notes
 
 

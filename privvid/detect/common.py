@@ -227,9 +227,8 @@ def options_from(cls: Any, given: Any) -> Any:
     unknown = sorted(set(given) - known)
     if unknown:
         backend = cls.__name__.removesuffix("Options").lower()
-        raise ConfigError(f"the {backend} detector has no option {', '.join(unknown)} (from --detect-opt, or a flag "
-                          f"such as --{unknown[0].replace('_', '-')} that another detector reads); its options: "
-                          f"{', '.join(sorted(known))}")
+        raise ConfigError(f"the {backend} detector has no option {', '.join(unknown)} (given with --detect-opt, or "
+                          f"by a flag that another detector reads); its options: {', '.join(sorted(known))}")
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - an annotation that cannot be resolved: leave it to the dataclass

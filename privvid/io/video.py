@@ -281,13 +281,18 @@ def decode_frames(path: str | os.PathLike[str], size: tuple[int, int] | None = N
 
 
 def numbering_gaps(files: list[Path]) -> list[tuple[str, str]]:
-    """Where a frame folder's numbering jumps (the last digit run of each name, names otherwise alike)."""
-    gaps = []
+    """Where a frame folder's numbering jumps by more than its usual step (the last digit run of each name,
+    names otherwise alike; a folder of every 5th frame steps by 5)."""
+    steps = []
     for a, b in zip(files, files[1:]):
         ma, mb = re.search(r"([0-9]+)(\D*)$", a.name), re.search(r"([0-9]+)(\D*)$", b.name)
-        if ma and mb and a.name[:ma.start()] == b.name[:mb.start()] and int(mb.group(1)) - int(ma.group(1)) > 1:
-            gaps.append((a.name, b.name))
-    return gaps
+        if ma and mb and a.name[:ma.start()] == b.name[:mb.start()]:
+            steps.append((int(mb.group(1)) - int(ma.group(1)), a.name, b.name))
+    if not steps:
+        return []
+    values = [step for step, *_ in steps]
+    usual = max(set(values), key=lambda v: (values.count(v), -v))   # the most common step (the smaller on a tie)
+    return [(a, b) for step, a, b in steps if step > max(usual, 1)]
 
 
 def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None) -> Iterator[np.ndarray]:

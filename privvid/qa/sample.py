@@ -377,7 +377,9 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
 def _keep_verdicts_with_their_clips(out: Path, ids: dict[str, str]) -> None:
     """Refuse to write a sample whose ids name other clips over one that reviewers' verdicts refer to: the
     review page and the report match verdicts by id, so they would land on the wrong clips."""
-    verdicts = sorted(p.name for p in [*out.glob("verdicts.json"), *out.glob("verdicts-*.json")]) if out.is_dir() else []
+    from privvid.qa.sheet import VERDICTS_FILE   # (sheet imports this module)
+
+    verdicts = sorted(p.name for p in [*out.glob(VERDICTS_FILE), *out.glob("verdicts-*.json")]) if out.is_dir() else []
     if not verdicts or not (out / SAMPLE_FILE).is_file():
         return
     try:

@@ -41,7 +41,7 @@ class RunLock:
         for _ in range(20):
             handle = open(self.path, "a+", encoding="utf-8")
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_soon(handle)
             except BlockingIOError:
                 handle.seek(0)
                 holder = _holder(handle.read())
@@ -77,8 +77,9 @@ class RunLock:
         return self
 
     def holder(self) -> str | None:
-        """Who holds the lock now (their pid, host, start and command), or None when no run does; takes
-        nothing (for a dry run, which must not stop a run from starting)."""
+        """Who holds the lock now (their pid, host, start and command), or None when no run does. It takes a
+        shared lock for an instant to find out; :meth:`acquire` tries again for a while before it takes a lock
+        it meets for another run's."""
         try:
             handle = open(self.path, encoding="utf-8")
         except OSError:
@@ -111,6 +112,19 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _lock_soon(handle: IO[str], tries: int = 10, wait: float = 0.02) -> None:
+    """The exclusive lock, tried a few times over 0.2 s: a dry run's :meth:`RunLock.holder` holds a shared one
+    for an instant, and a run starting then must not take it for another run."""
+    for left in range(tries - 1, -1, -1):
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not left:
+                raise
+            time.sleep(wait)
 
 
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}

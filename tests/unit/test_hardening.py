@@ -5,7 +5,6 @@ Each test failed before its fix (numbers are the review's items)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import pickle
@@ -22,7 +21,7 @@ import pytest
 
 from fakes import moving_square_frames, write_video
 from privvid.anonymize import anonymize_dataset
-from privvid.config import AnonymizeConfig, DetectConfig
+from privvid.config import AnonymizeConfig, DetectConfig, InpaintConfig
 from privvid.errors import ConfigError
 
 FAKE = DetectConfig(backend="fakes:ColorKeyDetector", dilate=3, temporal=1)
@@ -574,7 +573,9 @@ def test_sigterm_and_sighup_are_not_counted_as_a_crash(tmp_path):
     args = [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--mode", "blur",
             "--detector", "fakes:SlowDetector", "--quiet"]
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGHUP):   # SIGHUP: a closed terminal
-        proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # (the default SIGHUP action, whatever the test runner's: under nohup the child would inherit "ignore")
+        proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
         deadline = time.time() + 60
         while time.time() < deadline and not list(out.rglob(".*.partial*")):
             time.sleep(0.1)
@@ -715,7 +716,7 @@ def test_a_dry_run_beside_a_live_run_says_so_and_an_emptied_output_is_done_again
 def test_settings_the_mode_does_not_read_or_cannot_use_are_refused_and_usage_errors_are_one_line(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     write_video(src / "a.mp4", moving_square_frames(4))
-    for extra, said in ((["--inpainter", "bogus"], "--inpainter is read by --mode remove and mesh only"),
+    for extra, said in ((["--inpainter", "propagate"], "--inpainter is read by --mode remove and mesh only"),
                         (["--inpainter", "opencv"], "--inpainter is read by --mode remove and mesh only"),
                         (["--temporal-vote", "9"], "temporal_vote must be between 1 and the 4 neighbour frames"),
                         (["--ray-address", "auto", "--dry-run"], "--ray-address is read by --executor ray only"),
@@ -724,10 +725,20 @@ def test_settings_the_mode_does_not_read_or_cannot_use_are_refused_and_usage_err
         assert proc.returncode == 2 and said in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
             (extra, proc.stderr)
     assert not out.exists()
+    with pytest.raises(ConfigError, match="unknown inpainter backend 'bogus'"):   # in any mode
+        anonymize_dataset(src, out, AnonymizeConfig(mode="blur", detect=FAKE, inpaint=InpaintConfig(backend="bogus")))
+
+
+def test_an_onnx_model_without_onnxruntime_is_a_clear_error_not_a_bad_file(tmp_path, monkeypatch):
+    import importlib.util as util
+
+    found = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "onnxruntime" else found(name, *a))
     (tmp_path / "m.onnx").write_bytes(b"onnx")
-    proc = cli("anonymize", str(src), str(out), "--detector", "yolo", "--weights", str(tmp_path / "m.onnx"))
-    if importlib.util.find_spec("onnxruntime") is None:
-        assert proc.returncode == 2 and "onnxruntime is not installed" in proc.stderr, proc.stderr
+    write_video(tmp_path / "in" / "a.mp4", moving_square_frames(4))
+    cfg = AnonymizeConfig(detect=DetectConfig(backend="yolo", weights=tmp_path / "m.onnx"))
+    with pytest.raises(ConfigError, match="m.onnx is an ONNX export.* onnxruntime is not installed: `pip install"):
+        anonymize_dataset(tmp_path / "in", tmp_path / "out", cfg, dry_run=True)
 
 
 def test_a_resize_that_changes_the_aspect_ratio_is_noted(tmp_path):
@@ -737,3 +748,28 @@ def test_a_resize_that_changes_the_aspect_ratio_is_noted(tmp_path):
     assert "aspect ratio changed from 1.50 to 1.00" in " ".join(summary.outcomes[0].notes)
     kept = anonymize_dataset(src, tmp_path / "out2", AnonymizeConfig(mode="blur", detect=FAKE, resize=(-2, 32)))
     assert not any("aspect" in n for n in kept.outcomes[0].notes)
+
+
+def test_a_run_starting_while_a_dry_run_looks_at_the_lock_is_not_refused(tmp_path):
+    import threading
+
+    from privvid.runtime.lock import RunLock
+
+    state = tmp_path / "out" / ".privvid"
+    RunLock(state).acquire().release()
+    stop = threading.Event()
+
+    def watch() -> None:   # a monitor running --dry-run over and over
+        while not stop.is_set():
+            assert RunLock(state).holder() is None
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(30):
+            RunLock(state).acquire().release()   # raised "another privvid run is writing" ~7% of the time
+    finally:
+        stop.set()
+        watcher.join()
+    assert DetectConfig(temporal=0, temporal_vote=2).temporal_vote == 2   # no neighbours: the vote is not read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 import subprocess
 
 import av
@@ -337,6 +338,9 @@ def test_a_damaged_video_and_a_frame_folder_with_gaps_are_written_with_a_note(tm
     frames = list(decode_frames(folder, None, None, report))
     assert {f.shape for f in frames} == {(64, 96, 3)}, "a clip has one size: the first frame's"
     assert report.other_size == 1 and report.gaps == [("img_00003.png", "img_00007.png")]
+    from privvid.io.video import numbering_gaps   # a folder of every 5th frame steps by 5: no gap there
+
+    assert numbering_gaps([Path(f"f_{i:06d}.jpg") for i in (0, 5, 10, 15, 30, 35)]) == [("f_000015.jpg", "f_000030.jpg")]
 
     cfg = AnonymizeConfig(mode="blur", detect=DetectConfig(backend="fakes:ColorKeyDetector", dilate=3, temporal=1))
     summary = anonymize_dataset(src, tmp_path / "out", cfg)
