@@ -90,8 +90,10 @@ class DetectConfig:
             raise ConfigError(f"work_lines must be 0 (the frame's own size) or >= 64, got {self.work_lines}")
         if self.temporal_align not in ("flow", "none"):
             raise ConfigError(f"temporal_align must be flow or none, got {self.temporal_align!r}")
-        if self.temporal_vote < 1 or (self.temporal > 0 and self.temporal_vote > 2 * self.temporal):
-            raise ConfigError(f"temporal_vote must be between 1 and the {2 * self.temporal} neighbour frames of "
+        if self.temporal_vote < 1:
+            raise ConfigError(f"temporal_vote must be >= 1, got {self.temporal_vote}")
+        if self.temporal > 0 and self.temporal_vote > 2 * self.temporal:   # without neighbours it is not read
+            raise ConfigError(f"temporal_vote must be at most the {2 * self.temporal} neighbour frames of "
                               f"temporal={self.temporal}, got {self.temporal_vote}")
         if not 0.0 <= self.temporal_sliver <= 0.5:
             raise ConfigError(f"temporal_sliver must be in [0, 0.5] (share of the person's height), "

@@ -628,7 +628,7 @@ def test_mediapipe_options_are_its_own_and_checked_before_any_model_loads(tmp_pa
             validate_options(DetectConfig(backend="sam", sam_base="mediapipe", options=bad))
     validate_options(DetectConfig(backend="mediapipe", options={"tiles": "3x2", "crop_passes": 1, "min_area": 0}))
     validate_options(DetectConfig(backend="sam", sam_base="mediapipe", options={"pose_people": 1}))
-    with pytest.raises(ConfigError, match="the ssd detector has no option pose_people .*--pose-people"):   # a mediapipe option is not one of the default base's (ssd)
+    with pytest.raises(ConfigError, match="the ssd detector has no option pose_people"):   # a mediapipe option is not one of the default base's (ssd)
         validate_options(DetectConfig(backend="sam", options={"pose_people": 1}))
     with pytest.raises(ConfigError, match="the yolo detector has no option tiles"):
         validate_options(DetectConfig(backend="yolo", options={"tiles": "3x2"}))
