@@ -24,14 +24,6 @@ def _log(rec: dict[str, Any]) -> None:
         console.print(f"epoch {rec['epoch']} loss {rec['loss']:.4f} {rec['clips_per_s']:.1f} clips/s")
 
 
-def _shown(spec: str) -> str:
-    """A data source's short name for a title: ``SHARDS:train`` keeps its split (``Path.name`` gave ``:train``)."""
-    base, sep, split = spec.rpartition(":")
-    if sep and base and not Path(spec).exists():
-        return f"{Path(base).name or base}:{split}"
-    return Path(spec).name or spec
-
-
 def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path], preset: str, learn_mix: bool,
          layerwise: bool, device: Optional[str], settings: Optional[List[str]] = None, overwrite: bool = False,
          threads: Optional[int] = None, resume: bool = False, **overrides: Any) -> None:
@@ -41,7 +33,7 @@ def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path],
     res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
                    device=device, log=_log, overwrite=overwrite, resume=resume, settings=items,
                    **{k: v for k, v in overrides.items() if v is not None})
-    table = Table(title=f"{mode.upper()} on {escape(_shown(train))}")
+    table = Table(title=f"{mode.upper()} on {escape(res['train'])}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in ("top1", "top5"):

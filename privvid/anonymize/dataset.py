@@ -487,9 +487,8 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
                 continue
             paths = output_paths(out_root, source.relpath)
             row = ledger.get(source.relpath)
-            if ledger.is_done(source.relpath, digest, phash) and _present(paths, _wanted(cfg)):
-                outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped",
-                                            frames=row.frames or 0 if row else 0))
+            if row is not None and row.done_with(digest, phash) and _present(paths, _wanted(cfg)):
+                outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped", frames=row.frames or 0))
                 continue
             if row is not None and row.status == "running":
                 # this run holds OUT's lock, so the run that left the row 'running' died inside this clip
@@ -576,7 +575,7 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
             reason: str | None = _plan_reason(row, live is not None)
             if row is not None and row.status == "done" and _present(paths, wanted):
                 try:
-                    if ledger is not None and ledger.is_done(source.relpath, content_hash(source.path), phash):
+                    if row.done_with(content_hash(source.path), phash):
                         status, reason = "skipped", None
                     else:
                         reason = "input or settings changed"

@@ -115,8 +115,8 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     frame_infos: list[dict[str, Any]] = []
     try:
         report = DecodeReport()
-        decoded_frames = _Counted(decode_frames(source.path, (width, height), info, report))
-        frames = timer.timed("decode", resample(decoded_frames, info, cfg.fps))
+        frames = timer.timed("decode", resample(decode_frames(source.path, (width, height), info, report), info,
+                                                cfg.fps))
         for out_frame, mask, extra in _anonymised(frames, stream, composer, cfg, timer):
             t0 = time.perf_counter()
             writer.write(out_frame)
@@ -154,7 +154,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
         timer.totals["compose"] = timer.totals.get("compose", 0.0) - check.seconds
     timer.totals["total"] = seconds
     cov = np.asarray(coverage)
-    decoded = decoded_frames.count
+    decoded = report.frames
     notes = _notes(info, width, height, cfg) + report.notes() + _shortfalls(info, decoded, clip_summary, cfg)
     sidecar = {
         "schema": SCHEMA_VERSION,
@@ -380,21 +380,6 @@ def _check_output(out: np.ndarray, expected: np.ndarray) -> None:
             f"composer returned {getattr(out, 'dtype', None)} {getattr(out, 'shape', None)}, "
             f"expected uint8 {expected.shape}"
         )
-
-
-class _Counted:
-    """An iterator that counts what it yields (the frames actually decoded)."""
-
-    def __init__(self, inner: Iterator[np.ndarray]) -> None:
-        self.inner, self.count = inner, 0
-
-    def __iter__(self) -> "_Counted":
-        return self
-
-    def __next__(self) -> np.ndarray:
-        item = next(self.inner)
-        self.count += 1
-        return item
 
 
 def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig) -> list[str]:

@@ -89,7 +89,8 @@ def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val
             raise EngineError("a learned mix (--learn-mix) does not resume: run it again with --overwrite")
         if out is not None:
             ckpt.claim_output(out, tuple(inits), overwrite, "the learned mix")
-        return learned_mix_probe(inits, cfg, train_src, val_src, out=out, layerwise=layerwise, device=device, log=log)
+        mixed = learned_mix_probe(inits, cfg, train_src, val_src, out=out, layerwise=layerwise, device=device, log=log)
+        return {**mixed, "train": train_src.name}
     if out is None:
         raise EngineError("give --out for the fine-tuned / probed checkpoint")
     ckpt.not_an_input(out, tuple(inits), f"the {mode} run")
@@ -98,7 +99,7 @@ def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val
     if res.eval is None:
         raise EngineError(f"the run in {out} has no epoch left and no eval.json (it stopped before its evaluation "
                           "was written): run it again with --overwrite")
-    return {"eval": res.eval, "history": res.history, "out": str(out)}
+    return {"eval": res.eval, "history": res.history, "out": str(out), "train": train_src.name}
 
 
 def align_classes(val: Source, train: Source) -> Source:

@@ -250,6 +250,7 @@ def read_frames(
 class DecodeReport:
     """What a decode saw that the frames themselves do not say, filled in as the frames are read."""
 
+    frames: int = 0                  # frames decoded so far
     damaged: int = 0                 # video file: frames the decoder flagged corrupt (it conceals the damage)
     other_size: int = 0              # frame folder: frames not of the first frame's size (resized to it)
     gaps: list[tuple[str, str]] | None = None   # frame folder: numbering jumps (name before, name after)
@@ -318,6 +319,7 @@ def _read_frame_folder(folder: Path, size: tuple[int, int] | None, report: Decod
                 size = (first[1], first[0])   # one clip has one size: the first frame's
         if size is not None and (image.shape[1], image.shape[0]) != size:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        report.frames += 1
         yield image
 
 
@@ -341,6 +343,7 @@ def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo,
             stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
+                report.frames += 1
                 report.damaged += frame.is_corrupt
                 array: np.ndarray
                 if decode_size is not None:

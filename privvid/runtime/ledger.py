@@ -38,6 +38,10 @@ class LedgerRow:
     frames: int | None
     seconds: float | None
 
+    def done_with(self, input_hash: str, params_hash: str) -> bool:
+        """Done, from this input and with these parameters."""
+        return self.status == "done" and self.input_hash == input_hash and self.params_hash == params_hash
+
 
 class Ledger:
     def __init__(self, path: str | Path) -> None:
@@ -60,8 +64,7 @@ class Ledger:
 
     def is_done(self, relpath: str, input_hash: str, params_hash: str) -> bool:
         row = self.get(relpath)
-        return bool(row and row.status == "done" and row.input_hash == input_hash
-                    and row.params_hash == params_hash)
+        return row is not None and row.done_with(input_hash, params_hash)
 
     def mark(self, relpath: str, source: str, params_hash: str, status: str, *, input_hash: str | None = None,
              reason: str | None = None, frames: int | None = None, seconds: float | None = None) -> None:

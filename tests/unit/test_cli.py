@@ -116,11 +116,3 @@ def test_an_error_is_printed_as_written_not_read_as_markup(tmp_path):
     proc = run("average", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "nan,nan", "--out", str(tmp_path / "c"))
     assert proc.returncode == 2 and "(got [nan, nan], sum nan)" in proc.stderr, proc.stderr
 
-
-def test_an_evaluation_table_names_a_split_of_shards_by_folder_and_split(tmp_path):
-    from privvid.cli.evaluate import _shown
-
-    (tmp_path / "lists").mkdir()
-    assert _shown(f"{tmp_path}/nh-shards:train") == "nh-shards:train"   # was ":train"
-    assert _shown(str(tmp_path / "lists")) == "lists"
-    assert _shown("ppma:diving48") == "ppma:diving48"

@@ -176,6 +176,8 @@ def test_the_engine_trains_from_shards(tmp_path):
     build(out, folder, val_fraction=0.34, seed=1)
     src = load_source(f"{folder}:train")
     assert src.classes == ["jump", "run"] and len(src.samples) == 4 and all(s.offset > 0 for s in src.samples)
+    # what `privvid eval` titles its table with: the shards' name and the split (was ":train")
+    assert src.name == f"{json.loads((folder / 'manifest.json').read_text()).get('name') or 'shards'}-train"
     from privvid.engine.config import DataConfig
 
     item = ClipDataset(src, DataConfig(frames=4, stride=1, size=32, short_side=32), train=False)[0]
