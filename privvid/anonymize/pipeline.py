@@ -26,7 +26,7 @@ from privvid.errors import BackendFailure
 from privvid.io.discover import ClipSource, content_hash
 from privvid.io.layout import SCHEMA_VERSION, output_paths
 from privvid.io.atomic import write_text_atomic
-from privvid.io.masks import MaskWriter
+from privvid.io.masks import MaskWriter, coarse_mask
 from privvid.io.video import DecodeReport, VideoWriter, decode_frames, output_size, probe, resample
 
 
@@ -112,6 +112,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     writer = VideoWriter(paths["video"], width, height, fps, crf=cfg.crf, gop=cfg.gop)
     mask_writer = MaskWriter(paths["masks"], height, width) if cfg.save_masks else None
     coverage: list[float] = []
+    grids: list[str] = []
     frame_infos: list[dict[str, Any]] = []
     try:
         report = DecodeReport()
@@ -124,6 +125,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
                 mask_writer.write(mask)
             timer.add("encode", time.perf_counter() - t0)
             coverage.append(float(mask.mean()))
+            grids.append(coarse_mask(mask))
             frame_infos.append(extra)
             # the frame is a view of the composer's window: let it go before the next window is composed
             del out_frame, mask
@@ -197,6 +199,9 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
             "max": float(cov.max()),
             "frames_without_person": int((cov == 0).sum()),
             "per_frame": [round(c, 5) for c in coverage],
+            # per output frame, where the frame was anonymised on a coarse grid (privvid.io.masks.coarse_mask):
+            # qa audit tells a blurred, pixelated or filled person (kept by design) from one left in the frame
+            "grid": grids,
         },
         "timings": {k: round(v, 4) for k, v in timer.totals.items()},
         "notes": notes,

@@ -7,6 +7,8 @@ Memory stays at one frame; the result appears only on :meth:`commit` (atomic ren
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import zipfile
 from pathlib import Path
@@ -15,6 +17,30 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from privvid.io.video import temp_path
+
+
+GRID = (32, 18)   # (columns, rows) of the coarse mask a sidecar records for each frame
+
+
+def coarse_mask(mask: np.ndarray) -> str:
+    """``mask`` on a :data:`GRID` of cells, a cell set where at least half of its pixels are: the cells
+    row by row, bit-packed, base64 (96 characters)."""
+    import cv2
+
+    cells = cv2.resize(mask.astype(np.uint8) * 255, GRID, interpolation=cv2.INTER_AREA) >= 128
+    return base64.b64encode(np.packbits(cells.ravel()).tobytes()).decode("ascii")
+
+
+def read_coarse_mask(text: object) -> np.ndarray | None:
+    """The (rows, columns) bool cells of :func:`coarse_mask`'s text; None for anything else."""
+    if not isinstance(text, str):
+        return None
+    try:
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(text, validate=True), np.uint8))
+    except (binascii.Error, ValueError):
+        return None
+    cols, rows = GRID
+    return bits[:cols * rows].reshape(rows, cols).astype(bool) if bits.size >= cols * rows else None
 
 
 class MaskWriter:

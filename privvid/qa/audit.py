@@ -33,6 +33,11 @@ the bodies still counts, but BlazePose follows one person per crop, so it can st
 next to someone left in the frame: audit mesh datasets with a multi-person checker too
 (``--person yolo --person-weights ...``).
 
+Blur, pixelate and solid keep each person's place and shape (a grey silhouette under solid): the
+sidecar's coarse grid of where each frame was anonymised (``coverage.grid``) tells those people from
+one left in the frame. A person hit lying on it (``ON_COVER``) does not count, nor a face hit under a
+solid fill; a face found through a blur or pixelation does (``person_on_cover``, ``face_on_cover``).
+
 Every video file under the dataset is audited, not only privvid's outputs: a video without a
 ``<rel>.json`` sidecar (a raw clip copied into the output folder, say) is checked like the others
 and always flagged, with the reason. Flagged clips rank before unflagged ones.
@@ -175,6 +180,8 @@ class ClipAudit:
     check_solid: int = 0      # ... of which it had to paint a box solid
     person_on_body: int = 0   # mesh: frames whose person hits all lay on a drawn body (not counted as hits)
     face_on_body: int = 0     # ... face hits (grey ones, in a colour scene)
+    person_on_cover: int = 0  # blur / pixelate / solid: frames whose person hits all lay on the anonymised region
+    face_on_cover: int = 0    # ... face hits (solid only: through a blur or pixelation a face found counts)
     error: str = ""
     sidecar: bool = True      # False: no <rel>.json beside it; privvid anonymize did not write it
     reason: str = ""          # why the clip is flagged ("; "-separated), empty when it is not
@@ -221,7 +228,10 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
         per_frame = recorded.get("per_frame") or []
         row.check_flagged = int(recorded.get("frames_flagged", len(per_frame)))
         row.check_solid = sum(1 for r in per_frame if isinstance(r, dict) and r.get("action") == "solid")
+    elif isinstance(_get(clip.sidecar, "config", "check"), dict):
+        row.check = "off"   # recorded settings, no record of a check: it did not run (blur / pixelate / solid)
     bodies = drawn_bodies(clip.sidecar) if clip.mode == "mesh" else None
+    cover = covered_cells(clip.sidecar) if clip.mode in COVER_MODES else None
     try:
         indexed = grab_indexed_frames(clip.video, cfg.frames, strict=True)
     except BadInput as exc:
@@ -248,6 +258,13 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
                                                   and (grey is None or grey_share(grey, h) >= GREY_FACE))]
                 attr = f"{prefix}_on_body"
                 setattr(row, attr, getattr(row, attr) + int(not hits))
+            # blur and pixelate keep each person's shape where they were, solid a grey silhouette: a person
+            # found there is one the mode kept by design (a face still counts, unless under a solid fill)
+            if cover is not None and hits and (prefix == "person" or clip.mode == "solid"):
+                left = [h for h in hits if not on_cover(h, cover.get(index))]
+                attr = f"{prefix}_on_cover"
+                setattr(row, attr, getattr(row, attr) + int(not left))
+                hits = left
             if hits:
                 setattr(row, f"{prefix}_hits", getattr(row, f"{prefix}_hits") + 1)
                 setattr(row, f"{prefix}_max_score", max(getattr(row, f"{prefix}_max_score"), max(h[0] for h in hits)))
@@ -255,6 +272,12 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
     n = max(1, row.frames_checked)
     row.suspicion = max(row.person_hits, row.face_hits) / n
     return _flag(row, cfg)
+
+
+def _get(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
 
 
 def _flag(row: ClipAudit, cfg: AuditConfig) -> ClipAudit:
@@ -329,6 +352,35 @@ def drawn_bodies(sidecar: dict[str, Any]) -> dict[int, list[tuple[float, float, 
                  and all(isinstance(v, (int, float)) and math.isfinite(v) for v in b)]
         bodies[entry["frame"]] = [(x0 / width, y0 / height, x1 / width, y1 / height) for x0, y0, x1, y1 in boxes]
     return bodies
+
+
+COVER_MODES = ("blur", "pixelate", "solid")   # modes that keep each person's place and shape in the frame
+ON_COVER = 0.6   # share of a hit's box the clip anonymised (its sidecar's coarse grid) for the hit to lie on it
+
+
+def covered_cells(sidecar: dict[str, Any]) -> dict[int, np.ndarray]:
+    """Where each output frame was anonymised: sidecar ``coverage.grid`` (:func:`privvid.io.masks.coarse_mask`)
+    by frame; empty for a sidecar written before it was recorded."""
+    from privvid.io.masks import read_coarse_mask
+
+    coverage = sidecar.get("coverage")
+    grid = coverage.get("grid") if isinstance(coverage, dict) else None
+    cells = {i: read_coarse_mask(text) for i, text in enumerate(grid if isinstance(grid, list) else [])}
+    return {i: c for i, c in cells.items() if c is not None}
+
+
+def on_cover(hit: tuple, cells: np.ndarray | None) -> bool:
+    """Whether at least :data:`ON_COVER` of a hit's box (shares of the frame) lies on the set cells.
+    A hit without a box never does."""
+    if len(hit) < 3 or cells is None:
+        return False
+    rows, cols = cells.shape
+    x0, y0, x1, y1 = (float(v) for v in hit[2])
+    # the box on a grid 8 times finer than the cells, each fine cell taking its cell's value
+    fine = np.repeat(np.repeat(cells, 8, axis=0), 8, axis=1)
+    inside = fine[max(0, int(y0 * rows * 8)):max(0, int(np.ceil(y1 * rows * 8))),
+                  max(0, int(x0 * cols * 8)):max(0, int(np.ceil(x1 * cols * 8)))]
+    return bool(inside.size) and float(inside.mean()) >= ON_COVER
 
 
 ON_BODY = 0.6     # share of a hit's box that must lie on a drawn body's box (grown by BODY_GROW per side)
@@ -483,6 +535,8 @@ def summary(result: AuditResult) -> dict[str, Any]:
         "same_detector_as_removal": sum(r.same_detector for r in rows),
         "mesh_frames_with_hits_on_drawn_bodies": {"person": sum(r.person_on_body for r in rows),
                                                   "face": sum(r.face_on_body for r in rows)},
+        "frames_with_hits_on_anonymised_regions": {"person": sum(r.person_on_cover for r in rows),
+                                                   "face": sum(r.face_on_cover for r in rows)},
         "written_frame_check": {"on": sum(r.check == "on" for r in rows), "off": sum(r.check == "off" for r in rows),
                                 "absent": sum(r.check == "absent" for r in rows),
                                 "frames_mended": sum(r.check_flagged for r in rows),

@@ -484,6 +484,53 @@ def test_audit_of_a_mesh_clip_does_not_count_the_drawn_body_as_a_person(tmp_path
     assert not on_body((0.9, 0.1), [(0.0, 0.0, 1.0, 1.0)])
 
 
+def test_the_coarse_mask_of_a_frame_reads_back() -> None:
+    from privvid.io.masks import GRID, coarse_mask, read_coarse_mask
+
+    mask = np.zeros((240, 432), bool)
+    mask[30:120, 54:108] = True        # cells 4-5 .. 7 across (13.5 px each), rows 2 .. 8 (13.3 px each)
+    mask[200:203, 300:303] = True      # 9 pixels: under half of any cell
+    cells = read_coarse_mask(coarse_mask(mask))
+    assert cells is not None and cells.shape == (GRID[1], GRID[0])
+    rows, cols = np.nonzero(cells)
+    assert set(rows) == set(range(2, 9)) and set(cols) == set(range(4, 8))
+    assert len(coarse_mask(mask)) == 96 and read_coarse_mask(coarse_mask(np.ones((7, 5), bool))).all()
+    for bad in ("not base64!", "AAAA", 12, None):
+        assert read_coarse_mask(bad) is None
+
+
+def test_audit_of_a_blurred_pixelated_or_filled_clip_does_not_count_the_person_it_kept(tmp_path: Path) -> None:
+    """Blur, pixelate and solid keep the person's shape where they were: a person found on the region the
+    clip anonymised (its sidecar's coarse grid) is that, not a person left in the frame; a face still counts
+    there, except under a solid fill."""
+    from privvid.io.masks import coarse_mask
+    from privvid.qa import AuditConfig, audit
+
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
+    side_path = root / "jump" / "clip0.json"
+    side = json.loads(side_path.read_text())
+    mask = np.zeros((32, 48), bool)
+    mask[4:30, 2:22] = True            # the left of the frame was anonymised on every frame
+    side.update(output={"width": 48, "height": 32}, coverage={"grid": [coarse_mask(mask)] * 8},
+                config={"check": {"enabled": False}})
+    cfg = AuditConfig(frames=4, tiles=1)
+    on_left, on_right = _PersonAt((0.1, 0.2, 0.45, 0.9)), _PersonAt((0.55, 0.2, 0.95, 0.9))
+    for mode in ("blur", "pixelate", "solid"):
+        side_path.write_text(json.dumps({**side, "mode": mode}))
+        kept = audit(root, cfg, checkers=(on_left, None)).rows[0]
+        assert (kept.flagged, kept.person_hits, kept.person_on_cover, kept.check) == (False, 0, 4, "off"), mode
+        left = audit(root, cfg, checkers=(on_right, None)).rows[0]
+        assert (left.flagged, left.person_hits, left.person_on_cover) == (True, 4, 0), mode
+        face = audit(root, cfg, checkers=(None, on_left)).rows[0]
+        assert face.face_hits == (0 if mode == "solid" else 4), mode
+    # remove mode: a person on the removed region is one the fill put back, and counts
+    side_path.write_text(json.dumps({**side, "mode": "remove"}))
+    assert audit(root, cfg, checkers=(on_left, None)).rows[0].person_hits == 4
+    # a sidecar without the grid (written before it was recorded): every hit counts, as before
+    side_path.write_text(json.dumps({**side, "mode": "pixelate", "coverage": {}}))
+    assert audit(root, cfg, checkers=(on_left, None)).rows[0].person_hits == 4
+
+
 def test_drawn_boxes_are_the_rendered_pieces() -> None:
     from privvid.mesh.stage import drawn_boxes
 
