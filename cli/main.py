@@ -31,7 +31,22 @@ from privvid.errors import PrivvidError
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _plain_flags(command: Any) -> None:
+    """A flag takes no value, so ``--help`` shows none beside it (typer shows ``<bool>``, which reads as
+    ``--save-masks true``, and ``true`` is then an extra argument): here and in every subcommand."""
+    context = typer.Context(command, **(command.context_settings or {}))
+    for param in [*command.params, command.get_help_option(context)]:
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+
+
 class _Boundary(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_flags(self)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)

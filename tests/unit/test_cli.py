@@ -20,6 +20,16 @@ def test_help_lists_every_command():
         assert command in proc.stdout, command
 
 
+def test_help_shows_no_value_beside_a_flag():
+    """A flag takes no value: typer showed <bool> beside it (and --help), which reads as `--save-masks true`."""
+    for command in (["anonymize", "--help"], ["qa", "audit", "--help"]):
+        proc = run(*command)
+        assert proc.returncode == 0, proc.stderr
+        lines = {line.split()[1]: line for line in proc.stdout.splitlines() if line.startswith("\u2502 --")}
+        assert "<bool>" not in proc.stdout and "--help" in lines, proc.stdout
+        assert "<int>" in lines["--frames" if "audit" in command else "--workers"]   # options with a value keep it
+
+
 def test_doctor_reports_backends_weights_and_gl(tmp_path):
     missing = tmp_path / "nope.pt"
     proc = run("doctor", "--weights", str(missing))
