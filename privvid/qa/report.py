@@ -227,13 +227,25 @@ def report(paths: Sequence[str | os.PathLike[str]], sample: dict[str, Any] | Non
         out["sampled"] = len(ids)
     if audit_csv is not None:
         flags = _audit_flags(Path(audit_csv))
-        rel_of = {}
+        rel_of, mode_of = {}, {}
         for doc in docs:
             for clip, entry in doc["verdicts"].items():
                 rel_of[clip] = entry.get("rel", "")
+                if entry.get("mode"):
+                    mode_of[clip] = str(entry["mode"])
+        for item in (sample or {}).get("items", []):
+            if isinstance(item, dict) and item.get("id") in rel_of and item.get("mode"):
+                mode_of[item["id"]] = str(item["mode"])
         if not any(rel in flags for rel in rel_of.values()):
             raise QAError(f"the audit {audit_csv} covers none of the reviewed clips (an audit of another "
                           "dataset?); run privvid qa audit on the dataset the sample was drawn from")
+        # the same clip names in an output of another mode (OUT_blur beside OUT_remove) are other clips
+        for clip, mode in sorted(mode_of.items()):
+            row = flags.get(rel_of.get(clip, ""))
+            if row is not None and row.get("mode") and row["mode"] != mode:
+                raise QAError(f"the audit {audit_csv} is of {row['mode']} clips, the reviewed clip {clip} "
+                              f"({rel_of[clip]}) is a {mode} clip (an audit of another dataset?); run privvid "
+                              "qa audit on the dataset the sample was drawn from")
         beside = []
         for clip in sorted(clip_verdicts):
             row = flags.get(rel_of.get(clip, ""))

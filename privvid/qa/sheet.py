@@ -123,6 +123,7 @@ def validate_verdicts(doc: Any, sample: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(note, str):
             raise QAError(f"clip {item_id}: note must be text")
         clean[item_id] = {"class": items[item_id]["class"], "rel": items[item_id]["rel"],
+                          "mode": items[item_id].get("mode", ""),
                           "verdict": entry["verdict"], "note": note[:4000],
                           "time": str(entry.get("time", ""))}
     reviewer = doc.get("reviewer", "")

@@ -238,6 +238,19 @@ def test_report_refuses_verdicts_of_another_sample_a_file_twice_and_a_csv_that_i
     other.write_text("rank,rel,flagged,reason\n1,run/zz,True,person hits\n")
     with pytest.raises(QAError, match="covers none of the reviewed clips"):
         report([ann], audit_csv=other)
+    # the same clip names in an output of another mode are other clips: told by the sample or the verdicts
+    blurred = tmp_path / "blurred.csv"
+    blurred.write_text("rank,rel,mode,flagged,reason\n1,jump/a,blur,False,\n")
+    with pytest.raises(QAError, match="is of blur clips, the reviewed clip 0000 .jump/a. is a remove clip"):
+        report([ann], {**sample_doc, "items": [{**sample_doc["items"][0], "mode": "remove"}]}, audit_csv=blurred)
+    with_mode = tmp_path / "with_mode.json"
+    with_mode.write_text(json.dumps({"reviewer": "m", "sample": ours, "verdicts": {
+        "0000": {"class": "jump", "rel": "jump/a", "mode": "remove", "verdict": "pass"}}}))
+    with pytest.raises(QAError, match="is of blur clips"):
+        report([with_mode], audit_csv=blurred)
+    assert report([ann], audit_csv=blurred)["audit"][0]["audit_flagged"] is False   # no mode known: as before
+    blurred.write_text("rank,rel,mode,flagged,reason\n1,jump/a,remove,True,person on 2/16 frames\n")
+    assert report([with_mode], audit_csv=blurred)["audit"][0]["audit_flagged"] is True
 
 
 def test_validate_verdicts_fills_class_from_the_sample() -> None:
@@ -245,6 +258,9 @@ def test_validate_verdicts_fills_class_from_the_sample() -> None:
                   "items": [{"id": "0000", "class": "jump", "rel": "jump/a"}]}
     doc = validate_verdicts({"reviewer": "x", "verdicts": {"0000": {"verdict": "occlusion", "note": "hand"}}}, sample_doc)
     assert doc["verdicts"]["0000"]["class"] == "jump" and doc["verdicts"]["0000"]["note"] == "hand"
+    assert doc["verdicts"]["0000"]["mode"] == ""   # the sample's mode, kept with the verdict (none given here)
+    with_mode = {**sample_doc, "items": [{**sample_doc["items"][0], "mode": "blur"}]}
+    assert validate_verdicts({"verdicts": {"0000": {"verdict": "pass"}}}, with_mode)["verdicts"]["0000"]["mode"] == "blur"
     with pytest.raises(QAError, match="unknown clip"):
         validate_verdicts({"verdicts": {"0009": {"verdict": "pass"}}}, sample_doc)
     with pytest.raises(QAError, match="must be one of"):
