@@ -32,7 +32,8 @@ def coarse_mask(mask: np.ndarray) -> str:
 
 
 def read_coarse_mask(text: object) -> np.ndarray | None:
-    """The (rows, columns) bool cells of :func:`coarse_mask`'s text; None for anything else."""
+    """The (rows, columns) bool cells of :func:`coarse_mask`'s text; None for anything else (also text of
+    another length: a grid of another size)."""
     if not isinstance(text, str):
         return None
     try:
@@ -40,7 +41,7 @@ def read_coarse_mask(text: object) -> np.ndarray | None:
     except (binascii.Error, ValueError):
         return None
     cols, rows = GRID
-    return bits[:cols * rows].reshape(rows, cols).astype(bool) if bits.size >= cols * rows else None
+    return bits[:cols * rows].reshape(rows, cols).astype(bool) if bits.size == -(-cols * rows // 8) * 8 else None
 
 
 class MaskWriter:

@@ -37,6 +37,8 @@ Blur, pixelate and solid keep each person's place and shape (a grey silhouette u
 sidecar's coarse grid of where each frame was anonymised (``coverage.grid``) tells those people from
 one left in the frame. A person hit lying on it (``ON_COVER``) does not count, nor a face hit under a
 solid fill; a face found through a blur or pixelation does (``person_on_cover``, ``face_on_cover``).
+BlazePose follows one person per crop: when it stays on the kept person, someone left beside them goes
+unseen, so audit such datasets with a multi-person checker too, as mesh ones.
 
 Every video file under the dataset is audited, not only privvid's outputs: a video without a
 ``<rel>.json`` sidecar (a raw clip copied into the output folder, say) is checked like the others
@@ -175,7 +177,8 @@ class ClipAudit:
     face_max_area: float
     removal_detector: str
     same_detector: bool       # person checker == the backend that did the removal
-    check: str = "absent"     # the written-frame check while the clip was made: on | off | absent
+    check: str = "absent"     # the written-frame check while the clip was made: on | off | n/a (blur, pixelate,
+                              # solid) | absent (no record)
     check_flagged: int = 0    # frames it found a person or face in and mended
     check_solid: int = 0      # ... of which it had to paint a box solid
     person_on_body: int = 0   # mesh: frames whose person hits all lay on a drawn body (not counted as hits)
@@ -228,8 +231,8 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
         per_frame = recorded.get("per_frame") or []
         row.check_flagged = int(recorded.get("frames_flagged", len(per_frame)))
         row.check_solid = sum(1 for r in per_frame if isinstance(r, dict) and r.get("action") == "solid")
-    elif isinstance(_get(clip.sidecar, "config", "check"), dict):
-        row.check = "off"   # recorded settings, no record of a check: it did not run (blur / pixelate / solid)
+    elif clip.mode in COVER_MODES and isinstance(_get(clip.sidecar, "config", "check"), dict):
+        row.check = "n/a"   # the written-frame check is for remove and mesh; these modes keep no record of it
     bodies = drawn_bodies(clip.sidecar) if clip.mode == "mesh" else None
     cover = covered_cells(clip.sidecar) if clip.mode in COVER_MODES else None
     try:
@@ -360,13 +363,24 @@ ON_COVER = 0.6   # share of a hit's box the clip anonymised (its sidecar's coars
 
 def covered_cells(sidecar: dict[str, Any]) -> dict[int, np.ndarray]:
     """Where each output frame was anonymised: sidecar ``coverage.grid`` (:func:`privvid.io.masks.coarse_mask`)
-    by frame; empty for a sidecar written before it was recorded."""
+    by frame; empty for a sidecar written before it was recorded, or whose grid does not agree with the
+    coverage it records beside it (one entry per frame; a cell is set only where at least half of it was
+    anonymised, so no more than twice the frame's coverage of the cells can be set): an edited grid
+    cannot hide a person."""
     from privvid.io.masks import read_coarse_mask
 
     coverage = sidecar.get("coverage")
     grid = coverage.get("grid") if isinstance(coverage, dict) else None
-    cells = {i: read_coarse_mask(text) for i, text in enumerate(grid if isinstance(grid, list) else [])}
-    return {i: c for i, c in cells.items() if c is not None}
+    shares = coverage.get("per_frame") if isinstance(coverage, dict) else None
+    if not (isinstance(grid, list) and isinstance(shares, list) and len(grid) == len(shares)):
+        return {}
+    found = {}
+    for i, (text, share) in enumerate(zip(grid, shares)):
+        cells = read_coarse_mask(text)
+        if (cells is not None and isinstance(share, (int, float)) and math.isfinite(share)
+                and cells.mean() <= 2 * share + 0.05):
+            found[i] = cells
+    return found
 
 
 def on_cover(hit: tuple, cells: np.ndarray | None) -> bool:
@@ -376,6 +390,8 @@ def on_cover(hit: tuple, cells: np.ndarray | None) -> bool:
         return False
     rows, cols = cells.shape
     x0, y0, x1, y1 = (float(v) for v in hit[2])
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        return False
     # the box on a grid 8 times finer than the cells, each fine cell taking its cell's value
     fine = np.repeat(np.repeat(cells, 8, axis=0), 8, axis=1)
     inside = fine[max(0, int(y0 * rows * 8)):max(0, int(np.ceil(y1 * rows * 8))),
@@ -538,6 +554,7 @@ def summary(result: AuditResult) -> dict[str, Any]:
         "frames_with_hits_on_anonymised_regions": {"person": sum(r.person_on_cover for r in rows),
                                                    "face": sum(r.face_on_cover for r in rows)},
         "written_frame_check": {"on": sum(r.check == "on" for r in rows), "off": sum(r.check == "off" for r in rows),
+                                "n/a": sum(r.check == "n/a" for r in rows),
                                 "absent": sum(r.check == "absent" for r in rows),
                                 "frames_mended": sum(r.check_flagged for r in rows),
                                 "solid_fallbacks": sum(r.check_solid for r in rows)},

@@ -726,7 +726,7 @@ function setVerdict(i, verdict) {
   const before = state.verdicts[item.id] || null;
   if (before && before.verdict === verdict) return;
   undoStack.push({id: item.id, before: before && Object.assign({}, before)});
-  state.verdicts[item.id] = {"class": item["class"], rel: item.rel, verdict: verdict,
+  state.verdicts[item.id] = {"class": item["class"], rel: item.rel, mode: item.mode || "", verdict: verdict,
                              note: before ? before.note || "" : "", time: new Date().toISOString()};
   changed();
 }

@@ -511,7 +511,7 @@ def test_the_coarse_mask_of_a_frame_reads_back() -> None:
     rows, cols = np.nonzero(cells)
     assert set(rows) == set(range(2, 9)) and set(cols) == set(range(4, 8))
     assert len(coarse_mask(mask)) == 96 and read_coarse_mask(coarse_mask(np.ones((7, 5), bool))).all()
-    for bad in ("not base64!", "AAAA", 12, None):
+    for bad in ("not base64!", "AAAA", coarse_mask(mask) + "AAAA", 12, None):
         assert read_coarse_mask(bad) is None
 
 
@@ -527,14 +527,14 @@ def test_audit_of_a_blurred_pixelated_or_filled_clip_does_not_count_the_person_i
     side = json.loads(side_path.read_text())
     mask = np.zeros((32, 48), bool)
     mask[4:30, 2:22] = True            # the left of the frame was anonymised on every frame
-    side.update(output={"width": 48, "height": 32}, coverage={"grid": [coarse_mask(mask)] * 8},
-                config={"check": {"enabled": False}})
+    side.update(output={"width": 48, "height": 32}, config={"check": {"enabled": False}},
+                coverage={"per_frame": [float(mask.mean())] * 8, "grid": [coarse_mask(mask)] * 8})
     cfg = AuditConfig(frames=4, tiles=1)
     on_left, on_right = _PersonAt((0.1, 0.2, 0.45, 0.9)), _PersonAt((0.55, 0.2, 0.95, 0.9))
     for mode in ("blur", "pixelate", "solid"):
         side_path.write_text(json.dumps({**side, "mode": mode}))
         kept = audit(root, cfg, checkers=(on_left, None)).rows[0]
-        assert (kept.flagged, kept.person_hits, kept.person_on_cover, kept.check) == (False, 0, 4, "off"), mode
+        assert (kept.flagged, kept.person_hits, kept.person_on_cover, kept.check) == (False, 0, 4, "n/a"), mode
         left = audit(root, cfg, checkers=(on_right, None)).rows[0]
         assert (left.flagged, left.person_hits, left.person_on_cover) == (True, 4, 0), mode
         face = audit(root, cfg, checkers=(None, on_left)).rows[0]
@@ -542,9 +542,17 @@ def test_audit_of_a_blurred_pixelated_or_filled_clip_does_not_count_the_person_i
     # remove mode: a person on the removed region is one the fill put back, and counts
     side_path.write_text(json.dumps({**side, "mode": "remove"}))
     assert audit(root, cfg, checkers=(on_left, None)).rows[0].person_hits == 4
-    # a sidecar without the grid (written before it was recorded): every hit counts, as before
-    side_path.write_text(json.dumps({**side, "mode": "pixelate", "coverage": {}}))
-    assert audit(root, cfg, checkers=(on_left, None)).rows[0].person_hits == 4
+    # a sidecar without the grid (written before it was recorded): every hit counts, as before; so does
+    # one whose grid disagrees with the coverage beside it (an edited sidecar: the whole frame "anonymised"
+    # while nothing was), or has another number of frames, and a hit whose box is not a number
+    everything = coarse_mask(np.ones((32, 48), bool))
+    for coverage in ({}, {"per_frame": [0.0] * 8, "grid": [everything] * 8},
+                     {"per_frame": [float(mask.mean())] * 4, "grid": [coarse_mask(mask)] * 8}):
+        side_path.write_text(json.dumps({**side, "mode": "pixelate", "coverage": coverage}))
+        assert audit(root, cfg, checkers=(on_left, None)).rows[0].person_hits == 4, coverage
+    side_path.write_text(json.dumps({**side, "mode": "solid"}))
+    nan = audit(root, cfg, checkers=(_PersonAt((float("nan"), 0.2, 0.45, 0.9)), None)).rows[0]
+    assert (nan.person_hits, nan.person_on_cover) == (4, 0)
 
 
 def test_drawn_boxes_are_the_rendered_pieces() -> None:
