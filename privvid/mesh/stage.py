@@ -321,6 +321,9 @@ class MeshStage:
 
         infos = []
         for t in range(t_count):
+            for person in per_frame[t]:
+                if person["status"] != "ok":
+                    person.pop("body", None)   # a body number only where that body was drawn
             # where bodies were drawn (pixel boxes): qa audit tells the mannequin from a person by them
             info = {"frame": self._frame0 + t, "people": per_frame[t], "drawn": drawn.get(t, [])}
             infos.append(info)

@@ -911,6 +911,25 @@ def test_the_stage_poses_people_from_the_detectors_landmarks(body, rng):
     assert stage.finish()["landmarks_from_detector"] == 7
 
 
+def test_a_person_whose_body_is_not_drawn_carries_no_body_number(body, rng):
+    """A person is given a body before the fit; a fit refused after it (here: every third body judged off
+    its box) leaves the person 'failed' in the sidecar, without the body number that reads as drawn."""
+    from privvid.mesh.stage import MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=6)
+    frames, dets, background, masks = _stage_inputs(rows)
+    stage = MeshStage(MeshConfig(), pose_source=_ScriptedPose(rows))
+    calls = iter(range(100))
+    stage._off_box = lambda verts, box: "off its box" if next(calls) % 3 == 0 else None
+    _, infos = stage(frames, dets, background, masks)
+    people = [i["people"][0] for i in infos]
+    assert [p["status"] for p in people] == ["failed", "ok", "ok"] * 2
+    assert all("body" not in p for p in people if p["status"] == "failed")
+    assert all(p["body"] == 3 for p in people if p["status"] == "ok")
+    stage.close()
+
+
 def test_a_body_lying_across_an_upright_person_is_not_drawn() -> None:
     # vtest at 432x240: the pose model's landmarks on a walker 41 px tall gave a body 61x37 px lying across
     # the frame with a reprojection error of 0.07 of the box height, drawn and flickering
