@@ -113,6 +113,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     mask_writer = MaskWriter(paths["masks"], height, width) if cfg.save_masks else None
     coverage: list[float] = []
     grids: list[str] = []
+    keeps_shape = cfg.mode in ("blur", "pixelate", "solid")   # the people stay in the frame: where, for qa audit
     frame_infos: list[dict[str, Any]] = []
     try:
         report = DecodeReport()
@@ -125,7 +126,8 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
                 mask_writer.write(mask)
             timer.add("encode", time.perf_counter() - t0)
             coverage.append(float(mask.mean()))
-            grids.append(coarse_mask(mask))
+            if keeps_shape:
+                grids.append(coarse_mask(mask))
             frame_infos.append(extra)
             # the frame is a view of the composer's window: let it go before the next window is composed
             del out_frame, mask
@@ -201,7 +203,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
             "per_frame": [round(c, 5) for c in coverage],
             # per output frame, where the frame was anonymised on a coarse grid (privvid.io.masks.coarse_mask):
             # qa audit tells a blurred, pixelated or filled person (kept by design) from one left in the frame
-            "grid": grids,
+            **({"grid": grids} if keeps_shape else {}),
         },
         "timings": {k: round(v, 4) for k, v in timer.totals.items()},
         "notes": notes,

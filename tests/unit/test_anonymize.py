@@ -87,7 +87,8 @@ def test_modes_remove_every_person_pixel(tmp_path, clip, mode):
     # where each frame was anonymised, coarsely (what qa audit reads): the saved masks, frame for frame
     from privvid.io.masks import coarse_mask
 
-    assert side["coverage"]["grid"] == [coarse_mask(m) for m in masks]
+    # (blur, pixelate and solid keep the people's shape there; remove mode spends no time on it)
+    assert side["coverage"].get("grid") == (None if mode == "remove" else [coarse_mask(m) for m in masks])
     assert {"decode", "detect", "compose", "encode", "total"} <= set(side["timings"])
 
 
