@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import MEDIAPIPE_AS_MEASURED, parse_size, preset
+from privvid.config import FILL_MODES, MEDIAPIPE_AS_MEASURED, parse_size, preset
 from privvid.errors import ConfigError
 from privvid.runtime import RunProgress
 
@@ -119,7 +119,7 @@ def anonymize(
     detect = replace(cfg.detect, backend=backend, options=options, trust_model_files=trust_model_files,
                      **_given(weights=weights, sam_weights=sam_weights, sam_model=sam_model, sam_base=sam_base),
                      **flat)
-    if inpainter is not None and mode not in ("remove", "mesh"):
+    if inpainter is not None and mode not in FILL_MODES:
         raise ConfigError(f"--inpainter is read by --mode remove and mesh only, not by --mode {mode}")
     inpaint = replace(cfg.inpaint, **_given(backend=inpainter, work_lines=work_lines))
     mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,

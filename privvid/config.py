@@ -205,6 +205,10 @@ class MeshConfig:
 MODE_DETECT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {"mesh": {"ssd": {"refine": "pose"}}}
 
 
+FILL_MODES = ("remove", "mesh")               # modes that fill the people's pixels in from the scene
+SHAPE_MODES = ("blur", "pixelate", "solid")   # modes that keep each person's place and shape in the frame
+
+
 def _check_config() -> Any:
     from privvid.anonymize.check import CheckConfig
 

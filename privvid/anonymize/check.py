@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from privvid.config import FILL_MODES
 from privvid.errors import ConfigError
 
 SAME_PLACE = 0.3   # box IoU at which a finding after the refill is the one refilled there
@@ -65,7 +66,7 @@ class CheckConfig:
                               f"got {self.filled_margin}")
 
     def active(self, mode: str) -> bool:
-        return self.enabled if self.enabled is not None else mode in ("remove", "mesh")
+        return self.enabled if self.enabled is not None else mode in FILL_MODES
 
 
 class FrameCheck:

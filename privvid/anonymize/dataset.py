@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
-from privvid.config import AnonymizeConfig
+from privvid.config import FILL_MODES, AnonymizeConfig
 from privvid.errors import ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
@@ -248,7 +248,7 @@ def preflight(cfg: AnonymizeConfig) -> None:
                               f"not by --mode {cfg.mode}")
     INPAINTERS.resolve(cfg.inpaint.backend)
     needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (
-        cfg.mode in ("remove", "mesh") and cfg.inpaint.guard)
+        cfg.mode in FILL_MODES and cfg.inpaint.guard)
     if needs_ssd:
         from privvid.runtime.models import SSD_PERSON, npm_model_path
 

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence, overload
 import numpy as np
 
 import privvid
-from privvid.config import AnonymizeConfig
+from privvid.config import FILL_MODES, SHAPE_MODES, AnonymizeConfig
 from privvid.detect.base import Detections, PackedDetections
 from privvid.errors import BackendFailure
 from privvid.io.discover import ClipSource, content_hash
@@ -113,7 +113,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     mask_writer = MaskWriter(paths["masks"], height, width) if cfg.save_masks else None
     coverage: list[float] = []
     grids: list[str] = []
-    keeps_shape = cfg.mode in ("blur", "pixelate", "solid")   # the people stay in the frame: where, for qa audit
+    keeps_shape = cfg.mode in SHAPE_MODES   # the people stay in the frame: where, for qa audit
     frame_infos: list[dict[str, Any]] = []
     try:
         report = DecodeReport()
@@ -214,7 +214,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
         ran = cfg.check.active(cfg.mode)   # what _config_record records as check.enabled
         sidecar["check"] = {**check_info, "enabled": ran, "frames_checked": writer.frames if ran else 0,
                             "frames_flagged": len(flagged), "per_frame": flagged}
-    if cfg.mode in ("remove", "mesh"):
+    if cfg.mode in FILL_MODES:
         # people the fill gave back (pasted from frames that show them) and whose holes were filled spatially
         copied = [{"frame": i, "boxes": info["copies"]} for i, info in enumerate(frame_infos) if info.get("copies")]
         sidecar["copies"] = {"frames": len(copied), "per_frame": copied}

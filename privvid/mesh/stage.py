@@ -22,6 +22,7 @@ from privvid.detect.common import box_inside, box_iou
 from privvid.io.atomic import savez_atomic
 from privvid.mesh.body_model import BodyModel, load_body_model
 from privvid.mesh.fit import MIN_CONF, Fitter, TrackState
+from privvid.mesh.metrics import project
 from privvid.mesh.pose import LandmarkFilter, PoseResult
 
 OFF_BOX = 2.0             # a body more than this many times as wide or as tall as its person's box on screen ...
@@ -341,8 +342,8 @@ class MeshStage:
         z = verts[:, 2]
         if not (z > 0).all():
             return None   # a body reaching behind the camera: the fit's own checks decide
-        u = np.clip(cam["focal"] * verts[:, 0] / z + cam["cx"], 0, cam["width"])
-        v = np.clip(cam["focal"] * verts[:, 1] / z + cam["cy"], 0, cam["height"])
+        uv = np.clip(project(verts, cam), 0, [cam["width"], cam["height"]])
+        u, v = uv[:, 0], uv[:, 1]
         bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
         w, h = float(u.max() - u.min()), float(v.max() - v.min())
         slack = OFF_BOX_SLACK * bh

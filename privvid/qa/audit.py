@@ -52,10 +52,11 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from privvid.config import SHAPE_MODES
 from privvid.errors import BadInput, ConfigError
 from privvid.io import layout
 from privvid.qa.dataset import AnonClip, QAError, scan
@@ -231,16 +232,16 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
         per_frame = recorded.get("per_frame") or []
         row.check_flagged = int(recorded.get("frames_flagged", len(per_frame)))
         row.check_solid = sum(1 for r in per_frame if isinstance(r, dict) and r.get("action") == "solid")
-    elif clip.mode in COVER_MODES and isinstance(_get(clip.sidecar, "config", "check"), dict):
+    elif clip.mode in SHAPE_MODES and isinstance(_get(clip.sidecar, "config", "check"), dict):
         row.check = "n/a"   # the written-frame check is for remove and mesh; these modes keep no record of it
     bodies = drawn_bodies(clip.sidecar) if clip.mode == "mesh" else None
-    cover = covered_cells(clip.sidecar) if clip.mode in COVER_MODES else None
     try:
         indexed = grab_indexed_frames(clip.video, cfg.frames, strict=True)
     except BadInput as exc:
         row.error = f"unreadable: {exc}"
         row.suspicion = 1.0
         return _flag(row, cfg)
+    cover = covered_cells(clip.sidecar, [i for i, _ in indexed]) if clip.mode in SHAPE_MODES else None
     if person is not None and hasattr(person, "reset"):
         person.reset()
     for index, frame in indexed:
@@ -357,16 +358,15 @@ def drawn_bodies(sidecar: dict[str, Any]) -> dict[int, list[tuple[float, float, 
     return bodies
 
 
-COVER_MODES = ("blur", "pixelate", "solid")   # modes that keep each person's place and shape in the frame
 ON_COVER = 0.6   # share of a hit's box the clip anonymised (its sidecar's coarse grid) for the hit to lie on it
 
 
-def covered_cells(sidecar: dict[str, Any]) -> dict[int, np.ndarray]:
-    """Where each output frame was anonymised: sidecar ``coverage.grid`` (:func:`privvid.io.masks.coarse_mask`)
-    by frame; empty for a sidecar written before it was recorded, or whose grid does not agree with the
-    coverage it records beside it (one entry per frame; a cell is set only where at least half of it was
-    anonymised, so no more than twice the frame's coverage of the cells can be set): an edited grid
-    cannot hide a person."""
+def covered_cells(sidecar: dict[str, Any], frames: Sequence[int]) -> dict[int, np.ndarray]:
+    """Where each of ``frames`` (output frame indices) was anonymised: sidecar ``coverage.grid``
+    (:func:`privvid.io.masks.coarse_mask`); empty for a sidecar written before it was recorded, or whose grid
+    does not agree with the coverage it records beside it (one entry per frame; a cell is set only where at
+    least half of it was anonymised, so no more than twice the frame's coverage of the cells can be set):
+    an edited grid cannot hide a person."""
     from privvid.io.masks import read_coarse_mask
 
     coverage = sidecar.get("coverage")
@@ -375,8 +375,10 @@ def covered_cells(sidecar: dict[str, Any]) -> dict[int, np.ndarray]:
     if not (isinstance(grid, list) and isinstance(shares, list) and len(grid) == len(shares)):
         return {}
     found = {}
-    for i, (text, share) in enumerate(zip(grid, shares)):
-        cells = read_coarse_mask(text)
+    for i in frames:
+        if not 0 <= i < len(grid):
+            continue
+        cells, share = read_coarse_mask(grid[i]), shares[i]
         if (cells is not None and isinstance(share, (int, float)) and math.isfinite(share)
                 and cells.mean() <= 2 * share + 0.05):
             found[i] = cells

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import privvid
+from privvid.config import FILL_MODES
 from privvid.errors import BadInput, ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
 from privvid.io.layout import SPLIT_NAMES, OutputClip, scan
@@ -249,7 +250,7 @@ def _parameters(entries: list[Entry]) -> dict[str, Any]:
     return {
         "detector": count([(c.get("detect") or {}).get("backend") for c in configs]),
         "inpainter": count([(c.get("inpaint") or {}).get("backend") for c in configs
-                            if c.get("mode") in ("remove", "mesh")]),
+                            if c.get("mode") in FILL_MODES]),
         "resize": count([c.get("resize") for c in configs]),
         "check": count([ch.get("name", "off") if ch else "off" for ch in checks]),
         "frames_checked": sum(int(ch.get("frames_checked") or 0) for ch in checks),
