@@ -259,22 +259,39 @@ def _list_discovery(listing: Path) -> Discovery:
         if video is not None and not video.is_absolute():
             video = listing.parent / video
         key = (row.get("key") or "").strip() or (video.stem if video is not None else "")
+        # a folder source's key is the clip's path in its tree, <label>/.../<stem>: written under the label once
+        parts = key.split("/")
+        if len(parts) > 1 and parts[0] == label:
+            parts = parts[1:]
         where = Path(f"{listing.name}:{number}")
         if video is None:
             skipped.append((where, f"{label}/{key}: no video file (an annotation row only)"))
-        elif not label or not key or any(part in ("", ".", "..") or "/" in part or "\\" in part
-                                         for part in (label, key)):
+        elif not label or not key or "/" in label or any(part in ("", ".", "..") or "\\" in part
+                                                         for part in (label, *parts)):
             skipped.append((where, f"label {label!r} / key {key!r} cannot name a class folder and a file"))
         elif why := _bad_name(label) or _bad_name(key):
             skipped.append((where, why))
         elif not video.is_file():
             skipped.append((video, f"no such file (listed in {listing.name} line {number})"))
         else:
-            items.append((video, f"{label}/{key}", f"{label}/{key}"))
-            given[video] = text
+            name = "/".join((label, *parts))
+            items.append((video, name, name))
+            given[video] = _listed_input(text, video, listing)
     clips, renamed = _unique_names(items)
     # provenance: each clip's input as the list names it
     return Discovery([replace(c, input_rel=given[c.path]) for c in clips], [], skipped, renamed)
+
+
+def _listed_input(text: str, video: Path, listing: Path) -> str:
+    """A listed video's path for provenance: as the list names it when that is relative, else relative to
+    the list's folder when it lies below it, else its file name alone (an absolute path names the machine
+    and its users; ``--record-paths`` records it)."""
+    if not Path(text).is_absolute():
+        return Path(text).as_posix()
+    try:
+        return video.relative_to(listing.parent.absolute()).as_posix()
+    except ValueError:
+        return video.name
 
 
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:

@@ -107,12 +107,18 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         variable = bool(stream.average_rate and base and abs(base - fps) / max(fps, 1e-6) > 0.01)
         rotation = _stream_rotation(container)
         has_audio, codec, counted_in_header = bool(container.streams.audio), ctx.name, bool(stream.frames)
+        seconds = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                   else container.duration / av.time_base if container.duration else 0.0)
     if not counted_in_header:   # no frame count in the header (Matroska, WebM, ...): count the packets' times
         counted = _count_packets(path)
         if counted is not None:
             frames, measured, uneven = counted
             if uneven or abs(measured - fps) / max(fps, 1e-6) > 0.01:
                 fps, variable = measured, variable or uneven or abs(measured - base) / max(base, 1e-6) > 0.01
+            # a file cut short keeps its header's duration: that is the length it declares, as a count in
+            # the header would be (the run notes a truncated input when it decodes fewer)
+            if math.isfinite(seconds) and frames < 0.95 * seconds * fps - 1:
+                frames = int(round(seconds * fps))
     return VideoInfo(
         path=path,
         width=width,

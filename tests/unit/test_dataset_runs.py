@@ -283,28 +283,55 @@ def test_mediapipe_graphs_start_without_native_noise(capfd, shared_data) -> None
     assert "W0000" not in err and "XNNPACK" not in err, err
 
 
+def test_a_matroska_file_cut_short_is_noted_as_truncated(tmp_path):
+    """Matroska holds no frame count: the length it declares is its header's duration, which a cut keeps."""
+    from privvid.io.video import probe
+
+    full = write_video(tmp_path / "full.mkv", moving_square_frames(90))
+    assert probe(full).frames == 90
+    src = tmp_path / "in"
+    src.mkdir()
+    data = full.read_bytes()
+    (src / "cut.mkv").write_bytes(data[: len(data) // 2])
+    assert probe(src / "cut.mkv").frames == 90
+    summary = anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(detect=FAKE))
+    assert [o.status for o in summary.outcomes] == ["done"]
+    side = json.loads((tmp_path / "out" / "cut.json").read_text())
+    assert side["input"]["frames"] == 90 and side["output"]["frames"] < 85, (side["input"], side["output"])
+    assert any(n.startswith("truncated input: decoded") and "of the 90 frames" in n for n in side["notes"]), side["notes"]
+
+
 def test_a_curated_subset_csv_is_anonymised_into_class_folders(tmp_path):
     from privvid.errors import ConfigError
 
     videos = tmp_path / "videos"
     write_video(videos / "train" / "abc_000001_000003.mp4", moving_square_frames(4))
     write_video(videos / "val" / "xyz_000000_000002.mp4", moving_square_frames(4))
+    write_video(videos / "jumping" / "park" / "run1.mp4", moving_square_frames(4))
     subset = tmp_path / "cur" / "subset.csv"
     subset.parent.mkdir()
     subset.write_text("label,key,path,split\n"
                       f"tai chi,abc_000001_000003,{videos / 'train' / 'abc_000001_000003.mp4'},train\n"
+                      f"jumping,jumping/park/run1,{videos / 'jumping' / 'park' / 'run1.mp4'},\n"  # a tree's key
+                      "jumping,../up,../videos/val/xyz_000000_000002.mp4,\n"                   # refused
                       "jumping,xyz_000000_000002,../videos/val/xyz_000000_000002.mp4,val\n"   # relative to the list
                       "jumping,nofile_000000_000002,,val\n"                                      # annotation only
                       f"jumping,gone_000000_000002,{videos / 'gone.mp4'},val\n")
     out = tmp_path / "out"
     summary = anonymize_dataset(subset, out, AnonymizeConfig(detect=FAKE))
     assert sorted(o.relpath for o in summary.outcomes if o.status == "done") == [
-        "jumping/xyz_000000_000002", "tai chi/abc_000001_000003"]
+        "jumping/park/run1", "jumping/xyz_000000_000002", "tai chi/abc_000001_000003"]
     assert (out / "tai chi" / "abc_000001_000003.mp4").is_file()
     reasons = " ".join(why for _, why in summary.skipped_inputs)
-    assert "no video file (an annotation row only)" in reasons and "no such file (listed in subset.csv line 5)" in reasons
+    assert "no video file (an annotation row only)" in reasons and "no such file (listed in subset.csv line 7)" in reasons
+    assert "key '../up' cannot name a class folder" in reasons
     side = json.loads((out / "jumping" / "xyz_000000_000002.json").read_text())
     assert side["input"]["path"] == "../videos/val/xyz_000000_000002.mp4"   # the input as the list names it
+    # an absolute path outside the list's folder is recorded by its file name only, nowhere the full path
+    side = json.loads((out / "tai chi" / "abc_000001_000003.json").read_text())
+    assert side["input"]["path"] == "abc_000001_000003.mp4"
+    for written in [*out.rglob("*.json"), *out.rglob("*.jsonl")]:
+        assert str(videos) not in written.read_text(), written
     with pytest.raises(ConfigError, match="lies inside the output folder"):   # OUT holding a listed video
         anonymize_dataset(subset, videos, AnonymizeConfig(detect=FAKE), dry_run=True)
     bad = tmp_path / "notalist.csv"
