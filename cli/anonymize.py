@@ -210,8 +210,8 @@ def _print_plan(summary) -> None:  # noqa: ANN001 - RunSummary
     table.add_column("would")
     table.add_column("why")
     for o in summary.outcomes:
-        table.add_row(escape(o.relpath), escape(str(o.source)), "run" if o.status == "planned" else "skip (done)",
-                      escape(o.reason or ""))
+        would = {"planned": "run", "failed": "quarantine"}.get(o.status, "skip (done)")
+        table.add_row(escape(o.relpath), escape(str(o.source)), would, escape(o.reason or ""))
     console.print(table)
     _print_skipped(summary)
     from privvid.anonymize.dataset import renamed_lines
@@ -221,7 +221,8 @@ def _print_plan(summary) -> None:  # noqa: ANN001 - RunSummary
                       f"({escape(summary.live)}): this plan is of its progress so far", highlight=False)
     for line in renamed_lines(summary.out_root, summary.renamed):
         console.print(f"[yellow]renamed[/yellow] {escape(line)}", highlight=False)
-    console.print(f"{summary.count('planned')} would run, {summary.count('skipped')} already done, "
+    quarantine = f"{summary.count('failed')} would be quarantined, " if summary.count("failed") else ""
+    console.print(f"{summary.count('planned')} would run, {quarantine}{summary.count('skipped')} already done, "
                   f"{len(summary.skipped_inputs)} inputs skipped, {len(summary.ignored)} non-video files ignored; "
                   "nothing was written")
 

@@ -207,6 +207,9 @@ MODE_DETECT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {"mesh": {"ssd": {"r
 
 FILL_MODES = ("remove", "mesh")               # modes that fill the people's pixels in from the scene
 SHAPE_MODES = ("blur", "pixelate", "solid")   # modes that keep each person's place and shape in the frame
+# a clip whose frames are more than this share anonymised on average keeps little scene: its sidecar says so,
+# and a dataset's datasheet names such clips
+LITTLE_SCENE = 0.9
 
 
 def _check_config() -> Any:

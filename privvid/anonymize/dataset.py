@@ -23,7 +23,7 @@ import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
 from privvid.config import FILL_MODES, AnonymizeConfig
 from privvid.errors import ConfigError, PrivvidError
-from privvid.io.atomic import write_text_atomic
+from privvid.io.atomic import file_in_the_way, write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
 from privvid.io.layout import OUTPUT_SUFFIXES
 from privvid.io.video import VIDEO_EXTENSIONS
@@ -387,6 +387,9 @@ def anonymize_dataset(
     warn = on_warning or (lambda text: None)
     phash = params_hash(cfg)
     if dry_run:
+        blocking = file_in_the_way(out_root / STATE_DIR)
+        if blocking is not None:   # what the run would stop at, before any clip
+            raise ConfigError(f"cannot write into the output folder {out_root}: {blocking} is a file, not a folder")
         return _plan(found, out_root, phash, started, _wanted(cfg))
 
     state = _prepare_out(out_root)
@@ -573,7 +576,13 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
             status = "planned"
             row = ledger.get(source.relpath) if ledger is not None else None
             reason: str | None = _plan_reason(row, live is not None)
-            if row is not None and row.status == "done" and _present(paths, wanted):
+            if row is not None and row.status == "running" and live is None \
+                    and ledger is not None and ledger.crashes(source.relpath) + 1 >= CRASH_LIMIT:
+                # the run would count this death too and quarantine the clip without trying it again
+                status = "failed"
+                reason = (f"would be quarantined: the process died while processing it in "
+                          f"{ledger.crashes(source.relpath) + 1} runs")
+            elif row is not None and row.status == "done" and _present(paths, wanted):
                 try:
                     if row.done_with(content_hash(source.path), phash):
                         status, reason = "skipped", None

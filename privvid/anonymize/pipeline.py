@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence, overload
 import numpy as np
 
 import privvid
-from privvid.config import FILL_MODES, SHAPE_MODES, AnonymizeConfig
+from privvid.config import FILL_MODES, LITTLE_SCENE, SHAPE_MODES, AnonymizeConfig
 from privvid.detect.base import Detections, PackedDetections
 from privvid.errors import BackendFailure
 from privvid.io.discover import ClipSource, content_hash
@@ -159,7 +159,8 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     timer.totals["total"] = seconds
     cov = np.asarray(coverage)
     decoded = report.frames
-    notes = _notes(info, width, height, cfg) + report.notes() + _shortfalls(info, decoded, clip_summary, cfg)
+    notes = (_notes(info, width, height, cfg) + report.notes()
+             + _shortfalls(info, decoded, clip_summary, cfg, float(cov.mean())))
     sidecar = {
         "schema": SCHEMA_VERSION,
         "privvid_version": privvid.__version__,
@@ -389,10 +390,14 @@ def _check_output(out: np.ndarray, expected: np.ndarray) -> None:
         )
 
 
-def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig) -> list[str]:
+def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig, coverage: float) -> list[str]:
     """What the user did not get and must be told: frames the container promised but did not hold, bodies
-    mesh mode could not draw (with --mesh-fallback remove)."""
+    mesh mode could not draw (with --mesh-fallback remove), a clip with little of its scene left."""
     notes = []
+    if coverage > LITTLE_SCENE:
+        done = {"blur": "blurred", "pixelate": "pixelated", "solid": "painted over"}.get(cfg.mode, "removed")
+        notes.append(f"little scene left: {100 * coverage:.1f}% of the frame {done} on average (people fill "
+                     "the frame, or the detector took the scene for them); look at it before training on it")
     declared = int(info.frames or 0)
     if declared and not info.is_frame_folder and decoded < 0.95 * declared - 1:
         notes.append(f"truncated input: decoded {decoded} of the {declared} frames its container declares")

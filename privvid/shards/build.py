@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import privvid
-from privvid.config import FILL_MODES
+from privvid.config import FILL_MODES, LITTLE_SCENE
 from privvid.errors import BadInput, ConfigError, PrivvidError
 from privvid.io.atomic import write_text_atomic
 from privvid.io.layout import SPLIT_NAMES, OutputClip, scan
@@ -255,6 +255,9 @@ def _parameters(entries: list[Entry]) -> dict[str, Any]:
         "check": count([ch.get("name", "off") if ch else "off" for ch in checks]),
         "frames_checked": sum(int(ch.get("frames_checked") or 0) for ch in checks),
         "frames_flagged_by_check": sum(int(ch.get("frames_flagged") or 0) for ch in checks),
+        # clips with little scene left (more than LITTLE_SCENE of the frame anonymised on average)
+        "little_scene": sorted(e.relpath for e in entries
+                               if float((e.sidecar.get("coverage") or {}).get("mean") or 0.0) > LITTLE_SCENE),
         "body_model": count([((e.sidecar.get("backends") or {}).get("composer") or {}).get("mesh", {})
                              .get("body_model") for e in entries if e.sidecar.get("mode") == "mesh"]),
     }
@@ -325,6 +328,11 @@ def datasheet(manifest: dict[str, Any], root: Path, used: list[Entry]) -> str:
               f"{p['frames_checked']} checked frames mended"]
     if p["body_model"]:
         lines.append(f"- body model: {_counts(p['body_model'])}")
+    little = p.get("little_scene") or []
+    lines.append(f"- clips with little scene left (over {100 * LITTLE_SCENE:.0f}% of the frame anonymised on "
+                 f"average): {len(little)} of {manifest['clips']}"
+                 + (" (" + ", ".join(f"`{rel}`" for rel in little[:5]) + (", ..." if len(little) > 5 else "") + ")"
+                    if little else ""))
     lines += ["- audio, container metadata and encoder tags removed; inputs are named by their path relative to "
               "the input folder and their sha256", ""]
     lines += ["## Quality assurance", "", audit_line(root, [e.relpath for e in used]), ""]

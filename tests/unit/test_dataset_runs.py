@@ -340,3 +340,16 @@ def test_a_curated_subset_csv_is_anonymised_into_class_folders(tmp_path):
 
     with pytest.raises(BadInput, match="label and path columns"):
         anonymize_dataset(bad, tmp_path / "o2", AnonymizeConfig(detect=FAKE))
+
+
+def test_a_dry_run_refuses_an_out_the_run_could_not_write_into(tmp_path):
+    from privvid.errors import ConfigError
+
+    write_video(tmp_path / "in" / "a.mp4", moving_square_frames(4))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        for dry in (True, False):   # the plan says what the run says, before any clip
+            with pytest.raises(ConfigError, match="is a file, not a folder|Not a directory|not a directory"):
+                anonymize_dataset(tmp_path / "in", out, AnonymizeConfig(detect=FAKE), dry_run=dry)
+    assert afile.read_text() == "x"

@@ -146,6 +146,10 @@ def test_a_clip_that_crashes_the_process_is_quarantined_after_two_crashed_runs(t
     args = ("anonymize", str(src), str(out), "--mode", "blur", "--detector", "fakes:CrashingDetector", "--quiet")
     codes = [cli(*args).returncode for _ in range(2)]
     assert codes == [-signal.SIGSEGV] * 2, "the crash takes the process down (workers 1 runs inline)"
+    plan = cli(*args, "--dry-run")       # says what the run will do: quarantine it without trying again
+    assert plan.returncode == 0, plan.stderr
+    assert "would be quarantined: the process died while processing it in 2 runs" in " ".join(plan.stdout.split())
+    assert "1 would be quarantined" in plan.stdout
     third = cli(*args)
     assert third.returncode == 1, third.stdout + third.stderr
     assert statuses(out) == {"a": "done", "b_crash": "failed", "c": "done"}

@@ -48,6 +48,26 @@ def test_labels_follow_the_layout_and_each_shard_holds_one_split(tmp_path):
     assert len(rows) == 5 and all(len(r["sha256"]) == 64 and r["shard"] for r in rows)
 
 
+def test_a_clip_with_little_scene_left_is_noted_and_named_in_the_datasheet(tmp_path):
+    """A clip the mode anonymised almost whole (a close-up) is no scene to train on: said per clip, named per set."""
+    from fakes import MAGENTA
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_video(src / "jump" / "scene.mp4", moving_square_frames(6))
+    closeup = [f.copy() for f in moving_square_frames(6)]
+    for f in closeup:
+        f[:, 4:] = MAGENTA                      # the "person" fills all but a 4-px strip of the frame
+    write_video(src / "jump" / "closeup.mp4", closeup)
+    assert anonymize_dataset(src, out, CFG).count("done") == 2
+    notes = json.loads((out / "jump" / "closeup.json").read_text())["notes"]
+    assert any(n.startswith("little scene left:") and "painted over" in n for n in notes), notes
+    assert not any("little scene" in n for n in json.loads((out / "jump" / "scene.json").read_text())["notes"])
+    manifest = build(out, tmp_path / "shards", val_fraction=0)
+    assert manifest["parameters"]["little_scene"] == ["jump/closeup.mp4"]
+    sheet = (tmp_path / "shards" / "datasheet.md").read_text()
+    assert "little scene left (over 90% of the frame anonymised on average): 1 of 2 (`jump/closeup.mp4`)" in sheet
+
+
 def test_split_trees_and_split_csv(tmp_path):
     out = _dataset(tmp_path, {"train/jump/a.mp4": 4, "train/run/b.mp4": 4, "val/jump/c.mp4": 4, "val/run/d.mp4": 4})
     manifest = build(out, tmp_path / "s1")
