@@ -184,9 +184,12 @@ def audit_command(
 ) -> None:
     """Re-detect people and faces on every video of the dataset; rank clips so reviewers see suspicious
     ones first. A video without a sidecar is flagged too. Exits 1 when any clip is flagged."""
+    from privvid.errors import ConfigError
     from privvid.io.atomic import write_text_atomic
     from privvid.qa import AuditConfig, audit, audit_output, summary, write_audit
 
+    if top < 0:
+        raise ConfigError(f"--top must be 0 or more, got {top}")
     target = audit_output(dataset, out)
     cfg = AuditConfig(frames=frames, person=person, person_weights=person_weights, face=face,
                       trust_model_files=trust_model_files,

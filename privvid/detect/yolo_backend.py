@@ -23,8 +23,10 @@ from privvid.detect.common import assemble, check_frame, crop_person_pixels, opt
 from privvid.errors import BackendFailure, ConfigError
 
 HINT = (
-    "Pass an Ultralytics segmentation checkpoint with --weights PATH "
-    "(e.g. yolo11n-seg.pt, or an exported yolov8n-seg .tflite/.onnx); privvid never downloads weights."
+    "Pass an Ultralytics segmentation model exported to .tflite or .onnx with --weights PATH (e.g. "
+    "`yolo export model=yolo11n-seg.pt format=tflite` where ultralytics can download, then copy the file "
+    "here); a .pt checkpoint is a pickle and loads only with --trust-model-files. privvid never downloads "
+    "weights."
 )
 
 

@@ -297,6 +297,8 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
         raise QAError(f"--preview-seconds must be 0 or more, got {preview_seconds}")
     if order not in ORDERS:
         raise QAError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if base is not None and not base.exists():
+        raise QAError(f"--originals {base} not found: give the IN that privvid anonymize was given")
     if audit_csv is None and (root / AUDIT_CSV).is_file():
         audit_csv = root / AUDIT_CSV
     audit_rows = read_audit(audit_csv) if audit_csv is not None else None

@@ -412,6 +412,7 @@ def test_yolo_missing_weights_names_file(tmp_path: Path) -> None:
     with pytest.raises(MissingWeights, match="yolo11n-seg.pt") as exc:
         build_mask_stream(DetectConfig(backend="yolo", weights=missing))
     assert "--weights" in str(exc.value)
+    assert "only with --trust-model-files" in str(exc.value)   # the hint does not offer a file it then refuses
     with pytest.raises(MissingWeights, match="no --weights"):
         build_mask_stream(DetectConfig(backend="yolo"))
 

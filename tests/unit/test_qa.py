@@ -615,14 +615,14 @@ def test_audit_and_sample_refuse_settings_that_would_check_nothing(tmp_path: Pat
     checks no frame; a thumbnail height of 0 cannot be drawn. Each is exit 2 before any clip."""
     root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
     runner = CliRunner()
-    for args in (["--threshold", "5"], ["--threshold", "1"], ["--threshold", "-1"], ["--tiles", "0"]):
+    for args in (["--threshold", "5"], ["--threshold", "1"], ["--threshold", "-1"], ["--tiles", "0"], ["--top", "-1"]):
         cli = runner.invoke(app, ["qa", "audit", str(root), "--frames", "2", "--out", str(tmp_path / "a.csv"), *args])
         assert cli.exit_code == 2, (args, cli.output)
-        assert ("--threshold" if "--threshold" in args else "--tiles") in cli.output
+        assert args[0] in cli.output
     assert not (tmp_path / "a.csv").exists()
-    for height in ("0", "-5", "1"):
-        cli = runner.invoke(app, ["qa", "sample", str(root), "--out", str(tmp_path / "qa"), "--height", height])
-        assert cli.exit_code == 2 and "--height" in cli.output, cli.output
+    for args in (["--height", "0"], ["--height", "-5"], ["--height", "1"], ["--originals", str(tmp_path / "nowhere")]):
+        cli = runner.invoke(app, ["qa", "sample", str(root), "--out", str(tmp_path / "qa"), *args])
+        assert cli.exit_code == 2 and args[0] in cli.output, cli.output
     assert not (tmp_path / "qa").exists()
 
 
