@@ -65,6 +65,10 @@ def curate(
     console.print(table)
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} unreadable video(s) skipped[/yellow] (see selection.json)")
+    if result.dropped:
+        console.print(f"[yellow]{len(result.dropped)} class(es) left out, none of their videos readable[/yellow]: "
+                      + ", ".join(escape(label) for label in list(result.dropped)[:10])
+                      + (" ..." if len(result.dropped) > 10 else ""), highlight=False)
     if src.missing:
         console.print(f"[yellow]{len(src.missing)} annotation row(s) have no file under the video root[/yellow] "
                       f"(listed under \"missing\" in selection.json), e.g. {escape(', '.join(src.missing[:3]))}", highlight=False)

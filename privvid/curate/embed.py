@@ -106,6 +106,7 @@ class ClassEmbeddings:
     counts: dict[str, int]              # videos per class (used by the selection)
     used: dict[str, int]                # videos whose frame was embedded, per class
     skipped: list[dict] = field(default_factory=list)   # unreadable videos: {label, key, path, reason}
+    dropped: dict[str, str] = field(default_factory=dict)  # classes none of whose videos could be read -> why
     frames: dict[str, int] = field(default_factory=dict)  # video key -> frame index used
     encoder: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
@@ -124,7 +125,8 @@ def embed_classes(
     progress: Callable[[int], None] | None = None,
 ) -> ClassEmbeddings:
     """Class-mean pair embeddings. Classes without readable videos use the label text alone
-    only when the whole source has no videos (labels-only / CSV without files)."""
+    only when the whole source has no videos (labels-only / CSV without files); otherwise a class none of
+    whose videos could be read is dropped (``dropped``) with ``on_error`` skip, as its videos are."""
     if on_error not in ("skip", "fail"):
         raise ValueError("on_error must be 'skip' or 'fail'")
     if image_encoder is None and text_encoder is None:
@@ -144,6 +146,7 @@ def embed_classes(
     used: dict[str, int] = {}
     skipped: list[dict] = []
     frames_used: dict[str, int] = {}
+    dropped: dict[str, str] = {}
     for label in labels:
         videos: list[VideoRef] = [v for v in source.classes[label] if v.path is not None]
         if max_videos_per_class is not None and len(videos) > max_videos_per_class:
@@ -157,8 +160,9 @@ def embed_classes(
         if progress is not None:
             progress(len(videos))
         if len(feats) == 0:
-            raise CurationError(f"class {label!r}: none of its {len(videos)} video(s) could be read "
-                                f"(first reason: {next((s['reason'] for s in skipped if s['label'] == label), '?')})")
+            first = next((s['reason'] for s in skipped if s['label'] == label), "no video file")
+            dropped[label] = f"none of its {len(videos)} video(s) could be read (first reason: {first})"
+            continue
         text = np.repeat(text_vecs[label][None], len(feats), 0) if text_vecs is not None else None
         pairs = pair_embedding(np.stack(feats), text)
         vectors.append(pairs.mean(axis=0))
@@ -168,12 +172,17 @@ def embed_classes(
             "text": text_encoder.info() if text_encoder else None,
             "pair": "concat(l2(image), l2(text)) / sqrt(2)" if use_images and text_encoder else
                     ("image only" if use_images else "label text only")}
+    kept = [label for label in labels if label not in dropped]
+    if not kept:
+        raise CurationError(f"none of the {len(labels)} classes has a readable video (class {labels[0]!r}: "
+                            f"{dropped[labels[0]]})")
     return ClassEmbeddings(
-        labels=labels,
+        labels=kept,
         vectors=l2_normalize(np.stack(vectors)),
-        counts={label: source.count(label) for label in labels},
+        counts={label: source.count(label) for label in kept},
         used=used,
         skipped=skipped,
+        dropped=dropped,
         frames=frames_used,
         encoder=info,
         cache={"path": str(cache.path) if cache.path else None, "hits": cache.hits, "misses": cache.misses},

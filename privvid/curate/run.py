@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,6 +60,7 @@ class CurationResult:
     cache: dict[str, Any]
     source_kind: str
     classes: int
+    dropped: dict[str, str] = field(default_factory=dict)   # classes left out: none of their videos readable
 
 
 def _encoders(cfg: CurateConfig):
@@ -100,6 +101,9 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
                             progress=progress)
     finally:
         cache.close()
+    if emb.dropped and cfg.k > len(emb.labels):
+        raise CurationError(f"--k {cfg.k} but only {len(emb.labels)} classes have a readable video ("
+                            + "; ".join(f"{label!r}: {why}" for label, why in list(emb.dropped.items())[:3]) + ")")
     if cfg.method == "knexus":
         selection = knexus_select(emb.labels, emb.vectors, emb.counts, cfg.k, cfg.seed, cfg.restarts)
     else:
@@ -126,6 +130,7 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
         "clusters": selection.clusters,
         "frames": emb.frames,
         "skipped": emb.skipped,
+        "dropped_classes": emb.dropped,     # classes none of whose videos could be read (not candidates)
         "missing": list(source.missing),   # annotation rows with no file under the video root (their keys)
         "subset_videos": len(rows),
     }
@@ -134,7 +139,7 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
     write_text_atomic(out / "separation.md", separation_markdown(report))
     plot_separation(report, out / "separation.png")
     return CurationResult(out, selection, report, len(rows), emb.skipped, emb.cache, source.kind,
-                          len(source.labels))
+                          len(source.labels), emb.dropped)
 
 
 def _subset_rows(source: CurationSource, selected: list[str], cfg: CurateConfig,

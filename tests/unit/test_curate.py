@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -177,13 +178,33 @@ def test_unreadable_video_is_skipped_or_fails(tree: Path) -> None:
         embed_classes(src, CountingEncoder(), None, seed=0, on_error="fail")
 
 
-def test_class_with_only_unreadable_videos_is_an_error(tmp_path: Path) -> None:
+def test_a_class_with_only_unreadable_videos_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --on-error skip (the default) such a class is no candidate, named with why; with fail the run
+    stops at its first video; a --k the readable classes cannot give is refused before anything is written."""
+    from privvid.curate import CurateConfig, curate
+    from privvid.curate import run as run_module
+
     root = tmp_path / "t"
     _write_clip(root / "ok" / "v.mp4", (10, 10, 10))
+    _write_clip(root / "fine" / "v.mp4", (10, 200, 10))
     (root / "bad").mkdir()
     (root / "bad" / "x.mp4").write_bytes(b"")
-    with pytest.warns(UserWarning), pytest.raises(CurationError, match="class 'bad'.*empty file"):
-        embed_classes(load_source(root), CountingEncoder(), None)
+    with pytest.warns(UserWarning):
+        emb = embed_classes(load_source(root), CountingEncoder(), None)
+    assert emb.labels == ["fine", "ok"] and emb.vectors.shape[0] == 2
+    assert list(emb.dropped) == ["bad"] and "empty file" in emb.dropped["bad"]
+    with pytest.raises(CurationError, match="x.mp4"):
+        embed_classes(load_source(root), CountingEncoder(), None, on_error="fail")
+    monkeypatch.setattr(run_module, "_encoders", lambda cfg: (CountingEncoder(), None))
+    cfg = CurateConfig(k=2, text_encoder=None, random_draws=2, cache=None)
+    with pytest.warns(UserWarning):
+        res = curate(load_source(root), tmp_path / "out", cfg)
+    assert sorted(res.selection.selected) == ["fine", "ok"] and list(res.dropped) == ["bad"]
+    doc = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert list(doc["dropped_classes"]) == ["bad"]
+    with pytest.warns(UserWarning), pytest.raises(CurationError, match="--k 3 but only 2 classes have a readable video"):
+        curate(load_source(root), tmp_path / "out3", CurateConfig(k=3, text_encoder=None, random_draws=2, cache=None))
+    assert not (tmp_path / "out3").exists()
 
 
 # --- selection ------------------------------------------------------------------------------
