@@ -81,6 +81,9 @@ def export_command(
                   f"{escape(str(result['videos']))}")
     if result["removed"]:
         console.print(f"removed the earlier export's {', '.join(result['removed'])} (a split this export has not)")
+    if result["removed_videos"]:
+        console.print(f"removed {len(result['removed_videos'])} video(s) of an earlier export that these lists do "
+                      "not name")
 
 
 def register(main: typer.Typer) -> None:

@@ -526,11 +526,13 @@ def _listed_path(rel: str, fmt: str) -> str:
     return "".join("_" if ch.isspace() else ch for ch in rel)
 
 
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
-    """One video out of its shard, streamed and renamed into place (kept when a file of its size is there)."""
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, sha256: str | None) -> None:
+    """One video out of its shard, streamed and renamed into place (kept when the same video is there:
+    its size and its sha256, which verify read from the shard)."""
     import shutil
 
-    if target.is_file() and target.stat().st_size == member.size:
+    if target.is_file() and target.stat().st_size == member.size and sha256 is not None \
+            and _sha256(target) == sha256:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
@@ -594,7 +596,17 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
             for member in tar:
                 where = (file, _sample_key(member.name))
                 if member.name.endswith(".mp4") and where in plan:
-                    _extract(tar, member, out / "videos" / plan[where])
+                    _extract(tar, member, out / "videos" / plan[where], seen[where].get("sha256"))
+    # the videos an earlier export left that these lists do not name: a glob of videos/ would mix two sets
+    videos = out / "videos"
+    keep = {videos / rel for rel in plan.values()}
+    old_videos = sorted(p for p in videos.rglob("*.mp4") if p not in keep and p.is_file()) if videos.is_dir() else []
+    for path in old_videos:
+        path.unlink()
+    for folder_left in sorted((p for p in videos.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) \
+            if videos.is_dir() else []:
+        if not any(folder_left.iterdir()):
+            folder_left.rmdir()
     written = []
     for split, items in lists.items():
         items.sort()
@@ -621,4 +633,5 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     for path in stale:
         path.unlink()
     return {"format": fmt, "lists": [p.name for p in written], "clips": sum(len(v) for v in lists.values()),
-            "videos": str(out / "videos"), "removed": [p.name for p in stale]}
+            "videos": str(out / "videos"), "removed": [p.name for p in stale],
+            "removed_videos": [p.relative_to(videos).as_posix() for p in old_videos]}

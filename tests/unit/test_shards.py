@@ -168,6 +168,20 @@ def test_a_second_export_leaves_no_list_of_the_first_and_a_flat_dataset_is_refus
     result = export(tmp_path / "all", "mmaction", lists)
     assert result["removed"] == ["val.txt"] and not (lists / "val.txt").exists()
     assert len((lists / "train.txt").read_text().splitlines()) == 4   # every clip once, in one split
+    assert result["removed_videos"] == []
+    # a video of the same size but other bytes is no copy of the shard's: extracted again
+    video = lists / "videos" / "jump" / "a.mp4"
+    good = video.read_bytes()
+    video.write_bytes(bytes(255 - b for b in good))
+    export(tmp_path / "all", "mmaction", lists)
+    assert video.read_bytes() == good
+    # another dataset exported into the same folder: no video of the first stays beside its lists
+    other = _dataset(tmp_path / "other", {"swim/e.mp4": 4, "swim/f.mp4": 4})
+    build(other, tmp_path / "other_shards", val_fraction=0.0, seed=0)
+    result = export(tmp_path / "other_shards", "mmaction", lists)
+    assert sorted(result["removed_videos"]) == ["jump/a.mp4", "jump/b.mp4", "run/c.mp4", "run/d.mp4"]
+    assert sorted(p.relative_to(lists / "videos").as_posix() for p in (lists / "videos").rglob("*")) == [
+        "swim", "swim/e.mp4", "swim/f.mp4"]
     flat = _dataset(tmp_path / "flat", {"a.mp4": 4, "b.mp4": 4})
     build(flat, tmp_path / "flat_shards", val_fraction=0.0, seed=0)
     for fmt in ("mmaction", "videomae"):
