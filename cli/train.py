@@ -28,7 +28,7 @@ def _log(rec: dict[str, Any]) -> None:
 SET = typer.Option(None, "--set", help="Any setting SECTION.FIELD=VALUE (repeat), e.g. --set mae.ratio=0.75 "
                    "--set optim.accum=4 --set precision=bf16; sections: model data optim mae sup.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace a run already in --out (default: refuse).")
-THREADS = typer.Option(None, "--threads", help="torch threads per process (default: torch's choice).")
+THREADS = typer.Option(None, "--threads", help="torch threads per process (default or 0: torch's choice).")
 PRESET = typer.Option("tiny", "--preset", help="tiny | ppma | m2m (paper = ppma).")
 
 

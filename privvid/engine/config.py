@@ -10,6 +10,7 @@ with ``override(cfg, "section.field", value)`` (the CLI's ``--set section.field=
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -158,6 +159,18 @@ class TrainConfig:
             if not ok:
                 raise EngineError(what)
 
+        def numbers(value: Any, where: str) -> Any:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    yield from numbers(item, f"{where}.{key}" if where else key)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    yield from numbers(item, where)
+            elif isinstance(value, float):
+                yield where, value
+
+        for where, value in numbers(asdict(self), ""):   # inf and nan pass every comparison below that nan fails
+            need(math.isfinite(value), f"{where} must be a finite number, got {value}")
         need(m.dim >= 1 and m.depth >= 1 and m.heads >= 1, f"model.dim, model.depth and model.heads must be at "
              f"least 1, got {m.dim}, {m.depth}, {m.heads}")
         need(m.dim % m.heads == 0, f"model.dim {m.dim} must split into model.heads {m.heads} equal heads")
@@ -189,6 +202,7 @@ class TrainConfig:
         need(0 <= sup.label_smoothing < 1 and sup.mixup >= 0 and sup.cutmix >= 0 and 0 <= sup.mix_prob <= 1,
              f"sup.label_smoothing must be in [0, 1), sup.mixup and sup.cutmix >= 0, sup.mix_prob in [0, 1]; got "
              f"{sup.label_smoothing}, {sup.mixup}, {sup.cutmix}, {sup.mix_prob}")
+        need(self.threads >= 0, f"threads must be 0 (torch's choice) or more, got {self.threads}")
         need(self.task in ("mae", "align", "ft", "lp"), f"task must be mae, align, ft or lp, got {self.task!r}")
         need(self.log_every >= 1 and self.save_every_epochs >= 1 and self.val_every >= 0,
              f"log_every and save_every_epochs must be at least 1 and val_every at least 0, got {self.log_every}, "
