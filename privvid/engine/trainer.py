@@ -29,6 +29,7 @@ from privvid.engine import checkpoint as ckpt
 from privvid.engine.config import EngineError, TrainConfig
 from privvid.engine.data import ClipDataset, EpochSampler, Source, item_key, split_sources, to_model_input
 from privvid.engine.model import MAE, Classifier, make_mask
+from privvid.io.atomic import write_text_atomic
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -446,7 +447,7 @@ def _train(cfg: TrainConfig, sources: Sequence[Source], out: Path, init: str | P
     names = [s.name for s in sources]
     kind = precision_of(dev, cfg)
     scaler = torch.amp.GradScaler("cuda") if kind == "fp16" else None
-    logs = RunLogs(out, dd.main)
+    logs = RunLogs(out, dd.main, step)
     best: dict[str, Any] | None = _best_so_far(out) if resume else None
 
     result = RunResult(out, step)
@@ -604,18 +605,36 @@ class RunLogs:
     """metrics.jsonl (every record), metrics.csv (epoch records), TensorBoard events when the package is
     installed, and curves.png (loss per epoch, val top-1 when measured) redrawn after each epoch."""
 
-    def __init__(self, out: Path, main: bool) -> None:
+    def __init__(self, out: Path, main: bool, start_step: int = 0) -> None:
+        """``start_step``: the optimizer step the run starts from (a resumed run's checkpoint). What an
+        earlier run logged after it (a run killed between checkpoints, or its last line cut mid-write) is
+        dropped: the resumed run logs those steps again."""
         self.out, self.main = out, main
         self.epochs: list[dict[str, Any]] = []
         self._tb: Any = None
         if not main:
             return
         out.mkdir(parents=True, exist_ok=True)
-        if (out / "metrics.jsonl").is_file():   # a resumed run: keep the earlier epochs for the csv and plot
-            for line in (out / "metrics.jsonl").read_text().splitlines():
-                rec = json.loads(line)
+        path = out / "metrics.jsonl"
+        if path.is_file():   # a resumed run: keep the earlier epochs for the csv and plot
+            kept: list[str] = []
+            lines = path.read_text().splitlines()
+            for line in lines:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(rec, dict) or int(rec.get("step", 0)) > start_step:
+                    continue
+                kept.append(line)
                 if rec.get("event") == "epoch":
                     self.epochs.append(rec)
+            if len(kept) != len(lines):
+                write_text_atomic(path, "".join(line + "\n" for line in kept))
+                if self.epochs:
+                    self._csv()
+                else:
+                    (out / "metrics.csv").unlink(missing_ok=True)
         try:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -109,8 +110,18 @@ def test_resume_is_bit_exact(clips, tmp_path, task):
     train(cfg, sources, tmp_path / "full", device="cpu")
     train(cfg, sources, tmp_path / "split", device="cpu", stop_after_epoch=1)
     assert not states_equal(tmp_path / "full", tmp_path / "split")  # half-way differs
+    # what a run killed after its checkpoint leaves: steps logged past it, a line cut mid-write
+    log = tmp_path / "split" / "metrics.jsonl"
+    saved = max(json.loads(line)["step"] for line in log.read_text().splitlines())
+    with open(log, "a") as handle:
+        handle.write(json.dumps({"step": saved + 1, "epoch": 1, "loss": 9.0}) + "\n" + '{"step": ')
     train(cfg, sources, tmp_path / "split", device="cpu", resume=True)
     assert states_equal(tmp_path / "full", tmp_path / "split")
+
+    def logged(folder):   # every record once, as an uninterrupted run logs it
+        return [(r.get("event"), r["step"], r["epoch"]) for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())]
+
+    assert logged(tmp_path / "split") == logged(tmp_path / "full")
 
 
 def _ddp_worker(rank: int, world: int, init_file: str, train_csv: str, out: str) -> None:
