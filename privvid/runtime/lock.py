@@ -44,10 +44,19 @@ class RunLock:
                 _lock_soon(handle)
             except BlockingIOError:
                 handle.seek(0)
-                holder = _holder(handle.read())
-                handle.close()
-                raise OutputLocked(f"another privvid run is writing into {self.folder} ({holder}); wait for "
-                                   "it to finish or stop it, then run again") from None
+                text = handle.read()
+                dead = _dead_holder(text)
+                if dead is not None and _lock_soon(handle, tries=int(ORPHAN_WAIT / 0.25), wait=0.25, fail=False):
+                    pass   # the processes a killed run had started (data loader workers) have let go
+                else:
+                    handle.close()
+                    if dead is not None:
+                        raise OutputLocked(
+                            f"the run that wrote into {self.folder} (pid {dead}) has died, but processes it started "
+                            f"still hold the lock after {ORPHAN_WAIT:.0f} s (`pgrep -f privvid` lists them); stop "
+                            "them, then run again") from None
+                    raise OutputLocked(f"another privvid run is writing into {self.folder} ({_holder(text)}); wait "
+                                       "for it to finish or stop it, then run again") from None
             except OSError as exc:
                 handle.close()
                 if exc.errno not in _NO_LOCKS:
@@ -114,17 +123,45 @@ class RunLock:
         self.release()
 
 
-def _lock_soon(handle: IO[str], tries: int = 10, wait: float = 0.02) -> None:
+def _lock_soon(handle: IO[str], tries: int = 10, wait: float = 0.02, fail: bool = True) -> bool:
     """The exclusive lock, tried a few times over 0.2 s: a dry run's :meth:`RunLock.holder` holds a shared one
-    for an instant, and a run starting then must not take it for another run."""
+    for an instant, and a run starting then must not take it for another run. ``fail`` False: False instead
+    of BlockingIOError when it stays held."""
     for left in range(tries - 1, -1, -1):
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            return True
         except BlockingIOError:
             if not left:
-                raise
+                if fail:
+                    raise
+                return False
             time.sleep(wait)
+    return False
+
+
+# how long a run waits for the processes a killed run started (they hold its lock: a forked process shares the
+# locked file) to notice and exit; torch's data loader workers check their parent every 5 s
+ORPHAN_WAIT = 12.0
+
+
+def _dead_holder(text: str) -> int | None:
+    """The pid the lock file names when that process is gone from this host (its children may hold the lock
+    on), else None."""
+    try:
+        doc = json.loads(text)
+        pid, host = int(doc["pid"]), str(doc["host"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if host != socket.gethostname() or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except OSError:
+        return None   # alive, owned by someone else
+    return None
 
 
 _NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}

@@ -773,3 +773,42 @@ def test_a_run_starting_while_a_dry_run_looks_at_the_lock_is_not_refused(tmp_pat
         probe.kill()
         probe.wait()
     assert DetectConfig(temporal=0, temporal_vote=2).temporal_vote == 2   # no neighbours: the vote is not read
+
+
+def test_a_lock_held_on_by_the_processes_of_a_killed_run_is_waited_for(tmp_path, monkeypatch):
+    """A run killed with SIGKILL leaves its forked children (data loader workers) holding the lock for a few
+    seconds: the next run waits for them instead of naming the dead run as the one writing."""
+    import json as _json
+    import socket
+
+    from privvid.runtime import lock as lock_module
+    from privvid.runtime.lock import OutputLocked, RunLock
+
+    state = tmp_path / "out" / ".privvid"
+    state.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()                                       # a pid that was a run's and is no more
+    (state / "lock").write_text(_json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": time.time(),
+                                             "command": "privvid train ..."}))
+
+    def orphan(seconds: float) -> subprocess.Popen:   # the killed run's child, still holding the lock
+        child = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\nh = open(sys.argv[1])\n"
+                                  "fcntl.flock(h, fcntl.LOCK_EX)\nprint('up', flush=True)\ntime.sleep(float(sys.argv[2]))\n",
+                                  str(state / "lock"), str(seconds)], stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "up"
+        return child
+
+    child = orphan(1.0)
+    started = time.monotonic()
+    RunLock(state).acquire().release()                # taken once the child let go
+    assert 0.5 < time.monotonic() - started < lock_module.ORPHAN_WAIT
+    child.wait()
+    (state / "lock").write_text(_json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": time.time()}))
+    child = orphan(30.0)
+    monkeypatch.setattr(lock_module, "ORPHAN_WAIT", 0.5)
+    try:
+        with pytest.raises(OutputLocked, match=f"pid {gone.pid}\\) has died, but processes it started still hold"):
+            RunLock(state).acquire()
+    finally:
+        child.kill()
+        child.wait()
