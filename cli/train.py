@@ -131,7 +131,15 @@ def export_command(
     """Export the encoder for HF transformers, the VideoMAE code base or mmaction2."""
     from privvid.engine.convert import export_checkpoint
 
-    console.print(f"[green]exported[/green] to {escape(str(export_checkpoint(run, out, fmt, overwrite)))}")
+    done = export_checkpoint(run, out, fmt, overwrite)
+    console.print(f"[green]exported[/green] to {escape(str(done))}")
+    from privvid.engine import checkpoint as ckpt
+    from privvid.engine.config import TrainConfig
+    from privvid.engine.convert import export_note
+
+    note = export_note(TrainConfig.from_dict(ckpt.read_meta(run).get("train_config", {})).model, fmt)
+    if note:
+        console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False)
 
 
 def register(main: typer.Typer) -> None:

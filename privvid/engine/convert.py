@@ -188,12 +188,19 @@ def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
     state = raw.get("model", raw.get("module", raw)) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise EngineError(f"{path} holds no state dict")
+    shape = raw.get("privvid") if isinstance(raw.get("privvid"), dict) else {}
+    if shape:   # privvid's own export says what the weights fit
+        frames, image_size = int(shape.get("num_frames", frames)), int(shape.get("img_size", image_size))
+        heads = heads or int(shape.get("num_heads", 0)) or None
     if any(k.startswith("encoder.") for k in state):
         state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     if "norm.weight" not in state:
         raise EngineError(f"{path}: no final token norm (norm.weight): a mean-pooling fine-tuned model; import a "
                           "pre-trained checkpoint")
-    return _from_videomae_state(state, frames, image_size, heads)
+    cfg, enc = _from_videomae_state(state, frames, image_size, heads)
+    if shape.get("pos_embed") in ("sincos1d", "sincos3d"):
+        cfg = replace(cfg, pos_embed=str(shape["pos_embed"]))
+    return cfg, enc
 
 
 def load_tensors(path: Path) -> Any:
@@ -328,9 +335,23 @@ def save_mmaction(path: str | Path, encoder: dict[str, torch.Tensor], cfg: Model
 
 
 def save_videomae(path: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> Path:
+    """``{"model": state}`` as the VideoMAE code base saves it, and ``privvid``: what the weights alone do not
+    say (heads, frames, size, position table), which VideoMAE's loader does not read and an import does."""
     path = Path(path)
-    _save_torch({"model": to_videomae(encoder, cfg)}, path)
+    shape = {"num_heads": cfg.heads, "num_frames": cfg.frames, "img_size": cfg.image_size,
+             "tubelet_size": cfg.tubelet, "patch_size": cfg.patch, "pos_embed": cfg.pos_embed}
+    _save_torch({"model": to_videomae(encoder, cfg), "privvid": shape}, path)
     return path
+
+
+def export_note(cfg: ModelConfig, fmt: str) -> str | None:
+    """What the user must know about an export: an encoder trained with privvid's 3-D position table gets the
+    VideoMAE code's own 1-D table in HF and VideoMAE (mmaction2 keeps the table in the checkpoint)."""
+    if fmt in ("hf", "videomae") and cfg.pos_embed != "sincos1d":
+        return (f"the encoder was trained with privvid's {cfg.pos_embed} position table; {fmt} models add their own "
+                "1-D table, so its features differ there until fine-tuned (--format mmaction keeps the table; "
+                "train with --set model.pos_embed=sincos1d for an exact export)")
+    return None
 
 
 def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, image_size: int = 224,

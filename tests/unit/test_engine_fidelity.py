@@ -263,29 +263,40 @@ def test_videomae_pth_round_trip_through_the_cli(tmp_path):
     from privvid.cli.main import app
     from privvid.engine.convert import save_videomae
 
-    cfg = replace(NANO, pos_embed="sincos1d")
-    torch.manual_seed(1)
-    model = VideoViT(cfg).eval()
-    save_videomae(tmp_path / "videomae.pth", model.state_dict(), cfg)
-    runner = CliRunner()
-    result = runner.invoke(app, ["checkpoint", "import", str(tmp_path / "videomae.pth"), "--out",
-                                 str(tmp_path / "imported"), "--frames", "4", "--image-size", "32", "--heads", "2"])
-    assert result.exit_code == 0, result.output
     from privvid.engine import checkpoint as ckpt
     from privvid.engine.config import TrainConfig
 
-    meta = ckpt.read_meta(tmp_path / "imported")
-    mcfg = TrainConfig.from_dict(meta["train_config"]).model
-    back = VideoViT(mcfg).eval()
-    back.load_state_dict(ckpt.encoder_state(tmp_path / "imported", mcfg))
-    x = torch.randn(1, 3, 4, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(back(x), model(x), rtol=1e-5, atol=1e-5)
-    result = runner.invoke(app, ["checkpoint", "export", str(tmp_path / "imported"), "--format", "videomae",
-                                 "--out", str(tmp_path / "again.pth")])
+    runner = CliRunner()
+    for pos in ("sincos1d", "sincos3d"):   # the VideoMAE code's table, and privvid's default
+        cfg = replace(NANO, pos_embed=pos)
+        torch.manual_seed(1)
+        model = VideoViT(cfg).eval()
+        save_videomae(tmp_path / f"{pos}.pth", model.state_dict(), cfg)
+        # heads, frames, size and table come from what privvid's export records (the weights do not say them)
+        result = runner.invoke(app, ["checkpoint", "import", str(tmp_path / f"{pos}.pth"), "--out",
+                                     str(tmp_path / f"imported_{pos}")])
+        assert result.exit_code == 0, result.output
+        meta = ckpt.read_meta(tmp_path / f"imported_{pos}")
+        mcfg = TrainConfig.from_dict(meta["train_config"]).model
+        assert (mcfg.heads, mcfg.frames, mcfg.image_size, mcfg.pos_embed) == (NANO.heads, NANO.frames, NANO.image_size, pos)
+        back = VideoViT(mcfg).eval()
+        back.load_state_dict(ckpt.encoder_state(tmp_path / f"imported_{pos}", mcfg))
+        x = torch.randn(1, 3, NANO.frames, NANO.image_size, NANO.image_size)
+        with torch.no_grad():
+            torch.testing.assert_close(back(x), model(x), rtol=1e-5, atol=1e-5)
+        result = runner.invoke(app, ["checkpoint", "export", str(tmp_path / f"imported_{pos}"), "--format",
+                                     "videomae", "--out", str(tmp_path / f"again_{pos}.pth")])
+        assert result.exit_code == 0, result.output
+        assert ("features differ there until fine-tuned" in " ".join(result.output.split())) == (pos == "sincos3d")
+        state = torch.load(tmp_path / f"again_{pos}.pth", weights_only=True)["model"]
+        assert "blocks.0.attn.q_bias" in state and "blocks.0.mlp.fc1.weight" in state
+    # a VideoMAE code base checkpoint (no record of privvid's) is read with the flags given
+    torch.save({"model": torch.load(tmp_path / "sincos1d.pth", weights_only=True)["model"]}, tmp_path / "plain.pth")
+    result = runner.invoke(app, ["checkpoint", "import", str(tmp_path / "plain.pth"), "--out", str(tmp_path / "plain"),
+                                 "--frames", "8", "--image-size", "64", "--heads", "4"])
     assert result.exit_code == 0, result.output
-    state = torch.load(tmp_path / "again.pth", weights_only=True)["model"]
-    assert "blocks.0.attn.q_bias" in state and "blocks.0.mlp.fc1.weight" in state
+    mcfg = TrainConfig.from_dict(ckpt.read_meta(tmp_path / "plain")["train_config"]).model
+    assert (mcfg.heads, mcfg.frames, mcfg.image_size, mcfg.pos_embed) == (4, 8, 64, "sincos1d")
 
 
 def test_settings_follow_the_declared_types_and_resume_keeps_the_recipe(clips, tmp_path):
