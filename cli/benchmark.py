@@ -22,7 +22,9 @@ def run(
     preset: Optional[str] = typer.Option(None, "--preset", help="smoke (every stage on tiny data made here) | "
                                          "paper (the papers' protocol; needs --dataset)."),
     dataset: Optional[List[str]] = typer.Option(None, "--dataset", help="paper: NAME=PATH for real, nh, m2m, synth."),
-    clips: Path = typer.Option(Path("../shared/data/action-clips"), help="smoke: the labelled real clips."),
+    clips: Optional[Path] = typer.Option(None, help="smoke: the labelled real clips (default: "
+                                         "$PRIVVID_SHARED/data/action-clips, else ../shared/data/action-clips "
+                                         "beside the checkout)."),
     out: Path = typer.Option(Path("runs/benchmark"), help="Where runs, results.json, table.md and results.png go."),
     tiny: Optional[Path] = typer.Option(None, help="The older minutes-long demo on this folder of labelled clips."),
     device: Optional[str] = typer.Option(None),
@@ -48,7 +50,7 @@ def run(
         from privvid.benchmark import presets
 
         if preset == "smoke":
-            proto = presets.smoke(out / "data", clips, say)
+            proto = presets.smoke(out / "data", clips if clips is not None else presets.default_clips(), say)
         elif preset == "paper":
             pairs = [d.partition("=") for d in dataset or []]
             if any(not sep for _, sep, _ in pairs):

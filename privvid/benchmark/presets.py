@@ -48,6 +48,16 @@ def _relist(src: Path, dst: Path, name: str) -> None:
             writer.writerow(row)
 
 
+def default_clips() -> Path:
+    """The smoke preset's labelled real clips: ``$PRIVVID_SHARED/data/action-clips``, else the shared folder
+    beside this checkout (``<checkout>/../shared/data/action-clips``), wherever the command runs from."""
+    import os
+
+    shared = os.environ.get("PRIVVID_SHARED")
+    root = Path(shared) if shared else Path(__file__).resolve().parents[2].parent / "shared"
+    return root / "data" / "action-clips"
+
+
 def smoke(data: str | Path, clips_root: str | Path, say: Callable[[str], None] | None = None) -> Protocol:
     """The smoke protocol, its data made in ``data`` (reused when already there)."""
     from privvid.anonymize import anonymize_dataset
@@ -57,6 +67,9 @@ def smoke(data: str | Path, clips_root: str | Path, say: Callable[[str], None] |
     say = say or (lambda s: None)
     data, clips_root = Path(data), Path(clips_root)
     real = data / "real"
+    if not (real / "val.csv").is_file() and not clips_root.is_dir():
+        raise EngineError(f"the smoke preset's labelled clips are not at {clips_root}: pass --clips DIR (a folder "
+                          "of labelled clips, as ../shared/data/action-clips), or set PRIVVID_SHARED")
     if not (real / "val.csv").is_file():
         say("smoke data: cutting the labelled real clips into segments")
         cut_clips(clips_root, real, size=64, frames=16, per_video=4)

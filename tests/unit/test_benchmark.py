@@ -146,3 +146,19 @@ def test_a_protocol_is_checked_before_its_first_step(clips, tmp_path):
     with pytest.raises(EngineError, match="val dataset 'flat_val': 1 clips have no class"):
         run_protocol(bad, out)
     assert not out.exists()
+
+
+def test_the_smoke_preset_finds_its_clips_from_any_folder(tmp_path, monkeypatch):
+    """The default clips follow PRIVVID_SHARED, else the shared folder beside the checkout, never the working
+    folder; clips that are not there are one line naming --clips, before any data is made."""
+    from privvid.benchmark import presets
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PRIVVID_SHARED", raising=False)
+    checkout = Path(presets.__file__).resolve().parents[2]
+    assert presets.default_clips() == checkout.parent / "shared" / "data" / "action-clips"
+    monkeypatch.setenv("PRIVVID_SHARED", str(tmp_path / "elsewhere"))
+    assert presets.default_clips() == tmp_path / "elsewhere" / "data" / "action-clips"
+    with pytest.raises(EngineError, match="not at .*elsewhere.*pass --clips DIR"):
+        presets.smoke(tmp_path / "data", presets.default_clips())
+    assert not (tmp_path / "data").exists()
