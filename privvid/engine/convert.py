@@ -207,9 +207,12 @@ def load_tensors(path: Path) -> Any:
     """A ``.pth`` / ``.bin`` file read with torch's ``weights_only`` reader (tensors and plain containers; no code
     runs). A file holding other objects is refused, one that is not a PyTorch file said to be so."""
     import pickle
+    import warnings
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # torch warns of the legacy format a raw pickle uses before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch's many ways of saying "not a checkpoint"
         full = str(exc)
         if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in full.lower():
