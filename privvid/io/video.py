@@ -107,17 +107,16 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         variable = bool(stream.average_rate and base and abs(base - fps) / max(fps, 1e-6) > 0.01)
         rotation = _stream_rotation(container)
         has_audio, codec, counted_in_header = bool(container.streams.audio), ctx.name, bool(stream.frames)
-        seconds = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
-                   else container.duration / av.time_base if container.duration else 0.0)
+        seconds = _stream_seconds(stream)
     if not counted_in_header:   # no frame count in the header (Matroska, WebM, ...): count the packets' times
         counted = _count_packets(path)
         if counted is not None:
             frames, measured, uneven = counted
             if uneven or abs(measured - fps) / max(fps, 1e-6) > 0.01:
                 fps, variable = measured, variable or uneven or abs(measured - base) / max(base, 1e-6) > 0.01
-            # a file cut short keeps its header's duration: that is the length it declares, as a count in
-            # the header would be (the run notes a truncated input when it decodes fewer)
-            if math.isfinite(seconds) and frames < 0.95 * seconds * fps - 1:
+            # a file cut short keeps the video stream's duration its header gives: that is the length it
+            # declares, as a count in the header would be (the run notes a truncated input when it decodes fewer)
+            if frames < 0.95 * seconds * fps - 1:
                 frames = int(round(seconds * fps))
     return VideoInfo(
         path=path,
@@ -130,6 +129,16 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         has_audio=has_audio,
         variable_rate=variable,
     )
+
+
+def _stream_seconds(stream: Any) -> float:
+    """The video stream's own duration as the header states it (Matroska's per-stream ``DURATION`` tag), or 0
+    when it states none. Not the container's duration, nor the stream's ``duration`` ffmpeg derives from it:
+    that spans the longest stream (a longer audio track) from time 0 (a video that starts late)."""
+    tag = str((stream.metadata or {}).get("DURATION", ""))
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", tag.strip())
+    seconds = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match else 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def _count_packets(path: Path) -> tuple[int, float, bool] | None:

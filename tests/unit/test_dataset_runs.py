@@ -299,6 +299,11 @@ def test_a_matroska_file_cut_short_is_noted_as_truncated(tmp_path):
     side = json.loads((tmp_path / "out" / "cut.json").read_text())
     assert side["input"]["frames"] == 90 and side["output"]["frames"] < 85, (side["input"], side["output"])
     assert any(n.startswith("truncated input: decoded") and "of the 90 frames" in n for n in side["notes"]), side["notes"]
+    # a whole file whose audio runs on past its video declares the video's own length, not the container's
+    longer = write_video(tmp_path / "whole" / "audio_longer.mkv", moving_square_frames(6), audio=True)
+    assert probe(longer).frames == 6
+    anonymize_dataset(longer.parent, tmp_path / "out2", AnonymizeConfig(detect=FAKE))
+    assert not any("truncated" in n for n in json.loads((tmp_path / "out2" / "audio_longer.json").read_text())["notes"])
 
 
 def test_a_curated_subset_csv_is_anonymised_into_class_folders(tmp_path):
