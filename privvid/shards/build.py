@@ -526,6 +526,14 @@ def _listed_path(rel: str, fmt: str) -> str:
     return "".join("_" if ch.isspace() else ch for ch in rel)
 
 
+EXPORT_RECORD = ".privvid-export.json"   # in an export's folder: the videos it wrote, for the next export there
+
+
+def _safe_rel(rel: Any) -> bool:
+    parts = PurePosixPath(str(rel)).parts
+    return bool(parts) and not PurePosixPath(str(rel)).is_absolute() and ".." not in parts
+
+
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, sha256: str | None) -> None:
     """One video out of its shard, streamed and renamed into place (kept when the same video is there:
     its size and its sha256, which verify read from the shard)."""
@@ -597,15 +605,22 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
                 where = (file, _sample_key(member.name))
                 if member.name.endswith(".mp4") and where in plan:
                     _extract(tar, member, out / "videos" / plan[where], seen[where].get("sha256"))
-    # the videos an earlier export left that these lists do not name: a glob of videos/ would mix two sets
+    # the videos an earlier export left that these lists do not name (a glob of videos/ would mix two sets):
+    # only those it recorded as its own, never a file privvid did not write there
     videos = out / "videos"
-    keep = {videos / rel for rel in plan.values()}
-    old_videos = sorted(p for p in videos.rglob("*.mp4") if p not in keep and p.is_file()) if videos.is_dir() else []
+    record = out / EXPORT_RECORD
+    try:
+        earlier = json.loads(record.read_text(encoding="utf-8")).get("videos", []) if record.is_file() else []
+    except (OSError, ValueError, AttributeError):
+        earlier = []
+    keep = set(plan.values())
+    old_videos = [videos / rel for rel in sorted({str(r) for r in earlier} - keep)
+                  if _safe_rel(rel) and (videos / rel).is_file()]
     for path in old_videos:
         path.unlink()
-    for folder_left in sorted((p for p in videos.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) \
-            if videos.is_dir() else []:
-        if not any(folder_left.iterdir()):
+        for folder_left in path.parents:   # the class folders it leaves empty
+            if folder_left == videos or not folder_left.is_relative_to(videos) or any(folder_left.iterdir()):
+                break
             folder_left.rmdir()
     written = []
     for split, items in lists.items():
@@ -626,6 +641,7 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
             if wanted not in lists and fallback in lists:
                 written.append(write_text_atomic(out / f"{wanted}.csv", (out / f"{fallback}.csv").read_text()))
     write_text_atomic(out / "classes.txt", "".join(f"{c}\n" for c in manifest["classes"]))
+    write_text_atomic(record, json.dumps({"format": fmt, "shards": str(folder), "videos": sorted(keep)}, indent=1))
     # a list an earlier export left for a split this one does not have would put its clips in two splits
     suffix = ".txt" if fmt == "mmaction" else ".csv"
     lists_here = [out / f"{split}{suffix}" for split in ("train", "val", "test")]

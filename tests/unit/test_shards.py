@@ -175,13 +175,16 @@ def test_a_second_export_leaves_no_list_of_the_first_and_a_flat_dataset_is_refus
     video.write_bytes(bytes(255 - b for b in good))
     export(tmp_path / "all", "mmaction", lists)
     assert video.read_bytes() == good
-    # another dataset exported into the same folder: no video of the first stays beside its lists
+    # another dataset exported into the same folder: no video the first export wrote stays beside the new
+    # lists; a file privvid did not write there is the user's and stays
+    (lists / "videos" / "raw").mkdir()
+    (lists / "videos" / "raw" / "interview_original.mp4").write_bytes(b"the user's")
     other = _dataset(tmp_path / "other", {"swim/e.mp4": 4, "swim/f.mp4": 4})
     build(other, tmp_path / "other_shards", val_fraction=0.0, seed=0)
     result = export(tmp_path / "other_shards", "mmaction", lists)
     assert sorted(result["removed_videos"]) == ["jump/a.mp4", "jump/b.mp4", "run/c.mp4", "run/d.mp4"]
     assert sorted(p.relative_to(lists / "videos").as_posix() for p in (lists / "videos").rglob("*")) == [
-        "swim", "swim/e.mp4", "swim/f.mp4"]
+        "raw", "raw/interview_original.mp4", "swim", "swim/e.mp4", "swim/f.mp4"]
     flat = _dataset(tmp_path / "flat", {"a.mp4": 4, "b.mp4": 4})
     build(flat, tmp_path / "flat_shards", val_fraction=0.0, seed=0)
     for fmt in ("mmaction", "videomae"):
