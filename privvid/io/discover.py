@@ -276,22 +276,27 @@ def _list_discovery(listing: Path) -> Discovery:
         else:
             name = "/".join((label, *parts))
             items.append((video, name, name))
-            given[video] = _listed_input(text, video, listing)
+            given[video] = text
+    # an absolute path is named relative to the folder all the listed absolute paths share (a class tree's
+    # root, as for a folder given as IN), else by its file name
+    absolute = [os.path.normpath(video) for video, text in given.items() if Path(text).is_absolute()]
+    common = Path(os.path.commonpath([os.path.dirname(p) for p in absolute])) if absolute else None
+    for video, text in given.items():
+        given[video] = _listed_input(text, video, common)
     clips, renamed = _unique_names(items)
     # provenance: each clip's input as the list names it
     return Discovery([replace(c, input_rel=given[c.path]) for c in clips], [], skipped, renamed)
 
 
-def _listed_input(text: str, video: Path, listing: Path) -> str:
+def _listed_input(text: str, video: Path, common: Path | None) -> str:
     """A listed video's path for provenance: as the list names it when that is relative, else relative to
-    the list's folder when it lies below it, else its file name alone (an absolute path names the machine
-    and its users; ``--record-paths`` records it)."""
+    ``common`` (the folder the list's absolute paths share) unless that is the file system's root, else its
+    file name alone (an absolute path names the machine and its users; ``--record-paths`` records it)."""
     if not Path(text).is_absolute():
         return Path(text).as_posix()
-    try:
-        return video.relative_to(listing.parent.absolute()).as_posix()
-    except ValueError:
+    if common is None or common == Path(common.anchor):
         return video.name
+    return Path(os.path.normpath(video)).relative_to(common).as_posix()
 
 
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:

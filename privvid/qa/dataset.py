@@ -4,6 +4,7 @@ file in it."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ class AnonClip:
         given to anonymize); the absolute path only with --record-paths (or from older privvid)."""
         side = self.sidecar.get("input") or {}
         path = side.get("path")
+        if originals is not None and Path(originals).suffix.lower() == ".csv" and Path(originals).is_file():
+            # a list given to anonymize as IN: each clip's video is the row its output name came from
+            return _listed_videos(Path(originals).resolve()).get(str(side.get("relpath") or self.rel))
         if originals is not None and path and not Path(path).is_absolute():
             originals = Path(originals)
             return originals if originals.is_file() else originals / path
@@ -97,3 +101,11 @@ def scan(root: str | os.PathLike[str], everything: bool = False) -> list[AnonCli
         raise QAError(f"{root} holds no anonymised clips (<name>.mp4 with a <name>.json sidecar); "
                       "is it an output folder of privvid anonymize?")
     return clips
+
+
+@functools.lru_cache(maxsize=4)
+def _listed_videos(listing: Path) -> dict[str, Path]:
+    """A CSV list given to anonymize as IN: output name (``<label>/<key>``) -> the video it lists."""
+    from privvid.io.discover import discover
+
+    return {clip.relpath: clip.path for clip in discover(listing).clips}

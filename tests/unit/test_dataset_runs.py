@@ -332,11 +332,19 @@ def test_a_curated_subset_csv_is_anonymised_into_class_folders(tmp_path):
     assert "key '../up' cannot name a class folder" in reasons
     side = json.loads((out / "jumping" / "xyz_000000_000002.json").read_text())
     assert side["input"]["path"] == "../videos/val/xyz_000000_000002.mp4"   # the input as the list names it
-    # an absolute path outside the list's folder is recorded by its file name only, nowhere the full path
+    # an absolute path is recorded relative to the folder the list's absolute paths share, nowhere in full
     side = json.loads((out / "tai chi" / "abc_000001_000003.json").read_text())
-    assert side["input"]["path"] == "abc_000001_000003.mp4"
+    assert side["input"]["path"] == "train/abc_000001_000003.mp4"
+    assert json.loads((out / "jumping" / "park" / "run1.json").read_text())["input"]["path"] == "jumping/park/run1.mp4"
     for written in [*out.rglob("*.json"), *out.rglob("*.jsonl")]:
         assert str(videos) not in written.read_text(), written
+    # qa finds each clip's original through the list given as IN
+    from privvid.qa.dataset import scan
+
+    originals = {c.rel: c.original_in(subset) for c in scan(out)}
+    assert originals == {"jumping/park/run1": videos / "jumping" / "park" / "run1.mp4",
+                         "jumping/xyz_000000_000002": subset.parent / "../videos/val/xyz_000000_000002.mp4",
+                         "tai chi/abc_000001_000003": videos / "train" / "abc_000001_000003.mp4"}
     with pytest.raises(ConfigError, match="lies inside the output folder"):   # OUT holding a listed video
         anonymize_dataset(subset, videos, AnonymizeConfig(detect=FAKE), dry_run=True)
     bad = tmp_path / "notalist.csv"
