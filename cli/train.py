@@ -108,8 +108,10 @@ def import_command(
     source: Path = typer.Argument(..., help="An HF VideoMAE folder (config.json + model.safetensors), a "
                                   "VideoMAE .pth or an mmaction2 .pth checkpoint (read without running code)."),
     out: Path = typer.Option(..., "--out", help="privvid checkpoint folder to write (use it as --init)."),
-    frames: int = typer.Option(16, help=".pth only: clip length the model was trained on."),
-    image_size: int = typer.Option(224, help=".pth only: frame size the model was trained on."),
+    frames: Optional[int] = typer.Option(None, help=".pth only: clip length the model was trained on (default: "
+                                         "what a privvid export records, else 16)."),
+    image_size: Optional[int] = typer.Option(None, help=".pth only: frame size the model was trained on (default: "
+                                             "what a privvid export records, else 224)."),
     heads: Optional[int] = typer.Option(None, help=".pth only: attention heads (default: width / 64, as ViT-S/B/L)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in --out."),
 ) -> None:

@@ -387,7 +387,7 @@ def anonymize_dataset(
     warn = on_warning or (lambda text: None)
     phash = params_hash(cfg)
     if dry_run:
-        blocking = file_in_the_way(out_root / STATE_DIR)
+        blocking = file_in_the_way(out_root / STATE_DIR / "ledger.sqlite")
         if blocking is not None:   # what the run would stop at, before any clip
             raise ConfigError(f"cannot write into the output folder {out_root}: {blocking} is a file, not a folder")
         return _plan(found, out_root, phash, started, _wanted(cfg))

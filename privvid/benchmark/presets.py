@@ -54,8 +54,11 @@ def default_clips() -> Path:
     import os
 
     shared = os.environ.get("PRIVVID_SHARED")
-    root = Path(shared) if shared else Path(__file__).resolve().parents[2].parent / "shared"
-    return root / "data" / "action-clips"
+    if shared:
+        return Path(shared) / "data" / "action-clips"
+    beside = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "action-clips"
+    # an install outside a checkout (site-packages): the shared folder beside the working folder, as before
+    return beside if beside.is_dir() else Path("../shared/data/action-clips")
 
 
 def smoke(data: str | Path, clips_root: str | Path, say: Callable[[str], None] | None = None) -> Protocol:

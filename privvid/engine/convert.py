@@ -168,11 +168,23 @@ def to_videomae(encoder: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
 
-def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
+def _recorded(record: Any, key: str, given: int | None, default: int | None, path: Any) -> int | None:
+    """A size: the one given, else what privvid's export recorded (a whole number >= 1), else ``default``."""
+    if given is not None:
+        return given
+    value = record.get(key) if isinstance(record, dict) else None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise EngineError(f"{path}: its recorded {key} is {value!r}, not a whole number >= 1; pass the size")
+    return value
+
+
+def from_videomae(path: str | Path, frames: int | None = None, image_size: int | None = None,
                   heads: int | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """A VideoMAE code base checkpoint (``.pth``: ``{"model": state}``; pre-training keys ``encoder.*`` or
     fine-tuning keys) or an mmaction2 one (``{"state_dict": {"backbone.*"}}``) -> (ModelConfig, privvid
-    encoder weights)."""
+    encoder weights). Sizes not given come from what privvid's exports record, else 16 frames of 224 px."""
     raw = load_tensors(Path(path))
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict) and any(
             k.startswith("backbone.") for k in raw["state_dict"]):
@@ -181,17 +193,19 @@ def from_videomae(path: str | Path, frames: int = 16, image_size: int = 224,
             backbone = json.loads(meta["backbone"]) if isinstance(meta.get("backbone"), str) else {}
         except ValueError:
             backbone = {}
-        if backbone:
-            frames, image_size = int(backbone.get("num_frames", frames)), int(backbone.get("img_size", image_size))
-            heads = heads or int(backbone.get("num_heads", 0)) or None
+        frames = _recorded(backbone, "num_frames", frames, 16, path)
+        image_size = _recorded(backbone, "img_size", image_size, 224, path)
+        heads = _recorded(backbone, "num_heads", heads, None, path)
+        assert frames is not None and image_size is not None
         return from_mmaction(raw["state_dict"], frames, image_size, heads)   # an mmaction2 checkpoint
     state = raw.get("model", raw.get("module", raw)) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise EngineError(f"{path} holds no state dict")
-    shape = raw.get("privvid") if isinstance(raw.get("privvid"), dict) else {}
-    if shape:   # privvid's own export says what the weights fit
-        frames, image_size = int(shape.get("num_frames", frames)), int(shape.get("img_size", image_size))
-        heads = heads or int(shape.get("num_heads", 0)) or None
+    shape = raw.get("privvid") if isinstance(raw.get("privvid"), dict) else {}   # privvid's own export
+    frames = _recorded(shape, "num_frames", frames, 16, path)
+    image_size = _recorded(shape, "img_size", image_size, 224, path)
+    heads = _recorded(shape, "num_heads", heads, None, path)
+    assert frames is not None and image_size is not None
     if any(k.startswith("encoder.") for k in state):
         state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     if "norm.weight" not in state:
@@ -357,7 +371,7 @@ def export_note(cfg: ModelConfig, fmt: str) -> str | None:
     return None
 
 
-def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, image_size: int = 224,
+def import_checkpoint(source: str | Path, out: str | Path, frames: int | None = None, image_size: int | None = None,
                       heads: int | None = None, overwrite: bool = False) -> Path:
     """An HF folder or a VideoMAE ``.pth`` -> a privvid checkpoint folder (task ``imported``) that ``--init``
     takes."""
@@ -377,6 +391,7 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int = 16, ima
     except (KeyError, ValueError) as exc:   # a weight the layout needs is not there
         what = exc.args[0] if exc.args else type(exc).__name__
         raise EngineError(f"{source} is not a VideoMAE / mmaction2 ViT checkpoint privvid can read ({what})") from None
+    TrainConfig(model=cfg).check()   # sizes that do not fit the weights (heads that do not split the width)
     model = Classifier(cfg, {})
     ckpt.load_into(model.encoder, enc, f"encoder of {source}")
     ckpt.clear_run_state(Path(out))

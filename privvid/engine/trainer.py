@@ -624,8 +624,9 @@ class RunLogs:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if not isinstance(rec, dict) or int(rec.get("step", 0)) > start_step:
-                    continue
+                step = rec.get("step", 0) if isinstance(rec, dict) else None
+                if not isinstance(step, (int, float)) or not step <= start_step:
+                    continue   # not a record, or logged after the checkpoint the run resumes from
                 kept.append(line)
                 if rec.get("event") == "epoch":
                     self.epochs.append(rec)
@@ -638,7 +639,8 @@ class RunLogs:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(out / "tb"))
+            # a resumed run's events from its checkpoint on replace what the killed run wrote past it
+            self._tb = SummaryWriter(str(out / "tb"), purge_step=start_step or None)
         except Exception:  # noqa: BLE001 - tensorboard is optional
             self._tb = None
 

@@ -49,6 +49,10 @@ class RunLock:
                 if dead is not None and _lock_soon(handle, tries=int(ORPHAN_WAIT / 0.25), wait=0.25, fail=False):
                     pass   # the processes a killed run had started (data loader workers) have let go
                 else:
+                    if dead is not None:   # who holds it now: another run may have taken it meanwhile
+                        handle.seek(0)
+                        text = handle.read()
+                        dead = _dead_holder(text)
                     handle.close()
                     if dead is not None:
                         raise OutputLocked(

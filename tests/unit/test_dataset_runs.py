@@ -361,8 +361,10 @@ def test_a_dry_run_refuses_an_out_the_run_could_not_write_into(tmp_path):
     write_video(tmp_path / "in" / "a.mp4", moving_square_frames(4))
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for out in (afile, afile / "sub"):
+    (tmp_path / "o" / ".privvid").parent.mkdir()
+    (tmp_path / "o" / ".privvid").write_text("x")              # the run's state folder, a file
+    for out in (afile, afile / "sub", tmp_path / "o"):
         for dry in (True, False):   # the plan says what the run says, before any clip
-            with pytest.raises(ConfigError, match="is a file, not a folder|Not a directory|not a directory"):
+            with pytest.raises(ConfigError, match="cannot write into the output folder"):
                 anonymize_dataset(tmp_path / "in", out, AnonymizeConfig(detect=FAKE), dry_run=dry)
     assert afile.read_text() == "x"

@@ -290,6 +290,18 @@ def test_videomae_pth_round_trip_through_the_cli(tmp_path):
         assert ("features differ there until fine-tuned" in " ".join(result.output.split())) == (pos == "sincos3d")
         state = torch.load(tmp_path / f"again_{pos}.pth", weights_only=True)["model"]
         assert "blocks.0.attn.q_bias" in state and "blocks.0.mlp.fc1.weight" in state
+    # sizes given win over the record; a record of the wrong kind is one line, not a traceback
+    result = runner.invoke(app, ["checkpoint", "import", str(tmp_path / "sincos1d.pth"), "--out", str(tmp_path / "given"),
+                                 "--frames", "8", "--image-size", "64"])
+    assert result.exit_code == 0, result.output
+    mcfg = TrainConfig.from_dict(ckpt.read_meta(tmp_path / "given")["train_config"]).model
+    assert (mcfg.frames, mcfg.image_size, mcfg.heads) == (8, 64, NANO.heads)
+    raw = torch.load(tmp_path / "sincos1d.pth", weights_only=True)
+    for bad in ({"img_size": [32]}, {"num_frames": 0}, {"num_heads": 3}, {"num_frames": "8"}):
+        torch.save({"model": raw["model"], "privvid": {**raw["privvid"], **bad}}, tmp_path / "bad.pth")
+        result = runner.invoke(app, ["checkpoint", "import", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, (bad, result.output)
+        assert not (tmp_path / "bad").exists()
     # a VideoMAE code base checkpoint (no record of privvid's) is read with the flags given
     torch.save({"model": torch.load(tmp_path / "sincos1d.pth", weights_only=True)["model"]}, tmp_path / "plain.pth")
     result = runner.invoke(app, ["checkpoint", "import", str(tmp_path / "plain.pth"), "--out", str(tmp_path / "plain"),
