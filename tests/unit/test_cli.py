@@ -79,26 +79,20 @@ def test_settings_that_could_only_fail_later_are_refused_first(tmp_path):
     cur = ["curate", "--labels-only", str(labels), "--k", "2", "--out", str(tmp_path / "cur"), "--no-cache"]
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "results.json").write_text("{}")
+    train = ["train", "mae", "--data", str(tmp_path), "--size", "nano", "--out", str(tmp_path / "t")]
     cases = [
         (cur + ["--random-draws", "0"], "--random-draws must be at least 1"),
         (cur + ["--restarts", "0"], "--restarts must be at least 1"),
         (cur + ["--embed-per-class", "0"], "--embed-per-class must be at least 1"),
         (cur + ["--image-encoder", "foo"], "clip, none"),
         (["benchmark", "report", str(tmp_path / "results")], "not the results of privvid benchmark run"),
-        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--device", "tpu0", "--out", str(tmp_path / "t")],
-         "not a device torch knows"),
-        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--set", "mae.ratio=1.5",
-          "--out", str(tmp_path / "t")], "mae.ratio"),
-        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--set", "optim.lr=inf",
-          "--out", str(tmp_path / "t")], "optim.lr must be a finite number"),
-        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--set", "optim.warmup_epochs=inf",
-          "--out", str(tmp_path / "t")], "optim.warmup_epochs must be a finite"),
-        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--set", "optim.min_lr=-inf",
-          "--out", str(tmp_path / "t")], "optim.min_lr must be a finite"),
-        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--set", "data.scale=0.5,inf",
-          "--out", str(tmp_path / "t")], "data.scale must be a finite"),
-        (["train", "mae", "--data", str(tmp_path), "--size", "nano", "--threads", "-1",
-          "--out", str(tmp_path / "t")], "threads must be 0"),
+        (train + ["--device", "tpu0"], "not a device torch knows"),
+        (train + ["--set", "mae.ratio=1.5"], "mae.ratio"),
+        (train + ["--set", "optim.lr=inf"], "optim.lr must be a finite number"),
+        (train + ["--set", "optim.warmup_epochs=inf"], "optim.warmup_epochs must be a finite"),
+        (train + ["--set", "optim.min_lr=-inf"], "optim.min_lr must be a finite"),
+        (train + ["--set", "data.scale=0.5,inf"], "data.scale must be a finite"),
+        (train + ["--threads", "-1"], "threads must be 0"),
         (["eval", "lp", "--init", str(tmp_path), "--train", str(tmp_path), "--val", str(tmp_path), "--layerwise",
           "--out", str(tmp_path / "t")], "needs --learn-mix"),
     ]
