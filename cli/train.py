@@ -133,13 +133,8 @@ def export_command(
     """Export the encoder for HF transformers, the VideoMAE code base or mmaction2."""
     from privvid.engine.convert import export_checkpoint
 
-    done = export_checkpoint(run, out, fmt, overwrite)
+    done, note = export_checkpoint(run, out, fmt, overwrite)
     console.print(f"[green]exported[/green] to {escape(str(done))}")
-    from privvid.engine import checkpoint as ckpt
-    from privvid.engine.config import TrainConfig
-    from privvid.engine.convert import export_note
-
-    note = export_note(TrainConfig.from_dict(ckpt.read_meta(run).get("train_config", {})).model, fmt)
     if note:
         console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False)
 

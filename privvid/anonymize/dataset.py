@@ -576,12 +576,11 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
             status = "planned"
             row = ledger.get(source.relpath) if ledger is not None else None
             reason: str | None = _plan_reason(row, live is not None)
-            if row is not None and row.status == "running" and live is None \
-                    and ledger is not None and ledger.crashes(source.relpath) + 1 >= CRASH_LIMIT:
-                # the run would count this death too and quarantine the clip without trying it again
-                status = "failed"
-                reason = (f"would be quarantined: the process died while processing it in "
-                          f"{ledger.crashes(source.relpath) + 1} runs")
+            # the run would count the death that left a row 'running' too, and quarantine at the limit
+            deaths = ledger.crashes(source.relpath) + 1 if ledger is not None and row is not None \
+                and row.status == "running" and live is None else 0
+            if deaths >= CRASH_LIMIT:
+                status, reason = "failed", f"would be quarantined: the process died while processing it in {deaths} runs"
             elif row is not None and row.status == "done" and _present(paths, wanted):
                 try:
                     if row.done_with(content_hash(source.path), phash):

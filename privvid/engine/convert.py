@@ -114,9 +114,9 @@ def save_hf(folder: str | Path, encoder: dict[str, torch.Tensor], cfg: ModelConf
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = hf_config(cfg)
-    if cfg.pos_embed != "sincos1d":
-        config["privvid_note"] = ("trained with privvid's 3-D position table; HF VideoMAE adds its own 1-D table, "
-                                  "so features differ until fine-tuned")
+    note = export_note(cfg, "hf")
+    if note:
+        config["privvid_note"] = note
     write_tensors(folder / "model.safetensors", to_hf(encoder, cfg), metadata={"format": "pt"})
     write_text_atomic(folder / "config.json", json.dumps(config, indent=2))
     return folder
@@ -401,8 +401,9 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int | None = 
     return Path(out)
 
 
-def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
-    """A privvid checkpoint's encoder -> ``hf`` (a folder), ``videomae`` or ``mmaction`` (a .pth file)."""
+def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: bool = False) -> tuple[Path, str | None]:
+    """A privvid checkpoint's encoder -> ``hf`` (a folder), ``videomae`` or ``mmaction`` (a .pth file); the
+    path written and :func:`export_note`'s note for it."""
     from privvid.engine import checkpoint as ckpt
     from privvid.engine.config import TrainConfig
 
@@ -415,9 +416,9 @@ def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: boo
     enc = ckpt.encoder_state(Path(run), cfg)
     if fmt == "hf":
         ckpt.clear_run_state(Path(out))
-        return save_hf(out, enc, cfg)
+        return save_hf(out, enc, cfg), export_note(cfg, fmt)
     if fmt == "videomae":
-        return save_videomae(out, enc, cfg)
+        return save_videomae(out, enc, cfg), export_note(cfg, fmt)
     if fmt == "mmaction":
-        return save_mmaction(out, enc, cfg)
+        return save_mmaction(out, enc, cfg), export_note(cfg, fmt)
     raise EngineError(f"unknown export format {fmt!r}; choose hf, videomae or mmaction")

@@ -62,10 +62,6 @@ class Ledger:
         ).fetchone()
         return LedgerRow(*row) if row else None
 
-    def is_done(self, relpath: str, input_hash: str, params_hash: str) -> bool:
-        row = self.get(relpath)
-        return row is not None and row.done_with(input_hash, params_hash)
-
     def mark(self, relpath: str, source: str, params_hash: str, status: str, *, input_hash: str | None = None,
              reason: str | None = None, frames: int | None = None, seconds: float | None = None) -> None:
         self._db.execute(
