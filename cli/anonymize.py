@@ -83,6 +83,9 @@ def anonymize(
     mesh_faces: Optional[int] = typer.Option(None, "--mesh-faces", help="mesh: draw each body with at most this "
                                              "many triangles (default 16000; a body at most 160 / 80 px on screen gets a half / "
                                              "a quarter of them, at least 1000; 0 = the full mesh for every body)."),
+    mesh_min_frames: Optional[int] = typer.Option(None, "--mesh-min-frames", help="mesh: a person gets a body "
+                                                  "once their fit has passed in this many frames (default 5; "
+                                                  "people seen for fewer are removed, without a body; 1 = every fit)."),
     mesh_fallback: Optional[str] = typer.Option(None, "--mesh-fallback", help="mesh: 'remove' writes a clip whose "
                                                 "bodies cannot be drawn as remove mode (said in its sidecar) "
                                                 "instead of failing it."),
@@ -124,7 +127,7 @@ def anonymize(
     inpaint = replace(cfg.inpaint, **_given(backend=inpainter, work_lines=work_lines))
     mesh = replace(cfg.mesh, body_model=body_model, gender=gender, save_params=save_params,
                    trust_model_files=trust_model_files, fallback=mesh_fallback,
-                   **_given(pose_weights=pose_weights, render_faces=mesh_faces))
+                   **_given(pose_weights=pose_weights, render_faces=mesh_faces, min_frames=mesh_min_frames))
     if pose_weights is not None:
         mesh = replace(mesh, pose_backend="yolo")
     checks = cfg.check if check is None else replace(cfg.check, enabled=check)

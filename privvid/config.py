@@ -175,6 +175,9 @@ class MeshConfig:
     save_params: bool = False
     min_height: float = 0.15             # people shorter than this share of the frame height get no body
                                          # (removed only): too small to fit, and a crowd would cost a fit each
+    min_frames: int = 5                  # a person gets a body once their fit has passed in this many frames (the
+                                         # window being drawn included); people found for fewer stay removed,
+                                         # without a body (mostly the scene taken for a person); 1 = every fit
     fallback: str | None = None          # None: a clip whose bodies cannot be drawn fails; "remove": it is
                                          # written as remove mode, said so in its sidecar and the summary
     trust_model_files: bool = False      # load pickle-based --body-model / --pose-weights (can run code)
@@ -193,6 +196,8 @@ class MeshConfig:
                               "embedded mannequin is gender-neutral")
         if self.fallback not in (None, "remove"):
             raise ConfigError(f"mesh fallback must be 'remove' or none, got {self.fallback!r}")
+        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
+            raise ConfigError(f"--mesh-min-frames must be a whole number >= 1, got {self.min_frames!r}")
         if not 0 <= self.min_height <= 1 or self.smooth < 0:
             raise ConfigError(f"min_height must be 0..1 and smooth >= 0, got {self.min_height}, {self.smooth}")
 
@@ -210,6 +215,9 @@ SHAPE_MODES = ("blur", "pixelate", "solid")   # modes that keep each person's pl
 # a clip whose frames are more than this share anonymised on average keeps little scene: its sidecar says so,
 # and a dataset's datasheet names such clips
 LITTLE_SCENE = 0.9
+# a mesh clip whose people withheld as short-lived (MeshConfig.min_frames) reach this share of the person-frames
+# with a body gets a note: the detector keeps finding people that do not last (often the scene taken for them)
+BRIEF_SHARE = 0.25
 
 
 def _check_config() -> Any:

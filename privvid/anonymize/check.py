@@ -172,4 +172,6 @@ class FrameCheck:
         return grown[y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start]
 
     def info(self) -> dict[str, Any]:
-        return {"name": "ssd+blazeface", **asdict(self.cfg), "totals": dict(self.totals)}
+        # a check that exists runs (the composer makes one only where it is on): its record says so, not the
+        # setting's None ("on for remove and mesh")
+        return {"name": "ssd+blazeface", **asdict(self.cfg), "enabled": True, "totals": dict(self.totals)}

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
-from privvid.config import FILL_MODES, AnonymizeConfig
+from privvid.config import FILL_MODES, AnonymizeConfig, MeshConfig
 from privvid.errors import ConfigError, PrivvidError
 from privvid.io.atomic import file_in_the_way, write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
@@ -242,7 +242,10 @@ def preflight(cfg: AnonymizeConfig) -> None:
         unread = [flag for flag, given in (("--body-model", cfg.mesh.body_model is not None),
                                            ("--pose-weights", cfg.mesh.pose_weights is not None),
                                            ("--mesh-fallback", cfg.mesh.fallback is not None),
-                                           ("--save-params", cfg.mesh.save_params)) if given]
+                                           ("--save-params", cfg.mesh.save_params),
+                                           ("--mesh-faces", cfg.mesh.render_faces != MeshConfig.render_faces),
+                                           ("--mesh-min-frames", cfg.mesh.min_frames != MeshConfig.min_frames))
+                  if given]
         if unread:
             raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by --mode mesh only, "
                               f"not by --mode {cfg.mode}")

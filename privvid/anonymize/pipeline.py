@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence, overload
 import numpy as np
 
 import privvid
-from privvid.config import FILL_MODES, LITTLE_SCENE, SHAPE_MODES, AnonymizeConfig
+from privvid.config import BRIEF_SHARE, FILL_MODES, LITTLE_SCENE, SHAPE_MODES, AnonymizeConfig
 from privvid.detect.base import Detections, PackedDetections
 from privvid.errors import BackendFailure
 from privvid.io.discover import ClipSource, content_hash
@@ -401,6 +401,12 @@ def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig
     declared = int(info.frames or 0)
     if declared and not info.is_frame_folder and decoded < 0.95 * declared - 1:
         notes.append(f"truncated input: decoded {decoded} of the {declared} frames its container declares")
+    if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("brief", 0) >= max(
+            BRIEF_SHARE * clip_summary.get("fitted", 0), 1):
+        notes.append(f"short-lived people: {clip_summary.get('brief_bodies', 0)} people found in fewer than "
+                     f"{cfg.mesh.min_frames} frames were removed without a body ({clip_summary['brief']} person-frames "
+                     f"against {clip_summary.get('fitted', 0)} with one); the detector may take parts of the scene for "
+                     "people here, and a body may be drawn where no one is: look at it before training on it")
     if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("fallback_frames"):
         notes.append(f"mesh fallback: on {clip_summary['fallback_frames']} frame(s) no body could be drawn; "
                      "those people are removed only (--mesh-fallback remove)")

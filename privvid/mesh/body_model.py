@@ -233,10 +233,10 @@ class BodyModel:
         return int(self.smplx_model.v_template.shape[0])
 
     def info(self) -> dict[str, Any]:
+        shown = _home_relative(self.path)
         return {
-            "body_model": "embedded mannequin (mannequin-x 0.3.0 wooden, Apache-2.0)" if self.embedded
-            else str(self.path),
-            "body_model_path": str(self.path),
+            "body_model": "embedded mannequin (mannequin-x 0.3.0 wooden, Apache-2.0)" if self.embedded else shown,
+            "body_model_path": shown,   # under the home folder as ~/...: the record does not name the user
             "body_model_sha256": self.sha256,
             "gender": self.gender,
             "vertices": self.num_vertices,
@@ -253,24 +253,40 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _plain_copy(path: Path, trust: bool) -> Path:
+def _home_relative(path: Path) -> str:
+    """``path`` as ``~/...`` when it lies in the home folder (whose name is often the user's), else as is."""
+    try:
+        return str(Path("~") / Path(path).resolve().relative_to(Path.home().resolve()))
+    except (ValueError, RuntimeError, OSError):
+        return str(path)
+
+
+def _plain_copy(path: Path, trust: bool) -> tuple[Path, list[str]]:
     """smplx reads npz files with ``allow_pickle=True``: a pickled object array in the user's file would
     run code. Unless ``trust``, hand smplx a copy holding only the file's plain arrays (read with
-    ``allow_pickle=False``; object arrays, which SMPL-X does not need, are left out)."""
+    ``allow_pickle=False``; object arrays, which SMPL-X does not need, are left out). Returns the file to
+    load and the names of the arrays left out."""
     if trust:
-        return path
+        return path, []
+    import zipfile
+
     from privvid.io.model_files import npz_arrays
 
+    if not zipfile.is_zipfile(path):   # numpy would read it as a pickle, and say so
+        raise MissingWeights("SMPL-X body model", path, "An .npz file is a zip archive of arrays; this one is not.",
+                             problem="is not a readable .npz file")
     try:
         arrays = npz_arrays(path)
-    except Exception as exc:  # noqa: BLE001 - not an npz at all
+        with np.load(path, allow_pickle=False) as archive:
+            left_out = sorted(set(archive.files) - set(arrays))
+    except Exception as exc:  # noqa: BLE001 - a broken archive
         raise MissingWeights("SMPL-X body model", path, f"{type(exc).__name__}: {exc}.",
                              problem="is not a readable .npz file") from exc
     digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()
     copy = cache_dir() / "plain" / f"{digest[:16]}.npz"
     if not copy.is_file():
         savez_atomic(copy, **arrays)
-    return copy
+    return copy, left_out
 
 
 def load_body_model(body_model: Path | None = None, gender: str = "neutral", trust: bool = False) -> BodyModel:
@@ -297,7 +313,7 @@ def load_body_model(body_model: Path | None = None, gender: str = "neutral", tru
         if path.suffix != ".npz":
             raise MissingWeights("SMPL-X body model", path, "Only .npz SMPL-X files are supported "
                                  "(the .pkl release needs chumpy). " + hint, problem="is not an .npz file")
-    load_from = path if embedded else _plain_copy(path, trust)
+    load_from, left_out = (path, []) if embedded else _plain_copy(path, trust)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             model = smplx.SMPLX(str(load_from), gender=gender, use_pca=False, num_betas=NUM_BETAS,
@@ -313,7 +329,9 @@ def load_body_model(body_model: Path | None = None, gender: str = "neutral", tru
     except MissingWeights:
         raise
     except Exception as exc:  # unreadable / not SMPL-X
-        raise MissingWeights("SMPL-X body model", path, f"{type(exc).__name__}: {exc}.",
+        unread = (f" Its object arrays ({', '.join(left_out)}) hold pickled data, which privvid does not load "
+                  "(--trust-model-files loads them, and they can run code)." if left_out else "")
+        raise MissingWeights("SMPL-X body model", path, f"{type(exc).__name__}: {exc}.{unread}",
                              problem="could not be loaded as SMPL-X") from exc
     with torch.no_grad():
         jr = model.J_regressor.double()

@@ -101,7 +101,8 @@ class MeshStage:
         self._next_anon = -1                  # ids privvid makes up (untracked detections, spare bodies)
         self._dup_of: dict[int, int] = {}     # track -> the track it was found to duplicate (last frame)
         self._unposed: dict[int, int] = {}   # duplicate track -> frames in a row it was not posed again
-        self._bodies: dict[int, int] = {}     # body -> frames it has been drawn in
+        self._bodies: dict[int, int] = {}     # body -> frames its person was posed in
+        self._fits: dict[int, int] = {}       # body -> frames its person's fit passed (min_frames counts these)
         self._body_of: dict[int, int] = {}    # track -> the body it draws (its own id until it takes one over)
         self._holder: dict[int, int] = {}     # body -> the track that drew it last
         self._drawn_at: dict[int, tuple[int, np.ndarray]] = {}   # body -> (last frame drawn, its box there)
@@ -275,6 +276,20 @@ class MeshStage:
                    "landmarks": f["landmarks"], "joints_fit": f["joints"], "box_h": r["box_h"]}
             r["record"] = rec
             self._records.append(rec)
+
+        # a body is drawn once its person's fit has passed in min_frames frames, this window's later frames
+        # included (a person who stays gets a body from their first frame in the window): what the detector
+        # finds for a few frames only is mostly the scene taken for a person (painted faces, a tree), and a
+        # body that pops up for a frame or two is no one's action. Such people stay removed, without a body
+        for r, _ in ok_rows:
+            self._fits[r["body"]] = self._fits.get(r["body"], 0) + 1
+        need = max(int(getattr(self.cfg, "min_frames", 1)), 1)
+        brief = [(r, f) for r, f in ok_rows if self._fits[r["body"]] < need]
+        for r, _ in brief:
+            r["person"]["status"] = "brief"
+            r["person"]["reason"] = (f"fitted in {self._fits[r['body']]} frame(s) so far, fewer than min_frames "
+                                     f"({need}): removed, no body")
+        ok_rows = [(r, f) for r, f in ok_rows if self._fits[r["body"]] >= need]
 
         # 3. body vertices through smplx (the same code path for every body model)
         t0 = time.perf_counter()
@@ -508,15 +523,18 @@ class MeshStage:
         persons = sum(len(f["people"]) for f in self._frames_info)
         small = sum(p["status"] == "small" for f in self._frames_info for p in f["people"])
         duplicates = sum(p["status"] == "duplicate" for f in self._frames_info for p in f["people"])
+        brief = sum(p["status"] == "brief" for f in self._frames_info for p in f["people"])
         return {
             "frames": len(self._frames_info),
             "person_frames": persons,
             "fitted": len(ok),
             "fallback_frames": self.fallback_frames,
             "landmarks_from_detector": self.detector_landmarks,
-            "failed": persons - len(ok) - small - duplicates,
+            "failed": persons - len(ok) - small - duplicates - brief,
             "small": small,
             "duplicates": duplicates,
+            "brief": brief,
+            "brief_bodies": len({b for b, n in self._fits.items() if n < max(int(getattr(self.cfg, "min_frames", 1)), 1)}),
             "tracks": len({r["track"] for r in ok}),
             "mean_reproj_error_px": round(float(np.mean(err_px)), 3) if err_px else None,
             "mean_reproj_error_rel": round(float(np.mean(err_rel)), 5) if err_rel else None,

@@ -50,6 +50,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -57,7 +58,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from privvid.config import SHAPE_MODES
-from privvid.errors import BadInput, ConfigError
+from privvid.errors import BadInput, ConfigError, PrivvidError
 from privvid.io import layout
 from privvid.qa.dataset import AnonClip, QAError, scan
 from privvid.qa.sample import grab_indexed_frames
@@ -140,8 +141,12 @@ class RegistryChecker:
         self.name = backend
         # the yolo backend as the plain model: its crop refinement adds pixels, not people
         options = {"refine": False} if backend == "yolo" else {}
-        self._det = DETECTORS.create(backend, DetectConfig(backend=backend, weights=weights, min_score=min_score,
-                                                           trust_model_files=trust, options=options))
+        try:
+            self._det = DETECTORS.create(backend, DetectConfig(backend=backend, weights=weights, min_score=min_score,
+                                                               trust_model_files=trust, options=options))
+        except PrivvidError as exc:
+            # the detector speaks of anonymize's flag; the audit's model file is --person-weights
+            raise ConfigError(re.sub(r"(?<![\w-])--weights\b", "--person-weights", str(exc))) from None
 
     def __call__(self, frame: np.ndarray) -> list[tuple]:
         dets = self._det(frame)

@@ -66,6 +66,7 @@ def test_the_sidecar_records_the_check(shared_data, tmp_path):
     check = side["check"]
     assert check["name"] == "ssd+blazeface" and check["frames_checked"] == outcome.frames
     assert check["enabled"] is True and side["config"]["check"]["enabled"] is True  # the default, resolved
+    assert side["backends"]["composer"]["check"]["enabled"] is True   # the record of the check that ran
     assert check["frames_flagged"] == len(check["per_frame"]) == check["totals"]["frames_flagged"]
     for rec in check["per_frame"]:
         assert rec["action"] in ("refilled", "solid") and rec["found"]

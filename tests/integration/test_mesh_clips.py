@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,7 +134,9 @@ def test_two_people_params_reload_through_smplx(shared_data, detector, tmp_path)
     meta = json.loads(str(data["meta"]))
     assert len(set(data["track_id"].tolist())) == 2
     n = len(data["frame"])
-    model = smplx.SMPLX(meta["body_model"]["body_model_path"], use_pca=False, num_betas=data["betas"].shape[1],
+    recorded = meta["body_model"]["body_model_path"]
+    assert not Path(recorded).is_absolute() or not recorded.startswith(str(Path.home()) + "/")   # ~/... there
+    model = smplx.SMPLX(os.path.expanduser(recorded), use_pca=False, num_betas=data["betas"].shape[1],
                         flat_hand_mean=False, ext="npz")
     t = lambda k: torch.tensor(data[k], dtype=torch.float32)  # noqa: E731
     with torch.no_grad():

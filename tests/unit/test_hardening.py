@@ -313,6 +313,8 @@ def test_a_fifo_is_skipped_not_waited_on(tmp_path):
     (["--body-model", "MISSING"], "--body-model is read by --mode mesh only"),
     (["--pose-weights", "MISSING", "--body-model", "MISSING"], "--body-model and --pose-weights are read by"),
     (["--mesh-fallback", "remove", "--save-params"], "--mesh-fallback and --save-params are read by --mode mesh"),
+    (["--mesh-min-frames", "3", "--mesh-faces", "2000"], "--mesh-faces and --mesh-min-frames are read by --mode mesh"),
+    (["--mesh-min-frames", "0"], "--mesh-min-frames must be a whole number >= 1"),
     # --sam-weights alone chooses sam (its base: the ssd default); the missing file is named
     (["--sam-weights", "MISSING"], "sam_vit_h.pth"),
     (["--sam-weights", "MISSING", "--sam-model", "vit_x"], "vit_x"),

@@ -294,6 +294,33 @@ def test_a_container_whose_times_restart_keeps_its_header_rate(tmp_path):
     assert abs(info.fps - 25) < 0.01 and not info.variable_rate, info
 
 
+@pytest.mark.parametrize("frames", [30, 92])
+def test_an_even_rate_is_read_from_the_frame_times_when_the_last_frame_is_shown_short(tmp_path, frames):
+    """An mp4 at 30000/1001 fps whose last frame is shown a quarter as long: ffmpeg's mean rate (frames /
+    duration) reads 30.74 (30 frames, then called variable) or 30.22 (92 frames, written 0.8% fast with no
+    note); the frames' own times are even, at 29.97."""
+    from fractions import Fraction
+
+    path = tmp_path / "short.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bf": "0"}
+        packets = []
+        for frame in moving_square_frames(frames, width=64, height=48):
+            packets += stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+        packets += stream.encode()
+        stream.time_base = Fraction(1, 30000)
+        for k, packet in enumerate(packets):   # to a finer time base, the last frame's duration cut to a quarter
+            packet.pts, packet.dts = packet.pts * 1001, packet.dts * 1001
+            packet.duration, packet.time_base = 1001 if k < len(packets) - 1 else 250, Fraction(1, 30000)
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert abs(float(container.streams.video[0].average_rate) - 29.97) > 0.1   # what ffmpeg says
+    info = probe(path)
+    assert info.frames == frames and abs(info.fps - 30000 / 1001) < 1e-3 and not info.variable_rate, info
+
+
 def test_a_clip_given_alone_with_a_newline_in_its_name_is_refused_as_a_folder_walk_skips_it(tmp_path):
     clip = write_video(tmp_path / "a\nb.mp4", moving_square_frames(3))
     assert discover(tmp_path).clips == [] and "newline" in discover(tmp_path).skipped[0][1]

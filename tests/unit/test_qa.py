@@ -669,3 +669,16 @@ def test_audit_flags_a_clip_that_decodes_only_in_part(tmp_path: Path) -> None:
     rows = {r.rel: r for r in audit(root, AuditConfig(frames=8), checkers=(_NoHits(), None)).rows}
     assert rows["jump/cut"].flagged and "decoding stopped after frame" in rows["jump/cut"].reason, rows["jump/cut"]
     assert not rows["jump/clip0"].flagged
+
+
+def test_the_audit_names_its_own_flag_for_a_missing_person_model(tmp_path):
+    """`qa audit --person yolo` without a model file: the message names --person-weights (the audit's
+    flag), not anonymize's --weights."""
+    from fakes import moving_square_frames, write_video
+
+    write_video(tmp_path / "set" / "a.mp4", moving_square_frames(4))
+    result = CliRunner().invoke(app, ["qa", "audit", str(tmp_path / "set"), "--person", "yolo", "--out",
+                                      str(tmp_path / "audit.csv")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "--person-weights" in text and " --weights" not in text, text
