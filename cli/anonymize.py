@@ -84,7 +84,7 @@ def anonymize(
                                              "many triangles (default 16000; a body at most 160 / 80 px on screen gets a half / "
                                              "a quarter of them, at least 1000; 0 = the full mesh for every body)."),
     mesh_min_frames: Optional[int] = typer.Option(None, "--mesh-min-frames", help="mesh: a person gets a body "
-                                                  "once their fit has passed in this many frames (default 5; "
+                                                  "once it has passed every check in this many frames (default 5; "
                                                   "people seen for fewer are removed, without a body; 1 = every fit)."),
     mesh_fallback: Optional[str] = typer.Option(None, "--mesh-fallback", help="mesh: 'remove' writes a clip whose "
                                                 "bodies cannot be drawn as remove mode (said in its sidecar) "

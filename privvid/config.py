@@ -175,8 +175,8 @@ class MeshConfig:
     save_params: bool = False
     min_height: float = 0.15             # people shorter than this share of the frame height get no body
                                          # (removed only): too small to fit, and a crowd would cost a fit each
-    min_frames: int = 5                  # a person gets a body once their fit has passed in this many frames (the
-                                         # window being drawn included); people found for fewer stay removed,
+    min_frames: int = 5                  # a person gets a body once it has passed every check in this many frames
+                                         # (the window being drawn included); people found for fewer stay removed,
                                          # without a body (mostly the scene taken for a person); 1 = every fit
     fallback: str | None = None          # None: a clip whose bodies cannot be drawn fails; "remove": it is
                                          # written as remove mode, said so in its sidecar and the summary
@@ -215,8 +215,9 @@ SHAPE_MODES = ("blur", "pixelate", "solid")   # modes that keep each person's pl
 # a clip whose frames are more than this share anonymised on average keeps little scene: its sidecar says so,
 # and a dataset's datasheet names such clips
 LITTLE_SCENE = 0.9
-# a mesh clip whose people withheld as short-lived (MeshConfig.min_frames) reach this share of the person-frames
-# with a body gets a note: the detector keeps finding people that do not last (often the scene taken for them)
+# a mesh clip whose people never drawn as short-lived (found in fewer than MeshConfig.min_frames frames) hold this
+# share of the person-frames with a body gets a note: the detector keeps finding people that do not last (often
+# the scene taken for them)
 BRIEF_SHARE = 0.25
 
 

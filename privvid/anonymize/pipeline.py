@@ -401,12 +401,13 @@ def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig
     declared = int(info.frames or 0)
     if declared and not info.is_frame_folder and decoded < 0.95 * declared - 1:
         notes.append(f"truncated input: decoded {decoded} of the {declared} frames its container declares")
-    if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("brief", 0) >= max(
-            BRIEF_SHARE * clip_summary.get("fitted", 0), 1):
-        notes.append(f"short-lived people: {clip_summary.get('brief_bodies', 0)} people found in fewer than "
-                     f"{cfg.mesh.min_frames} frames were removed without a body ({clip_summary['brief']} person-frames "
-                     f"against {clip_summary.get('fitted', 0)} with one); the detector may take parts of the scene for "
-                     "people here, and a body may be drawn where no one is: look at it before training on it")
+    if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("brief_bodies") and \
+            clip_summary.get("brief_never", 0) >= BRIEF_SHARE * clip_summary.get("fitted", 0):
+        notes.append(f"short-lived people: {clip_summary['brief_bodies']} people found in fewer than "
+                     f"{cfg.mesh.min_frames} frames were removed without a body ({clip_summary.get('brief_never', 0)} "
+                     f"person-frames against {clip_summary.get('fitted', 0)} with one); the detector may take parts of "
+                     "the scene for people here, and a body may be drawn where no one is: look at it before training "
+                     "on it")
     if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("fallback_frames"):
         notes.append(f"mesh fallback: on {clip_summary['fallback_frames']} frame(s) no body could be drawn; "
                      "those people are removed only (--mesh-fallback remove)")
@@ -417,6 +418,13 @@ def _config_record(cfg: AnonymizeConfig) -> dict[str, Any]:
     """The settings as the sidecar records them: defaults that depend on the mode resolved to what ran."""
     record = cfg.to_dict()
     record["check"]["enabled"] = cfg.check.active(cfg.mode)
+    if not cfg.record_paths:   # model files in the home folder as ~/...: its name is often the user's
+        from privvid.io.model_files import recorded_path
+
+        for part, name in (("detect", "weights"), ("detect", "sam_weights"), ("mesh", "body_model"),
+                           ("mesh", "pose_weights")):
+            if record[part].get(name) is not None:
+                record[part][name] = recorded_path(record[part][name])
     return record
 
 

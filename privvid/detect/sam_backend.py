@@ -141,13 +141,15 @@ class SamRefinedDetector:
         return self.refine(frame, self.base(frame))
 
     def info(self) -> dict[str, Any]:
+        from privvid.io.model_files import recorded_path
+
         import segment_anything
 
         return {
             "name": self.name,
             "segment_anything": getattr(segment_anything, "__version__", "1.0"),
             "sam_model": self.cfg.sam_model,
-            "sam_weights": None if self.weights is None else str(self.weights),
+            "sam_weights": None if self.weights is None else recorded_path(self.weights),
             "box_margin": BOX_MARGIN,
             "base": self.base.info(),
         }

@@ -180,10 +180,12 @@ class YoloDetector:
         return out
 
     def info(self) -> dict[str, Any]:
+        from privvid.io.model_files import recorded_path
+
         return {
             "name": self.name,
             "ultralytics": self._version,
-            "weights": str(self.weights),
+            "weights": recorded_path(self.weights),
             "weights_bytes": self.weights.stat().st_size,
             "imgsz": self.cfg.imgsz,
             "conf": self.cfg.min_score,

@@ -8,6 +8,7 @@ unless the user opts in (``--trust-model-files``); formats that hold only data (
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -105,3 +106,16 @@ def npz_arrays(path: Path) -> dict[str, np.ndarray]:
             except ValueError:
                 continue
     return out
+
+
+def recorded_path(path: str | os.PathLike[str]) -> str:
+    """A model file's path as sidecars and params files record it: ``~/...`` when it lies in the home folder
+    (whose name is often the user's; ``os.path.expanduser`` gives the path back), else as it is. A home of
+    ``/`` (a service account's) or none leaves every path as it is."""
+    try:
+        home = Path.home().resolve()
+        if home == Path(home.anchor):
+            return str(path)
+        return str(Path("~") / Path(path).resolve().relative_to(home))
+    except (ValueError, RuntimeError, OSError):
+        return str(path)

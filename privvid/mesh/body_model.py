@@ -233,7 +233,9 @@ class BodyModel:
         return int(self.smplx_model.v_template.shape[0])
 
     def info(self) -> dict[str, Any]:
-        shown = _home_relative(self.path)
+        from privvid.io.model_files import recorded_path
+
+        shown = recorded_path(self.path)
         return {
             "body_model": "embedded mannequin (mannequin-x 0.3.0 wooden, Apache-2.0)" if self.embedded else shown,
             "body_model_path": shown,   # under the home folder as ~/...: the record does not name the user
@@ -251,14 +253,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _home_relative(path: Path) -> str:
-    """``path`` as ``~/...`` when it lies in the home folder (whose name is often the user's), else as is."""
-    try:
-        return str(Path("~") / Path(path).resolve().relative_to(Path.home().resolve()))
-    except (ValueError, RuntimeError, OSError):
-        return str(path)
 
 
 def _plain_copy(path: Path, trust: bool) -> tuple[Path, list[str]]:
@@ -329,8 +323,10 @@ def load_body_model(body_model: Path | None = None, gender: str = "neutral", tru
     except MissingWeights:
         raise
     except Exception as exc:  # unreadable / not SMPL-X
-        unread = (f" Its object arrays ({', '.join(left_out)}) hold pickled data, which privvid does not load "
-                  "(--trust-model-files loads them, and they can run code)." if left_out else "")
+        # named where the failure is about one of them (SMPL-X's own files hold object arrays it does not need)
+        missed = [name for name in left_out if name in str(exc)]
+        unread = (f" Its object arrays ({', '.join(missed)}) hold pickled data, which privvid does not load "
+                  "(--trust-model-files loads them, and they can run code)." if missed else "")
         raise MissingWeights("SMPL-X body model", path, f"{type(exc).__name__}: {exc}.{unread}",
                              problem="could not be loaded as SMPL-X") from exc
     with torch.no_grad():

@@ -182,7 +182,9 @@ class YoloPose:
     def info(self) -> dict[str, Any]:
         import ultralytics
 
-        return {"name": self.name, "weights": str(self.path), "ultralytics": ultralytics.__version__}
+        from privvid.io.model_files import recorded_path
+
+        return {"name": self.name, "weights": recorded_path(self.path), "ultralytics": ultralytics.__version__}
 
 
 class LandmarkFilter:

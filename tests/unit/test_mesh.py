@@ -106,6 +106,8 @@ def test_a_body_model_in_the_home_folder_is_recorded_without_the_users_name(body
     outside.parent.mkdir()
     outside.write_bytes(body.path.read_bytes())
     assert body_model.load_body_model(outside).info()["body_model_path"] == str(outside)
+    monkeypatch.setenv("HOME", "/")   # a service account's home: every path would be "in" it
+    assert body_model.load_body_model(outside).info()["body_model_path"] == str(outside)
 
 
 def test_user_model_path_uses_same_smplx_code(body, tmp_path):
@@ -984,14 +986,33 @@ def test_a_person_found_in_a_few_frames_only_gets_no_body(body, rng):
         if need > 1:
             assert "fewer than min_frames (5)" in infos[7]["people"][1]["reason"]
         summary = stage.finish()
-        assert summary["brief"] == brief and summary["brief_bodies"] == (1 if brief else 0)
+        assert summary["brief"] == summary["brief_never"] == brief and summary["brief_bodies"] == (1 if brief else 0)
         assert summary["fitted"] == 10 + 3 - brief and summary["failed"] == 0
         stage.close()
 
 
+def test_a_body_refused_off_its_box_does_not_count_towards_min_frames(body, rng):
+    """Six frames whose fits pass, five of them refused as off the person's box: the one left is a body
+    passed in one frame, short-lived, and is not drawn (it counted six before)."""
+    from privvid.mesh.stage import MeshStage
+
+    fitter = Fitter(body, focal=W, cx=W / 2, cy=H / 2)
+    rows, _ = _synthetic_rows(body, fitter, rng, frames=6)
+    frames, dets, background, masks = _stage_inputs(rows)
+    stage = MeshStage(MeshConfig(min_frames=5), pose_source=_ScriptedPose(rows))
+    calls = iter(range(100))
+    stage._off_box = lambda verts, box: None if next(calls) == 1 else "off its box"
+    out, infos = stage(frames, dets, background, masks)
+    assert [i["people"][0]["status"] for i in infos] == ["failed", "brief"] + ["failed"] * 4
+    assert (out == background).all() and all(i["drawn"] == [] for i in infos)
+    summary = stage.finish()
+    assert summary["brief"] == summary["brief_never"] == summary["brief_bodies"] == 1
+    stage.close()
+
+
 def test_a_clip_of_many_short_lived_people_gets_a_note():
-    """When the people withheld as short-lived reach BRIEF_SHARE of the person-frames with a body, the
-    clip's sidecar says so (the cyclist clip: 98 against 135); a few of them (a crowd's flicker) do not."""
+    """When the person-frames of bodies never drawn as short-lived reach BRIEF_SHARE of those with a body,
+    the clip's sidecar says so (the cyclist clip: 79 against 131); a few of them (a crowd's flicker) do not."""
     from types import SimpleNamespace
 
     from privvid.anonymize.pipeline import _shortfalls
@@ -999,11 +1020,15 @@ def test_a_clip_of_many_short_lived_people_gets_a_note():
 
     info = SimpleNamespace(frames=80, is_frame_folder=False)
     cfg = AnonymizeConfig(mode="mesh")
-    many = {"fitted": 135, "brief": 98, "brief_bodies": 49}
+    many = {"fitted": 131, "brief": 92, "brief_bodies": 41, "brief_never": 79}
     notes = _shortfalls(info, 80, many, cfg, 0.5)
-    assert len(notes) == 1 and notes[0].startswith("short-lived people: 49 people found in fewer than 5 frames")
-    few = {"fitted": 258, "brief": int(BRIEF_SHARE * 258) - 1, "brief_bodies": 12}
+    assert len(notes) == 1 and notes[0].startswith("short-lived people: 41 people found in fewer than 5 frames")
+    assert "(79 person-frames against 131 with one)" in notes[0]
+    few = {"fitted": 258, "brief": 60, "brief_bodies": 12, "brief_never": int(BRIEF_SHARE * 258) - 1}
     assert _shortfalls(info, 80, few, cfg, 0.5) == []
+    # people who stayed, withheld only at a window's end: no one was left without a body for good
+    late = {"fitted": 5, "brief": 2, "brief_bodies": 0, "brief_never": 0}
+    assert _shortfalls(info, 80, late, cfg, 0.5) == []
     assert _shortfalls(info, 80, many, AnonymizeConfig(mode="remove"), 0.5) == []
 
 
