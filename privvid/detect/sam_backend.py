@@ -141,9 +141,9 @@ class SamRefinedDetector:
         return self.refine(frame, self.base(frame))
 
     def info(self) -> dict[str, Any]:
-        from privvid.io.model_files import recorded_path
-
         import segment_anything
+
+        from privvid.io.model_files import recorded_path
 
         return {
             "name": self.name,

@@ -110,7 +110,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         seconds = _stream_seconds(stream)
     if counted_in_header and abs(base - fps) > 1e-3 * base:
         # the mean rate ffmpeg gives is frames / duration, and a last frame shown shorter (or longer) moves it
-        # (a 92-frame clip at 29.97 read as 30.14): the packets' own times say whether the rate is even
+        # (92 frames 1/29.978 s apart read as 30.14 fps): the packets' own times say whether the rate is even
         counted = _count_packets(path)
         if counted is not None:
             _, fps, variable = counted
