@@ -73,6 +73,7 @@ class MeshStage:
         from privvid.mesh import POSE_SOURCES
 
         self.cfg = cfg
+        self.min_frames = cfg.min_frames   # frames a body passes every check in before it is drawn
         self.body: BodyModel = load_body_model(cfg.body_model, cfg.gender, trust=cfg.trust_model_files)
         if pose_source is None:
             kwargs = {"trust": True} if cfg.trust_model_files and cfg.pose_backend == "yolo" else {}
@@ -300,7 +301,7 @@ class MeshStage:
                 # window): what the detector finds for a few frames only is mostly the scene taken for a person
                 # (painted faces, a tree), and a body that pops up for a frame or two is no one's action. Such
                 # people stay removed, without a body
-                need = max(int(getattr(self.cfg, "min_frames", 1)), 1)
+                need = self.min_frames
                 for k in passed:
                     r, f = ok_rows[k]
                     body = r["body"]
@@ -529,8 +530,7 @@ class MeshStage:
         small = sum(p["status"] == "small" for f in self._frames_info for p in f["people"])
         duplicates = sum(p["status"] == "duplicate" for f in self._frames_info for p in f["people"])
         brief = sum(p["status"] == "brief" for f in self._frames_info for p in f["people"])
-        need = max(int(getattr(self.cfg, "min_frames", 1)), 1)
-        never = {b: n for b, n in self._brief.items() if self._fits.get(b, 0) < need}
+        never = {b: n for b, n in self._brief.items() if self._fits.get(b, 0) < self.min_frames}
         return {
             "frames": len(self._frames_info),
             "person_frames": persons,

@@ -484,7 +484,7 @@ def _check_tar(path: Path, seen: Seen | None = None) -> tuple[int, list[str]]:
         with tarfile.open(path) as tar:
             for member in tar:
                 name = member.name
-                if name.startswith("/") or ".." in PurePosixPath(name).parts:
+                if not _safe_rel(name):
                     bad.append(f"unsafe member name {name!r}")
                     continue
                 if not member.isfile():
