@@ -186,3 +186,13 @@ class HangOnInterruptDetector(SlowDetector):
         except KeyboardInterrupt:
             time.sleep(3600)
             raise
+
+
+def write_after(job: tuple[str, float]) -> str:
+    """An executor job for tests: sleep ``job[1]`` seconds, then create the file ``job[0]``."""
+    import time
+
+    path, seconds = job
+    time.sleep(seconds)
+    Path(path).write_text("written")
+    return path

@@ -17,7 +17,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
@@ -482,6 +482,7 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
     jobs: list[_Job] = []
     finished: set[str] = set()
     stopped: str | None = None
+    results: Iterator[tuple[_Job, Any]] | None = None
     try:   # a stop while the inputs are hashed and queued is a stop of the run too
         for source in found.clips:
             try:
@@ -519,7 +520,8 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             on_start(len(jobs))
         runner = make_executor(executor, min(workers, max(1, len(jobs))), ray_address)
         hashes = {job.source.relpath: job.input_hash for job in jobs}
-        for job, result in runner.map_unordered(_run_job, jobs, started=lambda j: _mark_running(ledger, j)):
+        results = runner.map_unordered(_run_job, jobs, started=lambda j: _mark_running(ledger, j))
+        for job, result in results:
             if isinstance(result, WorkerDied):
                 result = ClipOutcome(job.source.relpath, job.source.input_rel, "failed", reason=str(result))
             try:
@@ -535,6 +537,9 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
                    if isinstance(exc, KeyboardInterrupt) else f"error: {_one_line(exc)}")
         raise
     finally:
+        close = getattr(results, "close", None)   # a generator: its executor's workers stop before the summary
+        if close is not None:                     # says what is left
+            close()
         # an interrupted run (Ctrl-C, an error in this process) leaves its unfinished clips queued, not
         # 'running': only a run that died without this clean-up counts as a crash of its clip
         for job in jobs:

@@ -195,13 +195,32 @@ class RayExecutor:
             name=getattr(fn, "__name__", "privvid_job"))
         refs = {remote.remote(fn, item): item for item in items}
         pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                try:
-                    yield refs[ref], ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    yield refs[ref], WorkerDied(f"ray task failed: {exc}")
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        yield refs[ref], ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        yield refs[ref], WorkerDied(f"ray task failed: {exc}")
+        except BaseException:   # Ctrl-C, SIGTERM, or the caller stopped reading: no task may go on writing
+            self._cancel(pending)
+            raise
+
+    def _cancel(self, refs: list[Any], timeout: float = 30.0) -> None:
+        """Stop the tasks of ``refs`` (their worker processes are killed) and wait until Ray has ended them, so
+        that none writes into OUT once the run has said which clips it left unfinished."""
+        ray = self._ray
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - a task that has just finished cannot be cancelled
+                pass
+        if refs:
+            try:
+                ray.wait(refs, num_returns=len(refs), timeout=timeout)
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
 
 
 def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:

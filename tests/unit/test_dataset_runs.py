@@ -227,6 +227,55 @@ def test_ray_executor_runs_clips_as_tasks(tmp_path, monkeypatch):
         assert json.loads((tmp_path / "out" / f"r{i}.json").read_text())["output"]["frames"] == 8
 
 
+
+def test_ray_tasks_left_running_are_ended_when_the_caller_stops_reading(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM in the driver: the tasks still running are killed before the run says which clips it
+    left unfinished and lets go of OUT, so none of them writes there afterwards."""
+    ray = pytest.importorskip("ray")
+    from fakes import write_after
+    from privvid.runtime.executors import RayExecutor
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        jobs = [(str(tmp_path / "quick"), 0.0), (str(tmp_path / "slow1"), 4.0), (str(tmp_path / "slow2"), 4.0)]
+        results = RayExecutor().map_unordered(write_after, jobs)
+        first = next(results)
+        assert first[0] == jobs[0] and first[1] == jobs[0][0]
+        results.close()   # what the run does on its way out
+        time.sleep(6.0)   # past the time the slow jobs would have written
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "quick").exists()
+    assert not (tmp_path / "slow1").exists() and not (tmp_path / "slow2").exists()
+
+
+def test_an_interrupted_run_stops_its_executor_before_it_writes_the_summary(tmp_path, monkeypatch):
+    import privvid.anonymize.dataset as dataset
+    from privvid.runtime.executors import InlineExecutor
+
+    src = tmp_path / "in"
+    for i in range(3):
+        write_video(src / f"c{i}.mp4", moving_square_frames(4))
+    summary_when_closed: list[bool] = []
+
+    class Watched(InlineExecutor):
+        def map_unordered(self, fn, items, started=None):
+            try:
+                yield from super().map_unordered(fn, items, started)
+            finally:
+                summary_when_closed.append((tmp_path / "out" / ".privvid" / "summary.json").exists())
+
+    def stop(outcome):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset, "make_executor", lambda *a, **k: Watched())
+    with pytest.raises(KeyboardInterrupt):
+        anonymize_dataset(src, tmp_path / "out", AnonymizeConfig(mode="solid", detect=FAKE), on_clip=stop)
+    assert summary_when_closed == [False]
+    doc = json.loads((tmp_path / "out" / ".privvid" / "summary.json").read_text())
+    assert len(doc["unfinished"]) == 2, doc
+
 # ---------------------------------------------------------------- native start-up logs
 NOISE_LINE = ("W0000 00:00:1795436717.587575   23611 inference_feedback_manager.cc:114] Feedback manager "
               "requires a model with a single signature inference. Disabling support for feedback tensors.")
