@@ -89,6 +89,12 @@ def anonymize(
     mesh_fallback: Optional[str] = typer.Option(None, "--mesh-fallback", help="mesh: 'remove' writes a clip whose "
                                                 "bodies cannot be drawn as remove mode (said in its sidecar) "
                                                 "instead of failing it."),
+    blur_size: Optional[float] = typer.Option(None, "--blur-size", help="blur: the blur's width as a share of the "
+                                              "frame's height, at least 51 px (default 0.21: 51 px at 240 lines, 227 at 1080)."),
+    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="pixelate: a block's side as a share of "
+                                               "the frame's height, at least 16 px (default 0.067: 16 px at 240 lines, 72 at 1080)."),
+    solid_color: Optional[str] = typer.Option(None, "--solid-color", help="solid: the fill's colour as R,G,B "
+                                              "(default 128,128,128)."),
     record_paths: bool = typer.Option(False, "--record-paths", help="Also keep each input's absolute path in "
                                       "the sidecars and the ledger (default: relative to IN, and its hash)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be processed (and which inputs are "
@@ -132,7 +138,9 @@ def anonymize(
         mesh = replace(mesh, pose_backend="yolo")
     checks = cfg.check if check is None else replace(cfg.check, enabled=check)
     cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks, crf=crf, gop=gop,
-                  check=checks, record_paths=record_paths, **_given(resize=parse_size(resize) if resize else None, fps=fps))
+                  check=checks, record_paths=record_paths, **_given(resize=parse_size(resize) if resize else None, fps=fps,
+                                                                    blur_size=blur_size, pixel_size=pixel_size,
+                                                                    solid_color=_color(solid_color)))
     if dry_run:
         _print_plan(anonymize_dataset(input_path, out, cfg, workers=workers, executor=executor,
                                       ray_address=ray_address, clip_timeout=clip_timeout, dry_run=True))
@@ -170,6 +178,15 @@ def parse_options(items: list[str]) -> dict[str, Any]:
                     continue
         out[name.strip()] = value
     return out
+
+
+def _color(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ConfigError(f"--solid-color must be R,G,B with whole numbers 0..255, got {text!r}") from None
 
 
 def _given(**values: Any) -> dict[str, Any]:

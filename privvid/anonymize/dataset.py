@@ -249,6 +249,12 @@ def preflight(cfg: AnonymizeConfig) -> None:
         if unread:
             raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by --mode mesh only, "
                               f"not by --mode {cfg.mode}")
+    defaults = AnonymizeConfig()
+    for flag, mode, given in (("--blur-size", "blur", cfg.blur_size != defaults.blur_size),
+                              ("--pixel-size", "pixelate", cfg.pixel_size != defaults.pixel_size),
+                              ("--solid-color", "solid", cfg.solid_color != defaults.solid_color)):
+        if given and cfg.mode != mode:
+            raise ConfigError(f"{flag} is read by --mode {mode} only, not by --mode {cfg.mode}")
     INPAINTERS.resolve(cfg.inpaint.backend)
     needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (
         cfg.mode in FILL_MODES and cfg.inpaint.guard)

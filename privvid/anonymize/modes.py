@@ -40,15 +40,17 @@ class _PerFrame:
 
     def __init__(self, cfg: AnonymizeConfig) -> None:
         self.cfg = cfg
+        self.height: int | None = None   # the clip's frame height (sizes given as a share of it)
 
     def reset(self) -> None:
-        pass
+        self.height = None
 
     def replacement(self, frame: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        self.height = int(frames.shape[1])
         out = frames[core].copy()
         for frame, mask in zip(out, masks[core]):
             if mask.any():
@@ -65,28 +67,55 @@ class _PerFrame:
         return {}
 
 
+def frame_share(share: float, frame_height: int, least: int) -> int:
+    """``share`` of a frame ``frame_height`` lines high, in whole pixels, at least ``least``."""
+    return max(least, int(round(share * frame_height)))
+
+
 class BlurComposer(_PerFrame):
+    """A Gaussian blur whose kernel is a share of the frame's height (``blur_size``), at least :attr:`LEAST` px, so a
+    person is as blurred at 1080 lines as at 240. The blur is computed on the frame scaled down (a blur that wide keeps nothing finer
+    than the scale), then scaled back up."""
+
     name = "blur"
+    LEAST = 51         # px: a small frame is blurred no less than this
+    WORK_KERNEL = 31   # the kernel's side where the blur is computed
 
-    def replacement(self, frame: np.ndarray) -> np.ndarray:
-        k = self.cfg.blur_kernel | 1
-        return cv2.GaussianBlur(frame, (k, k), 0)
-
-    def params(self) -> dict[str, Any]:
-        return {"kernel": self.cfg.blur_kernel | 1}
-
-
-class PixelateComposer(_PerFrame):
-    name = "pixelate"
+    def kernel(self, frame_height: int) -> int:
+        return frame_share(self.cfg.blur_size, frame_height, self.LEAST) | 1
 
     def replacement(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
-        block = max(2, self.cfg.pixel_block)
+        k = self.kernel(h)
+        sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8   # OpenCV's sigma for a kernel of side k
+        scale = min(1.0, self.WORK_KERNEL / k)
+        if scale >= 1.0:
+            return cv2.GaussianBlur(frame, (k, k), sigma)
+        small = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (0, 0), sigma * scale)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def params(self) -> dict[str, Any]:
+        return {"size": self.cfg.blur_size, **({} if self.height is None else {"kernel": self.kernel(self.height)})}
+
+
+class PixelateComposer(_PerFrame):
+    """Blocks whose side is a share of the frame's height (``pixel_size``), at least :attr:`LEAST` px."""
+
+    name = "pixelate"
+    LEAST = 16
+
+    def block(self, frame_height: int) -> int:
+        return frame_share(self.cfg.pixel_size, frame_height, self.LEAST)
+
+    def replacement(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        block = self.block(h)
         small = cv2.resize(frame, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
     def params(self) -> dict[str, Any]:
-        return {"block": max(2, self.cfg.pixel_block)}
+        return {"size": self.cfg.pixel_size, **({} if self.height is None else {"block": self.block(self.height)})}
 
 
 class SolidComposer(_PerFrame):

@@ -103,6 +103,61 @@ def test_solid_mode_paints_the_mask(tmp_path, clip):
     assert np.abs(frame[inner].astype(int) - [0, 255, 0]).mean() < 20
 
 
+
+def _scene(height: int) -> np.ndarray:
+    """A frame with fine detail at a fixed share of its height (bars 1/40 of it wide), at any size."""
+    import cv2
+
+    small = np.zeros((240, 432, 3), np.uint8)
+    small[:, (np.arange(432) // 6) % 2 == 1] = 255
+    small[100:140, 150:280] = (40, 200, 90)
+    return cv2.resize(small, (height * 432 // 240, height), interpolation=cv2.INTER_NEAREST)
+
+
+@pytest.mark.parametrize("mode", ["blur", "pixelate"])
+def test_blur_and_pixelate_hide_as_much_at_1080_lines_as_at_240(mode):
+    """Their sizes are shares of the frame's height: the 1080-line result scaled to 240 lines is the 240-line
+    result (a blur of a fixed 51 px left 1080-line detail four times sharper)."""
+    import cv2
+
+    from privvid.anonymize.modes import MODES
+
+    composer = MODES.create(mode, AnonymizeConfig(mode=mode))
+    low = composer.replacement(_scene(240)).astype(float)
+    high = cv2.resize(composer.replacement(_scene(1080)), (432, 240), interpolation=cv2.INTER_AREA).astype(float)
+    scene = _scene(240).astype(float)
+    assert np.abs(low - scene).mean() > 40          # the detail is gone at 240 lines ...
+    assert np.abs(high - scene).mean() > 40         # ... and at 1080
+    assert np.abs(high - low).mean() < 6, np.abs(high - low).mean()
+    composer(np.stack([_scene(1080)]), [None], np.zeros((1, 1080, 1944), bool), slice(0, 1))
+    size = composer.info()
+    assert size == ({"name": "blur", "size": 0.21, "kernel": 227} if mode == "blur"
+                    else {"name": "pixelate", "size": 0.067, "block": 72}), size
+
+
+def test_blur_pixel_and_colour_settings_are_checked_and_read_by_their_mode_only(tmp_path, clip):
+    from typer.testing import CliRunner
+
+    from privvid.cli.main import app
+
+    runner = CliRunner()
+    out = tmp_path / "out"
+    for args, said in ((["--mode", "blur", "--blur-size", "0"], "--blur-size is a share of the frame's height"),
+                       (["--mode", "pixelate", "--pixel-size", "2"], "--pixel-size is a share"),
+                       (["--mode", "solid", "--solid-color", "0,300,0"], "three whole numbers 0..255"),
+                       (["--mode", "solid", "--solid-color", "green"], "--solid-color must be R,G,B"),
+                       (["--mode", "remove", "--blur-size", "0.3"], "--blur-size is read by --mode blur only"),
+                       (["--mode", "blur", "--solid-color", "0,0,0"], "--solid-color is read by --mode solid only")):
+        result = runner.invoke(app, ["anonymize", str(clip), str(out), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert said in " ".join(result.output.split()), (args, result.output)
+        assert not out.exists()
+    anonymize_dataset(clip, out, cfg("blur"))
+    assert json.loads((out / "walk.json").read_text())["backends"]["composer"]["kernel"] == 51   # at least 51 px
+    anonymize_dataset(clip, tmp_path / "large", cfg("blur", resize=(864, 576)))
+    side = json.loads((tmp_path / "large" / "walk.json").read_text())
+    assert side["backends"]["composer"] == {"name": "blur", "size": 0.21, "kernel": 121}, side["backends"]  # 0.21 x 576
+
 def test_fps_is_a_frame_folders_rate_and_a_video_files_resampling(tmp_path, clip):
     """A frame folder has no rate: --fps shows every frame at it. A video file is resampled, and its sidecar
     still counts the frames decoded from the file (not those written), with no truncation note."""
