@@ -191,6 +191,8 @@ class ClipAudit:
     face_on_body: int = 0     # ... face hits (grey ones, in a colour scene)
     person_on_cover: int = 0  # blur / pixelate / solid: frames whose person hits all lay on the anonymised region
     face_on_cover: int = 0    # ... face hits (solid only: through a blur or pixelation a face found counts)
+    person_frames: str = ""   # the frames (0-based, in the written clip) with a person hit, space-separated
+    face_frames: str = ""     # ... with a face hit
     error: str = ""
     sidecar: bool = True      # False: no <rel>.json beside it; privvid anonymize did not write it
     reason: str = ""          # why the clip is flagged ("; "-separated), empty when it is not
@@ -276,6 +278,7 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
                 hits = left
             if hits:
                 setattr(row, f"{prefix}_hits", getattr(row, f"{prefix}_hits") + 1)
+                setattr(row, f"{prefix}_frames", f"{getattr(row, f'{prefix}_frames')} {index}".strip())
                 setattr(row, f"{prefix}_max_score", max(getattr(row, f"{prefix}_max_score"), max(h[0] for h in hits)))
                 setattr(row, f"{prefix}_max_area", max(getattr(row, f"{prefix}_max_area"), max(h[1] for h in hits)))
     n = max(1, row.frames_checked)
@@ -299,7 +302,8 @@ def _flag(row: ClipAudit, cfg: AuditConfig) -> ClipAudit:
     for prefix in ("person", "face"):
         hits = getattr(row, f"{prefix}_hits")
         if hits >= need:
-            reasons.append(f"{prefix} on {hits}/{row.frames_checked} frames")
+            frames = getattr(row, f"{prefix}_frames")
+            reasons.append(f"{prefix} on {hits}/{row.frames_checked} frames" + (f" ({frames})" if frames else ""))
     if row.check_solid >= cfg.min_hits:
         reasons.append(f"written-frame check painted {row.check_solid} frame(s) solid")
     row.flagged, row.reason = bool(reasons), "; ".join(reasons)

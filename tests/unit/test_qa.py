@@ -646,12 +646,14 @@ def test_a_short_clip_is_sampled_and_audited_one_frame_once(tmp_path: Path) -> N
 
     row = audit(root, AuditConfig(frames=16, tiles=1), checkers=(_OneFrame(), None)).rows[0]
     assert row.frames_checked == 8 and row.person_hits == 1 and not row.flagged
+    assert row.person_frames == "0" and row.face_frames == ""   # where to look, in the CSV
     # a clip shorter than --min-hits is flagged when every frame of it has a finding
     short = tmp_path / "short"
     _anon_dataset(short, tmp_path / "orig_short", {"jump": 1})
     _clip(short / "jump" / "clip0.mp4", 20, frames=1)
     row = audit(short, AuditConfig(frames=16, tiles=1, min_hits=2), checkers=(_OneFrame(), None)).rows[0]
     assert row.frames_checked == 1 and row.person_hits == 1 and row.flagged
+    assert row.reason == "person on 1/1 frames (0)", row.reason
 
 
 def test_audit_flags_a_clip_that_decodes_only_in_part(tmp_path: Path) -> None:
