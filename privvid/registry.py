@@ -43,7 +43,8 @@ class Registry:
         try:
             target = self._entries[name] if ":" not in name else self._entries.get(name, name)
         except KeyError:
-            close = difflib.get_close_matches(name, self.names(), n=1)
+            close = ([n for n in self.names() if n.lower() == name.lower()]   # BLUR: names are lower case
+                     or difflib.get_close_matches(name, self.names(), n=1))
             raise UnknownBackend(f"unknown {self.label} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                                  + f"; choose one of: {', '.join(self.names())}") from None
         if isinstance(target, str):

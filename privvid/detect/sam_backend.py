@@ -69,6 +69,11 @@ class SamRefinedDetector:
         if not path.is_file():
             raise MissingWeights("segment-anything checkpoint", path, HINT)
         self.weights = path
+        from privvid.io.model_files import torch_file
+
+        if not torch_file(path):   # torch's own error would talk of unpickling and of loading the file unsafely
+            raise BackendFailure(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle); "
+                                 f"--sam-weights takes a segment-anything {self.cfg.sam_model} checkpoint")
         from segment_anything import sam_model_registry
 
         # DetectConfig has checked sam_model against SAM_MODELS, all of which the registry has

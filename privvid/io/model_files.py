@@ -51,6 +51,14 @@ def sniff(path: Path) -> str:
     return "unknown"
 
 
+def torch_file(path: Path) -> bool:
+    """Whether ``path``'s bytes begin as a file ``torch.save`` writes: a zip archive (the format since PyTorch 1.6)
+    or a pickle stream (the older one)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
 def check_model_file(path: str | Path | None, what: str, hint: str, *, trust: bool = False,
                      allowed: tuple[str, ...] = ("tflite", "onnx", "safetensors", "npz", "pickle"),
                      option: str = "") -> Path:

@@ -60,6 +60,22 @@ def test_doctor_loads_the_model_files_it_is_given_as_anonymize_does(tmp_path):
     assert proc.returncode == 1 and "│ no " in row, proc.stdout
 
 
+def test_doctor_refuses_a_sam_model_it_cannot_check_and_names_a_file_that_is_no_checkpoint(tmp_path):
+    """--sam-model was accepted whatever it said (exit 0); a video renamed .pth got torch's advice to load it
+    unsafely."""
+    for args, said in ((["--sam-model", "vit_q", "--sam-weights", str(tmp_path / "s.pth")], "unknown SAM model 'vit_q'"),
+                       (["--sam-model", "vit_l"], "--sam-model names the architecture of --sam-weights")):
+        proc = run("doctor", "--no-gl", *args)
+        assert proc.returncode == 2 and said in proc.stderr, (args, proc.stdout, proc.stderr)
+    video = tmp_path / "clip.pth"
+    video.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(200))
+    from privvid.runtime.doctor import weight_checks
+
+    [check] = weight_checks({"sam": video})
+    assert not check.ok and "is not a PyTorch checkpoint (neither a zip archive nor a pickle)" in check.detail, check
+    assert "weights_only" not in check.detail, check.detail
+
+
 def test_unknown_mode_is_a_usage_error(tmp_path):
     proc = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--mode", "sparkle")
     # one line on stderr, no traceback, nothing created
@@ -67,6 +83,8 @@ def test_unknown_mode_is_a_usage_error(tmp_path):
     assert not (tmp_path / "out").exists()
     typo = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--mode", "mesj")
     assert typo.returncode == 2 and "unknown mode 'mesj' (did you mean 'mesh'?)" in typo.stderr, typo.stderr
+    upper = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--mode", "BLUR")
+    assert upper.returncode == 2 and "unknown mode 'BLUR' (did you mean 'blur'?)" in upper.stderr, upper.stderr
     align = run("anonymize", str(tmp_path), str(tmp_path / "out"), "--temporal-align", "sideways")
     assert align.returncode == 2 and "temporal_align must be flow or none" in align.stderr, align.stderr
     assert not (tmp_path / "out").exists()
