@@ -90,9 +90,9 @@ def anonymize(
                                                 "bodies cannot be drawn as remove mode (said in its sidecar) "
                                                 "instead of failing it."),
     blur_size: Optional[float] = typer.Option(None, "--blur-size", help="blur: the blur's width as a share of the "
-                                              "frame's height, at least 51 px (default 0.21: 51 px at 240 lines, 227 at 1080)."),
+                                              "frame's shorter side, at least 51 px (default 0.21: 51 px at 240 lines, 227 at 1080)."),
     pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="pixelate: a block's side as a share of "
-                                               "the frame's height, at least 16 px (default 0.067: 16 px at 240 lines, 72 at 1080)."),
+                                               "the frame's shorter side, at least 16 px (default 0.067: 16 px at 240 lines, 72 at 1080)."),
     solid_color: Optional[str] = typer.Option(None, "--solid-color", help="solid: the fill's colour as R,G,B "
                                               "(default 128,128,128)."),
     record_paths: bool = typer.Option(False, "--record-paths", help="Also keep each input's absolute path in "
@@ -136,6 +136,10 @@ def anonymize(
                    **_given(pose_weights=pose_weights, render_faces=mesh_faces, min_frames=mesh_min_frames))
     if pose_weights is not None:
         mesh = replace(mesh, pose_backend="yolo")
+    for flag, value, reader in (("--blur-size", blur_size, "blur"), ("--pixel-size", pixel_size, "pixelate"),
+                                ("--solid-color", solid_color, "solid")):
+        if value is not None and mode != reader:   # given at its default too (preflight sees only other values)
+            raise ConfigError(f"{flag} is read by --mode {reader} only, not by --mode {mode}")
     checks = cfg.check if check is None else replace(cfg.check, enabled=check)
     cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks, crf=crf, gop=gop,
                   check=checks, record_paths=record_paths, **_given(resize=parse_size(resize) if resize else None, fps=fps,

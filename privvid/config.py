@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -239,9 +241,9 @@ class AnonymizeConfig:
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     check: Any = field(default_factory=_check_config)  # privvid.anonymize.check.CheckConfig
-    blur_size: float = 0.21              # blur: the Gaussian kernel's side as a share of the frame's height, at
-                                         # least 51 px (51 px at 240 lines, 227 at 1080: the same blur at any size)
-    pixel_size: float = 0.067            # pixelate: a block's side as a share of the frame's height, at least
+    blur_size: float = 0.21              # blur: the Gaussian kernel's side as a share of the frame's shorter side,
+                                         # at least 51 px (51 px at 240 lines, 227 at 1080: the same blur at any size)
+    pixel_size: float = 0.067            # pixelate: a block's side as a share of the frame's shorter side, at least
                                          # 16 px (16 px at 240 lines, 72 at 1080)
     solid_color: tuple[int, int, int] = (128, 128, 128)
     record_paths: bool = False           # sidecars also hold the input's absolute path (it can name a person);
@@ -263,12 +265,13 @@ class AnonymizeConfig:
             if max(width, height) > MAX_SIDE:
                 raise ConfigError(f"--resize sides must be at most {MAX_SIDE} px, got {width}x{height}")
         for flag, value in (("--blur-size", self.blur_size), ("--pixel-size", self.pixel_size)):
-            if not (isinstance(value, (int, float)) and 0.01 <= value <= 1.0):
-                raise ConfigError(f"{flag} is a share of the frame's height from 0.01 to 1, got {value!r}")
+            if isinstance(value, bool) or not (isinstance(value, numbers.Real) and 0.01 <= value <= 1.0):
+                raise ConfigError(f"{flag} is a share of the frame's shorter side from 0.01 to 1, got {value!r}")
         color = self.solid_color
-        if not (isinstance(color, tuple) and len(color) == 3
-                and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color)):
+        if not (isinstance(color, Sequence) and not isinstance(color, str) and len(color) == 3
+                and all(isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c <= 255 for c in color)):
             raise ConfigError(f"--solid-color must be three whole numbers 0..255 (R,G,B), got {color!r}")
+        object.__setattr__(self, "solid_color", tuple(int(c) for c in color))   # a list or numpy ints as given
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -188,11 +188,13 @@ class HangOnInterruptDetector(SlowDetector):
             raise
 
 
-def write_after(job: tuple[str, float]) -> str:
-    """An executor job for tests: sleep ``job[1]`` seconds, then create the file ``job[0]``."""
+def write_when(job: tuple[str, str]) -> str:
+    """An executor job for tests: wait (up to a minute) until the file ``job[1]`` exists, then create ``job[0]``."""
     import time
 
-    path, seconds = job
-    time.sleep(seconds)
+    path, go = job
+    deadline = time.time() + 60
+    while not Path(go).exists() and time.time() < deadline:
+        time.sleep(0.05)
     Path(path).write_text("written")
     return path

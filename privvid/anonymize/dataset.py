@@ -545,7 +545,10 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
     finally:
         close = getattr(results, "close", None)   # a generator: its executor's workers stop before the summary
         if close is not None:                     # says what is left
-            close()
+            try:
+                close()
+            except BaseException:  # noqa: BLE001 - a second Ctrl-C while they stop: the summary is still written
+                pass
         # an interrupted run (Ctrl-C, an error in this process) leaves its unfinished clips queued, not
         # 'running': only a run that died without this clean-up counts as a crash of its clip
         for job in jobs:

@@ -40,17 +40,17 @@ class _PerFrame:
 
     def __init__(self, cfg: AnonymizeConfig) -> None:
         self.cfg = cfg
-        self.height: int | None = None   # the clip's frame height (sizes given as a share of it)
+        self.side: int | None = None   # the clip's shorter side (sizes are given as a share of it)
 
     def reset(self) -> None:
-        self.height = None
+        self.side = None
 
     def replacement(self, frame: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def __call__(self, frames: np.ndarray, detections: Sequence[Detections], masks: np.ndarray,
                  core: slice) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        self.height = int(frames.shape[1])
+        self.side = int(min(frames.shape[1:3]))
         out = frames[core].copy()
         for frame, mask in zip(out, masks[core]):
             if mask.any():
@@ -67,26 +67,26 @@ class _PerFrame:
         return {}
 
 
-def frame_share(share: float, frame_height: int, least: int) -> int:
-    """``share`` of a frame ``frame_height`` lines high, in whole pixels, at least ``least``."""
-    return max(least, int(round(share * frame_height)))
+def frame_share(share: float, side: int, least: int) -> int:
+    """``share`` of a frame whose shorter side is ``side`` px, in whole pixels, at least ``least``."""
+    return max(least, int(round(share * side)))
 
 
 class BlurComposer(_PerFrame):
-    """A Gaussian blur whose kernel is a share of the frame's height (``blur_size``), at least :attr:`LEAST` px, so a
-    person is as blurred at 1080 lines as at 240. The blur is computed on the frame scaled down (a blur that wide keeps nothing finer
+    """A Gaussian blur whose kernel is a share of the frame's shorter side (``blur_size``), at least :attr:`LEAST`
+    px, so a person is as blurred at 1080 lines as at 240 (and a portrait clip as its landscape twin). The blur is computed on the frame scaled down (a blur that wide keeps nothing finer
     than the scale), then scaled back up."""
 
     name = "blur"
     LEAST = 51         # px: a small frame is blurred no less than this
     WORK_KERNEL = 31   # the kernel's side where the blur is computed
 
-    def kernel(self, frame_height: int) -> int:
-        return frame_share(self.cfg.blur_size, frame_height, self.LEAST) | 1
+    def kernel(self, side: int) -> int:
+        return frame_share(self.cfg.blur_size, side, self.LEAST) | 1
 
     def replacement(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
-        k = self.kernel(h)
+        k = self.kernel(min(h, w))
         sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8   # OpenCV's sigma for a kernel of side k
         scale = min(1.0, self.WORK_KERNEL / k)
         if scale >= 1.0:
@@ -96,26 +96,26 @@ class BlurComposer(_PerFrame):
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
     def params(self) -> dict[str, Any]:
-        return {"size": self.cfg.blur_size, **({} if self.height is None else {"kernel": self.kernel(self.height)})}
+        return {"size": self.cfg.blur_size, **({} if self.side is None else {"kernel": self.kernel(self.side)})}
 
 
 class PixelateComposer(_PerFrame):
-    """Blocks whose side is a share of the frame's height (``pixel_size``), at least :attr:`LEAST` px."""
+    """Blocks whose side is a share of the frame's shorter side (``pixel_size``), at least :attr:`LEAST` px."""
 
     name = "pixelate"
     LEAST = 16
 
-    def block(self, frame_height: int) -> int:
-        return frame_share(self.cfg.pixel_size, frame_height, self.LEAST)
+    def block(self, side: int) -> int:
+        return frame_share(self.cfg.pixel_size, side, self.LEAST)
 
     def replacement(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
-        block = self.block(h)
+        block = self.block(min(h, w))
         small = cv2.resize(frame, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
     def params(self) -> dict[str, Any]:
-        return {"size": self.cfg.pixel_size, **({} if self.height is None else {"block": self.block(self.height)})}
+        return {"size": self.cfg.pixel_size, **({} if self.side is None else {"block": self.block(self.side)})}
 
 
 class SolidComposer(_PerFrame):

@@ -193,34 +193,41 @@ class RayExecutor:
         # the task carries the job's name (Ray titles its worker process "ray::<name>")
         remote = ray.remote(num_cpus=self.num_cpus, max_retries=1)(_on_one_core).options(
             name=getattr(fn, "__name__", "privvid_job"))
-        refs = {remote.remote(fn, item): item for item in items}
-        pending = list(refs)
+        refs: dict[Any, Any] = {}
         try:
+            for item in items:   # a stop while tasks are being submitted cancels those already submitted
+                refs[remote.remote(fn, item)] = item
+            pending = list(refs)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
+                    item = refs.pop(ref)
                     try:
-                        yield refs[ref], ray.get(ref)
+                        result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        yield refs[ref], WorkerDied(f"ray task failed: {exc}")
+                        result = WorkerDied(f"ray task failed: {exc}")
+                    yield item, result
         except BaseException:   # Ctrl-C, SIGTERM, or the caller stopped reading: no task may go on writing
-            self._cancel(pending)
+            self._cancel(list(refs))
             raise
 
     def _cancel(self, refs: list[Any], timeout: float = 30.0) -> None:
         """Stop the tasks of ``refs`` (their worker processes are killed) and wait until Ray has ended them, so
-        that none writes into OUT once the run has said which clips it left unfinished."""
+        that none writes into OUT once the run has said which clips it left unfinished. A cancel can be lost
+        while Ray hands a queued task to a worker: those still not ended are cancelled again each second."""
         ray = self._ray
-        for ref in refs:
+        deadline = time.monotonic() + timeout
+        left = list(refs)
+        while left and time.monotonic() < deadline:
+            for ref in left:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - a task that has just finished cannot be cancelled
+                    pass
             try:
-                ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001 - a task that has just finished cannot be cancelled
-                pass
-        if refs:
-            try:
-                ray.wait(refs, num_returns=len(refs), timeout=timeout)
+                _, left = ray.wait(left, num_returns=len(left), timeout=1.0)
             except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+                return
 
 
 def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:

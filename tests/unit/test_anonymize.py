@@ -15,6 +15,7 @@ import pytest
 from fakes import MAGENTA, moving_square_frames, write_video
 from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, DetectConfig, InpaintConfig
+from privvid.errors import ConfigError
 
 FAKE = DetectConfig(backend="fakes:ColorKeyDetector", dilate=3, temporal=1)
 
@@ -133,6 +134,9 @@ def test_blur_and_pixelate_hide_as_much_at_1080_lines_as_at_240(mode):
     size = composer.info()
     assert size == ({"name": "blur", "size": 0.21, "kernel": 227} if mode == "blur"
                     else {"name": "pixelate", "size": 0.067, "block": 72}), size
+    portrait = np.ascontiguousarray(_scene(1080).transpose(1, 0, 2))   # 1080 wide, 1944 high: its twin's sizes
+    composer(portrait[None], [None], np.zeros((1, 1944, 1080), bool), slice(0, 1))
+    assert composer.info() == size, composer.info()
 
 
 def test_blur_pixel_and_colour_settings_are_checked_and_read_by_their_mode_only(tmp_path, clip):
@@ -142,16 +146,20 @@ def test_blur_pixel_and_colour_settings_are_checked_and_read_by_their_mode_only(
 
     runner = CliRunner()
     out = tmp_path / "out"
-    for args, said in ((["--mode", "blur", "--blur-size", "0"], "--blur-size is a share of the frame's height"),
+    for args, said in ((["--mode", "blur", "--blur-size", "0"], "--blur-size is a share of the frame's shorter side"),
                        (["--mode", "pixelate", "--pixel-size", "2"], "--pixel-size is a share"),
                        (["--mode", "solid", "--solid-color", "0,300,0"], "three whole numbers 0..255"),
                        (["--mode", "solid", "--solid-color", "green"], "--solid-color must be R,G,B"),
                        (["--mode", "remove", "--blur-size", "0.3"], "--blur-size is read by --mode blur only"),
-                       (["--mode", "blur", "--solid-color", "0,0,0"], "--solid-color is read by --mode solid only")):
+                       (["--mode", "blur", "--solid-color", "0,0,0"], "--solid-color is read by --mode solid only"),
+                       (["--mode", "blur", "--pixel-size", "0.067"], "--pixel-size is read by --mode pixelate only")):
         result = runner.invoke(app, ["anonymize", str(clip), str(out), *args])
         assert result.exit_code == 2, (args, result.output)
         assert said in " ".join(result.output.split()), (args, result.output)
         assert not out.exists()
+    assert AnonymizeConfig(mode="solid", solid_color=[0, np.uint8(255), 0]).solid_color == (0, 255, 0)  # Python
+    with pytest.raises(ConfigError):
+        AnonymizeConfig(mode="blur", blur_size=True)
     anonymize_dataset(clip, out, cfg("blur"))
     assert json.loads((out / "walk.json").read_text())["backends"]["composer"]["kernel"] == 51   # at least 51 px
     anonymize_dataset(clip, tmp_path / "large", cfg("blur", resize=(864, 576)))

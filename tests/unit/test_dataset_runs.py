@@ -232,18 +232,21 @@ def test_ray_tasks_left_running_are_ended_when_the_caller_stops_reading(tmp_path
     """Ctrl-C or SIGTERM in the driver: the tasks still running are killed before the run says which clips it
     left unfinished and lets go of OUT, so none of them writes there afterwards."""
     ray = pytest.importorskip("ray")
-    from fakes import write_after
+    from fakes import write_when
     from privvid.runtime.executors import RayExecutor
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    now, go = tmp_path / "now", tmp_path / "go"
+    now.touch()
     try:
-        jobs = [(str(tmp_path / "quick"), 0.0), (str(tmp_path / "slow1"), 4.0), (str(tmp_path / "slow2"), 4.0)]
-        results = RayExecutor().map_unordered(write_after, jobs)
+        jobs = [(str(tmp_path / "quick"), str(now)), (str(tmp_path / "slow1"), str(go)), (str(tmp_path / "slow2"), str(go))]
+        results = RayExecutor().map_unordered(write_when, jobs)
         first = next(results)
         assert first[0] == jobs[0] and first[1] == jobs[0][0]
         results.close()   # what the run does on its way out
-        time.sleep(6.0)   # past the time the slow jobs would have written
+        go.touch()        # a task still running would write now
+        time.sleep(3.0)
     finally:
         ray.shutdown()
     assert (tmp_path / "quick").exists()
@@ -261,6 +264,10 @@ def test_an_interrupted_run_stops_its_executor_before_it_writes_the_summary(tmp_
 
     class Watched(InlineExecutor):
         def map_unordered(self, fn, items, started=None):
+            self.results = self._watched(fn, items, started)   # held here: only the run's own close() ends it
+            return self.results
+
+        def _watched(self, fn, items, started):
             try:
                 yield from super().map_unordered(fn, items, started)
             finally:
