@@ -74,8 +74,9 @@ def frame_share(share: float, side: int, least: int) -> int:
 
 class BlurComposer(_PerFrame):
     """A Gaussian blur whose kernel is a share of the frame's shorter side (``blur_size``), at least :attr:`LEAST`
-    px, so a person is as blurred at 1080 lines as at 240 (and a portrait clip as its landscape twin). The blur is computed on the frame scaled down (a blur that wide keeps nothing finer
-    than the scale), then scaled back up."""
+    px, so a person is as blurred at 1080 lines as at 240 (and a portrait clip as its landscape twin). The blur
+    is computed on the frame scaled down to a kernel of :attr:`WORK_KERNEL` px (a blur that wide keeps nothing
+    finer than that scale), then scaled back up."""
 
     name = "blur"
     LEAST = 51         # px: a small frame is blurred no less than this
