@@ -69,9 +69,9 @@ class SamRefinedDetector:
         if not path.is_file():
             raise MissingWeights("segment-anything checkpoint", path, HINT)
         self.weights = path
-        from privvid.io.model_files import torch_file
+        from privvid.io.model_files import sniff
 
-        if not torch_file(path):   # torch's own error would talk of unpickling and of loading the file unsafely
+        if sniff(path, by_suffix=False) != "pickle":   # torch's own error would advise loading the file unsafely
             raise BackendFailure(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle); "
                                  f"--sam-weights takes a segment-anything {self.cfg.sam_model} checkpoint")
         from segment_anything import sam_model_registry

@@ -180,6 +180,16 @@ def _recorded(record: Any, key: str, given: int | None, default: int | None, pat
     return value
 
 
+def _recorded_sizes(record: Any, frames: int | None, image_size: int | None, heads: int | None,
+                    path: Any) -> tuple[int, int, int | None]:
+    """Frames, frame size and heads: those given, else the record's (VideoMAE's key names), else 16, 224 and
+    width / 64."""
+    frames = _recorded(record, "num_frames", frames, 16, path)
+    image_size = _recorded(record, "img_size", image_size, 224, path)
+    assert frames is not None and image_size is not None
+    return frames, image_size, _recorded(record, "num_heads", heads, None, path)
+
+
 def from_videomae(path: str | Path, frames: int | None = None, image_size: int | None = None,
                   heads: int | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """A VideoMAE code base checkpoint (``.pth``: ``{"model": state}``; pre-training keys ``encoder.*`` or
@@ -193,19 +203,13 @@ def from_videomae(path: str | Path, frames: int | None = None, image_size: int |
             backbone = json.loads(meta["backbone"]) if isinstance(meta.get("backbone"), str) else {}
         except ValueError:
             backbone = {}
-        frames = _recorded(backbone, "num_frames", frames, 16, path)
-        image_size = _recorded(backbone, "img_size", image_size, 224, path)
-        heads = _recorded(backbone, "num_heads", heads, None, path)
-        assert frames is not None and image_size is not None
-        return from_mmaction(raw["state_dict"], frames, image_size, heads)   # an mmaction2 checkpoint
+        # an mmaction2 checkpoint
+        return from_mmaction(raw["state_dict"], *_recorded_sizes(backbone, frames, image_size, heads, path))
     state = raw.get("model", raw.get("module", raw)) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise EngineError(f"{path} holds no state dict")
     shape = raw.get("privvid") if isinstance(raw.get("privvid"), dict) else {}   # privvid's own export
-    frames = _recorded(shape, "num_frames", frames, 16, path)
-    image_size = _recorded(shape, "img_size", image_size, 224, path)
-    heads = _recorded(shape, "num_heads", heads, None, path)
-    assert frames is not None and image_size is not None
+    frames, image_size, heads = _recorded_sizes(shape, frames, image_size, heads, path)
     if any(k.startswith("encoder.") for k in state):
         state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     if "norm.weight" not in state:

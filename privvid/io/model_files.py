@@ -21,9 +21,10 @@ TRUST_HINT = ("Loading it can run code stored in the file. Export it to .onnx / 
               "`yolo export model=FILE format=onnx`) or, if you trust where it came from, pass --trust-model-files.")
 
 
-def sniff(path: Path) -> str:
+def sniff(path: Path, by_suffix: bool = True) -> str:
     """``"tflite" | "onnx" | "safetensors" | "npz" | "pickle" | "unknown"`` from the file's bytes
-    (and its suffix where the bytes cannot tell)."""
+    (and, with ``by_suffix``, its suffix where the bytes cannot tell). ``sniff(path, by_suffix=False) ==
+    "pickle"``: the bytes are a file ``torch.save`` writes (its zip format, or a pickle stream)."""
     with open(path, "rb") as handle:
         head = handle.read(16)
     suffix = path.suffix.lower()
@@ -44,19 +45,13 @@ def sniff(path: Path) -> str:
         return "unknown"
     if suffix == ".safetensors" and len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
+    if not by_suffix:
+        return "unknown"
     if suffix == ".onnx":
         return "onnx"
     if suffix in PICKLE_SUFFIXES:
         return "pickle"  # old torch tar format or a protocol-0/1 pickle: treat as code
     return "unknown"
-
-
-def torch_file(path: Path) -> bool:
-    """Whether ``path``'s bytes begin as a file ``torch.save`` writes: a zip archive (the format since PyTorch 1.6)
-    or a pickle stream (the older one)."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def check_model_file(path: str | Path | None, what: str, hint: str, *, trust: bool = False,
