@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,7 +38,7 @@ def curate(
     reference: List[Path] = typer.Option([], help="Class list(s) to compare the selection with (overlap)."),
 ) -> None:
     """Select K classes with K-NEXUS or at random, and report how separated the selection is."""
-    from privvid.curate import CurateConfig, curate as run_curate, default_cache, load_source, overlap
+    from privvid.curate import CurateConfig, curate as run_curate, default_cache, load_source
 
     src = load_source(source, video_root=video_root, labels_only=labels_only, split=split)
     cfg = CurateConfig(
@@ -46,10 +47,16 @@ def curate(
         text_encoder=None if text_encoder == "none" else text_encoder,
         clip_checkpoint=clip_checkpoint, clip_model=clip_model, embed_per_class=embed_per_class,
         on_error=on_error, cache=None if no_cache else (cache or default_cache()), random_draws=random_draws,
+        reference=tuple(reference),
     )
     videos = sum(1 for vs in src.classes.values() for v in vs if v.path is not None)
     console.print(f"{src.kind} source: {len(src.labels)} classes, {videos} video files")
-    with console.status("embedding and clustering ..."):
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:   # noqa: ANN001
+        console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False)
+
+    with console.status("embedding and clustering ..."), warnings.catch_warnings():
+        warnings.showwarning = show   # the message alone, not the library line that raised it
         result = run_curate(src, out, cfg)
 
     table = Table(title=f"{result.selection.method}: K={result.selection.k} of {result.classes} classes "
@@ -75,15 +82,10 @@ def curate(
     used = result.cache
     if used.get("path"):
         console.print(f"embedding cache {escape(str(used['path']))}: {used['hits']} hit(s), {used['misses']} miss(es)")
-    for ref in reference:
-        try:
-            names = [line.strip() for line in ref.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except OSError as exc:
-            console.print(f"[red]error:[/red] cannot read reference list {escape(str(ref))}: {escape(str(exc))}")
-            raise typer.Exit(2) from None
-        shared = overlap(result.selection.selected, names)
-        console.print(f"overlap with {escape(ref.name)}: {shared['shared']} of {shared['selected']} selected classes "
-                      f"are in its {shared['reference']} (Jaccard {shared['jaccard']:.3f})")
+    for shared in result.overlaps:
+        console.print(f"overlap with {escape(Path(shared['path']).name)}: {shared['shared']} of {shared['selected']} "
+                      f"selected classes are in its {shared['reference']} (Jaccard {shared['jaccard']:.3f}; "
+                      "selection.json: reference_overlap)", highlight=False)
     console.print(f"wrote {escape(str(out))}/classes.txt, selection.json, subset.csv ({result.subset_rows} videos), "
                   "separation.md/.json/.png")
 

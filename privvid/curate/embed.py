@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 import sqlite3
 import warnings
 from dataclasses import dataclass, field
@@ -173,13 +174,15 @@ def embed_classes(
             "pair": "concat(l2(image), l2(text)) / sqrt(2)" if use_images and text_encoder else
                     ("image only" if use_images else "label text only")}
     kept = [label for label in labels if label not in dropped]
+    unreadable = Counter(s["label"] for s in skipped)
     if not kept:
         raise CurationError(f"none of the {len(labels)} classes has a readable video (class {labels[0]!r}: "
                             f"{dropped[labels[0]]})")
     return ClassEmbeddings(
         labels=kept,
         vectors=l2_normalize(np.stack(vectors)),
-        counts={label: source.count(label) for label in kept},
+        # the videos a class has: its readable ones (an unreadable file does not make a class bigger)
+        counts={label: source.count(label) - unreadable[label] for label in kept},
         used=used,
         skipped=skipped,
         dropped=dropped,

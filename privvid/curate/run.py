@@ -48,6 +48,7 @@ class CurateConfig:
     on_error: str = "skip"                     # unreadable videos: skip (recorded) | fail
     cache: Path | None = None                  # None = no cache
     random_draws: int = 100                    # random selections in the separation report
+    reference: tuple[Path, ...] = ()           # class lists to compare the selection with (overlap)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class CurationResult:
     source_kind: str
     classes: int
     dropped: dict[str, str] = field(default_factory=dict)   # classes left out: none of their videos readable
+    overlaps: list[dict[str, Any]] = field(default_factory=list)   # one per reference list (see ``overlap``)
 
 
 def _encoders(cfg: CurateConfig):
@@ -88,7 +90,10 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
         if name is not None and name != "clip" and name not in known.names():
             raise CurationError(f"unknown {kind} encoder {name!r}; choose one of: "
                                 f"{', '.join([*known.names(), 'clip', 'none'])}")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, (int, np.integer)) or not 0 <= cfg.seed < 2 ** 32:
+        raise CurationError(f"--seed must be a whole number from 0 to {2 ** 32 - 1}, got {cfg.seed!r}")
     check_k(cfg.k, len(source.labels))  # before any expensive embedding
+    references = [(Path(path), read_reference(path)) for path in cfg.reference]
     out = Path(out)
     has_files = any(v.path is not None for vs in source.classes.values() for v in vs)
     image_encoder, text_encoder = _encoders(cfg)
@@ -134,12 +139,15 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
         "missing": list(source.missing),   # annotation rows with no file under the video root (their keys)
         "subset_videos": len(rows),
     }
+    overlaps = [{"path": str(path), **overlap(selection.selected, names)} for path, names in references]
+    if overlaps:
+        selection_doc["reference_overlap"] = overlaps
     _write_json(out / "selection.json", selection_doc)
     _write_json(out / "separation.json", report)
     write_text_atomic(out / "separation.md", separation_markdown(report))
     plot_separation(report, out / "separation.png")
     return CurationResult(out, selection, report, len(rows), emb.skipped, emb.cache, source.kind,
-                          len(source.labels), emb.dropped)
+                          len(source.labels), emb.dropped, overlaps)
 
 
 def _subset_rows(source: CurationSource, selected: list[str], cfg: CurateConfig,
@@ -201,11 +209,33 @@ def separation_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def class_key(name: str) -> str:
+    """A class name as lists of the same dataset spell it differently: Kinetics' annotation CSVs say
+    ``tai chi``, its folder trees ``tai_chi``, some lists quote names or capitalise them."""
+    return " ".join(name.strip().strip("\"'").replace("_", " ").split()).casefold()
+
+
+def read_reference(path: str | os.PathLike[str]) -> list[str]:
+    """A reference class list: one name per line, blank lines and ``#`` lines ignored."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CurationError(f"cannot read reference list {path}: {exc}") from None
+    names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not names:
+        raise CurationError(f"reference list {path} names no class (one name per line)")
+    return names
+
+
 def overlap(selected: list[str], reference: list[str]) -> dict[str, Any]:
-    """Shared classes between a selection and a reference list (e.g. the paper's Kinetics-150)."""
-    a, b = set(selected), set(reference)
-    return {"shared": len(a & b), "selected": len(a), "reference": len(b),
-            "jaccard": len(a & b) / max(1, len(a | b)), "shared_classes": sorted(a & b)}
+    """Shared classes between a selection and a reference list (e.g. the paper's Kinetics-150), names
+    compared as ``class_key`` spells them (``tai_chi`` is ``tai chi``). ``shared_classes`` are the
+    selection's own names."""
+    ref = {class_key(name) for name in reference}
+    sel = {class_key(name): name for name in selected}
+    shared = sorted(sel[key] for key in sel.keys() & ref)
+    return {"shared": len(shared), "selected": len(sel), "reference": len(ref),
+            "jaccard": len(shared) / max(1, len(sel.keys() | ref)), "shared_classes": shared}
 
 
-__all__ = ["CurateConfig", "CurationResult", "curate", "default_cache", "load_source", "overlap"]
+__all__ = ["CurateConfig", "CurationResult", "curate", "default_cache", "load_source", "overlap", "read_reference"]

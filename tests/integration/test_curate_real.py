@@ -104,6 +104,10 @@ def test_cli_errors_for_bad_k_and_bad_method(pair_tree: Path, tmp_path: Path) ->
     result = runner.invoke(app, ["curate", "--k", "2", str(pair_tree), "--out", str(tmp_path / "z"), "--no-cache",
                                  "--image-encoder", "clip"])
     assert result.exit_code == 2 and "--clip-checkpoint" in result.output
+    result = runner.invoke(app, ["curate", "--k", "2", str(pair_tree), "--out", str(tmp_path / "r"), "--no-cache",
+                                 "--image-encoder", "none", "--reference", str(tmp_path / "no-such-list.txt")])
+    assert result.exit_code == 2 and "cannot read reference list" in result.output
+    assert not (tmp_path / "r").exists()   # refused before anything was written
 
 
 def test_kinetics400_labels_only(shared_data: Path, tmp_path: Path) -> None:

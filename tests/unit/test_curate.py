@@ -207,6 +207,64 @@ def test_a_class_with_only_unreadable_videos_is_left_out(tmp_path: Path, monkeyp
     assert not (tmp_path / "out3").exists()
 
 
+def test_unreadable_videos_do_not_count_towards_a_class_size(tree: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """K-NEXUS keeps the class with the most videos per cluster: files it could not read are not videos.
+    red has 2 readable clips and blue 3; two broken files in red must not make red the bigger one."""
+    from privvid.curate import CurateConfig, curate
+    from privvid.curate import run as run_module
+
+    (tree / "red" / "junk1.mp4").write_bytes(b"not a video at all")
+    (tree / "red" / "junk2.mp4").write_bytes(b"nor this")
+    with pytest.warns(UserWarning):
+        emb = embed_classes(load_source(tree), CountingEncoder(), None)
+    assert emb.counts == {"blue": 3, "green": 2, "red": 2}
+    monkeypatch.setattr(run_module, "_encoders", lambda cfg: (CountingEncoder(), None))
+    with pytest.warns(UserWarning):
+        curate(load_source(tree), tmp_path / "out", CurateConfig(k=1, text_encoder=None, random_draws=2, cache=None))
+    doc = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert doc["selected"] == ["blue"] and doc["source"]["videos"] == 7
+
+
+def test_reference_overlap_matches_names_as_lists_spell_them(tree: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tree's ``tai_chi`` is a CSV's ``tai chi``; the overlap goes into selection.json; a reference
+    list that cannot be read is refused before anything is embedded or written."""
+    from privvid.curate import CurateConfig, curate, overlap
+    from privvid.curate import run as run_module
+
+    shared = overlap(["tai_chi", "clean_and_jerk", "archery"], ["Tai Chi", '"clean and jerk"', "abseiling"])
+    assert shared["shared"] == 2 and shared["shared_classes"] == ["clean_and_jerk", "tai_chi"]
+    assert shared["jaccard"] == pytest.approx(2 / 4)
+    reference = tmp_path / "ref.txt"
+    reference.write_text("# colours\nRed\nyellow\n")
+    monkeypatch.setattr(run_module, "_encoders", lambda cfg: (CountingEncoder(), None))
+    cfg = CurateConfig(k=3, text_encoder=None, random_draws=2, cache=None, reference=(reference,))
+    res = curate(load_source(tree), tmp_path / "out", cfg)
+    doc = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert doc["reference_overlap"] == res.overlaps
+    assert res.overlaps[0]["shared_classes"] == ["red"] and res.overlaps[0]["reference"] == 2
+    encoder = CountingEncoder()
+    monkeypatch.setattr(run_module, "_encoders", lambda cfg: (encoder, None))
+    with pytest.raises(CurationError, match="cannot read reference list"):
+        curate(load_source(tree), tmp_path / "out2",
+               CurateConfig(k=3, text_encoder=None, cache=None, reference=(tmp_path / "nope.txt",)))
+    assert encoder.frames == 0 and not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 32, True])
+def test_a_seed_sklearn_and_numpy_refuse_is_refused_before_any_work(tree: Path, tmp_path: Path, seed: object,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from privvid.curate import CurateConfig, curate
+    from privvid.curate import run as run_module
+
+    encoder = CountingEncoder()
+    monkeypatch.setattr(run_module, "_encoders", lambda cfg: (encoder, None))
+    with pytest.raises(CurationError, match="--seed must be a whole number from 0 to 4294967295"):
+        curate(load_source(tree), tmp_path / "out", CurateConfig(k=2, seed=seed, text_encoder=None, cache=None))  # type: ignore[arg-type]
+    assert encoder.frames == 0 and not (tmp_path / "out").exists()
+
+
 # --- selection ------------------------------------------------------------------------------
 
 def _blobs(rng: np.random.Generator, centres: int = 4, per: int = 3, dim: int = 8):
