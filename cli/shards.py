@@ -79,6 +79,8 @@ def export_command(
     result = export(folder, fmt, out, root)
     console.print(f"{result['clips']} clips: {', '.join(result['lists'])} in {escape(str(out))}, videos in "
                   f"{escape(str(result['videos']))}")
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if result["removed"]:
         console.print(f"removed the earlier export's {', '.join(result['removed'])} (a split this export has not)")
     if result["removed_videos"]:

@@ -111,10 +111,16 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> tuple[dict[str, str], 
     by_stem: dict[str, set[str]] = {}
     rows_of: dict[str, set[int]] = defaultdict(set)   # a path or a stem -> the rows naming it
     names: dict[int, str] = {}
+    unknown: dict[str, int] = {}   # a split value none of SPLIT_NAMES -> its first row (the header is line 1)
+    with_split = 0
     for number, row in enumerate(rows):
-        split = SPLIT_NAMES.get((row.get("split") or "").strip().lower())
+        value = (row.get("split") or "").strip()
+        split = SPLIT_NAMES.get(value.lower())
         if split is None:
+            if value:
+                unknown.setdefault(value, number + 2)
             continue
+        with_split += 1
         for column in ("path", "key"):
             value = (row.get(column) or "").strip().replace("\\", "/")
             if value:
@@ -124,6 +130,14 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> tuple[dict[str, str], 
                 rows_of[str(p.with_suffix(""))].add(number)
                 rows_of[p.stem].add(number)
                 names.setdefault(number, value)
+    if unknown:
+        raise ConfigError(f"--split-from {path}: split " + ", ".join(f"{value!r} (line {line})" for value, line
+                                                               in list(unknown.items())[:3])
+                          + f" is none of {', '.join(sorted(SPLIT_NAMES))}; rename it in the CSV")
+    if not with_split:
+        raise ConfigError(f"--split-from {path}: no row has a split (the 'split' column is empty)")
+    if not names:
+        raise ConfigError(f"--split-from {path} needs a 'key' or 'path' column naming each clip")
     matched: set[int] = set()
     out = {}
     stem_count = Counter(PurePosixPath(e.relpath).stem for e in entries)
@@ -189,8 +203,10 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     classes = sorted({e.label for e in used if e.label})
     index = {label: i for i, label in enumerate(classes)}
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob(f"{name}-*.tar"):   # a rebuild must not leave an earlier build's shards beside its own
-        old.unlink()
+    # a rebuild must not leave an earlier build's shards beside its own (a glob of *.tar would read both):
+    # those of this name, and those the earlier manifest names under another name; never another file
+    for old in [*out.glob(f"{name}-*.tar"), *(out / file for file in _earlier_shards(out))]:
+        old.unlink(missing_ok=True)
 
     shards: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -229,6 +245,17 @@ def build(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = Non
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
     write_text_atomic(out / "datasheet.md", datasheet(manifest, root, used))
     return manifest
+
+
+def _earlier_shards(out: Path) -> list[str]:
+    """The shard files the manifest already in ``out`` names (plain names of .tar files; none when it cannot
+    be read)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        files = [str(shard["file"]) for shard in manifest.get("shards", [])]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+    return [f for f in files if f.endswith(".tar") and f == Path(f).name and not f.startswith(".")]
 
 
 def _row(root: Path, e: Entry, split: str, index: dict[str, int], shard: str | None) -> dict[str, Any]:
@@ -567,6 +594,9 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     folder, out = Path(folder), Path(out)
     if root is not None and fmt != "videomae":
         raise ConfigError(f"--root is read by --format videomae only (the {fmt} lists name clips relative to OUT)")
+    if root is not None and not Path(root).is_absolute():
+        raise ConfigError(f"--root {root} is relative: the videomae lists name clips by absolute path; give the "
+                          "absolute folder the videos will be under (or leave --root out: OUT, resolved)")
     if out.resolve() == folder.resolve():
         raise ConfigError(f"--out {out} is the shard folder itself: its classes.txt would be replaced; export into "
                           "another folder")
@@ -648,6 +678,11 @@ def export(folder: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]
     stale = [path for path in lists_here if path not in written and path.is_file()]
     for path in stale:
         path.unlink()
+    warnings = []
+    if fmt == "videomae" and not {"val", "test"} & lists.keys():
+        warnings.append("no val or test split: VideoMAE's fine-tuning reads val.csv and test.csv as well as "
+                        "train.csv; build the shards with --val (or a split tree / --split-from) for them")
     return {"format": fmt, "lists": [p.name for p in written], "clips": sum(len(v) for v in lists.values()),
+            "warnings": warnings,
             "videos": str(out / "videos"), "removed": [p.name for p in stale],
             "removed_videos": [p.relative_to(videos).as_posix() for p in old_videos]}

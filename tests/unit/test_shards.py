@@ -150,6 +150,13 @@ def test_exports_load_the_way_their_consumers_read_them(tmp_path, monkeypatch):
         table = pd.read_csv(tmp_path / "vm" / name, header=None, delimiter=" ")
         assert len(table) == 2 and all(Path(p).is_file() for p in table.values[:, 0])
         assert sorted(table.values[:, 1].tolist()) == [0, 1]
+    # without a val or test split VideoMAE's fine-tuning has no val.csv / test.csv to read: said
+    build(out, tmp_path / "train_only", val_fraction=0.0)
+    result = export(tmp_path / "train_only", "videomae", tmp_path / "vm_train")
+    assert result["lists"] == ["train.csv"] and "no val or test split" in result["warnings"][0]
+    assert export(folder, "videomae", tmp_path / "vm")["warnings"] == []
+    with pytest.raises(ConfigError, match="--root data/videos is relative"):
+        export(folder, "videomae", tmp_path / "vm_rel", root="data/videos")
     export(folder, "csv", tmp_path / "c")
     table = pd.read_csv(tmp_path / "c" / "train.csv")
     assert list(table.columns) == ["path", "label", "class"]
@@ -266,6 +273,16 @@ def test_split_from_matches_whole_paths_and_a_draw_never_empties_train():
         csv_path.write_text("label,key,path,split\njump,clip001,jump/clip001.mp4,train\nrun,clip001,run/clip001.mp4,val\n"
                             "walk,solo,x/solo.mp4,val\nswim,gone,swim/gone.mp4,train\n")
         splits, unmatched = _splits_from_csv(csv_path, entries)
+        # a split privvid does not know is refused (the rows were dropped, and blamed on the dataset)
+        csv_path.write_text("label,key,split\njump,clip001,train\nrun,clip001,validate\nwalk,solo,validate\n")
+        with pytest.raises(ConfigError, match=r"split 'validate' \(line 3\) is none of"):
+            _splits_from_csv(csv_path, entries)
+        csv_path.write_text("label,key,split\njump,clip001,\n")
+        with pytest.raises(ConfigError, match="the 'split' column is empty"):
+            _splits_from_csv(csv_path, entries)
+        csv_path.write_text("label,split\njump,train\n")
+        with pytest.raises(ConfigError, match="needs a 'key' or 'path' column"):
+            _splits_from_csv(csv_path, entries)
     assert splits == {"jump/clip001.mp4": "train", "run/clip001.mp4": "val", "walk/solo.mp4": "val"}
     assert unmatched == ["swim/gone.mp4"]          # a listed clip the dataset does not hold is named
     drawn = split_entries([e("a/0.mp4"), e("a/1.mp4")] + [e(f"b/{i}.mp4") for i in range(4)], 0.75, 0)
@@ -280,6 +297,11 @@ def test_a_rebuild_leaves_no_old_shards_and_verify_names_unlisted_tars(tmp_path)
     assert len(list((tmp_path / "s").glob("*.tar"))) == 1 and verify(tmp_path / "s") == []
     (tmp_path / "s" / "other-train-000000.tar").write_bytes(b"")
     assert any("does not list" in p for p in verify(tmp_path / "s"))
+    # under another --name the earlier build's shards (named by its manifest) go too; a tar it never
+    # wrote stays, and verify still names it
+    build(out, tmp_path / "s", name="renamed")
+    tars = sorted(p.name for p in (tmp_path / "s").glob("*.tar"))
+    assert tars == ["other-train-000000.tar", "renamed-train-000000.tar"], tars
 
 
 class _NoHits:
