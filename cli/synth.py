@@ -46,7 +46,10 @@ def synth(
         return
     if out is None:
         raise ConfigError("give --out FOLDER (where the clips go)")
-    width, height = parse_size(size)
+    try:
+        width, height = parse_size(size)
+    except ConfigError:   # its message offers -2 sides, which synth has no input to take an aspect from
+        raise ConfigError(f"--size must be WIDTHxHEIGHT in even numbers, e.g. 112x112, got {size!r}") from None
     settings = SynthSettings(classes=classes, per_class=per_class, seed=seed, frames=frames, width=width,
                              height=height, fps=fps, val_fraction=val_fraction, crf=crf, backgrounds=backgrounds)
     settings.validate()

@@ -217,5 +217,7 @@ def test_cli_bad_settings_exit_2_before_rendering(tmp_path):
         result = runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--quiet", *args])
         assert result.exit_code == 2, (args, result.output)
     assert not (tmp_path / "x").exists()
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--quiet", "--size", "64"])
+    assert "WIDTHxHEIGHT in even numbers" in result.output and "-2x240" not in result.output   # no -2 sides here
     with pytest.raises(ConfigError):
         parse_size("112")
