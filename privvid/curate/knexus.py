@@ -181,11 +181,13 @@ def plot_separation(report: dict[str, Any], path) -> None:
     ax.hist(rnd, bins=bins, alpha=0.55, label="random selection (one draw)", color="tab:gray")
     ax.hist(sel, bins=bins, alpha=0.65, label=f"{report['method']} selection", color="tab:blue")
     metric = report["metrics"]["mean_nn_similarity"]
-    ax.axvline(metric["selected"], color="tab:blue", linestyle="--", linewidth=1)
+    ax.axvline(metric["selected"], color="tab:blue", linestyle="--", linewidth=1,
+               label=f"{report['method']} mean")
     ax.axvline(metric["random_mean"], color="black", linestyle=":", linewidth=1,
                label=f"random mean over {report['random_draws']} draws")
     ax.set_xlabel("cosine similarity to the nearest other selected class")
     ax.set_ylabel("classes")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))   # counts of classes
     ax.set_title(f"K={report['k']} of {report['classes']} classes: separation")
     ax.legend(fontsize=8)
     fig.tight_layout()
