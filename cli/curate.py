@@ -51,6 +51,10 @@ def curate(
     )
     videos = sum(1 for vs in src.classes.values() for v in vs if v.path is not None)
     console.print(f"{src.kind} source: {len(src.labels)} classes, {videos} video files")
+    if src.unclassed:
+        console.print(f"[yellow]warning:[/yellow] {len(src.unclassed)} video(s) directly under "
+                      f"{escape(str(source))} are in no class folder and not used (listed under \"unclassed\" "
+                      f"in selection.json), e.g. {escape(', '.join(src.unclassed[:3]))}", highlight=False)
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:   # noqa: ANN001
         console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False)

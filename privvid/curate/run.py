@@ -137,6 +137,7 @@ def curate(source: CurationSource, out: str | os.PathLike[str], cfg: CurateConfi
         "skipped": emb.skipped,
         "dropped_classes": emb.dropped,     # classes none of whose videos could be read (not candidates)
         "missing": list(source.missing),   # annotation rows with no file under the video root (their keys)
+        "unclassed": list(source.unclassed),   # videos directly under a tree's root: in no class, not used
         "subset_videos": len(rows),
     }
     overlaps = [{"path": str(path), **overlap(selection.selected, names)} for path, names in references]

@@ -43,6 +43,7 @@ class CurationSource:
     classes: dict[str, list[VideoRef]]         # label -> videos, labels sorted
     missing: list[str] = field(default_factory=list)   # annotation rows with no file (csv)
     counts: dict[str, int] = field(default_factory=dict)  # videos per class (annotation counts for csv)
+    unclassed: list[str] = field(default_factory=list)   # tree: videos directly under the root (no class)
 
     @property
     def labels(self) -> list[str]:
@@ -82,10 +83,12 @@ def load_tree(root: str | os.PathLike[str]) -> CurationSource:
             f"{root} has no class folders; expected ROOT/<class>/<video> (a Kinetics-style tree)"
         )
     classes: dict[str, list[VideoRef]] = {d.name: [] for d in class_dirs}
+    unclassed = []
     for clip in discover(root).clips:
         label = clip.label
         if label is None:
-            continue  # a video directly under ROOT belongs to no class
+            unclassed.append(Path(clip.path).name)   # a video directly under ROOT belongs to no class
+            continue
         classes[label].append(VideoRef(label, clip.path, clip.relpath))
     empty = [label for label, videos in classes.items() if not videos]
     if empty:
@@ -93,7 +96,7 @@ def load_tree(root: str | os.PathLike[str]) -> CurationSource:
             f"{len(empty)} class folder(s) hold no videos: {', '.join(empty[:10])}"
             f"{' ...' if len(empty) > 10 else ''}; remove them or add videos"
         )
-    return CurationSource("tree", str(root), classes)
+    return CurationSource("tree", str(root), classes, unclassed=unclassed)
 
 
 _CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end")

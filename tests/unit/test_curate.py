@@ -64,6 +64,10 @@ def test_tree_source_lists_classes_and_videos(tree: Path) -> None:
     assert src.labels == ["blue", "green", "red"]
     assert [src.count(label) for label in src.labels] == [3, 2, 2]
     assert all(v.path.is_file() and v.label == label for label, vs in src.classes.items() for v in vs)
+    assert src.unclassed == []
+    _write_clip(tree / "loose.mp4", (90, 90, 90))     # in no class folder: not used, but named
+    src = load_source(tree)
+    assert src.unclassed == ["loose.mp4"] and [src.count(label) for label in src.labels] == [3, 2, 2]
 
 
 def test_empty_class_folder_is_a_clear_error(tree: Path) -> None:
