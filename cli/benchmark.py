@@ -69,12 +69,16 @@ def run(
 
 
 def _bias(res: dict) -> None:
+    from privvid.benchmark.table import bias_cell, proportion_lines
+
+    for line in proportion_lines(res):
+        console.print(escape(line), highlight=False)
     for task, b in res["bias"].items():
         if "error" in b:
             console.print(f"bias of {escape(task)} not computed: {escape(b['error'])}")
         else:
             console.print(f"{escape(task)}: M = {100 * b['M']:.1f}% (ImageNet frame features + linear probe), "
-                          f"M_rnd = {100 * b['M_rnd']:.1f}%, B = {b['B']:.2f}")
+                          f"M_rnd = {100 * b['M_rnd']:.1f}%, B = {bias_cell(b)}")
 
 
 @app.command("report")

@@ -33,7 +33,7 @@ def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path],
     res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
                    device=device, log=_log, overwrite=overwrite, resume=resume, settings=items,
                    **{k: v for k, v in overrides.items() if v is not None})
-    table = Table(title=f"{mode.upper()} on {escape(res['train'])}")
+    table = Table(title=f"{mode.upper()} trained on {escape(res['train'])}, accuracy on the val list")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in ("top1", "top5"):
@@ -43,14 +43,24 @@ def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path],
     if "alpha" in res:
         at = Table(title="learned mixing proportions (softmax)")
         at.add_column("layer")
-        for r in res["runs"]:
-            at.add_column(escape(Path(r).name), justify="right")
+        for r in _short_names([Path(r) for r in res["runs"]]):
+            at.add_column(escape(r), justify="right")
         rows = res["alpha"]
         for i, row in enumerate(rows):
             name = "all" if len(rows) == 1 else ("patch_embed" if i == 0 else
                                                  "norm" if i == len(rows) - 1 else f"block {i - 1}")
             at.add_row(name, *[f"{a:.3f}" for a in row])
         console.print(at)
+
+
+def _short_names(paths: list[Path]) -> list[str]:
+    """The checkpoints' folder names, with as many parent folders as it takes to tell them apart
+    (``RandA/1_align`` and ``TubeAB/1_align``, not ``1_align`` twice)."""
+    for depth in range(1, max(len(p.parts) for p in paths) + 1):
+        names = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
 
 
 def _command(mode: str):

@@ -4,7 +4,7 @@
 ``smoke`` makes its own data in ``DATA``: the labelled real clips of ``../shared/data/action-clips`` cut into
 short temporal segments (the last segment of each video is val), their No-Human version (``privvid anonymize
 --mode remove``) and Mask2Mesh version (``--mode mesh``) made by privvid itself, and a small synthetic set
-(``privvid synth``). Recipes: Scratch; MAE-Align on real, No-Human, Mask2Mesh and synthetic data; PPMA (MAE on
+(``privvid synth``). Recipes: Scratch; MAE-Align on real, No-Human and synthetic data; PPMA (MAE on
 No-Human, align on No-Human + synthetic); SMPLy Private (MAE and align on Mask2Mesh); their fixed 50/50
 weight average and a learned mix (LP). The downstream task is the real clips themselves, FT and LP.
 

@@ -71,8 +71,14 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> "Protocol":
+        """A protocol from its JSON / YAML mapping. A key it does not know is an error (a misspelt ``epoch``
+        would otherwise run the preset's epochs), as are a value of the wrong type and an ``average`` /
+        ``learned_mix`` row that mixes a later row or a learned-mix row. Keys starting with ``_`` are
+        comments."""
         if not isinstance(d, dict):
             raise EngineError(f"a protocol is a mapping (recipes, tasks, preset ...), got {type(d).__name__}")
+        _known_keys(d, _TOP_KEYS, "the protocol")
+
         def path(p: str) -> str:
             if p.startswith("ppma:"):
                 return p
@@ -92,10 +98,29 @@ class Protocol:
         try:
             recipes = []
             for r in d["recipes"]:
-                stages = [Stage(s["task"], [data_spec(x) for x in s.get("data", [])], s.get("epochs"),
-                                s.get("batch_size"), dict(s.get("settings", {}))) for s in r.get("stages", [])]
-                recipes.append(Recipe(r["name"], stages, r.get("average"), r.get("learned_mix")))
-            tasks = [Task(t["name"], path(t["train"]), path(t["val"])) for t in d["tasks"]]
+                where = f"recipe {r.get('name', len(recipes) + 1)!r}"
+                _known_keys(r, _RECIPE_KEYS, where)
+                stages = []
+                for i, st in enumerate(r.get("stages", [])):
+                    at = f"{where}, stage {i + 1}"
+                    _known_keys(st, _STAGE_KEYS, at)
+                    stages.append(Stage(st["task"], [data_spec(x) for x in st.get("data", [])],
+                                        _whole(st.get("epochs"), f"{at}: epochs"),
+                                        _whole(st.get("batch_size"), f"{at}: batch_size"),
+                                        dict(st.get("settings", {}))))
+                average, mix = r.get("average"), r.get("learned_mix")
+                if average is not None:
+                    _known_keys(average, ("of", "weights"), f"{where}: average")
+                if mix is not None:
+                    _known_keys(mix, ("of", "layerwise"), f"{where}: learned_mix")
+                    if not isinstance(mix.get("layerwise", False), bool):
+                        raise EngineError(f"{where}: learned_mix.layerwise is true or false, got "
+                                          f"{mix['layerwise']!r}")
+                recipes.append(Recipe(r["name"], stages, average, mix))
+            tasks = []
+            for t in d["tasks"]:
+                _known_keys(t, ("name", "train", "val"), f"task {t.get('name', len(tasks) + 1)!r}")
+                tasks.append(Task(t["name"], path(t["train"]), path(t["val"])))
         except KeyError as exc:
             raise EngineError(f"protocol is missing a field: {exc}") from None
         except (TypeError, AttributeError):
@@ -105,7 +130,7 @@ class Protocol:
             raise EngineError("protocol recipes need unique names")
         if len({t.name for t in tasks}) != len(tasks):
             raise EngineError("protocol tasks need unique names")
-        for r in recipes:
+        for number, r in enumerate(recipes):
             kinds = sum(bool(x) for x in (r.stages, r.average, r.learned_mix))
             if kinds != 1:
                 raise EngineError(f"recipe {r.name!r}: give exactly one of stages, average or learned_mix")
@@ -115,13 +140,44 @@ class Protocol:
             mix = r.average or r.learned_mix
             if mix is not None:
                 of = mix.get("of", [])
+                if not isinstance(of, list) or not all(isinstance(x, str) for x in of):
+                    raise EngineError(f"recipe {r.name!r}: 'of' is a list of recipe names, got {of!r}")
                 unknown = [x for x in of if x not in names or x == r.name]
                 if len(of) < 2 or unknown:
                     raise EngineError(f"recipe {r.name!r}: 'of' needs two or more other recipes (unknown: {unknown})")
+                earlier = {x.name: x for x in recipes[:number]}
+                later = [x for x in of if x not in earlier]
+                if later:
+                    raise EngineError(f"recipe {r.name!r} mixes {later}, which must come earlier in the protocol "
+                                      "(their checkpoints are made first)")
+                mixes = [x for x in of if earlier[x].learned_mix]
+                if mixes:
+                    raise EngineError(f"recipe {r.name!r} mixes {mixes}: a learned_mix row is a linear probe per "
+                                      "task, not a checkpoint; mix the rows it mixes instead")
+            if r.average is not None:
+                weights = r.average.get("weights")
+                if isinstance(weights, list):   # [0.5, 0.5], as YAML users write it: the same as "0.5,0.5"
+                    weights = ",".join(str(w) for w in weights)
+                if weights is not None:
+                    if not isinstance(weights, str):
+                        raise EngineError(f"recipe {r.name!r}: weights are a list or a comma-separated string of "
+                                          f"numbers, got {weights!r}")
+                    from privvid.engine.average import parse_weights
+
+                    try:
+                        parse_weights(weights, len(r.average["of"]))
+                    except EngineError as exc:
+                        raise EngineError(f"recipe {r.name!r}: {exc}") from None
+                    r.average = {**r.average, "weights": weights}
+        bias = d.get("bias", True)
+        if not isinstance(bias, bool):
+            raise EngineError(f"the protocol's bias is true or false, got {bias!r}")
+        seed = _whole(d.get("seed", 0), "the protocol's seed", least=0)
+        assert seed is not None
         return cls(d.get("name", "benchmark"), recipes, tasks, d.get("preset", "tiny"), d.get("size"),
-                   tuple(d.get("modes", ("ft", "lp"))), d.get("eval_epochs"), d.get("eval_batch_size"),
-                   d.get("bias", True), d.get("workers"), dict(d.get("eval_settings", {})), int(d.get("seed", 0)),
-                   datasets)
+                   tuple(d.get("modes", ("ft", "lp"))), _whole(d.get("eval_epochs"), "eval_epochs"),
+                   _whole(d.get("eval_batch_size"), "eval_batch_size"), bias,
+                   _whole(d.get("workers"), "workers", least=0), dict(d.get("eval_settings", {})), seed, datasets)
 
     @classmethod
     def load(cls, file: str | Path) -> "Protocol":
@@ -148,16 +204,47 @@ class Protocol:
         return cls.from_dict(doc, base=file.parent)
 
 
+_TOP_KEYS = ("name", "recipes", "tasks", "preset", "size", "modes", "eval_epochs", "eval_batch_size", "bias",
+             "workers", "eval_settings", "seed", "datasets")
+_RECIPE_KEYS = ("name", "stages", "average", "learned_mix")
+_STAGE_KEYS = ("task", "data", "epochs", "batch_size", "settings")
+
+
+def _known_keys(doc: Any, known: tuple[str, ...], where: str) -> None:
+    if not isinstance(doc, dict):
+        raise EngineError(f"{where} is a mapping ({', '.join(known)}), got {doc!r}")
+    unknown = [k for k in doc if not (isinstance(k, str) and (k in known or k.startswith("_")))]
+    if unknown:
+        import difflib
+
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(str(k), known, 1))
+                 else repr(k) for k in unknown]
+        raise EngineError(f"{where}: unknown key {', '.join(hints)}; known: {', '.join(known)} "
+                          "(keys starting with _ are comments)")
+
+
+def _whole(value: Any, what: str, least: int = 1) -> int | None:
+    """An optional whole-number setting: None stays None; anything but an int of at least ``least`` is an error."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise EngineError(f"{what} must be a whole number of at least {least}, got {value!r}")
+    return value
+
+
 def representation_bias(task: Task, encoder: str = "efficientnet-lite0", seed: int = 0) -> dict[str, float]:
     """SynAPT's B = log2(M / M_rnd) with M from a linear probe on frozen ImageNet frame features."""
     from sklearn.linear_model import LogisticRegression
 
     from privvid.curate.encoders import IMAGE_ENCODERS
+    from privvid.engine.api import align_classes, parse_data
     from privvid.engine.data import decode_clip, load_source
 
     enc = IMAGE_ENCODERS.create(encoder)
-    tr = load_source(task.train)
-    va = load_source(task.val, name=tr.name)
+    tr = parse_data(task.train)
+    # the val clips' labels as the train list numbers its classes (a val list lacking a class numbers the
+    # rest otherwise), as the FT / LP runs read them
+    va = align_classes(load_source(task.val, require_labels=False), tr)
 
     def feats(src) -> np.ndarray:
         frames = [decode_clip(s.path, 1, 1, 256, None)[0] for s in src.samples]
@@ -168,7 +255,7 @@ def representation_bias(task: Task, encoder: str = "efficientnet-lite0", seed: i
     pred = clf.predict(feats(va))
     m = float(np.mean(pred == np.array([s.label for s in va.samples])))
     m_rnd = 1.0 / tr.num_classes
-    return {"M": m, "M_rnd": m_rnd, "B": math.log2(m / m_rnd) if m > 0 else float("-inf")}
+    return {"M": m, "M_rnd": m_rnd, "B": math.log2(m / m_rnd) if m > 0 else None}   # M = 0: B is -inf (None in JSON)
 
 
 def _fingerprint(spec: str) -> Any:
@@ -264,7 +351,7 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
     out = Path(out)
     say = log or (lambda s: None)
     results: dict[str, Any] = {"protocol": proto.name, "rows": {}, "top5": {}, "bias": {}, "seed": proto.seed,
-                               "steps": {"run": 0, "cached": 0}}
+                               "alpha": {}, "steps": {"run": 0, "cached": 0}}
     ov = {k: v for k, v in (("epochs", proto.eval_epochs), ("batch_size", proto.eval_batch_size),
                             ("workers", proto.workers), ("seed", proto.seed)) if v is not None}
     ov_key = {k: v for k, v in ov.items() if k != "workers"}   # results do not depend on the loader workers
@@ -355,6 +442,9 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
                 res = step(folder, key, f"{recipe.name}: {mode} on {task.name}", evaluate)
                 row[f"{task.name}/{mode}"] = res["top1"]
                 row5[f"{task.name}/{mode}"] = res["top5"]
+                if recipe.learned_mix:   # the proportions it learned (one list per layer group)
+                    results["alpha"].setdefault(recipe.name, {})[task.name] = {
+                        "of": list(recipe.learned_mix["of"]), "alpha": res.get("alpha")}
         results["rows"][recipe.name] = row
         results["top5"][recipe.name] = row5
     if proto.bias:

@@ -36,6 +36,29 @@ def _pct(v: float | None) -> str:
     return f"{100 * v:.1f}" if v is not None else "-"
 
 
+def bias_cell(b: dict[str, Any]) -> str:
+    """A task's B to two places; ``-inf`` where the frame probe got nothing right (M = 0, B recorded as None)."""
+    if "B" not in b:
+        return "n/a"
+    return "-inf" if b["B"] is None else f"{b['B']:.2f}"
+
+
+def proportion_lines(results: dict[str, Any]) -> list[str]:
+    """One line per learned-mix row and task: the proportions it learned per mixed recipe (their mean over the
+    layers for a layer-wise mix)."""
+    lines = []
+    for name, tasks in (results.get("alpha") or {}).items():
+        for task, got in tasks.items():
+            alpha = got.get("alpha") or []
+            if not alpha:
+                continue
+            per = [sum(layer[i] for layer in alpha) / len(alpha) for i in range(len(got["of"]))]
+            parts = ", ".join(f"{recipe} {p:.3f}" for recipe, p in zip(got["of"], per))
+            layers = f" (mean over {len(alpha)} layer groups)" if len(alpha) > 1 else ""
+            lines.append(f"{name} on {task}: learned proportions {parts}{layers}")
+    return lines
+
+
 def results_table(results: dict[str, Any]) -> Table:
     rows: dict[str, dict[str, float]] = results["rows"]
     cols = _columns(results)
@@ -52,8 +75,7 @@ def results_table(results: dict[str, Any]) -> Table:
     if bias:
         cells = []
         for c in cols:
-            b = bias.get(c.split("/")[0], {})
-            cells.append(f"{b['B']:.2f}" if "B" in b else "n/a")
+            cells.append(bias_cell(bias.get(c.split("/")[0], {})))
         table.add_row("[italic]bias B = log2(M/M_rnd)[/italic]", *cells, "")
     return table
 
@@ -77,11 +99,13 @@ def markdown_table(results: dict[str, Any]) -> str:
                      + " |")
     bias = results.get("bias") or {}
     if bias:
-        cells = [f"{bias.get(c.split('/')[0], {}).get('B', float('nan')):.2f}" if "B" in bias.get(c.split("/")[0], {})
-                 else "n/a" for c in cols]
+        cells = [bias_cell(bias.get(c.split("/")[0], {})) for c in cols]
         lines.append("| *bias B = log2(M / M_rnd)* | " + " | ".join(cells) + " | | | |")
     note = (f"\nTop-1 / top-5 accuracy (%) on each task's val list; seed {results.get('seed', 0)}; "
             f"protocol `{results.get('protocol', 'benchmark')}`.\n")
+    mixes = proportion_lines(results)
+    if mixes:
+        note += "\n" + "".join(f"- {line}\n" for line in mixes)
     return "\n".join(lines) + "\n" + note
 
 

@@ -25,6 +25,7 @@ from privvid.engine.config import EngineError, TrainConfig
 from privvid.engine.data import EpochSampler, Source, to_model_input
 from privvid.engine.model import Classifier
 from privvid.engine.trainer import evaluate, lr_at, make_loader, resolve_device
+from privvid.io.atomic import write_text_atomic
 
 
 def parse_weights(text: str | None, n: int) -> list[float]:
@@ -188,7 +189,7 @@ def learned_mix_probe(runs: Sequence[str | Path], cfg: TrainConfig, train_src: S
                 "alpha": alpha.tolist(), "layerwise": layerwise, "progress": {"step": step}}
         ckpt.clear_run_state(out)
         ckpt.save_checkpoint(out, model.cpu(), meta)
-        (out / "eval.json").write_text(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+        write_text_atomic(out / "eval.json", json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
         # the learned proportions after every epoch, for plots of how the mix moved
-        (out / "alpha.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in history))
+        write_text_atomic(out / "alpha.jsonl", "".join(json.dumps(rec) + "\n" for rec in history))
     return result

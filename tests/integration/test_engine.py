@@ -249,7 +249,7 @@ def test_cli_train_eval_average(clips, tmp_path):
     r = runner.invoke(app, ["eval", "lp", "--init", str(tmp_path / "ppma"), "--train", str(clips / "train.csv"),
                             "--val", str(clips / "val.csv"), "--out", str(tmp_path / "lp"), *common])
     assert r.exit_code == 0, r.output
-    assert "top1" in r.output and "LP on train" in r.output   # the table names the data by its source's name
+    assert "top1" in r.output and "LP trained on train" in r.output   # the table names the data by its source's name
     r = runner.invoke(app, ["average", str(tmp_path / "mae"), str(tmp_path / "ppma"), "--weights", "0.3,0.7",
                             "--out", str(tmp_path / "avg")])
     assert r.exit_code == 0, r.output

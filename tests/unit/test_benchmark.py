@@ -70,18 +70,21 @@ def test_stages_are_cached_seeded_and_rerun_only_when_needed(clips, tmp_path):
     assert (tmp_path / "b" / "results.png").stat().st_size > 1000
     alpha = json.loads((tmp_path / "b" / "evals" / "mix" / "lp_squares" / "done.json").read_text())["alpha"]
     assert len(alpha) == 1 and sum(alpha[0]) == pytest.approx(1.0)
+    # the proportions are in the results and under the table, not only in the step's folder
+    assert other["alpha"]["mix"]["squares"] == {"of": ["Scratch", "MAE"], "alpha": alpha}
+    assert (f"- mix on squares: learned proportions Scratch {alpha[0][0]:.3f}, MAE {alpha[0][1]:.3f}\n") in table
 
 
 def test_markdown_table_against_a_hand_made_results_file():
     results = {"protocol": "hand", "seed": 0,
                "rows": {"A": {"t1/ft": 0.5, "t1/lp": 0.25, "t2/ft": 1.0, "t2/lp": 0.75}, "B": {"t1/lp": 0.1}},
                "top5": {"A": {"t1/ft": 0.9, "t1/lp": 0.8, "t2/ft": 1.0, "t2/lp": 1.0}},
-               "bias": {"t1": {"M": 0.5, "M_rnd": 0.25, "B": 1.0}}}
+               "bias": {"t1": {"M": 0.5, "M_rnd": 0.25, "B": 1.0}, "t2": {"M": 0.0, "M_rnd": 0.25, "B": None}}}
     lines = markdown_table(results).splitlines()
     assert lines[0] == "| pre-training | t1 FT | t1 LP | t2 FT | t2 LP | mean FT | mean LP | mean |"
     assert lines[2] == "| A | 50.0 / 90.0 | 25.0 / 80.0 | 100.0 / 100.0 | 75.0 / 100.0 | 75.0 | 50.0 | 62.5 |"
     assert lines[3] == "| B | - | 10.0 | - | - | - | 10.0 | 10.0 |"
-    assert lines[4].startswith("| *bias B = log2(M / M_rnd)* | 1.00 | 1.00 | n/a | n/a |")
+    assert lines[4].startswith("| *bias B = log2(M / M_rnd)* | 1.00 | 1.00 | -inf | -inf |")   # M = 0
 
 
 def test_protocol_errors_are_named():
@@ -146,6 +149,70 @@ def test_a_protocol_is_checked_before_its_first_step(clips, tmp_path):
     with pytest.raises(EngineError, match="val dataset 'flat_val': 1 clips have no class"):
         run_protocol(bad, out)
     assert not out.exists()
+
+
+def test_protocol_keys_types_and_mixes_are_checked_before_any_step():
+    """A misspelt key ran the preset's settings; weights, a mix of a later row or of a learned-mix row failed
+    only after every stage had trained (or with an internal error)."""
+    def proto(**change):
+        doc = {"tasks": [{"name": "t", "train": "a.csv", "val": "b.csv"}], "recipes": [
+            {"name": "A", "stages": [{"task": "scratch"}]}, {"name": "B", "stages": [{"task": "scratch"}]}]}
+        for key, value in change.items():
+            if key == "recipes":
+                doc["recipes"] += value
+            elif key == "stage":
+                doc["recipes"][1]["stages"][0].update(value)
+            else:
+                doc[key] = value
+        return Protocol.from_dict(doc)
+
+    for change, words in (
+        ({"eval_epoch": 2}, r"the protocol: unknown key 'eval_epoch' \(did you mean 'eval_epochs'\?\)"),
+        ({"stage": {"epoch": 1}}, r"recipe 'B', stage 1: unknown key 'epoch' \(did you mean 'epochs'\?\)"),
+        ({"stage": {"epochs": "3"}}, "recipe 'B', stage 1: epochs must be a whole number of at least 1, got '3'"),
+        ({"seed": "abc"}, "the protocol's seed must be a whole number of at least 0, got 'abc'"),
+        ({"bias": "yes"}, "bias is true or false"),
+        ({"recipes": [{"name": "M", "learned_mix": {"of": ["A", "B"], "layerwise": "yes"}}]}, "layerwise is true or false"),
+        ({"recipes": [{"name": "v", "average": {"of": ["A", "B"], "weights": "0.7,0.7"}}]},
+         "recipe 'v': weights must be >= 0 and sum to 1"),
+        ({"recipes": [{"name": "v", "average": {"of": ["A", "B"], "weights": "0.2,0.3,0.5"}}]},
+         "recipe 'v': 3 weights for 2 checkpoints"),
+        ({"recipes": [{"name": "v", "average": {"of": ["A", "B"], "weight": "0.5,0.5"}}]},
+         "recipe 'v': average: unknown key 'weight'"),
+        ({"recipes": [{"name": "M", "learned_mix": {"of": ["A", "C"]}}, {"name": "C", "stages": [{"task": "scratch"}]}]},
+         r"recipe 'M' mixes \['C'\], which must come earlier"),
+        ({"recipes": [{"name": "M", "learned_mix": {"of": ["A", "B"]}}, {"name": "v", "average": {"of": ["M", "A"]}}]},
+         r"recipe 'v' mixes \['M'\]: a learned_mix row is a linear probe"),
+    ):
+        with pytest.raises(EngineError, match=words):
+            proto(**change)
+    # a list of weights, as YAML users write them, is the comma-separated string; _ keys are comments
+    got = proto(recipes=[{"name": "v", "average": {"of": ["A", "B"], "weights": [0.25, 0.75]}}], _note="x")
+    assert got.recipes[2].average == {"of": ["A", "B"], "weights": "0.25,0.75"}
+
+
+def test_the_bias_numbers_a_val_list_lacking_a_class_as_its_train_list(tmp_path, monkeypatch):
+    """M is the val top-1 of a probe trained on the train list: a val list holding only some of its classes
+    (here only blue clips, which the probe gets right, so M must be 100%) was numbered by its own classes."""
+    from privvid.benchmark.protocol import Task, representation_bias
+    from privvid.curate import encoders
+
+    class Colour:
+        def encode(self, frames):
+            return np.array([f.reshape(-1, 3).mean(0) for f in frames])
+
+    monkeypatch.setattr(encoders.IMAGE_ENCODERS, "create", lambda name: Colour())
+    train, val = ["path,label"], ["path,label"]
+    for label, colour in (("blue", (0, 0, 200)), ("red", (200, 0, 0))):
+        for i in range(3):
+            write_video(tmp_path / label / f"{i}.mp4", [np.full((32, 32, 3), colour, np.uint8)] * 2)
+            train.append(f"{label}/{i}.mp4,{label}")
+            if label == "red":
+                val.append(f"red/{i}.mp4,red")
+    (tmp_path / "train.csv").write_text("\n".join(train) + "\n")
+    (tmp_path / "val.csv").write_text("\n".join(val) + "\n")   # red is the train list's class 1, its own class 0
+    got = representation_bias(Task("t", str(tmp_path / "train.csv"), str(tmp_path / "val.csv")))
+    assert got["M"] == 1.0 and got["B"] == pytest.approx(1.0)   # log2(1 / (1/2))
 
 
 def test_the_smoke_preset_finds_its_clips_from_any_folder(tmp_path, monkeypatch):
