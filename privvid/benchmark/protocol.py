@@ -448,11 +448,21 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
         results["rows"][recipe.name] = row
         results["top5"][recipe.name] = row5
     if proto.bias:
-        for task in proto.tasks:
+        for task in proto.tasks:   # cached like a step: it decodes every clip of the task once
+            folder = out / "bias" / task.name
+            key = _key({"bias": task.__dict__, "seed": proto.seed,
+                        "data": [_fingerprint(task.train), _fingerprint(task.val)]})
+            done = _cached(folder, key)
+            if done is not None:
+                results["bias"][task.name] = {k: v for k, v in done.items() if k != "key"}
+                continue
+            say(f"bias of {task.name}")
             try:
                 results["bias"][task.name] = representation_bias(task, seed=proto.seed)
             except Exception as exc:  # the bias row is optional; say why it is missing
                 results["bias"][task.name] = {"error": str(exc)}
+            else:
+                _finish(folder, key, results["bias"][task.name])
     from privvid.benchmark.table import write_report
     from privvid.io.atomic import write_text_atomic
 

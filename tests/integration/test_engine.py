@@ -260,7 +260,7 @@ def test_cli_train_eval_average(clips, tmp_path):
     assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
 
 
-def test_benchmark_protocol_table(clips, tmp_path):
+def test_benchmark_protocol_table(clips, tmp_path, monkeypatch):
     from rich.console import Console
 
     from privvid.benchmark.protocol import Protocol, run_protocol
@@ -279,6 +279,15 @@ def test_benchmark_protocol_table(clips, tmp_path):
     b = res["bias"]["clips"]
     assert b["M_rnd"] == pytest.approx(1 / 8)
     assert b["B"] == pytest.approx(np.log2(b["M"] / b["M_rnd"]))
+    # a re-run takes the bias from its record too (it decodes every clip of the task)
+    from privvid.benchmark import protocol
+
+    def no_bias(*args, **kwargs):
+        raise AssertionError("the bias was computed again")
+
+    monkeypatch.setattr(protocol, "representation_bias", no_bias)
+    again = run_protocol(proto, tmp_path)
+    assert again["bias"] == res["bias"] and again["steps"]["run"] == 0
     console = Console(record=True, width=120)
     console.print(results_table(res))
     text = console.export_text()
