@@ -113,7 +113,9 @@ class Protocol:
                     _known_keys(average, ("of", "weights"), f"{where}: average")
                 if mix is not None:
                     _known_keys(mix, ("of", "layerwise"), f"{where}: learned_mix")
-                    if not isinstance(mix.get("layerwise", False), bool):
+                    if mix.get("layerwise") is None:   # YAML's "layerwise:" with no value
+                        mix = {**mix, "layerwise": False}
+                    if not isinstance(mix["layerwise"], bool):
                         raise EngineError(f"{where}: learned_mix.layerwise is true or false, got "
                                           f"{mix['layerwise']!r}")
                 recipes.append(Recipe(r["name"], stages, average, mix))
@@ -126,6 +128,12 @@ class Protocol:
         except (TypeError, AttributeError):
             raise EngineError("protocol: 'recipes' and 'tasks' must be lists of objects (see docs/benchmark.md)") from None
         names = [r.name for r in recipes]
+        for what, name in [*(("recipe", n) for n in names), *(("task", t.name) for t in tasks)]:
+            parts = str(name).replace("\\", "/").split("/")
+            if (not isinstance(name, str) or not name.strip() or name.startswith(("/", "\\"))
+                    or any(part in (".", "..") for part in parts) or (what == "task" and len(parts) > 1)):
+                raise EngineError(f"{what} name {name!r}: names folders under OUT, so it is a non-empty name "
+                                  f"without {'/' if what == 'task' else 'a leading /'}, '.' or '..' parts")
         if len(set(names)) != len(names):
             raise EngineError("protocol recipes need unique names")
         if len({t.name for t in tasks}) != len(tasks):
@@ -172,10 +180,12 @@ class Protocol:
         bias = d.get("bias", True)
         if not isinstance(bias, bool):
             raise EngineError(f"the protocol's bias is true or false, got {bias!r}")
-        seed = _whole(d.get("seed", 0), "the protocol's seed", least=0)
-        assert seed is not None
+        seed = _whole(d.get("seed"), "the protocol's seed", least=0) or 0   # null (YAML "seed:") is the default
+        modes = d.get("modes", ["ft", "lp"])
+        if not isinstance(modes, (list, tuple)) or not modes or any(m not in ("ft", "lp") for m in modes):
+            raise EngineError(f"the protocol's modes are a list of ft and lp, got {modes!r}")
         return cls(d.get("name", "benchmark"), recipes, tasks, d.get("preset", "tiny"), d.get("size"),
-                   tuple(d.get("modes", ("ft", "lp"))), _whole(d.get("eval_epochs"), "eval_epochs"),
+                   tuple(modes), _whole(d.get("eval_epochs"), "eval_epochs"),
                    _whole(d.get("eval_batch_size"), "eval_batch_size"), bias,
                    _whole(d.get("workers"), "workers", least=0), dict(d.get("eval_settings", {})), seed, datasets)
 
@@ -450,7 +460,7 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
     if proto.bias:
         for task in proto.tasks:   # cached like a step: it decodes every clip of the task once
             folder = out / "bias" / task.name
-            key = _key({"bias": task.__dict__, "seed": proto.seed,
+            key = _key({"bias": task.__dict__, "seed": proto.seed, "method": "efficientnet-lite0 mid-frame logistic",
                         "data": [_fingerprint(task.train), _fingerprint(task.val)]})
             done = _cached(folder, key)
             if done is not None:

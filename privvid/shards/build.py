@@ -102,7 +102,11 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> tuple[dict[str, str], 
     the rows (key or path) that match no clip of the dataset."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows, lines = [], []   # each row and the file line it ends on (blank lines and quoted breaks count)
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)
     except OSError as exc:
         raise ConfigError(f"cannot read --split-from {path}: {exc}") from None
     if not rows or "split" not in rows[0]:
@@ -111,14 +115,14 @@ def _splits_from_csv(path: Path, entries: list[Entry]) -> tuple[dict[str, str], 
     by_stem: dict[str, set[str]] = {}
     rows_of: dict[str, set[int]] = defaultdict(set)   # a path or a stem -> the rows naming it
     names: dict[int, str] = {}
-    unknown: dict[str, int] = {}   # a split value none of SPLIT_NAMES -> its first row (the header is line 1)
+    unknown: dict[str, int] = {}   # a split value none of SPLIT_NAMES -> the line of its first row
     with_split = 0
     for number, row in enumerate(rows):
         value = (row.get("split") or "").strip()
         split = SPLIT_NAMES.get(value.lower())
         if split is None:
             if value:
-                unknown.setdefault(value, number + 2)
+                unknown.setdefault(value, lines[number])
             continue
         with_split += 1
         for column in ("path", "key"):

@@ -186,6 +186,16 @@ def test_protocol_keys_types_and_mixes_are_checked_before_any_step():
     ):
         with pytest.raises(EngineError, match=words):
             proto(**change)
+    for change, words in (({"modes": "lp"}, "modes are a list of ft and lp"),
+                          ({"tasks": [{"name": "/abs/t", "train": "a", "val": "b"}]}, "task name '/abs/t'"),
+                          ({"tasks": [{"name": "a/b", "train": "a", "val": "b"}]}, "task name 'a/b'"),
+                          ({"recipes": [{"name": "..", "stages": [{"task": "scratch"}]}]}, "recipe name '..'")):
+        with pytest.raises(EngineError, match=words):   # names are folders under OUT: none may leave it
+            proto(**change)
+    assert proto(seed=None).seed == 0                     # YAML's "seed:" with no value: the default
+    mix = proto(recipes=[{"name": "M", "learned_mix": {"of": ["A", "B"], "layerwise": None}}]).recipes[2]
+    assert mix.learned_mix == {"of": ["A", "B"], "layerwise": False}
+    assert proto(recipes=[{"name": "MAE/Align", "stages": [{"task": "scratch"}]}]).recipes[2].name == "MAE/Align"
     # a list of weights, as YAML users write them, is the comma-separated string; _ keys are comments
     got = proto(recipes=[{"name": "v", "average": {"of": ["A", "B"], "weights": [0.25, 0.75]}}], _note="x")
     assert got.recipes[2].average == {"of": ["A", "B"], "weights": "0.25,0.75"}

@@ -274,8 +274,8 @@ def test_split_from_matches_whole_paths_and_a_draw_never_empties_train():
                             "walk,solo,x/solo.mp4,val\nswim,gone,swim/gone.mp4,train\n")
         splits, unmatched = _splits_from_csv(csv_path, entries)
         # a split privvid does not know is refused (the rows were dropped, and blamed on the dataset)
-        csv_path.write_text("label,key,split\njump,clip001,train\nrun,clip001,validate\nwalk,solo,validate\n")
-        with pytest.raises(ConfigError, match=r"split 'validate' \(line 3\) is none of"):
+        csv_path.write_text('label,key,split\njump,clip001,train\n\n"r\nun",clip001,validate\nwalk,solo,validate\n')
+        with pytest.raises(ConfigError, match=r"split 'validate' \(line 5\) is none of"):   # a blank, a quoted break
             _splits_from_csv(csv_path, entries)
         csv_path.write_text("label,key,split\njump,clip001,\n")
         with pytest.raises(ConfigError, match="the 'split' column is empty"):

@@ -218,6 +218,7 @@ def test_cli_bad_settings_exit_2_before_rendering(tmp_path):
         assert result.exit_code == 2, (args, result.output)
     assert not (tmp_path / "x").exists()
     result = runner.invoke(app, ["synth", "--out", str(tmp_path / "x"), "--quiet", "--size", "64"])
-    assert "WIDTHxHEIGHT in even numbers" in result.output and "-2x240" not in result.output   # no -2 sides here
+    assert result.exit_code == 2 and "WIDTHxHEIGHT in even numbers" in result.output
+    assert "-2x240" not in result.output   # the shared message offered -2 sides, which synth refuses
     with pytest.raises(ConfigError):
         parse_size("112")
