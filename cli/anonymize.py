@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from privvid.anonymize import anonymize_dataset
-from privvid.config import FILL_MODES, MEDIAPIPE_AS_MEASURED, parse_size, preset
+from privvid.config import FILL_MODES, MEDIAPIPE_AS_MEASURED, parse_size, preset, refuse_other_modes
 from privvid.errors import ConfigError
 from privvid.runtime import RunProgress
 
@@ -136,10 +136,8 @@ def anonymize(
                    **_given(pose_weights=pose_weights, render_faces=mesh_faces, min_frames=mesh_min_frames))
     if pose_weights is not None:
         mesh = replace(mesh, pose_backend="yolo")
-    for flag, value, reader in (("--blur-size", blur_size, "blur"), ("--pixel-size", pixel_size, "pixelate"),
-                                ("--solid-color", solid_color, "solid")):
-        if value is not None and mode != reader:   # given at its default too (preflight sees only other values)
-            raise ConfigError(f"{flag} is read by --mode {reader} only, not by --mode {mode}")
+    # given at its default too (preflight sees only other values)
+    refuse_other_modes(mode, list(_given(blur_size=blur_size, pixel_size=pixel_size, solid_color=solid_color)))
     checks = cfg.check if check is None else replace(cfg.check, enabled=check)
     cfg = replace(cfg, mode=mode, detect=detect, inpaint=inpaint, mesh=mesh, save_masks=save_masks, crf=crf, gop=gop,
                   check=checks, record_paths=record_paths, **_given(resize=parse_size(resize) if resize else None, fps=fps,

@@ -223,6 +223,19 @@ LITTLE_SCENE = 0.9
 BRIEF_SHARE = 0.25
 
 
+# settings one mode each reads: field -> (its flag, that mode). Given for another mode they are refused
+MODE_SETTINGS = {"blur_size": ("--blur-size", "blur"), "pixel_size": ("--pixel-size", "pixelate"),
+                 "solid_color": ("--solid-color", "solid")}
+
+
+def refuse_other_modes(mode: str, given: Sequence[str]) -> None:
+    """:class:`ConfigError` for the first of ``given`` (names of :data:`MODE_SETTINGS`) that ``mode`` does not read."""
+    for name in given:
+        flag, reader = MODE_SETTINGS[name]
+        if mode != reader:
+            raise ConfigError(f"{flag} is read by --mode {reader} only, not by --mode {mode}")
+
+
 def _check_config() -> Any:
     from privvid.anonymize.check import CheckConfig
 

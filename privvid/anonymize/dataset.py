@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import privvid
 from privvid.anonymize.pipeline import anonymize_clip, output_paths
-from privvid.config import FILL_MODES, AnonymizeConfig, MeshConfig
+from privvid.config import FILL_MODES, MODE_SETTINGS, AnonymizeConfig, MeshConfig, refuse_other_modes
 from privvid.errors import ConfigError, PrivvidError
 from privvid.io.atomic import file_in_the_way, write_text_atomic
 from privvid.io.discover import STATE_DIR, ClipSource, Discovery, content_hash, discover
@@ -249,12 +249,8 @@ def preflight(cfg: AnonymizeConfig) -> None:
         if unread:
             raise ConfigError(f"{' and '.join(unread)} {'is' if len(unread) == 1 else 'are'} read by --mode mesh only, "
                               f"not by --mode {cfg.mode}")
-    defaults = AnonymizeConfig()
-    for flag, mode, given in (("--blur-size", "blur", cfg.blur_size != defaults.blur_size),
-                              ("--pixel-size", "pixelate", cfg.pixel_size != defaults.pixel_size),
-                              ("--solid-color", "solid", cfg.solid_color != defaults.solid_color)):
-        if given and cfg.mode != mode:
-            raise ConfigError(f"{flag} is read by --mode {mode} only, not by --mode {cfg.mode}")
+    # a Python caller's settings: those other than their default
+    refuse_other_modes(cfg.mode, [name for name in MODE_SETTINGS if getattr(cfg, name) != getattr(AnonymizeConfig, name)])
     INPAINTERS.resolve(cfg.inpaint.backend)
     needs_ssd = cfg.detect.backend == "ssd" or cfg.check.active(cfg.mode) or (
         cfg.mode in FILL_MODES and cfg.inpaint.guard)

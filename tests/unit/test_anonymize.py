@@ -160,6 +160,9 @@ def test_blur_pixel_and_colour_settings_are_checked_and_read_by_their_mode_only(
     assert AnonymizeConfig(mode="solid", solid_color=[0, np.uint8(255), 0]).solid_color == (0, 255, 0)  # Python
     with pytest.raises(ConfigError):
         AnonymizeConfig(mode="blur", blur_size=True)
+    with pytest.raises(ConfigError, match="--pixel-size is read by --mode pixelate only"):   # a Python caller's
+        anonymize_dataset(clip, tmp_path / "py", cfg("blur", pixel_size=0.1))
+    assert not (tmp_path / "py").exists()
     anonymize_dataset(clip, out, cfg("blur"))
     assert json.loads((out / "walk.json").read_text())["backends"]["composer"]["kernel"] == 51   # at least 51 px
     anonymize_dataset(clip, tmp_path / "large", cfg("blur", resize=(864, 576)))
