@@ -24,7 +24,7 @@ import numpy as np
 from privvid.curate.embed import EmbeddingCache, embed_classes, frame_fraction
 from privvid.curate.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, make_clip_pair
 from privvid.curate.knexus import METHODS, Selection, check_k, knexus_select, plot_separation, random_select, separation_report
-from privvid.curate.sources import CurationError, CurationSource, load_source
+from privvid.curate.sources import CurationError, CurationSource, load_source, read_class_names
 from privvid.io.atomic import write_text_atomic
 
 
@@ -218,14 +218,7 @@ def class_key(name: str) -> str:
 
 def read_reference(path: str | os.PathLike[str]) -> list[str]:
     """A reference class list: one name per line, blank lines and ``#`` lines ignored."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CurationError(f"cannot read reference list {path}: {exc}") from None
-    names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not names:
-        raise CurationError(f"reference list {path} names no class (one name per line)")
-    return names
+    return [name for _, name in read_class_names(path, "reference list")]
 
 
 def overlap(selected: list[str], reference: list[str]) -> dict[str, Any]:

@@ -53,21 +53,30 @@ class CurationSource:
         return self.counts.get(label, len(self.classes[label]))
 
 
+def read_class_names(path: str | os.PathLike[str], what: str) -> list[tuple[int, str]]:
+    """(line number, name) of each class name in a one-per-line list (``what``: how errors name the file);
+    blank lines and ``#`` comments are ignored; a file that cannot be read or names none is an error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CurationError(f"cannot read {what} {path}: {exc}") from None
+    names = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not line.strip().startswith("#")]
+    if not names:
+        raise CurationError(f"{what} {path} holds no class names")
+    return names
+
+
 def load_labels(path: str | os.PathLike[str]) -> CurationSource:
     """One class name per line; blank lines and ``#`` comments are ignored; duplicates are errors."""
     path = Path(path)
     if not path.is_file():
         raise CurationError(f"label list not found: {path}")
     labels: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        name = line.strip()
-        if not name or name.startswith("#"):
-            continue
+    for number, name in read_class_names(path, "label list"):
         if name in labels:
             raise CurationError(f"{path}:{number}: class {name!r} is listed twice")
         labels.append(name)
-    if not labels:
-        raise CurationError(f"label list {path} holds no class names")
     return CurationSource("labels", str(path), {label: [] for label in sorted(labels)},
                           counts={label: 0 for label in labels})
 
