@@ -69,8 +69,11 @@ def run(
 
 
 def _bias(res: dict) -> None:
-    from privvid.benchmark.table import bias_cell, proportion_lines
+    from privvid.benchmark.table import bias_cell, proportion_lines, top5_note
 
+    note = top5_note(res)
+    if note:
+        console.print(escape(note[0].upper() + note[1:]), highlight=False)
     for line in proportion_lines(res):
         console.print(escape(line), highlight=False)
     for task, b in res["bias"].items():

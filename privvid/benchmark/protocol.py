@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -350,6 +351,27 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
     (its settings, its data, the key of the checkpoint it starts from, the protocol's seed): a re-run skips
     finished steps, a killed run redoes only the step it was in. Every row is seeded (the same command twice
     gives the same table)."""
+    from privvid.runtime.lock import RunLock
+
+    check_protocol(proto, device)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EngineError(f"{out} is a file; a benchmark run is written into a folder")
+    lock = RunLock(out / ".privvid", "lock", folder=out, remove=True, required=False)
+    try:
+        with lock:   # one run per OUT, refused before its first step (each step's own lock came only at that step)
+            if lock.unlocked:
+                sys.stderr.write(f"warning: {out} cannot be locked ({lock.unlocked}): nothing stops a second run "
+                                 "from writing into it at the same time\n")
+            return _run_protocol(proto, out, device, log or (lambda s: None))
+    finally:
+        try:
+            lock.path.parent.rmdir()   # the lock's folder, where the run left nothing else in it
+        except OSError:
+            pass
+
+
+def _run_protocol(proto: Protocol, out: Path, device: str | None, say: Callable[[str], None]) -> dict[str, Any]:
     from privvid.engine.api import run_average, run_eval, run_train
     from privvid.engine.checkpoint import save_checkpoint
     from privvid.engine.config import preset
@@ -357,11 +379,8 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
 
     import torch
 
-    check_protocol(proto, device)
-    out = Path(out)
-    say = log or (lambda s: None)
     results: dict[str, Any] = {"protocol": proto.name, "rows": {}, "top5": {}, "bias": {}, "seed": proto.seed,
-                               "alpha": {}, "steps": {"run": 0, "cached": 0}}
+                               "alpha": {}, "classes": {}, "steps": {"run": 0, "cached": 0}}
     ov = {k: v for k, v in (("epochs", proto.eval_epochs), ("batch_size", proto.eval_batch_size),
                             ("workers", proto.workers), ("seed", proto.seed)) if v is not None}
     ov_key = {k: v for k, v in ov.items() if k != "workers"}   # results do not depend on the loader workers
@@ -448,10 +467,13 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
                                    learn_mix=bool(recipe.learned_mix),
                                    layerwise=bool((recipe.learned_mix or {}).get("layerwise", False)), **ov)
                     ev = res["eval"]
-                    return {"top1": ev["top1"], "top5": ev["top5"], "n": ev["n"], "alpha": res.get("alpha")}
+                    return {"top1": ev["top1"], "top5": ev["top5"], "n": ev["n"], "classes": ev.get("classes"),
+                            "alpha": res.get("alpha")}
                 res = step(folder, key, f"{recipe.name}: {mode} on {task.name}", evaluate)
                 row[f"{task.name}/{mode}"] = res["top1"]
                 row5[f"{task.name}/{mode}"] = res["top5"]
+                if res.get("classes") is not None:   # top-5 of five classes or fewer is always 100%: not shown
+                    results["classes"][task.name] = res["classes"]
                 if recipe.learned_mix:   # the proportions it learned (one list per layer group)
                     results["alpha"].setdefault(recipe.name, {})[task.name] = {
                         "of": list(recipe.learned_mix["of"]), "alpha": res.get("alpha")}

@@ -1,7 +1,8 @@
 """Paper-style results: rows = pre-training recipes, columns = downstream task x FT / LP (top-1, top-5), means.
 
-``results_table`` is the rich table the CLI prints; ``markdown_table`` the same laid out like the papers'
-Table 1 (each task's FT and LP top-1 with top-5 beside it, then the FT, LP and overall means, the bias row);
+``results_table`` (the rich table the CLI prints) and ``markdown_table`` are laid out like the papers' Table 1:
+each task's FT and LP top-1 with top-5 beside it (not for a task of five classes or fewer, whose top-5 is
+always 100%), then the FT, LP and overall means, the bias row;
 ``write_report(DIR)`` writes ``table.md`` and ``results.png`` from ``DIR/results.json`` (what
 ``privvid benchmark report DIR`` redraws).
 """
@@ -36,6 +37,26 @@ def _pct(v: float | None) -> str:
     return f"{100 * v:.1f}" if v is not None else "-"
 
 
+def _no_top5(results: dict[str, Any]) -> dict[str, int]:
+    """The tasks whose top-5 says nothing (five classes or fewer: always 100%) and their class counts."""
+    return {t: n for t, n in (results.get("classes") or {}).items() if n is not None and n <= 5}
+
+
+def _cells(results: dict[str, Any], name: str, cols: list[str]) -> list[str]:
+    """A row's top-1 / top-5 per column (top-1 alone where top-5 is missing or says nothing), then the FT, LP
+    and overall means of top-1."""
+    row = results["rows"][name]
+    top5 = (results.get("top5") or {}).get(name) or {}
+    hidden = _no_top5(results)
+    cells = []
+    for c in cols:
+        t1, t5 = row.get(c), top5.get(c)
+        cells.append(f"{_pct(t1)} / {_pct(t5)}" if t5 is not None and c.split("/")[0] not in hidden else _pct(t1))
+    ft = _mean([row.get(c) for c in cols if c.endswith("/ft")])
+    lp = _mean([row.get(c) for c in cols if c.endswith("/lp")])
+    return [*cells, _pct(ft), _pct(lp), _pct(_mean([row.get(c) for c in cols]))]
+
+
 def bias_cell(b: dict[str, Any]) -> str:
     """A task's B to two places; ``-inf`` where the frame probe got nothing right (M = 0, B recorded as None)."""
     if "B" not in b:
@@ -60,49 +81,50 @@ def proportion_lines(results: dict[str, Any]) -> list[str]:
 
 
 def results_table(results: dict[str, Any]) -> Table:
-    rows: dict[str, dict[str, float]] = results["rows"]
+    """The table ``table.md`` holds, for the terminal: top-1 / top-5 per task and mode, then the means."""
     cols = _columns(results)
-    table = Table(title=f"{escape(str(results.get('protocol', 'benchmark')))}: top-1 (%)")
+    table = Table(title=f"{escape(str(results.get('protocol', 'benchmark')))}: top-1 / top-5 (%)")
     table.add_column("pre-training")
     for c in cols:
         task, mode = c.split("/")
         table.add_column(f"{escape(task)}\n{mode.upper()}", justify="right")
-    table.add_column("mean", justify="right")
-    for name, row in rows.items():
-        vals = [row.get(c) for c in cols]
-        table.add_row(escape(name), *[_pct(v) for v in vals], _pct(_mean(vals)))
+    for head in ("mean\nFT", "mean\nLP", "mean"):
+        table.add_column(head, justify="right")
+    for name in results["rows"]:
+        table.add_row(escape(name), *_cells(results, name, cols))
     bias = results.get("bias") or {}
     if bias:
-        cells = []
-        for c in cols:
-            cells.append(bias_cell(bias.get(c.split("/")[0], {})))
-        table.add_row("[italic]bias B = log2(M/M_rnd)[/italic]", *cells, "")
+        cells = [bias_cell(bias.get(c.split("/")[0], {})) for c in cols]
+        table.add_row("[italic]bias B = log2(M/M_rnd)[/italic]", *cells, "", "", "")
     return table
+
+
+def top5_note(results: dict[str, Any]) -> str | None:
+    """Which tasks' top-5 the tables leave out, or None."""
+    hidden = _no_top5(results)
+    if not hidden:
+        return None
+    names = ", ".join(f"{t} ({n} classes)" for t, n in hidden.items())
+    return f"top-5 is not shown for {names}: with five classes or fewer it is always 100%"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
     """Table 1 layout: one column pair per task and mode (top-1 / top-5), then mean FT, mean LP, mean."""
-    rows: dict[str, dict[str, float]] = results["rows"]
-    top5: dict[str, dict[str, float]] = results.get("top5") or {}
     cols = _columns(results)
     head = ["pre-training"] + [f"{c.split('/')[0]} {c.split('/')[1].upper()}" for c in cols] + [
         "mean FT", "mean LP", "mean"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, row in rows.items():
-        cells = []
-        for c in cols:
-            t1, t5 = row.get(c), (top5.get(name) or {}).get(c)
-            cells.append(f"{_pct(t1)} / {_pct(t5)}" if t5 is not None else _pct(t1))
-        ft = _mean([row.get(c) for c in cols if c.endswith("/ft")])
-        lp = _mean([row.get(c) for c in cols if c.endswith("/lp")])
-        lines.append("| " + " | ".join([name, *cells, _pct(ft), _pct(lp), _pct(_mean([row.get(c) for c in cols]))])
-                     + " |")
+    for name in results["rows"]:
+        lines.append("| " + " | ".join([name, *_cells(results, name, cols)]) + " |")
     bias = results.get("bias") or {}
     if bias:
         cells = [bias_cell(bias.get(c.split("/")[0], {})) for c in cols]
         lines.append("| *bias B = log2(M / M_rnd)* | " + " | ".join(cells) + " | | | |")
     note = (f"\nTop-1 / top-5 accuracy (%) on each task's val list; seed {results.get('seed', 0)}; "
             f"protocol `{results.get('protocol', 'benchmark')}`.\n")
+    hidden = top5_note(results)
+    if hidden:
+        note += f"The {hidden}.\n"
     mixes = proportion_lines(results)
     if mixes:
         note += "\n" + "".join(f"- {line}\n" for line in mixes)

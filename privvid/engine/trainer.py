@@ -175,7 +175,7 @@ def evaluate(model: Classifier, source: Source, cfg: TrainConfig, device: torch.
     probs, y = predict(model, source, cfg, device, head, features)
     top = probs.topk(min(5, probs.shape[1]), dim=1).indices
     return {"top1": float((top[:, 0] == y).float().mean()), "top5": float((top == y[:, None]).any(1).float().mean()),
-            "n": len(y), "views": views_of(cfg)}
+            "n": len(y), "views": views_of(cfg), "classes": int(probs.shape[1])}
 
 
 # ----------------------------------------------------------------------------- loaders

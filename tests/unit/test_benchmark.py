@@ -67,6 +67,7 @@ def test_stages_are_cached_seeded_and_rerun_only_when_needed(clips, tmp_path):
     assert other["rows"] == first["rows"] and other["top5"] == first["top5"]
     table = (tmp_path / "b" / "table.md").read_text()
     assert table.startswith("| pre-training | squares FT | squares LP | mean FT | mean LP | mean |")
+    assert other["classes"] == {"squares": 2} and "The top-5 is not shown for squares (2 classes)" in table
     assert (tmp_path / "b" / "results.png").stat().st_size > 1000
     alpha = json.loads((tmp_path / "b" / "evals" / "mix" / "lp_squares" / "done.json").read_text())["alpha"]
     assert len(alpha) == 1 and sum(alpha[0]) == pytest.approx(1.0)
@@ -85,6 +86,25 @@ def test_markdown_table_against_a_hand_made_results_file():
     assert lines[2] == "| A | 50.0 / 90.0 | 25.0 / 80.0 | 100.0 / 100.0 | 75.0 / 100.0 | 75.0 | 50.0 | 62.5 |"
     assert lines[3] == "| B | - | 10.0 | - | - | - | 10.0 | 10.0 |"
     assert lines[4].startswith("| *bias B = log2(M / M_rnd)* | 1.00 | 1.00 | -inf | -inf |")   # M = 0
+    assert "not shown" not in markdown_table(results)
+    # the printed table is the same table: top-5 and the FT / LP means used to be in table.md only
+    from rich.console import Console
+
+    from privvid.benchmark.table import results_table
+
+    console = Console(width=200, record=True)
+    console.print(results_table(results))
+    printed = console.export_text()
+    assert "top-1 / top-5 (%)" in printed and "50.0 / 90.0" in printed and "75.0 / 100.0" in printed
+    assert "mean" in printed and "62.5" in printed and "-inf" in printed
+    # top-5 of a task of five classes or fewer is always 100%: left out, and said so
+    results["classes"] = {"t1": 400, "t2": 5}
+    lines = markdown_table(results).splitlines()
+    assert lines[2] == "| A | 50.0 / 90.0 | 25.0 / 80.0 | 100.0 | 75.0 | 75.0 | 50.0 | 62.5 |"
+    assert "The top-5 is not shown for t2 (5 classes): with five classes or fewer it is always 100%." in lines
+    console = Console(width=200, record=True)
+    console.print(results_table(results))
+    assert "75.0 / 100.0" not in console.export_text()
 
 
 def test_protocol_errors_are_named():
@@ -149,6 +169,20 @@ def test_a_protocol_is_checked_before_its_first_step(clips, tmp_path):
     with pytest.raises(EngineError, match="val dataset 'flat_val': 1 clips have no class"):
         run_protocol(bad, out)
     assert not out.exists()
+
+
+def test_a_second_run_into_the_same_folder_is_refused_before_its_first_step(clips, tmp_path):
+    # it used to print every cached step and meet the other run's lock only at its first uncached one
+    from privvid.runtime.lock import OutputLocked, RunLock
+
+    out = tmp_path / "run"
+    with RunLock(out / ".privvid", "lock", folder=out, remove=True):
+        said: list[str] = []
+        with pytest.raises(OutputLocked, match="another privvid run is writing into"):
+            run_protocol(_proto(clips), out, log=said.append)
+        assert said == [] and not (out / "stages").exists()
+    first = run_protocol(_proto(clips), out)   # free again: runs, and leaves no lock folder behind
+    assert first["steps"]["run"] == 10 and not (out / ".privvid").exists()
 
 
 def test_protocol_keys_types_and_mixes_are_checked_before_any_step():
