@@ -228,10 +228,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", head_only)
         elif route == "/api/verdicts":
             with self.lock:
-                if self.verdicts_path.is_file():
-                    doc = json.loads(self.verdicts_path.read_text(encoding="utf-8"))
-                else:
-                    doc = {"verdicts": {}}
+                try:
+                    doc = read_verdicts(self.verdicts_path, self.sample)
+                except QAError as exc:   # damaged since the server started: the page says so and does not save
+                    self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}, head_only)
+                    return
             self._json(HTTPStatus.OK, doc, head_only)
         else:
             self._media(route, head_only)
@@ -319,8 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length", "0"))
             if not 0 <= length <= MAX_BODY:
                 raise QAError("request too large" if length > 0 else "bad Content-Length")
-            doc = validate_verdicts(json.loads(self.rfile.read(length) or b"null"), self.sample)
-        except (QAError, ValueError) as exc:  # ValueError covers bad JSON and a bad Content-Length
+            doc = validate_verdicts(_json_body(self.rfile.read(length)), self.sample)
+        except (QAError, ValueError) as exc:  # ValueError covers a bad Content-Length
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
         if self.reviewer:  # a --reviewer server: the file is that reviewer's, whatever the page sends
@@ -336,6 +337,34 @@ class _Handler(BaseHTTPRequestHandler):
                            {"error": f"not saved: {exc.strerror or exc} ({self.verdicts_path})"})
                 return
         self._json(HTTPStatus.OK, {"saved": len(doc["verdicts"]), "path": str(self.verdicts_path)})
+
+
+def _json_body(body: bytes) -> Any:
+    """A request's JSON (UTF-8), or QAError saying why not: bad text, bad JSON, or nesting too deep for the
+    parser (a RecursionError, which would otherwise drop the connection)."""
+    try:
+        return json.loads(body.decode("utf-8") or "null")
+    except UnicodeDecodeError:
+        raise QAError("the request body is not UTF-8 text") from None
+    except RecursionError:
+        raise QAError("the request body is nested too deeply") from None
+    except ValueError as exc:
+        raise QAError(f"the request body is not JSON: {exc}") from None
+
+
+def read_verdicts(path: Path, sample: dict[str, Any]) -> dict[str, Any]:
+    """The verdicts saved at ``path`` (none yet: an empty set), checked against the sample; QAError naming the
+    file when it cannot be read, is not JSON, or holds verdicts this sample cannot take."""
+    if not path.is_file():
+        return {"verdicts": {}}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        validate_verdicts(doc, sample)
+    except (OSError, ValueError, RecursionError, QAError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise QAError(f"the verdicts file {path} cannot be used ({why}); mend or move it, then start again "
+                      "(it is never overwritten while it cannot be read)") from None
+    return dict(doc)
 
 
 def _check_writable(path: Path) -> None:
@@ -378,6 +407,10 @@ def make_server(folder: str | os.PathLike[str], host: str = "127.0.0.1", port: i
     QAHandler.verdicts_path = Path(verdicts).resolve() if verdicts else default
     QAHandler.reviewer = reviewer or ""
     _check_writable(QAHandler.verdicts_path)
+    try:   # a damaged file is refused now: the page would load no verdicts and its first save replace them all
+        read_verdicts(QAHandler.verdicts_path, sample)
+    except QAError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         server = QAServer((host, port), QAHandler)
     except OSError as exc:   # the port is taken, the host is no address of this machine
@@ -693,7 +726,9 @@ function changed() {
   saveTimer = setTimeout(save, 250);
 }
 
+let loadFailed = "";
 async function save() {
+  if (loadFailed) { setStatus(loadFailed + " (not saved)"); return; }
   setStatus("saving ...");
   try {
     const res = await fetch("api/verdicts", {method: "POST",
@@ -887,12 +922,14 @@ async function start() {
   if (served) {
     try {
       const res = await fetch("api/verdicts", {cache: "no-store"});
+      const saved = await res.json();
       if (res.ok) {
-        const saved = await res.json();
         if (saved.verdicts && Object.keys(saved.verdicts).length) {
           state.verdicts = saved.verdicts;
           state.reviewer = FIXED || saved.reviewer || state.reviewer;
         }
+      } else {
+        loadFailed = "error: " + saved.error;
       }
     } catch (e) { setStatus("server not reachable: " + e); }
   }
@@ -904,6 +941,7 @@ async function start() {
     document.body.dataset.reviewer = FIXED;
   }
   refresh();
+  if (loadFailed) { setStatus(loadFailed + " (saving is off)"); document.body.dataset.saved = "error"; }
   const first = ITEMS.findIndex(item => !state.verdicts[item.id]);
   if (ITEMS.length) setCurrent(Math.max(0, first), first > 0);
   loadVisible();

@@ -238,3 +238,42 @@ def test_a_save_that_fails_is_an_error_the_page_shows(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_bodies_too_deep_or_not_utf8_are_a_400_and_the_server_goes_on(served) -> None:
+    # 200,000 nested lists made the JSON parser raise RecursionError: the connection dropped, a traceback printed
+    folder, server = served
+    before = (folder / "verdicts.json").read_text()
+    headers = {"Content-Type": "application/json", "X-Privvid-Token": _page_token(server)}
+    status, _, body = request(server, "POST", "/api/verdicts", b"[" * 200_000 + b"]" * 200_000, headers)
+    assert status == 400 and "nested too deeply" in json.loads(body)["error"]
+    status, _, body = request(server, "POST", "/api/verdicts", '{"verdicts": {}}'.encode("utf-16"), headers)
+    assert status == 400 and "not UTF-8" in json.loads(body)["error"]
+    status, _, body = request(server, "POST", "/api/verdicts", b'{"verdicts": ', headers)
+    assert status == 400 and "not JSON" in json.loads(body)["error"]
+    assert (folder / "verdicts.json").read_text() == before
+    assert _post(server, SAVED, **headers)[0] == 200   # still serving
+
+
+def test_a_damaged_verdicts_file_is_refused_at_start_and_never_overwritten(tmp_path: Path) -> None:
+    from privvid.errors import ConfigError
+
+    folder = _qa_folder(tmp_path / "qa")
+    for damaged in ('{"verdicts": {"00', '{"verdicts": {"9999": {"verdict": "pass"}}}'):
+        (folder / "verdicts.json").write_text(damaged)
+        with pytest.raises(ConfigError, match="verdicts file .*verdicts.json cannot be used"):
+            make_server(folder, port=0)
+        assert (folder / "verdicts.json").read_text() == damaged
+    # damaged while the server runs: the page's load gets an error (it then saves nothing), not a dropped connection
+    (folder / "verdicts.json").write_text(json.dumps(SAVED))
+    server = make_server(folder, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        (folder / "verdicts.json").write_text('{"verdicts": {"00')
+        status, _, body = request(server, "GET", "/api/verdicts")
+        assert status == 500 and "cannot be used" in json.loads(body)["error"]
+        assert 'loadFailed = "error: " + saved.error' in request(server, "GET", "/index.html")[2].decode()
+    finally:
+        server.shutdown()
+        server.server_close()
