@@ -46,7 +46,8 @@ def sample_command(
         console.print(f"[yellow]{len(result.short_classes)} class(es) have fewer than {per_class} clips[/yellow]: "
                       + ", ".join(f"{escape(k)} ({v})" for k, v in sorted(result.short_classes.items())[:10]))
     if problems:
-        console.print(f"[yellow]{problems} clip(s) with problems[/yellow] (missing or unreadable original); see sample.json")
+        console.print(f"[yellow]{problems} clip(s) with problems[/yellow] (an original missing or unreadable, a clip "
+                      "cut short or written in part); each is named on its card and in sample.json")
     console.print(f"next: privvid qa sheet {escape(str(out))}   then   privvid qa serve {escape(str(out))} [--reviewer NAME]")
 
 
@@ -65,7 +66,7 @@ def sheet_command(folder: Path = typer.Argument(..., help="QA folder written by 
 @app.command("serve")
 def serve_command(
     folder: Path = typer.Argument(..., help="QA folder written by `privvid qa sample`."),
-    port: int = typer.Option(8765, help="Port on 127.0.0.1 (0 = any free port)."),
+    port: int = typer.Option(8765, help="Port to listen on (0 = any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but a loopback address makes the "
                                                "page and the raw original frames reachable from the network."),
     verdicts: Optional[Path] = typer.Option(None, help="Where verdicts are saved (default FOLDER/verdicts.json, "
@@ -161,8 +162,10 @@ def report_command(
                       f"{len(rep['audit_missed'])} clip(s) the audit passed")
     if json_out:
         write_text_atomic(json_out, json.dumps(rep, indent=2) + "\n")
+        console.print(f"wrote {escape(str(json_out))}")
     if markdown:
         write_text_atomic(markdown, report_markdown(rep))
+        console.print(f"wrote {escape(str(markdown))}")
 
 
 @app.command("audit")
@@ -220,6 +223,10 @@ def audit_command(
         console.print(f"[red]{len(raw)} video file(s) without a sidecar[/red] (not written by privvid anonymize; "
                       "raw files?), audited and flagged: " + ", ".join(escape(r) for r in raw[:10])
                       + (" ..." if len(raw) > 10 else ""))
+    part = [row.rel for row in result.rows if row.in_part]
+    if part:
+        console.print(f"[red]{len(part)} clip(s) written in part[/red] (a sidecar that cannot be read, or a video "
+                      "gone), flagged: " + ", ".join(escape(r) for r in part[:10]) + (" ..." if len(part) > 10 else ""))
     console.print("person / face: checked frames with a hit (highest score); check: frames the written-frame check "
                   "mended while the clip was made / boxes it painted solid")
     console.print(f"wrote {escape(str(csv_path))} and {escape(str(csv_path.with_suffix('.json')))} (column reason: why a "

@@ -78,7 +78,13 @@ class Sidecar:
             raise SidecarError(f"{where} is not a JSON object")
         if "privvid_version" not in doc:
             raise SidecarError(f"{where} was not written by privvid anonymize (no privvid_version)")
-        schema = int(doc.get("schema", 1))
+        try:
+            schema = int(doc.get("schema", 1))
+        except (TypeError, ValueError):
+            raise SidecarError(f"{where}: schema must be a whole number, got {doc.get('schema')!r}") from None
+        for key in ("input", "output"):
+            if not isinstance(doc.get(key) or {}, dict):
+                raise SidecarError(f"{where}: {key} must be a JSON object, got {type(doc[key]).__name__}")
         if schema > SCHEMA_VERSION:
             raise SidecarError(f"{where} has schema {schema}; this privvid reads up to {SCHEMA_VERSION}: "
                                "upgrade privvid")
@@ -89,8 +95,10 @@ class Sidecar:
     def read(cls, path: Path) -> "Sidecar":
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise SidecarError(f"sidecar {path} is not valid JSON: {exc}") from None
+        except OSError as exc:
+            raise SidecarError(f"sidecar {path} cannot be read: {exc.strerror or exc}") from None
         return cls.from_dict(doc, f"sidecar {path}")
 
 
@@ -170,6 +178,32 @@ def scan(root: str | os.PathLike[str], strict: bool = True) -> list[OutputClip]:
         clips.append(OutputClip(rel, path, sidecar, label, split))
     clips.sort(key=lambda c: c.rel)
     return clips
+
+
+def damaged(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path, str]]:
+    """The clips :func:`scan` leaves out that privvid anonymize did write, in part: ``(rel, video, why)`` for an
+    ``.mp4`` whose sidecar cannot be read, and for a sidecar whose ``.mp4`` is gone (``video`` is then the
+    path it would have). A JSON file that is no privvid sidecar is not a clip."""
+    root = Path(root)
+    for path in _walk(root):
+        if path.name.endswith(VIDEO_SUFFIX):
+            side = path.with_name(path.name[: -len(VIDEO_SUFFIX)] + SIDECAR_SUFFIX)
+            if side.is_file():
+                try:
+                    Sidecar.read(side)
+                except SidecarError as exc:
+                    yield path.relative_to(root).as_posix()[: -len(VIDEO_SUFFIX)], path, str(exc)
+        elif path.name.endswith(SIDECAR_SUFFIX):
+            video = path.with_name(path.name[: -len(SIDECAR_SUFFIX)] + VIDEO_SUFFIX)
+            if video.exists():
+                continue
+            try:
+                side_doc = Sidecar.read(path)
+            except SidecarError:
+                continue   # some other JSON file (a list, a manifest)
+            if side_doc.input:
+                yield (path.relative_to(root).as_posix()[: -len(SIDECAR_SUFFIX)], video,
+                       f"video missing: sidecar {path.name} is there, {video.name} is not")
 
 
 def all_videos(root: str | os.PathLike[str]) -> Iterator[Path]:

@@ -196,6 +196,7 @@ class ClipAudit:
     error: str = ""
     sidecar: bool = True      # False: no <rel>.json beside it; privvid anonymize did not write it
     reason: str = ""          # why the clip is flagged ("; "-separated), empty when it is not
+    in_part: bool = False     # written in part: its sidecar cannot be read, or its video is gone (``error`` says)
 
 
 @dataclass(frozen=True)
@@ -242,10 +243,15 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
     elif clip.mode in SHAPE_MODES and isinstance(_get(clip.sidecar, "config", "check"), dict):
         row.check = "n/a"   # the written-frame check is for remove and mesh; these modes keep no record of it
     bodies = drawn_bodies(clip.sidecar) if clip.mode == "mesh" else None
+    if clip.problem:   # written in part: flagged; its video, where there is one, is still looked at
+        row.error, row.in_part = clip.problem, True
+        row.suspicion = 1.0
+        if not clip.video.is_file():
+            return _flag(row, cfg)
     try:
         indexed = grab_indexed_frames(clip.video, cfg.frames, strict=True)
     except BadInput as exc:
-        row.error = f"unreadable: {exc}"
+        row.error = "; ".join(x for x in (row.error, f"unreadable: {exc}") if x)
         row.suspicion = 1.0
         return _flag(row, cfg)
     cover = covered_cells(clip.sidecar, [i for i, _ in indexed]) if clip.mode in SHAPE_MODES else None
@@ -282,7 +288,7 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
                 setattr(row, f"{prefix}_max_score", max(getattr(row, f"{prefix}_max_score"), max(h[0] for h in hits)))
                 setattr(row, f"{prefix}_max_area", max(getattr(row, f"{prefix}_max_area"), max(h[1] for h in hits)))
     n = max(1, row.frames_checked)
-    row.suspicion = max(row.person_hits, row.face_hits) / n
+    row.suspicion = 1.0 if clip.problem else max(row.person_hits, row.face_hits) / n
     return _flag(row, cfg)
 
 
@@ -557,6 +563,7 @@ def summary(result: AuditResult) -> dict[str, Any]:
         "flagged": sum(r.flagged for r in rows),
         "unreadable": sum(bool(r.error) for r in rows),
         "without_sidecar": sum(not r.sidecar for r in rows),
+        "written_in_part": sum(r.in_part for r in rows),
         "with_person_hits": sum(r.person_hits > 0 for r in rows),
         "with_face_hits": sum(r.face_hits > 0 for r in rows),
         "same_detector_as_removal": sum(r.same_detector for r in rows),

@@ -28,6 +28,7 @@ class AnonClip:
     video: Path               # the anonymised mp4 (or, scanning everything, any video file)
     sidecar: dict[str, Any]
     has_sidecar: bool = True  # False: no <rel>.json next to it, so privvid anonymize did not write it
+    problem: str = ""         # written in part: its sidecar cannot be read (``sidecar`` is then empty) or its video is gone
 
     @property
     def original(self) -> Path | None:
@@ -37,14 +38,15 @@ class AnonClip:
         """The input clip: sidecars hold its path relative to the input root (``originals``, the IN
         given to anonymize); the absolute path only with --record-paths (or from older privvid)."""
         side = self.sidecar.get("input") or {}
-        path = side.get("path")
+        side = side if isinstance(side, dict) else {}
+        path = side.get("path") if isinstance(side.get("path"), str) else None
         if originals is not None and Path(originals).suffix.lower() == ".csv" and Path(originals).is_file():
             # a list given to anonymize as IN: each clip's video is the row its output name came from
             return _listed_videos(Path(originals).resolve()).get(str(side.get("relpath") or self.rel))
         if originals is not None and path and not Path(path).is_absolute():
             originals = Path(originals)
             return originals if originals.is_file() else originals / path
-        if side.get("absolute_path"):
+        if isinstance(side.get("absolute_path"), str) and side["absolute_path"]:
             return Path(side["absolute_path"])
         return Path(path) if path and Path(path).is_absolute() else None
 
@@ -71,21 +73,21 @@ def class_of(rel: str) -> str:
 
 
 def scan(root: str | os.PathLike[str], everything: bool = False) -> list[AnonClip]:
-    """All clips with a readable sidecar, sorted by relative path; a sidecar that is not JSON is an
-    error. An mp4 without a sidecar is not a finished privvid output and is left out, unless
+    """All clips with a readable sidecar, sorted by relative path, and those written in part (``problem``: a
+    sidecar that cannot be read, or one whose video is gone), so that one damaged clip is named, not the end of
+    the run. An mp4 without a sidecar is not a finished privvid output and is left out, unless
     ``everything``: then every video file (:data:`VIDEO_EXTENSIONS`) under ``root`` is a clip, those
     without a sidecar (``has_sidecar`` False; any extension but ``.mp4``) with an empty one.
     Hidden files and folders and the ``.privvid`` state folder are skipped."""
     root = Path(root)
     if not root.is_dir():
-        raise QAError(f"anonymised dataset not found: {root}")
-    try:
-        finished = layout.scan(root)
-    except layout.SidecarError as exc:
-        raise QAError(str(exc)) from None
+        raise QAError(f"{root} is a file; give the folder privvid anonymize wrote" if root.is_file()
+                      else f"anonymised dataset not found: {root}")
+    finished = layout.scan(root, strict=False)
     clips = [AnonClip(c.rel, c.label or FLAT_CLASS, c.video, c.sidecar.raw) for c in finished]
+    clips += [AnonClip(rel, class_of(rel), video, {}, problem=why) for rel, video, why in layout.damaged(root)]
     if everything:
-        known = {c.video for c in finished}
+        known = {c.video for c in clips}
         for video in layout.all_videos(root):
             if video in known:
                 continue

@@ -137,17 +137,39 @@ def _same_sample(docs: Sequence[dict[str, Any]], paths: Sequence[str | os.PathLi
             return None
         return (Path(str(given.get("dataset", ""))).name, str(given.get("seed")), str(given.get("per_class")))
 
+    by_name: dict[str, str] = {}
+    for doc, p in zip(docs, paths):   # a copy of one reviewer's file under another name
+        name = doc.get("reviewer")
+        if isinstance(name, str) and name.strip():
+            if name.strip() in by_name:
+                raise QAError(f"{p} and {by_name[name.strip()]} both hold reviewer {name.strip()!r}'s verdicts: "
+                              "each reviewer counts once (give one of them)")
+            by_name[name.strip()] = str(p)
+
+    def rels(doc: dict[str, Any]) -> dict[str, str] | None:
+        # the clip each id names, where every verdict says it (the sheet writes it)
+        got = {i: e.get("rel") for i, e in doc["verdicts"].items()}
+        return got if all(isinstance(r, str) and r for r in got.values()) else None
+
     want = named({"sample": sample}) if sample is not None else None
     first = "--sample's sample.json"
+    want_rels = ({str(i.get("id")): i.get("rel") for i in sample.get("items", [])} if sample is not None else None)
     rel_of = {item.get("id"): item.get("rel") for item in (sample or {}).get("items", [])}
     for doc, p in zip(docs, paths):
         got = named(doc)
+        mine = rels(doc)
         if got is not None and want is None:
-            want, first = got, str(p)
+            want, first, want_rels = got, str(p), mine
         elif got is not None and got != want:
+            # another seed or per-class count may still draw the same clips under the same ids (qa sample
+            # allows that over saved verdicts): then the verdicts are of this sample
             assert want is not None
-            raise QAError(f"{p} holds verdicts on another sample than {first} (dataset, seed, per class "
-                          f"{', '.join(got)} against {', '.join(want)}): clip ids name other clips there")
+            same = mine is not None and want_rels is not None and all(
+                want_rels.get(i, r) == r for i, r in mine.items())
+            if not same:
+                raise QAError(f"{p} holds verdicts on another sample than {first}: it was drawn with dataset "
+                              f"{got[0]}, seed {got[1]}, {got[2]} per class, against dataset {want[0]}, seed "
+                              f"{want[1]}, {want[2]} per class, and its clip ids name other clips")
         for item_id, entry in doc["verdicts"].items():
             if entry.get("rel") and rel_of.get(item_id) and rel_of[item_id] != entry["rel"]:
                 raise QAError(f"{p}: clip {item_id} is {entry['rel']} there and {rel_of[item_id]} in "
@@ -159,7 +181,7 @@ def _load(path: Path) -> dict[str, Any]:
         raise QAError(f"verdict file not found: {path}")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:   # not JSON, not UTF-8, nested too deeply
         raise QAError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("verdicts"), dict):
         raise QAError(f"{path} has no 'verdicts' object; is it a file saved by the QA sheet?")

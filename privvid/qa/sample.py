@@ -64,17 +64,18 @@ def frame_positions(count: int, n: int) -> list[int]:
     return [min(count - 1, int((i + 0.5) / n * count)) for i in range(n)]
 
 
-def grab_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+def grab_frames(path: Path, n: int, size: tuple[int, int] | None = None,
+                problems: list[str] | None = None) -> list[np.ndarray]:
     """``n`` frames spread over the clip (resized to ``size`` = (w, h) when given; all of them, once each,
     when it has no more than ``n``)."""
-    return [frame for _, frame in grab_indexed_frames(path, n, size)]
+    return [frame for _, frame in grab_indexed_frames(path, n, size, problems=problems)]
 
 
 def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None,
-                        strict: bool = False) -> list[tuple[int, np.ndarray]]:
-    """:func:`grab_frames` with each frame's index in the clip. ``strict``: BadInput when the decoder stops well
-    before the frames the container says it holds (a truncated file), not only a frame or two short (an
-    estimated length)."""
+                        strict: bool = False, problems: list[str] | None = None) -> list[tuple[int, np.ndarray]]:
+    """:func:`grab_frames` with each frame's index in the clip. When the decoder stops well before the frames
+    the container says it holds (a truncated file; not only a frame or two short, an estimated length):
+    BadInput with ``strict``, else the frames it gave and the reason added to ``problems``."""
     info = probe(path)
     count = info.frames
     if count <= 0:
@@ -91,8 +92,12 @@ def grab_indexed_frames(path: Path, n: int, size: tuple[int, int] | None = None,
             break
     if last is None:
         raise BadInput("video has no decodable frame")
-    if strict and last[0] < last_needed and last[0] + 1 < count - max(2, count // 20):
-        raise BadInput(f"decoding stopped after frame {last[0] + 1} of the {count} it holds (truncated or corrupt)")
+    if last[0] < last_needed and last[0] + 1 < count - max(2, count // 20):
+        why = f"decoding stopped after frame {last[0] + 1} of the {count} it holds (truncated or corrupt)"
+        if strict:
+            raise BadInput(why)
+        if problems is not None:
+            problems.append(why)
     # a container that over-estimated its length: the missing tail is the last frame, once
     out = [(i, found[i]) if i in found else last for i in wanted]
     return [item for k, item in enumerate(out) if k == 0 or item[0] != out[k - 1][0]]
@@ -299,6 +304,10 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
         raise QAError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
     if base is not None and not base.exists():
         raise QAError(f"--originals {base} not found: give the IN that privvid anonymize was given")
+    if root.is_dir() and (out.resolve() == root.resolve() or root.resolve() in out.resolve().parents):
+        # the QA folder holds frames and previews of the originals: never inside the dataset that is shared
+        raise QAError(f"--out {out} is inside the dataset {root}: the QA folder holds frames of the original, "
+                      "unanonymised clips; write it outside the dataset")
     if audit_csv is None and (root / AUDIT_CSV).is_file():
         audit_csv = root / AUDIT_CSV
     audit_rows = read_audit(audit_csv) if audit_csv is not None else None
@@ -322,11 +331,15 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
             "preview": None, "clip_frames": _clip_frames(clip), "marks": check_marks(clip.sidecar),
             "audit": audit_rows.get(clip.rel) if audit_rows is not None else None,
         }
+        if clip.problem:   # written in part (its sidecar unreadable, or its video gone): shown on its card
+            item["problems"].append(clip.problem)
+        short: list[str] = []
         try:
-            anon = grab_frames(clip.video, frames)
+            anon = grab_frames(clip.video, frames, problems=short) if clip.video.is_file() else []
         except BadInput as exc:
             item["problems"].append(f"anonymised clip unreadable: {exc}")
             anon = []
+        item["problems"].extend(f"anonymised clip: {why}" for why in short)
         size = (anon[0].shape[1], anon[0].shape[0]) if anon else None
         if anon:
             size = _thumb_size(size[0], size[1], thumb_height)
@@ -403,7 +416,20 @@ def _clip_frames(clip: AnonClip) -> int | None:
 
 
 def load_sample(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """``FOLDER/sample.json`` as ``qa sample`` wrote it; QAError naming the file when it is missing or not one."""
     path = Path(folder) / SAMPLE_FILE
     if not path.is_file():
+        if (Path(folder) / ".privvid").is_dir():   # the dataset itself, not a QA folder drawn from it
+            raise QAError(f"{folder} is an anonymised dataset, not a QA folder: run `privvid qa sample {folder} "
+                          "--out QA` (QA outside the dataset) first, then give QA")
         raise QAError(f"{path} not found; run `privvid qa sample DATASET --out {folder}` first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise QAError(f"{path} is not valid JSON ({exc}); draw the sample again with `privvid qa sample`") from None
+    items = doc.get("items") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("id"), str) and isinstance(i.get("rel"), str) for i in items):
+        raise QAError(f"{path} is not a sample written by `privvid qa sample` (it needs a list of items, each with "
+                      "an id and a rel); draw the sample again")
+    return doc

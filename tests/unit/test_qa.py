@@ -79,9 +79,13 @@ def test_scan_reads_class_tree_and_flat_tree(tmp_path: Path) -> None:
     assert [c.label for c in flat] == [FLAT_CLASS, FLAT_CLASS]
     with pytest.raises(QAError, match="no anonymised clips"):
         scan(tmp_path / "orig")
+    # a damaged sidecar is that clip's problem, named, not the end of the scan (it ended every qa command)
     (root / "run" / "clip0.json").write_text("{not json")
-    with pytest.raises(QAError, match="not valid JSON"):
-        scan(root)
+    clips = {c.rel: c for c in scan(root)}
+    assert set(clips) == {"jump/clip0", "jump/clip1", "run/clip0"} and clips["jump/clip0"].problem == ""
+    assert "not valid JSON" in clips["run/clip0"].problem and clips["run/clip0"].sidecar == {}
+    with pytest.raises(QAError, match="is a file; give the folder"):
+        scan(root / "jump" / "clip0.mp4")
 
 
 def test_sample_extracts_matching_original_and_anonymised_frames(tmp_path: Path) -> None:
@@ -230,6 +234,15 @@ def test_report_refuses_verdicts_of_another_sample_a_file_twice_and_a_csv_that_i
         report([moved], sample_doc)
     with pytest.raises(QAError, match="given twice"):
         report([ann, tmp_path / "." / "ann.json"])
+    # a copy under another name: the same reviewer twice (it was counted as "ann (1)" and "ann (2)")
+    shutil.copyfile(ann, tmp_path / "ann copy.json")
+    with pytest.raises(QAError, match="both hold reviewer 'ann'"):
+        report([ann, tmp_path / "ann copy.json"])
+    # drawn again with another seed over saved verdicts (qa sample allows it when the ids keep their clips):
+    # the same clips under the same ids are the same sample
+    reseeded = {**sample_doc, "seed": 1}
+    assert report([ann, bob], reseeded)["reviews"]["n"] == 2
+    assert report([ann, save("cy", {**ours, "seed": 1})])["reviews"]["n"] == 2
     not_audit = tmp_path / "clip.mp4"
     not_audit.write_bytes(b"\x00\x01 not a csv")
     with pytest.raises(QAError, match="not a qa audit CSV"):
@@ -654,6 +667,74 @@ def test_a_short_clip_is_sampled_and_audited_one_frame_once(tmp_path: Path) -> N
     row = audit(short, AuditConfig(frames=16, tiles=1, min_hits=2), checkers=(_OneFrame(), None)).rows[0]
     assert row.frames_checked == 1 and row.person_hits == 1 and row.flagged
     assert row.reason == "person on 1/1 frames (0)", row.reason
+
+
+def test_clips_written_in_part_are_flagged_by_the_audit_and_named_by_the_sample(tmp_path: Path) -> None:
+    # a deleted video passed the audit unseen ("0 of 2 clips flagged" for 3 written); a damaged sidecar
+    # stopped the audit and the sample at the first error; odd sidecar fields were internal errors
+    from privvid.qa import AuditConfig, audit
+
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 2, "run": 2})
+    (root / "jump" / "clip1.mp4").unlink()                      # the video is gone, its sidecar stays
+    (root / "run" / "clip0.json").write_text('{"broken": ')     # a damaged sidecar
+    odd = json.loads((root / "run" / "clip1.json").read_text())
+    (root / "run" / "clip1.json").write_text(json.dumps({**odd, "input": {"path": 5}}))
+    (root / "notes.json").write_text('{"any": "other JSON"}')   # not a sidecar: not a clip
+    rows = {r.rel: r for r in audit(root, AuditConfig(frames=2), checkers=(_NoHits(), None)).rows}
+    assert set(rows) == {"jump/clip0", "jump/clip1", "run/clip0", "run/clip1"}
+    gone, damaged = rows["jump/clip1"], rows["run/clip0"]
+    assert gone.flagged and gone.in_part and "video missing" in gone.reason and gone.frames_checked == 0
+    assert damaged.flagged and damaged.in_part and "not valid JSON" in damaged.reason and damaged.frames_checked == 2
+    assert not rows["jump/clip0"].flagged and not rows["run/clip1"].flagged
+    from privvid.qa import summary
+
+    assert summary(audit(root, AuditConfig(frames=2), checkers=(_NoHits(), None)))["written_in_part"] == 2
+    # the sample takes them too, each card naming its problem; input.path 5 is an unknown original
+    result = sample(root, tmp_path / "qa", per_class=2, frames=2, preview_seconds=0)
+    items = {i["rel"]: i for i in result.items}
+    assert any("video missing" in p for p in items["jump/clip1"]["problems"])
+    assert items["jump/clip1"]["anonymised_frames"] == []
+    assert any("not valid JSON" in p for p in items["run/clip0"]["problems"])
+    assert any("original unknown" in p for p in items["run/clip1"]["problems"])
+    assert items["jump/clip0"]["problems"] == []
+    # a sidecar whose input is not an object is that clip's problem too
+    (root / "run" / "clip1.json").write_text(json.dumps({**odd, "input": "x"}))
+    assert "input must be a JSON object" in {c.rel: c for c in scan(root)}["run/clip1"].problem
+
+
+def test_the_sample_names_a_cut_clip_and_is_never_written_into_the_dataset(tmp_path: Path) -> None:
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
+    rng = np.random.default_rng(0)
+    whole = root / "jump" / "clip0.mp4"
+    with VideoWriter(whole, 64, 48, 10) as writer:        # noise: every frame costs bytes, so a cut loses frames
+        for _ in range(40):
+            writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    data = whole.read_bytes()
+    whole.write_bytes(data[: len(data) // 4])
+    item = sample(root, tmp_path / "qa", per_class=1, frames=8, preview_seconds=0).items[0]
+    assert any("anonymised clip: decoding stopped after frame" in p for p in item["problems"]), item["problems"]
+    # the QA folder holds frames of the originals: inside the dataset it would be shared with it
+    for inside in (root, root / "jump", root / "qa"):
+        with pytest.raises(QAError, match="inside the dataset"):
+            sample(root, inside, per_class=1)
+    assert not (root / "qa").exists() and not (root / "jump" / "media").exists()
+    cli = CliRunner().invoke(app, ["qa", "sample", str(root), "--out", str(root / "qa")])
+    assert cli.exit_code == 2 and "inside the dataset" in " ".join(cli.output.split()), cli.output
+
+
+def test_a_sample_file_that_is_not_one_is_named(tmp_path: Path) -> None:
+    from privvid.qa.sample import load_sample
+
+    (tmp_path / "qa").mkdir()
+    for text in ('{"items": 5}', "[1, 2]", '{"items": [{"id": 1}]}', "{nope"):
+        (tmp_path / "qa" / "sample.json").write_text(text)
+        with pytest.raises(QAError, match="sample.json is not"):
+            load_sample(tmp_path / "qa")
+    cli = CliRunner().invoke(app, ["qa", "sheet", str(tmp_path / "qa")])
+    assert cli.exit_code == 2 and "internal error" not in cli.output, cli.output
+    (tmp_path / "data" / ".privvid").mkdir(parents=True)
+    with pytest.raises(QAError, match="is an anonymised dataset, not a QA folder"):
+        load_sample(tmp_path / "data")
 
 
 def test_audit_flags_a_clip_that_decodes_only_in_part(tmp_path: Path) -> None:
