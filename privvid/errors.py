@@ -14,8 +14,10 @@ class MissingWeights(PrivvidError):
     used (``problem``: the wrong kind of file, unreadable, altered)."""
 
     def __init__(self, what: str, path: object, hint: str, problem: str | None = None) -> None:
-        # ``problem``: the file is there but cannot be used ("is not an .npz file"); None: it is missing
-        text = f"{what} not found at {path}" if problem is None else f"{what} at {path} {problem}"
+        # ``problem``: the file is there but cannot be used ("is not an .npz file"); None: it is missing;
+        # ``path`` None: no file was named (the hint says which flag names it)
+        text = (f"no {what} given" if path is None else f"{what} not found at {path}" if problem is None
+                else f"{what} at {path} {problem}")
         super().__init__(f"{text}. {hint}")
         self.path = path
 

@@ -64,7 +64,7 @@ class SamRefinedDetector:
     def _load(self) -> Any:
         path = self.cfg.sam_weights
         if path is None:
-            raise MissingWeights("segment-anything checkpoint", "(no --sam-weights given)", HINT)
+            raise MissingWeights("segment-anything checkpoint", None, HINT)
         path = Path(path).expanduser()
         if not path.is_file():
             raise MissingWeights("segment-anything checkpoint", path, HINT)

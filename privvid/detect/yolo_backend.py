@@ -70,8 +70,7 @@ class YoloDetector:
         from privvid.io.model_files import check_model_file
 
         weights = check_model_file(self.cfg.weights, "YOLO segmentation weights", HINT,
-                                   trust=self.cfg.trust_model_files, allowed=("tflite", "onnx"),
-                                   option="--weights")
+                                   trust=self.cfg.trust_model_files, allowed=("tflite", "onnx"))
         self.weights = weights
         if weights.suffix.lower() == ".onnx":
             import importlib.util

@@ -55,12 +55,11 @@ def sniff(path: Path, by_suffix: bool = True) -> str:
 
 
 def check_model_file(path: str | Path | None, what: str, hint: str, *, trust: bool = False,
-                     allowed: tuple[str, ...] = ("tflite", "onnx", "safetensors", "npz", "pickle"),
-                     option: str = "") -> Path:
+                     allowed: tuple[str, ...] = ("tflite", "onnx", "safetensors", "npz", "pickle")) -> Path:
     """The user's model file, checked before anything loads it: it exists, it is a regular file of an
     accepted format, and it is not a pickle unless ``trust``. Raises MissingWeights / ConfigError."""
     if path is None:
-        raise MissingWeights(what, f"(no {option or 'file'} given)", hint)
+        raise MissingWeights(what, None, hint)
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingWeights(what, path, hint)

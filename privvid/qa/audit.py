@@ -220,6 +220,11 @@ def make_checkers(cfg: AuditConfig) -> tuple[Any | None, Any | None]:
     if cfg.person == "pose":
         person = PoseChecker(min_confidence=cfg.threshold)
     elif cfg.person != "none":
+        from privvid.detect import DETECTORS
+
+        if cfg.person not in DETECTORS.names():
+            raise ConfigError(f"--person must be pose, none or a detector backend "
+                              f"({', '.join(sorted(DETECTORS.names()))}), got {cfg.person!r}")
         person = RegistryChecker(cfg.person, cfg.person_weights, min_score=cfg.threshold,
                                  trust=cfg.trust_model_files)
     face = FaceChecker(min_confidence=cfg.threshold) if cfg.face else None

@@ -413,7 +413,7 @@ def test_yolo_missing_weights_names_file(tmp_path: Path) -> None:
         build_mask_stream(DetectConfig(backend="yolo", weights=missing))
     assert "--weights" in str(exc.value)
     assert "only with --trust-model-files" in str(exc.value)   # the hint does not offer a file it then refuses
-    with pytest.raises(MissingWeights, match="no --weights"):
+    with pytest.raises(MissingWeights, match="no YOLO segmentation weights given.*with --weights PATH"):
         build_mask_stream(DetectConfig(backend="yolo"))
 
 

@@ -765,3 +765,9 @@ def test_the_audit_names_its_own_flag_for_a_missing_person_model(tmp_path):
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert "--person-weights" in text and " --weights" not in text, text
+    assert "no YOLO segmentation weights given" in text, text   # was "not found at (no --weights given)"
+    # an unknown checker names every choice, pose and none included
+    result = CliRunner().invoke(app, ["qa", "audit", str(tmp_path / "set"), "--person", "foo", "--out",
+                                      str(tmp_path / "audit.csv")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "--person must be pose, none or a detector backend" in text, text
