@@ -14,6 +14,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from privvid.qa.dataset import AnonClip, QAError, scan
 
 SAMPLE_FILE = "sample.json"
 MEDIA_DIR = "media"
+STAGE_DIR = ".sample.partial"   # where a run writes before it moves its media and sample.json in place
 ORDERS = ("class", "random", "risk")
 AUDIT_CSV = Path(".privvid") / "audit.csv"   # where `privvid qa audit` writes it, under the dataset
 PREVIEW_CRF = 23
@@ -317,8 +319,37 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
     counts: dict[str, int] = {}
     for clip in clips:
         counts[clip.label] = counts.get(clip.label, 0) + 1
-    media = out / MEDIA_DIR
-    media.mkdir(parents=True, exist_ok=True)
+    # everything is written into a hidden folder and moved in place at the end: a run that is stopped leaves
+    # the QA folder as it was (no previews of originals without the sample.json that lists them)
+    stage = out / STAGE_DIR
+    shutil.rmtree(stage, ignore_errors=True)   # what a killed run left
+    (stage / MEDIA_DIR).mkdir(parents=True)
+    try:
+        items = _draw(chosen, stage, base, root, frames, thumb_height, preview_seconds, audit_rows, progress)
+        short = {label: n for label, n in counts.items() if n < per_class}
+        doc = {
+            "dataset": str(root.resolve()), "seed": seed, "per_class": per_class, "frames": frames,
+            "order": order, "preview_seconds": preview_seconds,
+            "audit": str(Path(audit_csv).resolve()) if audit_csv is not None else None,
+            "classes": counts, "short_classes": short, "items": items,
+        }
+        (stage / SAMPLE_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        old = out / f".{MEDIA_DIR}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if (out / MEDIA_DIR).exists():
+            os.replace(out / MEDIA_DIR, old)
+        os.replace(stage / MEDIA_DIR, out / MEDIA_DIR)
+        os.replace(stage / SAMPLE_FILE, out / SAMPLE_FILE)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return SampleSummary(out, items, counts, short)
+
+
+def _draw(chosen: list[AnonClip], stage: Path, base: Path | None, root: Path, frames: int, thumb_height: int,
+          preview_seconds: float, audit_rows: dict[str, Any] | None,
+          progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
+    """Each chosen clip's item for sample.json, its frames and previews written under ``stage``."""
     items = []
     for number, clip in enumerate(chosen):
         item_id = f"{number:04d}"
@@ -348,7 +379,7 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
             anon = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in anon]
         for i, frame in enumerate(anon):
             name = f"{MEDIA_DIR}/{item_id}_anon_{i:02d}.jpg"
-            _write_jpeg(out / name, frame)
+            _write_jpeg(stage / name, frame)
             item["anonymised_frames"].append(name)
         if original is None:
             item["problems"].append("original unknown: the sidecar names the input relative to the folder given "
@@ -360,7 +391,7 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
                 # as many as the anonymised clip gave (a clip written at another frame rate has another count)
                 for i, frame in enumerate(grab_frames(original, len(anon) or frames, size)):
                     name = f"{MEDIA_DIR}/{item_id}_orig_{i:02d}.jpg"
-                    _write_jpeg(out / name, frame)
+                    _write_jpeg(stage / name, frame)
                     item["original_frames"].append(name)
             except BadInput as exc:
                 item["problems"].append(f"original unreadable: {exc}")
@@ -369,24 +400,14 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
             try:
                 item["preview"], problems = write_previews(
                     clip.video, original if item["original_frames"] else None, masks if masks.is_file() else None,
-                    out, item_id, size, preview_seconds)
+                    stage, item_id, size, preview_seconds)
                 item["problems"].extend(problems)
             except BadInput as exc:
                 item["problems"].append(f"preview failed: {exc}")
         items.append(item)
         if progress is not None:
             progress(1)
-    short = {label: n for label, n in counts.items() if n < per_class}
-    doc = {
-        "dataset": str(root.resolve()), "seed": seed, "per_class": per_class, "frames": frames,
-        "order": order, "preview_seconds": preview_seconds,
-        "audit": str(Path(audit_csv).resolve()) if audit_csv is not None else None,
-        "classes": counts, "short_classes": short, "items": items,
-    }
-    tmp = out / f".{SAMPLE_FILE}.partial"
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / SAMPLE_FILE)
-    return SampleSummary(out, items, counts, short)
+    return items
 
 
 def _keep_verdicts_with_their_clips(out: Path, ids: dict[str, str]) -> None:

@@ -771,3 +771,26 @@ def test_the_audit_names_its_own_flag_for_a_missing_person_model(tmp_path):
                                       str(tmp_path / "audit.csv")])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "--person must be pose, none or a detector backend" in text, text
+
+
+def test_a_stopped_sample_leaves_the_qa_folder_as_it_was(tmp_path: Path) -> None:
+    # Ctrl-C kept the frames and previews of the clips drawn so far (originals among them) with no sample.json
+    root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 2, "run": 2})
+    qa = tmp_path / "qa"
+
+    def stop(_: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sample(root, qa, per_class=2, frames=2, preview_seconds=0, progress=stop)
+    assert not qa.exists() or sorted(p.name for p in qa.iterdir()) == [], list(qa.rglob("*"))
+    first = sample(root, qa, per_class=2, frames=2, preview_seconds=0)
+    before = {p.relative_to(qa): p.read_bytes() for p in qa.rglob("*") if p.is_file()}
+    assert len(first.items) == 4 and any(p.parts[0] == "media" for p in before)
+    with pytest.raises(KeyboardInterrupt):
+        sample(root, qa, per_class=2, frames=3, preview_seconds=0, progress=stop)
+    after = {p.relative_to(qa): p.read_bytes() for p in qa.rglob("*") if p.is_file()}
+    assert after == before   # the earlier sample, its media and sample.json, untouched
+    again = sample(root, qa, per_class=1, frames=3, preview_seconds=0)   # a finished run replaces it whole
+    media = sorted(p.name for p in (qa / "media").iterdir())
+    assert len(again.items) == 2 and len(media) == 2 * 2 * 3 and not (qa / ".sample.partial").exists()
