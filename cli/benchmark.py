@@ -31,7 +31,7 @@ def run(
 ) -> None:
     """Run every recipe (finished steps are cached: a re-run or a killed run continues), FT + LP on every task,
     and print the table with each task's representation bias B."""
-    from privvid.benchmark.protocol import Protocol, run_protocol, tiny_protocol
+    from privvid.benchmark.protocol import Protocol, out_lock, run_protocol, tiny_protocol
     from privvid.benchmark.table import results_table
 
     def say(text: str) -> None:
@@ -44,24 +44,25 @@ def run(
         from privvid.engine.trainer import resolve_device
 
         resolve_device(device)
-    if tiny is not None:
-        proto = tiny_protocol(tiny, out / "data")
-    elif preset is not None:
-        from privvid.benchmark import presets
+    if preset is not None and preset not in ("smoke", "paper"):
+        raise ConfigError(f"unknown protocol preset {preset!r}; choose smoke or paper")
+    with out_lock(out):   # before --tiny and the smoke preset make their data in OUT/data
+        if tiny is not None:
+            proto = tiny_protocol(tiny, out / "data")
+        elif preset is not None:
+            from privvid.benchmark import presets
 
-        if preset == "smoke":
-            proto = presets.smoke(out / "data", clips if clips is not None else presets.default_clips(), say)
-        elif preset == "paper":
-            pairs = [d.partition("=") for d in dataset or []]
-            if any(not sep for _, sep, _ in pairs):
-                raise ConfigError("--dataset wants NAME=PATH")
-            proto = presets.paper({k: v for k, _, v in pairs})
+            if preset == "smoke":
+                proto = presets.smoke(out / "data", clips if clips is not None else presets.default_clips(), say)
+            else:
+                pairs = [d.partition("=") for d in dataset or []]
+                if any(not sep for _, sep, _ in pairs):
+                    raise ConfigError("--dataset wants NAME=PATH")
+                proto = presets.paper({k: v for k, _, v in pairs})
         else:
-            raise ConfigError(f"unknown protocol preset {preset!r}; choose smoke or paper")
-    else:
-        assert protocol is not None
-        proto = Protocol.load(protocol)
-    res = run_protocol(proto, out, device=device, log=say)
+            assert protocol is not None
+            proto = Protocol.load(protocol)
+        res = run_protocol(proto, out, device=device, log=say, lock=False)
     console.print(results_table(res))
     _bias(res)
     console.print(f"{res['steps']['run']} step(s) run, {res['steps']['cached']} cached; results: "

@@ -17,13 +17,14 @@ linear classifier on frozen ImageNet image features of each clip's middle frame,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -343,32 +344,46 @@ def check_protocol(proto: Protocol, device: str | None = None) -> None:
 
 
 def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None, lock: bool = True) -> dict[str, Any]:
     """Run every recipe's stages (a stage starts from the previous one's checkpoint), then FT / LP each on every
     task; averaging rows mix finished recipes' checkpoints, learned-mix rows probe with learned proportions.
 
     Every step (stage, average, FT, LP) is cached under ``out`` with a key over everything it depends on
     (its settings, its data, the key of the checkpoint it starts from, the protocol's seed): a re-run skips
     finished steps, a killed run redoes only the step it was in. Every row is seeded (the same command twice
-    gives the same table)."""
+    gives the same table). One run at a time writes into ``out`` (:func:`out_lock`; ``lock`` False: the caller
+    holds it, having taken it before it made the protocol's data there)."""
+    check_protocol(proto, device)
+    out = Path(out)
+    if not lock:
+        return _run_protocol(proto, out, device, log or (lambda s: None))
+    with out_lock(out):
+        return _run_protocol(proto, out, device, log or (lambda s: None))
+
+
+@contextlib.contextmanager
+def out_lock(out: str | Path) -> Iterator[None]:
+    """One benchmark run per OUT (``OUT/.privvid/lock``): a second is refused before it writes anything there
+    (each step's own lock came only at that step, after the cached steps were printed)."""
     from privvid.runtime.lock import RunLock
 
-    check_protocol(proto, device)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EngineError(f"{out} is a file; a benchmark run is written into a folder")
+    made = [p for p in (out, *out.parents) if not p.exists()]
     lock = RunLock(out / ".privvid", "lock", folder=out, remove=True, required=False)
     try:
-        with lock:   # one run per OUT, refused before its first step (each step's own lock came only at that step)
+        with lock:
             if lock.unlocked:
                 sys.stderr.write(f"warning: {out} cannot be locked ({lock.unlocked}): nothing stops a second run "
                                  "from writing into it at the same time\n")
-            return _run_protocol(proto, out, device, log or (lambda s: None))
+            yield
     finally:
-        try:
-            lock.path.parent.rmdir()   # the lock's folder, where the run left nothing else in it
-        except OSError:
-            pass
+        for folder in (lock.path.parent, *made):   # the lock's folder, and those made for it, where left empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def _run_protocol(proto: Protocol, out: Path, device: str | None, say: Callable[[str], None]) -> dict[str, Any]:

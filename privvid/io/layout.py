@@ -180,10 +180,11 @@ def scan(root: str | os.PathLike[str], strict: bool = True) -> list[OutputClip]:
     return clips
 
 
-def damaged(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path, str]]:
-    """The clips :func:`scan` leaves out that privvid anonymize did write, in part: ``(rel, video, why)`` for an
-    ``.mp4`` whose sidecar cannot be read, and for a sidecar whose ``.mp4`` is gone (``video`` is then the
-    path it would have). A JSON file that is no privvid sidecar is not a clip."""
+def damaged(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path, str, dict[str, Any]]]:
+    """The clips :func:`scan` leaves out that privvid anonymize did write, in part: ``(rel, video, why,
+    sidecar)`` for an ``.mp4`` whose sidecar cannot be read (``sidecar`` empty), and for a sidecar whose
+    ``.mp4`` is gone (``video`` is then the path it would have). A JSON file that is no privvid sidecar is not
+    a clip."""
     root = Path(root)
     for path in _walk(root):
         if path.name.endswith(VIDEO_SUFFIX):
@@ -192,7 +193,7 @@ def damaged(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path, str]]:
                 try:
                     Sidecar.read(side)
                 except SidecarError as exc:
-                    yield path.relative_to(root).as_posix()[: -len(VIDEO_SUFFIX)], path, str(exc)
+                    yield path.relative_to(root).as_posix()[: -len(VIDEO_SUFFIX)], path, str(exc), {}
         elif path.name.endswith(SIDECAR_SUFFIX):
             video = path.with_name(path.name[: -len(SIDECAR_SUFFIX)] + VIDEO_SUFFIX)
             if video.exists():
@@ -203,7 +204,7 @@ def damaged(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path, str]]:
                 continue   # some other JSON file (a list, a manifest)
             if side_doc.input:
                 yield (path.relative_to(root).as_posix()[: -len(SIDECAR_SUFFIX)], video,
-                       f"video missing: sidecar {path.name} is there, {video.name} is not")
+                       f"video missing: sidecar {path.name} is there, {video.name} is not", side_doc.raw)
 
 
 def all_videos(root: str | os.PathLike[str]) -> Iterator[Path]:

@@ -220,13 +220,15 @@ def make_checkers(cfg: AuditConfig) -> tuple[Any | None, Any | None]:
     if cfg.person == "pose":
         person = PoseChecker(min_confidence=cfg.threshold)
     elif cfg.person != "none":
-        from privvid.detect import DETECTORS
+        from privvid.registry import UnknownBackend
 
-        if cfg.person not in DETECTORS.names():
-            raise ConfigError(f"--person must be pose, none or a detector backend "
-                              f"({', '.join(sorted(DETECTORS.names()))}), got {cfg.person!r}")
-        person = RegistryChecker(cfg.person, cfg.person_weights, min_score=cfg.threshold,
-                                 trust=cfg.trust_model_files)
+        try:
+            person = RegistryChecker(cfg.person, cfg.person_weights, min_score=cfg.threshold,
+                                     trust=cfg.trust_model_files)
+        except ConfigError as exc:   # the registry's message lists its backends: the audit has two more
+            if not isinstance(exc.__cause__, UnknownBackend):
+                raise
+            raise ConfigError(f"--person must be pose, none or a detector backend: {exc}") from None
     face = FaceChecker(min_confidence=cfg.threshold) if cfg.face else None
     if person is None and face is None:
         raise QAError("the audit needs at least one checker (person or face)")
@@ -531,7 +533,7 @@ def audit_output(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     if out is not None:
         return Path(out)
     root = Path(root)
-    if root.is_dir() and not layout.scan(root, strict=False):
+    if root.is_dir() and not layout.scan(root, strict=False) and not any(layout.damaged(root)):
         raise ConfigError(f"{root} holds no clip written by privvid anonymize (no sidecars), and the audit does "
                           "not write into a folder privvid did not make: say where its CSV goes with --out FILE.csv")
     return root / ".privvid" / "audit.csv"
@@ -566,7 +568,7 @@ def summary(result: AuditResult) -> dict[str, Any]:
     return {
         "clips": len(rows),
         "flagged": sum(r.flagged for r in rows),
-        "unreadable": sum(bool(r.error) for r in rows),
+        "unreadable": sum(bool(r.error) and not r.in_part for r in rows),
         "without_sidecar": sum(not r.sidecar for r in rows),
         "written_in_part": sum(r.in_part for r in rows),
         "with_person_hits": sum(r.person_hits > 0 for r in rows),

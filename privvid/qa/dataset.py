@@ -28,7 +28,7 @@ class AnonClip:
     video: Path               # the anonymised mp4 (or, scanning everything, any video file)
     sidecar: dict[str, Any]
     has_sidecar: bool = True  # False: no <rel>.json next to it, so privvid anonymize did not write it
-    problem: str = ""         # written in part: its sidecar cannot be read (``sidecar`` is then empty) or its video is gone
+    problem: str = ""         # written in part: its sidecar cannot be read (``sidecar`` then empty) or its video is gone
 
     @property
     def original(self) -> Path | None:
@@ -85,7 +85,7 @@ def scan(root: str | os.PathLike[str], everything: bool = False) -> list[AnonCli
                       else f"anonymised dataset not found: {root}")
     finished = layout.scan(root, strict=False)
     clips = [AnonClip(c.rel, c.label or FLAT_CLASS, c.video, c.sidecar.raw) for c in finished]
-    clips += [AnonClip(rel, class_of(rel), video, {}, problem=why) for rel, video, why in layout.damaged(root)]
+    clips += [AnonClip(rel, class_of(rel), video, side, problem=why) for rel, video, why, side in layout.damaged(root)]
     if everything:
         known = {c.video for c in clips}
         for video in layout.all_videos(root):

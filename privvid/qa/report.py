@@ -161,11 +161,11 @@ def _same_sample(docs: Sequence[dict[str, Any]], paths: Sequence[str | os.PathLi
         if got is not None and want is None:
             want, first, want_rels = got, str(p), mine
         elif got is not None and got != want:
-            # another seed or per-class count may still draw the same clips under the same ids (qa sample
-            # allows that over saved verdicts): then the verdicts are of this sample
+            # another seed or per-class count of the same dataset may still draw the same clips under the same
+            # ids (qa sample allows that over saved verdicts): then the verdicts are of this sample
             assert want is not None
-            same = mine is not None and want_rels is not None and all(
-                want_rels.get(i, r) == r for i, r in mine.items())
+            same = got[0] == want[0] and mine is not None and want_rels is not None and all(
+                i in want_rels and want_rels[i] == r for i, r in mine.items())
             if not same:
                 raise QAError(f"{p} holds verdicts on another sample than {first}: it was drawn with dataset "
                               f"{got[0]}, seed {got[1]}, {got[2]} per class, against dataset {want[0]}, seed "

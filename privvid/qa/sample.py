@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from privvid.qa.dataset import AnonClip, QAError, scan
 
 SAMPLE_FILE = "sample.json"
 MEDIA_DIR = "media"
-STAGE_DIR = ".sample.partial"   # where a run writes before it moves its media and sample.json in place
+STAGE_PREFIX = ".sample-"   # a run writes into a folder so named before it moves media/ and sample.json in place
 ORDERS = ("class", "random", "risk")
 AUDIT_CSV = Path(".privvid") / "audit.csv"   # where `privvid qa audit` writes it, under the dataset
 PREVIEW_CRF = 23
@@ -319,11 +320,31 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
     counts: dict[str, int] = {}
     for clip in clips:
         counts[clip.label] = counts.get(clip.label, 0) + 1
-    # everything is written into a hidden folder and moved in place at the end: a run that is stopped leaves
-    # the QA folder as it was (no previews of originals without the sample.json that lists them)
-    stage = out / STAGE_DIR
-    shutil.rmtree(stage, ignore_errors=True)   # what a killed run left
-    (stage / MEDIA_DIR).mkdir(parents=True)
+    media = out / MEDIA_DIR
+    if media.is_dir() and any(media.iterdir()) and not (out / SAMPLE_FILE).is_file():
+        # a finished sample replaces media/ whole: one that no sample lists is not privvid's to delete
+        raise QAError(f"--out {out} holds a {MEDIA_DIR}/ folder that no sample.json lists; write the sample into "
+                      "another folder")
+    from privvid.runtime.lock import RunLock
+
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, ".sample.lock", folder=out, remove=True, required=False):
+        return _write_sample(out, root, chosen, counts, base, seed, per_class, frames, thumb_height, order,
+                             audit_csv, audit_rows, preview_seconds, progress)
+
+
+def _write_sample(out: Path, root: Path, chosen: list[AnonClip], counts: dict[str, int], base: Path | None,
+                  seed: int, per_class: int, frames: int, thumb_height: int, order: str, audit_csv: Any,
+                  audit_rows: dict[str, Any] | None, preview_seconds: float,
+                  progress: Callable[[int], None] | None) -> SampleSummary:
+    """The sample's frames, previews and sample.json, written into a hidden folder of ``out`` and moved in place
+    at the end: a run that is stopped leaves the QA folder as it was (no previews of originals without the
+    sample.json that lists them). The caller holds ``out``'s lock."""
+    for left in [*out.glob(f"{STAGE_PREFIX}*"), out / f".{MEDIA_DIR}.old"]:   # what a killed run left
+        if left.is_dir():
+            shutil.rmtree(left, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=STAGE_PREFIX))
+    (stage / MEDIA_DIR).mkdir()
     try:
         items = _draw(chosen, stage, base, root, frames, thumb_height, preview_seconds, audit_rows, progress)
         short = {label: n for label, n in counts.items() if n < per_class}
@@ -420,7 +441,7 @@ def _keep_verdicts_with_their_clips(out: Path, ids: dict[str, str]) -> None:
         return
     try:
         old = {str(i.get("id")): i.get("rel") for i in load_sample(out).get("items", [])}
-    except (ValueError, AttributeError):
+    except (QAError, ValueError, AttributeError):   # a damaged sample.json: nothing to keep the verdicts to
         old = {}
     moved = [(i, rel, ids.get(i)) for i, rel in sorted(old.items()) if ids.get(i) != rel]
     if moved:

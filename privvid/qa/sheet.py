@@ -327,6 +327,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.reviewer:  # a --reviewer server: the file is that reviewer's, whatever the page sends
             doc["reviewer"] = self.reviewer
         with self.lock:
+            try:   # damaged since the server started (a page loaded before that still saves): not replaced
+                read_verdicts(self.verdicts_path, self.sample)
+            except QAError as exc:
+                self._json(HTTPStatus.CONFLICT, {"error": f"not saved: {exc}"})
+                return
             tmp = self.verdicts_path.with_name(f".{self.verdicts_path.name}.partial")
             try:
                 tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -181,8 +181,22 @@ def test_a_second_run_into_the_same_folder_is_refused_before_its_first_step(clip
         with pytest.raises(OutputLocked, match="another privvid run is writing into"):
             run_protocol(_proto(clips), out, log=said.append)
         assert said == [] and not (out / "stages").exists()
+        # the CLI takes it before --tiny / --preset smoke make their data in OUT/data (they re-cut clips a
+        # running benchmark was training on)
+        from typer.testing import CliRunner
+
+        from privvid.cli.main import app
+
+        cli = CliRunner().invoke(app, ["benchmark", "run", "--tiny", str(clips), "--out", str(out)])
+        assert cli.exit_code == 2 and "another privvid run is writing into" in cli.output, cli.output
+        assert sorted(p.name for p in out.iterdir()) == [".privvid"]
     first = run_protocol(_proto(clips), out)   # free again: runs, and leaves no lock folder behind
     assert first["steps"]["run"] == 10 and not (out / ".privvid").exists()
+    # a protocol refused at its check makes no OUT
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"recipes": [], "tasks": []}')
+    cli = CliRunner().invoke(app, ["benchmark", "run", str(bad), "--out", str(tmp_path / "never" / "out")])
+    assert cli.exit_code == 2 and not (tmp_path / "never").exists(), cli.output
 
 
 def test_protocol_keys_types_and_mixes_are_checked_before_any_step():

@@ -243,6 +243,12 @@ def test_report_refuses_verdicts_of_another_sample_a_file_twice_and_a_csv_that_i
     reseeded = {**sample_doc, "seed": 1}
     assert report([ann, bob], reseeded)["reviews"]["n"] == 2
     assert report([ann, save("cy", {**ours, "seed": 1})])["reviews"]["n"] == 2
+    # ... but not another dataset with the same clip names (a blur and a remove output of one input), nor
+    # ids the other side does not have
+    with pytest.raises(QAError, match="another sample"):
+        report([ann, save("dee", {**ours, "dataset": "/d_blur"})])
+    with pytest.raises(QAError, match="another sample"):
+        report([ann], {**reseeded, "items": [{"id": "0001", "class": "jump", "rel": "jump/a"}]})
     not_audit = tmp_path / "clip.mp4"
     not_audit.write_bytes(b"\x00\x01 not a csv")
     with pytest.raises(QAError, match="not a qa audit CSV"):
@@ -694,6 +700,7 @@ def test_clips_written_in_part_are_flagged_by_the_audit_and_named_by_the_sample(
     items = {i["rel"]: i for i in result.items}
     assert any("video missing" in p for p in items["jump/clip1"]["problems"])
     assert items["jump/clip1"]["anonymised_frames"] == []
+    assert items["jump/clip1"]["original"] is not None   # its sidecar is read: the original is known
     assert any("not valid JSON" in p for p in items["run/clip0"]["problems"])
     assert any("original unknown" in p for p in items["run/clip1"]["problems"])
     assert items["jump/clip0"]["problems"] == []
@@ -793,4 +800,18 @@ def test_a_stopped_sample_leaves_the_qa_folder_as_it_was(tmp_path: Path) -> None
     assert after == before   # the earlier sample, its media and sample.json, untouched
     again = sample(root, qa, per_class=1, frames=3, preview_seconds=0)   # a finished run replaces it whole
     media = sorted(p.name for p in (qa / "media").iterdir())
-    assert len(again.items) == 2 and len(media) == 2 * 2 * 3 and not (qa / ".sample.partial").exists()
+    assert len(again.items) == 2 and len(media) == 2 * 2 * 3
+    assert sorted(p.name for p in qa.iterdir()) == ["media", "sample.json"]   # no staging folder, no lock left
+    # a media/ folder that no sample lists is not replaced (a finished sample replaced it whole)
+    mine = tmp_path / "project"
+    (mine / "media").mkdir(parents=True)
+    (mine / "media" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(QAError, match="holds a media/ folder that no sample.json lists"):
+        sample(root, mine, per_class=1, frames=2, preview_seconds=0)
+    assert (mine / "media" / "holiday.jpg").read_bytes() == b"x"
+    # one run at a time writes into a QA folder
+    from privvid.runtime.lock import OutputLocked, RunLock
+
+    with RunLock(qa, ".sample.lock", folder=qa, remove=True):
+        with pytest.raises(OutputLocked, match="another privvid run is writing into"):
+            sample(root, qa, per_class=1, frames=2, preview_seconds=0)

@@ -270,9 +270,13 @@ def test_a_damaged_verdicts_file_is_refused_at_start_and_never_overwritten(tmp_p
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
+        token = _page_token(server)   # a page loaded before the damage
         (folder / "verdicts.json").write_text('{"verdicts": {"00')
         status, _, body = request(server, "GET", "/api/verdicts")
         assert status == 500 and "cannot be used" in json.loads(body)["error"]
+        status, _, body = _post(server, SAVED, **{"Content-Type": "application/json", "X-Privvid-Token": token})
+        assert status == 409 and "not saved" in json.loads(body)["error"]
+        assert (folder / "verdicts.json").read_text() == '{"verdicts": {"00'   # never overwritten
         assert 'loadFailed = "error: " + saved.error' in request(server, "GET", "/index.html")[2].decode()
     finally:
         server.shutdown()
