@@ -56,16 +56,28 @@ class RunSummary:
     stopped: str | None = None   # why the run ended before its last clip (Ctrl-C, SIGTERM, an error) ...
     unfinished: list[str] = field(default_factory=list)   # ... and the clips it left for the next run
     live: str | None = None      # dry run: the run writing into OUT now (who), if one is
+    input_root: Path | None = None   # IN (the folder of IN for a list or a clip): skipped inputs are named from it
 
     def to_dict(self) -> dict[str, Any]:
         counts = {s: self.count(s) for s in ("done", "skipped", "failed", "planned")}
         return {"out": str(self.out_root) if self.dry_run else ".", "seconds": round(self.seconds, 3),
                 "dry_run": self.dry_run, "counts": counts, "frames": self.frames,
                 "clips": [asdict(o) for o in self.outcomes],
-                "inputs_skipped": [{"path": p.name, "reason": r} for p, r in self.skipped_inputs],
+                "inputs_skipped": [{"path": self._shown(p), "reason": r} for p, r in self.skipped_inputs],
                 "renamed": [{"input": a, "output": b + OUTPUT_SUFFIXES["video"]} for a, b in self.renamed],
                 "ignored_files": len(self.ignored), "stopped": self.stopped, "unfinished": self.unfinished,
                 **({"live_run": self.live} if self.dry_run else {})}
+
+    def _shown(self, path: Path) -> str:
+        """An input as summary.json names it: relative to IN (a list's rows as the list gives them), never
+        absolute (the record keeps no absolute path unless asked to); its name where it lies elsewhere."""
+        if self.input_root is not None:
+            for root in (self.input_root, self.input_root.resolve()):
+                try:
+                    return Path(os.path.normpath(path)).relative_to(root).as_posix()
+                except ValueError:
+                    continue
+        return path.name
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -300,6 +312,10 @@ def _check_run(workers: int, executor: str, clip_timeout: float | None, ray_addr
         raise ConfigError(f"--clip-timeout must be a number of seconds above 0, got {clip_timeout:g}")
 
 
+def _input_root(input_path: Path) -> Path:
+    return input_path if input_path.is_dir() else input_path.parent
+
+
 def _nothing_to_do(found: Discovery, input_path: Path) -> str:
     text = (f"no video or frame folder found in {input_path} (videos by extension: "
             f"{' '.join(sorted(VIDEO_EXTENSIONS))})")
@@ -395,7 +411,7 @@ def anonymize_dataset(
         blocking = file_in_the_way(out_root / STATE_DIR / "ledger.sqlite")
         if blocking is not None:   # what the run would stop at, before any clip
             raise ConfigError(f"cannot write into the output folder {out_root}: {blocking} is a file, not a folder")
-        return _plan(found, out_root, phash, started, _wanted(cfg))
+        return _plan(found, out_root, phash, started, _wanted(cfg), input_path)
 
     state = _prepare_out(out_root)
     lock = RunLock(state).acquire()
@@ -558,7 +574,7 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
         outcomes.sort(key=lambda o: o.relpath)
         summary = RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
                              skipped_inputs=found.skipped, renamed=found.renamed, stopped=stopped,
-                             unfinished=unfinished if stopped else [])
+                             unfinished=unfinished if stopped else [], input_root=_input_root(input_path))
         _write_summary(state, summary, cfg, phash, input_path)
     return summary
 
@@ -577,7 +593,8 @@ def _source_text(source: ClipSource, cfg: AnonymizeConfig) -> str:
     return str(source.path) if cfg.record_paths else source.input_rel
 
 
-def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: tuple[str, ...]) -> RunSummary:
+def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: tuple[str, ...],
+          input_path: Path) -> RunSummary:
     """What a run would do, from the ledger if OUT has one; writes nothing."""
     db = out_root / STATE_DIR / "ledger.sqlite"
     ledger = Ledger(db) if db.is_file() else None
@@ -607,7 +624,8 @@ def _plan(found: Discovery, out_root: Path, phash: str, started: float, wanted: 
         if ledger is not None:
             ledger.close()
     return RunSummary(out_root, outcomes, found.ignored, time.perf_counter() - started,
-                      skipped_inputs=found.skipped, renamed=found.renamed, dry_run=True, live=live)
+                      skipped_inputs=found.skipped, renamed=found.renamed, dry_run=True, live=live,
+                      input_root=_input_root(input_path))
 
 
 def _plan_reason(row: Any, live: bool) -> str:

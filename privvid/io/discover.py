@@ -154,6 +154,26 @@ def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tupl
                 skipped.append((path, f"{_kind(mode)}, not a regular file: only regular files are read"))
                 continue
             found.append(path)
+    _once(root, found, skipped)
+
+
+def _once(root: Path, found: list[Path], skipped: list[tuple[Path, str]]) -> None:
+    """One clip per video file: of the names a file is found under (links, hard links), the one that is no
+    link is kept, else the first by path; the others are skipped (the same video in two classes or splits)."""
+    names: dict[tuple[int, int], list[Path]] = {}
+    for path in found:
+        if path.is_file():
+            info = path.stat()
+            names.setdefault((info.st_dev, info.st_ino), []).append(path)
+    drop = set()
+    for paths in names.values():
+        if len(paths) > 1:
+            keep = min(paths, key=lambda p: (p.is_symlink(), p.relative_to(root).as_posix()))
+            for other in paths:
+                if other != keep:
+                    drop.add(other)
+                    skipped.append((other, f"the same file as {keep.relative_to(root).as_posix()} (read once)"))
+    found[:] = [p for p in found if p not in drop]
 
 
 def _short(stem: str, rel: str) -> str:

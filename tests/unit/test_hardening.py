@@ -60,11 +60,13 @@ def test_a_detector_without_its_user_file_stops_before_any_clip(tmp_path):
     # yolo and sam take their model from a path the user gives: none given is a bad setting (exit 2),
     # not one quarantined clip per input
     src = write_video(tmp_path / "in" / "a.mp4", moving_square_frames(6))
-    for args, names in ((["--detector", "yolo"], "--weights"), (["--detector", "sam"], "--sam-weights")):
+    for args, what, flag in ((["--detector", "yolo"], "YOLO segmentation weights", "--weights"),
+                             (["--detector", "sam"], "segment-anything checkpoint", "--sam-weights")):
         out = tmp_path / f"out-{args[1]}"
         proc = cli("anonymize", str(src.parent), str(out), "--quiet", *args)
         assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert f"no {names} given" in proc.stderr and "Traceback" not in proc.stderr
+        text = " ".join(proc.stderr.split())
+        assert f"no {what} given" in text and f"{flag} PATH" in text and "Traceback" not in text, text
         assert not out.exists(), "nothing is written for a bad setting"
 
 
@@ -170,6 +172,17 @@ def test_symlinked_class_folders_are_followed_once(tmp_path):
     found = discover(tree)
     assert [c.relpath for c in found.clips] == ["jumping/a"]
     assert any("already searched" in why for _, why in found.skipped)
+    # a link to a video of the tree, or a second link to one file outside it, is not a second clip (it was:
+    # the same video twice, in two classes or two splits)
+    (tree / "running").mkdir()
+    (tree / "running" / "alias.mp4").symlink_to(real / "a.mp4")
+    write_video(tmp_path / "store" / "b.mp4", moving_square_frames(4))
+    (tree / "running" / "b1.mp4").symlink_to(tmp_path / "store" / "b.mp4")
+    (tree / "running" / "b2.mp4").symlink_to(tmp_path / "store" / "b.mp4")
+    found = discover(tree)
+    assert [c.relpath for c in found.clips] == ["jumping/a", "running/b1"]
+    why = {p.name: w for p, w in found.skipped}
+    assert "the same file as" in why["alias.mp4"] and "running/b1.mp4" in why["b2.mp4"], why
 
 
 # 6 ---------------------------------------------------------------------------------------------------
@@ -292,10 +305,15 @@ def test_a_fifo_is_skipped_not_waited_on(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     write_video(src / "a.mp4", moving_square_frames(6))
     os.mkfifo(src / "pipe.mp4")
+    (src / "sub").mkdir()
+    os.mkfifo(src / "sub" / "pipe.mp4")
     proc = fake_run(src, out, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pipe.mp4" in proc.stdout and "FIFO" in proc.stdout
     assert statuses(out) == {"a": "done"}
+    # summary.json names them from IN (it gave the bare name: two pipe.mp4 could not be told apart)
+    skipped = json.loads((out / ".privvid" / "summary.json").read_text())["inputs_skipped"]
+    assert sorted(x["path"] for x in skipped) == ["pipe.mp4", "sub/pipe.mp4"], skipped
 
 
 # 10 --------------------------------------------------------------------------------------------------
