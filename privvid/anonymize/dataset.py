@@ -312,6 +312,18 @@ def _check_run(workers: int, executor: str, clip_timeout: float | None, ray_addr
         raise ConfigError(f"--clip-timeout must be a number of seconds above 0, got {clip_timeout:g}")
 
 
+def _recorded(sidecar: Path) -> tuple[list[str], float | None]:
+    """A finished clip's notes and mean coverage, from its sidecar (none where it cannot be read)."""
+    from privvid.io.layout import Sidecar, SidecarError
+
+    try:
+        side = Sidecar.read(sidecar)
+    except SidecarError:
+        return [], None
+    notes = side.raw.get("notes")
+    return ([str(n) for n in notes] if isinstance(notes, list) else []), side.coverage_mean
+
+
 def _input_root(input_path: Path) -> Path:
     return input_path if input_path.is_dir() else input_path.parent
 
@@ -513,7 +525,9 @@ def _run(found: Discovery, input_path: Path, out_root: Path, state: Path, ledger
             paths = output_paths(out_root, source.relpath)
             row = ledger.get(source.relpath)
             if row is not None and row.done_with(digest, phash) and _present(paths, _wanted(cfg)):
-                outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped", frames=row.frames or 0))
+                notes, coverage = _recorded(paths["sidecar"])   # its warnings stay in the table and summary.json
+                outcomes.append(ClipOutcome(source.relpath, source.input_rel, "skipped", frames=row.frames or 0,
+                                            coverage_mean=coverage, notes=notes))
                 continue
             if row is not None and row.status == "running":
                 # this run holds OUT's lock, so the run that left the row 'running' died inside this clip

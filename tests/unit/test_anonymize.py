@@ -284,8 +284,8 @@ def test_a_timeout_in_the_clean_up_is_still_the_clips_failure(tmp_path, clip, mo
 
 def test_resume_skips_done_and_redoes_on_new_parameters(tmp_path):
     src = tmp_path / "in"
-    for name in ("a", "b"):
-        write_video(src / "cls" / f"{name}.mp4", moving_square_frames(12))
+    for name in ("a", "b"):   # an odd size: the note says how it was made even
+        write_video(src / "cls" / f"{name}.mp4", moving_square_frames(12, width=65, height=47))
     out = tmp_path / "out"
     first = anonymize_dataset(src, out, cfg())
     assert [o.status for o in first.outcomes] == ["done", "done"]
@@ -293,6 +293,9 @@ def test_resume_skips_done_and_redoes_on_new_parameters(tmp_path):
     second = anonymize_dataset(src, out, cfg())
     assert [o.status for o in second.outcomes] == ["skipped", "skipped"]
     assert (out / "cls" / "a.mp4").stat().st_mtime_ns == mtime
+    # a finished clip's notes and coverage stay in the resumed run's table and summary.json (they were empty)
+    assert first.outcomes[0].notes and [o.notes for o in second.outcomes] == [o.notes for o in first.outcomes]
+    assert [o.coverage_mean for o in second.outcomes] == pytest.approx([o.coverage_mean for o in first.outcomes])
     third = anonymize_dataset(src, out, cfg("blur"))
     assert [o.status for o in third.outcomes] == ["done", "done"]
     # a deleted output is redone even though the ledger says done
