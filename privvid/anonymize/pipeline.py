@@ -179,6 +179,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
             "codec": info.codec,
             "rotation": info.rotation,
             "had_audio": info.has_audio,
+            "dropped": list(info.dropped),
         },
         "output": {
             "path": paths["video"].name,
@@ -434,6 +435,8 @@ def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str
         notes.append(f"rotated {info.rotation} degrees as the container asked")
     if info.has_audio:
         notes.append("audio track dropped")
+    if info.dropped:
+        notes.append(f"not kept: {'; '.join(info.dropped)}")
     if info.variable_rate:
         notes.append(f"variable frame rate written at a constant {cfg.fps or info.fps:.3f} fps")
     resized = f"resized from {info.display_size[0]}x{info.display_size[1]} to {width}x{height}"

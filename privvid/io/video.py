@@ -46,6 +46,7 @@ class VideoInfo:
     has_audio: bool = False
     variable_rate: bool = False
     is_frame_folder: bool = False
+    dropped: tuple[str, ...] = ()   # what else the file holds that no output keeps (subtitles, chapters, ...)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -107,6 +108,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         variable = bool(stream.average_rate and base and abs(base - fps) / max(fps, 1e-6) > 0.01)
         rotation = _stream_rotation(container)
         has_audio, codec, counted_in_header = bool(container.streams.audio), ctx.name, bool(stream.frames)
+        dropped = _other_contents(container)
         seconds = _stream_seconds(stream)
     if counted_in_header and abs(base - fps) > 1e-3 * base:
         # the mean rate ffmpeg gives is frames / duration, and a last frame shown shorter (or longer) moves it
@@ -134,7 +136,35 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         rotation=rotation,
         has_audio=has_audio,
         variable_rate=variable,
+        dropped=dropped,
     )
+
+
+def _other_contents(container: Any) -> tuple[str, ...]:
+    """What a file holds besides its first video stream and its audio that the output does not keep (only that
+    stream's frames are read and written): further video streams, subtitles, data streams, attachments,
+    chapters and tags. Said in the clip's notes, as the audio is: they can name people too."""
+    found = []
+    streams = container.streams
+    for kind, count in (("further video stream", len(streams.video) - 1), ("subtitle stream", len(streams.subtitles)),
+                        ("data stream", len(streams.data)), ("attachment", len(getattr(streams, "attachments", ())))):
+        if count > 0:
+            found.append(f"{count} {kind}{'s' if count > 1 else ''}")
+    try:
+        chapters = len(container.chapters())
+    except Exception:  # noqa: BLE001 - an older PyAV or a container without chapters
+        chapters = 0
+    if chapters:
+        found.append(f"{chapters} chapter{'s' if chapters > 1 else ''}")
+    tags = sorted(k.lower() for k in (container.metadata or {}) if k.lower() not in _STRUCTURAL_TAGS)
+    if tags:
+        found.append("tags " + ", ".join(tags))
+    return tuple(found)
+
+
+# container tags that say how the file was made, not what it shows
+_STRUCTURAL_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "creation_time", "handler_name",
+                    "vendor_id", "duration", "software"}
 
 
 def _stream_seconds(stream: Any) -> float:

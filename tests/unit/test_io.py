@@ -102,6 +102,8 @@ def test_writer_is_atomic_and_strips_audio_and_metadata(tmp_path):
     src = write_video(tmp_path / "src.mp4", moving_square_frames(10), audio=True,
                       metadata={"title": "secret name", "location": "+48.85+002.35/"})
     assert probe(src).has_audio
+    # what else the input holds is named (tag names only, no values), so the notes say what was not kept
+    assert probe(src).dropped in (("tags location, title",), ("tags location, location-eng, title",))
     dst = tmp_path / "out" / "clip.mp4"
     writer = VideoWriter(dst, 96, 64, 24)
     for frame in read_frames(src):
@@ -116,6 +118,21 @@ def test_writer_is_atomic_and_strips_audio_and_metadata(tmp_path):
         assert not any("Lav" in v for v in container.metadata.values())
         assert sum(1 for _ in container.decode(video=0)) == 10
     assert not list(dst.parent.glob(".*partial*"))
+
+
+def test_subtitles_chapters_and_further_streams_are_named_among_what_is_not_kept():
+    from types import SimpleNamespace
+
+    from privvid.io.video import _other_contents
+
+    streams = SimpleNamespace(video=[1, 2], subtitles=[1], data=[], attachments=[1, 2, 3])
+    container = SimpleNamespace(streams=streams, chapters=lambda: [{}, {}],
+                                metadata={"encoder": "Lavf", "ARTIST": "Jane Doe", "major_brand": "isom"})
+    assert _other_contents(container) == ("1 further video stream", "1 subtitle stream", "3 attachments",
+                                          "2 chapters", "tags artist")
+    plain = SimpleNamespace(streams=SimpleNamespace(video=[1], subtitles=[], data=[]), chapters=lambda: [],
+                            metadata={"encoder": "Lavf", "software": "x"})
+    assert _other_contents(plain) == ()
 
 
 def test_writer_abort_leaves_nothing(tmp_path):
