@@ -443,6 +443,8 @@ def anonymize_dataset(
 
 
 def _resolved(path: str | os.PathLike[str], what: str) -> Path:
+    if what == "IN" and Path(path).is_symlink() and not Path(path).exists():   # named as the user typed it
+        raise ConfigError(f"input not found: {path} is a link to {os.readlink(path)}, which does not exist")
     try:
         return Path(path).resolve()
     except RuntimeError:   # a link that leads back to itself (Python's resolve says "Symlink loop")

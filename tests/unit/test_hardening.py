@@ -160,6 +160,15 @@ def test_a_clip_that_crashes_the_process_is_quarantined_after_two_crashed_runs(t
 
 
 # 5 ---------------------------------------------------------------------------------------------------
+def test_a_dangling_link_given_as_in_is_named_as_typed(tmp_path):
+    # the message named the link's target, a path the user never typed
+    link = tmp_path / "clip.mp4"
+    link.symlink_to(tmp_path / "gone" / "x.mp4")
+    with pytest.raises(ConfigError, match=r"input not found: .*clip\.mp4 is a link to .*gone/x\.mp4"):
+        anonymize_dataset(link, tmp_path / "out", AnonymizeConfig(mode="blur"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_symlinked_class_folders_are_followed_once(tmp_path):
     from privvid.io import discover
 
