@@ -41,6 +41,18 @@ def _anon_dataset(root: Path, originals: Path, layout: dict[str, int]) -> Path:
     return root
 
 
+def _cut_clip(path: Path) -> Path:
+    """A 40-frame clip of noise (every frame costs bytes, so a cut loses frames) cut to its first quarter: the
+    header still says 40 frames."""
+    rng = np.random.default_rng(0)
+    with VideoWriter(path, 64, 48, 10) as writer:
+        for _ in range(40):
+            writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 4])
+    return path
+
+
 def _fake(label: str, n: int) -> list[AnonClip]:
     return [AnonClip(f"{label}/c{i:02d}", label, Path(f"/x/{label}/c{i:02d}.mp4"), {}) for i in range(n)]
 
@@ -711,13 +723,7 @@ def test_clips_written_in_part_are_flagged_by_the_audit_and_named_by_the_sample(
 
 def test_the_sample_names_a_cut_clip_and_is_never_written_into_the_dataset(tmp_path: Path) -> None:
     root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
-    rng = np.random.default_rng(0)
-    whole = root / "jump" / "clip0.mp4"
-    with VideoWriter(whole, 64, 48, 10) as writer:        # noise: every frame costs bytes, so a cut loses frames
-        for _ in range(40):
-            writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-    data = whole.read_bytes()
-    whole.write_bytes(data[: len(data) // 4])
+    _cut_clip(root / "jump" / "clip0.mp4")
     item = sample(root, tmp_path / "qa", per_class=1, frames=8, preview_seconds=0).items[0]
     assert any("anonymised clip: decoding stopped after frame" in p for p in item["problems"]), item["problems"]
     # the QA folder holds frames of the originals: inside the dataset it would be shared with it
@@ -748,13 +754,7 @@ def test_audit_flags_a_clip_that_decodes_only_in_part(tmp_path: Path) -> None:
     from privvid.qa import AuditConfig, audit
 
     root = _anon_dataset(tmp_path / "out", tmp_path / "orig", {"jump": 1})
-    rng = np.random.default_rng(0)
-    whole = root / "jump" / "cut.mp4"
-    with VideoWriter(whole, 64, 48, 10) as writer:        # noise: every frame costs bytes, so a cut loses frames
-        for _ in range(40):
-            writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-    data = whole.read_bytes()
-    whole.write_bytes(data[: len(data) // 4])              # the header says 40 frames; a quarter of them remain
+    _cut_clip(root / "jump" / "cut.mp4")
     (root / "jump" / "cut.json").write_text((root / "jump" / "clip0.json").read_text())
     rows = {r.rel: r for r in audit(root, AuditConfig(frames=8), checkers=(_NoHits(), None)).rows}
     assert rows["jump/cut"].flagged and "decoding stopped after frame" in rows["jump/cut"].reason, rows["jump/cut"]
