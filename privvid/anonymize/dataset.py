@@ -71,7 +71,7 @@ class RunSummary:
     def _shown(self, path: Path) -> str:
         """An input as summary.json names it: relative to IN (a list's rows as the list gives them), never
         absolute (the record keeps no absolute path unless asked to); its name where it lies elsewhere."""
-        if self.input_root is not None:
+        if self.input_root is not None and self.input_root != Path(self.input_root.anchor):   # not from /
             for root in (self.input_root, self.input_root.resolve()):
                 try:
                     return Path(os.path.normpath(path)).relative_to(root).as_posix()
@@ -318,10 +318,10 @@ def _recorded(sidecar: Path) -> tuple[list[str], float | None]:
 
     try:
         side = Sidecar.read(sidecar)
-    except SidecarError:
+        notes = side.raw.get("notes")
+        return ([str(n) for n in notes] if isinstance(notes, list) else []), side.coverage_mean
+    except (SidecarError, TypeError, ValueError, AttributeError):   # an edited sidecar: the clip stays done
         return [], None
-    notes = side.raw.get("notes")
-    return ([str(n) for n in notes] if isinstance(notes, list) else []), side.coverage_mean
 
 
 def _input_root(input_path: Path) -> Path:
@@ -413,7 +413,7 @@ def anonymize_dataset(
     _check_run(workers, executor, clip_timeout, ray_address)
     preflight(cfg)
     input_path, out_root = _resolved(input_path, "IN"), _resolved(out_root, "OUT")
-    found = discover(input_path, exclude=out_root)
+    found = discover(input_path, exclude=out_root, once=True)
     _check_paths(found, input_path, out_root)
     if not found.clips:
         raise ConfigError(_nothing_to_do(found, input_path))
@@ -443,8 +443,14 @@ def anonymize_dataset(
 
 
 def _resolved(path: str | os.PathLike[str], what: str) -> Path:
-    if what == "IN" and Path(path).is_symlink() and not Path(path).exists():   # named as the user typed it
-        raise ConfigError(f"input not found: {path} is a link to {os.readlink(path)}, which does not exist")
+    if what == "IN" and Path(path).is_symlink():   # a link that leads nowhere, named as the user typed it
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            raise ConfigError(f"input not found: {path} is a link to {os.readlink(path)}, which leads to no "
+                              "file") from None
+        except OSError:
+            pass   # a loop: said below
     try:
         return Path(path).resolve()
     except RuntimeError:   # a link that leads back to itself (Python's resolve says "Symlink loop")

@@ -154,7 +154,6 @@ def _walk(root: Path, found: list[Path], ignored: list[Path], skipped: list[tupl
                 skipped.append((path, f"{_kind(mode)}, not a regular file: only regular files are read"))
                 continue
             found.append(path)
-    _once(root, found, skipped)
 
 
 def _once(root: Path, found: list[Path], skipped: list[tuple[Path, str]]) -> None:
@@ -162,8 +161,11 @@ def _once(root: Path, found: list[Path], skipped: list[tuple[Path, str]]) -> Non
     link is kept, else the first by path; the others are skipped (the same video in two classes or splits)."""
     names: dict[tuple[int, int], list[Path]] = {}
     for path in found:
-        if path.is_file():
+        try:
             info = path.stat()
+        except OSError:   # gone since the walk: reading it will say so, for that clip alone
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_ino:   # (a file system that gives no inodes says 0 for all)
             names.setdefault((info.st_dev, info.st_ino), []).append(path)
     drop = set()
     for paths in names.values():
@@ -213,7 +215,8 @@ def _unique_names(items: list[tuple[Path, str, str]]) -> tuple[list[ClipSource],
     return clips, renamed
 
 
-def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None) -> Discovery:
+def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None,
+             once: bool = False) -> Discovery:
     """List the clips under ``root`` in a stable order.
 
     - a file: that clip (whatever its extension: reading it decides whether it is a video); it must be a
@@ -223,7 +226,9 @@ def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | Non
       path; symlinked folders are followed (once each); hidden entries and privvid's state folder are
       skipped; what is not a regular file, or has a name lists cannot hold, is listed in ``skipped``.
     Output names replace the extension with nothing (the writer adds ``.mp4``); inputs that would
-    collide keep their extensions or get a short hash (``renamed``).
+    collide keep their extensions or get a short hash (``renamed``). ``once`` (anonymize): a video file found
+    under several names in a folder (links, hard links) is one clip (:func:`_once`); a curation tree keeps
+    every name (a clip linked into a second class is a clip of that class too).
     """
     root = Path(root)
     if not root.exists():
@@ -245,6 +250,8 @@ def discover(root: str | os.PathLike[str], exclude: str | os.PathLike[str] | Non
     found: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     _walk(root, found, ignored, skipped, Path(exclude).resolve() if exclude is not None else None)
+    if once:
+        _once(root, found, skipped)
     items = []
     for path in found:
         rel = path.relative_to(root).as_posix()

@@ -296,6 +296,9 @@ def test_resume_skips_done_and_redoes_on_new_parameters(tmp_path):
     # a finished clip's notes and coverage stay in the resumed run's table and summary.json (they were empty)
     assert first.outcomes[0].notes and [o.notes for o in second.outcomes] == [o.notes for o in first.outcomes]
     assert [o.coverage_mean for o in second.outcomes] == pytest.approx([o.coverage_mean for o in first.outcomes])
+    side = out / "cls" / "a.json"   # an edited sidecar does not end a resumed run (its notes are then unknown)
+    side.write_text(json.dumps({**json.loads(side.read_text()), "coverage": [1]}))
+    assert [o.status for o in anonymize_dataset(src, out, cfg()).outcomes] == ["skipped", "skipped"]
     third = anonymize_dataset(src, out, cfg("blur"))
     assert [o.status for o in third.outcomes] == ["done", "done"]
     # a deleted output is redone even though the ledger says done

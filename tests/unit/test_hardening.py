@@ -167,6 +167,10 @@ def test_a_dangling_link_given_as_in_is_named_as_typed(tmp_path):
     with pytest.raises(ConfigError, match=r"input not found: .*clip\.mp4 is a link to .*gone/x\.mp4"):
         anonymize_dataset(link, tmp_path / "out", AnonymizeConfig(mode="blur"))
     assert not (tmp_path / "out").exists()
+    loop = tmp_path / "loop.mp4"   # a link to itself is a loop, not a missing file
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError, match="is a symbolic link loop"):
+        anonymize_dataset(loop, tmp_path / "out", AnonymizeConfig(mode="blur"))
 
 
 def test_symlinked_class_folders_are_followed_once(tmp_path):
@@ -188,10 +192,16 @@ def test_symlinked_class_folders_are_followed_once(tmp_path):
     write_video(tmp_path / "store" / "b.mp4", moving_square_frames(4))
     (tree / "running" / "b1.mp4").symlink_to(tmp_path / "store" / "b.mp4")
     (tree / "running" / "b2.mp4").symlink_to(tmp_path / "store" / "b.mp4")
-    found = discover(tree)
+    found = discover(tree, once=True)
     assert [c.relpath for c in found.clips] == ["jumping/a", "running/b1"]
     why = {p.name: w for p, w in found.skipped}
     assert "the same file as" in why["alias.mp4"] and "running/b1.mp4" in why["b2.mp4"], why
+    # a curation tree keeps every name: a clip linked into a second class is that class's too
+    assert [c.relpath for c in discover(tree).clips] == ["jumping/a", "running/alias", "running/b1", "running/b2"]
+    # anonymize reads each file once
+    out = tmp_path / "out"
+    done = anonymize_dataset(tree, out, AnonymizeConfig(mode="blur", detect=FAKE))
+    assert sorted(o.relpath for o in done.outcomes) == ["jumping/a", "running/b1"]
 
 
 # 6 ---------------------------------------------------------------------------------------------------
@@ -645,8 +655,8 @@ def test_ctrl_c_with_workers_ends_the_run_at_once_and_it_resumes(tmp_path):
     # Ctrl-C reaches the whole process group: a worker stopped inside a clip could hang (here: for good),
     # and the run waited for it after printing that it was interrupted. The parent alone stops now
     src, out = tmp_path / "in", tmp_path / "out"
-    for name in ("a", "b"):
-        write_video(src / f"{name}.mp4", moving_square_frames(120))
+    for name in ("a", "b"):   # 15 s a clip: on a loaded machine both must still be inside their clip at the stop
+        write_video(src / f"{name}.mp4", moving_square_frames(300))
     args = [sys.executable, "-m", "privvid.cli.main", "anonymize", str(src), str(out), "--mode", "blur",
             "--detector", "fakes:HangOnInterruptDetector", "--workers", "2", "--quiet"]
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
