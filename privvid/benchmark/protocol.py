@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -355,9 +354,7 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
     holds it, having taken it before it made the protocol's data there)."""
     check_protocol(proto, device)
     out = Path(out)
-    if not lock:
-        return _run_protocol(proto, out, device, log or (lambda s: None))
-    with out_lock(out):
+    with out_lock(out) if lock else contextlib.nullcontext():
         return _run_protocol(proto, out, device, log or (lambda s: None))
 
 
@@ -365,25 +362,13 @@ def run_protocol(proto: Protocol, out: str | Path, device: str | None = None,
 def out_lock(out: str | Path) -> Iterator[None]:
     """One benchmark run per OUT (``OUT/.privvid/lock``): a second is refused before it writes anything there
     (each step's own lock came only at that step, after the cached steps were printed)."""
-    from privvid.runtime.lock import RunLock
+    from privvid.runtime.lock import one_writer
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EngineError(f"{out} is a file; a benchmark run is written into a folder")
-    made = [p for p in (out, *out.parents) if not p.exists()]
-    lock = RunLock(out / ".privvid", "lock", folder=out, remove=True, required=False)
-    try:
-        with lock:
-            if lock.unlocked:
-                sys.stderr.write(f"warning: {out} cannot be locked ({lock.unlocked}): nothing stops a second run "
-                                 "from writing into it at the same time\n")
-            yield
-    finally:
-        for folder in (lock.path.parent, *made):   # the lock's folder, and those made for it, where left empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+    with one_writer(out, out / ".privvid"):
+        yield
 
 
 def _run_protocol(proto: Protocol, out: Path, device: str | None, say: Callable[[str], None]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -305,7 +304,7 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
     otherwise (a finished checkpoint is never overwritten by accident). One run at a time writes into ``out``
     (``out/.lock``, held by the main process of a DDP run); a run that fails before writing anything leaves
     no folder behind."""
-    from privvid.runtime.lock import RunLock
+    from privvid.runtime.lock import one_writer
 
     out = Path(out)
     cfg.check()
@@ -313,21 +312,8 @@ def train(cfg: TrainConfig, sources: Sequence[Source], out: str | Path, *, init:
         raise EngineError(f"--out {out} is a file; a run is written into a folder")
     if not _main_process():   # a DDP rank other than the main one writes nothing
         return _train(cfg, sources, out, init, val, resume, device, stop_after_epoch, log, overwrite)
-    missing = [p for p in (out, *out.parents) if not p.exists()]   # made for this run: gone again if it fails early
-    lock = RunLock(out, ".lock", folder=out, remove=True, required=False)
-    try:
-        lock.acquire()
-        if lock.unlocked:
-            sys.stderr.write(f"warning: {out} cannot be locked ({lock.unlocked}): nothing stops a second run from "
-                             "writing into it at the same time\n")
+    with one_writer(out, out, ".lock"):
         return _train(cfg, sources, out, init, val, resume, device, stop_after_epoch, log, overwrite)
-    finally:
-        lock.release()
-        for folder in missing:
-            try:
-                folder.rmdir()   # only while the run left nothing in it
-            except OSError:
-                break
 
 
 def _main_process() -> bool:

@@ -325,10 +325,9 @@ def sample(root: str | os.PathLike[str], out: str | os.PathLike[str], per_class:
         # a finished sample replaces media/ whole: one that no sample lists is not privvid's to delete
         raise QAError(f"--out {out} holds a {MEDIA_DIR}/ folder that no sample.json lists; write the sample into "
                       "another folder")
-    from privvid.runtime.lock import RunLock
+    from privvid.runtime.lock import one_writer
 
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out, ".sample.lock", folder=out, remove=True, required=False):
+    with one_writer(out, out, ".sample.lock"):
         return _write_sample(out, root, chosen, counts, base, seed, per_class, frames, thumb_height, order,
                              audit_csv, audit_rows, preview_seconds, progress)
 

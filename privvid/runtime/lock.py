@@ -4,6 +4,7 @@ run; a run that ends normally empties it (one that is killed leaves its text, wh
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -12,7 +13,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from privvid.errors import ConfigError
 
@@ -178,3 +179,29 @@ def _holder(text: str) -> str:
         return f"pid {doc['pid']} on {doc['host']}, started {started}: {doc.get('command', '')}".strip()
     except (ValueError, KeyError, TypeError):
         return "holder unknown"
+
+
+@contextlib.contextmanager
+def one_writer(folder: str | os.PathLike[str], state_dir: str | os.PathLike[str], name: str = "lock"
+               ) -> Iterator[RunLock]:
+    """One run at a time writes into ``folder``: ``state_dir/name`` locked while the block runs (the lock file
+    goes at the end; where the file system has no locks the run goes on, with a warning that nothing stops a
+    second one), and the folders made for the lock removed again where the run left them empty (a run refused
+    or failing before it wrote anything leaves no folder behind; a state folder of its own, always)."""
+    folder, state_dir = Path(folder), Path(state_dir)
+    # a state folder of its own inside ``folder`` (OUT/.privvid) goes whenever it is left empty
+    made = [state_dir] if state_dir != folder else []
+    made += [p for p in (state_dir, *state_dir.parents) if not p.exists() and p not in made]
+    lock = RunLock(state_dir, name, folder=folder, remove=True, required=False)
+    try:
+        with lock:
+            if lock.unlocked:
+                sys.stderr.write(f"warning: {folder} cannot be locked ({lock.unlocked}): nothing stops a second run "
+                                 "from writing into it at the same time\n")
+            yield lock
+    finally:
+        for made_folder in made:
+            try:
+                made_folder.rmdir()   # only while the run left nothing in it
+            except OSError:
+                break
