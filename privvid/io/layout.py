@@ -157,44 +157,38 @@ def scan(root: str | os.PathLike[str], strict: bool = True) -> list[OutputClip]:
     """Every finished clip under ``root`` (a video with its sidecar), sorted by ``rel``. A sidecar that
     cannot be read is an error (``strict``) or the clip is left out; a video without a sidecar is not a
     finished output and is left out."""
+    return read_tree(root, strict)[0]
+
+
+Damaged = tuple[str, Path, str, dict[str, Any]]   # (rel, video, why, sidecar): a clip written in part
+
+
+def read_tree(root: str | os.PathLike[str], strict: bool = True) -> tuple[list[OutputClip], list[Damaged]]:
+    """:func:`scan`'s finished clips, and, in one walk with them (``strict`` False), those privvid anonymize
+    wrote only in part: ``(rel, video, why, sidecar)`` for an ``.mp4`` whose sidecar cannot be read
+    (``sidecar`` empty) and for a sidecar whose ``.mp4`` is gone (``video`` is then the path it would have).
+    A JSON file that is no privvid sidecar is not a clip."""
     root = Path(root)
     if not root.is_dir():
         raise BadInput(f"anonymised dataset not found: {root}")
-    clips = []
-    for path in _walk(root):
-        if not path.name.endswith(VIDEO_SUFFIX):
-            continue
-        sidecar_path = path.with_name(path.name[: -len(VIDEO_SUFFIX)] + SIDECAR_SUFFIX)
-        if not sidecar_path.is_file():
-            continue
-        try:
-            sidecar = Sidecar.read(sidecar_path)
-        except SidecarError:
-            if strict:
-                raise
-            continue
-        rel = path.relative_to(root).as_posix()[: -len(VIDEO_SUFFIX)]
-        split, label = layout_of(rel)
-        clips.append(OutputClip(rel, path, sidecar, label, split))
-    clips.sort(key=lambda c: c.rel)
-    return clips
-
-
-def damaged(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path, str, dict[str, Any]]]:
-    """The clips :func:`scan` leaves out that privvid anonymize did write, in part: ``(rel, video, why,
-    sidecar)`` for an ``.mp4`` whose sidecar cannot be read (``sidecar`` empty), and for a sidecar whose
-    ``.mp4`` is gone (``video`` is then the path it would have). A JSON file that is no privvid sidecar is not
-    a clip."""
-    root = Path(root)
+    clips: list[OutputClip] = []
+    damaged: list[Damaged] = []
     for path in _walk(root):
         if path.name.endswith(VIDEO_SUFFIX):
-            side = path.with_name(path.name[: -len(VIDEO_SUFFIX)] + SIDECAR_SUFFIX)
-            if side.is_file():
-                try:
-                    Sidecar.read(side)
-                except SidecarError as exc:
-                    yield path.relative_to(root).as_posix()[: -len(VIDEO_SUFFIX)], path, str(exc), {}
-        elif path.name.endswith(SIDECAR_SUFFIX):
+            sidecar_path = path.with_name(path.name[: -len(VIDEO_SUFFIX)] + SIDECAR_SUFFIX)
+            if not sidecar_path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()[: -len(VIDEO_SUFFIX)]
+            try:
+                sidecar = Sidecar.read(sidecar_path)
+            except SidecarError as exc:
+                if strict:
+                    raise
+                damaged.append((rel, path, str(exc), {}))
+                continue
+            split, label = layout_of(rel)
+            clips.append(OutputClip(rel, path, sidecar, label, split))
+        elif path.name.endswith(SIDECAR_SUFFIX) and not strict:
             video = path.with_name(path.name[: -len(SIDECAR_SUFFIX)] + VIDEO_SUFFIX)
             if video.exists():
                 continue
@@ -203,8 +197,10 @@ def damaged(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path, str, dict
             except SidecarError:
                 continue   # some other JSON file (a list, a manifest)
             if side_doc.input:
-                yield (path.relative_to(root).as_posix()[: -len(SIDECAR_SUFFIX)], video,
-                       f"video missing: sidecar {path.name} is there, {video.name} is not", side_doc.raw)
+                damaged.append((path.relative_to(root).as_posix()[: -len(SIDECAR_SUFFIX)], video,
+                                f"video missing: sidecar {path.name} is there, {video.name} is not", side_doc.raw))
+    clips.sort(key=lambda c: c.rel)
+    return clips, damaged
 
 
 def all_videos(root: str | os.PathLike[str]) -> Iterator[Path]:

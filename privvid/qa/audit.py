@@ -533,7 +533,7 @@ def audit_output(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     if out is not None:
         return Path(out)
     root = Path(root)
-    if root.is_dir() and not layout.scan(root, strict=False) and not any(layout.damaged(root)):
+    if root.is_dir() and not any(clips for clips in layout.read_tree(root, strict=False)):   # finished or in part
         raise ConfigError(f"{root} holds no clip written by privvid anonymize (no sidecars), and the audit does "
                           "not write into a folder privvid did not make: say where its CSV goes with --out FILE.csv")
     return root / ".privvid" / "audit.csv"

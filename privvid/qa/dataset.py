@@ -83,9 +83,9 @@ def scan(root: str | os.PathLike[str], everything: bool = False) -> list[AnonCli
     if not root.is_dir():
         raise QAError(f"{root} is a file; give the folder privvid anonymize wrote" if root.is_file()
                       else f"anonymised dataset not found: {root}")
-    finished = layout.scan(root, strict=False)
+    finished, damaged = layout.read_tree(root, strict=False)
     clips = [AnonClip(c.rel, c.label or FLAT_CLASS, c.video, c.sidecar.raw) for c in finished]
-    clips += [AnonClip(rel, class_of(rel), video, side, problem=why) for rel, video, why, side in layout.damaged(root)]
+    clips += [AnonClip(rel, class_of(rel), video, side, problem=why) for rel, video, why, side in damaged]
     if everything:
         known = {c.video for c in clips}
         for video in layout.all_videos(root):
