@@ -188,6 +188,26 @@ class HangOnInterruptDetector(SlowDetector):
             raise
 
 
+def write_slow_then_fast(path: Path, width: int = 64, height: int = 48) -> Path:
+    """A variable-rate mp4: ten frames 100 ms apart, then twenty 25 ms apart (about 1.5 s); frame i is grey at
+    8 * i."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"bf": "0"}
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = (100 * i if i < 10 else 1000 + 25 * (i - 10)), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def write_when(job: tuple[str, str]) -> str:
     """An executor job for tests: wait (up to a minute) until the file ``job[1]`` exists, then create ``job[0]``."""
     import time

@@ -118,7 +118,7 @@ def anonymize_clip(source: ClipSource, out_root: str | os.PathLike[str], cfg: An
     try:
         report = DecodeReport()
         frames = timer.timed("decode", resample(decode_frames(source.path, (width, height), info, report), info,
-                                                cfg.fps))
+                                                cfg.fps, report))
         for out_frame, mask, extra in _anonymised(frames, stream, composer, cfg, timer):
             t0 = time.perf_counter()
             writer.write(out_frame)
@@ -437,8 +437,12 @@ def _notes(info: Any, width: int, height: int, cfg: AnonymizeConfig) -> list[str
         notes.append("audio track dropped")
     if info.dropped:
         notes.append(f"not kept: {'; '.join(info.dropped)}")
-    if info.variable_rate:
-        notes.append(f"variable frame rate written at a constant {cfg.fps or info.fps:.3f} fps")
+    if info.variable_rate and cfg.fps:
+        notes.append(f"variable frame rate written at a constant {cfg.fps:.3f} fps, resampled by the frames' own "
+                     "times")
+    elif info.variable_rate:
+        notes.append(f"variable frame rate written at a constant {info.fps:.3f} fps (its mean), every frame kept "
+                     "once")
     resized = f"resized from {info.display_size[0]}x{info.display_size[1]} to {width}x{height}"
     if cfg.resize is None and (width, height) != info.display_size:
         notes.append(resized)   # a size the user did not ask for: too large or odd

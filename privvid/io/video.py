@@ -14,7 +14,7 @@ import math
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
@@ -290,11 +290,13 @@ def read_frames(
     """Yield RGB uint8 frames of a video file or frame folder, one at a time.
 
     ``size`` (width, height) resizes each frame; ``fps`` resamples a video file's frame rate by
-    timestamps (frames are dropped or repeated). A frame folder has no rate of its own: every frame is
-    yielded, ``fps`` is the rate it is shown at. Rotation metadata is applied.
+    timestamps (frames are dropped or repeated; a variable-rate clip by each frame's own time). A frame
+    folder has no rate of its own: every frame is yielded, ``fps`` is the rate it is shown at. Rotation
+    metadata is applied.
     """
     info = info or probe(path)
-    return resample(decode_frames(path, size, info), info, fps)
+    report = DecodeReport()
+    return resample(decode_frames(path, size, info, report), info, fps, report)
 
 
 @dataclass
@@ -305,6 +307,9 @@ class DecodeReport:
     damaged: int = 0                 # video file: frames the decoder flagged corrupt (it conceals the damage)
     other_size: int = 0              # frame folder: frames not of the first frame's size (resized to it)
     gaps: list[tuple[str, str]] | None = None   # frame folder: numbering jumps (name before, name after)
+    # video file: each decoded frame's presentation time in seconds (None where the frame has none), known
+    # when the frame is yielded
+    times: list[float | None] = field(default_factory=list)
 
     def notes(self) -> list[str]:
         notes = []
@@ -347,10 +352,17 @@ def numbering_gaps(files: list[Path]) -> list[tuple[str, str]]:
     return [(a, b) for step, a, b in steps if step > max(usual, 1)]
 
 
-def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None) -> Iterator[np.ndarray]:
+def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None,
+             report: DecodeReport | None = None) -> Iterator[np.ndarray]:
     """``frames`` of the clip ``info`` describes at ``fps`` (see :func:`read_frames`): as they are for a frame
-    folder, with no ``fps`` or at the clip's own."""
-    if fps is None or info.is_frame_folder or abs(fps - info.fps) < 1e-6:
+    folder, with no ``fps`` or at the clip's own. A variable-rate clip whose decode ``report`` gives the frames'
+    times is resampled by those times (a stretch shot at a higher rate keeps its real length); other clips take
+    their frames as evenly spaced at the clip's rate."""
+    if fps is None or info.is_frame_folder:
+        return frames
+    if info.variable_rate and report is not None:
+        return _resample_by_time(frames, report.times, info.fps, fps)
+    if abs(fps - info.fps) < 1e-6:
         return frames
     return _resample(frames, info.fps, fps)
 
@@ -396,6 +408,7 @@ def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo,
             for frame in container.decode(stream):
                 report.frames += 1
                 report.damaged += frame.is_corrupt
+                report.times.append(frame.time)
                 array: np.ndarray
                 if decode_size is not None:
                     array = frame.to_ndarray(format="rgb24", width=decode_size[0], height=decode_size[1])
@@ -438,6 +451,34 @@ def _resample(frames: Iterator[np.ndarray], src_fps: float, dst_fps: float) -> I
         while next_time < end - 1e-9:
             yield frame
             next_time += step
+
+
+def _resample_by_time(frames: Iterator[np.ndarray], times: list[float | None], src_fps: float,
+                      dst_fps: float) -> Iterator[np.ndarray]:
+    """Constant-rate resampling of frames with their own times (``times[i]`` is frame i's, filled in as the
+    frames come): output frame k shows the frame on screen at time k / dst_fps from the first frame. A frame is
+    shown until the next one's time, the last for one step of the mean rate ``src_fps``; a frame without a time,
+    or with one before its predecessor's, follows that one by a mean step."""
+    mean_step = 1.0 / src_fps
+    origin: float | None = None
+    shown: tuple[np.ndarray, float] | None = None
+    k = 0
+    for index, frame in enumerate(frames):
+        raw = times[index] if index < len(times) else None
+        if shown is None:
+            origin, at = (raw if raw is not None else 0.0), 0.0
+        else:
+            at = raw - origin if raw is not None and origin is not None else shown[1] + mean_step
+            if at <= shown[1]:
+                at = shown[1] + mean_step
+            while k / dst_fps < at - 1e-9:
+                yield shown[0]
+                k += 1
+        shown = (frame, at)
+    if shown is not None:
+        while k / dst_fps < shown[1] + mean_step - 1e-9:
+            yield shown[0]
+            k += 1
 
 
 def temp_path(final: Path, suffix: str | None = None) -> Path:

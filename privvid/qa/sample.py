@@ -221,11 +221,25 @@ def _mask_image(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return image
 
 
+def written_rate(sidecar: dict[str, Any] | None) -> float | None | bool:
+    """The ``--fps`` a clip was anonymised with as its sidecar records it: a rate, None where the frames were
+    kept as decoded, or False where the sidecar does not say."""
+    config = sidecar.get("config") if isinstance(sidecar, dict) else None
+    if not isinstance(config, dict) or "fps" not in config:
+        return False
+    fps = config["fps"]
+    return float(fps) if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0 else None
+
+
 def write_previews(anonymised: Path, original: Path | None, masks: Path | None, out: Path, item_id: str,
-                   size: tuple[int, int], seconds: float) -> tuple[dict[str, Any], list[str]]:
+                   size: tuple[int, int], seconds: float, written_fps: float | None | bool = False
+                   ) -> tuple[dict[str, Any], list[str]]:
     """Preview mp4s of the anonymised clip (its first ``seconds``, every frame, at ``size``), of the
-    original at the same size and frame rate and with the same frame count, and of the masks. Returns
-    the sample item's ``preview`` entry and problems. Raises BadInput when the anonymised clip fails."""
+    original at the same size and frame rate and with the same frame count, and of the masks. The original's
+    frames are read as anonymize read them (``written_fps``, :func:`written_rate`: resampled to that rate, or
+    every frame as decoded; where the sidecar does not say, resampled to the anonymised clip's rate), so a
+    variable-rate original lines up frame for frame. Returns the sample item's ``preview`` entry and problems.
+    Raises BadInput when the anonymised clip fails."""
     info = probe(anonymised)
     fps = info.fps if info.fps and info.fps > 0 else 25.0
     limit = max(1, round(seconds * fps))
@@ -250,7 +264,8 @@ def write_previews(anonymised: Path, original: Path | None, masks: Path | None, 
     problems = []
     if original is not None:
         try:
-            _write_matching(out / names["orig"], read_frames(original, size=size, fps=fps), size, fps, count,
+            read_at = fps if written_fps is False else written_fps
+            _write_matching(out / names["orig"], read_frames(original, size=size, fps=read_at), size, fps, count,
                             lambda f: f)
             preview["original"] = names["orig"]
         except BadInput as exc:
@@ -420,7 +435,7 @@ def _draw(chosen: list[AnonClip], stage: Path, base: Path | None, root: Path, fr
             try:
                 item["preview"], problems = write_previews(
                     clip.video, original if item["original_frames"] else None, masks if masks.is_file() else None,
-                    stage, item_id, size, preview_seconds)
+                    stage, item_id, size, preview_seconds, written_rate(clip.sidecar))
                 item["problems"].extend(problems)
             except BadInput as exc:
                 item["problems"].append(f"preview failed: {exc}")

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fakes import moving_square_frames, write_video
+from fakes import moving_square_frames, write_slow_then_fast, write_video
 from privvid.anonymize import anonymize_dataset
 from privvid.config import AnonymizeConfig, DetectConfig
+from privvid.io.video import read_frames
 
 FAKE = DetectConfig(backend="fakes:ColorKeyDetector", dilate=3, temporal=1)
 TESTS = Path(__file__).resolve().parents[1]
@@ -316,7 +317,6 @@ def test_mediapipe_graphs_start_without_native_noise(capfd, shared_data) -> None
     pytest.importorskip("mediapipe")
     from privvid.config import DetectConfig
     from privvid.detect.mediapipe_backend import MediapipeDetector
-    from privvid.io.video import read_frames
 
     frames = read_frames(shared_data / "demo-clips" / "mmaction2_demo_skeleton_two_people.mp4", size=(432, 240))
     frames = [next(frames) for _ in range(4)]
@@ -424,3 +424,17 @@ def test_a_dry_run_refuses_an_out_the_run_could_not_write_into(tmp_path):
             with pytest.raises(ConfigError, match="cannot write into the output folder"):
                 anonymize_dataset(tmp_path / "in", out, AnonymizeConfig(detect=FAKE), dry_run=dry)
     assert afile.read_text() == "x"
+
+
+def test_fps_resamples_a_variable_rate_clip_by_its_frames_times(tmp_path):
+    """``--fps 20`` on ten frames 100 ms apart and twenty 25 ms apart: every slow frame twice, every second fast
+    one; without it all thirty once at the mean rate. The note says which."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_slow_then_fast(src / "vfr.mp4")
+    for fps, out, expected in ((20.0, tmp_path / "at20", [i // 2 for i in range(20)] + list(range(10, 30, 2)) + [29]),
+                               (None, tmp_path / "kept", list(range(30)))):
+        anonymize_dataset(src, out, AnonymizeConfig(detect=FAKE, mode="blur", fps=fps))
+        assert [int(round(float(f.mean()) / 8)) for f in read_frames(out / "vfr.mp4")] == expected
+        notes = json.loads((out / "vfr.json").read_text())["notes"]
+        assert any(("resampled by the frames' own times" if fps else "every frame kept once") in n for n in notes), notes

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fakes import moving_square_frames, write_video
+from fakes import moving_square_frames, write_slow_then_fast, write_video
 from privvid.config import AnonymizeConfig
 from privvid.errors import BadInput, ConfigError
 from privvid.io import VideoWriter, discover, output_size, probe, read_frames
@@ -402,3 +402,17 @@ def test_links_that_lead_nowhere_beside_a_video_are_counted_once_among_the_ignor
     found = discover(tmp_path / "in")
     assert [c.relpath for c in found.clips] == ["cls/a"]
     assert sorted(p.name for p in found.ignored) == ["dangling", "loop"]
+
+
+def test_a_variable_rate_clip_is_resampled_by_its_frames_own_times(tmp_path):
+    """Ten frames 100 ms apart, then twenty 25 ms apart: about 1.5 s. At --fps 20 the first second shows each
+    slow frame twice and the last half second every second fast one (taking the frames as evenly spaced at the
+    mean rate, as before, gave all 30 once: the slow second played in half a second)."""
+    path = write_slow_then_fast(tmp_path / "vfr.mp4")
+    info = probe(path)
+    assert info.variable_rate and info.frames == 30, info
+    shown = [int(round(float(f.mean()) / 8)) for f in read_frames(path, fps=20, info=info)]
+    # the last frame is shown for one step of the mean rate (30 frames in 1.53 s here), so at 1.5 s too
+    assert shown == [i // 2 for i in range(20)] + list(range(10, 30, 2)) + [29], shown
+    # without --fps every frame is kept, once, at the mean rate
+    assert [int(round(float(f.mean()) / 8)) for f in read_frames(path, info=info)] == list(range(30))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fakes import write_slow_then_fast
 from qa_helpers import request, wait_for
 from privvid.cli.main import app
 from privvid.errors import ConfigError
@@ -102,6 +103,30 @@ def test_sample_writes_previews_in_step_with_masks_marks_and_audit(previews: Pat
     assert second["audit"]["flagged"] and second["audit"]["suspicion"] == 0.75
     page = (previews / "index.html").read_text()
     assert "media/0000_mask.mp4" in page and '"marks"' in page
+
+
+@pytest.mark.parametrize("given", [None, 20.0])
+def test_a_variable_rate_originals_preview_is_read_as_anonymize_read_it(tmp_path: Path, given: float | None) -> None:
+    """The original is variable-rate (ten slow frames, twenty fast). Anonymised without --fps, every frame was
+    kept once at the mean rate: the original's preview shows frame k beside the anonymised frame k, not the
+    frame on screen at k / fps. With --fps 20 both are the frames on screen every 50 ms."""
+    (tmp_path / "orig/jump").mkdir(parents=True)
+    original = write_slow_then_fast(tmp_path / "orig/jump/clip0.mp4")
+    info = probe(original)
+    frames = list(read_frames(original, fps=given, info=info))
+    root = tmp_path / "anon"
+    with VideoWriter(root / "jump/clip0.mp4", 64, 48, given or info.fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    (root / "jump/clip0.json").write_text(json.dumps({
+        "privvid_version": "test", "mode": "remove", "input": {"path": str(original.resolve())},
+        "output": {"frames": len(frames)}, "config": {"fps": given}, "backends": {"detector": {"name": "ssd"}}}))
+    sample(root, tmp_path / "qa", per_class=1, seed=0, frames=2, thumb_height=48, preview_seconds=3)
+    p = json.loads((tmp_path / "qa/sample.json").read_text())["items"][0]["preview"]
+    shown = {kind: [int(round(float(f.mean()) / 8)) for f in read_frames(tmp_path / "qa" / p[kind])]
+             for kind in ("anonymised", "original")}
+    assert shown["original"] == shown["anonymised"], shown
+    assert len(shown["original"]) == (31 if given else 30)
 
 
 def test_review_order_class_random_and_risk(tmp_path: Path) -> None:
