@@ -72,6 +72,30 @@ def natural_order(path: Path) -> tuple[tuple[tuple[int, int | str], ...], str]:
     return parts, path.name
 
 
+def _mp4_without_index(path: Path) -> bool:
+    """Whether the file is an ISO media file (MP4, MOV: an ``ftyp`` box first) whose top-level boxes, read as
+    far as they go, hold no ``moov`` box: the index a camera or a copy writes last."""
+    import struct
+
+    size = path.stat().st_size
+    seen: list[bytes] = []
+    with open(path, "rb") as f:
+        at = 0
+        while at + 8 <= size and len(seen) < 4096:
+            f.seek(at)
+            head = f.read(16)
+            length, kind = struct.unpack(">I4s", head[:8])
+            if length == 1 and len(head) == 16:
+                length = struct.unpack(">Q", head[8:16])[0]
+            elif length == 0:
+                length = size - at
+            if length < 8:
+                return False   # not box structure
+            seen.append(kind)
+            at += length
+    return bool(seen) and seen[0] == b"ftyp" and b"moov" not in seen
+
+
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
     """Inspect a video file or frame folder; raise :class:`BadInput` with a one-line reason."""
     path = Path(path)
@@ -84,6 +108,9 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     try:
         container = av.open(str(path))
     except av.error.InvalidDataError:
+        if _mp4_without_index(path):
+            raise BadInput("an MP4 / MOV file with no index (its 'moov' box is missing): the recording or the copy "
+                           "was cut off before it finished, so the frames cannot be located") from None
         raise BadInput("not a video container ffmpeg can read (corrupt or wrong file type)") from None
     except av.FFmpegError as exc:
         raise BadInput(f"cannot open video: {exc}") from None

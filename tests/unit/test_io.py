@@ -416,3 +416,19 @@ def test_a_variable_rate_clip_is_resampled_by_its_frames_own_times(tmp_path):
     assert shown == [i // 2 for i in range(20)] + list(range(10, 30, 2)) + [29], shown
     # without --fps every frame is kept, once, at the mean rate
     assert [int(round(float(f.mean()) / 8)) for f in read_frames(path, info=info)] == list(range(30))
+
+
+def test_an_mp4_cut_before_its_index_is_named_as_such(tmp_path):
+    """A recording stopped before the camera wrote the index (the 'moov' box, at the end) opens in no player;
+    it is told apart from a file that is no video at all."""
+    whole = write_video(tmp_path / "whole.mp4", moving_square_frames(30))
+    data = whole.read_bytes()
+    assert data.index(b"moov") > data.index(b"mdat")   # written index last, as cameras do
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: data.index(b"moov") - 100])
+    with pytest.raises(BadInput, match=r"no index \(its 'moov' box is missing\)"):
+        probe(cut)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    with pytest.raises(BadInput, match="not a video container"):
+        probe(text)
