@@ -374,13 +374,16 @@ def read_verdicts(path: Path, sample: dict[str, Any]) -> dict[str, Any]:
 
 def _check_writable(path: Path) -> None:
     """The verdicts file can be written where it is asked for (else every save would fail while the
-    reviewer works on): its folder exists and takes a file, and it is not itself a folder."""
+    reviewer works on): its folder takes a file (made where missing, as ``--json`` and ``--out`` make theirs),
+    and it is not itself a folder."""
+    from privvid.io.atomic import check_out_file
+
     if path.is_dir():
         raise ConfigError(f"--verdicts {path} is a folder; name a file such as {path / VERDICTS_FILE}")
-    if not path.parent.is_dir():
-        raise ConfigError(f"the folder of --verdicts {path} does not exist")
+    check_out_file(path, "--verdicts")
     probe = path.with_name(f".{path.name}.probe")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         probe.write_text("", encoding="utf-8")
         probe.unlink()
     except OSError as exc:

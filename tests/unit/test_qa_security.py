@@ -217,8 +217,12 @@ def test_serve_refuses_a_taken_port_and_a_verdicts_file_it_cannot_write(tmp_path
         taken.listen()
         with pytest.raises(ConfigError, match="cannot serve on 127.0.0.1:.*choose another --port"):
             make_server(folder, port=taken.getsockname()[1])
-    with pytest.raises(ConfigError, match="does not exist"):
-        make_server(folder, port=0, verdicts=tmp_path / "nowhere" / "v.json")
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(ConfigError, match="a file, not a folder"):
+        make_server(folder, port=0, verdicts=tmp_path / "a file" / "v.json")
+    # a missing folder is made, as for qa report --json and qa sample --out
+    make_server(folder, port=0, verdicts=tmp_path / "reviews" / "v.json").server_close()
+    assert (tmp_path / "reviews").is_dir()
     with pytest.raises(ConfigError, match="is a folder"):
         make_server(folder, port=0, verdicts=folder)
 
