@@ -114,11 +114,14 @@ def import_command(
                                              "what a privvid export records, else 224)."),
     heads: Optional[int] = typer.Option(None, help=".pth only: attention heads (default: width / 64, as ViT-S/B/L)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in --out."),
+    trust_model_files: bool = typer.Option(False, "--trust-model-files", help="Read a .pth / .bin that holds more "
+                                           "than tensors with the full pickle reader (it can run code: only for a "
+                                           "file from a source you trust). Off: tensors only, nothing runs."),
 ) -> None:
     """Import a pre-trained VideoMAE encoder."""
     from privvid.engine.convert import import_checkpoint
 
-    done = import_checkpoint(source, out, frames, image_size, heads, overwrite)
+    done = import_checkpoint(source, out, frames, image_size, heads, overwrite, trust_model_files)
     console.print(f"[green]imported[/green] into {escape(str(done))}")
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 from privvid.engine import checkpoint as ckpt
 from privvid.engine.average import average_checkpoints, learned_mix_probe, parse_weights
-from privvid.engine.config import EngineError, TrainConfig, apply_overrides, preset
+from privvid.engine.config import EngineError, TrainConfig, apply_overrides, preset, short_side_for
 from privvid.engine.data import Source, load_source
 from privvid.engine.trainer import RunResult, resolve_device, train
 
@@ -34,8 +34,11 @@ def make_config(preset_name: str, task: str, size: str | None = None, *, init: s
         if size is not None and prev.model.size != size:
             raise EngineError(f"--size {size} differs from the checkpoint's {prev.model.size} ({init})")
         model = replace(prev.model, drop_path=cfg.model.drop_path)
-        data = replace(cfg.data, frames=prev.data.frames, size=prev.data.size,
-                       short_side=max(prev.data.short_side, prev.data.size), stride=prev.data.stride)
+        # the clip shape is the model's (an imported checkpoint's data section was the defaults' until
+        # 2026-12-08: an 8-frame or 112 px import then asked for 16 x 224 clips)
+        frames, side = prev.model.frames, prev.model.image_size
+        short = prev.data.short_side if prev.data.size == side else short_side_for(side)
+        data = replace(cfg.data, frames=frames, size=side, short_side=max(short, side), stride=prev.data.stride)
         cfg = replace(cfg, model=model, data=data)
     o = cfg.optim
     cfg = replace(cfg, optim=replace(o, epochs=epochs if epochs is not None else o.epochs,

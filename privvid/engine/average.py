@@ -45,6 +45,12 @@ def parse_weights(text: str | None, n: int) -> list[float]:
 def _common_arch(runs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if len(runs) < 2:
         raise EngineError("averaging needs at least two checkpoints")
+    seen: dict[Path, Path] = {}
+    for r in runs:
+        if r.resolve() in seen:
+            raise EngineError(f"{r} is given twice (as {seen[r.resolve()]} before): to weigh a checkpoint more, "
+                              "give it once with --weights")
+        seen[r.resolve()] = r
     metas = [ckpt.read_meta(r) for r in runs]
     arch = metas[0].get("arch")
     for r, m in zip(runs[1:], metas[1:]):
@@ -58,10 +64,15 @@ def average_checkpoints(runs: Sequence[str | Path], weights: Sequence[float], ou
     runs = [Path(r) for r in runs]
     out = ckpt.claim_output(out, tuple(runs), overwrite, "the average")
     metas, arch = _common_arch(runs)
+    from privvid.engine.config import TrainConfig
+
     states = [ckpt.load_weights(r) for r in runs]
+    # every encoder whole: a weight one of them lacks would be left out of the average, which nothing then loads
+    shapes = ckpt.encoder_shapes(TrainConfig.from_dict(metas[0].get("train_config", {})).model)
+    for run, state in zip(runs, states):
+        ckpt.check_fits(shapes, {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
+                        f"encoder of {run}")
     shared = [k for k in states[0] if all(k in s and s[k].shape == states[0][k].shape for s in states[1:])]
-    if not any(k.startswith("encoder.") for k in shared):
-        raise EngineError("the checkpoints share no encoder weights")
     avg = {}
     for k in shared:
         if states[0][k].is_floating_point():

@@ -10,6 +10,8 @@ A run folder holds
 
 from __future__ import annotations
 
+import functools
+
 import json
 from pathlib import Path
 from typing import Any
@@ -116,18 +118,25 @@ def _set_np_state(s: dict[str, Any]) -> None:
     np.random.set_state((s["name"], np.array(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached"]))
 
 
+# an HF / VideoMAE / mmaction2 checkpoint given where a privvid one is wanted
+_IMPORT_HINT = ("; an HF VideoMAE folder or a VideoMAE / mmaction2 .pth becomes one with "
+                "`privvid checkpoint import SOURCE --out FOLDER`")
+
+
 def read_meta(run: Path) -> dict[str, Any]:
     run = Path(run)
     cfg = run / "config.json"
     if not (run / "model.safetensors").is_file() or not cfg.is_file():
         raise MissingWeights("privvid checkpoint (model.safetensors + config.json)", run,
-                             "Pass a folder written by `privvid train` / `privvid eval` / `privvid average`.")
+                             "Pass a folder written by `privvid train` / `privvid eval` / `privvid average`"
+                             + _IMPORT_HINT + ".")
     try:
         meta = json.loads(cfg.read_text())
     except json.JSONDecodeError as exc:
         raise EngineError(f"{cfg} is not valid JSON: {exc}") from None
     if meta.get("format") != FORMAT:
-        raise EngineError(f"{run} is not a privvid engine checkpoint (format {meta.get('format')!r}, want {FORMAT!r})")
+        raise EngineError(f"{run} is not a privvid engine checkpoint (format {meta.get('format')!r}, want {FORMAT!r})"
+                          + _IMPORT_HINT)
     return meta
 
 
@@ -157,14 +166,23 @@ def encoder_state(run: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     enc = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
     if not enc:
         raise EngineError(f"checkpoint {run} holds no encoder weights")
+    check_fits(encoder_shapes(cfg), enc, f"encoder of {run}")
     return enc
 
 
-def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    own = module.state_dict()
+@functools.lru_cache(maxsize=4)
+def encoder_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Each weight of ``cfg``'s encoder and its shape (read from a model built for it)."""
+    from privvid.engine.model import VideoViT
+
+    return {k: tuple(v.shape) for k, v in VideoViT(cfg).state_dict().items()}
+
+
+def check_fits(own: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], what: str) -> None:
+    """EngineError naming what ``state`` lacks, has too many of, or has of another shape than ``own``."""
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
-    bad = [k for k in own if k in state and own[k].shape != state[k].shape]
+    bad = [k for k in own if k in state and own[k] != tuple(state[k].shape)]
     if missing or extra or bad:
         parts = []
         if missing:
@@ -172,8 +190,12 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str
         if extra:
             parts.append(f"unexpected {extra[:4]}")
         if bad:
-            parts.append(f"shape mismatch {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:4]]}")
+            parts.append(f"shape mismatch {[(k, tuple(state[k].shape), own[k]) for k in bad[:4]]}")
         raise EngineError(f"{what} does not fit the model: {'; '.join(parts)}")
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    check_fits({k: tuple(v.shape) for k, v in module.state_dict().items()}, state, what)
     module.load_state_dict(state)
 
 

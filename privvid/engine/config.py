@@ -79,6 +79,12 @@ def model_config(size: str, **overrides: Any) -> ModelConfig:
     return ModelConfig(size=size, **{**SIZES[size], **overrides})
 
 
+def short_side_for(side: int) -> int:
+    """The decode-time short side for square crops of ``side`` px: VideoMAE's 256 for 224, in proportion, to a
+    multiple of 8 (72 for 64, 128 for 112)."""
+    return max(side, 8 * round(side * 8 / 7 / 8))
+
+
 @dataclass(frozen=True)
 class DataConfig:
     frames: int = 16              # frames per clip

@@ -134,7 +134,7 @@ def _save_torch(obj: Any, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+def load_hf(folder: str | Path, trust: bool = False) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     folder = Path(folder)
     try:
         config = json.loads((folder / "config.json").read_text())
@@ -147,7 +147,7 @@ def load_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
 
         state = load_file(str(folder / "model.safetensors"))
     elif (folder / "pytorch_model.bin").is_file():
-        state = load_tensors(folder / "pytorch_model.bin")
+        state = load_tensors(folder / "pytorch_model.bin", trust)
     else:
         raise EngineError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
     return from_hf(state, config)
@@ -191,11 +191,11 @@ def _recorded_sizes(record: Any, frames: int | None, image_size: int | None, hea
 
 
 def from_videomae(path: str | Path, frames: int | None = None, image_size: int | None = None,
-                  heads: int | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+                  heads: int | None = None, trust: bool = False) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """A VideoMAE code base checkpoint (``.pth``: ``{"model": state}``; pre-training keys ``encoder.*`` or
     fine-tuning keys) or an mmaction2 one (``{"state_dict": {"backbone.*"}}``) -> (ModelConfig, privvid
     encoder weights). Sizes not given come from what privvid's exports record, else 16 frames of 224 px."""
-    raw = load_tensors(Path(path))
+    raw = load_tensors(Path(path), trust)
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict) and any(
             k.startswith("backbone.") for k in raw["state_dict"]):
         meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
@@ -221,25 +221,49 @@ def from_videomae(path: str | Path, frames: int | None = None, image_size: int |
     return cfg, enc
 
 
-def load_tensors(path: Path) -> Any:
-    """A ``.pth`` / ``.bin`` file read with torch's ``weights_only`` reader (tensors and plain containers; no code
-    runs). A file holding other objects is refused, one that is not a PyTorch file said to be so."""
+_TRUST_HINT = ("--trust-model-files loads it anyway, running what it holds: only for a file from a source you "
+               "trust; or save its weights alone (torch.save(checkpoint['model'], 'weights.pth')) and import those")
+
+
+def _starts_as_pickle(path: Path) -> bool:
+    """Whether the file opens with pickle's protocol mark (protocol 2 and later), as pickle.dump writes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def load_tensors(path: Path, trust: bool = False) -> Any:
+    """A ``.pth`` / ``.bin`` file read with torch's ``weights_only`` reader (tensors and plain containers, and the
+    ``argparse.Namespace`` of training settings the VideoMAE code base saves beside its weights; no code runs).
+    A file holding other objects is refused, one that is not a PyTorch file said to be so; ``trust`` (the user's
+    ``--trust-model-files``) reads it with the full pickle reader instead."""
+    import argparse
     import pickle
     import warnings
 
     try:
         with warnings.catch_warnings():   # torch warns of the legacy format a raw pickle uses before refusing it
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            if trust:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch's many ways of saying "not a checkpoint"
         full = str(exc)
-        if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in full.lower():
+        if not trust and isinstance(exc, pickle.UnpicklingError) and "unsupported global" in full.lower():
             raise EngineError(f"{path} holds objects other than tensors (a pickle that can run code when loaded): "
-                              "refused; privvid reads only tensors from .pth / .bin files") from None
+                              f"refused; privvid reads only tensors from .pth / .bin files. {_TRUST_HINT}") from None
         lines = [line.strip() for line in full.splitlines() if line.strip()]
         # torch's reader names what stopped it on the line after its own "WeightsUnpickler error:"
         told = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if "WeightsUnpickler error" in line),
                     lines[0] if lines else type(exc).__name__)
+        if "unsupported operand" in told.lower() and _starts_as_pickle(path):
+            raise EngineError(f"{path} is a plain pickle, not a file torch.save wrote: privvid reads only those, "
+                              "tensors only (nothing in them runs); load it where you trust it and torch.save its "
+                              "weights") from None
         raise EngineError(f"cannot read {path} as a PyTorch checkpoint ({told})") from None
 
 
@@ -375,12 +399,20 @@ def export_note(cfg: ModelConfig, fmt: str) -> str | None:
     return None
 
 
+def imported_config(cfg: Any) -> Any:
+    """The training settings an imported encoder is recorded with: the defaults, with clips of the model's shape
+    (its frames and side; the short side in VideoMAE's 256 : 224 proportion)."""
+    from privvid.engine.config import DataConfig, TrainConfig, short_side_for
+
+    return TrainConfig(model=cfg, data=DataConfig(frames=cfg.frames, size=cfg.image_size,
+                                                  short_side=short_side_for(cfg.image_size)))
+
+
 def import_checkpoint(source: str | Path, out: str | Path, frames: int | None = None, image_size: int | None = None,
-                      heads: int | None = None, overwrite: bool = False) -> Path:
+                      heads: int | None = None, overwrite: bool = False, trust: bool = False) -> Path:
     """An HF folder or a VideoMAE ``.pth`` -> a privvid checkpoint folder (task ``imported``) that ``--init``
-    takes."""
+    takes. ``trust`` reads a pickle that holds more than tensors (:func:`load_tensors`)."""
     from privvid.engine import checkpoint as ckpt
-    from privvid.engine.config import TrainConfig
     from privvid.engine.model import Classifier
 
     source = Path(source)
@@ -391,16 +423,16 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int | None = 
                           f"model.safetensors): pass {source.parent}")
     ckpt.claim_output(out, (source,), overwrite, "the imported checkpoint")
     try:
-        cfg, enc = load_hf(source) if source.is_dir() else from_videomae(source, frames, image_size, heads)
+        cfg, enc = load_hf(source, trust) if source.is_dir() else from_videomae(source, frames, image_size, heads, trust)
     except (KeyError, ValueError) as exc:   # a weight the layout needs is not there
         what = exc.args[0] if exc.args else type(exc).__name__
         raise EngineError(f"{source} is not a VideoMAE / mmaction2 ViT checkpoint privvid can read ({what})") from None
-    TrainConfig(model=cfg).check()   # sizes that do not fit the weights (heads that do not split the width)
+    imported_config(cfg).check()   # sizes that do not fit the weights (heads that do not split the width)
     model = Classifier(cfg, {})
     ckpt.load_into(model.encoder, enc, f"encoder of {source}")
     ckpt.clear_run_state(Path(out))
     ckpt.save_checkpoint(Path(out), model, {"task": "imported", "arch": cfg.arch(),
-                                            "train_config": TrainConfig(model=cfg).to_dict(), "heads": {},
+                                            "train_config": imported_config(cfg).to_dict(), "heads": {},
                                             "progress": {}, "imported_from": source.name})
     return Path(out)
 
@@ -414,10 +446,10 @@ def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: boo
     if fmt not in ("hf", "videomae", "mmaction"):
         raise EngineError(f"unknown export format {fmt!r}; choose hf, videomae or mmaction")
     meta = ckpt.read_meta(Path(run))
+    cfg = TrainConfig.from_dict(meta.get("train_config", {})).model
+    enc = ckpt.encoder_state(Path(run), cfg)   # whole, before anything is made at --out
     # the run's own files are never written over; a file or an HF folder already at --out only with --overwrite
     ckpt.claim_output(out, (run,), overwrite, f"the {fmt} export", folder=fmt == "hf")
-    cfg = TrainConfig.from_dict(meta.get("train_config", {})).model
-    enc = ckpt.encoder_state(Path(run), cfg)
     if fmt == "hf":
         ckpt.clear_run_state(Path(out))
         return save_hf(out, enc, cfg), export_note(cfg, fmt)

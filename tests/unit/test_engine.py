@@ -227,12 +227,12 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     with pytest.raises(EngineError, match="another architecture"):
         ckpt.encoder_state(tmp_path / "run", model_config("tiny"))
-    with pytest.raises(MissingWeights, match="model.safetensors"):
+    with pytest.raises(MissingWeights, match="model.safetensors.*privvid checkpoint import"):
         ckpt.read_meta(tmp_path / "nowhere")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "model.safetensors").write_bytes(b"x")
     (tmp_path / "foreign" / "config.json").write_text('{"format": "other"}')
-    with pytest.raises(EngineError, match="not a privvid engine checkpoint"):
+    with pytest.raises(EngineError, match="not a privvid engine checkpoint.*privvid checkpoint import SOURCE"):
         ckpt.read_meta(tmp_path / "foreign")
 
 
@@ -457,3 +457,84 @@ def test_a_tensor_file_the_system_refuses_leaves_no_temporary_file_and_names_the
     with pytest.raises(OSError, match="No space left on device") as info:
         ckpt.write_tensors(tmp_path / "model.safetensors", {"a": torch.zeros(2)})
     assert info.value.filename == str(tmp_path / "model.safetensors") and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["hf", "videomae"])
+def test_an_imported_checkpoint_of_another_clip_shape_serves_as_init(tmp_path, fmt):
+    """An 8-frame, 64 px encoder exported and imported back: --init takes its clip shape from it (the import
+    recorded the default 16 x 224 clips, and every run from it was refused)."""
+    from privvid.engine.api import make_config
+    from privvid.engine.convert import export_checkpoint, import_checkpoint
+
+    torch.manual_seed(0)
+    _save(tmp_path / "run", Classifier(NANO, {"d": 2}), NANO)
+    exported, _ = export_checkpoint(tmp_path / "run", tmp_path / ("hf" if fmt == "hf" else "v.pth"), fmt)
+    imported = import_checkpoint(exported, tmp_path / "imported", frames=8, image_size=64)
+    data = TrainConfig.from_dict(ckpt.read_meta(imported)["train_config"]).data
+    assert (data.frames, data.size, data.short_side) == (8, 64, 72)
+    for task in ("lp", "align"):
+        cfg = make_config("ppma", task, init=imported)
+        assert (cfg.data.frames, cfg.data.size, cfg.model.frames, cfg.model.image_size) == (8, 64, 8, 64)
+        cfg.check()
+    # an import recorded before the fix (the defaults' clips) is read by its model's shape too
+    meta = ckpt.read_meta(imported)
+    meta["train_config"]["data"].update(frames=16, size=224, short_side=256)
+    (imported / "config.json").write_text(json.dumps(meta))
+    cfg = make_config("ppma", "lp", init=imported)
+    assert (cfg.data.frames, cfg.data.size, cfg.data.short_side) == (8, 64, 72)
+
+
+def test_a_checkpoint_missing_an_encoder_weight_is_refused_by_export_and_average(tmp_path):
+    """A damaged checkpoint lacking one encoder weight: export ended in a KeyError and left an empty --out; the
+    average skipped the weight and wrote a checkpoint nothing could load. Both are refused, naming the weight;
+    a checkpoint given twice to the average is refused too."""
+    from privvid.engine.convert import export_checkpoint
+    from safetensors.torch import load_file, save_file
+
+    for i in range(2):
+        torch.manual_seed(i)
+        _save(tmp_path / f"r{i}", Classifier(NANO, {"d": 2}), NANO)
+    weights = load_file(str(tmp_path / "r1" / "model.safetensors"))
+    del weights["encoder.blocks.0.attn.proj.bias"]
+    save_file(weights, str(tmp_path / "r1" / "model.safetensors"))
+    with pytest.raises(EngineError, match=r"encoder of .*r1 does not fit the model: missing \['blocks.0.attn.proj.bias'\]"):
+        export_checkpoint(tmp_path / "r1", tmp_path / "hf", "hf")
+    assert not (tmp_path / "hf").exists()
+    with pytest.raises(EngineError, match=r"missing \['blocks.0.attn.proj.bias'\]"):
+        average_checkpoints([tmp_path / "r0", tmp_path / "r1"], [0.5, 0.5], tmp_path / "avg")
+    assert not (tmp_path / "avg" / "model.safetensors").exists()
+    with pytest.raises(EngineError, match="given twice"):
+        average_checkpoints([tmp_path / "r0", tmp_path / "x" / ".." / "r0"], [0.5, 0.5], tmp_path / "avg2")
+
+
+class _Marker:
+    """An object a pickle names by class: what the weights-only reader refuses."""
+
+
+def test_pth_files_beyond_tensors_are_read_only_when_trusted(tmp_path):
+    """The VideoMAE code base saves its settings (an argparse.Namespace) beside the weights: read without
+    running anything. A file holding any other object is refused with the way through (--trust-model-files, or
+    saving the weights alone), and read with ``trust``. A plain pickle is named as such."""
+    import argparse
+    import pickle
+
+    from privvid.engine.convert import export_checkpoint, import_checkpoint, load_tensors
+
+    torch.manual_seed(0)
+    _save(tmp_path / "run", Classifier(NANO, {"d": 2}), NANO)
+    exported, _ = export_checkpoint(tmp_path / "run", tmp_path / "v.pth", "videomae")
+    state = torch.load(exported, weights_only=True)["model"]
+    torch.save({"model": state, "args": argparse.Namespace(model="vit_small", num_frames=8)}, tmp_path / "ns.pth")
+    done = import_checkpoint(tmp_path / "ns.pth", tmp_path / "from_ns", frames=8, image_size=64, heads=NANO.heads)
+    assert ckpt.read_meta(done)["task"] == "imported"
+    torch.save({"model": state, "extra": _Marker()}, tmp_path / "odd.pth")
+    with pytest.raises(EngineError, match="holds objects other than tensors.*--trust-model-files"):
+        import_checkpoint(tmp_path / "odd.pth", tmp_path / "from_odd", frames=8, image_size=64, heads=NANO.heads)
+    assert not (tmp_path / "from_odd" / "model.safetensors").exists()
+    import_checkpoint(tmp_path / "odd.pth", tmp_path / "from_odd", frames=8, image_size=64, heads=NANO.heads,
+                      trust=True)
+    assert (tmp_path / "from_odd" / "model.safetensors").is_file()
+    with open(tmp_path / "plain.pkl", "wb") as f:
+        pickle.dump({"model": state}, f)
+    with pytest.raises(EngineError, match="a plain pickle, not a file torch.save wrote"):
+        load_tensors(tmp_path / "plain.pkl")
