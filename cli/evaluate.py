@@ -33,6 +33,10 @@ def _run(mode: str, init: List[Path], train: str, val: str, out: Optional[Path],
     res = run_eval(mode, init, train, val, out, preset_name=preset, learn_mix=learn_mix, layerwise=layerwise,
                    device=device, log=_log, overwrite=overwrite, resume=resume, settings=items,
                    **{k: v for k, v in overrides.items() if v is not None})
+    if not res.get("main", True):   # a DDP rank other than the one that writes the run
+        return
+    if res.get("note"):
+        console.print(f"[yellow]{escape(res['note'])}[/yellow]")
     table = Table(title=f"{mode.upper()} trained on {escape(res['train'])}, accuracy on the val list")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -41,6 +41,10 @@ def _run(task: str, data: List[str], out: Path, preset: str, size: Optional[str]
     res = run_train(task, data, out, preset_name=preset, size=size, init=init, resume=resume,
                     device=device, log=_log, overwrite=overwrite, settings=items,
                     **{k: v for k, v in overrides.items() if v is not None})
+    if not res.main:   # a DDP rank other than the one that writes the run: it reports nothing
+        return
+    if res.note:
+        console.print(f"[yellow]{escape(res.note)}[/yellow]")
     console.print(f"[green]done[/green]: {res.steps} steps, checkpoint in {escape(str(out))}")
 
 

@@ -102,7 +102,8 @@ def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val
     if res.eval is None:
         raise EngineError(f"the run in {out} has no epoch left and no eval.json (it stopped before its evaluation "
                           "was written): run it again with --overwrite")
-    return {"eval": res.eval, "history": res.history, "out": str(out), "train": train_src.name}
+    return {"eval": res.eval, "history": res.history, "out": str(out), "train": train_src.name, "main": res.main,
+            "note": res.note}
 
 
 def align_classes(val: Source, train: Source) -> Source:
@@ -125,7 +126,10 @@ def align_classes(val: Source, train: Source) -> Source:
     index = {c: i for i, c in enumerate(train.classes)}
     unknown = sorted(set(val.classes) - set(index))
     if unknown:
-        raise EngineError(f"val classes {unknown[:5]} are not among the train classes ({len(train.classes)})")
+        shown = ", ".join(train.classes[:8]) + (f" and {len(train.classes) - 8} more" if len(train.classes) > 8 else "")
+        raise EngineError(f"val classes {unknown[:5]} are not among the train classes ({len(train.classes)}: {shown})"
+                          + ("; the train list's labels are indices, the val list's names: give both alike"
+                             if numeric else ""))
     samples = [Sample(s.path, index[val.classes[s.label]], s.offset, s.size) for s in val.samples]
     return Source(val.name, samples, train.classes)
 

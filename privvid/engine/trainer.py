@@ -215,6 +215,8 @@ class RunResult:
     steps: int
     history: list[dict[str, Any]] = field(default_factory=list)
     eval: dict[str, float] | None = None
+    main: bool = True            # this process writes the run (rank 0 of DDP, or alone): it reports it
+    note: str | None = None      # what the caller should hear besides "done" (a resume with nothing left to do)
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -396,6 +398,7 @@ def _train(cfg: TrainConfig, sources: Sequence[Source], out: Path, init: str | P
     optimizer = make_optimizer(groups, cfg)
 
     start_epoch, step = 0, 0
+    resumed_note: str | None = None
     data = data_identity(sources)   # once a run: every checkpoint records it
     if resume and (out / "state.json").is_file():
         meta = ckpt.read_meta(out)
@@ -407,6 +410,9 @@ def _train(cfg: TrainConfig, sources: Sequence[Source], out: Path, init: str | P
         ckpt.load_into(model, ckpt.load_weights(out), f"weights in {out}")
         progress = ckpt.restore_optimizer(out, optimizer)
         start_epoch, step = int(progress["epoch"]), int(progress["step"])
+        if start_epoch >= cfg.optim.epochs:
+            resumed_note = (f"nothing trained: the run in {out} has done {start_epoch} epochs, --epochs asks for "
+                            f"{cfg.optim.epochs} (a larger --epochs extends it)")
 
     model.to(dev)
     for group in optimizer.state.values():
@@ -527,6 +533,7 @@ def _train(cfg: TrainConfig, sources: Sequence[Source], out: Path, init: str | P
         if dd.world > 1:
             dist.barrier()
     result.steps = step
+    result.main, result.note = dd.main, resumed_note
     logs.close()
     if val is not None and cfg.task != "mae" and result.history and "val_top1" in result.history[-1]:
         result.eval = {k[4:]: v for k, v in result.history[-1].items() if k.startswith("val_")}

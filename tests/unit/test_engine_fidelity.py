@@ -216,6 +216,10 @@ def test_a_finished_run_is_not_overwritten_and_validation_keeps_the_best(clips, 
     bad = Source("v", val.samples, ["0", "1", "2", "3", "4"])
     with pytest.raises(EngineError, match="up to 4"):
         align_classes(bad, src)
+    named = Source("v", val.samples, ["walk", "run", "jump"])   # names against the train list's (numeric) labels
+    with pytest.raises(EngineError, match=r"not among the train classes \(3: 0, 1, 2\); the train list's labels are "
+                                          "indices"):
+        align_classes(named, src)
 
 
 def test_hf_videomae_round_trip(tmp_path):
@@ -324,7 +328,11 @@ def test_settings_follow_the_declared_types_and_resume_keeps_the_recipe(clips, t
     train(run, [src], tmp_path / "r", stop_after_epoch=1, device="cpu")
     with pytest.raises(EngineError, match="mae.target"):
         train(apply_overrides(run, ["mae.target=pooled"]), [src], tmp_path / "r", resume=True, device="cpu")
-    assert train(apply_overrides(run, ["optim.epochs=3"]), [src], tmp_path / "r", resume=True, device="cpu").steps == 9
+    done = train(apply_overrides(run, ["optim.epochs=3"]), [src], tmp_path / "r", resume=True, device="cpu")
+    assert done.steps == 9 and done.note is None and done.main
+    # resumed with fewer epochs than it has done: nothing trains, and the caller is told so
+    again = train(apply_overrides(run, ["optim.epochs=2"]), [src], tmp_path / "r", resume=True, device="cpu")
+    assert again.steps == 9 and again.note is not None and "has done 3 epochs, --epochs asks for 2" in again.note
 
 
 def _mmaction_vit_forward(state: dict, backbone: dict, x: torch.Tensor) -> torch.Tensor:
