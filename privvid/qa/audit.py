@@ -26,8 +26,9 @@ remove / mesh clip made with the check off is noted.
 A mesh clip shows a plain body where each person was, and the checkers see it: BlazePose found
 the mannequin on 16 and 14 of 16 frames and BlazeFace its head on 3 of 16 (0.60-0.71) on the tai chi
 and two-people clips. Its sidecar records where bodies were drawn on each frame (``mesh.
-per_frame[].drawn``); a person hit whose box lies on a drawn body (``ON_BODY``) is the mannequin, and
-so is a face hit there whose box is mostly grey (``GREY_FACE``; not in a black-and-white frame).
+per_frame[].drawn``); a person hit whose box lies on a drawn body (``ON_BODY``) and is a quarter neutral
+grey (``NEUTRAL_BODY``; a real person standing where a body was drawn is not) is the mannequin, and so is
+a face hit there whose box is mostly grey (``GREY_FACE``; not in a black-and-white frame).
 Such frames are counted (``person_on_body``, ``face_on_body``), not flagged. A hit beside
 the bodies still counts, but BlazePose follows one person per crop, so it can stay on the mannequin
 next to someone left in the frame: audit mesh datasets with a multi-person checker too
@@ -273,13 +274,19 @@ def audit_clip(clip: AnonClip, person: Any | None, face: Any | None, cfg: AuditC
             strong = [h for h in _check(checker, frame, cfg.tiles) if h[0] >= cfg.threshold]
             hits = strong
             # a mesh clip shows a body where each person was: the person checker sees it too, and the face
-            # checker takes its plain grey head for a face (a face must be grey as well: skin is not)
+            # checker takes its plain grey head for a face. Either must be grey as well (skin and clothes are
+            # not): a face mostly grey, a person's box a quarter neutral grey. In a black-and-white clip, where
+            # everything is grey, a face on a body counts and a person on a body does not (nothing tells them
+            # apart there)
             if bodies is not None and strong:
                 drawn = bodies.get(index, ())
-                grey = low_saturation(frame) if prefix == "face" else None
-                colour = grey is None or scene_grey_share(grey, drawn) < GREY_FRAME
-                hits = [h for h in strong if not (colour and on_body(h, drawn)
-                                                  and (grey is None or grey_share(grey, h) >= GREY_FACE))]
+                grey = low_saturation(frame) if prefix == "face" else neutral_grey(frame)
+                colour = scene_grey_share(grey, drawn) < GREY_FRAME
+                need = GREY_FACE if prefix == "face" else NEUTRAL_BODY
+                if prefix == "face":
+                    hits = [h for h in strong if not (colour and on_body(h, drawn) and grey_share(grey, h) >= need)]
+                else:
+                    hits = [h for h in strong if not (on_body(h, drawn) and (not colour or grey_share(grey, h) >= need))]
                 attr = f"{prefix}_on_body"
                 setattr(row, attr, getattr(row, attr) + int(not hits))
             # blur and pixelate keep each person's shape where they were, solid a grey silhouette: a person
@@ -431,6 +438,21 @@ GREY_FRAME = 0.9  # ... but not where the scene around the bodies is this grey (
                   # every face is grey; a dim indoor colour scene, the two-people clip, reads 0.56-0.58)
 
 
+NEUTRAL_BODY = 0.25  # a person hit on a body is the mannequin when this share of its box is neutral grey
+                     # (neutral_grey): 0.19-1.00 on the bodies of four mesh clips at 432x240 (two people, schoolgirls,
+                     # breakdance, dance-twirl; 2 of 99 hits under 0.25), 0.02-0.20 on the two real men (one 0.41
+                     # of 69), 2026-12-08
+
+
+def neutral_grey(frame: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of no colour at all (chroma within 3 of neutral) and not dark, as the mannequin is
+    drawn (one grey, shaded); clothes, skin and hair are rarely so exactly neutral, black ones are dark."""
+    import cv2
+
+    ycc = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YCrCb).astype(np.int16)
+    return (np.abs(ycc[..., 1] - 128) <= 3) & (np.abs(ycc[..., 2] - 128) <= 3) & (ycc[..., 0] > 40)
+
+
 def low_saturation(frame: np.ndarray) -> np.ndarray:
     """(H, W) bool: the frame's grey pixels (HSV saturation under 30), what the mannequin is drawn in."""
     import cv2
@@ -446,7 +468,7 @@ def _box_pixels(shape: tuple[int, ...], box: Any) -> tuple[slice, slice]:
 
 
 def scene_grey_share(grey: np.ndarray, bodies: Any) -> float:
-    """Share of the grey pixels (:func:`low_saturation`) outside the drawn bodies' boxes."""
+    """Share of the grey pixels (:func:`low_saturation` or :func:`neutral_grey`) outside the drawn bodies' boxes."""
     keep = np.ones(grey.shape, bool)
     for box in bodies:
         keep[_box_pixels(grey.shape, box)] = False
@@ -454,7 +476,7 @@ def scene_grey_share(grey: np.ndarray, bodies: Any) -> float:
 
 
 def grey_share(grey: np.ndarray, hit: tuple) -> float:
-    """Share of the grey pixels (:func:`low_saturation`) in the hit's box."""
+    """Share of the grey pixels (:func:`low_saturation` or :func:`neutral_grey`) in the hit's box."""
     inside = grey[_box_pixels(grey.shape, hit[2])]
     return float(inside.mean()) if inside.size else 0.0
 

@@ -516,11 +516,35 @@ def test_audit_of_a_mesh_clip_does_not_count_the_drawn_body_as_a_person(tmp_path
     side.update(mode="mesh", output={"width": 48, "height": 32},
                 mesh={"per_frame": [{"frame": i, "people": [], "drawn": [[2, 4, 22, 30]]} for i in range(8)]})
     side_path.write_text(json.dumps(side))
+    # a green scene with the grey body drawn there
+    scene = np.zeros((32, 48, 3), np.uint8)
+    scene[:] = (40, 140, 60)
+    body = scene.copy()
+    body[6:28, 6:18] = (150, 150, 150)
+
+    def write(frame: np.ndarray) -> None:
+        with VideoWriter(root / "jump" / "clip0.mp4", 48, 32, 10) as writer:
+            for _ in range(8):
+                writer.write(frame)
+
+    write(body)
     cfg = AuditConfig(frames=4, face=False, tiles=1)
     on_mannequin = audit(root, cfg, checkers=(_PersonAt((0.1, 0.2, 0.45, 0.9)), None)).rows[0]
     assert not on_mannequin.flagged and on_mannequin.person_hits == 0 and on_mannequin.person_on_body == 4
     beside = audit(root, cfg, checkers=(_PersonAt((0.55, 0.2, 0.95, 0.9)), None)).rows[0]
     assert beside.flagged and beside.person_hits == 4 and beside.person_on_body == 0
+    # a real person (coloured: skin, clothes) standing where the body was drawn is a person, not the mannequin
+    person = scene.copy()
+    person[6:12, 8:16] = (200, 150, 120)
+    person[12:28, 6:18] = (30, 60, 160)
+    write(person)
+    standing_there = audit(root, cfg, checkers=(_PersonAt((0.1, 0.2, 0.45, 0.9)), None)).rows[0]
+    assert standing_there.flagged and standing_there.person_hits == 4 and standing_there.person_on_body == 0
+    # in a black-and-white clip nothing tells them apart: a person on a body is taken for it, as before
+    write(np.full((32, 48, 3), 120, np.uint8))
+    grey_clip = audit(root, cfg, checkers=(_PersonAt((0.1, 0.2, 0.45, 0.9)), None)).rows[0]
+    assert not grey_clip.flagged and grey_clip.person_on_body == 4
+    write(body)
     # the same hit on a remove clip counts: only a mesh clip's drawn bodies explain a person
     side["mode"] = "remove"
     side_path.write_text(json.dumps(side))
