@@ -402,9 +402,13 @@ def _shortfalls(info: Any, decoded: int, clip_summary: Any, cfg: AnonymizeConfig
     declared = int(info.frames or 0)
     if declared and not info.is_frame_folder and decoded < 0.95 * declared - 1:
         notes.append(f"truncated input: decoded {decoded} of the {declared} frames its container declares")
+    # (not where no body was drawn at all, as under --mesh-fallback remove when the renderer failed: the
+    # fallback's own note says so)
     if cfg.mode == "mesh" and isinstance(clip_summary, dict) and clip_summary.get("brief_bodies") and \
+            clip_summary.get("fitted", 0) > 0 and \
             clip_summary.get("brief_never", 0) >= BRIEF_SHARE * clip_summary.get("fitted", 0):
-        notes.append(f"short-lived people: {clip_summary['brief_bodies']} people found in fewer than "
+        brief = int(clip_summary["brief_bodies"])
+        notes.append(f"short-lived people: {brief} {'person' if brief == 1 else 'people'} found in fewer than "
                      f"{cfg.mesh.min_frames} frames were removed without a body ({clip_summary.get('brief_never', 0)} "
                      f"person-frames against {clip_summary.get('fitted', 0)} with one); the detector may take parts of "
                      "the scene for people here, and a body may be drawn where no one is: look at it before training "

@@ -1030,6 +1030,11 @@ def test_a_clip_of_many_short_lived_people_gets_a_note():
     late = {"fitted": 5, "brief": 2, "brief_bodies": 0, "brief_never": 0}
     assert _shortfalls(info, 80, late, cfg, 0.5) == []
     assert _shortfalls(info, 80, many, AnonymizeConfig(mode="remove"), 0.5) == []
+    # no body drawn at all (the renderer failed, --mesh-fallback remove): the fallback's note alone
+    none = {"fitted": 0, "brief": 2, "brief_bodies": 1, "brief_never": 2, "fallback_frames": 30}
+    assert [n.split(":")[0] for n in _shortfalls(info, 80, none, cfg, 0.5)] == ["mesh fallback"]
+    one = {**many, "brief_bodies": 1}
+    assert _shortfalls(info, 80, one, cfg, 0.5)[0].startswith("short-lived people: 1 person found")
 
 
 def test_a_body_lying_across_an_upright_person_is_not_drawn() -> None:
