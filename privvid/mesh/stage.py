@@ -245,7 +245,8 @@ class MeshStage:
                 self._dup_of.pop(winner["track"], None)
                 _mark_duplicate(loser["person"], winner["track"])
             self._assign_bodies(kept, was_duplicate, f_idx)
-            rows += [{**r, "track": r["body"]} for r in kept]   # the fit follows bodies, not detector tracks
+            # the fit follows bodies, not detector tracks (the detector's stays beside it, for the params file)
+            rows += [{**r, "detector_track": r["track"], "track": r["body"]} for r in kept]
         self.timings["pose"] += time.perf_counter() - t0
 
         # 2. fit (batched over all frames and people of the window)
@@ -273,7 +274,8 @@ class MeshStage:
                 p["reason"] = f"fit: reprojection error {f['err_rel']:.2f} of box height > {MAX_REL_ERROR}"
             else:
                 ok_rows.append((r, f))
-            rec = {"track": r["track"], "frame": r["frame"], "ok": False, **{k: f[k] for k in
+            rec = {"track": r["track"], "detector_track": r.get("detector_track", r["track"]), "frame": r["frame"],
+                   "ok": False, **{k: f[k] for k in
                    ("go", "bp", "tr", "betas", "err_px", "err_rel")}, "image": r["image"], "world": r["world"],
                    "landmarks": f["landmarks"], "joints_fit": f["joints"], "box_h": r["box_h"]}
             r["record"] = rec
@@ -571,7 +573,9 @@ class MeshStage:
                              np.asarray(r[key], np.float32).reshape(shape) for r in recs])
 
         data = {
-            "track_id": np.array([r["track"] for r in recs], dtype=np.int64),
+            "track_id": np.array([r["track"] for r in recs], dtype=np.int64),   # the body (kept by this name)
+            "body": np.array([r["track"] for r in recs], dtype=np.int64),
+            "detector_track": np.array([r["detector_track"] for r in recs], dtype=np.int64),
             "frame": np.array([r["frame"] for r in recs], dtype=np.int64),
             "global_orient": stack("go", (3,)),
             "body_pose": stack("bp", (63,)),
@@ -592,7 +596,8 @@ class MeshStage:
                 "smplx_kwargs": {"use_pca": False, "flat_hand_mean": False, "num_betas": nb,
                                  "hand_pose": "zeros", "jaw_eye_expression": "zeros"},
                 "keypoints": "BlazePose 33 layout (x, y, confidence) in output pixels",
-                "rows": "one per fitted (track_id, frame)",
+                "rows": "one per fitted (body, frame); track_id is the body too (its name before body was added), "
+                        "detector_track the detector's track the body followed on that frame",
             })),
         }
         savez_atomic(path, compressed=True, **data)

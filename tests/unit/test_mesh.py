@@ -641,6 +641,9 @@ def test_one_person_on_tracks_that_take_turns_keeps_one_body(body, rng, tmp_path
     stage.save_params(tmp_path / "p.npz")
     with np.load(tmp_path / "p.npz", allow_pickle=False) as p:
         assert set(p["track_id"].tolist()) == {3} and p["frame"].tolist() == list(range(10))
+        # the body, and the detector's track it followed on each frame (track 3's duplicate on frames 2-3)
+        assert p["body"].tolist() == [3] * 10
+        assert p["detector_track"].tolist() == [3, 3, 3, 3, 7, 7, 3, 9, 9, 9]
     stage.close()
 
 
