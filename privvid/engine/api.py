@@ -99,6 +99,9 @@ def run_eval(mode: str, inits: Sequence[str | Path], train_list: str | Path, val
     ckpt.not_an_input(out, tuple(inits), f"the {mode} run")
     res = train(cfg, [train_src], out, init=inits[0], val=val_src, device=device, log=log, overwrite=overwrite,
                 resume=resume)
+    if not res.main:   # a DDP rank other than the one that validates and writes the run: nothing to report
+        return {"eval": None, "history": res.history, "out": str(out), "train": train_src.name, "main": False,
+                "note": None}
     if res.eval is None:
         raise EngineError(f"the run in {out} has no epoch left and no eval.json (it stopped before its evaluation "
                           "was written): run it again with --overwrite")

@@ -170,12 +170,16 @@ def encoder_state(run: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     return enc
 
 
-@functools.lru_cache(maxsize=4)
 def encoder_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Each weight of ``cfg``'s encoder and its shape (read from a model built for it)."""
+    """Each weight of ``cfg``'s encoder and its shape (read from a model built for it, once per architecture)."""
+    return dict(_encoder_shapes(cfg))
+
+
+@functools.lru_cache(maxsize=4)
+def _encoder_shapes(cfg: ModelConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
     from privvid.engine.model import VideoViT
 
-    return {k: tuple(v.shape) for k, v in VideoViT(cfg).state_dict().items()}
+    return tuple((k, tuple(v.shape)) for k, v in VideoViT(cfg).state_dict().items())
 
 
 def check_fits(own: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], what: str) -> None:

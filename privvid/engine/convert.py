@@ -260,7 +260,7 @@ def load_tensors(path: Path, trust: bool = False) -> Any:
         # torch's reader names what stopped it on the line after its own "WeightsUnpickler error:"
         told = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if "WeightsUnpickler error" in line),
                     lines[0] if lines else type(exc).__name__)
-        if "unsupported operand" in told.lower() and _starts_as_pickle(path):
+        if ("unsupported operand" in told.lower() or "magic number" in told.lower()) and _starts_as_pickle(path):
             raise EngineError(f"{path} is a plain pickle, not a file torch.save wrote: privvid reads only those, "
                               "tensors only (nothing in them runs); load it where you trust it and torch.save its "
                               "weights") from None

@@ -74,7 +74,7 @@ def natural_order(path: Path) -> tuple[tuple[tuple[int, int | str], ...], str]:
 
 def _mp4_without_index(path: Path) -> bool:
     """Whether the file is an ISO media file (MP4, MOV: an ``ftyp`` box first) whose top-level boxes, read as
-    far as they go, hold no ``moov`` box: the index a camera or a copy writes last."""
+    far as they go, hold frames (``mdat``) and no ``moov`` box: the index a camera or a copy writes last."""
     import struct
 
     size = path.stat().st_size
@@ -93,7 +93,7 @@ def _mp4_without_index(path: Path) -> bool:
                 return False   # not box structure
             seen.append(kind)
             at += length
-    return bool(seen) and seen[0] == b"ftyp" and b"moov" not in seen
+    return bool(seen) and seen[0] == b"ftyp" and b"mdat" in seen and b"moov" not in seen
 
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
@@ -337,6 +337,7 @@ class DecodeReport:
     # video file: each decoded frame's presentation time in seconds (None where the frame has none), known
     # when the frame is yielded
     times: list[float | None] = field(default_factory=list)
+    last_duration: float | None = None   # video file: how long the last decoded frame is shown (s), where known
 
     def notes(self) -> list[str]:
         notes = []
@@ -388,7 +389,7 @@ def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None,
     if fps is None or info.is_frame_folder:
         return frames
     if info.variable_rate and report is not None:
-        return _resample_by_time(frames, report.times, info.fps, fps)
+        return _resample_by_time(frames, report, info.fps, fps)
     if abs(fps - info.fps) < 1e-6:
         return frames
     return _resample(frames, info.fps, fps)
@@ -436,6 +437,8 @@ def _read_video_file(path: Path, size: tuple[int, int] | None, info: VideoInfo,
                 report.frames += 1
                 report.damaged += frame.is_corrupt
                 report.times.append(frame.time)
+                duration = getattr(frame, "duration", None)
+                report.last_duration = float(duration * frame.time_base) if duration and frame.time_base else None
                 array: np.ndarray
                 if decode_size is not None:
                     array = frame.to_ndarray(format="rgb24", width=decode_size[0], height=decode_size[1])
@@ -480,30 +483,38 @@ def _resample(frames: Iterator[np.ndarray], src_fps: float, dst_fps: float) -> I
             next_time += step
 
 
-def _resample_by_time(frames: Iterator[np.ndarray], times: list[float | None], src_fps: float,
+GAP_CAP_S = 5.0   # the longest a frame is held by resampling by time: a jump in a clip's times (a broken or
+                  # restarted timestamp) must not make an output of hours
+
+
+def _resample_by_time(frames: Iterator[np.ndarray], report: DecodeReport, src_fps: float,
                       dst_fps: float) -> Iterator[np.ndarray]:
-    """Constant-rate resampling of frames with their own times (``times[i]`` is frame i's, filled in as the
-    frames come): output frame k shows the frame on screen at time k / dst_fps from the first frame. A frame is
-    shown until the next one's time, the last for one step of the mean rate ``src_fps``; a frame without a time,
-    or with one before its predecessor's, follows that one by a mean step."""
+    """Constant-rate resampling of frames with their own times (``report.times[i]`` is frame i's, filled in as
+    the frames come): output frame k shows the frame on screen at time k / dst_fps from the first frame. A frame
+    is shown until the next one's time (at most ``GAP_CAP_S``), the last for its own duration where the
+    decoder gives one, else one step of the mean rate ``src_fps``; a frame without a time, or with one before
+    its predecessor's, follows that one by a mean step."""
     mean_step = 1.0 / src_fps
     origin: float | None = None
     shown: tuple[np.ndarray, float] | None = None
     k = 0
     for index, frame in enumerate(frames):
-        raw = times[index] if index < len(times) else None
-        if shown is None:
-            origin, at = (raw if raw is not None else 0.0), 0.0
-        else:
-            at = raw - origin if raw is not None and origin is not None else shown[1] + mean_step
+        raw = report.times[index] if index < len(report.times) else None
+        guess = 0.0 if shown is None else shown[1] + mean_step
+        if raw is not None and origin is None:
+            origin = raw - guess   # frames before the first with a time were a mean step apart
+        at = raw - origin if raw is not None and origin is not None else guess
+        if shown is not None:
             if at <= shown[1]:
-                at = shown[1] + mean_step
+                at = guess
+            at = min(at, shown[1] + GAP_CAP_S)
             while k / dst_fps < at - 1e-9:
                 yield shown[0]
                 k += 1
         shown = (frame, at)
     if shown is not None:
-        while k / dst_fps < shown[1] + mean_step - 1e-9:
+        last = report.last_duration if report.last_duration and report.last_duration > 0 else mean_step
+        while k / dst_fps < shown[1] + min(last, GAP_CAP_S) - 1e-9:
             yield shown[0]
             k += 1
 

@@ -560,7 +560,7 @@ class MeshStage:
         }
 
     def save_params(self, path: str | os.PathLike) -> None:
-        """Write an .npz (plain numpy arrays, no pickles) with one row per fitted (track, frame)."""
+        """Write an .npz (plain numpy arrays, no pickles) with one row per fitted (body, frame)."""
         recs = [r for r in self._records if r["ok"] and "joints" in r]
         n = len(recs)
         cam = self._camera or {"focal": 0.0, "cx": 0.0, "cy": 0.0, "width": 0, "height": 0}

@@ -221,22 +221,22 @@ def _mask_image(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return image
 
 
-def written_rate(sidecar: dict[str, Any] | None) -> float | None | bool:
-    """The ``--fps`` a clip was anonymised with as its sidecar records it: a rate, None where the frames were
-    kept as decoded, or False where the sidecar does not say."""
+def written_rate(sidecar: dict[str, Any] | None) -> tuple[bool, float | None]:
+    """Whether the sidecar records the ``--fps`` a clip was anonymised with, and that rate (None where the frames
+    were kept as decoded)."""
     config = sidecar.get("config") if isinstance(sidecar, dict) else None
     if not isinstance(config, dict) or "fps" not in config:
-        return False
+        return False, None
     fps = config["fps"]
-    return float(fps) if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0 else None
+    return True, (float(fps) if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0 else None)
 
 
 def write_previews(anonymised: Path, original: Path | None, masks: Path | None, out: Path, item_id: str,
-                   size: tuple[int, int], seconds: float, written_fps: float | None | bool = False
+                   size: tuple[int, int], seconds: float, written: tuple[bool, float | None] = (False, None)
                    ) -> tuple[dict[str, Any], list[str]]:
     """Preview mp4s of the anonymised clip (its first ``seconds``, every frame, at ``size``), of the
     original at the same size and frame rate and with the same frame count, and of the masks. The original's
-    frames are read as anonymize read them (``written_fps``, :func:`written_rate`: resampled to that rate, or
+    frames are read as anonymize read them (``written``, :func:`written_rate`: resampled to that rate, or
     every frame as decoded; where the sidecar does not say, resampled to the anonymised clip's rate), so a
     variable-rate original lines up frame for frame. Returns the sample item's ``preview`` entry and problems.
     Raises BadInput when the anonymised clip fails."""
@@ -264,7 +264,8 @@ def write_previews(anonymised: Path, original: Path | None, masks: Path | None, 
     problems = []
     if original is not None:
         try:
-            read_at = fps if written_fps is False else written_fps
+            known, given = written
+            read_at = given if known else fps
             _write_matching(out / names["orig"], read_frames(original, size=size, fps=read_at), size, fps, count,
                             lambda f: f)
             preview["original"] = names["orig"]

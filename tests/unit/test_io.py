@@ -432,3 +432,27 @@ def test_an_mp4_cut_before_its_index_is_named_as_such(tmp_path):
     text.write_text("not a video\n")
     with pytest.raises(BadInput, match="not a video container"):
         probe(text)
+
+
+def test_resampling_by_time_holds_a_frame_at_most_five_seconds_and_places_untimed_first_frames():
+    """A jump in a clip's times (a broken or restarted timestamp) held one frame for the whole gap: 1000 s made
+    10,000 frames. A first frame with no time was taken for time 0 while the others start at 10 s, so it was
+    held for 10 s. Backwards times follow their predecessor by a mean step."""
+    from privvid.io.video import GAP_CAP_S, DecodeReport, _resample_by_time
+
+    def run(times, last=None):
+        report = DecodeReport()
+
+        def frames():
+            for i, t in enumerate(times):
+                report.times.append(t)
+                report.last_duration = last
+                yield i
+
+        return list(_resample_by_time(frames(), report, 10.0, 10.0))
+
+    assert len(run([0.0, 0.1, 1000.0])) == 2 + int(GAP_CAP_S * 10)
+    assert run([None, 10.0, 10.1, 10.2]) == [0, 1, 2, 3]
+    assert run([0.0, 0.1, 0.05, 0.3]) == [0, 1, 2, 3]
+    assert run([0.0, 0.1, 0.2], last=0.5) == [0, 1, 2, 2, 2, 2, 2]   # the last frame for its own duration
+    assert run([]) == []
