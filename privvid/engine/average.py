@@ -64,14 +64,11 @@ def average_checkpoints(runs: Sequence[str | Path], weights: Sequence[float], ou
     runs = [Path(r) for r in runs]
     out = ckpt.claim_output(out, tuple(runs), overwrite, "the average")
     metas, arch = _common_arch(runs)
-    from privvid.engine.config import TrainConfig
-
     states = [ckpt.load_weights(r) for r in runs]
     # every encoder whole: a weight one of them lacks would be left out of the average, which nothing then loads
-    shapes = ckpt.encoder_shapes(TrainConfig.from_dict(metas[0].get("train_config", {})).model)
+    model = TrainConfig.from_dict(metas[0].get("train_config", {})).model
     for run, state in zip(runs, states):
-        ckpt.check_fits(shapes, {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
-                        f"encoder of {run}")
+        ckpt.encoder_of(state, model, run)
     shared = [k for k in states[0] if all(k in s and s[k].shape == states[0][k].shape for s in states[1:])]
     avg = {}
     for k in shared:

@@ -11,7 +11,6 @@ A run folder holds
 from __future__ import annotations
 
 import functools
-
 import json
 from pathlib import Path
 from typing import Any
@@ -162,7 +161,12 @@ def encoder_state(run: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """The ``encoder.*`` weights of any privvid checkpoint, checked against ``cfg``'s architecture."""
     meta = read_meta(run)
     check_arch(meta, cfg, run)
-    weights = load_weights(run)
+    return encoder_of(load_weights(run), cfg, run)
+
+
+def encoder_of(weights: dict[str, torch.Tensor], cfg: ModelConfig, run: Path) -> dict[str, torch.Tensor]:
+    """The ``encoder.*`` part of a checkpoint's weights (without the prefix), every weight of ``cfg``'s encoder
+    there and of its shape."""
     enc = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
     if not enc:
         raise EngineError(f"checkpoint {run} holds no encoder weights")

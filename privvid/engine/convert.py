@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from privvid.engine.config import EngineError, ModelConfig
+from privvid.engine.config import EngineError, ModelConfig, TrainConfig
 
 _BLOCK = {  # privvid block parameter -> HF VideoMAE layer parameter
     "norm1.weight": "layernorm_before.weight", "norm1.bias": "layernorm_before.bias",
@@ -399,10 +399,10 @@ def export_note(cfg: ModelConfig, fmt: str) -> str | None:
     return None
 
 
-def imported_config(cfg: Any) -> Any:
+def imported_config(cfg: ModelConfig) -> TrainConfig:
     """The training settings an imported encoder is recorded with: the defaults, with clips of the model's shape
     (its frames and side; the short side in VideoMAE's 256 : 224 proportion)."""
-    from privvid.engine.config import DataConfig, TrainConfig, short_side_for
+    from privvid.engine.config import DataConfig, short_side_for
 
     return TrainConfig(model=cfg, data=DataConfig(frames=cfg.frames, size=cfg.image_size,
                                                   short_side=short_side_for(cfg.image_size)))
@@ -427,12 +427,12 @@ def import_checkpoint(source: str | Path, out: str | Path, frames: int | None = 
     except (KeyError, ValueError) as exc:   # a weight the layout needs is not there
         what = exc.args[0] if exc.args else type(exc).__name__
         raise EngineError(f"{source} is not a VideoMAE / mmaction2 ViT checkpoint privvid can read ({what})") from None
-    imported_config(cfg).check()   # sizes that do not fit the weights (heads that do not split the width)
+    settings = imported_config(cfg).check()   # sizes that do not fit the weights (heads that do not split the width)
     model = Classifier(cfg, {})
     ckpt.load_into(model.encoder, enc, f"encoder of {source}")
     ckpt.clear_run_state(Path(out))
     ckpt.save_checkpoint(Path(out), model, {"task": "imported", "arch": cfg.arch(),
-                                            "train_config": imported_config(cfg).to_dict(), "heads": {},
+                                            "train_config": settings.to_dict(), "heads": {},
                                             "progress": {}, "imported_from": source.name})
     return Path(out)
 
@@ -441,7 +441,6 @@ def export_checkpoint(run: str | Path, out: str | Path, fmt: str, overwrite: boo
     """A privvid checkpoint's encoder -> ``hf`` (a folder), ``videomae`` or ``mmaction`` (a .pth file); the
     path written and :func:`export_note`'s note for it."""
     from privvid.engine import checkpoint as ckpt
-    from privvid.engine.config import TrainConfig
 
     if fmt not in ("hf", "videomae", "mmaction"):
         raise EngineError(f"unknown export format {fmt!r}; choose hf, videomae or mmaction")

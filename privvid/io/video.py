@@ -392,7 +392,7 @@ def resample(frames: Iterator[np.ndarray], info: VideoInfo, fps: float | None,
         return _resample_by_time(frames, report, info.fps, fps)
     if abs(fps - info.fps) < 1e-6:
         return frames
-    return _resample(frames, info.fps, fps)
+    return _resample_by_time(frames, DecodeReport(), info.fps, fps)   # no times: evenly spaced at the clip's rate
 
 
 def _read_frame_folder(folder: Path, size: tuple[int, int] | None, report: DecodeReport) -> Iterator[np.ndarray]:
@@ -470,17 +470,6 @@ def frame_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         return rgb
     return frame.to_ndarray(width=width, height=height, format="rgb24")
-
-
-def _resample(frames: Iterator[np.ndarray], src_fps: float, dst_fps: float) -> Iterator[np.ndarray]:
-    """Constant-rate resampling by nearest timestamp: output frame k shows time k / dst_fps."""
-    next_time = 0.0
-    step = 1.0 / dst_fps
-    for index, frame in enumerate(frames):
-        end = (index + 1) / src_fps
-        while next_time < end - 1e-9:
-            yield frame
-            next_time += step
 
 
 GAP_CAP_S = 5.0   # the longest a frame is held by resampling by time: a jump in a clip's times (a broken or

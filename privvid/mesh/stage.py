@@ -274,7 +274,7 @@ class MeshStage:
                 p["reason"] = f"fit: reprojection error {f['err_rel']:.2f} of box height > {MAX_REL_ERROR}"
             else:
                 ok_rows.append((r, f))
-            rec = {"track": r["track"], "detector_track": r.get("detector_track", r["track"]), "frame": r["frame"],
+            rec = {"track": r["track"], "detector_track": r["detector_track"], "frame": r["frame"],
                    "ok": False, **{k: f[k] for k in
                    ("go", "bp", "tr", "betas", "err_px", "err_rel")}, "image": r["image"], "world": r["world"],
                    "landmarks": f["landmarks"], "joints_fit": f["joints"], "box_h": r["box_h"]}
@@ -572,9 +572,10 @@ class MeshStage:
             return np.stack([np.full(shape, fill, np.float32) if r.get(key) is None else
                              np.asarray(r[key], np.float32).reshape(shape) for r in recs])
 
+        bodies = np.array([r["track"] for r in recs], dtype=np.int64)
         data = {
-            "track_id": np.array([r["track"] for r in recs], dtype=np.int64),   # the body (kept by this name)
-            "body": np.array([r["track"] for r in recs], dtype=np.int64),
+            "track_id": bodies,   # the body, by its name before "body" was added
+            "body": bodies,
             "detector_track": np.array([r["detector_track"] for r in recs], dtype=np.int64),
             "frame": np.array([r["frame"] for r in recs], dtype=np.int64),
             "global_orient": stack("go", (3,)),
